@@ -1,0 +1,125 @@
+# Sora-C build. GNU make + pkg-config.
+#
+# Sources are discovered, not listed: every .c under common/ goes into
+# libsora-common.a, proxy/ (minus main.c) into libsora-proxy.a, backend/
+# (minus main.c and admin/) into libsora-backend.a. Unit tests are
+# tests/unit/**/test-*.c, one binary each; fuzz targets tests/fuzz/fuzz-*.c.
+#
+# BUILD and BIN may be overridden so several builds (asan, fuzz, a private
+# tree per developer) never share object files.
+
+CC      ?= cc
+BUILD   ?= build
+BIN     ?= bin
+PKGS    := libuv openssl libpq libcjson inih libsodium libcurl libmicrohttpd
+WERROR  ?= -Werror
+OPT     ?= -O2
+VERSION := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
+
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+
+CFLAGS_ALL := -std=gnu11 $(OPT) -g -Wall -Wextra $(WERROR) -Wformat=2 -Wshadow \
+              -Wno-unused-parameter -Wno-missing-field-initializers \
+              -fno-strict-aliasing -D_GNU_SOURCE -DSORA_VERSION='"$(VERSION)"' \
+              -I. $(PKG_CFLAGS) $(EXTRA_CFLAGS) $(CFLAGS)
+LDLIBS_ALL := $(PKG_LIBS) -lcrypt -lpthread -lm $(EXTRA_LDFLAGS) $(LDFLAGS)
+
+COMMON_SRC  := $(shell find common -name '*.c' 2>/dev/null | sort)
+PROXY_SRC   := $(filter-out proxy/main.c,$(shell find proxy -name '*.c' 2>/dev/null | sort))
+BACKEND_SRC := $(filter-out backend/main.c backend/admin/%,$(shell find backend -name '*.c' 2>/dev/null | sort))
+ADMIN_SRC   := $(shell find backend/admin -name '*.c' 2>/dev/null | sort)
+UNIT_SRC    := $(shell find tests/unit -name 'test-*.c' 2>/dev/null | sort)
+FUZZ_SRC    := $(shell find tests/fuzz -name 'fuzz-*.c' 2>/dev/null | sort)
+
+obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
+
+LIB_COMMON  := $(BUILD)/libsora-common.a
+LIB_PROXY   := $(BUILD)/libsora-proxy.a
+LIB_BACKEND := $(BUILD)/libsora-backend.a
+UNIT_BINS   := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
+
+.PHONY: all deps unit check integration demo demo-stop asan fuzz bench clean distclean
+all: $(BIN)/sora-proxy $(BIN)/sora-backend $(BIN)/sora-admin
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -MMD -MP -c $< -o $@
+
+$(LIB_COMMON): $(call obj,$(COMMON_SRC))
+	@mkdir -p $(dir $@)
+	@rm -f $@; ar rcs $@ $^
+$(LIB_PROXY): $(call obj,$(PROXY_SRC))
+	@mkdir -p $(dir $@)
+	@rm -f $@; ar rcs $@ $^
+$(LIB_BACKEND): $(call obj,$(BACKEND_SRC))
+	@mkdir -p $(dir $@)
+	@rm -f $@; ar rcs $@ $^
+
+$(BIN)/sora-proxy: $(call obj,proxy/main.c) $(LIB_PROXY) $(LIB_COMMON)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -o $@ $^ $(LDLIBS_ALL)
+$(BIN)/sora-backend: $(call obj,backend/main.c) $(LIB_BACKEND) $(LIB_COMMON)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -o $@ $^ $(LDLIBS_ALL)
+$(BIN)/sora-admin: $(call obj,$(ADMIN_SRC)) $(LIB_BACKEND) $(LIB_COMMON)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -o $@ $^ $(LDLIBS_ALL)
+
+# Unit tests link against all three libraries; the linker only pulls in the
+# objects a test needs. cmocka's --wrap based mocks are declared per test with
+# a "// LDFLAGS: ..." line in the test source.
+$(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(LIB_BACKEND) $(LIB_PROXY) $(LIB_COMMON)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -o $@ $< $(shell sed -n 's|^// LDFLAGS: ||p' tests/unit/$*.c) \
+	    $(LIB_BACKEND) $(LIB_PROXY) $(LIB_COMMON) $(LDLIBS_ALL) $(shell pkg-config --libs cmocka)
+
+deps:
+	@deploy/install-deps.sh
+
+unit: $(UNIT_BINS)
+	@tests/unit/run.sh $(UNIT_BINS)
+
+integration: all
+	@tests/integration/run.sh
+
+# The README's test command: install, build with warnings as errors, unit
+# tests, integration tests. Ends with the runners' summaries.
+check: deps
+	@$(MAKE) --no-print-directory all $(UNIT_BINS)
+	@rc=0; tests/unit/run.sh $(UNIT_BINS) || rc=1; \
+	  tests/integration/run.sh || rc=1; exit $$rc
+
+demo: deps all
+	@deploy/demo.sh start
+
+demo-stop:
+	@deploy/demo.sh stop
+
+asan:
+	@$(MAKE) --no-print-directory BUILD=build/asan BIN=build/asan/bin OPT=-O1 \
+	    EXTRA_CFLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
+	    EXTRA_LDFLAGS="-fsanitize=address,undefined" unit all
+
+# libFuzzer targets, built with clang against the common sources.
+FUZZ_BUILD := build/fuzz
+fuzz:
+	@$(MAKE) --no-print-directory CC=clang BUILD=$(FUZZ_BUILD) BIN=$(FUZZ_BUILD)/bin OPT=-O1 \
+	    EXTRA_CFLAGS="-fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer" \
+	    $(patsubst tests/fuzz/%.c,$(FUZZ_BUILD)/fuzz/%,$(FUZZ_SRC))
+	@echo "fuzz targets in $(FUZZ_BUILD)/fuzz/ (run e.g. $(FUZZ_BUILD)/fuzz/fuzz-proxy tests/fuzz/corpus/proxy)"
+
+$(BUILD)/fuzz/%: $(BUILD)/obj/tests/fuzz/%.o $(LIB_BACKEND) $(LIB_COMMON)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -fsanitize=fuzzer,address,undefined -o $@ $^ $(LDLIBS_ALL)
+
+bench: all
+	@tests/bench/run.sh
+
+clean:
+	rm -rf build bin
+
+distclean: clean
+	rm -rf var tests/integration/s3/node_modules
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

@@ -1,0 +1,23 @@
+/* sora-proxy: stateless front end (TLS, PROXY protocol, limits, routing). */
+#include "common/net/serve.h"
+#include "common/session/preauth.h"
+
+static const struct sora_conn_handler *proxy_handler(enum sora_server_type type)
+{
+	switch (type) {
+	case SORA_SRV_IMAP_PROXY: return &sora_imap_preauth_handler;
+	case SORA_SRV_POP3_PROXY: return &sora_pop3_preauth_handler;
+	default: return NULL;
+	}
+}
+
+int main(int argc, char **argv)
+{
+	static const struct sora_role role = {
+		.binary = "sora-proxy",
+		.proxy = true,
+		.handler = proxy_handler,
+	};
+
+	return sora_serve_main(argc, argv, &role);
+}

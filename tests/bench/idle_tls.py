@@ -1,0 +1,153 @@
+#!/usr/bin/env python3
+"""Memory per idle TLS connection: sora-backend vs Dovecot imap-login.
+
+Opens N TLS connections that complete the handshake and read the greeting,
+then go idle; reports the server's RSS growth per connection. Dovecot runs
+in the same run on the same machine as the peer (imap-login in
+high-performance mode: one process, service_count = 0, so its per-connection
+cost is comparable).
+
+Usage: idle_tls.py [N]   (default 5000)
+"""
+import os
+import resource
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
+sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
+from sorafix.common import Certs, free_port, wait_port  # noqa: E402
+
+
+def rss_kb(pids):
+    total = 0
+    for pid in pids:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+    return total
+
+
+def open_idle(port, n, ctx):
+    conns = []
+    for _ in range(n):
+        raw = socket.create_connection(("127.0.0.1", port))
+        t = ctx.wrap_socket(raw, server_hostname="mail.test")
+        buf = b""
+        while not buf.endswith(b"\r\n"):
+            buf += t.recv(1024)
+        conns.append(t)
+    return conns
+
+
+def measure(name, pids_fn, port, n, ctx):
+    time.sleep(0.5)
+    before = rss_kb(pids_fn())
+    t0 = time.time()
+    conns = open_idle(port, n, ctx)
+    elapsed = time.time() - t0
+    time.sleep(1.0)
+    after = rss_kb(pids_fn())
+    per = (after - before) * 1024 / n
+    print(f"{name:14s} {n} idle TLS connections: RSS {before} kB -> {after} kB, "
+          f"{per / 1024:.1f} KiB per connection (handshakes {n / elapsed:.0f}/s)")
+    for c in conns:
+        c.close()
+    return per
+
+
+def main():
+    n = int(sys.argv[1]) if len(sys.argv) > 1 else 5000
+    resource.setrlimit(resource.RLIMIT_NOFILE, (65536, 65536))
+    tmp = tempfile.mkdtemp(prefix="sora-bench-")
+    certs = Certs(tmp)
+    ctx = ssl.create_default_context(cafile=certs.ca_crt)
+    ctx.check_hostname = False
+
+    port = free_port()
+    cfg = os.path.join(tmp, "sora.toml")
+    with open(cfg, "w") as f:
+        f.write(f"""event_loops = 1
+[logging]
+level = "warn"
+[servers.imaps]
+type = "imap"
+addr = "127.0.0.1:{port}"
+tls = true
+tls_cert_file = "{certs.server_chain}"
+tls_key_file = "{certs.server_key}"
+max_connections = {n + 100}
+max_connections_per_ip = 0
+""")
+    sora = subprocess.Popen([os.path.join(ROOT, "bin", "sora-backend"), "--config", cfg],
+                            stderr=open(os.path.join(tmp, "sora.log"), "w"))
+    wait_port(port, proc=sora)
+    sora_per = measure("sora-backend", lambda: [sora.pid], port, n, ctx)
+    sora.terminate()
+    sora.wait()
+
+    dport = free_port()
+    dbase = os.path.join(tmp, "dovecot")
+    os.makedirs(dbase)
+    os.chmod(tmp, 0o755)
+    dconf = os.path.join(dbase, "dovecot.conf")
+    with open(dconf, "w") as f:
+        f.write(f"""protocols = imap
+base_dir = {dbase}/run
+state_dir = {dbase}/state
+log_path = {dbase}/dovecot.log
+ssl = required
+ssl_cert = <{certs.server_chain}
+ssl_key = <{certs.server_key}
+ssl_min_protocol = TLSv1.2
+default_login_user = dovenull
+default_internal_user = dovecot
+passdb {{
+  driver = static
+  args = password=x
+}}
+userdb {{
+  driver = static
+  args = uid=nobody gid=nogroup home=/tmp/%u
+}}
+service imap-login {{
+  inet_listener imap {{
+    port = 0
+  }}
+  inet_listener imaps {{
+    address = 127.0.0.1
+    port = {dport}
+    ssl = yes
+  }}
+  service_count = 0
+  process_min_avail = 1
+  process_limit = 1
+  client_limit = {n + 100}
+  vsz_limit = 2G
+}}
+default_client_limit = {n + 100}
+default_vsz_limit = 2G
+""")
+    dov = subprocess.Popen(["dovecot", "-F", "-c", dconf], stderr=subprocess.DEVNULL)
+    try:
+        wait_port(dport, proc=dov, timeout=20)
+
+        def login_pids():
+            out = subprocess.run(["pgrep", "-f", "imap-login"], capture_output=True, text=True).stdout
+            return [int(p) for p in out.split() if int(p) != os.getpid()]
+        dov_per = measure("dovecot", login_pids, dport, n, ctx)
+    finally:
+        dov.terminate()
+        dov.wait()
+    print(f"ratio sora/dovecot memory per idle TLS connection: {sora_per / dov_per:.2f} "
+          f"(target: sora <= 20 KiB per connection)")
+
+
+if __name__ == "__main__":
+    main()

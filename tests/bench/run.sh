@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# `make bench`: benchmarks against peers measured in the same run.
+# Results are printed, not asserted: targets live here, not in tests.
+set -u
+cd "$(dirname "$0")/../.."
+echo "== idle TLS connection memory (sora-backend vs dovecot imap-login) =="
+/usr/bin/python3 tests/bench/idle_tls.py "${BENCH_CONNS:-5000}"
