@@ -41,6 +41,8 @@ struct sora_metrics_http {
 	uint64_t refusals_unlogged;
 };
 
+/* libmicrohttpd's error logger: the format comes from the library. */
+__attribute__((format(printf, 2, 0)))
 static void mhd_log(void *cls, const char *fmt, va_list ap)
 {
 	char msg[512], esc[600];

@@ -1,9 +1,11 @@
 #include "common/net/serve.h"
 
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "common/core/log.h"
 #include "common/metrics/http.h"
@@ -25,6 +27,19 @@ static void usage(FILE *out, const char *binary)
 		"\n"
 		"Signals: SIGTERM/SIGINT stop gracefully, SIGHUP reloads certificates.\n",
 		binary, binary);
+}
+
+/* Every connection is a descriptor: use all the system allows this process
+ * (systemd's LimitNOFILE or ulimit -Hn) instead of the soft default of 1024. */
+static void raise_fd_limit(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+			sora_warn(NULL, "cannot raise the open files limit: %s", strerror(errno));
+	}
 }
 
 static bool role_serves(const struct sora_role *role, enum sora_server_type t)
@@ -138,6 +153,7 @@ int sora_serve_main(int argc, char **argv, const struct sora_role *role)
 		rc = 1;
 		goto out;
 	}
+	raise_fd_limit();
 	sora_metrics_register_process();
 	nmetrics = 0;
 	for (size_t i = 0; i < cfg->servers_count; i++) {

@@ -64,7 +64,9 @@ def measure(name, pids_fn, port, n, ctx):
 
 def main():
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 5000
-    resource.setrlimit(resource.RLIMIT_NOFILE, (65536, 65536))
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    n = min(n, hard - 200)
     tmp = tempfile.mkdtemp(prefix="sora-bench-")
     certs = Certs(tmp)
     ctx = ssl.create_default_context(cafile=certs.ca_crt)

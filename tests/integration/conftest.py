@@ -5,7 +5,10 @@ import glob
 import os
 import sys
 
+import pytest
+
 sys.path.insert(0, os.path.dirname(__file__))
+pytest.register_assert_rewrite("sorafix")
 
 pytest_plugins = sorted(
     "sorafix." + os.path.splitext(os.path.basename(p))[0]

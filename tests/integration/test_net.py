@@ -569,12 +569,16 @@ def test_metrics_endpoint_counts_connections(tmp_path, sora_servers):
     ip, mport = free_port(), free_port()
     cfg = base_config(tmp_path) + server_block("imap", ip) + server_block("metrics", mport)
     sora_servers("sora-backend", cfg, [ip, mport])
+    # The readiness probe was a connection too: count from here.
+    wait_for(lambda: metric_value(metrics_text(mport), "connections_current", protocol="imap") == 0,
+             what="probe connection closed")
+    base = metric_value(metrics_text(mport), "connections_total", protocol="imap")
     conns = []
     for _ in range(3):
         m = imaplib.IMAP4("127.0.0.1", ip)
         conns.append(m)
     text = metrics_text(mport)
-    assert metric_value(text, "connections_total", protocol="imap") == 3
+    assert metric_value(text, "connections_total", protocol="imap") == base + 3
     assert metric_value(text, "connections_current", protocol="imap") == 3
     assert "# TYPE command_timeouts_total counter" in text
     for m in conns:
