@@ -40,6 +40,8 @@ LIB_BACKEND := $(BUILD)/libsora-backend.a
 UNIT_BINS   := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 
 .PHONY: all deps unit check integration demo demo-stop asan fuzz bench clean distclean
+# Object files of tests are not intermediates to delete.
+.SECONDARY:
 all: $(BIN)/sora-proxy $(BIN)/sora-backend $(BIN)/sora-admin
 
 $(BUILD)/obj/%.o: %.c
@@ -99,7 +101,7 @@ demo-stop:
 asan:
 	@$(MAKE) --no-print-directory BUILD=build/asan BIN=build/asan/bin OPT=-O1 \
 	    EXTRA_CFLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
-	    EXTRA_LDFLAGS="-fsanitize=address,undefined" unit all
+	    EXTRA_LDFLAGS="-fsanitize=address,undefined" all unit
 
 # libFuzzer targets, built with clang against the common sources.
 FUZZ_BUILD := build/fuzz

@@ -539,10 +539,17 @@ def test_connection_limits(tmp_path, sora_servers):
            + server_block("pop3", pp, "max_connections = 2\nmax_connections_per_ip = 0"))
     sora_servers("sora-backend", cfg, [ip, pp])
 
-    keep = [socket.create_connection(("127.0.0.1", ip)) for _ in range(2)]
+    # From 127.0.0.5, so the readiness probe (from 127.0.0.1) cannot count.
+    def conn_from(addr, port):
+        s = socket.socket()
+        s.bind((addr, 0))
+        s.connect(("127.0.0.1", port))
+        return s
+
+    keep = [conn_from("127.0.0.5", ip) for _ in range(2)]
     for k in keep:
         assert recv_line(k).startswith(b"* OK")
-    extra = socket.create_connection(("127.0.0.1", ip))
+    extra = conn_from("127.0.0.5", ip)
     assert recv_all(extra) == b"* BYE [UNAVAILABLE] Too many connections from your address, try again later.\r\n"
     # Another address is not affected by this one's count.
     other = socket.socket()
@@ -552,9 +559,11 @@ def test_connection_limits(tmp_path, sora_servers):
     # Closing one frees a slot.
     keep[0].close()
     time.sleep(0.3)
-    again = socket.create_connection(("127.0.0.1", ip))
+    again = conn_from("127.0.0.5", ip)
     assert recv_line(again).startswith(b"* OK")
 
+    # The total cap: wait for the probe's close to be seen first.
+    time.sleep(0.3)
     pk = [socket.create_connection(("127.0.0.1", pp)) for _ in range(2)]
     for k in pk:
         assert recv_line(k).startswith(b"+OK")

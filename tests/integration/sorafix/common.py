@@ -116,6 +116,13 @@ def sora_servers(tmp_path):
             s.stop()
         elif s.proc and s.proc.returncode not in (0, None):
             print(s.log())
+    # Binaries built with `make asan` report memory errors and leaks in
+    # their logs: those fail the test that ran them.
+    for s in started:
+        text = s.log()
+        for marker in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"):
+            assert marker not in text, f"{s.binary}: sanitizer report in {s.log_path}:\n{text[-4000:]}"
+
 
 
 def _openssl(*args, cwd):
