@@ -1,4 +1,5 @@
 /* sora-backend: mailbox storage servers (IMAP, POP3, LMTP, ManageSieve). */
+#include "backend/backend.h"
 #include "common/net/serve.h"
 #include "common/session/preauth.h"
 
@@ -17,6 +18,8 @@ int main(int argc, char **argv)
 		.binary = "sora-backend",
 		.proxy = false,
 		.handler = backend_handler,
+		.start = sora_backend_start,
+		.stop = sora_backend_stop,
 	};
 
 	return sora_serve_main(argc, argv, &role);

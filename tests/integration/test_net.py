@@ -28,8 +28,8 @@ def server_block(name, port, extra="", typ=None):
     return s
 
 
-def base_config(tmp_path, level="debug"):
-    return (f'hostname = "mail.test"\nevent_loops = 2\nworker_threads = 2\n'
+def base_config(tmp_path, db="", level="debug"):
+    return (f'hostname = "mail.test"\nevent_loops = 2\nworker_threads = 2\n' + db +
             f'[logging]\nlevel = "{level}"\nformat = "console"\noutput = "stderr"\n'
             f'[storage]\nbackend = "fs"\nfs_path = "{tmp_path}/blobs"\n')
 
@@ -77,9 +77,9 @@ def metric_value(text, name, **labels):
 # ---------------------------------------------------------------- basics
 
 
-def test_imap_and_pop3_minimal_commands_backend(tmp_path, sora_servers):
+def test_imap_and_pop3_minimal_commands_backend(tmp_path, sora_servers, shared_db):
     ip, pp = free_port(), free_port()
-    cfg = base_config(tmp_path) + server_block("imap", ip) + server_block("pop3", pp)
+    cfg = base_config(tmp_path, shared_db) + server_block("imap", ip) + server_block("pop3", pp)
     sora_servers("sora-backend", cfg, [ip, pp])
 
     m = imaplib.IMAP4("127.0.0.1", ip)
@@ -98,9 +98,9 @@ def test_imap_and_pop3_minimal_commands_backend(tmp_path, sora_servers):
     assert p.quit().startswith(b"+OK")
 
 
-def test_imap_bad_commands_end_session(tmp_path, sora_servers):
+def test_imap_bad_commands_end_session(tmp_path, sora_servers, shared_db):
     port = free_port()
-    cfg = base_config(tmp_path) + server_block("imap", port, "max_errors = 3")
+    cfg = base_config(tmp_path, shared_db) + server_block("imap", port, "max_errors = 3")
     sora_servers("sora-backend", cfg, [port])
     s = socket.create_connection(("127.0.0.1", port))
     recv_line(s)
@@ -114,9 +114,9 @@ def test_imap_bad_commands_end_session(tmp_path, sora_servers):
     assert b"BAD" in rest and b"* BYE Too many invalid commands." in rest
 
 
-def test_imap_line_too_long_is_refused(tmp_path, sora_servers):
+def test_imap_line_too_long_is_refused(tmp_path, sora_servers, shared_db):
     port = free_port()
-    cfg = base_config(tmp_path) + server_block("imap", port)
+    cfg = base_config(tmp_path, shared_db) + server_block("imap", port)
     sora_servers("sora-backend", cfg, [port])
     s = socket.create_connection(("127.0.0.1", port))
     recv_line(s)
@@ -125,9 +125,9 @@ def test_imap_line_too_long_is_refused(tmp_path, sora_servers):
     assert b"* BYE Command line too long." in rest
 
 
-def test_pipelined_commands_in_one_packet(tmp_path, sora_servers):
+def test_pipelined_commands_in_one_packet(tmp_path, sora_servers, shared_db):
     port = free_port()
-    cfg = base_config(tmp_path) + server_block("imap", port)
+    cfg = base_config(tmp_path, shared_db) + server_block("imap", port)
     sora_servers("sora-backend", cfg, [port])
     s = socket.create_connection(("127.0.0.1", port))
     recv_line(s)
@@ -137,9 +137,9 @@ def test_pipelined_commands_in_one_packet(tmp_path, sora_servers):
                    b"* BYE Logging out.\r\na3 OK LOGOUT completed.\r\n")
 
 
-def test_byte_at_a_time_commands(tmp_path, sora_servers):
+def test_byte_at_a_time_commands(tmp_path, sora_servers, shared_db):
     port = free_port()
-    cfg = base_config(tmp_path) + server_block("imap", port)
+    cfg = base_config(tmp_path, shared_db) + server_block("imap", port)
     sora_servers("sora-backend", cfg, [port])
     s = socket.create_connection(("127.0.0.1", port))
     s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -150,9 +150,9 @@ def test_byte_at_a_time_commands(tmp_path, sora_servers):
     assert recv_line(s) == b"x1 OK NOOP completed.\r\n"
 
 
-def test_unix_socket_listener(tmp_path, sora_servers):
+def test_unix_socket_listener(tmp_path, sora_servers, shared_db):
     path = str(tmp_path / "imap.sock")
-    cfg = base_config(tmp_path) + f'[servers.imap]\naddr = "unix:{path}"\n'
+    cfg = base_config(tmp_path, shared_db) + f'[servers.imap]\naddr = "unix:{path}"\n'
     srv = sora_servers("sora-backend", cfg, [])
     wait_for(lambda: os.path.exists(path), what="unix socket")
     s = socket.socket(socket.AF_UNIX)
@@ -164,9 +164,9 @@ def test_unix_socket_listener(tmp_path, sora_servers):
     assert not os.path.exists(path)
 
 
-def test_proxy_binary_serves_proxy_types_only(tmp_path, sora_servers):
+def test_proxy_binary_serves_proxy_types_only(tmp_path, sora_servers, shared_db):
     ip, bp = free_port(), free_port()
-    cfg = (base_config(tmp_path) + server_block("imap_proxy", ip, f'remote_addrs = ["127.0.0.1:{bp}"]')
+    cfg = (base_config(tmp_path, shared_db) + server_block("imap_proxy", ip, f'remote_addrs = ["127.0.0.1:{bp}"]')
            + server_block("imap", bp))
     srv = sora_servers("sora-proxy", cfg, [ip])
     m = imaplib.IMAP4("127.0.0.1", ip)
@@ -176,13 +176,13 @@ def test_proxy_binary_serves_proxy_types_only(tmp_path, sora_servers):
         socket.create_connection(("127.0.0.1", bp), timeout=1)
 
 
-def test_port_in_use_is_an_error(tmp_path, sora_servers):
+def test_port_in_use_is_an_error(tmp_path, sora_servers, shared_db):
     blocker = socket.socket()
     blocker.bind(("127.0.0.1", 0))
     blocker.listen(1)
     port = blocker.getsockname()[1]
     cfg_path = tmp_path / "c.toml"
-    cfg_path.write_text(base_config(tmp_path) + server_block("imap", port))
+    cfg_path.write_text(base_config(tmp_path, shared_db) + server_block("imap", port))
     r = subprocess.run([os.path.join(os.environ.get("SORA_BIN", "../../bin"), "sora-backend"),
                         "--config", str(cfg_path)], capture_output=True, text=True, timeout=20)
     assert r.returncode == 1
@@ -190,15 +190,15 @@ def test_port_in_use_is_an_error(tmp_path, sora_servers):
     blocker.close()
 
 
-def test_check_config_and_bad_config(tmp_path):
+def test_check_config_and_bad_config(tmp_path, shared_db):
     from sorafix.common import bin_path
     good = tmp_path / "good.toml"
-    good.write_text(base_config(tmp_path) + server_block("imap", free_port()))
+    good.write_text(base_config(tmp_path, shared_db) + server_block("imap", free_port()))
     r = subprocess.run([bin_path("sora-backend"), "--config", str(good), "--check-config"],
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     bad = tmp_path / "bad.toml"
-    bad.write_text(base_config(tmp_path) + '[servers.imap]\naddr = ":143"\ncommand_timeout = "5 parsecs"\n')
+    bad.write_text(base_config(tmp_path, shared_db) + '[servers.imap]\naddr = ":143"\ncommand_timeout = "5 parsecs"\n')
     r = subprocess.run([bin_path("sora-backend"), "--config", str(bad), "--check-config"],
                        capture_output=True, text=True)
     assert r.returncode == 2
@@ -229,9 +229,9 @@ def client_ctx(certs, **kw):
     return ctx
 
 
-def test_implicit_tls_python_and_openssl(tmp_path, sora_servers, certs):
+def test_implicit_tls_python_and_openssl(tmp_path, sora_servers, certs, shared_db):
     port = free_port()
-    cfg = base_config(tmp_path) + server_block("imaps", port, tls_block(certs), typ="imap")
+    cfg = base_config(tmp_path, shared_db) + server_block("imaps", port, tls_block(certs), typ="imap")
     sora_servers("sora-backend", cfg, [port])
 
     m = imaplib.IMAP4_SSL("127.0.0.1", port, ssl_context=client_ctx(certs))
@@ -251,9 +251,9 @@ def test_implicit_tls_python_and_openssl(tmp_path, sora_servers, certs):
     assert r.stdout.count(b"-----BEGIN CERTIFICATE-----") == 2
 
 
-def test_tls11_refused(tmp_path, sora_servers, certs):
+def test_tls11_refused(tmp_path, sora_servers, certs, shared_db):
     port = free_port()
-    cfg = base_config(tmp_path) + server_block("imaps", port, tls_block(certs), typ="imap")
+    cfg = base_config(tmp_path, shared_db) + server_block("imaps", port, tls_block(certs), typ="imap")
     srv = sora_servers("sora-backend", cfg, [port])
     r = subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-tls1_1",
                         "-cipher", "DEFAULT@SECLEVEL=0"], input=b"", capture_output=True, timeout=20)
@@ -267,9 +267,9 @@ def test_tls11_refused(tmp_path, sora_servers, certs):
     assert b"a OK LOGOUT completed." in r.stdout
 
 
-def test_starttls_imap_and_pop3(tmp_path, sora_servers, certs):
+def test_starttls_imap_and_pop3(tmp_path, sora_servers, certs, shared_db):
     ip, pp = free_port(), free_port()
-    cfg = (base_config(tmp_path) + server_block("imap", ip, starttls_block(certs))
+    cfg = (base_config(tmp_path, shared_db) + server_block("imap", ip, starttls_block(certs))
            + server_block("pop3", pp, starttls_block(certs)))
     sora_servers("sora-backend", cfg, [ip, pp])
 
@@ -293,9 +293,9 @@ def test_starttls_imap_and_pop3(tmp_path, sora_servers, certs):
     assert b"a OK LOGOUT completed." in r.stdout, r.stderr
 
 
-def test_starttls_injection_is_discarded(tmp_path, sora_servers, certs):
+def test_starttls_injection_is_discarded(tmp_path, sora_servers, certs, shared_db):
     port = free_port()
-    cfg = base_config(tmp_path) + server_block("imap", port, starttls_block(certs))
+    cfg = base_config(tmp_path, shared_db) + server_block("imap", port, starttls_block(certs))
     sora_servers("sora-backend", cfg, [port])
     s = socket.create_connection(("127.0.0.1", port))
     recv_line(s)
@@ -307,9 +307,9 @@ def test_starttls_injection_is_discarded(tmp_path, sora_servers, certs):
     assert recv_line(t) == b"c OK NOOP completed.\r\n"
 
 
-def test_client_certificate_required(tmp_path, sora_servers, certs):
+def test_client_certificate_required(tmp_path, sora_servers, certs, shared_db):
     port = free_port()
-    cfg = base_config(tmp_path) + server_block(
+    cfg = base_config(tmp_path, shared_db) + server_block(
         "imaps", port, tls_block(certs, f'tls_verify = true\ntls_ca_file = "{certs.ca_crt}"\n'), typ="imap")
     sora_servers("sora-backend", cfg, [port])
 
@@ -325,12 +325,12 @@ def test_client_certificate_required(tmp_path, sora_servers, certs):
     m.logout()
 
 
-def test_sighup_swaps_certificate(tmp_path, sora_servers, certs):
+def test_sighup_swaps_certificate(tmp_path, sora_servers, certs, shared_db):
     port = free_port()
     crt, key = tmp_path / "live.crt", tmp_path / "live.key"
     shutil.copy(certs.server_chain, crt)
     shutil.copy(certs.server_key, key)
-    cfg = base_config(tmp_path) + server_block(
+    cfg = base_config(tmp_path, shared_db) + server_block(
         "imaps", port, f'tls = true\ntls_cert_file = "{crt}"\ntls_key_file = "{key}"\n', typ="imap")
     srv = sora_servers("sora-backend", cfg, [port])
 
@@ -382,9 +382,9 @@ backend b
 
 
 @pytest.mark.parametrize("send", ["send-proxy", "send-proxy-v2"])
-def test_haproxy_passes_client_address(tmp_path, sora_servers, send):
+def test_haproxy_passes_client_address(tmp_path, sora_servers, send, shared_db):
     back, front = free_port(), free_port()
-    cfg = base_config(tmp_path) + server_block(
+    cfg = base_config(tmp_path, shared_db) + server_block(
         "imap", back, '[servers.imap.proxy_protocol]\nenabled = true\ntrusted_proxies = ["127.0.0.1/32"]\n')
     srv = sora_servers("sora-backend", cfg, [back])
     hp = subprocess.Popen([which("haproxy"), "-db", "-f", haproxy_cfg(tmp_path, front, back, send)],
@@ -407,9 +407,9 @@ def test_haproxy_passes_client_address(tmp_path, sora_servers, send):
         hp.wait(10)
 
 
-def test_proxy_header_from_untrusted_address_rejected(tmp_path, sora_servers):
+def test_proxy_header_from_untrusted_address_rejected(tmp_path, sora_servers, shared_db):
     port = free_port()
-    cfg = base_config(tmp_path) + server_block(
+    cfg = base_config(tmp_path, shared_db) + server_block(
         "imap", port, '[servers.imap.proxy_protocol]\nenabled = true\ntrusted_proxies = ["127.0.0.2/32"]\n')
     srv = sora_servers("sora-backend", cfg, [port])
     s = socket.create_connection(("127.0.0.1", port))
@@ -419,9 +419,9 @@ def test_proxy_header_from_untrusted_address_rejected(tmp_path, sora_servers):
     assert "198.51.100.7" not in srv.log()
 
 
-def test_proxy_header_malformed_or_missing(tmp_path, sora_servers):
+def test_proxy_header_malformed_or_missing(tmp_path, sora_servers, shared_db):
     port = free_port()
-    cfg = base_config(tmp_path) + server_block(
+    cfg = base_config(tmp_path, shared_db) + server_block(
         "imap", port, '[servers.imap.proxy_protocol]\nenabled = true\ntrusted_proxies = ["127.0.0.0/8"]\n'
                       'timeout = "1s"\n')
     srv = sora_servers("sora-backend", cfg, [port])
@@ -445,9 +445,9 @@ def test_proxy_header_malformed_or_missing(tmp_path, sora_servers):
 # ---------------------------------------------------------------- timeouts
 
 
-def test_idle_timeout(tmp_path, sora_servers):
+def test_idle_timeout(tmp_path, sora_servers, shared_db):
     port, mport = free_port(), free_port()
-    cfg = (base_config(tmp_path) + server_block("imap", port, 'command_timeout = "2s"')
+    cfg = (base_config(tmp_path, shared_db) + server_block("imap", port, 'command_timeout = "2s"')
            + server_block("metrics", mport))
     sora_servers("sora-backend", cfg, [port, mport])
     s = socket.create_connection(("127.0.0.1", port))
@@ -459,9 +459,9 @@ def test_idle_timeout(tmp_path, sora_servers):
     assert metric_value(metrics_text(mport), "command_timeouts_total", protocol="imap", reason="idle") == 1
 
 
-def test_absolute_session_timeout(tmp_path, sora_servers):
+def test_absolute_session_timeout(tmp_path, sora_servers, shared_db):
     port, mport = free_port(), free_port()
-    cfg = (base_config(tmp_path) + server_block("pop3", port, 'absolute_session_timeout = "3s"')
+    cfg = (base_config(tmp_path, shared_db) + server_block("pop3", port, 'absolute_session_timeout = "3s"')
            + server_block("metrics", mport))
     sora_servers("sora-backend", cfg, [port, mport])
     s = socket.create_connection(("127.0.0.1", port))
@@ -481,9 +481,9 @@ def test_absolute_session_timeout(tmp_path, sora_servers):
                         reason="session_max") == 1
 
 
-def test_timeouts_disabled_with_minus_one(tmp_path, sora_servers):
+def test_timeouts_disabled_with_minus_one(tmp_path, sora_servers, shared_db):
     port = free_port()
-    cfg = base_config(tmp_path) + server_block(
+    cfg = base_config(tmp_path, shared_db) + server_block(
         "imap", port, 'command_timeout = -1\nabsolute_session_timeout = -1\nmin_bytes_per_minute = -1')
     sora_servers("sora-backend", cfg, [port])
     s = socket.create_connection(("127.0.0.1", port))
@@ -493,12 +493,12 @@ def test_timeouts_disabled_with_minus_one(tmp_path, sora_servers):
     assert recv_line(s) == b"a OK NOOP completed.\r\n"
 
 
-def test_slowloris_cut_by_min_bytes_per_minute(tmp_path, sora_servers):
+def test_slowloris_cut_by_min_bytes_per_minute(tmp_path, sora_servers, shared_db):
     """One byte every 2 s never completes a command: the throughput floor
     (1024 bytes over the one-minute window) cuts it, although the idle
     timeout (10 s) never fires."""
     port, mport = free_port(), free_port()
-    cfg = (base_config(tmp_path) + server_block(
+    cfg = (base_config(tmp_path, shared_db) + server_block(
         "imap", port, 'command_timeout = "10s"\nmin_bytes_per_minute = 1024')
         + server_block("metrics", mport))
     sora_servers("sora-backend", cfg, [port, mport])
@@ -530,11 +530,11 @@ def test_slowloris_cut_by_min_bytes_per_minute(tmp_path, sora_servers):
 # ---------------------------------------------------------------- limits
 
 
-def test_connection_limits(tmp_path, sora_servers):
+def test_connection_limits(tmp_path, sora_servers, shared_db):
     ip, pp = free_port(), free_port()
     # Loopback is trusted by default (and trusted peers are exempt from the
     # per-IP cap), so make it untrusted here.
-    cfg = ('trusted_networks = ["192.0.2.0/24"]\n' + base_config(tmp_path)
+    cfg = ('trusted_networks = ["192.0.2.0/24"]\n' + base_config(tmp_path, shared_db)
            + server_block("imap", ip, "max_connections = 10\nmax_connections_per_ip = 2")
            + server_block("pop3", pp, "max_connections = 2\nmax_connections_per_ip = 0"))
     sora_servers("sora-backend", cfg, [ip, pp])
@@ -574,9 +574,9 @@ def test_connection_limits(tmp_path, sora_servers):
 # ---------------------------------------------------------------- metrics, shutdown
 
 
-def test_metrics_endpoint_counts_connections(tmp_path, sora_servers):
+def test_metrics_endpoint_counts_connections(tmp_path, sora_servers, shared_db):
     ip, mport = free_port(), free_port()
-    cfg = base_config(tmp_path) + server_block("imap", ip) + server_block("metrics", mport)
+    cfg = base_config(tmp_path, shared_db) + server_block("imap", ip) + server_block("metrics", mport)
     sora_servers("sora-backend", cfg, [ip, mport])
     # The readiness probe was a connection too: count from here.
     wait_for(lambda: metric_value(metrics_text(mport), "connections_current", protocol="imap") == 0,
@@ -599,9 +599,9 @@ def test_metrics_endpoint_counts_connections(tmp_path, sora_servers):
     assert e.value.code == 404
 
 
-def test_metrics_allowed_hosts(tmp_path, sora_servers):
+def test_metrics_allowed_hosts(tmp_path, sora_servers, shared_db):
     mport = free_port()
-    cfg = base_config(tmp_path) + server_block("metrics", mport, 'allowed_hosts = ["10.0.0.0/8"]')
+    cfg = base_config(tmp_path, shared_db) + server_block("metrics", mport, 'allowed_hosts = ["10.0.0.0/8"]')
     sora_servers("sora-backend", cfg, [])
     time.sleep(0.5)
     with pytest.raises((urllib.error.URLError, ConnectionError, OSError)) as e:
@@ -610,9 +610,9 @@ def test_metrics_allowed_hosts(tmp_path, sora_servers):
         assert e.value.code == 403
 
 
-def test_sigterm_says_goodbye_and_exits(tmp_path, sora_servers):
+def test_sigterm_says_goodbye_and_exits(tmp_path, sora_servers, shared_db):
     port = free_port()
-    cfg = base_config(tmp_path) + server_block("imap", port)
+    cfg = base_config(tmp_path, shared_db) + server_block("imap", port)
     srv = sora_servers("sora-backend", cfg, [port])
     s = socket.create_connection(("127.0.0.1", port))
     recv_line(s)

@@ -91,3 +91,11 @@ def pgdb(pg, request):
     name = f"sora_t{os.getpid()}_{_db_counter[0]}"
     pg.create_db(name)
     yield name
+
+
+@pytest.fixture(scope="session")
+def shared_db(pg):
+    """A [database] config block for tests that need a working backend but
+    no data of their own (one database for the whole session)."""
+    pg.create_db("sora_shared")
+    return pg.config_block("sora_shared")

@@ -1,0 +1,299 @@
+/* sora-admin stats auth, health, auth test. */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "backend/admin/admin.h"
+#include "backend/store/migrate.h"
+#include "common/core/log.h"
+#include "common/core/units.h"
+#include "common/db/accounts.h"
+
+#define UTC_TEXT(col) \
+	"to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') || ' UTC'"
+
+#define WINDOW_CLAUSE "last_failure_at >= now() - $1::bigint * interval '1 millisecond'"
+
+/* Client-supplied text (usernames) is escaped before it reaches the
+ * terminal, so a crafted login name cannot send escape sequences. */
+static const char *shown(const PGresult *res, int row, int col, char *buf, size_t size)
+{
+	return sora_log_escape(sora_str_c(PQgetvalue(res, row, col)), buf, size);
+}
+
+static int print_top(struct sora_db_conn *conn, const char *title, const char *sql,
+		     const char *const *values, char *err, size_t errsize)
+{
+	PGresult *res = NULL;
+	int ret;
+
+	ret = sora_db_exec(conn, SORA_DB_CLASS_SEARCH, sql, 2, values, &res, NULL, err,
+			   errsize);
+	if (ret != 0)
+		return ret;
+	printf("\n%s\n", title);
+	if (PQntuples(res) == 0) {
+		printf("  (none)\n");
+	} else {
+		printf("  %-40s %8s  %-23s  %s\n", "KEY", "FAILURES", "LAST FAILURE",
+		       "BLOCKED UNTIL");
+		for (int i = 0; i < PQntuples(res); i++) {
+			char key[128];
+
+			printf("  %-40s %8s  %-23s  %s\n", shown(res, i, 0, key, sizeof(key)),
+			       PQgetvalue(res, i, 1), PQgetvalue(res, i, 2),
+			       PQgetisnull(res, i, 3) ? "-" : PQgetvalue(res, i, 3));
+		}
+	}
+	PQclear(res);
+	return 0;
+}
+
+int admin_cmd_stats_auth(struct admin_ctx *ctx, const struct admin_args *args)
+{
+	const char *window = admin_opt(args, "window");
+	const char *top = admin_opt(args, "top");
+	const char *error;
+	const char *values[2];
+	char window_ms[32], top_n[16], wbuf[32], err[1024];
+	PGresult *res = NULL;
+	int64_t ms = 24LL * 3600 * 1000;
+	uint64_t n = 10;
+	int ret;
+
+	if (window != NULL &&
+	    (sora_parse_duration_ms(window, &ms, &error) < 0 || ms <= 0))
+		return admin_usage_error(args->cmd, "invalid --window \"%s\"%s%s", window,
+					 ms <= 0 ? "" : ": ", ms <= 0 ? "" : error);
+	if (top != NULL && (sora_str_to_u64(sora_str_c(top), 1000, &n) < 0 || n == 0))
+		return admin_usage_error(args->cmd, "--top must be a number from 1 to 1000");
+	snprintf(window_ms, sizeof(window_ms), "%" PRId64, ms);
+	snprintf(top_n, sizeof(top_n), "%" PRIu64, n);
+	values[0] = window_ms;
+	values[1] = top_n;
+
+	ret = sora_db_exec(ctx->conn, SORA_DB_CLASS_SEARCH,
+			   "SELECT"
+			   " coalesce(sum(failure_count) FILTER (WHERE ip IS NOT NULL AND username IS NULL"
+			   "  AND " WINDOW_CLAUSE "), 0),"
+			   " count(*) FILTER (WHERE ip IS NOT NULL AND username IS NULL"
+			   "  AND " WINDOW_CLAUSE "),"
+			   " coalesce(sum(failure_count) FILTER (WHERE ip IS NULL"
+			   "  AND " WINDOW_CLAUSE "), 0),"
+			   " count(*) FILTER (WHERE ip IS NULL AND " WINDOW_CLAUSE "),"
+			   " count(*) FILTER (WHERE blocked_until > now())"
+			   " FROM auth_attempts",
+			   1, values, &res, NULL, err, sizeof(err));
+	if (ret != 0)
+		return admin_fail("%s", err);
+	printf("Authentication failures in the last %s:\n",
+	       sora_format_duration(ms, wbuf, sizeof(wbuf)));
+	printf("  by IP:       %s failures from %s IPs\n", PQgetvalue(res, 0, 0),
+	       PQgetvalue(res, 0, 1));
+	printf("  by username: %s failures for %s usernames\n", PQgetvalue(res, 0, 2),
+	       PQgetvalue(res, 0, 3));
+	printf("  blocked now: %s\n", PQgetvalue(res, 0, 4));
+	PQclear(res);
+	res = NULL;
+
+	ret = print_top(ctx->conn, "Top IPs:",
+			"SELECT host(ip), failure_count, " UTC_TEXT("last_failure_at") ","
+			" CASE WHEN blocked_until > now() THEN " UTC_TEXT("blocked_until") " END"
+			" FROM auth_attempts WHERE ip IS NOT NULL AND username IS NULL"
+			" AND " WINDOW_CLAUSE
+			" ORDER BY failure_count DESC, last_failure_at DESC LIMIT $2::integer",
+			values, err, sizeof(err));
+	if (ret == 0)
+		ret = print_top(ctx->conn, "Top usernames:",
+				"SELECT username, failure_count, " UTC_TEXT("last_failure_at") ","
+				" CASE WHEN blocked_until > now() THEN " UTC_TEXT("blocked_until")
+				" END"
+				" FROM auth_attempts WHERE ip IS NULL AND " WINDOW_CLAUSE
+				" ORDER BY failure_count DESC, last_failure_at DESC"
+				" LIMIT $2::integer",
+				values, err, sizeof(err));
+	if (ret == 0)
+		ret = sora_db_exec(ctx->conn, SORA_DB_CLASS_SEARCH,
+				   "SELECT coalesce(host(ip), '-'), coalesce(username, '-'),"
+				   " failure_count, " UTC_TEXT("blocked_until")
+				   " FROM auth_attempts WHERE blocked_until > now()"
+				   " ORDER BY blocked_until DESC LIMIT 100",
+				   0, NULL, &res, NULL, err, sizeof(err));
+	if (ret != 0)
+		return admin_fail("%s", err);
+	printf("\nBlocked now:\n");
+	if (PQntuples(res) == 0) {
+		printf("  (none)\n");
+	} else {
+		printf("  %-40s %-40s %8s  %s\n", "IP", "USERNAME", "FAILURES", "BLOCKED UNTIL");
+		for (int i = 0; i < PQntuples(res); i++) {
+			char ip[64], user[128];
+
+			printf("  %-40s %-40s %8s  %s\n", shown(res, i, 0, ip, sizeof(ip)),
+			       shown(res, i, 1, user, sizeof(user)), PQgetvalue(res, i, 2),
+			       PQgetvalue(res, i, 3));
+		}
+	}
+	PQclear(res);
+	return ADMIN_EXIT_OK;
+}
+
+/* Connects straight to one endpoint (not through the pool, which would
+ * fall back to the primary) and reports the server version. */
+static int check_endpoint(const struct sora_database_config *db,
+			  const struct sora_db_endpoint *ep, char *version, size_t vsize,
+			  char *err, size_t errsize)
+{
+	struct sora_db_conninfo ci;
+	const char *error;
+	char desc[300];
+	PGconn *pg;
+	int ret = 0;
+
+	sora_db_describe(db->dbname, ep->host, ep->port, desc, sizeof(desc));
+	if (sora_db_conninfo_build(db, ep, "sora-admin", &ci, &error) < 0) {
+		snprintf(err, errsize, "%s: %s", desc, error);
+		return -1;
+	}
+	pg = PQconnectdbParams(ci.keywords, ci.values, 0);
+	if (pg == NULL || PQstatus(pg) != CONNECTION_OK) {
+		sora_db_format_error(desc, pg != NULL ? PQerrorMessage(pg) : "out of memory",
+				     err, errsize);
+		ret = -1;
+	} else {
+		const char *v = PQparameterStatus(pg, "server_version");
+
+		snprintf(version, vsize, "%s, PostgreSQL %s", desc, v != NULL ? v : "?");
+	}
+	PQfinish(pg);
+	return ret;
+}
+
+int admin_cmd_health(struct admin_ctx *ctx, const struct admin_args *args)
+{
+	const struct sora_database_config *db = &ctx->cfg->database;
+	const struct sora_storage_config *st = &ctx->cfg->storage;
+	struct sora_migration_status *items = NULL;
+	struct sora_db_conn *conn = NULL;
+	char err[1024], info[512], reason[1100] = "";
+	size_t count = 0, pending = 0, odd = 0;
+	bool failed = false, degraded = false;
+	int ret;
+
+	(void)args;
+	/* The primary, through the pool as the servers use it. */
+	ret = sora_db_pool_create(db, "sora-admin", &ctx->pool, err, sizeof(err));
+	if (ret == 0)
+		ret = sora_db_acquire(ctx->pool, SORA_DB_PRIMARY, 10000, &conn, err, sizeof(err));
+	if (ret != 0) {
+		printf("database:   FAILED: %s\n", err);
+		snprintf(reason, sizeof(reason), "%s", err);
+		failed = true;
+	} else {
+		const char *v = PQparameterStatus(sora_db_conn_pg(conn), "server_version");
+
+		printf("database:   ok (%s, PostgreSQL %s)\n", sora_db_conn_describe(conn),
+		       v != NULL ? v : "?");
+		if (sora_store_migrate_status(sora_db_conn_pg(conn), &items, &count, err,
+					      sizeof(err)) < 0) {
+			printf("migrations: FAILED: %s\n", err);
+			snprintf(reason, sizeof(reason), "%s", err);
+			failed = true;
+		} else {
+			int last = 0;
+
+			for (size_t i = 0; i < count; i++) {
+				if (items[i].state == SORA_MIGRATION_PENDING)
+					pending++;
+				else if (items[i].state != SORA_MIGRATION_APPLIED)
+					odd++;
+				if (items[i].state != SORA_MIGRATION_PENDING)
+					last = items[i].version;
+			}
+			if (pending > 0) {
+				printf("migrations: FAILED: %zu pending (run: sora-admin migrate up)\n",
+				       pending);
+				snprintf(reason, sizeof(reason), "%zu migrations pending", pending);
+				failed = true;
+			} else {
+				printf("migrations: ok (version %d%s)\n", last,
+				       odd > 0 ? "; see sora-admin migrate status" : "");
+			}
+			free(items);
+		}
+		sora_db_release(&conn);
+	}
+	for (size_t i = 0; i < db->read_endpoints_count; i++) {
+		struct sora_db_endpoint ep = db->read_endpoints[i];
+
+		if (ep.port <= 0)
+			ep.port = db->port;
+		if (check_endpoint(db, &ep, info, sizeof(info), err, sizeof(err)) < 0) {
+			printf("replica:    WARNING: %s\n", err);
+			degraded = true;
+		} else {
+			printf("replica:    ok (%s)\n", info);
+		}
+	}
+	if (st->backend != NULL && strcmp(st->backend, "s3") == 0) {
+		const struct sora_s3_config *s3 = &ctx->cfg->s3;
+
+		printf("storage:    s3 (bucket %s at %s, region %s, %s, %s-style, encryption %s)\n",
+		       s3->bucket != NULL ? s3->bucket : "-",
+		       s3->endpoint != NULL ? s3->endpoint : "-",
+		       s3->region != NULL ? s3->region : "-",
+		       s3->use_ssl ? "https" : "http", s3->path_style ? "path" : "virtual-host",
+		       s3->encrypt ? "on" : "off");
+	} else {
+		struct stat sb;
+		const char *path = st->fs_path != NULL ? st->fs_path : "var/blobs";
+		bool exists = stat(path, &sb) == 0 && S_ISDIR(sb.st_mode);
+
+		printf("storage:    fs (path %s%s)\n", path,
+		       exists ? "" : ", not created yet");
+	}
+	printf("status:     %s\n", failed ? "FAILED" : degraded ? "degraded" : "ok");
+	if (failed)
+		return admin_fail("health check failed: %s", reason);
+	return ADMIN_EXIT_OK;
+}
+
+int admin_cmd_auth_test(struct admin_ctx *ctx, const struct admin_args *args)
+{
+	struct sora_account_ref ref;
+	const char *email;
+	char *password = NULL;
+	size_t len = 0;
+	char err[1024];
+	bool match = false;
+	int code, ret;
+
+	email = admin_require(args, "email", &code);
+	if (email == NULL)
+		return code;
+	code = admin_read_password(args, &password, &len);
+	if (code != 0)
+		return code;
+	ret = sora_accounts_authenticate(ctx->conn, sora_str_c(email), password, len, &match,
+					 &ref, err, sizeof(err));
+	admin_password_free(&password, len);
+	if (ret != 0)
+		return admin_fail("%s", err);
+	if (!match) {
+		/* For the operator, say which of the two it was; the servers
+		 * never tell a client. */
+		ret = sora_accounts_lookup(ctx->conn, sora_str_c(email), &ref, err, sizeof(err));
+		if (ret == SORA_ACCOUNTS_NOT_FOUND)
+			printf("FAILED: no live account has the address %s\n", email);
+		else if (ret == 0)
+			printf("FAILED: wrong password for %s\n", email);
+		else
+			printf("FAILED: %s\n", err);
+		return ADMIN_EXIT_FAIL;
+	}
+	printf("OK: %s belongs to account %lld (primary %s)\n", ref.address,
+	       (long long)ref.account_id, ref.primary_address);
+	return ADMIN_EXIT_OK;
+}

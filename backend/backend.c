@@ -1,0 +1,74 @@
+#include "backend/backend.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "backend/blob/blob-store.h"
+#include "backend/store/migrate.h"
+#include "common/config/config.h"
+#include "common/core/log.h"
+#include "common/db/db.h"
+
+static struct sora_backend backend;
+static bool backend_started;
+
+struct sora_backend *sora_backend(void)
+{
+	return backend_started ? &backend : NULL;
+}
+
+static int backend_migrate(char *err, size_t errsize)
+{
+	struct sora_db_conn *conn = NULL;
+	char derr[512];
+	int rc;
+
+	/* Waits up to 30 s for a connection: at boot PostgreSQL may still be
+	 * starting; after that, failing loudly is better than hanging. */
+	rc = sora_db_acquire(backend.db, SORA_DB_PRIMARY, 30000, &conn, derr, sizeof(derr));
+	if (rc != 0) {
+		snprintf(err, errsize, "%s", derr);
+		return -1;
+	}
+	rc = sora_store_migrate_up(sora_db_conn_pg(conn), derr, sizeof(derr));
+	sora_db_release(&conn);
+	if (rc < 0) {
+		snprintf(err, errsize, "database migrations: %s", derr);
+		return -1;
+	}
+	if (rc > 0)
+		sora_info(NULL, "applied %d database migration(s)", rc);
+	return 0;
+}
+
+int sora_backend_start(const struct sora_config *cfg, struct sora_net *net, bool check_only,
+		       char *err, size_t errsize)
+{
+	memset(&backend, 0, sizeof(backend));
+	backend.cfg = cfg;
+	backend.net = net;
+	if (check_only)
+		return 0;
+	if (sora_db_pool_create(&cfg->database, "sora-backend", &backend.db, err, errsize) != 0)
+		return -1;
+	if (backend_migrate(err, errsize) < 0)
+		goto fail;
+	if (sora_blob_store_open(cfg, NULL, &backend.blobs, err, errsize) != 0)
+		goto fail;
+	backend_started = true;
+	sora_info(NULL, "database %s ready (schema up to date), blob store: %s", cfg->database.dbname,
+		  cfg->storage.backend);
+	return 0;
+fail:
+	sora_db_pool_destroy(&backend.db);
+	return -1;
+}
+
+void sora_backend_stop(void)
+{
+	if (!backend_started)
+		return;
+	backend_started = false;
+	sora_blob_store_free(&backend.blobs);
+	sora_db_pool_destroy(&backend.db);
+}

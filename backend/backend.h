@@ -1,0 +1,35 @@
+/* sora-backend's process-wide state: the database pool and the blob store,
+ * created at start-up (after the config loaded, before listening) and
+ * shared by every session and background task.
+ *
+ * Thread safety: sora_backend() may be called from any thread after
+ * sora_backend_start() returned; the pool and store are thread-safe. */
+#ifndef SORA_BACKEND_BACKEND_H
+#define SORA_BACKEND_BACKEND_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+struct sora_config;
+struct sora_net;
+struct sora_db_pool;
+struct sora_blob_store;
+
+struct sora_backend {
+	const struct sora_config *cfg;   /* borrowed from main */
+	struct sora_net *net;            /* borrowed */
+	struct sora_db_pool *db;         /* owned */
+	struct sora_blob_store *blobs;   /* owned */
+};
+
+/* The running backend, or NULL before start. */
+struct sora_backend *sora_backend(void);
+
+/* sora_role.start: opens the pool, applies pending migrations (under the
+ * migration advisory lock, so several backends may start at once), opens
+ * the blob store. check_only validates without touching the database. */
+int sora_backend_start(const struct sora_config *cfg, struct sora_net *net, bool check_only,
+		       char *err, size_t errsize);
+void sora_backend_stop(void);
+
+#endif

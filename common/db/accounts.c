@@ -1,0 +1,721 @@
+/* Accounts and credentials: see accounts.h. */
+#include "common/db/accounts.h"
+
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sodium.h>
+
+#include "common/core/log.h"
+#include "common/db/address.h"
+
+#define SQLSTATE_UNIQUE_VIOLATION "23505"
+#define SQLSTATE_CHECK_VIOLATION  "23514"
+
+#define UTC_TEXT(col) \
+	"to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') || ' UTC'"
+
+static void set_err(char *err, size_t errsize, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void set_err(char *err, size_t errsize, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (err == NULL || errsize == 0)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(err, errsize, fmt, ap);
+	va_end(ap);
+}
+
+static int64_t get_i64(const PGresult *res, int row, int col)
+{
+	uint64_t v = 0;
+
+	if (PQgetisnull(res, row, col))
+		return 0;
+	if (sora_str_to_u64(sora_str_c(PQgetvalue(res, row, col)), INT64_MAX, &v) < 0)
+		return 0;
+	return (int64_t)v;
+}
+
+static bool get_bool(const PGresult *res, int row, int col)
+{
+	return !PQgetisnull(res, row, col) && PQgetvalue(res, row, col)[0] == 't';
+}
+
+/* Hashes a new password. Empty passwords are refused: an account that
+ * anyone can log in to is never what the operator meant. */
+static int hash_password(enum sora_pw_scheme scheme, const char *password,
+			 size_t password_len, char **hash_r, char *err, size_t errsize)
+{
+	const char *error;
+
+	*hash_r = NULL;
+	if (password == NULL || password_len == 0) {
+		set_err(err, errsize, "the password is empty");
+		return SORA_ACCOUNTS_INVALID;
+	}
+	if (sora_password_hash(scheme, password, password_len, 0, hash_r, &error) < 0) {
+		set_err(err, errsize, "cannot hash the password: %s", error);
+		return SORA_ACCOUNTS_INVALID;
+	}
+	return 0;
+}
+
+static void free_hash(char **hash)
+{
+	if (*hash != NULL) {
+		sodium_memzero(*hash, strlen(*hash));
+		free(*hash);
+		*hash = NULL;
+	}
+}
+
+static int check_new_address(const char *address, char *err, size_t errsize)
+{
+	const char *error;
+
+	if (sora_address_validate(sora_str_c(address), &error) < 0) {
+		char shown[128];
+
+		sora_log_escape(sora_str_c(address), shown, sizeof(shown));
+		set_err(err, errsize, "invalid address \"%s\": %s", shown, error);
+		return SORA_ACCOUNTS_INVALID;
+	}
+	return 0;
+}
+
+/* Address arguments of management calls come from the operator, but they
+ * still end up in messages: escape them. */
+static const char *shown_address(const char *address, char *buf, size_t size)
+{
+	return sora_log_escape(sora_str_c(address), buf, size);
+}
+
+/* ---- Login ---- */
+
+static pthread_once_t dummy_once = PTHREAD_ONCE_INIT;
+static char *dummy_hash;
+
+/* A bcrypt hash of a random password that nobody knows, verified against
+ * when the address does not exist so that both paths cost the same. */
+static void make_dummy_hash(void)
+{
+	unsigned char rnd[16];
+	char pw[sizeof(rnd) * 2 + 1];
+	const char *error;
+
+	if (sodium_init() < 0)
+		return;
+	randombytes_buf(rnd, sizeof(rnd));
+	sodium_bin2hex(pw, sizeof(pw), rnd, sizeof(rnd));
+	if (sora_password_hash(SORA_PW_BCRYPT, pw, strlen(pw), 0, &dummy_hash, &error) < 0)
+		sora_warn(NULL, "cannot create the timing-equaliser hash: %s", error);
+	sodium_memzero(pw, sizeof(pw));
+	sodium_memzero(rnd, sizeof(rnd));
+}
+
+static const char lookup_sql[] =
+	"SELECT c.id, c.account_id, c.address, c.password_hash,"
+	" coalesce(p.address, c.address)"
+	" FROM credentials c"
+	" JOIN accounts a ON a.id = c.account_id AND a.deleted_at IS NULL"
+	" LEFT JOIN credentials p ON p.account_id = c.account_id AND p.primary_identity"
+	" WHERE lower(c.address) = lower($1)";
+
+/* Runs the lookup for a validated address; *res_r has 0 or 1 rows. */
+static int lookup_query(struct sora_db_conn *conn, struct sora_str address,
+			PGresult **res_r, char *err, size_t errsize)
+{
+	char buf[SORA_ACCOUNTS_ADDRESS_SIZE];
+	const char *values[1] = { buf };
+
+	memcpy(buf, address.p, address.len);
+	buf[address.len] = '\0';
+	return sora_db_exec(conn, SORA_DB_CLASS_DEFAULT, lookup_sql, 1, values, res_r,
+			    NULL, err, errsize);
+}
+
+static void fill_ref(const PGresult *res, struct sora_account_ref *ref)
+{
+	memset(ref, 0, sizeof(*ref));
+	ref->credential_id = get_i64(res, 0, 0);
+	ref->account_id = get_i64(res, 0, 1);
+	sora_strlcpy(ref->address, PQgetvalue(res, 0, 2), sizeof(ref->address));
+	sora_strlcpy(ref->primary_address, PQgetvalue(res, 0, 4),
+		     sizeof(ref->primary_address));
+}
+
+int sora_accounts_lookup(struct sora_db_conn *conn, struct sora_str address,
+			 struct sora_account_ref *ref_r, char *err, size_t errsize)
+{
+	PGresult *res = NULL;
+	const char *error;
+	int ret;
+
+	if (sora_address_validate(address, &error) < 0) {
+		set_err(err, errsize, "no such address");
+		return SORA_ACCOUNTS_NOT_FOUND;
+	}
+	ret = lookup_query(conn, address, &res, err, errsize);
+	if (ret != 0)
+		return ret;
+	if (PQntuples(res) == 0) {
+		set_err(err, errsize, "no such address");
+		ret = SORA_ACCOUNTS_NOT_FOUND;
+	} else {
+		fill_ref(res, ref_r);
+	}
+	PQclear(res);
+	return ret;
+}
+
+int sora_accounts_authenticate(struct sora_db_conn *conn, struct sora_str address,
+			       const char *password, size_t password_len,
+			       bool *match_r, struct sora_account_ref *ref_r,
+			       char *err, size_t errsize)
+{
+	PGresult *res = NULL;
+	const char *error, *stored;
+	bool found = false, match = false, rehash = false;
+	int ret = 0;
+
+	*match_r = false;
+	if (sora_address_validate(address, &error) == 0) {
+		ret = lookup_query(conn, address, &res, err, errsize);
+		if (ret != 0)
+			return ret;
+		found = PQntuples(res) == 1;
+	}
+	if (found) {
+		stored = PQgetvalue(res, 0, 3);
+	} else {
+		pthread_once(&dummy_once, make_dummy_hash);
+		stored = dummy_hash;
+	}
+	if (stored != NULL &&
+	    sora_password_verify(stored, password, password_len, 0, &match, &rehash,
+				 &error) < 0 && found) {
+		char shown[128];
+
+		set_err(err, errsize, "%s: the stored password hash of %s is unusable: %s",
+			sora_db_conn_describe(conn),
+			shown_address(PQgetvalue(res, 0, 2), shown, sizeof(shown)), error);
+		ret = SORA_DB_PERMANENT;
+		goto out;
+	}
+	if (!found || !match)
+		goto out;
+	*match_r = true;
+	fill_ref(res, ref_r);
+	if (rehash) {
+		char *hash = NULL;
+		char id[24];
+		const char *values[3];
+		char uerr[256];
+
+		/* Upgrade the hash while the plaintext is at hand. The
+		 * old hash in the WHERE clause keeps a concurrent password
+		 * change from being overwritten. */
+		if (sora_password_hash(SORA_PW_BCRYPT, password, password_len, 0, &hash,
+				       &error) < 0) {
+			sora_warn(NULL, "cannot rehash the password of account %lld: %s",
+				  (long long)ref_r->account_id, error);
+			goto out;
+		}
+		snprintf(id, sizeof(id), "%lld", (long long)ref_r->credential_id);
+		values[0] = hash;
+		values[1] = id;
+		values[2] = stored;
+		if (sora_db_exec(conn, SORA_DB_CLASS_WRITE,
+				 "UPDATE credentials SET password_hash = $1, updated_at = now()"
+				 " WHERE id = $2::bigint AND password_hash = $3",
+				 3, values, NULL, NULL, uerr, sizeof(uerr)) != 0)
+			sora_warn(NULL, "cannot store the rehashed password: %s", uerr);
+		free_hash(&hash);
+	}
+out:
+	PQclear(res);
+	return ret;
+}
+
+/* ---- Management ---- */
+
+/* Maps a failed write to the accounts codes. */
+static int map_write_error(int ret, const char sqlstate[6], const char *address,
+			   char *err, size_t errsize)
+{
+	char shown[128];
+
+	if (strcmp(sqlstate, SQLSTATE_UNIQUE_VIOLATION) == 0) {
+		set_err(err, errsize, "address %s already exists",
+			shown_address(address, shown, sizeof(shown)));
+		return SORA_ACCOUNTS_EXISTS;
+	}
+	if (strcmp(sqlstate, SQLSTATE_CHECK_VIOLATION) == 0) {
+		set_err(err, errsize, "invalid address \"%s\"",
+			shown_address(address, shown, sizeof(shown)));
+		return SORA_ACCOUNTS_INVALID;
+	}
+	return ret;
+}
+
+static int not_found(const char *address, char *err, size_t errsize)
+{
+	char shown[128];
+
+	set_err(err, errsize, "address %s not found",
+		shown_address(address, shown, sizeof(shown)));
+	return SORA_ACCOUNTS_NOT_FOUND;
+}
+
+int sora_accounts_create(struct sora_db_conn *conn, const char *address,
+			 const char *password, size_t password_len,
+			 enum sora_pw_scheme scheme, int64_t *account_id_r,
+			 char *err, size_t errsize)
+{
+	PGresult *res = NULL;
+	char *hash = NULL;
+	char sqlstate[6];
+	const char *values[2];
+	int ret;
+
+	ret = check_new_address(address, err, errsize);
+	if (ret != 0)
+		return ret;
+	ret = hash_password(scheme, password, password_len, &hash, err, errsize);
+	if (ret != 0)
+		return ret;
+	values[0] = address;
+	values[1] = hash;
+	/* One statement: the account row exists only if its credential
+	 * could be inserted. */
+	ret = sora_db_exec(conn, SORA_DB_CLASS_WRITE,
+			   "WITH a AS (INSERT INTO accounts DEFAULT VALUES RETURNING id)"
+			   " INSERT INTO credentials (account_id, address, password_hash,"
+			   " primary_identity) SELECT id, $1, $2, true FROM a RETURNING account_id",
+			   2, values, &res, sqlstate, err, errsize);
+	free_hash(&hash);
+	if (ret != 0)
+		return map_write_error(ret, sqlstate, address, err, errsize);
+	if (account_id_r != NULL)
+		*account_id_r = get_i64(res, 0, 0);
+	PQclear(res);
+	return 0;
+}
+
+int sora_accounts_set_password(struct sora_db_conn *conn, const char *address,
+			       const char *password, size_t password_len,
+			       enum sora_pw_scheme scheme, char *err, size_t errsize)
+{
+	PGresult *res = NULL;
+	char *hash = NULL;
+	const char *values[2];
+	int ret;
+
+	ret = hash_password(scheme, password, password_len, &hash, err, errsize);
+	if (ret != 0)
+		return ret;
+	values[0] = address;
+	values[1] = hash;
+	ret = sora_db_exec(conn, SORA_DB_CLASS_WRITE,
+			   "UPDATE credentials SET password_hash = $2, updated_at = now()"
+			   " WHERE lower(address) = lower($1) RETURNING id",
+			   2, values, &res, NULL, err, errsize);
+	free_hash(&hash);
+	if (ret != 0)
+		return ret;
+	if (PQntuples(res) == 0)
+		ret = not_found(address, err, errsize);
+	PQclear(res);
+	return ret;
+}
+
+int sora_accounts_make_primary(struct sora_db_conn *conn, const char *address,
+			       char *err, size_t errsize)
+{
+	PGresult *res = NULL;
+	const char *values[2];
+	char account_id[24];
+	int ret;
+
+	ret = sora_db_begin(conn, SORA_DB_CLASS_WRITE, err, errsize);
+	if (ret != 0)
+		return ret;
+	values[0] = address;
+	/* Locking every credential of the account serialises this with
+	 * concurrent credential deletions and other primary changes. */
+	ret = sora_db_exec(conn, SORA_DB_CLASS_WRITE,
+			   "SELECT c.account_id, c.primary_identity FROM credentials c"
+			   " WHERE c.account_id = (SELECT account_id FROM credentials"
+			   " WHERE lower(address) = lower($1))"
+			   " ORDER BY (lower(c.address) = lower($1)) DESC, c.id FOR UPDATE",
+			   1, values, &res, NULL, err, errsize);
+	if (ret != 0)
+		goto out;
+	if (PQntuples(res) == 0) {
+		ret = not_found(address, err, errsize);
+		goto out;
+	}
+	if (get_bool(res, 0, 1))
+		goto commit;  /* already the primary: nothing to do */
+	snprintf(account_id, sizeof(account_id), "%lld", (long long)get_i64(res, 0, 0));
+	values[0] = account_id;
+	values[1] = address;
+	ret = sora_db_exec(conn, SORA_DB_CLASS_WRITE,
+			   "UPDATE credentials SET primary_identity = false, updated_at = now()"
+			   " WHERE account_id = $1::bigint AND primary_identity",
+			   1, values, NULL, NULL, err, errsize);
+	if (ret != 0)
+		goto out;
+	ret = sora_db_exec(conn, SORA_DB_CLASS_WRITE,
+			   "UPDATE credentials SET primary_identity = true, updated_at = now()"
+			   " WHERE account_id = $1::bigint AND lower(address) = lower($2)",
+			   2, values, NULL, NULL, err, errsize);
+	if (ret != 0)
+		goto out;
+commit:
+	ret = sora_db_commit(conn, err, errsize);
+out:
+	PQclear(res);
+	if (ret != 0)
+		sora_db_rollback(conn);
+	return ret;
+}
+
+/* Sets or clears deleted_at on the account owning address. */
+static int set_deleted(struct sora_db_conn *conn, const char *address, bool deleted,
+		       char *err, size_t errsize)
+{
+	PGresult *res = NULL;
+	const char *values[1] = { address };
+	char shown[128];
+	int ret;
+
+	ret = sora_db_exec(conn, SORA_DB_CLASS_WRITE, deleted ?
+			   "UPDATE accounts a SET deleted_at = now(), updated_at = now()"
+			   " FROM credentials c WHERE c.account_id = a.id"
+			   " AND lower(c.address) = lower($1) AND a.deleted_at IS NULL"
+			   " RETURNING a.id" :
+			   "UPDATE accounts a SET deleted_at = NULL, updated_at = now()"
+			   " FROM credentials c WHERE c.account_id = a.id"
+			   " AND lower(c.address) = lower($1) AND a.deleted_at IS NOT NULL"
+			   " RETURNING a.id",
+			   1, values, &res, NULL, err, errsize);
+	if (ret != 0)
+		return ret;
+	if (PQntuples(res) > 0)
+		goto out;
+	PQclear(res);
+	res = NULL;
+	/* Nothing changed: say why. */
+	ret = sora_db_exec(conn, SORA_DB_CLASS_DEFAULT,
+			   "SELECT a.deleted_at IS NOT NULL FROM accounts a"
+			   " JOIN credentials c ON c.account_id = a.id"
+			   " WHERE lower(c.address) = lower($1)",
+			   1, values, &res, NULL, err, errsize);
+	if (ret != 0)
+		return ret;
+	if (PQntuples(res) == 0) {
+		ret = not_found(address, err, errsize);
+	} else {
+		set_err(err, errsize, deleted ? "the account of %s is already deleted" :
+			"the account of %s is not deleted",
+			shown_address(address, shown, sizeof(shown)));
+		ret = SORA_ACCOUNTS_STATE;
+	}
+out:
+	PQclear(res);
+	return ret;
+}
+
+int sora_accounts_delete(struct sora_db_conn *conn, const char *address,
+			 char *err, size_t errsize)
+{
+	return set_deleted(conn, address, true, err, errsize);
+}
+
+int sora_accounts_restore(struct sora_db_conn *conn, const char *address,
+			  char *err, size_t errsize)
+{
+	return set_deleted(conn, address, false, err, errsize);
+}
+
+#define ACCOUNT_COLUMNS \
+	"SELECT a.id, coalesce(p.address, ''), " UTC_TEXT("a.created_at") ", " \
+	UTC_TEXT("a.deleted_at") "," \
+	" (SELECT count(*) FROM credentials c WHERE c.account_id = a.id)," \
+	" (SELECT count(*) FROM mailboxes m WHERE m.account_id = a.id)," \
+	" coalesce((SELECT sum(s.message_count) FROM mailbox_stats s" \
+	"  JOIN mailboxes m ON m.id = s.mailbox_id WHERE m.account_id = a.id), 0)," \
+	" coalesce((SELECT sum(s.total_size) FROM mailbox_stats s" \
+	"  JOIN mailboxes m ON m.id = s.mailbox_id WHERE m.account_id = a.id), 0)" \
+	" FROM accounts a" \
+	" LEFT JOIN credentials p ON p.account_id = a.id AND p.primary_identity"
+
+static int fill_account_list(PGresult *res, struct sora_account_list *list,
+			     char *err, size_t errsize)
+{
+	size_t n = (size_t)PQntuples(res);
+
+	list->res = res;
+	list->count = n;
+	list->items = calloc(n > 0 ? n : 1, sizeof(*list->items));
+	if (list->items == NULL) {
+		set_err(err, errsize, "out of memory");
+		PQclear(res);
+		memset(list, 0, sizeof(*list));
+		return SORA_DB_TEMPORARY;
+	}
+	for (size_t i = 0; i < n; i++) {
+		struct sora_account_info *a = &list->items[i];
+		int r = (int)i;
+
+		a->id = get_i64(res, r, 0);
+		a->primary_address = PQgetvalue(res, r, 1);
+		a->created_at = PQgetvalue(res, r, 2);
+		a->deleted_at = PQgetisnull(res, r, 3) ? NULL : PQgetvalue(res, r, 3);
+		a->credential_count = get_i64(res, r, 4);
+		a->mailbox_count = get_i64(res, r, 5);
+		a->message_count = get_i64(res, r, 6);
+		a->total_size = get_i64(res, r, 7);
+	}
+	return 0;
+}
+
+int sora_accounts_list(struct sora_db_conn *conn, enum sora_accounts_filter filter,
+		       struct sora_account_list *list_r, char *err, size_t errsize)
+{
+	static const char *const names[] = { "live", "deleted", "all" };
+	const char *values[1];
+	PGresult *res = NULL;
+	int ret;
+
+	memset(list_r, 0, sizeof(*list_r));
+	values[0] = names[filter <= SORA_ACCOUNTS_ALL ? filter : SORA_ACCOUNTS_ALL];
+	ret = sora_db_exec(conn, SORA_DB_CLASS_SEARCH,
+			   ACCOUNT_COLUMNS
+			   " WHERE $1 = 'all' OR ($1 = 'live') = (a.deleted_at IS NULL)"
+			   " ORDER BY lower(coalesce(p.address, '')), a.id",
+			   1, values, &res, NULL, err, errsize);
+	if (ret != 0)
+		return ret;
+	return fill_account_list(res, list_r, err, errsize);
+}
+
+int sora_accounts_show(struct sora_db_conn *conn, const char *address,
+		       struct sora_account_list *list_r, char *err, size_t errsize)
+{
+	const char *values[1] = { address };
+	PGresult *res = NULL;
+	int ret;
+
+	memset(list_r, 0, sizeof(*list_r));
+	ret = sora_db_exec(conn, SORA_DB_CLASS_DEFAULT,
+			   ACCOUNT_COLUMNS
+			   " WHERE a.id = (SELECT account_id FROM credentials"
+			   " WHERE lower(address) = lower($1))",
+			   1, values, &res, NULL, err, errsize);
+	if (ret != 0)
+		return ret;
+	if (PQntuples(res) == 0) {
+		PQclear(res);
+		return not_found(address, err, errsize);
+	}
+	return fill_account_list(res, list_r, err, errsize);
+}
+
+void sora_account_list_free(struct sora_account_list *list)
+{
+	free(list->items);
+	PQclear(list->res);
+	memset(list, 0, sizeof(*list));
+}
+
+int sora_accounts_list_credentials(struct sora_db_conn *conn, const char *address,
+				   struct sora_credential_list *list_r,
+				   char *err, size_t errsize)
+{
+	const char *values[1] = { address };
+	PGresult *res = NULL;
+	size_t n;
+	int ret;
+
+	memset(list_r, 0, sizeof(*list_r));
+	ret = sora_db_exec(conn, SORA_DB_CLASS_DEFAULT,
+			   "SELECT c.id, c.account_id, c.address, c.primary_identity,"
+			   " c.password_hash, " UTC_TEXT("c.created_at") ", "
+			   UTC_TEXT("c.updated_at")
+			   " FROM credentials c WHERE c.account_id = (SELECT account_id"
+			   " FROM credentials WHERE lower(address) = lower($1))"
+			   " ORDER BY c.primary_identity DESC, lower(c.address)",
+			   1, values, &res, NULL, err, errsize);
+	if (ret != 0)
+		return ret;
+	n = (size_t)PQntuples(res);
+	if (n == 0) {
+		PQclear(res);
+		return not_found(address, err, errsize);
+	}
+	list_r->items = calloc(n, sizeof(*list_r->items));
+	if (list_r->items == NULL) {
+		PQclear(res);
+		set_err(err, errsize, "out of memory");
+		return SORA_DB_TEMPORARY;
+	}
+	list_r->res = res;
+	list_r->count = n;
+	for (size_t i = 0; i < n; i++) {
+		struct sora_credential_info *c = &list_r->items[i];
+		enum sora_pw_scheme scheme;
+		const char *error;
+		int r = (int)i;
+
+		c->id = get_i64(res, r, 0);
+		c->account_id = get_i64(res, r, 1);
+		c->address = PQgetvalue(res, r, 2);
+		c->primary = get_bool(res, r, 3);
+		c->scheme = sora_password_stored_scheme(PQgetvalue(res, r, 4), &scheme,
+							&error) == 0 ?
+			sora_password_scheme_name(scheme) : "UNKNOWN";
+		c->created_at = PQgetvalue(res, r, 5);
+		c->updated_at = PQgetvalue(res, r, 6);
+	}
+	return 0;
+}
+
+void sora_credential_list_free(struct sora_credential_list *list)
+{
+	free(list->items);
+	PQclear(list->res);
+	memset(list, 0, sizeof(*list));
+}
+
+int sora_accounts_add_credential(struct sora_db_conn *conn, const char *account_address,
+				 const char *new_address, const char *password,
+				 size_t password_len, enum sora_pw_scheme scheme,
+				 bool make_primary, char *err, size_t errsize)
+{
+	PGresult *res = NULL;
+	char *hash = NULL;
+	char account_id[24];
+	char sqlstate[6];
+	const char *values[4];
+	int ret;
+
+	ret = check_new_address(new_address, err, errsize);
+	if (ret != 0)
+		return ret;
+	ret = hash_password(scheme, password, password_len, &hash, err, errsize);
+	if (ret != 0)
+		return ret;
+	ret = sora_db_begin(conn, SORA_DB_CLASS_WRITE, err, errsize);
+	if (ret != 0)
+		goto out;
+	values[0] = account_address;
+	ret = sora_db_exec(conn, SORA_DB_CLASS_WRITE,
+			   "SELECT a.id FROM accounts a JOIN credentials c ON c.account_id = a.id"
+			   " WHERE lower(c.address) = lower($1) FOR UPDATE OF a",
+			   1, values, &res, NULL, err, errsize);
+	if (ret != 0)
+		goto out;
+	if (PQntuples(res) == 0) {
+		ret = not_found(account_address, err, errsize);
+		goto out;
+	}
+	snprintf(account_id, sizeof(account_id), "%lld", (long long)get_i64(res, 0, 0));
+	values[0] = account_id;
+	if (make_primary) {
+		ret = sora_db_exec(conn, SORA_DB_CLASS_WRITE,
+				   "UPDATE credentials SET primary_identity = false,"
+				   " updated_at = now()"
+				   " WHERE account_id = $1::bigint AND primary_identity",
+				   1, values, NULL, NULL, err, errsize);
+		if (ret != 0)
+			goto out;
+	}
+	values[1] = new_address;
+	values[2] = hash;
+	values[3] = make_primary ? "true" : "false";
+	ret = sora_db_exec(conn, SORA_DB_CLASS_WRITE,
+			   "INSERT INTO credentials (account_id, address, password_hash,"
+			   " primary_identity) VALUES ($1::bigint, $2, $3, $4::boolean)",
+			   4, values, NULL, sqlstate, err, errsize);
+	if (ret != 0) {
+		ret = map_write_error(ret, sqlstate, new_address, err, errsize);
+		goto out;
+	}
+	ret = sora_db_commit(conn, err, errsize);
+out:
+	free_hash(&hash);
+	PQclear(res);
+	if (ret != 0)
+		sora_db_rollback(conn);
+	return ret;
+}
+
+int sora_accounts_delete_credential(struct sora_db_conn *conn, const char *address,
+				    char *err, size_t errsize)
+{
+	PGresult *res = NULL;
+	const char *values[1] = { address };
+	char shown[128];
+	char id[24];
+	int target = -1;
+	int n, ret;
+
+	ret = sora_db_begin(conn, SORA_DB_CLASS_WRITE, err, errsize);
+	if (ret != 0)
+		return ret;
+	/* Lock all credentials of the account so two concurrent deletions
+	 * cannot both see "another one is left". */
+	ret = sora_db_exec(conn, SORA_DB_CLASS_WRITE,
+			   "SELECT c.id, c.primary_identity, lower(c.address) = lower($1)"
+			   " FROM credentials c WHERE c.account_id = (SELECT account_id"
+			   " FROM credentials WHERE lower(address) = lower($1))"
+			   " ORDER BY c.id FOR UPDATE",
+			   1, values, &res, NULL, err, errsize);
+	if (ret != 0)
+		goto out;
+	n = PQntuples(res);
+	for (int i = 0; i < n; i++) {
+		if (get_bool(res, i, 2))
+			target = i;
+	}
+	if (target < 0) {
+		ret = not_found(address, err, errsize);
+		goto out;
+	}
+	shown_address(address, shown, sizeof(shown));
+	if (n == 1) {
+		set_err(err, errsize, "%s is the last credential of its account;"
+			" delete the account instead", shown);
+		ret = SORA_ACCOUNTS_REFUSED;
+		goto out;
+	}
+	if (get_bool(res, target, 1)) {
+		set_err(err, errsize, "%s is the primary identity of its account;"
+			" make another address primary first"
+			" (accounts update --email OTHER --make-primary)", shown);
+		ret = SORA_ACCOUNTS_REFUSED;
+		goto out;
+	}
+	snprintf(id, sizeof(id), "%lld", (long long)get_i64(res, target, 0));
+	values[0] = id;
+	ret = sora_db_exec(conn, SORA_DB_CLASS_WRITE,
+			   "DELETE FROM credentials WHERE id = $1::bigint",
+			   1, values, NULL, NULL, err, errsize);
+	if (ret != 0)
+		goto out;
+	ret = sora_db_commit(conn, err, errsize);
+out:
+	PQclear(res);
+	if (ret != 0)
+		sora_db_rollback(conn);
+	return ret;
+}

@@ -1,0 +1,166 @@
+/* Accounts and credentials: the queries shared by sora-proxy (login),
+ * sora-backend (login, LMTP recipients) and sora-admin (management).
+ *
+ * Addresses are stored as given and compared case-insensitively
+ * (lower(address), backed by a unique index). A soft-deleted account
+ * (deleted_at set) is invisible to sora_accounts_lookup() and
+ * sora_accounts_authenticate(): it can neither log in nor receive mail,
+ * but its addresses stay reserved until it is restored or purged.
+ *
+ * Every function takes a connection acquired from the pool by the caller
+ * (borrowed; it is left outside any transaction on return) and blocks on
+ * the database and, for those that hash or verify, on the password scheme
+ * (bcrypt cost 12 is ~250 ms): worker threads or the CLI only.
+ *
+ * Return values: 0 on success; SORA_DB_TEMPORARY / SORA_DB_PERMANENT (db.h)
+ * for database failures; or one of the SORA_ACCOUNTS_* codes below. err
+ * receives one line fit for an operator ("address bob@example.com already
+ * exists"); it never contains a password or a hash.
+ *
+ * Results that carry strings (lists, details) borrow them from a PGresult
+ * the struct owns; free them with the matching *_free function. */
+#ifndef SORA_DB_ACCOUNTS_H
+#define SORA_DB_ACCOUNTS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <libpq-fe.h>
+
+#include "common/auth/password.h"
+#include "common/core/str.h"
+#include "common/db/db.h"
+
+#define SORA_ACCOUNTS_NOT_FOUND  (-10)  /* no such address (or account deleted) */
+#define SORA_ACCOUNTS_EXISTS     (-11)  /* address already taken */
+#define SORA_ACCOUNTS_INVALID    (-12)  /* address or password not acceptable */
+#define SORA_ACCOUNTS_REFUSED    (-13)  /* would break an invariant (last/primary credential) */
+#define SORA_ACCOUNTS_STATE      (-14)  /* already deleted / not deleted */
+
+#define SORA_ACCOUNTS_ADDRESS_SIZE 256  /* SORA_ADDRESS_MAX_LEN + NUL, rounded up */
+
+/* Who a login name belongs to. */
+struct sora_account_ref {
+	int64_t account_id;
+	int64_t credential_id;
+	char address[SORA_ACCOUNTS_ADDRESS_SIZE];          /* as stored */
+	char primary_address[SORA_ACCOUNTS_ADDRESS_SIZE];  /* the account's primary identity */
+};
+
+/* Finds the live account an address (any case) belongs to, without a
+ * password: LMTP recipients, master-user logins. address is network data
+ * (pointer + length); anything that is not a valid address is simply not
+ * found. Returns 0, SORA_ACCOUNTS_NOT_FOUND or a database error. */
+int sora_accounts_lookup(struct sora_db_conn *conn, struct sora_str address,
+			 struct sora_account_ref *ref_r, char *err, size_t errsize);
+
+/* The login check used by every server and by `sora-admin auth test`.
+ * Looks the address up (live accounts only) and verifies the password
+ * against the stored hash. Returns 0 when the check ran: *match_r tells
+ * the outcome and, on a match, *ref_r is filled. An unknown address costs
+ * the same bcrypt verification as a known one, so response times do not
+ * reveal which addresses exist. When the stored hash is an older, cheaper
+ * bcrypt, it is replaced by one with the default cost (failures to do so
+ * are logged, not returned). A malformed stored hash is SORA_DB_PERMANENT
+ * with err naming the address (never the hash). */
+int sora_accounts_authenticate(struct sora_db_conn *conn, struct sora_str address,
+			       const char *password, size_t password_len,
+			       bool *match_r, struct sora_account_ref *ref_r,
+			       char *err, size_t errsize);
+
+/* Creates an account whose primary identity is address, with the password
+ * hashed by scheme. SORA_ACCOUNTS_INVALID for a bad address (see
+ * address.h) or password, SORA_ACCOUNTS_EXISTS when any account (also a
+ * deleted one) has the address. */
+int sora_accounts_create(struct sora_db_conn *conn, const char *address,
+			 const char *password, size_t password_len,
+			 enum sora_pw_scheme scheme, int64_t *account_id_r,
+			 char *err, size_t errsize);
+
+/* Replaces the password of one credential (the address, any case). */
+int sora_accounts_set_password(struct sora_db_conn *conn, const char *address,
+			       const char *password, size_t password_len,
+			       enum sora_pw_scheme scheme, char *err, size_t errsize);
+
+/* Makes address the primary identity of its account (the previous primary
+ * stays as an alias). */
+int sora_accounts_make_primary(struct sora_db_conn *conn, const char *address,
+			       char *err, size_t errsize);
+
+/* Soft-deletes / restores the account that owns address.
+ * SORA_ACCOUNTS_STATE when it already is deleted / is not deleted. */
+int sora_accounts_delete(struct sora_db_conn *conn, const char *address,
+			 char *err, size_t errsize);
+int sora_accounts_restore(struct sora_db_conn *conn, const char *address,
+			  char *err, size_t errsize);
+
+struct sora_account_info {
+	int64_t id;
+	const char *primary_address;  /* "" if the account has none */
+	const char *created_at;       /* "YYYY-MM-DD HH:MM:SS UTC" */
+	const char *deleted_at;       /* NULL while not deleted */
+	int64_t credential_count;
+	int64_t mailbox_count;
+	int64_t message_count;        /* not expunged */
+	int64_t total_size;           /* bytes, not expunged */
+};
+
+struct sora_account_list {
+	size_t count;
+	struct sora_account_info *items;  /* owned */
+	PGresult *res;                    /* owns the strings */
+};
+
+enum sora_accounts_filter {
+	SORA_ACCOUNTS_LIVE = 0,       /* not deleted */
+	SORA_ACCOUNTS_DELETED,        /* deleted only */
+	SORA_ACCOUNTS_ALL,
+};
+
+/* Lists accounts ordered by primary address. */
+int sora_accounts_list(struct sora_db_conn *conn, enum sora_accounts_filter filter,
+		       struct sora_account_list *list_r, char *err, size_t errsize);
+
+/* The account owning address (deleted or not) as a one-item list. */
+int sora_accounts_show(struct sora_db_conn *conn, const char *address,
+		       struct sora_account_list *list_r, char *err, size_t errsize);
+
+void sora_account_list_free(struct sora_account_list *list);
+
+struct sora_credential_info {
+	int64_t id;
+	int64_t account_id;
+	const char *address;
+	bool primary;
+	const char *scheme;           /* "BLF-CRYPT", ... ("UNKNOWN" if unrecognised) */
+	const char *created_at;
+	const char *updated_at;
+};
+
+struct sora_credential_list {
+	size_t count;
+	struct sora_credential_info *items;  /* owned */
+	PGresult *res;                       /* owns the strings */
+};
+
+/* The credentials of the account that owns address, primary first. */
+int sora_accounts_list_credentials(struct sora_db_conn *conn, const char *address,
+				   struct sora_credential_list *list_r,
+				   char *err, size_t errsize);
+
+void sora_credential_list_free(struct sora_credential_list *list);
+
+/* Adds new_address to the account that owns account_address. With
+ * make_primary it becomes the primary identity. */
+int sora_accounts_add_credential(struct sora_db_conn *conn, const char *account_address,
+				 const char *new_address, const char *password,
+				 size_t password_len, enum sora_pw_scheme scheme,
+				 bool make_primary, char *err, size_t errsize);
+
+/* Deletes one credential. SORA_ACCOUNTS_REFUSED for the primary identity or
+ * the account's last credential. */
+int sora_accounts_delete_credential(struct sora_db_conn *conn, const char *address,
+				    char *err, size_t errsize);
+
+#endif
