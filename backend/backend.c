@@ -5,12 +5,24 @@
 
 #include "backend/blob/blob-store.h"
 #include "backend/store/migrate.h"
+#include "backend/store/uploader.h"
 #include "common/config/config.h"
 #include "common/core/log.h"
 #include "common/db/db.h"
 
 static struct sora_backend backend;
 static bool backend_started;
+
+const char *sora_backend_instance_id(void)
+{
+	return backend.cfg != NULL ? backend.cfg->hostname : "localhost";
+}
+
+void sora_backend_kick_uploader(void)
+{
+	if (backend_started)
+		sora_uploader_kick(backend.uploader);
+}
 
 struct sora_backend *sora_backend(void)
 {
@@ -55,11 +67,15 @@ int sora_backend_start(const struct sora_config *cfg, struct sora_net *net, bool
 		goto fail;
 	if (sora_blob_store_open(cfg, NULL, &backend.blobs, err, errsize) != 0)
 		goto fail;
+	if (sora_uploader_start(cfg, backend.db, backend.blobs, sora_backend_instance_id(),
+				&backend.uploader, err, errsize) < 0)
+		goto fail;
 	backend_started = true;
 	sora_info(NULL, "database %s ready (schema up to date), blob store: %s", cfg->database.dbname,
 		  cfg->storage.backend);
 	return 0;
 fail:
+	sora_blob_store_free(&backend.blobs);
 	sora_db_pool_destroy(&backend.db);
 	return -1;
 }
@@ -69,6 +85,7 @@ void sora_backend_stop(void)
 	if (!backend_started)
 		return;
 	backend_started = false;
+	sora_uploader_stop(&backend.uploader);
 	sora_blob_store_free(&backend.blobs);
 	sora_db_pool_destroy(&backend.db);
 }

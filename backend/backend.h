@@ -14,13 +14,25 @@ struct sora_config;
 struct sora_net;
 struct sora_db_pool;
 struct sora_blob_store;
+struct sora_uploader;
 
 struct sora_backend {
 	const struct sora_config *cfg;   /* borrowed from main */
 	struct sora_net *net;            /* borrowed */
 	struct sora_db_pool *db;         /* owned */
 	struct sora_blob_store *blobs;   /* owned */
+	struct sora_uploader *uploader;  /* owned */
 };
+
+/* This node's name in pending_uploads.instance_id: staged bodies live on
+ * this machine's disk, so only this node can upload them. It is the
+ * configured top-level `hostname`, which must therefore be unique and
+ * stable per backend node. */
+const char *sora_backend_instance_id(void);
+
+/* Wakes the uploader after a delivery committed a pending_uploads row (so
+ * bodies reach S3 right away instead of at the next poll). Any thread. */
+void sora_backend_kick_uploader(void);
 
 /* The running backend, or NULL before start. */
 struct sora_backend *sora_backend(void);

@@ -1,0 +1,359 @@
+#include "backend/store/uploader.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <sodium.h>
+
+#include "backend/blob/blob-driver.h"
+#include "backend/blob/blob-hash.h"
+#include "backend/blob/blob-store.h"
+#include "common/config/config.h"
+#include "common/core/log.h"
+#include "common/db/db.h"
+#include "common/metrics/metrics.h"
+
+/* A claimed row is ours for this long; a crashed node's leases are
+ * released at its next start, another live thread never steals them. */
+#define LEASE_SECONDS 600
+/* Idle poll, in case a kick was missed (or rows became due). */
+#define POLL_MS 2000
+/* Backoff never waits longer than this between attempts. */
+#define MAX_BACKOFF_MS (60LL * 60 * 1000)
+#define DB_RETRY_MS 5000
+
+struct sora_uploader {
+	const struct sora_config *cfg;
+	struct sora_db_pool *db;
+	struct sora_blob_store *blobs;
+	char instance_id[256];
+
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool stopping;
+	unsigned kicks;
+	pthread_t *threads;
+	int nthreads;
+
+	struct sora_metric_series *m_ok, *m_retry, *m_failed;
+};
+
+/* Parameterized statement with text results; *res_r is the caller's to
+ * PQclear() on success. */
+static int uploader_query(struct sora_db_conn *conn, const char *sql, int n, const char *const *params,
+			  PGresult **res_r, char *err, size_t errsize)
+{
+	char sqlstate[6];
+
+	*res_r = NULL;
+	return sora_db_exec_params(conn, SORA_DB_CLASS_WRITE, sql, n, params, NULL, NULL, 0, res_r,
+				   sqlstate, err, errsize);
+}
+
+struct claim {
+	char id[32];
+	int64_t account_id;
+	char hash[SORA_BLOB_HASH_HEX_SIZE];
+	int attempts;
+};
+
+static void uploader_wait(struct sora_uploader *up, int64_t ms, unsigned seen_kicks)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += ms / 1000;
+	ts.tv_nsec += (ms % 1000) * 1000000;
+	if (ts.tv_nsec >= 1000000000) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000;
+	}
+	pthread_mutex_lock(&up->lock);
+	while (!up->stopping && up->kicks == seen_kicks) {
+		if (pthread_cond_timedwait(&up->cond, &up->lock, &ts) == ETIMEDOUT)
+			break;
+	}
+	pthread_mutex_unlock(&up->lock);
+}
+
+static bool uploader_stopping(struct sora_uploader *up, unsigned *kicks_r)
+{
+	bool r;
+
+	pthread_mutex_lock(&up->lock);
+	r = up->stopping;
+	if (kicks_r != NULL)
+		*kicks_r = up->kicks;
+	pthread_mutex_unlock(&up->lock);
+	return r;
+}
+
+/* Claims one due row. Returns 1 with *c filled, 0 if none is due, -1 on a
+ * database error (err set). */
+static int claim_one(struct sora_uploader *up, struct sora_db_conn *conn, struct claim *c,
+		     char *err, size_t errsize)
+{
+	static const char sql[] =
+		"UPDATE pending_uploads SET next_attempt_at = now() + make_interval(secs => $2), "
+		"attempts = attempts + 1 "
+		"WHERE id = (SELECT id FROM pending_uploads WHERE instance_id = $1 "
+		"AND next_attempt_at <= now() ORDER BY next_attempt_at, id LIMIT 1 "
+		"FOR UPDATE SKIP LOCKED) "
+		"RETURNING id, account_id, content_hash, attempts";
+	char lease[16];
+	const char *params[2] = { up->instance_id, lease };
+	PGresult *res = NULL;
+	int rc;
+
+	snprintf(lease, sizeof(lease), "%d", LEASE_SECONDS);
+	rc = uploader_query(conn, sql, 2, params, &res, err, errsize);
+	if (rc != 0)
+		return -1;
+	if (PQntuples(res) == 0) {
+		PQclear(res);
+		return 0;
+	}
+	snprintf(c->id, sizeof(c->id), "%s", PQgetvalue(res, 0, 0));
+	c->account_id = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
+	snprintf(c->hash, sizeof(c->hash), "%s", PQgetvalue(res, 0, 2));
+	c->attempts = (int)strtol(PQgetvalue(res, 0, 3), NULL, 10);
+	PQclear(res);
+	return 1;
+}
+
+static int64_t backoff_ms(const struct sora_config *cfg, int attempts)
+{
+	int64_t base = cfg->uploader.retry_interval_ms > 0 ? cfg->uploader.retry_interval_ms : 30000;
+	int64_t ms = base;
+
+	for (int i = 1; i < attempts && ms < MAX_BACKOFF_MS; i++)
+		ms *= 2;
+	if (ms > MAX_BACKOFF_MS)
+		ms = MAX_BACKOFF_MS;
+	/* Jitter (50-100%) so a fleet that lost S3 at once does not come back
+	 * in lockstep. */
+	return ms / 2 + (int64_t)randombytes_uniform((uint32_t)(ms / 2 + 1));
+}
+
+static void finish_row(struct sora_uploader *up, struct sora_db_conn *conn, const struct claim *c,
+		       int status, const char *msg)
+{
+	char err[512], delay[32];
+	PGresult *res = NULL;
+	int rc;
+
+	if (status == 0) {
+		const char *params[1] = { c->id };
+		rc = uploader_query(conn,
+					 "DELETE FROM pending_uploads WHERE id = $1", 1, params, &res,
+					 err, sizeof(err));
+	} else {
+		int max = up->cfg->uploader.max_attempts;
+		bool give_up = status == SORA_BLOB_ECORRUPT || (max > 0 && c->attempts >= max);
+		const char *params[3] = { c->id, msg, delay };
+
+		if (give_up) {
+			/* Kept for the operator: the body stays readable from
+			 * staging; nothing is deleted. */
+			sora_error(NULL, "uploader: giving up on %s (account %" PRId64 ") after %d attempt(s): %s",
+				   c->hash, c->account_id, c->attempts, msg);
+			snprintf(delay, sizeof(delay), "infinity");
+			rc = uploader_query(conn,
+						 "UPDATE pending_uploads SET last_error = $2, "
+						 "next_attempt_at = $3::timestamptz WHERE id = $1",
+						 3, params, &res, err, sizeof(err));
+		} else {
+			snprintf(delay, sizeof(delay), "%" PRId64, backoff_ms(up->cfg, c->attempts));
+			rc = uploader_query(conn,
+						 "UPDATE pending_uploads SET last_error = $2, next_attempt_at = "
+						 "now() + make_interval(secs => $3::double precision / 1000) "
+						 "WHERE id = $1", 3, params, &res, err, sizeof(err));
+		}
+	}
+	if (rc != 0)
+		sora_warn(NULL, "uploader: cannot update pending upload %s: %s (it will be retried)", c->id, err);
+	PQclear(res);
+}
+
+/* A body that is not staged any more was uploaded before a crash that
+ * came before its row was deleted: confirm it is in the store. */
+static int confirm_uploaded(struct sora_uploader *up, const struct claim *c, struct sora_blob_error *berr)
+{
+	char key[SORA_BLOB_KEY_SIZE];
+	uint64_t size = 0;
+
+	if (sora_blob_key_format(c->account_id, c->hash, key, sizeof(key)) < 0)
+		return SORA_BLOB_EFAIL;
+	return sora_blob_driver_head(sora_blob_store_driver(up->blobs), key, &size, berr);
+}
+
+static void *uploader_thread(void *arg)
+{
+	struct sora_uploader *up = arg;
+	int64_t last_db_warning = 0;
+
+	for (;;) {
+		struct sora_db_conn *conn = NULL;
+		struct sora_blob_error berr;
+		struct claim c;
+		char err[512];
+		unsigned kicks;
+		int rc;
+
+		if (uploader_stopping(up, &kicks))
+			break;
+		rc = sora_db_acquire(up->db, SORA_DB_PRIMARY, 10000, &conn, err, sizeof(err));
+		if (rc == 0)
+			rc = claim_one(up, conn, &c, err, sizeof(err));
+		if (rc < 0 || (rc != 0 && rc != 1)) {
+			int64_t now = (int64_t)time(NULL);
+			if (now - last_db_warning >= 60) {
+				sora_warn(NULL, "uploader: database unavailable, retrying: %s", err);
+				last_db_warning = now;
+			}
+			sora_db_release(&conn);
+			uploader_wait(up, DB_RETRY_MS, kicks);
+			continue;
+		}
+		if (rc == 0) {
+			sora_db_release(&conn);
+			uploader_wait(up, POLL_MS, kicks);
+			continue;
+		}
+		/* Do not hold a pooled connection across a long upload. */
+		sora_db_release(&conn);
+
+		memset(&berr, 0, sizeof(berr));
+		rc = sora_blob_upload_staged(up->blobs, c.account_id, c.hash, &berr);
+		if (rc == SORA_BLOB_ENOTFOUND) {
+			struct sora_blob_error herr;
+			memset(&herr, 0, sizeof(herr));
+			if (confirm_uploaded(up, &c, &herr) == 0) {
+				rc = 0;
+			} else {
+				snprintf(berr.msg, sizeof(berr.msg),
+					 "body is neither staged nor in the store (%.400s)", herr.msg);
+				rc = SORA_BLOB_EFAIL;
+			}
+		}
+		if (rc == 0) {
+			sora_metric_inc(up->m_ok);
+			sora_debug(NULL, "uploader: uploaded %s (account %" PRId64 ")", c.hash, c.account_id);
+		} else {
+			sora_metric_inc(rc == SORA_BLOB_ETRANSIENT ? up->m_retry : up->m_failed);
+			sora_warn(NULL, "uploader: %s (account %" PRId64 ", attempt %d): %s", c.hash,
+				  c.account_id, c.attempts, berr.msg);
+		}
+		if (sora_db_acquire(up->db, SORA_DB_PRIMARY, 10000, &conn, err, sizeof(err)) == 0) {
+			finish_row(up, conn, &c, rc, berr.msg);
+			sora_db_release(&conn);
+		}
+		/* Without the database the lease expires and the row is taken
+		 * again: uploading the same content twice is harmless. */
+	}
+	return NULL;
+}
+
+/* A previous run of this node may have died holding leases. */
+static int release_leases(struct sora_uploader *up, char *err, size_t errsize)
+{
+	struct sora_db_conn *conn = NULL;
+	const char *params[1] = { up->instance_id };
+	PGresult *res = NULL;
+	int rc;
+
+	rc = sora_db_acquire(up->db, SORA_DB_PRIMARY, 30000, &conn, err, errsize);
+	if (rc != 0)
+		return -1;
+	rc = uploader_query(conn,
+				 "UPDATE pending_uploads SET next_attempt_at = now() "
+				 "WHERE instance_id = $1 AND next_attempt_at > now() "
+				 "AND next_attempt_at <> 'infinity'", 1, params, &res, err, errsize);
+	if (rc == 0 && PQcmdTuples(res)[0] != '0')
+		sora_info(NULL, "uploader: resuming %s pending upload(s) from a previous run", PQcmdTuples(res));
+	PQclear(res);
+	sora_db_release(&conn);
+	return rc == 0 ? 0 : -1;
+}
+
+int sora_uploader_start(const struct sora_config *cfg, struct sora_db_pool *db,
+			struct sora_blob_store *blobs, const char *instance_id,
+			struct sora_uploader **up_r, char *err, size_t errsize)
+{
+	struct sora_uploader *up = calloc(1, sizeof(*up));
+	struct sora_metric *m;
+	int n = cfg->uploader.workers > 0 ? cfg->uploader.workers : 4;
+
+	if (up == NULL || sodium_init() < 0) {
+		free(up);
+		snprintf(err, errsize, "uploader: out of memory");
+		return -1;
+	}
+	up->cfg = cfg;
+	up->db = db;
+	up->blobs = blobs;
+	snprintf(up->instance_id, sizeof(up->instance_id), "%s", instance_id);
+	pthread_mutex_init(&up->lock, NULL);
+	pthread_cond_init(&up->cond, NULL);
+	m = sora_metric_counter("uploads_total", "Staged bodies moved to the blob store, by result.", "result");
+	up->m_ok = sora_metric_with(m, "ok");
+	up->m_retry = sora_metric_with(m, "retry");
+	up->m_failed = sora_metric_with(m, "failed");
+	if (release_leases(up, err, errsize) < 0)
+		goto fail;
+	up->threads = calloc((size_t)n, sizeof(pthread_t));
+	if (up->threads == NULL)
+		goto fail;
+	for (int i = 0; i < n; i++) {
+		if (pthread_create(&up->threads[i], NULL, uploader_thread, up) != 0)
+			break;
+		up->nthreads++;
+	}
+	if (up->nthreads == 0) {
+		snprintf(err, errsize, "uploader: cannot start threads");
+		goto fail;
+	}
+	*up_r = up;
+	return 0;
+fail:
+	free(up->threads);
+	pthread_mutex_destroy(&up->lock);
+	pthread_cond_destroy(&up->cond);
+	free(up);
+	return -1;
+}
+
+void sora_uploader_kick(struct sora_uploader *up)
+{
+	if (up == NULL)
+		return;
+	pthread_mutex_lock(&up->lock);
+	up->kicks++;
+	pthread_cond_broadcast(&up->cond);
+	pthread_mutex_unlock(&up->lock);
+}
+
+void sora_uploader_stop(struct sora_uploader **upp)
+{
+	struct sora_uploader *up = *upp;
+
+	if (up == NULL)
+		return;
+	*upp = NULL;
+	pthread_mutex_lock(&up->lock);
+	up->stopping = true;
+	pthread_cond_broadcast(&up->cond);
+	pthread_mutex_unlock(&up->lock);
+	for (int i = 0; i < up->nthreads; i++)
+		pthread_join(up->threads[i], NULL);
+	free(up->threads);
+	pthread_mutex_destroy(&up->lock);
+	pthread_cond_destroy(&up->cond);
+	free(up);
+}
