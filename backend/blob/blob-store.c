@@ -1,0 +1,766 @@
+#include "backend/blob/blob-store.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "backend/blob/blob-file.h"
+#include "backend/blob/blob-fs.h"
+#include "common/core/log.h"
+
+#define STAGING_TMPDIR "tmp"
+#define IO_CHUNK (64 * 1024)
+
+struct sora_blob_store {
+	struct sora_blob_driver *driver;
+	struct sora_blob_keyring *keyring;
+	struct sora_blob_cache *cache;
+	bool encrypt;
+	char *staging;
+	char *staging_tmp;
+};
+
+/* Memory for structs that embed a struct sora_blob_hasher, whose libsodium
+ * state is declared 64-byte aligned. */
+static void *alloc_aligned(size_t size)
+{
+	void *p = aligned_alloc(64, (size + 63) & ~(size_t)63);
+
+	if (p != NULL)
+		memset(p, 0, size);
+	return p;
+}
+
+int sora_blob_store_new(struct sora_blob_store_params *p, struct sora_blob_store **store_r,
+			char *err, size_t errsize)
+{
+	struct sora_blob_store *s;
+	char tmp[PATH_MAX];
+	size_t len;
+
+	*store_r = NULL;
+	if (sodium_init() < 0) {
+		snprintf(err, errsize, "libsodium initialisation failed");
+		return -1;
+	}
+	if (p->driver == NULL) {
+		snprintf(err, errsize, "blob store: no driver");
+		return -1;
+	}
+	if (p->staging_path == NULL || p->staging_path[0] == '\0') {
+		snprintf(err, errsize, "blob store: [uploader] path (staging directory) is required");
+		return -1;
+	}
+	if (p->encrypt && !sora_blob_keyring_can_encrypt(p->keyring)) {
+		snprintf(err, errsize, "blob store: encryption is on but no encryption_key is set");
+		return -1;
+	}
+	s = calloc(1, sizeof(*s));
+	if (s == NULL) {
+		snprintf(err, errsize, "out of memory");
+		return -1;
+	}
+	len = strlen(p->staging_path);
+	while (len > 1 && p->staging_path[len - 1] == '/')
+		len--;
+	s->staging = strndup(p->staging_path, len);
+	if (s->staging == NULL ||
+	    sora_blob_path_join(tmp, sizeof(tmp), s->staging, STAGING_TMPDIR) < 0 ||
+	    (s->staging_tmp = strdup(tmp)) == NULL) {
+		snprintf(err, errsize, "out of memory");
+		goto fail;
+	}
+	if (sora_blob_mkdirs(s->staging_tmp, 0750) < 0) {
+		snprintf(err, errsize, "blob store: cannot create %s: %s", s->staging_tmp,
+			 strerror(errno));
+		goto fail;
+	}
+	/* Temp files belong to writers of a previous run that never
+	 * committed: those bodies were never acknowledged. */
+	sora_blob_clean_dir(s->staging_tmp);
+	if (p->cache_path != NULL && p->cache_path[0] != '\0' && p->cache_capacity > 0) {
+		if (sora_blob_cache_open(p->cache_path, p->cache_capacity,
+					 p->cache_max_object_size, &s->cache, err, errsize) < 0)
+			goto fail;
+	}
+	s->driver = p->driver;
+	s->keyring = p->keyring;
+	s->encrypt = p->encrypt;
+	*store_r = s;
+	return 0;
+fail:
+	free(s->staging);
+	free(s->staging_tmp);
+	free(s);
+	return -1;
+}
+
+int sora_blob_store_open(const struct sora_config *cfg,
+			 const struct sora_blob_s3_options *s3opts,
+			 struct sora_blob_store **store_r, char *err, size_t errsize)
+{
+	struct sora_blob_store_params p = { 0 };
+	const struct sora_s3_config *s3 = &cfg->s3;
+	const char *backend = cfg->storage.backend != NULL ? cfg->storage.backend : "fs";
+
+	*store_r = NULL;
+	if (strcmp(backend, "s3") == 0) {
+		if (sora_blob_s3_create(s3, s3opts, &p.driver, err, errsize) < 0)
+			return -1;
+	} else if (strcmp(backend, "fs") == 0) {
+		const char *root = cfg->storage.fs_path != NULL ? cfg->storage.fs_path : "var/blobs";
+		if (sora_blob_fs_create(root, &p.driver, err, errsize) < 0)
+			return -1;
+	} else {
+		snprintf(err, errsize, "[storage] backend must be \"fs\" or \"s3\", not \"%s\"", backend);
+		return -1;
+	}
+	if (s3->encrypt || s3->old_encryption_keys_count > 0) {
+		if (s3->encrypt && (s3->encryption_key == NULL || s3->encryption_key[0] == '\0')) {
+			snprintf(err, errsize, "[s3] encrypt = true needs encryption_key (64 hex characters)");
+			goto fail;
+		}
+		if (sora_blob_keyring_new(s3->encrypt ? s3->encryption_key : NULL,
+					  (const char *const *)s3->old_encryption_keys,
+					  s3->old_encryption_keys_count, &p.keyring, err, errsize) < 0)
+			goto fail;
+	}
+	p.encrypt = s3->encrypt;
+	p.staging_path = cfg->uploader.path != NULL ? cfg->uploader.path : "var/staging";
+	p.cache_path = cfg->local_cache.path;
+	p.cache_capacity = cfg->local_cache.capacity;
+	p.cache_max_object_size = cfg->local_cache.max_object_size;
+	if (sora_blob_store_new(&p, store_r, err, errsize) < 0)
+		goto fail;
+	if (p.encrypt) {
+		char id[SORA_BLOB_CRYPT_KEY_ID_HEX_SIZE];
+		sora_blob_keyring_current_id(p.keyring, id);
+		sora_info(NULL, "blob store: %s driver, client-side encryption with key id %s "
+			  "(%zu keys)", backend, id, sora_blob_keyring_count(p.keyring));
+	}
+	return 0;
+fail:
+	sora_blob_keyring_free(&p.keyring);
+	sora_blob_driver_free(&p.driver);
+	return -1;
+}
+
+void sora_blob_store_free(struct sora_blob_store **sp)
+{
+	struct sora_blob_store *s = *sp;
+
+	if (s == NULL)
+		return;
+	sora_blob_driver_free(&s->driver);
+	sora_blob_keyring_free(&s->keyring);
+	sora_blob_cache_free(&s->cache);
+	free(s->staging);
+	free(s->staging_tmp);
+	free(s);
+	*sp = NULL;
+}
+
+struct sora_blob_driver *sora_blob_store_driver(struct sora_blob_store *s)
+{
+	return s->driver;
+}
+
+struct sora_blob_cache *sora_blob_store_cache(struct sora_blob_store *s)
+{
+	return s->cache;
+}
+
+bool sora_blob_store_encrypts(const struct sora_blob_store *s)
+{
+	return s->encrypt;
+}
+
+/* ---- paths ---- */
+
+static int staged_path(struct sora_blob_store *s, int64_t account_id, const char *hash,
+		       char *dst, size_t size, struct sora_blob_error *err)
+{
+	int n;
+
+	if (account_id <= 0 || hash == NULL || !sora_blob_hash_valid(sora_str_c(hash))) {
+		sora_blob_error_set(err, "invalid body reference (account %lld)", (long long)account_id);
+		return -1;
+	}
+	n = snprintf(dst, size, "%s/%lld/%s", s->staging, (long long)account_id, hash);
+	if (n < 0 || (size_t)n >= size) {
+		sora_blob_error_set(err, "staging path too long");
+		return -1;
+	}
+	return 0;
+}
+
+static int object_key(int64_t account_id, const char *hash, char key[SORA_BLOB_KEY_SIZE],
+		      struct sora_blob_error *err)
+{
+	if (sora_blob_key_format(account_id, hash, key, SORA_BLOB_KEY_SIZE) < 0) {
+		sora_blob_error_set(err, "invalid body reference (account %lld)", (long long)account_id);
+		return -1;
+	}
+	return 0;
+}
+
+/* ---- staging ---- */
+
+struct sora_blob_writer {
+	struct sora_blob_hasher hasher;   /* first: 64-byte aligned */
+	struct sora_blob_store *store;
+	int64_t account_id;
+	uint64_t max_size;
+	int fd;
+	bool failed;
+	char tmp[PATH_MAX];
+};
+
+int sora_blob_writer_new(struct sora_blob_store *s, int64_t account_id, uint64_t max_size,
+			 struct sora_blob_writer **w_r, struct sora_blob_error *err)
+{
+	struct sora_blob_writer *w;
+
+	*w_r = NULL;
+	if (account_id <= 0) {
+		sora_blob_error_set(err, "invalid account id %lld", (long long)account_id);
+		return SORA_BLOB_EFAIL;
+	}
+	w = alloc_aligned(sizeof(*w));
+	if (w == NULL) {
+		sora_blob_error_set(err, "out of memory");
+		return SORA_BLOB_EFAIL;
+	}
+	w->fd = sora_blob_tmpfile(s->staging_tmp, w->tmp, sizeof(w->tmp));
+	if (w->fd < 0) {
+		sora_blob_error_set(err, "staging: temp file in %s: %s", s->staging_tmp,
+				    strerror(errno));
+		free(w);
+		return SORA_BLOB_EFAIL;
+	}
+	w->store = s;
+	w->account_id = account_id;
+	w->max_size = max_size;
+	sora_blob_hash_init(&w->hasher);
+	*w_r = w;
+	return SORA_BLOB_OK;
+}
+
+int sora_blob_writer_write(struct sora_blob_writer *w, const void *data, size_t len,
+			   struct sora_blob_error *err)
+{
+	if (w->failed) {
+		sora_blob_error_set(err, "staging: writer already failed");
+		return SORA_BLOB_EFAIL;
+	}
+	if (w->max_size != 0 && len > w->max_size - w->hasher.size) {
+		w->failed = true;
+		sora_blob_error_set(err, "body exceeds %llu bytes", (unsigned long long)w->max_size);
+		return SORA_BLOB_EFAIL;
+	}
+	if (sora_blob_write_all(w->fd, data, len) < 0) {
+		w->failed = true;
+		sora_blob_error_set(err, "staging: write %s: %s", w->tmp, strerror(errno));
+		return SORA_BLOB_EFAIL;
+	}
+	sora_blob_hash_update(&w->hasher, data, len);
+	return SORA_BLOB_OK;
+}
+
+void sora_blob_writer_abort(struct sora_blob_writer **wp)
+{
+	struct sora_blob_writer *w;
+
+	if (wp == NULL || *wp == NULL)
+		return;
+	w = *wp;
+	if (w->fd >= 0)
+		close(w->fd);
+	unlink(w->tmp);
+	free(w);
+	*wp = NULL;
+}
+
+int sora_blob_writer_commit(struct sora_blob_writer **wp, struct sora_blob_ref *ref_r,
+			    struct sora_blob_error *err)
+{
+	struct sora_blob_writer *w = *wp;
+	struct sora_blob_store *s = w->store;
+	char path[PATH_MAX];
+	const char *what;
+	struct stat st;
+	int ret = SORA_BLOB_EFAIL;
+
+	if (w->failed) {
+		sora_blob_error_set(err, "staging: writer already failed");
+		goto out;
+	}
+	ref_r->size = w->hasher.size;
+	ref_r->existed = false;
+	sora_blob_hash_final(&w->hasher, ref_r->hash);
+	if (staged_path(s, w->account_id, ref_r->hash, path, sizeof(path), err) < 0)
+		goto out;
+	/* Same hash, same bytes: an existing staged copy is complete (it got
+	 * there by rename) and need not be written again. */
+	if (stat(path, &st) == 0 && S_ISREG(st.st_mode) && (uint64_t)st.st_size == ref_r->size) {
+		ref_r->existed = true;
+		ret = SORA_BLOB_OK;
+		goto out;
+	}
+	what = "fsync";
+	if (fsync(w->fd) < 0)
+		goto fail_errno;
+	what = "mkdir";
+	if (sora_blob_mkdirs_parent_durable(path, 0750) < 0)
+		goto fail_errno;
+	what = "rename";
+	if (rename(w->tmp, path) < 0)
+		goto fail_errno;
+	w->tmp[0] = '\0';
+	what = "fsync directory";
+	if (sora_blob_fsync_parent(path) < 0)
+		goto fail_errno;
+	ret = SORA_BLOB_OK;
+	goto out;
+fail_errno:
+	sora_blob_error_set(err, "staging %s: %s: %s", path, what, strerror(errno));
+out:
+	close(w->fd);
+	w->fd = -1;
+	if (w->tmp[0] != '\0')
+		unlink(w->tmp);
+	free(w);
+	*wp = NULL;
+	return ret;
+}
+
+int sora_blob_stage_buf(struct sora_blob_store *s, int64_t account_id, const void *data,
+			size_t len, struct sora_blob_ref *ref_r, struct sora_blob_error *err)
+{
+	struct sora_blob_writer *w;
+	int ret;
+
+	ret = sora_blob_writer_new(s, account_id, 0, &w, err);
+	if (ret < 0)
+		return ret;
+	ret = sora_blob_writer_write(w, data, len, err);
+	if (ret < 0) {
+		sora_blob_writer_abort(&w);
+		return ret;
+	}
+	return sora_blob_writer_commit(&w, ref_r, err);
+}
+
+int sora_blob_stage_fd(struct sora_blob_store *s, int64_t account_id, int fd,
+		       uint64_t max_size, struct sora_blob_ref *ref_r,
+		       struct sora_blob_error *err)
+{
+	struct sora_blob_writer *w;
+	char *buf;
+	int ret;
+
+	buf = malloc(IO_CHUNK);
+	if (buf == NULL) {
+		sora_blob_error_set(err, "out of memory");
+		return SORA_BLOB_EFAIL;
+	}
+	ret = sora_blob_writer_new(s, account_id, max_size, &w, err);
+	if (ret < 0) {
+		free(buf);
+		return ret;
+	}
+	for (;;) {
+		ssize_t n = read(fd, buf, IO_CHUNK);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			sora_blob_error_set(err, "staging: read: %s", strerror(errno));
+			ret = SORA_BLOB_EFAIL;
+			break;
+		}
+		if (n == 0)
+			break;
+		ret = sora_blob_writer_write(w, buf, (size_t)n, err);
+		if (ret < 0)
+			break;
+	}
+	free(buf);
+	if (ret < 0) {
+		sora_blob_writer_abort(&w);
+		return ret;
+	}
+	return sora_blob_writer_commit(&w, ref_r, err);
+}
+
+bool sora_blob_is_staged(struct sora_blob_store *s, int64_t account_id, const char *hash)
+{
+	char path[PATH_MAX];
+
+	return staged_path(s, account_id, hash, path, sizeof(path), NULL) == 0 &&
+	       access(path, F_OK) == 0;
+}
+
+int sora_blob_unstage(struct sora_blob_store *s, int64_t account_id, const char *hash,
+		      struct sora_blob_error *err)
+{
+	char path[PATH_MAX];
+
+	if (staged_path(s, account_id, hash, path, sizeof(path), err) < 0)
+		return SORA_BLOB_EFAIL;
+	if (unlink(path) < 0 && errno != ENOENT) {
+		sora_blob_error_set(err, "staging: unlink %s: %s", path, strerror(errno));
+		return SORA_BLOB_EFAIL;
+	}
+	return SORA_BLOB_OK;
+}
+
+/* ---- upload ---- */
+
+/* A source over a staged file that checks, as the last byte is read, that
+ * the content still hashes to the name it was staged under. A mismatch
+ * fails the read, so a damaged body never completes an upload. */
+struct verify_source {
+	struct sora_blob_hasher hasher;   /* first: 64-byte aligned */
+	struct sora_blob_fd_source fd;
+	struct sora_blob_source inner;
+	const char *expect;
+	bool mismatch;
+};
+
+static ssize_t verify_read(void *ctx, void *buf, size_t len, struct sora_blob_error *err)
+{
+	struct verify_source *v = ctx;
+	ssize_t n = v->inner.read(v->inner.ctx, buf, len, err);
+	char got[SORA_BLOB_HASH_HEX_SIZE];
+
+	if (n <= 0)
+		return n;
+	sora_blob_hash_update(&v->hasher, buf, (size_t)n);
+	if (v->hasher.size == v->inner.length) {
+		sora_blob_hash_final(&v->hasher, got);
+		/* Keep the hasher usable if libcurl reads on after the end. */
+		sora_blob_hash_init(&v->hasher);
+		v->hasher.size = v->inner.length;
+		if (strcmp(got, v->expect) != 0) {
+			v->mismatch = true;
+			sora_blob_error_set(err, "staged body does not match its hash (content hashes to %s)",
+					    got);
+			return -1;
+		}
+	}
+	return n;
+}
+
+static int verify_rewind(void *ctx, struct sora_blob_error *err)
+{
+	struct verify_source *v = ctx;
+
+	sora_blob_hash_init(&v->hasher);
+	v->mismatch = false;
+	return v->inner.rewind(v->inner.ctx, err);
+}
+
+int sora_blob_upload_staged(struct sora_blob_store *s, int64_t account_id, const char *hash,
+			    struct sora_blob_error *err)
+{
+	char path[PATH_MAX], key[SORA_BLOB_KEY_SIZE];
+	struct sora_blob_encryptor *enc = NULL;
+	struct sora_blob_source src, enc_src;
+	struct verify_source *v = NULL;
+	struct stat st;
+	int fd = -1, ret = SORA_BLOB_EFAIL;
+
+	if (staged_path(s, account_id, hash, path, sizeof(path), err) < 0 ||
+	    object_key(account_id, hash, key, err) < 0)
+		return SORA_BLOB_EFAIL;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		int e = errno;
+		sora_blob_error_set(err, "upload %s: staged body %s: %s", key, path, strerror(e));
+		return e == ENOENT ? SORA_BLOB_ENOTFOUND : SORA_BLOB_EFAIL;
+	}
+	if (fstat(fd, &st) < 0) {
+		sora_blob_error_set(err, "upload %s: %s", key, strerror(errno));
+		goto out;
+	}
+	v = alloc_aligned(sizeof(*v));
+	if (v == NULL) {
+		sora_blob_error_set(err, "out of memory");
+		goto out;
+	}
+	v->expect = hash;
+	sora_blob_hash_init(&v->hasher);
+	sora_blob_fd_source_init(&v->inner, &v->fd, fd, 0, (uint64_t)st.st_size);
+	src.length = (uint64_t)st.st_size;
+	src.read = verify_read;
+	src.rewind = verify_rewind;
+	src.ctx = v;
+	if (s->encrypt) {
+		ret = sora_blob_encryptor_new(s->keyring, &src, &enc_src, &enc, err);
+		if (ret < 0)
+			goto out;
+		ret = sora_blob_driver_put(s->driver, key, &enc_src, err);
+	} else {
+		ret = sora_blob_driver_put(s->driver, key, &src, err);
+	}
+	if (ret < 0) {
+		if (v->mismatch) {
+			/* The staged file is left for an operator to look at. */
+			ret = SORA_BLOB_ECORRUPT;
+			sora_error(NULL, "upload %s: %s", key, err != NULL ? err->msg : "corrupt");
+		}
+		goto out;
+	}
+	/* Stored: the staged copy becomes a cache entry (or goes away). */
+	if (s->cache != NULL && (uint64_t)st.st_size <= sora_blob_cache_max_object_size(s->cache)) {
+		struct sora_blob_error cerr;
+		if (sora_blob_cache_add_file(s->cache, key, path, 1, &cerr) < 0)
+			sora_warn(NULL, "upload %s: not cached: %s", key, cerr.msg);
+	} else if (unlink(path) < 0 && errno != ENOENT) {
+		sora_warn(NULL, "upload %s: cannot remove staged %s: %s", key, path, strerror(errno));
+	}
+	ret = SORA_BLOB_OK;
+out:
+	sora_blob_encryptor_free(&enc);
+	free(v);
+	if (fd >= 0)
+		close(fd);
+	return ret;
+}
+
+/* ---- reading ---- */
+
+/* Passes plaintext bytes [skip, skip+want) of a stream to the caller,
+ * hashing the whole stream when it is read in full. */
+struct read_ctx {
+	struct sora_blob_hasher hasher;   /* first: 64-byte aligned */
+	bool hash_it;
+	uint64_t skip;
+	uint64_t want;                    /* SORA_BLOB_TO_END: all */
+	uint64_t seen;
+	sora_blob_write_cb *cb;
+	void *cb_ctx;
+	struct sora_blob_cache_writer *cw;  /* filling the cache instead */
+	struct sora_blob_decryptor *dec;
+	int dec_status;                     /* first decryptor failure */
+	struct sora_blob_error dec_err;
+};
+
+static int clip_write(void *ctx, const void *data, size_t len)
+{
+	struct read_ctx *r = ctx;
+	const char *p = data;
+
+	r->seen += len;
+	if (r->hash_it)
+		sora_blob_hash_update(&r->hasher, data, len);
+	if (r->cw != NULL) {
+		if (sora_blob_cache_writer_write(r->cw, data, len) < 0)
+			sora_blob_cache_writer_abort(&r->cw);
+		return 0;
+	}
+	if (r->cb == NULL)
+		return 0;
+	if (r->skip > 0) {
+		size_t m = r->skip < len ? (size_t)r->skip : len;
+		p += m;
+		len -= m;
+		r->skip -= m;
+	}
+	if (r->want != SORA_BLOB_TO_END && len > r->want)
+		len = (size_t)r->want;
+	if (len == 0)
+		return 0;
+	if (r->want != SORA_BLOB_TO_END)
+		r->want -= len;
+	return r->cb(r->cb_ctx, p, len);
+}
+
+static int feed_decryptor(void *ctx, const void *data, size_t len)
+{
+	struct read_ctx *r = ctx;
+
+	/* The decryptor's verdict is kept for after the transfer. */
+	r->dec_status = sora_blob_decryptor_feed(r->dec, data, len, &r->dec_err);
+	return r->dec_status < 0 ? -1 : 0;
+}
+
+/* Serves a range of a local plaintext file. */
+static int read_local(int fd, uint64_t size, uint64_t offset, uint64_t length,
+		      sora_blob_write_cb *cb, void *cb_ctx, const char *key,
+		      struct sora_blob_error *err)
+{
+	int ret = sora_blob_send_range(fd, size, offset, length, cb, cb_ctx, err);
+
+	close(fd);
+	if (ret < 0 && ret != SORA_BLOB_EABORTED) {
+		char prefix[SORA_BLOB_KEY_SIZE + 16];
+		snprintf(prefix, sizeof(prefix), "object %s", key);
+		sora_blob_error_prefix(err, prefix);
+	}
+	return ret;
+}
+
+/* Fetches ciphertext [0, fetch_len) of key through a decryptor into r.
+ * whole: fetch_len covers the object, so the final chunk must be seen. */
+static int fetch_plain(struct sora_blob_store *s, const char *key, uint64_t fetch_len,
+		       bool whole, struct read_ctx *r, struct sora_blob_error *err)
+{
+	int ret;
+
+	ret = sora_blob_decryptor_new(s->keyring, key, true, clip_write, r, &r->dec);
+	if (ret < 0) {
+		sora_blob_error_set(err, "out of memory");
+		return ret;
+	}
+	r->dec_status = 0;
+	ret = sora_blob_driver_get(s->driver, key, 0, fetch_len, feed_decryptor, r, err);
+	if (ret == SORA_BLOB_EABORTED && r->dec_status < 0) {
+		/* The decryptor stopped the transfer: bad data (ECORRUPT) or the
+		 * caller's sink (EABORTED); its message says which. */
+		ret = r->dec_status;
+		if (err != NULL)
+			*err = r->dec_err;
+	} else if (ret == SORA_BLOB_OK && whole) {
+		ret = sora_blob_decryptor_finish(r->dec, err);
+	}
+	sora_blob_decryptor_free(&r->dec);
+	return ret;
+}
+
+int sora_blob_read(struct sora_blob_store *s, int64_t account_id, const char *hash,
+		   uint64_t offset, uint64_t length, sora_blob_write_cb *cb, void *cb_ctx,
+		   struct sora_blob_error *err)
+{
+	char key[SORA_BLOB_KEY_SIZE], path[PATH_MAX];
+	struct read_ctx *r = NULL;
+	uint64_t size, plain_size, fetch;
+	bool whole;
+	int fd, ret;
+
+	if (object_key(account_id, hash, key, err) < 0 ||
+	    staged_path(s, account_id, hash, path, sizeof(path), err) < 0)
+		return SORA_BLOB_EFAIL;
+
+	/* 1. The local cache. */
+	if (s->cache != NULL && (fd = sora_blob_cache_open_read(s->cache, key, &size)) >= 0)
+		return read_local(fd, size, offset, length, cb, cb_ctx, key, err);
+	/* 2. Staging: not uploaded yet. */
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		struct stat st;
+		if (fstat(fd, &st) < 0) {
+			close(fd);
+			sora_blob_error_set(err, "object %s: staged copy: %s", key, strerror(errno));
+			return SORA_BLOB_EFAIL;
+		}
+		return read_local(fd, (uint64_t)st.st_size, offset, length, cb, cb_ctx, key, err);
+	}
+	/* 3. The store. The size decides between filling the cache and
+	 * streaming. */
+	ret = sora_blob_driver_head(s->driver, key, &size, err);
+	if (ret == SORA_BLOB_ENOTFOUND) {
+		sora_blob_error_set(err, "object %s: not found (cache, staging, %s)", key,
+				    s->driver->ops->name);
+		return ret;
+	}
+	if (ret < 0)
+		return ret;
+	r = alloc_aligned(sizeof(*r));
+	if (r == NULL) {
+		sora_blob_error_set(err, "out of memory");
+		return SORA_BLOB_EFAIL;
+	}
+	sora_blob_hash_init(&r->hasher);
+
+	/* The body's size: the stored size, less the encryption overhead when
+	 * it can be an encrypted object. */
+	plain_size = size;
+	if (s->keyring != NULL && sora_blob_crypt_plaintext_len(size, &plain_size) < 0)
+		plain_size = size;
+	if (s->cache != NULL && plain_size <= sora_blob_cache_max_object_size(s->cache)) {
+		/* Small enough: fetch it whole into the cache, checking its hash,
+		 * and serve the range from there. */
+		char got[SORA_BLOB_HASH_HEX_SIZE];
+
+		r->hash_it = true;
+		r->want = SORA_BLOB_TO_END;
+		ret = sora_blob_cache_writer_new(s->cache, key, &r->cw, err);
+		if (ret < 0)
+			goto out;
+		ret = fetch_plain(s, key, SORA_BLOB_TO_END, true, r, err);
+		if (ret < 0) {
+			sora_blob_cache_writer_abort(&r->cw);
+			goto out;
+		}
+		sora_blob_hash_final(&r->hasher, got);
+		if (strcmp(got, hash) != 0) {
+			sora_blob_cache_writer_abort(&r->cw);
+			sora_blob_error_set(err, "object %s: content does not match its hash", key);
+			ret = SORA_BLOB_ECORRUPT;
+			goto out;
+		}
+		if (r->cw != NULL && sora_blob_cache_writer_commit(&r->cw, err) == SORA_BLOB_OK &&
+		    (fd = sora_blob_cache_open_read(s->cache, key, &size)) >= 0) {
+			ret = read_local(fd, size, offset, length, cb, cb_ctx, key, err);
+			goto out;
+		}
+		/* Not cached after all (too large once decrypted, or evicted at
+		 * once by a tiny cache): stream it. */
+		sora_blob_hash_init(&r->hasher);
+	}
+
+	/* Stream from the store. Reading starts at byte 0 so the decryptor
+	 * sees the header; for a range it stops at the end of the chunk that
+	 * holds the range's last byte. */
+	whole = length == SORA_BLOB_TO_END || length > UINT64_MAX - offset ||
+		sora_blob_crypt_prefix_len(offset + length) >= size;
+	fetch = whole ? SORA_BLOB_TO_END : sora_blob_crypt_prefix_len(offset + length);
+	r->hash_it = offset == 0 && length == SORA_BLOB_TO_END;
+	r->skip = offset;
+	r->want = length;
+	r->seen = 0;
+	r->cb = cb;
+	r->cb_ctx = cb_ctx;
+	ret = fetch_plain(s, key, fetch, whole, r, err);
+	if (ret == SORA_BLOB_OK && r->hash_it) {
+		char got[SORA_BLOB_HASH_HEX_SIZE];
+		sora_blob_hash_final(&r->hasher, got);
+		if (strcmp(got, hash) != 0) {
+			sora_blob_error_set(err, "object %s: content does not match its hash", key);
+			ret = SORA_BLOB_ECORRUPT;
+		}
+	}
+out:
+	free(r);
+	return ret;
+}
+
+int sora_blob_read_to_fd(struct sora_blob_store *s, int64_t account_id, const char *hash,
+			 uint64_t offset, uint64_t length, int fd, struct sora_blob_error *err)
+{
+	return sora_blob_read(s, account_id, hash, offset, length, sora_blob_fd_sink, &fd, err);
+}
+
+int sora_blob_delete(struct sora_blob_store *s, int64_t account_id, const char *hash,
+		     struct sora_blob_error *err)
+{
+	char key[SORA_BLOB_KEY_SIZE];
+	int ret;
+
+	if (object_key(account_id, hash, key, err) < 0)
+		return SORA_BLOB_EFAIL;
+	ret = sora_blob_driver_delete(s->driver, key, err);
+	if (ret < 0)
+		return ret;
+	if (s->cache != NULL)
+		sora_blob_cache_remove(s->cache, key);
+	return sora_blob_unstage(s, account_id, hash, err);
+}

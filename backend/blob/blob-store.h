@@ -1,0 +1,166 @@
+/* The blob store: message bodies by (account id, content hash), with a
+ * durable staging area, upload to a driver (s3 or fs) with optional
+ * client-side encryption, and a local plaintext cache (DESIGN.md §6).
+ *
+ * Life of a body:
+ *   1. sora_blob_stage_*() writes it into the staging directory
+ *      ([uploader] path) as <staging>/<account id>/<hash>, hashing it while
+ *      it is written, fsyncing the file and the directory. Only then may
+ *      the caller commit the message's metadata and acknowledge delivery.
+ *      A body already staged under the same hash is not written again.
+ *   2. sora_blob_upload_staged() (run by the uploader, which owns the
+ *      pending_uploads bookkeeping in the database) sends it to the driver
+ *      under its object key "<hash[0..1]>/<account id>/<hash>", encrypted
+ *      when [s3] encrypt is on, checking on the way that the staged file
+ *      still has the content its name promises. Then the file moves into
+ *      the local cache, or is deleted if larger than max_object_size.
+ *   3. sora_blob_read() serves a body or a byte range of it from the
+ *      local cache, else from staging (not uploaded yet), else from the
+ *      driver, decrypting as needed; bodies small enough are put into the
+ *      cache on the way. Staging is checked before the driver (DESIGN.md
+ *      lists S3 first) because that order has no race with a concurrent
+ *      upload: a body leaves staging only after it is stored, so a reader
+ *      that misses it in staging finds it in the store. It also spares a
+ *      network round trip for fresh mail.
+ *
+ * Encryption ([s3] encrypt) applies to whatever driver the store uses. A
+ * stored object that lacks the encryption header is read as plaintext
+ * (objects written before encryption was turned on); an encrypted one
+ * needs its key among encryption_key and old_encryption_keys, and anything
+ * wrong with it is an error naming the object, never garbage. Staged and
+ * cached bodies are plaintext on local disk.
+ *
+ * Bounded memory: every path streams in 64 KiB pieces; nothing holds a
+ * whole body in memory.
+ *
+ * Blocking: all functions do file I/O, fsync and (through the s3 driver)
+ * network requests with retries. Call them from worker threads only,
+ * never on an event loop.
+ *
+ * Thread safety: a store may be used by any number of threads at once. A
+ * struct sora_blob_writer belongs to one thread. */
+#ifndef SORA_BLOB_STORE_H
+#define SORA_BLOB_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "backend/blob/blob-cache.h"
+#include "backend/blob/blob-crypt.h"
+#include "backend/blob/blob-driver.h"
+#include "backend/blob/blob-hash.h"
+#include "backend/blob/blob-s3.h"
+#include "common/config/config.h"
+
+struct sora_blob_store;
+
+/* What staging a body produced. */
+struct sora_blob_ref {
+	char hash[SORA_BLOB_HASH_HEX_SIZE];
+	uint64_t size;
+	bool existed;     /* the same body was already staged (not rewritten) */
+};
+
+struct sora_blob_store_params {
+	/* Owned by the store once sora_blob_store_new() succeeds. */
+	struct sora_blob_driver *driver;
+	/* Owned by the store once sora_blob_store_new() succeeds; NULL for no
+	 * decryption at all. */
+	struct sora_blob_keyring *keyring;
+	/* Encrypt uploads (needs a keyring with a current key). */
+	bool encrypt;
+	const char *staging_path;       /* required; copied */
+	const char *cache_path;         /* NULL, "" or capacity 0: no cache */
+	uint64_t cache_capacity;
+	uint64_t cache_max_object_size;
+};
+
+/* Builds a store from parts. On failure nothing is taken over: the caller
+ * still owns driver and keyring. Returns 0, or -1 with a message in err. */
+int sora_blob_store_new(struct sora_blob_store_params *params,
+			struct sora_blob_store **store_r, char *err, size_t errsize);
+
+/* Builds a store from the configuration: [storage] backend/fs_path, [s3]
+ * (including encrypt, encryption_key, old_encryption_keys), [uploader]
+ * path and [local_cache]. s3opts may be NULL. Returns 0, or -1 with a
+ * message in err. */
+int sora_blob_store_open(const struct sora_config *cfg,
+			 const struct sora_blob_s3_options *s3opts,
+			 struct sora_blob_store **store_r, char *err, size_t errsize);
+
+/* Frees the store, its driver, keyring and cache index; clears the
+ * caller's pointer. Only after every thread stopped using it. */
+void sora_blob_store_free(struct sora_blob_store **store);
+
+/* Borrowed views, valid as long as the store. */
+struct sora_blob_driver *sora_blob_store_driver(struct sora_blob_store *store);
+struct sora_blob_cache *sora_blob_store_cache(struct sora_blob_store *store);
+bool sora_blob_store_encrypts(const struct sora_blob_store *store);
+
+/* ---- staging ---- */
+
+/* Incremental staging, for bodies that arrive in pieces (LMTP DATA, an
+ * IMAP APPEND literal). max_size 0 means unlimited; a write past it fails
+ * with SORA_BLOB_EFAIL ("body exceeds N bytes"). */
+struct sora_blob_writer;
+int sora_blob_writer_new(struct sora_blob_store *store, int64_t account_id,
+			 uint64_t max_size, struct sora_blob_writer **w_r,
+			 struct sora_blob_error *err);
+int sora_blob_writer_write(struct sora_blob_writer *w, const void *data, size_t len,
+			   struct sora_blob_error *err);
+/* Makes the body durable in staging and fills *ref_r. Frees the writer
+ * and clears the caller's pointer, whatever the outcome. */
+int sora_blob_writer_commit(struct sora_blob_writer **w, struct sora_blob_ref *ref_r,
+			    struct sora_blob_error *err);
+/* Discards an unfinished body. NULL-safe; clears the caller's pointer. */
+void sora_blob_writer_abort(struct sora_blob_writer **w);
+
+/* Stages a body held in memory. */
+int sora_blob_stage_buf(struct sora_blob_store *store, int64_t account_id,
+			const void *data, size_t len, struct sora_blob_ref *ref_r,
+			struct sora_blob_error *err);
+/* Stages everything readable from fd (until EOF); fd is borrowed. */
+int sora_blob_stage_fd(struct sora_blob_store *store, int64_t account_id, int fd,
+		       uint64_t max_size, struct sora_blob_ref *ref_r,
+		       struct sora_blob_error *err);
+
+/* True if the body is in staging. */
+bool sora_blob_is_staged(struct sora_blob_store *store, int64_t account_id,
+			 const char *hash);
+/* Removes a staged body (for instance when the metadata commit failed, or
+ * the body turned out to be stored already). Missing is fine. */
+int sora_blob_unstage(struct sora_blob_store *store, int64_t account_id,
+		      const char *hash, struct sora_blob_error *err);
+
+/* Uploads a staged body to the driver (encrypting if configured), then
+ * moves it into the cache or deletes it. Returns 0; SORA_BLOB_ENOTFOUND if
+ * it is not staged; SORA_BLOB_ECORRUPT if the staged file no longer
+ * matches its hash (it is left in place for inspection);
+ * SORA_BLOB_ETRANSIENT if the store kept failing with retryable errors
+ * (try again later); SORA_BLOB_EFAIL otherwise. */
+int sora_blob_upload_staged(struct sora_blob_store *store, int64_t account_id,
+			    const char *hash, struct sora_blob_error *err);
+
+/* ---- reading ---- */
+
+/* Streams plaintext bytes [offset, offset+length) (clipped at the end;
+ * SORA_BLOB_TO_END for all) of a body to cb. Returns 0,
+ * SORA_BLOB_ENOTFOUND if no tier has it, SORA_BLOB_ECORRUPT for a body that
+ * fails decryption or (on whole reads) its hash check, SORA_BLOB_EABORTED if
+ * cb stopped, or another negative status. On ECORRUPT some bytes may
+ * already have reached cb: the caller must fail the response, not finish
+ * it. */
+int sora_blob_read(struct sora_blob_store *store, int64_t account_id, const char *hash,
+		   uint64_t offset, uint64_t length, sora_blob_write_cb *cb, void *cb_ctx,
+		   struct sora_blob_error *err);
+/* The same, writing into fd (borrowed). */
+int sora_blob_read_to_fd(struct sora_blob_store *store, int64_t account_id,
+			 const char *hash, uint64_t offset, uint64_t length, int fd,
+			 struct sora_blob_error *err);
+
+/* Deletes a body everywhere: driver, cache and staging. */
+int sora_blob_delete(struct sora_blob_store *store, int64_t account_id, const char *hash,
+		     struct sora_blob_error *err);
+
+#endif

@@ -1,0 +1,499 @@
+/* Tests for the blob store (backend/blob/blob-store.h) on the fs driver:
+ * staging (durable file layout, dedup, size limits, temp cleanup), upload
+ * with and without encryption, the read order cache -> staging -> store,
+ * cache filling, range reads of streamed encrypted bodies, damage
+ * detection (staged file, stored object, swapped content), legacy
+ * plaintext objects, missing keys, deletion, and building from config. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "backend/blob/blob-fs.h"
+#include "backend/blob/blob-store.h"
+#include "blob-test.h"
+
+#define KEY1 "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+#define KEY2 "abcdefabcdefabcdefabcdefabcdefabcdefabcdefabcdefabcdefabcdefabcd"
+#define ACCT 42
+
+static char dir[64];
+
+static int setup_dir(void **state)
+{
+	return make_tempdir(dir, "store");
+}
+
+static int teardown_dir(void **state)
+{
+	rm_rf(dir);
+	return 0;
+}
+
+static void sub(char *dst, size_t size, const char *name)
+{
+	snprintf(dst, size, "%s/%s", dir, name);
+}
+
+static struct sora_blob_store *make_store(const char *tag, const char *key_hex,
+					  const char *old_hex, bool encrypt, uint64_t cache_cap,
+					  uint64_t cache_max)
+{
+	struct sora_blob_store_params p = { 0 };
+	struct sora_blob_store *s = NULL;
+	char blobs[128], staging[128], cache[128], err[256];
+	const char *olds[1] = { old_hex };
+
+	snprintf(blobs, sizeof(blobs), "%s/%s/blobs", dir, tag);
+	snprintf(staging, sizeof(staging), "%s/%s/staging", dir, tag);
+	snprintf(cache, sizeof(cache), "%s/%s/cache", dir, tag);
+	if (sora_blob_fs_create(blobs, &p.driver, err, sizeof(err)) < 0)
+		fail_msg("%s", err);
+	if (key_hex != NULL || old_hex != NULL)
+		assert_int_equal(sora_blob_keyring_new(key_hex, olds, old_hex != NULL, &p.keyring,
+						       err, sizeof(err)), 0);
+	p.encrypt = encrypt;
+	p.staging_path = staging;
+	p.cache_path = cache;
+	p.cache_capacity = cache_cap;
+	p.cache_max_object_size = cache_max;
+	if (sora_blob_store_new(&p, &s, err, sizeof(err)) < 0)
+		fail_msg("store: %s", err);
+	return s;
+}
+
+static void read_all(struct sora_blob_store *s, const char *hash, uint64_t off, uint64_t len,
+		     struct membuf *m)
+{
+	struct sora_blob_error err;
+	int ret = sora_blob_read(s, ACCT, hash, off, len, membuf_sink, m, &err);
+
+	if (ret != SORA_BLOB_OK)
+		fail_msg("read %s [%llu,+%llu]: %d %s", hash, (unsigned long long)off,
+			 (unsigned long long)len, ret, err.msg);
+}
+
+static void expect_body(struct sora_blob_store *s, const char *hash, const unsigned char *data,
+			size_t n, uint64_t off, uint64_t len)
+{
+	struct membuf m = { 0 };
+	uint64_t want = off >= n ? 0 : (len == SORA_BLOB_TO_END || len > n - off ? n - off : len);
+
+	read_all(s, hash, off, len, &m);
+	if (m.len != want)
+		fail_msg("range [%llu,+%llu]: got %zu bytes, want %llu", (unsigned long long)off,
+			 (unsigned long long)len, m.len, (unsigned long long)want);
+	if (want > 0)
+		assert_memory_equal(m.p, data + off, want);
+	membuf_reset(&m);
+}
+
+static void file_path(char *dst, size_t size, const char *tag, const char *what,
+		      int64_t acct, const char *hash)
+{
+	if (strcmp(what, "staging") == 0)
+		snprintf(dst, size, "%s/%s/staging/%lld/%s", dir, tag, (long long)acct, hash);
+	else
+		snprintf(dst, size, "%s/%s/%s/%c%c/%lld/%s", dir, tag, what, hash[0], hash[1],
+			 (long long)acct, hash);
+}
+
+static void test_staging(void **state)
+{
+	struct sora_blob_store *s = make_store("stage", NULL, NULL, false, 0, 0);
+	const char body[] = "Subject: hello\r\n\r\nbody\r\n";
+	char want[SORA_BLOB_HASH_HEX_SIZE], path[256], tmpdir[128];
+	struct sora_blob_ref ref, ref2;
+	struct sora_blob_error err;
+	struct stat st;
+
+	sora_blob_hash_buf(body, sizeof(body) - 1, want);
+	assert_int_equal(sora_blob_stage_buf(s, ACCT, body, sizeof(body) - 1, &ref, &err), 0);
+	assert_string_equal(ref.hash, want);
+	assert_int_equal(ref.size, sizeof(body) - 1);
+	assert_false(ref.existed);
+	file_path(path, sizeof(path), "stage", "staging", ACCT, ref.hash);
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_size, sizeof(body) - 1);
+	assert_true(sora_blob_is_staged(s, ACCT, ref.hash));
+	assert_false(sora_blob_is_staged(s, ACCT + 1, ref.hash));
+	/* Dedup: the same body is not written again. */
+	assert_int_equal(sora_blob_stage_buf(s, ACCT, body, sizeof(body) - 1, &ref2, &err), 0);
+	assert_true(ref2.existed);
+	assert_string_equal(ref2.hash, ref.hash);
+	struct stat st2;
+	assert_int_equal(stat(path, &st2), 0);
+	assert_int_equal(st2.st_ino, st.st_ino);
+	/* No temp files stay behind. */
+	sub(tmpdir, sizeof(tmpdir), "stage/staging/tmp");
+	assert_int_equal(count_files(tmpdir), 0);
+
+	/* Incremental, with a size limit. */
+	struct sora_blob_writer *w = NULL;
+	assert_int_equal(sora_blob_writer_new(s, ACCT, 10, &w, &err), 0);
+	assert_int_equal(sora_blob_writer_write(w, "12345", 5, &err), 0);
+	assert_int_equal(sora_blob_writer_write(w, "67890", 5, &err), 0);
+	assert_int_equal(sora_blob_writer_write(w, "x", 1, &err), SORA_BLOB_EFAIL);
+	assert_string_equal(err.msg, "body exceeds 10 bytes");
+	assert_int_equal(sora_blob_writer_commit(&w, &ref2, &err), SORA_BLOB_EFAIL);
+	assert_null(w);
+	assert_int_equal(count_files(tmpdir), 0);
+	assert_int_equal(sora_blob_writer_new(s, ACCT, 0, &w, &err), 0);
+	assert_int_equal(sora_blob_writer_write(w, "abc", 3, &err), 0);
+	sora_blob_writer_abort(&w);
+	assert_null(w);
+	assert_int_equal(count_files(tmpdir), 0);
+	assert_int_equal(sora_blob_writer_new(s, 0, 0, &w, &err), SORA_BLOB_EFAIL);
+
+	/* From a file descriptor (a pipe: read until EOF). */
+	int pfd[2];
+	assert_int_equal(pipe(pfd), 0);
+	assert_int_equal(write(pfd[1], body, sizeof(body) - 1), (ssize_t)(sizeof(body) - 1));
+	close(pfd[1]);
+	assert_int_equal(sora_blob_stage_fd(s, ACCT + 1, pfd[0], 0, &ref2, &err), 0);
+	close(pfd[0]);
+	assert_string_equal(ref2.hash, want);
+	assert_true(sora_blob_is_staged(s, ACCT + 1, want));
+	/* Empty bodies are bodies too. */
+	assert_int_equal(sora_blob_stage_buf(s, ACCT, "", 0, &ref2, &err), 0);
+	assert_int_equal(ref2.size, 0);
+	assert_string_equal(ref2.hash,
+			    "0e5751c026e543b2e8ab2eb06099daa1d1e5df47778f7787faab45cdf12fe3a8");
+
+	/* Reads before upload come from staging. */
+	expect_body(s, ref.hash, (const unsigned char *)body, sizeof(body) - 1, 0, SORA_BLOB_TO_END);
+	expect_body(s, ref.hash, (const unsigned char *)body, sizeof(body) - 1, 9, 5);
+	/* Unstage. */
+	assert_int_equal(sora_blob_unstage(s, ACCT, ref.hash, &err), 0);
+	assert_false(sora_blob_is_staged(s, ACCT, ref.hash));
+	assert_int_equal(sora_blob_unstage(s, ACCT, ref.hash, &err), 0);
+	assert_int_equal(sora_blob_unstage(s, ACCT, "nothex", &err), SORA_BLOB_EFAIL);
+	sora_blob_store_free(&s);
+	assert_null(s);
+
+	/* Temp files of a crashed writer are cleaned when the store opens. */
+	char stale[160];
+	sub(stale, sizeof(stale), "stage/staging/tmp/tmp.crashed");
+	int fd = open(stale, O_CREAT | O_WRONLY, 0600);
+	close(fd);
+	s = make_store("stage", NULL, NULL, false, 0, 0);
+	assert_int_equal(access(stale, F_OK), -1);
+	sora_blob_store_free(&s);
+}
+
+static void test_upload_plain_with_cache(void **state)
+{
+	struct sora_blob_store *s = make_store("plain", NULL, NULL, false, 1 << 20, 1 << 16);
+	const size_t n = 5000;
+	unsigned char *body = random_bytes(n);
+	char path[256], key[SORA_BLOB_KEY_SIZE];
+	struct sora_blob_cache_stats st;
+	struct sora_blob_ref ref;
+	struct sora_blob_error err;
+
+	assert_int_equal(sora_blob_stage_buf(s, ACCT, body, n, &ref, &err), 0);
+	assert_int_equal(sora_blob_upload_staged(s, ACCT, ref.hash, &err), 0);
+	/* Stored under its key, moved from staging into the cache. */
+	file_path(path, sizeof(path), "plain", "blobs", ACCT, ref.hash);
+	assert_int_equal(access(path, F_OK), 0);
+	assert_false(sora_blob_is_staged(s, ACCT, ref.hash));
+	file_path(path, sizeof(path), "plain", "cache", ACCT, ref.hash);
+	assert_int_equal(access(path, F_OK), 0);
+	sora_blob_cache_get_stats(sora_blob_store_cache(s), &st);
+	assert_int_equal(st.count, 1);
+	expect_body(s, ref.hash, body, n, 0, SORA_BLOB_TO_END);
+	expect_body(s, ref.hash, body, n, 4990, 100);
+	sora_blob_cache_get_stats(sora_blob_store_cache(s), &st);
+	assert_int_equal(st.hits, 2);
+	/* Uploading again is refused: it is no longer staged. */
+	assert_int_equal(sora_blob_upload_staged(s, ACCT, ref.hash, &err), SORA_BLOB_ENOTFOUND);
+
+	/* Without the cached copy the store serves it and fills the cache. */
+	assert_int_equal(sora_blob_key_format(ACCT, ref.hash, key, sizeof(key)), 0);
+	sora_blob_cache_remove(sora_blob_store_cache(s), key);
+	expect_body(s, ref.hash, body, n, 100, 200);
+	sora_blob_cache_get_stats(sora_blob_store_cache(s), &st);
+	assert_int_equal(st.count, 1);
+
+	/* Deleting removes it everywhere. */
+	assert_int_equal(sora_blob_delete(s, ACCT, ref.hash, &err), 0);
+	struct membuf m = { 0 };
+	assert_int_equal(sora_blob_read(s, ACCT, ref.hash, 0, SORA_BLOB_TO_END, membuf_sink, &m, &err),
+			 SORA_BLOB_ENOTFOUND);
+	assert_non_null(strstr(err.msg, "not found"));
+	assert_non_null(strstr(err.msg, key));
+	sora_blob_cache_get_stats(sora_blob_store_cache(s), &st);
+	assert_int_equal(st.count, 0);
+	assert_int_equal(sora_blob_read(s, ACCT, "zz", 0, 1, membuf_sink, &m, &err), SORA_BLOB_EFAIL);
+	assert_int_equal(sora_blob_read(s, -1, ref.hash, 0, 1, membuf_sink, &m, &err), SORA_BLOB_EFAIL);
+	free(body);
+	sora_blob_store_free(&s);
+}
+
+static void test_upload_encrypted(void **state)
+{
+	/* The cache takes bodies up to 100000 bytes. */
+	struct sora_blob_store *s = make_store("enc", KEY1, NULL, true, 1 << 20, 100000);
+	const size_t small_n = 70000, big_n = 3 * 65536 + 999;
+	unsigned char *small = random_bytes(small_n), *big = random_bytes(big_n);
+	struct sora_blob_ref sref, bref;
+	struct sora_blob_error err;
+	struct sora_blob_cache_stats st;
+	char path[256], key[SORA_BLOB_KEY_SIZE];
+	struct stat sb;
+
+	memcpy(small, "Subject: secret", 15);
+	assert_int_equal(sora_blob_stage_buf(s, ACCT, small, small_n, &sref, &err), 0);
+	assert_int_equal(sora_blob_stage_buf(s, ACCT, big, big_n, &bref, &err), 0);
+	assert_int_equal(sora_blob_upload_staged(s, ACCT, sref.hash, &err), 0);
+	assert_int_equal(sora_blob_upload_staged(s, ACCT, bref.hash, &err), 0);
+	assert_true(sora_blob_store_encrypts(s));
+
+	/* The stored objects are ciphertext of the expected length. */
+	file_path(path, sizeof(path), "enc", "blobs", ACCT, sref.hash);
+	assert_int_equal(stat(path, &sb), 0);
+	assert_int_equal(sb.st_size, sora_blob_crypt_ciphertext_len(small_n));
+	struct membuf m = { 0 };
+	assert_int_equal(sora_blob_key_format(ACCT, sref.hash, key, sizeof(key)), 0);
+	assert_int_equal(sora_blob_driver_get(sora_blob_store_driver(s), key, 0, SORA_BLOB_TO_END,
+					      membuf_sink, &m, &err), 0);
+	assert_true(sora_blob_crypt_has_magic(m.p, m.len));
+	assert_null(memmem(m.p, m.len, "Subject: secret", 15));
+	membuf_reset(&m);
+	/* The small body went to the cache as plaintext; the big one did not. */
+	file_path(path, sizeof(path), "enc", "cache", ACCT, sref.hash);
+	assert_int_equal(stat(path, &sb), 0);
+	assert_int_equal(sb.st_size, small_n);
+	file_path(path, sizeof(path), "enc", "cache", ACCT, bref.hash);
+	assert_int_equal(access(path, F_OK), -1);
+	assert_false(sora_blob_is_staged(s, ACCT, bref.hash));
+
+	/* Cache miss on the small one: decrypted and cached again. */
+	sora_blob_cache_remove(sora_blob_store_cache(s), key);
+	expect_body(s, sref.hash, small, small_n, 65530, 100);
+	sora_blob_cache_get_stats(sora_blob_store_cache(s), &st);
+	assert_int_equal(st.count, 1);
+
+	/* The big one streams from the store, for any range. */
+	uint64_t ranges[][2] = {
+		{ 0, SORA_BLOB_TO_END }, { 0, 1 }, { 1, 65535 }, { 65535, 2 }, { 65536, 65536 },
+		{ 131071, 70000 }, { big_n - 1, 1 }, { big_n - 1000, SORA_BLOB_TO_END },
+		{ big_n, 10 }, { big_n + 5, SORA_BLOB_TO_END }, { 3 * 65536, 999 }, { 12345, 0 },
+	};
+	for (size_t i = 0; i < sizeof(ranges) / sizeof(ranges[0]); i++)
+		expect_body(s, bref.hash, big, big_n, ranges[i][0], ranges[i][1]);
+	sora_blob_cache_get_stats(sora_blob_store_cache(s), &st);
+	assert_int_equal(st.count, 1);
+
+	/* After a rotation (old key kept), both still read. */
+	sora_blob_store_free(&s);
+	s = make_store("enc", KEY2, KEY1, true, 1 << 20, 100000);
+	sora_blob_cache_remove(sora_blob_store_cache(s), key);
+	expect_body(s, sref.hash, small, small_n, 0, SORA_BLOB_TO_END);
+	expect_body(s, bref.hash, big, big_n, 100000, 50);
+	sora_blob_store_free(&s);
+
+	/* Without the key: a clear error naming the object, no output. */
+	s = make_store("enc", KEY2, NULL, true, 1 << 20, 100000);
+	sora_blob_cache_remove(sora_blob_store_cache(s), key);
+	assert_int_equal(sora_blob_read(s, ACCT, sref.hash, 0, SORA_BLOB_TO_END, membuf_sink, &m, &err),
+			 SORA_BLOB_ECORRUPT);
+	assert_non_null(strstr(err.msg, "which is not configured"));
+	assert_non_null(strstr(err.msg, key));
+	assert_int_equal(m.len, 0);
+	assert_int_equal(sora_blob_read(s, ACCT, bref.hash, 70000, 10, membuf_sink, &m, &err),
+			 SORA_BLOB_ECORRUPT);
+	assert_int_equal(m.len, 0);
+	sora_blob_store_free(&s);
+	/* No keyring at all: still an error, never ciphertext. */
+	s = make_store("enc", NULL, NULL, false, 0, 0);
+	assert_int_equal(sora_blob_read(s, ACCT, bref.hash, 5, 10, membuf_sink, &m, &err),
+			 SORA_BLOB_ECORRUPT);
+	assert_int_equal(m.len, 0);
+	sora_blob_store_free(&s);
+
+	/* A damaged stored object. */
+	s = make_store("enc", KEY1, NULL, true, 1 << 20, 100000);
+	file_path(path, sizeof(path), "enc", "blobs", ACCT, bref.hash);
+	int fd = open(path, O_RDWR);
+	unsigned char b;
+	assert_int_equal(pread(fd, &b, 1, 150000), 1);
+	b ^= 0x80;
+	assert_int_equal(pwrite(fd, &b, 1, 150000), 1);
+	close(fd);
+	assert_int_equal(sora_blob_read(s, ACCT, bref.hash, 0, SORA_BLOB_TO_END, membuf_sink, &m, &err),
+			 SORA_BLOB_ECORRUPT);
+	assert_non_null(strstr(err.msg, "authentication failed"));
+	assert_true(m.len <= 2 * 65536);
+	membuf_reset(&m);
+	/* A range before the damage still reads: each chunk is checked alone. */
+	expect_body(s, bref.hash, big, big_n, 10, 1000);
+	/* Truncated. */
+	assert_int_equal(truncate(path, 41 + 65553 + 100), 0);
+	assert_int_equal(sora_blob_read(s, ACCT, bref.hash, 0, SORA_BLOB_TO_END, membuf_sink, &m, &err),
+			 SORA_BLOB_ECORRUPT);
+	membuf_reset(&m);
+	sora_blob_store_free(&s);
+	free(small);
+	free(big);
+}
+
+static void test_damage_and_legacy(void **state)
+{
+	struct sora_blob_store *s = make_store("dmg", KEY1, NULL, true, 1 << 20, 1 << 16);
+	const char body[] = "original body";
+	struct sora_blob_ref ref;
+	struct sora_blob_error err;
+	char path[256], key[SORA_BLOB_KEY_SIZE];
+	struct membuf m = { 0 };
+	int fd;
+
+	/* A staged file changed on disk is not uploaded. */
+	assert_int_equal(sora_blob_stage_buf(s, ACCT, body, sizeof(body) - 1, &ref, &err), 0);
+	file_path(path, sizeof(path), "dmg", "staging", ACCT, ref.hash);
+	fd = open(path, O_WRONLY);
+	assert_int_equal(pwrite(fd, "O", 1, 0), 1);
+	close(fd);
+	assert_int_equal(sora_blob_upload_staged(s, ACCT, ref.hash, &err), SORA_BLOB_ECORRUPT);
+	assert_non_null(strstr(err.msg, "does not match its hash"));
+	assert_int_equal(sora_blob_key_format(ACCT, ref.hash, key, sizeof(key)), 0);
+	assert_int_equal(sora_blob_driver_head(sora_blob_store_driver(s), key, NULL, &err),
+			 SORA_BLOB_ENOTFOUND);
+	assert_true(sora_blob_is_staged(s, ACCT, ref.hash));
+	assert_int_equal(sora_blob_unstage(s, ACCT, ref.hash, &err), 0);
+
+	/* An object stored before encryption was turned on (plaintext) is
+	 * read as it is. */
+	struct sora_blob_mem_source ms;
+	struct sora_blob_source src;
+	sora_blob_mem_source_init(&src, &ms, body, sizeof(body) - 1);
+	assert_int_equal(sora_blob_driver_put(sora_blob_store_driver(s), key, &src, &err), 0);
+	expect_body(s, ref.hash, (const unsigned char *)body, sizeof(body) - 1, 0, SORA_BLOB_TO_END);
+	expect_body(s, ref.hash, (const unsigned char *)body, sizeof(body) - 1, 3, 4);
+
+	/* Other content under this hash's key is caught on a whole read. */
+	sora_blob_cache_remove(sora_blob_store_cache(s), key);
+	sora_blob_mem_source_init(&src, &ms, "swapped body!", 13);
+	assert_int_equal(sora_blob_driver_put(sora_blob_store_driver(s), key, &src, &err), 0);
+	assert_int_equal(sora_blob_read(s, ACCT, ref.hash, 0, SORA_BLOB_TO_END, membuf_sink, &m, &err),
+			 SORA_BLOB_ECORRUPT);
+	assert_non_null(strstr(err.msg, "does not match its hash"));
+	membuf_reset(&m);
+	/* ... and it was not put into the cache. */
+	struct sora_blob_cache_stats st;
+	sora_blob_cache_get_stats(sora_blob_store_cache(s), &st);
+	assert_int_equal(st.count, 0);
+
+	/* A sink that stops. */
+	sora_blob_mem_source_init(&src, &ms, body, sizeof(body) - 1);
+	assert_int_equal(sora_blob_driver_put(sora_blob_store_driver(s), key, &src, &err), 0);
+	m.fail_after = 1;
+	assert_int_equal(sora_blob_read(s, ACCT, ref.hash, 0, SORA_BLOB_TO_END, membuf_sink, &m, &err),
+			 SORA_BLOB_EABORTED);
+	membuf_reset(&m);
+	assert_int_equal(sora_blob_upload_staged(s, ACCT, "nothex", &err), SORA_BLOB_EFAIL);
+	sora_blob_store_free(&s);
+}
+
+static void test_no_cache_streams_and_read_to_fd(void **state)
+{
+	struct sora_blob_store *s = make_store("nocache", KEY1, NULL, true, 0, 0);
+	const size_t n = 200000;
+	unsigned char *body = random_bytes(n);
+	struct sora_blob_ref ref;
+	struct sora_blob_error err;
+	char path[128];
+	int fd;
+
+	assert_null(sora_blob_store_cache(s));
+	assert_int_equal(sora_blob_stage_buf(s, ACCT, body, n, &ref, &err), 0);
+	assert_int_equal(sora_blob_upload_staged(s, ACCT, ref.hash, &err), 0);
+	assert_false(sora_blob_is_staged(s, ACCT, ref.hash));
+	sub(path, sizeof(path), "out.bin");
+	fd = open(path, O_CREAT | O_RDWR | O_TRUNC, 0600);
+	assert_int_equal(sora_blob_read_to_fd(s, ACCT, ref.hash, 0, SORA_BLOB_TO_END, fd, &err), 0);
+	assert_int_equal(lseek(fd, 0, SEEK_END), (off_t)n);
+	unsigned char *back = malloc(n);
+	assert_int_equal(pread(fd, back, n, 0), (ssize_t)n);
+	assert_memory_equal(back, body, n);
+	close(fd);
+	free(back);
+	free(body);
+	sora_blob_store_free(&s);
+}
+
+static void test_open_from_config(void **state)
+{
+	struct sora_config cfg = { 0 };
+	struct sora_blob_store *s = NULL;
+	char blobs[128], staging[128], cache[128], err[256];
+	char *olds[] = { KEY2, NULL };
+
+	sub(blobs, sizeof(blobs), "cfg/blobs");
+	sub(staging, sizeof(staging), "cfg/staging");
+	sub(cache, sizeof(cache), "cfg/cache");
+	cfg.storage.backend = "fs";
+	cfg.storage.fs_path = blobs;
+	cfg.uploader.path = staging;
+	cfg.local_cache.path = cache;
+	cfg.local_cache.capacity = 1 << 20;
+	cfg.local_cache.max_object_size = 1 << 16;
+	cfg.s3.encrypt = true;
+	cfg.s3.encryption_key = KEY1;
+	cfg.s3.old_encryption_keys = olds;
+	cfg.s3.old_encryption_keys_count = 1;
+	assert_int_equal(sora_blob_store_open(&cfg, NULL, &s, err, sizeof(err)), 0);
+	assert_true(sora_blob_store_encrypts(s));
+	assert_string_equal(sora_blob_store_driver(s)->ops->name, "fs");
+	struct sora_blob_ref ref;
+	struct sora_blob_error e;
+	assert_int_equal(sora_blob_stage_buf(s, 1, "x", 1, &ref, &e), 0);
+	assert_int_equal(sora_blob_upload_staged(s, 1, ref.hash, &e), 0);
+	sora_blob_store_free(&s);
+
+	cfg.s3.encryption_key = NULL;
+	assert_int_equal(sora_blob_store_open(&cfg, NULL, &s, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "encryption_key"));
+	cfg.s3.encryption_key = "short";
+	assert_int_equal(sora_blob_store_open(&cfg, NULL, &s, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "64 hex"));
+	cfg.s3.encrypt = false;
+	cfg.storage.backend = "tape";
+	assert_int_equal(sora_blob_store_open(&cfg, NULL, &s, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "tape"));
+	/* s3 without a bucket is refused before any request. */
+	cfg.storage.backend = "s3";
+	assert_int_equal(sora_blob_store_open(&cfg, NULL, &s, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "bucket"));
+	cfg.storage.backend = "fs";
+	cfg.uploader.path = NULL;
+	cfg.storage.fs_path = blobs;
+	/* Old keys alone make a decrypt-only store. */
+	assert_int_equal(chdir(dir), 0);
+	assert_int_equal(sora_blob_store_open(&cfg, NULL, &s, err, sizeof(err)), 0);
+	assert_false(sora_blob_store_encrypts(s));
+	sora_blob_store_free(&s);
+	assert_null(s);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_staging),
+		cmocka_unit_test(test_upload_plain_with_cache),
+		cmocka_unit_test(test_upload_encrypted),
+		cmocka_unit_test(test_damage_and_legacy),
+		cmocka_unit_test(test_no_cache_streams_and_read_to_fd),
+		cmocka_unit_test(test_open_from_config),
+	};
+
+	return cmocka_run_group_tests(tests, setup_dir, teardown_dir);
+}
