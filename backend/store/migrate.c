@@ -30,20 +30,6 @@ static void describe_conn(PGconn *conn, char *buf, size_t size)
 	sora_db_describe(PQdb(conn), PQhost(conn), (int)p, buf, size);
 }
 
-static void set_err(char *err, size_t errsize, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errsize, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err == NULL || errsize == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errsize, fmt, ap);
-	va_end(ap);
-}
-
 /* Writes "<desc>: <what>: <server message>" for a failed result. */
 static void result_err(PGconn *conn, PGresult *res, const char *what,
 		       char *err, size_t errsize)
@@ -56,7 +42,7 @@ static void result_err(PGconn *conn, PGresult *res, const char *what,
 	describe_conn(conn, desc, sizeof(desc));
 	snprintf(prefix, sizeof(prefix), "%s: %s", desc, what);
 	if (primary != NULL && PQstatus(conn) == CONNECTION_OK)
-		set_err(err, errsize, "%s: %s", prefix, primary);
+		sora_set_error(err, errsize, "%s: %s", prefix, primary);
 	else
 		sora_db_format_error(prefix, PQerrorMessage(conn), err, errsize);
 }
@@ -137,7 +123,7 @@ int sora_store_migrate_up(PGconn *conn, char *err, size_t errsize)
 	int ret = -1;
 
 	if (sodium_init() < 0) {
-		set_err(err, errsize, "libsodium initialisation failed");
+		sora_set_error(err, errsize, "libsodium initialisation failed");
 		return -1;
 	}
 	describe_conn(conn, desc, sizeof(desc));
@@ -146,14 +132,14 @@ int sora_store_migrate_up(PGconn *conn, char *err, size_t errsize)
 		return -1;
 	}
 	if (PQtransactionStatus(conn) != PQTRANS_IDLE) {
-		set_err(err, errsize, "%s: migrations need a connection outside a transaction",
+		sora_set_error(err, errsize, "%s: migrations need a connection outside a transaction",
 			desc);
 		return -1;
 	}
 	migs = sora_store_migrations(&count);
 	for (size_t i = 1; i < count; i++) {
 		if (migs[i].version <= migs[i - 1].version) {
-			set_err(err, errsize, "embedded migrations out of order at %04d_%s",
+			sora_set_error(err, errsize, "embedded migrations out of order at %04d_%s",
 				migs[i].version, migs[i].name);
 			return -1;
 		}
@@ -238,7 +224,7 @@ int sora_store_migrate_status(PGconn *conn, struct sora_migration_status **items
 	*items_r = NULL;
 	*count_r = 0;
 	if (sodium_init() < 0) {
-		set_err(err, errsize, "libsodium initialisation failed");
+		sora_set_error(err, errsize, "libsodium initialisation failed");
 		return -1;
 	}
 	migs = sora_store_migrations(&count);
@@ -254,7 +240,7 @@ int sora_store_migrate_status(PGconn *conn, struct sora_migration_status **items
 	}
 	items = calloc(count + rows + 1, sizeof(*items));
 	if (items == NULL) {
-		set_err(err, errsize, "out of memory");
+		sora_set_error(err, errsize, "out of memory");
 		goto out;
 	}
 	for (size_t i = 0; i < count; i++) {

@@ -1,4 +1,5 @@
 /* The TOML subset of the config file (see config-toml.h). */
+#include "common/core/str.h"
 #include "common/config/config-toml.h"
 
 #include <errno.h>
@@ -27,20 +28,6 @@ struct prep {
 	char *err;
 	size_t errsize;
 };
-
-static void set_error(char *err, size_t errsize, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void set_error(char *err, size_t errsize, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (errsize == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errsize, fmt, ap);
-	va_end(ap);
-}
 
 static bool is_space(char c)
 {
@@ -127,13 +114,13 @@ static int check_bytes(struct prep *pp, const char *line, size_t len)
 		size_t n;
 
 		if ((p[i] < 0x20 && p[i] != '\t') || p[i] == 0x7f) {
-			set_error(pp->err, pp->errsize,
+			sora_set_error(pp->err, pp->errsize,
 				  "control character 0x%02x (only tabs are allowed)", p[i]);
 			return -1;
 		}
 		n = utf8_seq_len(p + i, len - i);
 		if (n == 0) {
-			set_error(pp->err, pp->errsize, "invalid UTF-8");
+			sora_set_error(pp->err, pp->errsize, "invalid UTF-8");
 			return -1;
 		}
 		i += n;
@@ -180,16 +167,16 @@ static int scan_value(struct prep *pp, const char *p, const char *end, struct ou
 			break;
 		case ']':
 			if (--pp->depth < 0) {
-				set_error(pp->err, pp->errsize, "']' without a matching '['");
+				sora_set_error(pp->err, pp->errsize, "']' without a matching '['");
 				return -1;
 			}
 			break;
 		case '\'':
-			set_error(pp->err, pp->errsize,
+			sora_set_error(pp->err, pp->errsize,
 				  "single-quoted strings are not supported; use \"...\"");
 			return -1;
 		case ';':
-			set_error(pp->err, pp->errsize,
+			sora_set_error(pp->err, pp->errsize,
 				  "';' does not start a comment in this file format; use '#'");
 			return -1;
 		default:
@@ -198,7 +185,7 @@ static int scan_value(struct prep *pp, const char *p, const char *end, struct ou
 		out_char(o, c);
 	}
 	if (in_string) {
-		set_error(pp->err, pp->errsize,
+		sora_set_error(pp->err, pp->errsize,
 			  "unterminated string (a string must end on the line it starts)");
 		return -1;
 	}
@@ -232,7 +219,7 @@ static int add_table(struct prep *pp, const char *name, size_t name_len, bool is
 	t->line = pp->line;
 	return 0;
 nomem:
-	set_error(pp->err, pp->errsize, "out of memory");
+	sora_set_error(pp->err, pp->errsize, "out of memory");
 	return -1;
 }
 
@@ -253,14 +240,14 @@ static int prepare_header(struct prep *pp, const char *p, const char *end, struc
 
 		p = skip_space(p, end);
 		if (p < end && (*p == '"' || *p == '\'')) {
-			set_error(pp->err, pp->errsize, "quoted table names are not supported");
+			sora_set_error(pp->err, pp->errsize, "quoted table names are not supported");
 			return -1;
 		}
 		start = p;
 		while (p < end && is_bare_char(*p))
 			p++;
 		if (p == start) {
-			set_error(pp->err, pp->errsize,
+			sora_set_error(pp->err, pp->errsize,
 				  "invalid table name (use letters, digits, '_' and '-', "
 				  "parts separated by '.')");
 			return -1;
@@ -277,14 +264,14 @@ static int prepare_header(struct prep *pp, const char *p, const char *end, struc
 		break;
 	}
 	if (p >= end || *p != ']' || (is_array && (p + 1 >= end || p[1] != ']'))) {
-		set_error(pp->err, pp->errsize, is_array ?
+		sora_set_error(pp->err, pp->errsize, is_array ?
 			  "table header must end with ']]'" : "table header must end with ']'");
 		return -1;
 	}
 	p += is_array ? 2 : 1;
 	p = skip_space(p, end);
 	if (p < end && *p != '#') {
-		set_error(pp->err, pp->errsize, "unexpected text after the table header");
+		sora_set_error(pp->err, pp->errsize, "unexpected text after the table header");
 		return -1;
 	}
 	if (add_table(pp, name, name_len, is_array) < 0)
@@ -301,7 +288,7 @@ static int prepare_key(struct prep *pp, const char *p, const char *end,
 	size_t key_len;
 
 	if (*p == '"' || *p == '\'') {
-		set_error(pp->err, pp->errsize, "quoted keys are not supported");
+		sora_set_error(pp->err, pp->errsize, "quoted keys are not supported");
 		return -1;
 	}
 	while (p < end && is_bare_char(*p))
@@ -309,17 +296,17 @@ static int prepare_key(struct prep *pp, const char *p, const char *end,
 	key_len = (size_t)(p - key);
 	p = skip_space(p, end);
 	if (key_len > 0 && p < end && *p == '.') {
-		set_error(pp->err, pp->errsize,
+		sora_set_error(pp->err, pp->errsize,
 			  "dotted keys are not supported; write a [table] header instead");
 		return -1;
 	}
 	if (key_len == 0 || p >= end || *p != '=') {
-		set_error(pp->err, pp->errsize, "expected 'key = value' or a [table] header");
+		sora_set_error(pp->err, pp->errsize, "expected 'key = value' or a [table] header");
 		return -1;
 	}
 	p = skip_space(p + 1, end);
 	if (p >= end || *p == '#') {
-		set_error(pp->err, pp->errsize, "missing value for key '%.*s'",
+		sora_set_error(pp->err, pp->errsize, "missing value for key '%.*s'",
 			  (int)key_len, key);
 		return -1;
 	}
@@ -345,7 +332,7 @@ static int prepare_continuation(struct prep *pp, const char *p, const char *end,
 	/* Arrays hold strings only, so a '[' first on a line is no element but
 	 * most likely a table header after a missing ']'. */
 	if (p < end && *p == '[') {
-		set_error(pp->err, pp->errsize,
+		sora_set_error(pp->err, pp->errsize,
 			  "the array started on line %u is not closed (missing ']') "
 			  "before this line", pp->array_line);
 		return -1;
@@ -380,7 +367,7 @@ static int prepare_line(struct prep *pp, const char *line, size_t len)
 		len -= 3;
 	}
 	if (len > SORA_TOML_MAX_LINE) {
-		set_error(pp->err, pp->errsize,
+		sora_set_error(pp->err, pp->errsize,
 			  "line too long (%zu characters; the limit is %d)",
 			  len, SORA_TOML_MAX_LINE);
 		goto out;
@@ -402,7 +389,7 @@ static int prepare_line(struct prep *pp, const char *line, size_t len)
 		goto out;
 	}
 	if (o.overflow) {
-		set_error(pp->err, pp->errsize,
+		sora_set_error(pp->err, pp->errsize,
 			  "line too long (over %d characters once a ';' in a string "
 			  "is escaped as \\u003b)", SORA_TOML_MAX_LINE);
 		goto out;
@@ -434,7 +421,7 @@ int sora_toml_prepare(const char *text, size_t len, struct sora_toml_doc *doc,
 	memset(doc, 0, sizeof(*doc));
 	*line_r = 0;
 	if (len > SORA_TOML_MAX_TEXT) {
-		set_error(err, errsize, "config file too large (over %d bytes)",
+		sora_set_error(err, errsize, "config file too large (over %d bytes)",
 			  SORA_TOML_MAX_TEXT);
 		return -1;
 	}
@@ -454,7 +441,7 @@ int sora_toml_prepare(const char *text, size_t len, struct sora_toml_doc *doc,
 	doc->lines = calloc(lines > 0 ? lines : 1, sizeof(*doc->lines));
 	doc->storage = malloc(storage > 0 ? storage : 1);
 	if (doc->lines == NULL || doc->storage == NULL) {
-		set_error(err, errsize, "out of memory");
+		sora_set_error(err, errsize, "out of memory");
 		goto fail;
 	}
 	doc->line_count = lines;
@@ -476,7 +463,7 @@ int sora_toml_prepare(const char *text, size_t len, struct sora_toml_doc *doc,
 		start = end + 1;
 	}
 	if (pp.depth > 0) {
-		set_error(err, errsize, "array not closed (missing ']')");
+		sora_set_error(err, errsize, "array not closed (missing ']')");
 		*line_r = pp.array_line;
 		goto fail;
 	}
@@ -558,21 +545,21 @@ static int parse_string(const char **pp, char **str_r, char *err, size_t errsize
 	char *s = malloc(cap);
 
 	if (s == NULL) {
-		set_error(err, errsize, "out of memory");
+		sora_set_error(err, errsize, "out of memory");
 		return -1;
 	}
 	for (;;) {
 		char c = *p++;
 
 		if (c == '\0') {
-			set_error(err, errsize, "unterminated string");
+			sora_set_error(err, errsize, "unterminated string");
 			goto fail;
 		}
 		if (c == '"')
 			break;
 		if (c != '\\') {
 			if ((unsigned char)c < 0x20) {
-				set_error(err, errsize,
+				sora_set_error(err, errsize,
 					  "control characters are not allowed in strings");
 				goto fail;
 			}
@@ -589,7 +576,7 @@ static int parse_string(const char **pp, char **str_r, char *err, size_t errsize
 			for (int i = 0; i < digits; i++) {
 				int h = hex_value(p[i]);
 				if (h < 0) {
-					set_error(err, errsize, "invalid \\%c escape (needs %d hex digits)",
+					sora_set_error(err, errsize, "invalid \\%c escape (needs %d hex digits)",
 						  c, digits);
 					goto fail;
 				}
@@ -597,11 +584,11 @@ static int parse_string(const char **pp, char **str_r, char *err, size_t errsize
 			}
 			p += digits;
 			if (cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) {
-				set_error(err, errsize, "invalid Unicode code point in escape");
+				sora_set_error(err, errsize, "invalid Unicode code point in escape");
 				goto fail;
 			}
 			if (cp < 0x20 || cp == 0x7f) {
-				set_error(err, errsize,
+				sora_set_error(err, errsize,
 					  "control characters are not allowed in strings");
 				goto fail;
 			}
@@ -609,10 +596,10 @@ static int parse_string(const char **pp, char **str_r, char *err, size_t errsize
 			 * bytes, so the output stays within cap. */
 			n += utf8_encode(cp, s + n);
 		} else if (c == 'b' || c == 't' || c == 'n' || c == 'f' || c == 'r') {
-			set_error(err, errsize, "control characters are not allowed in strings");
+			sora_set_error(err, errsize, "control characters are not allowed in strings");
 			goto fail;
 		} else {
-			set_error(err, errsize, "invalid escape sequence in string");
+			sora_set_error(err, errsize, "invalid escape sequence in string");
 			goto fail;
 		}
 	}
@@ -644,7 +631,7 @@ static int parse_array(const char **pp, struct sora_toml_value *v, char *err, si
 		if (*p == ']')
 			break;
 		if (*p != '"') {
-			set_error(err, errsize, "arrays may only hold strings (element %zu)",
+			sora_set_error(err, errsize, "arrays may only hold strings (element %zu)",
 				  v->count + 1);
 			return -1;
 		}
@@ -670,13 +657,13 @@ static int parse_array(const char **pp, struct sora_toml_value *v, char *err, si
 		}
 		if (*p == ']')
 			break;
-		set_error(err, errsize, "expected ',' or ']' after array element %zu", v->count);
+		sora_set_error(err, errsize, "expected ',' or ']' after array element %zu", v->count);
 		return -1;
 	}
 	*pp = p + 1;
 	return 0;
 nomem:
-	set_error(err, errsize, "out of memory");
+	sora_set_error(err, errsize, "out of memory");
 	return -1;
 }
 
@@ -706,7 +693,7 @@ static int parse_number(const char **pp, struct sora_toml_value *v, char *err, s
 			break;
 		d = (unsigned)(*p - '0');
 		if (value > (limit - d) / 10) {
-			set_error(err, errsize, "integer out of range");
+			sora_set_error(err, errsize, "integer out of range");
 			return -1;
 		}
 		value = value * 10 + d;
@@ -729,7 +716,7 @@ static int parse_number(const char **pp, struct sora_toml_value *v, char *err, s
 		errno = 0;
 		v->number = strtod(digits, &end);
 		if (errno != 0 || *end != '\0' || !isfinite(v->number)) {
-			set_error(err, errsize, "number out of range");
+			sora_set_error(err, errsize, "number out of range");
 			return -1;
 		}
 		v->kind = SORA_TOML_FLOAT;
@@ -740,7 +727,7 @@ static int parse_number(const char **pp, struct sora_toml_value *v, char *err, s
 	*pp = p;
 	return 0;
 invalid:
-	set_error(err, errsize, "invalid number");
+	sora_set_error(err, errsize, "invalid number");
 	return -1;
 }
 
@@ -772,15 +759,15 @@ int sora_toml_value_parse(const char *text, struct sora_toml_value *v,
 	} else if (is_digit(*p) || ((*p == '-' || *p == '+') && is_digit(p[1]))) {
 		ret = parse_number(&p, v, err, errsize);
 	} else if (*p == '\0') {
-		set_error(err, errsize, "missing value");
+		sora_set_error(err, errsize, "missing value");
 	} else {
-		set_error(err, errsize, "invalid value (strings must be in double quotes)");
+		sora_set_error(err, errsize, "invalid value (strings must be in double quotes)");
 	}
 	if (ret == 0) {
 		while (is_space(*p))
 			p++;
 		if (*p != '\0') {
-			set_error(err, errsize, "unexpected text after the value");
+			sora_set_error(err, errsize, "unexpected text after the value");
 			ret = -1;
 		}
 	}

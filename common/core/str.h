@@ -49,4 +49,10 @@ char *sora_str_dup(struct sora_str s);
  * strlcpy). Returns the length of src; truncation happened if >= size. */
 size_t sora_strlcpy(char *dst, const char *src, size_t size);
 
+/* printf into a caller's error buffer (err may be NULL or errsize 0, then
+ * nothing is written): the one helper behind every "char *err, size_t
+ * errsize" out-parameter. */
+void sora_set_error(char *err, size_t errsize, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
 #endif

@@ -1,4 +1,5 @@
 /* Accounts and credentials: see accounts.h. */
+#include "common/core/str.h"
 #include "common/db/accounts.h"
 
 #include <pthread.h>
@@ -17,20 +18,6 @@
 
 #define UTC_TEXT(col) \
 	"to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') || ' UTC'"
-
-static void set_err(char *err, size_t errsize, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errsize, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err == NULL || errsize == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errsize, fmt, ap);
-	va_end(ap);
-}
 
 static int64_t get_i64(const PGresult *res, int row, int col)
 {
@@ -57,11 +44,11 @@ static int hash_password(enum sora_pw_scheme scheme, const char *password,
 
 	*hash_r = NULL;
 	if (password == NULL || password_len == 0) {
-		set_err(err, errsize, "the password is empty");
+		sora_set_error(err, errsize, "the password is empty");
 		return SORA_ACCOUNTS_INVALID;
 	}
 	if (sora_password_hash(scheme, password, password_len, 0, hash_r, &error) < 0) {
-		set_err(err, errsize, "cannot hash the password: %s", error);
+		sora_set_error(err, errsize, "cannot hash the password: %s", error);
 		return SORA_ACCOUNTS_INVALID;
 	}
 	return 0;
@@ -84,7 +71,7 @@ static int check_new_address(const char *address, char *err, size_t errsize)
 		char shown[128];
 
 		sora_log_escape(sora_str_c(address), shown, sizeof(shown));
-		set_err(err, errsize, "invalid address \"%s\": %s", shown, error);
+		sora_set_error(err, errsize, "invalid address \"%s\": %s", shown, error);
 		return SORA_ACCOUNTS_INVALID;
 	}
 	return 0;
@@ -159,14 +146,14 @@ int sora_accounts_lookup(struct sora_db_conn *conn, struct sora_str address,
 	int ret;
 
 	if (sora_address_validate(address, &error) < 0) {
-		set_err(err, errsize, "no such address");
+		sora_set_error(err, errsize, "no such address");
 		return SORA_ACCOUNTS_NOT_FOUND;
 	}
 	ret = lookup_query(conn, address, &res, err, errsize);
 	if (ret != 0)
 		return ret;
 	if (PQntuples(res) == 0) {
-		set_err(err, errsize, "no such address");
+		sora_set_error(err, errsize, "no such address");
 		ret = SORA_ACCOUNTS_NOT_FOUND;
 	} else {
 		fill_ref(res, ref_r);
@@ -203,7 +190,7 @@ int sora_accounts_authenticate(struct sora_db_conn *conn, struct sora_str addres
 				 &error) < 0 && found) {
 		char shown[128];
 
-		set_err(err, errsize, "%s: the stored password hash of %s is unusable: %s",
+		sora_set_error(err, errsize, "%s: the stored password hash of %s is unusable: %s",
 			sora_db_conn_describe(conn),
 			shown_address(PQgetvalue(res, 0, 2), shown, sizeof(shown)), error);
 		ret = SORA_DB_PERMANENT;
@@ -253,12 +240,12 @@ static int map_write_error(int ret, const char sqlstate[6], const char *address,
 	char shown[128];
 
 	if (strcmp(sqlstate, SQLSTATE_UNIQUE_VIOLATION) == 0) {
-		set_err(err, errsize, "address %s already exists",
+		sora_set_error(err, errsize, "address %s already exists",
 			shown_address(address, shown, sizeof(shown)));
 		return SORA_ACCOUNTS_EXISTS;
 	}
 	if (strcmp(sqlstate, SQLSTATE_CHECK_VIOLATION) == 0) {
-		set_err(err, errsize, "invalid address \"%s\"",
+		sora_set_error(err, errsize, "invalid address \"%s\"",
 			shown_address(address, shown, sizeof(shown)));
 		return SORA_ACCOUNTS_INVALID;
 	}
@@ -269,7 +256,7 @@ static int not_found(const char *address, char *err, size_t errsize)
 {
 	char shown[128];
 
-	set_err(err, errsize, "address %s not found",
+	sora_set_error(err, errsize, "address %s not found",
 		shown_address(address, shown, sizeof(shown)));
 	return SORA_ACCOUNTS_NOT_FOUND;
 }
@@ -424,7 +411,7 @@ static int set_deleted(struct sora_db_conn *conn, const char *address, bool dele
 	if (PQntuples(res) == 0) {
 		ret = not_found(address, err, errsize);
 	} else {
-		set_err(err, errsize, deleted ? "the account of %s is already deleted" :
+		sora_set_error(err, errsize, deleted ? "the account of %s is already deleted" :
 			"the account of %s is not deleted",
 			shown_address(address, shown, sizeof(shown)));
 		ret = SORA_ACCOUNTS_STATE;
@@ -467,7 +454,7 @@ static int fill_account_list(PGresult *res, struct sora_account_list *list,
 	list->count = n;
 	list->items = calloc(n > 0 ? n : 1, sizeof(*list->items));
 	if (list->items == NULL) {
-		set_err(err, errsize, "out of memory");
+		sora_set_error(err, errsize, "out of memory");
 		PQclear(res);
 		memset(list, 0, sizeof(*list));
 		return SORA_DB_TEMPORARY;
@@ -565,7 +552,7 @@ int sora_accounts_list_credentials(struct sora_db_conn *conn, const char *addres
 	list_r->items = calloc(n, sizeof(*list_r->items));
 	if (list_r->items == NULL) {
 		PQclear(res);
-		set_err(err, errsize, "out of memory");
+		sora_set_error(err, errsize, "out of memory");
 		return SORA_DB_TEMPORARY;
 	}
 	list_r->res = res;
@@ -693,13 +680,13 @@ int sora_accounts_delete_credential(struct sora_db_conn *conn, const char *addre
 	}
 	shown_address(address, shown, sizeof(shown));
 	if (n == 1) {
-		set_err(err, errsize, "%s is the last credential of its account;"
+		sora_set_error(err, errsize, "%s is the last credential of its account;"
 			" delete the account instead", shown);
 		ret = SORA_ACCOUNTS_REFUSED;
 		goto out;
 	}
 	if (get_bool(res, target, 1)) {
-		set_err(err, errsize, "%s is the primary identity of its account;"
+		sora_set_error(err, errsize, "%s is the primary identity of its account;"
 			" make another address primary first"
 			" (accounts update --email OTHER --make-primary)", shown);
 		ret = SORA_ACCOUNTS_REFUSED;

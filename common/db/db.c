@@ -65,20 +65,6 @@ static int64_t now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static void set_err(char *err, size_t errsize, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errsize, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err == NULL || errsize == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errsize, fmt, ap);
-	va_end(ap);
-}
-
 /* ---- Pure helpers ---- */
 
 int sora_db_classify_sqlstate(const char *s)
@@ -301,12 +287,12 @@ static int db_connect(struct sora_db_pool *pool, struct db_endpoint *ep,
 
 	if (sora_db_conninfo_build(&pool->cfg, &where, pool->application_name, &ci,
 				   &error) < 0) {
-		set_err(err, errsize, "%s: %s", ep->desc, error);
+		sora_set_error(err, errsize, "%s: %s", ep->desc, error);
 		return SORA_DB_PERMANENT;
 	}
 	pg = PQconnectdbParams(ci.keywords, ci.values, 0);
 	if (pg == NULL) {
-		set_err(err, errsize, "%s: out of memory", ep->desc);
+		sora_set_error(err, errsize, "%s: out of memory", ep->desc);
 		return SORA_DB_TEMPORARY;
 	}
 	if (PQstatus(pg) != CONNECTION_OK) {
@@ -318,7 +304,7 @@ static int db_connect(struct sora_db_pool *pool, struct db_endpoint *ep,
 	c = calloc(1, sizeof(*c));
 	if (c == NULL) {
 		PQfinish(pg);
-		set_err(err, errsize, "%s: out of memory", ep->desc);
+		sora_set_error(err, errsize, "%s: out of memory", ep->desc);
 		return SORA_DB_TEMPORARY;
 	}
 	c->pool = pool;
@@ -422,7 +408,7 @@ int sora_db_pool_create(const struct sora_database_config *cfg,
 
 	pool = calloc(1, sizeof(*pool));
 	if (pool == NULL) {
-		set_err(err, errsize, "out of memory");
+		sora_set_error(err, errsize, "out of memory");
 		return -1;
 	}
 	pool->cfg = *cfg;
@@ -445,7 +431,7 @@ int sora_db_pool_create(const struct sora_database_config *cfg,
 	if (pool->cfg.host == NULL || pool->cfg.dbname == NULL || pool->cfg.user == NULL ||
 	    pool->cfg.password == NULL || pool->cfg.sslmode == NULL ||
 	    pool->application_name == NULL || pool->eps == NULL) {
-		set_err(err, errsize, "out of memory");
+		sora_set_error(err, errsize, "out of memory");
 		goto out;
 	}
 	for (size_t i = 0; i < pool->neps; i++) {
@@ -455,32 +441,32 @@ int sora_db_pool_create(const struct sora_database_config *cfg,
 
 		ep->host = dup_or_empty(h);
 		if (ep->host == NULL) {
-			set_err(err, errsize, "out of memory");
+			sora_set_error(err, errsize, "out of memory");
 			goto out;
 		}
 		/* A read endpoint without a port uses the primary's. */
 		ep->port = p > 0 ? p : cfg->port;
 		if (ep->port < 0 || ep->port > 65535) {
-			set_err(err, errsize, "[database] port %d out of range", ep->port);
+			sora_set_error(err, errsize, "[database] port %d out of range", ep->port);
 			goto out;
 		}
 		sora_db_describe(pool->cfg.dbname, ep->host, ep->port, ep->desc,
 				 sizeof(ep->desc));
 	}
 	if (pthread_condattr_init(&ca) != 0) {
-		set_err(err, errsize, "pthread_condattr_init failed");
+		sora_set_error(err, errsize, "pthread_condattr_init failed");
 		goto out;
 	}
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	if (pthread_cond_init(&pool->cv, &ca) != 0) {
 		pthread_condattr_destroy(&ca);
-		set_err(err, errsize, "pthread_cond_init failed");
+		sora_set_error(err, errsize, "pthread_cond_init failed");
 		goto out;
 	}
 	pthread_condattr_destroy(&ca);
 	if (pthread_mutex_init(&pool->mu, NULL) != 0) {
 		pthread_cond_destroy(&pool->cv);
-		set_err(err, errsize, "pthread_mutex_init failed");
+		sora_set_error(err, errsize, "pthread_mutex_init failed");
 		goto out;
 	}
 	*pool_r = pool;
@@ -589,7 +575,7 @@ int sora_db_acquire(struct sora_db_pool *pool, enum sora_db_target target,
 		/* Every candidate has max_conns open and none is idle. */
 		if (now_ms() >= deadline) {
 			pthread_mutex_unlock(&pool->mu);
-			set_err(err, errsize,
+			sora_set_error(err, errsize,
 				"%s: no free connection within %" PRId64 " ms (all %d in use)",
 				pool->eps[0].desc, timeout_ms, pool->cfg.max_conns);
 			return SORA_DB_TEMPORARY;
@@ -760,7 +746,7 @@ static int db_fail(struct sora_db_conn *conn, PGresult *res, char sqlstate_r[6],
 			memcpy(sqlstate_r, state, 6);
 	}
 	if (primary != NULL && PQstatus(conn->pg) == CONNECTION_OK)
-		set_err(err, errsize, "%s: %s", conn->ep->desc, primary);
+		sora_set_error(err, errsize, "%s: %s", conn->ep->desc, primary);
 	else
 		sora_db_format_error(conn->ep->desc, PQerrorMessage(conn->pg), err, errsize);
 	if (PQstatus(conn->pg) != CONNECTION_OK)
@@ -781,7 +767,7 @@ static int db_run(struct sora_db_conn *conn, const char *sql, int nparams,
 	if (sqlstate_r != NULL)
 		sqlstate_r[0] = '\0';
 	if (conn->broken) {
-		set_err(err, errsize, "%s: connection lost", conn->ep->desc);
+		sora_set_error(err, errsize, "%s: connection lost", conn->ep->desc);
 		return SORA_DB_TEMPORARY;
 	}
 	res = PQexecParams(conn->pg, sql, nparams, NULL, values, lengths, formats,
@@ -890,7 +876,7 @@ int sora_db_commit(struct sora_db_conn *conn, char *err, size_t errsize)
 	/* COMMIT of a transaction that had failed answers ROLLBACK without
 	 * an error: that must not look like success. */
 	if (strcmp(PQcmdStatus(res), "COMMIT") != 0) {
-		set_err(err, errsize, "%s: transaction was rolled back", conn->ep->desc);
+		sora_set_error(err, errsize, "%s: transaction was rolled back", conn->ep->desc);
 		ret = SORA_DB_PERMANENT;
 	}
 	PQclear(res);

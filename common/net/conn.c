@@ -48,6 +48,18 @@ const char *sora_close_reason_name(enum sora_close_reason r)
 	return "unknown";
 }
 
+const char *sora_close_reason_text(enum sora_close_reason r)
+{
+	switch (r) {
+	case SORA_CLOSE_IDLE: return "Disconnected for inactivity.";
+	case SORA_CLOSE_SESSION_MAX: return "Maximum session time exceeded.";
+	case SORA_CLOSE_SLOW: return "Connection too slow.";
+	case SORA_CLOSE_SHUTDOWN: return "Server shutting down.";
+	case SORA_CLOSE_KICKED: return "Disconnected by administrator.";
+	default: return "Closing connection.";
+	}
+}
+
 /* ---- custom BIO ------------------------------------------------------- */
 
 static BIO_METHOD *conn_bio_method;

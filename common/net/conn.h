@@ -59,6 +59,9 @@ enum sora_close_reason {
 };
 
 const char *sora_close_reason_name(enum sora_close_reason r);
+/* The sentence a protocol's farewell carries for a close reason ("Disconnected
+ * for inactivity."); protocols add their own prefix and response code. */
+const char *sora_close_reason_text(enum sora_close_reason r);
 
 enum sora_reject_reason {
 	SORA_REJECT_MAX_CONNECTIONS,

@@ -122,17 +122,9 @@ static void imap_reject(struct sora_conn *c, enum sora_reject_reason why)
 
 static void imap_farewell(struct sora_conn *c, enum sora_close_reason why)
 {
-	const char *msg = "Closing connection.";
-
-	switch (why) {
-	case SORA_CLOSE_IDLE: msg = "Disconnected for inactivity."; break;
-	case SORA_CLOSE_SESSION_MAX: msg = "Maximum session time exceeded."; break;
-	case SORA_CLOSE_SLOW: msg = "Connection too slow."; break;
-	case SORA_CLOSE_SHUTDOWN: msg = "[UNAVAILABLE] Server shutting down."; break;
-	case SORA_CLOSE_KICKED: msg = "Disconnected by administrator."; break;
-	default: break;
-	}
-	sora_conn_printf(c, "* BYE %s\r\n", msg);
+	/* A shutdown is temporary: say so, so clients reconnect. */
+	sora_conn_printf(c, "* BYE %s%s\r\n", why == SORA_CLOSE_SHUTDOWN ? "[UNAVAILABLE] " : "",
+			 sora_close_reason_text(why));
 }
 
 static void imap_close(struct sora_conn *c, enum sora_close_reason why)
