@@ -400,6 +400,7 @@ static void conn_finish_close(struct sora_conn *c)
 	if (c->state == CONN_CLOSED || c->close_now)
 		return;
 	c->close_now = true;
+	sora_conn__job_cancel(c);
 	if (c->reading) {
 		uv_read_stop(&c->s.stream);
 		c->reading = false;
@@ -448,6 +449,7 @@ void sora_conn_close(struct sora_conn *c, enum sora_close_reason why)
 		return;
 	c->close_reason = why;
 	c->state = CONN_CLOSING;
+	sora_conn__job_cancel(c);
 	if (c->reading) {
 		uv_read_stop(&c->s.stream);
 		c->reading = false;

@@ -164,6 +164,8 @@ struct sora_conn {
 void sora_conn__accept(struct sora_loop_listen *ll);
 void sora_conn__shutdown(struct sora_conn *c);
 void sora_conn__job_output(struct sora_conn *c);
+/* The connection is closing: wake its job's worker so writes fail fast. */
+void sora_conn__job_cancel(struct sora_conn *c);
 
 /* workers.c */
 void sora_workers__loop_async(struct sora_loop *loop);

@@ -339,6 +339,19 @@ static void job_complete(struct sora_job *job)
 	job_free(job);
 }
 
+void sora_conn__job_cancel(struct sora_conn *c)
+{
+	struct sora_job *job = c->job;
+
+	if (job == NULL)
+		return;
+	pthread_mutex_lock(&job->lock);
+	job->cancelled = true;
+	sora_buf_reset(&job->out);
+	pthread_cond_broadcast(&job->cond);
+	pthread_mutex_unlock(&job->lock);
+}
+
 void sora_conn__job_output(struct sora_conn *c)
 {
 	struct sora_job *job = c->job;
