@@ -115,8 +115,15 @@ $(BUILD)/fuzz/%: $(BUILD)/obj/tests/fuzz/%.o $(LIB_BACKEND) $(LIB_COMMON)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -fsanitize=fuzzer,address,undefined -o $@ $^ $(LDLIBS_ALL)
 
-bench: all
-	@tests/bench/run.sh
+BENCH_SRC  := $(shell find tests/bench -name 'bench-*.c' 2>/dev/null | sort)
+BENCH_BINS := $(patsubst tests/bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
+
+$(BUILD)/bench/%: $(BUILD)/obj/tests/bench/%.o $(LIB_BACKEND) $(LIB_COMMON)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -o $@ $^ $(LDLIBS_ALL)
+
+bench: all $(BENCH_BINS)
+	@BENCH_BIN=$(BUILD)/bench tests/bench/run.sh
 
 clean:
 	rm -rf build bin
