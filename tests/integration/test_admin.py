@@ -358,3 +358,27 @@ def test_health_pending_migrations(admin_empty):
     assert r.returncode == 1
     assert re.search(r"^migrations:\s+FAILED: \d+ pending", r.stdout, re.M)
     assert "pending" in one_line_error(r, 1)
+
+
+def test_login_rehashes_low_cost_bcrypt_from_dovecot(admin):
+    """A password migrated from Dovecot with bcrypt cost 5 is upgraded to the
+    configured cost (12) by the first successful login, and still verifies."""
+    import shutil
+    a = admin
+    doveadm = shutil.which("doveadm") or "/usr/bin/doveadm"
+    low = subprocess.run([doveadm, "pw", "-s", "BLF-CRYPT", "-r", "5", "-p", "s3cret"],
+                         capture_output=True, text=True, check=True).stdout.strip()
+    assert low.startswith("{BLF-CRYPT}$2y$05$")
+    a.ok("accounts", "create", "--email", "old@example.com", "--password", "placeholder")
+    a.sql(f"UPDATE credentials SET password_hash = '{low}' WHERE address = 'old@example.com'")
+
+    # A wrong password changes nothing.
+    assert auth_test(a, "old@example.com", "wrong").returncode != 0
+    assert stored_hash(a, "old@example.com") == low
+
+    r = auth_test(a, "old@example.com", "s3cret")
+    assert r.returncode == 0, r.stderr
+    upgraded = stored_hash(a, "old@example.com")
+    assert upgraded.startswith("{BLF-CRYPT}$2y$12$"), upgraded
+    assert auth_test(a, "old@example.com", "s3cret").returncode == 0
+    assert auth_test(a, "old@example.com", "wrong").returncode != 0
