@@ -183,7 +183,8 @@ def test_port_in_use_is_an_error(tmp_path, sora_servers, shared_db):
     port = blocker.getsockname()[1]
     cfg_path = tmp_path / "c.toml"
     cfg_path.write_text(base_config(tmp_path, shared_db) + server_block("imap", port))
-    r = subprocess.run([os.path.join(os.environ.get("SORA_BIN", "../../bin"), "sora-backend"),
+    from sorafix.common import bin_path
+    r = subprocess.run([bin_path("sora-backend"),
                         "--config", str(cfg_path)], capture_output=True, text=True, timeout=20,
                        cwd=str(tmp_path))
     assert r.returncode == 1
