@@ -31,9 +31,11 @@
 	extern const char sym[]
 
 EMBED(sora_migration_0001_sql, "backend/store/migrations/0001_init.sql");
+EMBED(sora_migration_0002_sql, "backend/store/migrations/0002_message_deliveries.sql");
 
 static const struct sora_migration migrations[] = {
 	{ 1, "init", sora_migration_0001_sql },
+	{ 2, "message_deliveries", sora_migration_0002_sql },
 };
 
 const struct sora_migration *sora_store_migrations(size_t *count_r)

@@ -54,6 +54,10 @@ struct sora_db_conn {
 	int64_t session_timeout_ms;   /* -1: not known, set before the next query */
 	int64_t local_timeout_ms;     /* -1: no SET LOCAL in the current transaction */
 	bool broken;
+	/* Names of the statements prepared on this connection
+	 * (sora_db_exec_prepared); they live as long as the session. */
+	const char *prepared[SORA_DB_MAX_PREPARED];
+	int nprepared;
 	struct sora_db_conn *next;
 };
 
@@ -849,6 +853,66 @@ int sora_db_exec_params(struct sora_db_conn *conn, enum sora_db_class cls,
 		return ret;
 	return db_run(conn, sql, nparams, values, lengths, formats, result_format,
 		      res_r, sqlstate_r, err, errsize);
+}
+
+static bool db_is_prepared(const struct sora_db_conn *conn, const char *name)
+{
+	for (int i = 0; i < conn->nprepared; i++) {
+		if (strcmp(conn->prepared[i], name) == 0)
+			return true;
+	}
+	return false;
+}
+
+int sora_db_exec_prepared(struct sora_db_conn *conn, enum sora_db_class cls,
+			  const char *name, const char *sql, int nparams,
+			  const char *const *values, const int *lengths, const int *formats,
+			  int result_format, PGresult **res_r, char sqlstate_r[6],
+			  char *err, size_t errsize)
+{
+	PGresult *res;
+	ExecStatusType st;
+	int ret;
+
+	if (res_r != NULL)
+		*res_r = NULL;
+	if (sqlstate_r != NULL)
+		sqlstate_r[0] = '\0';
+	ret = db_apply_timeout(conn, cls, err, errsize);
+	if (ret != 0)
+		return ret;
+	if (conn->broken) {
+		sora_set_error(err, errsize, "%s: connection lost", conn->ep->desc);
+		return SORA_DB_TEMPORARY;
+	}
+	if (!db_is_prepared(conn, name)) {
+		/* More distinct statements than slots: run unprepared. */
+		if (conn->nprepared == SORA_DB_MAX_PREPARED)
+			return db_run(conn, sql, nparams, values, lengths, formats, result_format,
+				      res_r, sqlstate_r, err, errsize);
+		res = PQprepare(conn->pg, name, sql, nparams, NULL);
+		st = res != NULL ? PQresultStatus(res) : PGRES_FATAL_ERROR;
+		if (st != PGRES_COMMAND_OK) {
+			ret = db_fail(conn, res, sqlstate_r, err, errsize);
+			PQclear(res);
+			return ret;
+		}
+		PQclear(res);
+		conn->prepared[conn->nprepared++] = name;
+	}
+	res = PQexecPrepared(conn->pg, name, nparams, values, lengths, formats, result_format);
+	conn->last_used_ms = now_ms();
+	st = res != NULL ? PQresultStatus(res) : PGRES_FATAL_ERROR;
+	if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+		ret = db_fail(conn, res, sqlstate_r, err, errsize);
+		PQclear(res);
+		return ret;
+	}
+	if (res_r != NULL)
+		*res_r = res;
+	else
+		PQclear(res);
+	return 0;
 }
 
 int sora_db_exec(struct sora_db_conn *conn, enum sora_db_class cls,

@@ -148,6 +148,21 @@ int sora_db_exec_params(struct sora_db_conn *conn, enum sora_db_class cls,
 			const int *lengths, const int *formats, int result_format,
 			PGresult **res_r, char sqlstate_r[6], char *err, size_t errsize);
 
+/* Statements one connection keeps prepared (sora_db_exec_prepared). */
+#define SORA_DB_MAX_PREPARED 16
+
+/* The same as sora_db_exec_params for a statement run very often: the first
+ * use on a connection prepares sql under name, later uses only execute it,
+ * which spares the server parsing and planning each time. name must be a
+ * constant of the program that always goes with the same sql (borrowed for
+ * the life of the process), e.g. "sora_deliver_v1". Prepared statements
+ * survive transactions and release; a reconnect starts without them. */
+int sora_db_exec_prepared(struct sora_db_conn *conn, enum sora_db_class cls,
+			  const char *name, const char *sql, int nparams,
+			  const char *const *values, const int *lengths, const int *formats,
+			  int result_format, PGresult **res_r, char sqlstate_r[6],
+			  char *err, size_t errsize);
+
 /* BEGIN with the class's statement timeout for the whole transaction. */
 int sora_db_begin(struct sora_db_conn *conn, enum sora_db_class cls,
 		  char *err, size_t errsize);

@@ -13,3 +13,6 @@ echo "== password verification, single thread (per scheme) =="
 echo
 echo "== blob upload throughput to the local S3 server (encryption off/on) =="
 /usr/bin/python3 tests/bench/blob_bench.py "$BENCH_BIN/bench-blob"
+echo
+echo "== LMTP deliveries per second, 8 clients, 10 KB messages (sora-backend vs dovecot lmtp, maildir) =="
+/usr/bin/python3 tests/bench/lmtp_bench.py

@@ -1,0 +1,164 @@
+/* Storing an incoming message: recipient resolution, default mailboxes and
+ * the durable insertion of a message into a mailbox (DESIGN.md §6).
+ *
+ * A message arrives once (one LMTP DATA) for one or more recipients. It is
+ * parsed once with sora_store_message_prepare(): MIME structure, envelope,
+ * the columns SEARCH and SORT read (msg-meta.h), the searchable text and a
+ * hash of the raw bytes. Each recipient then gets its own copy through
+ * sora_store_deliver(), with its own trace header lines (Return-Path,
+ * Delivered-To, Received) prepended; the parsed structure is moved to the
+ * new offsets rather than parsed again.
+ *
+ * Durability, per recipient, in this order:
+ *   1. the body (prefix + message) is written into the blob store's staging
+ *      area and fsynced (blob-store.h);
+ *   2. one SQL statement, hence one transaction and one round trip, finds
+ *      the mailbox, records the delivery key, allocates the UID, inserts
+ *      the messages row, the message_contents row and the pending_uploads
+ *      row the uploader works from (backend/store/uploader.h);
+ *   3. only when that statement succeeded is the result DELIVERED, which
+ *      the caller may acknowledge (LMTP 250).
+ * If step 2 fails with an error from the server, nothing of the message is
+ * in the database (the statement is atomic) and a body staged only for it
+ * is removed again. If the connection broke while the statement was under
+ * way the outcome is unknown: the staged body is kept (a committed row may
+ * refer to it) and the result is TEMPFAIL, so the MTA retries, and the retry
+ * finds the delivery key and is answered without storing a second copy.
+ *
+ * Retries: the delivery key is BLAKE2b-256 over the raw message, the
+ * envelope sender and the recipient as given; a key already recorded for
+ * the mailbox (table message_deliveries, migration 0002) makes the result
+ * DUPLICATE: nothing is stored and the body staged for the attempt is
+ * removed again.
+ *
+ * Blocking: everything here talks to PostgreSQL and the file system; worker
+ * threads only. Connections are borrowed from the caller, who acquired them
+ * from the pool, and are left outside any transaction.
+ *
+ * Thread safety: functions are reentrant; a struct sora_store_message is
+ * used by one thread at a time (sora_store_deliver moves its offsets). */
+#ifndef SORA_STORE_DELIVER_H
+#define SORA_STORE_DELIVER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "backend/blob/blob-store.h"
+#include "backend/store/msg-meta.h"
+#include "common/config/config.h"
+#include "common/core/buf.h"
+#include "common/core/str.h"
+#include "common/db/accounts.h"
+#include "common/db/db.h"
+#include "common/proto/mime/mime.h"
+
+/* Where mail is delivered when nothing else decides. */
+#define SORA_STORE_INBOX "INBOX"
+
+/* Raw header blocks larger than this are not copied into
+ * messages.raw_headers (NULL there): header FETCHes of such messages read
+ * the blob instead. */
+#define SORA_STORE_RAW_HEADERS_MAX (256 * 1024)
+
+/* Creates the default mailboxes of an account the first time (when it has no
+ * INBOX yet): INBOX, and Sent, Drafts, Junk, Trash, Archive with their
+ * RFC 6154 SPECIAL-USE attributes. Mailboxes the user deleted later are not
+ * created again. Safe to run concurrently for the same account. Returns 0
+ * with the INBOX id (when inbox_id_r is not NULL), or a db.h error. */
+int sora_store_ensure_default_mailboxes(struct sora_db_conn *conn, int64_t account_id,
+					int64_t *inbox_id_r, char *err, size_t errsize);
+
+/* A resolved recipient. */
+struct sora_store_recipient {
+	int64_t account_id;
+	char primary_address[SORA_ACCOUNTS_ADDRESS_SIZE];
+	/* "+detail" of the address as given, without the separator, kept for
+	 * filing (Sieve :detail); empty when there was none. */
+	char detail[SORA_ACCOUNTS_ADDRESS_SIZE];
+	bool has_detail;
+};
+
+/* Finds the live account an address belongs to: credentials are the
+ * aliases, compared case-insensitively. The address as given is tried
+ * first, then, if it has a subaddress ("user+detail@domain", RFC 5233;
+ * separator 0 means '+'), the address without it. address is network data,
+ * "local@domain" with the local part already unquoted. Returns 0,
+ * SORA_ACCOUNTS_NOT_FOUND, or SORA_DB_TEMPORARY / SORA_DB_PERMANENT. */
+int sora_store_resolve_recipient(struct sora_db_conn *conn, struct sora_str address,
+				 char separator, struct sora_store_recipient *rcpt_r,
+				 char *err, size_t errsize);
+
+/* The raw message, as received (CRLF line ends), either in memory or in a
+ * file (read with pread, so the file offset does not matter). Borrowed. */
+struct sora_store_body {
+	const char *mem;    /* the whole message, or NULL */
+	int fd;             /* used when mem is NULL */
+	uint64_t size;
+};
+
+/* Reads up to len bytes at offset. Returns the count (short only at the
+ * end), or -1 with errno set. */
+ssize_t sora_store_body_read(const struct sora_store_body *body, uint64_t offset,
+			     void *buf, size_t len);
+
+/* A message parsed for delivery. All members are owned and freed by
+ * sora_store_message_free(); body is borrowed (it must outlive m). */
+struct sora_store_message {
+	struct sora_store_body body;
+	struct sora_mime_message *mime;  /* offsets include the current prefix */
+	int64_t prefix_len;              /* prefix the offsets account for */
+	struct sora_msg_meta meta;
+	struct sora_buf envelope_json;
+	char body_hash[SORA_BLOB_HASH_HEX_SIZE];  /* of the raw message */
+	char *sender;                    /* envelope sender, "" for <> */
+};
+
+/* Parses body (one pass for structure and hash, then the text parts) and
+ * derives everything the messages row needs. sender is the reverse-path
+ * mailbox ("" for the null path). Returns 0, or -1 with err set (out of
+ * memory, or the body could not be read). */
+int sora_store_message_prepare(struct sora_store_message *m, const struct sora_store_body *body,
+			       struct sora_str sender, char *err, size_t errsize);
+void sora_store_message_free(struct sora_store_message *m);
+
+/* One recipient's copy. */
+struct sora_store_delivery {
+	int64_t account_id;
+	struct sora_str rcpt;     /* the RCPT TO address as given (delivery key) */
+	struct sora_str prefix;   /* complete CRLF-terminated header lines */
+	const char *mailbox;      /* NULL: INBOX (created with the defaults) */
+};
+
+enum sora_store_delivery_status {
+	SORA_STORE_DELIVERED = 0,  /* stored and committed */
+	SORA_STORE_DUPLICATE,      /* a retry of a delivery already committed */
+	SORA_STORE_TEMPFAIL,       /* not stored (or unknown): retry later */
+	SORA_STORE_NO_MAILBOX,     /* the named mailbox does not exist */
+};
+
+struct sora_store_delivery_result {
+	enum sora_store_delivery_status status;
+	int64_t mailbox_id;
+	int64_t message_id;        /* messages.id */
+	int64_t uid;
+	uint64_t size;             /* stored size, prefix included */
+	char hash[SORA_BLOB_HASH_HEX_SIZE];
+	char error[512];           /* for the log when TEMPFAIL */
+};
+
+/* Stores one copy of m for d (see the top of this file for the order of
+ * events). instance_id goes into pending_uploads: the node whose staging
+ * area holds the body (sora_backend_instance_id()). Always fills *res;
+ * returns 0 when res->status is DELIVERED or DUPLICATE and -1 otherwise. */
+int sora_store_deliver(struct sora_db_conn *conn, struct sora_blob_store *blobs,
+		       const char *instance_id, struct sora_store_message *m,
+		       const struct sora_store_delivery *d,
+		       struct sora_store_delivery_result *res);
+
+/* The delivery key of (m, d) as 64 hex digits (exposed for tests). */
+void sora_store_delivery_key(const struct sora_store_message *m, struct sora_str rcpt,
+			     char key_r[SORA_BLOB_HASH_HEX_SIZE]);
+
+#endif

@@ -1,0 +1,476 @@
+"""LMTP delivery (RFC 2033) against a real sora-backend and PostgreSQL: the
+protocol with a raw client, Python's smtplib.LMTP and swaks; what is stored
+(byte-exact body, metadata row, upload queue); limits; STARTTLS; XCLIENT.
+
+Postfix relaying into the backend is in test_lmtp_postfix.py, the database
+going away in test_lmtp_pgfail.py."""
+import os
+import re
+import smtplib
+import ssl
+import subprocess
+
+import pytest
+
+from sorafix.common import which
+from sorafix.lmtp import LmtpConn, dot_stuff
+
+MSG = (b"From: Sender <sender@remote.test>\r\n"
+       b"To: Alice <alice@example.com>\r\n"
+       b"Subject: Re: =?utf-8?q?caf=C3=A9?= meeting\r\n"
+       b"Date: Tue, 1 Jul 2003 10:52:37 +0200\r\n"
+       b"Message-ID: <m1@remote.test>\r\n"
+       b"\r\n"
+       b"Hello Alice,\r\n"
+       b".a line that starts with a dot\r\n"
+       b"..two dots\r\n"
+       b"Bye.\r\n")
+
+
+def prefix_re(sender, rcpt, helo="client.test", addr=r"\[127\.0\.0\.1\]", proto="LMTP"):
+    return re.compile(
+        rb"Return-Path: <" + re.escape(sender.encode()) + rb">\r\n"
+        rb"Delivered-To: " + re.escape(rcpt.encode()) + rb"\r\n"
+        rb"Received: from " + re.escape(helo.encode()) + rb" \(" + addr.encode() + rb"\)\r\n"
+        rb"\tby mx\.test \(Sora\) with " + proto.encode() + rb" id [0-9a-f]+\r\n"
+        rb"\tfor <" + re.escape(rcpt.encode()) + rb">; \w{3}, \d{2} \w{3} \d{4} "
+        rb"\d{2}:\d{2}:\d{2} \+0000\r\n")
+
+
+def split_prefix(body, sender, rcpt, **kw):
+    m = prefix_re(sender, rcpt, **kw).match(body)
+    assert m, body[:400]
+    return body[m.end():]
+
+
+def send_message(c, sender, rcpts, msg):
+    """One transaction; returns (rcpt replies, data replies)."""
+    assert c.cmd(f"MAIL FROM:<{sender}>")[0].startswith("250 2.1.0")
+    rr = [c.cmd(f"RCPT TO:<{r}>")[0] for r in rcpts]
+    accepted = sum(1 for r in rr if r.startswith("250"))
+    if accepted == 0:
+        assert c.code("DATA") == 503
+        return rr, []
+    assert c.cmd("DATA")[0].startswith("354")
+    c.send(dot_stuff(msg))
+    return rr, [c.reply()[0] for _ in range(accepted)]
+
+
+# ---------------------------------------------------------------- delivery
+
+
+def test_delivery_is_stored_byte_exact_with_metadata(lmtp_backend):
+    b = lmtp_backend
+    acc = b.account("alice@example.com")
+    b.start()
+    c = b.connect()
+    assert c.greeting == ["220 mx.test LMTP Sora ready"]
+    caps = c.cmd("LHLO client.test")
+    assert caps[0] == "250-mx.test"
+    assert [l[4:] for l in caps[1:]] == ["8BITMIME", "ENHANCEDSTATUSCODES", "PIPELINING",
+                                         "SIZE 52428800", "XCLIENT ADDR PORT HELO LOGIN"]
+    rr, dr = send_message(c, "sender@remote.test", ["alice@example.com"], MSG)
+    assert rr == ["250 2.1.5 <alice@example.com> OK"]
+    assert dr == ["250 2.0.0 <alice@example.com> Saved"]
+    assert c.cmd("QUIT") == ["221 2.0.0 mx.test Bye"]
+
+    # Default mailboxes were created on first delivery, with SPECIAL-USE.
+    assert sorted(b.rows(f"SELECT name, coalesce(special_use, '') FROM mailboxes "
+                         f"WHERE account_id = {acc}")) == sorted(
+        [["INBOX", ""], ["Sent", "\\Sent"], ["Drafts", "\\Drafts"], ["Junk", "\\Junk"],
+         ["Trash", "\\Trash"], ["Archive", "\\Archive"]])
+
+    [(uid, h, size, mbox)] = b.messages(acc)
+    assert (uid, mbox) == (1, "INBOX")
+    stored = b.body(acc, h)
+    assert split_prefix(stored, "sender@remote.test", "alice@example.com") == MSG
+    assert size == len(stored)
+    assert subprocess.run(["b2sum", "-l", "256"], input=stored, capture_output=True
+                          ).stdout.split()[0].decode() == h
+
+    row = b.rows("SELECT subject, sent_date, message_id, from_text, to_text, sort_subject, "
+                 "sort_from, sort_display_from, envelope->>'message-id', "
+                 "bodystructure->'root'->>'l', encode(raw_headers, 'escape') "
+                 f"FROM messages WHERE account_id = {acc}")
+    subj, sent, mid, frm, to, ssubj, sfrom, sdisp, env_mid, lines = row[0][:10]
+    assert subj == "Re: café meeting" and ssubj == "café meeting"
+    assert sent == "2003-07-01 08:52:37+00"
+    assert (mid, env_mid) == ("<m1@remote.test>", "<m1@remote.test>")
+    assert frm == "Sender <sender@remote.test>" and to == "Alice <alice@example.com>"
+    assert (sfrom, sdisp) == ("sender", "Sender")
+    assert lines == "4"
+    raw_headers = b.sql(f"SELECT encode(raw_headers, 'hex') FROM messages WHERE account_id = {acc}")
+    assert bytes.fromhex(raw_headers) == stored[:stored.index(b"\r\n\r\n") + 4]
+
+    # The delivery queued the body for upload with this node's instance id
+    # (the uploader takes only those rows): it reaches the fs store intact
+    # and leaves staging.
+    b.wait_uploaded()
+    assert b.objects(acc) == [h]
+    with open(os.path.join(b.blobs, h[:2], str(acc), h), "rb") as f:
+        assert f.read() == stored
+    assert b.staged_files(acc) == []
+    text = b.sql(f"SELECT text_body FROM message_contents WHERE content_hash = '{h}'")
+    assert "Hello Alice" in text and ".a line that starts with a dot" in text
+    assert b.sql(f"SELECT message_count, unseen_count, total_size FROM mailbox_stats s "
+                 f"JOIN mailboxes m ON m.id = s.mailbox_id WHERE m.account_id = {acc} "
+                 f"AND m.name = 'INBOX'") == f"1|1|{size}"
+
+    log = b.server.log()
+    assert re.search(r"proto=lmtp .*delivered: from=<sender@remote.test> rcpt=<alice@example.com> "
+                     rf"account={acc} size={size} mailbox=INBOX uid=1", log), log
+    assert "Hello Alice" not in log and "café" not in log
+
+
+def test_smtplib_lmtp_and_aliases_detail_case(lmtp_backend):
+    b = lmtp_backend
+    acc = b.account("bob@example.com", "robert@example.org")
+    b.start()
+    with smtplib.LMTP("127.0.0.1", b.port) as s:
+        s.ehlo("client.test")
+        assert s.has_extn("pipelining") and s.has_extn("enhancedstatuscodes")
+        assert s.has_extn("8bitmime") and s.esmtp_features["size"] == "52428800"
+        refused = s.sendmail("a@remote.test", ["Robert+Lists@EXAMPLE.org"], MSG)
+        assert refused == {}
+    [(uid, h, _, _)] = b.messages(acc)
+    # Delivered-To keeps the address as given, +detail included.
+    assert split_prefix(b.body(acc, h), "a@remote.test", "Robert+Lists@EXAMPLE.org") == MSG
+
+
+def test_multi_recipient_mixed_replies_in_rcpt_order(lmtp_backend):
+    b = lmtp_backend
+    a1 = b.account("u1@example.com")
+    a2 = b.account("u2@example.com")
+    b.start()
+    c = b.connect()
+    c.cmd("LHLO client.test")
+    rcpts = ["u1@example.com", "nobody@example.com", "U2+x@example.com", "u1+y@example.com",
+             "<bad"]
+    assert c.cmd("MAIL FROM:<>")[0] == "250 2.1.0 OK"
+    rr = [c.cmd(f"RCPT TO:<{r}>" if r[0] != "<" else f"RCPT TO:{r}")[0] for r in rcpts]
+    assert rr[0] == "250 2.1.5 <u1@example.com> OK"
+    assert rr[1] == "550 5.1.1 <nobody@example.com> User doesn't exist"
+    assert rr[2] == "250 2.1.5 <U2+x@example.com> OK"
+    assert rr[3] == "250 2.1.5 <u1+y@example.com> OK"
+    assert rr[4].startswith("501 ")
+    assert c.cmd("DATA")[0].startswith("354")
+    c.send(dot_stuff(MSG))
+    assert [c.reply()[0] for _ in range(3)] == [
+        "250 2.0.0 <u1@example.com> Saved", "250 2.0.0 <U2+x@example.com> Saved",
+        "250 2.0.0 <u1+y@example.com> Saved"]
+    # The session goes on: the transaction was reset.
+    assert c.code("RCPT TO:<u1@example.com>") == 503
+    assert c.code("NOOP") == 250
+    m1 = b.messages(a1)
+    assert [m[0] for m in m1] == [1, 2]
+    assert split_prefix(b.body(a1, m1[1][1]), "", "u1+y@example.com") == MSG
+    [(_, h2, _, _)] = b.messages(a2)
+    assert split_prefix(b.body(a2, h2), "", "U2+x@example.com") == MSG
+
+
+def test_swaks_multi_recipient_with_unknown(lmtp_backend):
+    b = lmtp_backend
+    acc = b.account("sw@example.com")
+    b.start()
+    r = subprocess.run([which("swaks"), "--protocol", "LMTP", "--server", "127.0.0.1",
+                        "--port", str(b.port), "--helo", "client.test", "--from", "s@remote.test",
+                        "--to", "sw@example.com,ghost@example.com", "--body", "swaks body",
+                        "--header", "Subject: swaks test"], capture_output=True, text=True,
+                       timeout=30)
+    out = r.stdout
+    assert "<-  250 2.1.5 <sw@example.com> OK" in out, out
+    assert "<** 550 5.1.1 <ghost@example.com> User doesn't exist" in out, out
+    assert "<-  250 2.0.0 <sw@example.com> Saved" in out, out
+    [(_, h, _, _)] = b.messages(acc)
+    assert b"swaks body" in b.body(acc, h)
+    assert b.sql("SELECT subject FROM messages") == "swaks test"
+
+
+def test_unix_socket_delivery(lmtp_backend):
+    b = lmtp_backend
+    acc = b.account("ux@example.com")
+    b.start(unix=True, tcp=False)
+    with smtplib.LMTP(b.socket_path) as s:
+        s.ehlo("local.test")
+        assert s.sendmail("s@remote.test", ["ux@example.com"], MSG) == {}
+    [(_, h, _, _)] = b.messages(acc)
+    assert split_prefix(b.body(acc, h), "s@remote.test", "ux@example.com", helo="local.test",
+                        addr="unix socket") == MSG
+
+
+def test_retried_delivery_is_not_stored_twice(lmtp_backend):
+    b = lmtp_backend
+    acc = b.account("dup@example.com")
+    b.start()
+    for attempt in range(2):
+        c = b.connect()
+        c.cmd("LHLO client.test")
+        _, dr = send_message(c, "s@remote.test", ["dup@example.com"], MSG)
+        assert dr == ["250 2.0.0 <dup@example.com> Saved" if attempt == 0 else
+                      "250 2.0.0 <dup@example.com> Saved (already delivered)"]
+        c.close()
+    assert len(b.messages(acc)) == 1
+    # The retry's staged copy was removed again; one body was uploaded.
+    b.wait_uploaded()
+    assert b.objects(acc) == [b.messages(acc)[0][1]]
+    assert b.staged_files(acc) == []
+    assert "duplicate delivery ignored" in b.server.log()
+    # A different message (or envelope) is a new delivery.
+    c = b.connect()
+    c.cmd("LHLO client.test")
+    _, dr = send_message(c, "other@remote.test", ["dup@example.com"], MSG)
+    assert dr == ["250 2.0.0 <dup@example.com> Saved"]
+    assert len(b.messages(acc)) == 2
+
+
+# ---------------------------------------------------------------- DATA handling
+
+
+def test_dot_stuffing_bare_lf_and_long_lines(lmtp_backend):
+    b = lmtp_backend
+    acc = b.account("raw@example.com")
+    b.start()
+    c = b.connect()
+    c.cmd("LHLO client.test")
+    long_line = b"x" * 5000
+    data = (b"Subject: raw\r\n\r\n"
+            b"..leading dot\r\n"
+            b".\n"                      # not the end: a dot after a CRLF but then bare LF
+            b"bare\nlf\r\n"
+            b"bare\rcr\r\n"
+            + long_line + b"\r\n"
+            b"8bit \xc3\xa9\xff\r\n"
+            b".\r\n")
+    assert c.cmd("MAIL FROM:<s@remote.test> BODY=8BITMIME")[0].startswith("250")
+    assert c.cmd("RCPT TO:<raw@example.com>")[0].startswith("250")
+    assert c.cmd("DATA")[0].startswith("354")
+    c.send(data)
+    assert c.reply() == ["250 2.0.0 <raw@example.com> Saved"]
+    [(_, h, _, _)] = b.messages(acc)
+    want = (b"Subject: raw\r\n\r\n.leading dot\r\n\r\nbare\r\nlf\r\nbare\rcr\r\n"
+            + long_line + b"\r\n8bit \xc3\xa9\xff\r\n")
+    assert split_prefix(b.body(acc, h), "s@remote.test", "raw@example.com") == want
+    assert c.code("NOOP") == 250
+
+
+def test_oversized_message_552_and_session_continues(lmtp_backend):
+    b = lmtp_backend
+    acc = b.account("big@example.com")
+    b.start(lmtp_extra='max_message_size = "4kb"')
+    c = b.connect()
+    caps = c.cmd("LHLO client.test")
+    assert "250-SIZE 4096" in caps
+    # Declared too big: refused at MAIL.
+    assert c.cmd("MAIL FROM:<s@remote.test> SIZE=5000")[0].startswith("552 5.3.4")
+    # Not declared: refused after DATA, once per recipient, session usable.
+    big = b"Subject: big\r\n\r\n" + (b"y" * 100 + b"\r\n") * 60
+    rr, dr = send_message(c, "s@remote.test", ["big@example.com", "big+2@example.com"], big)
+    assert dr == ["552 5.3.4 <big@example.com> Message size exceeds fixed limit",
+                  "552 5.3.4 <big+2@example.com> Message size exceeds fixed limit"]
+    assert b.messages(acc) == []
+    assert c.code("RSET") == 250
+    # Exactly at the limit is fine (size counts the stored, unstuffed bytes).
+    exact = b"Subject: e\r\n\r\n" + b"z" * 4080 + b"\r\n"
+    assert len(exact) == 4096
+    _, dr = send_message(c, "s@remote.test", ["big@example.com"], exact)
+    assert dr == ["250 2.0.0 <big@example.com> Saved"]
+    assert len(b.messages(acc)) == 1
+    assert "over the 4096-byte limit" in b.server.log()
+
+
+def test_large_message_is_spooled_and_stored_intact(lmtp_backend):
+    b = lmtp_backend
+    acc = b.account("large@example.com")
+    b.start()
+    body = b"Subject: large\r\nContent-Type: text/plain\r\n\r\n" + b"".join(
+        b"line %07d " % i + b"abcdefghij" * 8 + b"\r\n" for i in range(40000))
+    with smtplib.LMTP("127.0.0.1", b.port) as s:
+        s.ehlo("client.test")
+        assert s.sendmail("s@remote.test", ["large@example.com"], body) == {}
+    [(_, h, size, _)] = b.messages(acc)
+    assert split_prefix(b.body(acc, h), "s@remote.test", "large@example.com") == body
+    assert size > 3_000_000
+
+
+def test_pipelined_commands(lmtp_backend):
+    b = lmtp_backend
+    acc = b.account("pipe@example.com")
+    b.start()
+    c = b.connect()
+    # Everything up to DATA in one packet, then the message and the next
+    # transaction and QUIT in another.
+    c.send(b"LHLO client.test\r\nMAIL FROM:<p@remote.test>\r\nRCPT TO:<pipe@example.com>\r\n"
+           b"RCPT TO:<nope@example.com>\r\nRCPT TO:<pipe+2@example.com>\r\nDATA\r\n")
+    assert c.reply()[-1].startswith("250 ")
+    assert c.reply() == ["250 2.1.0 OK"]
+    assert c.reply() == ["250 2.1.5 <pipe@example.com> OK"]
+    assert c.reply()[0].startswith("550 5.1.1")
+    assert c.reply() == ["250 2.1.5 <pipe+2@example.com> OK"]
+    assert c.reply()[0].startswith("354")
+    c.send(dot_stuff(MSG) + b"MAIL FROM:<q@remote.test>\r\nRCPT TO:<pipe@example.com>\r\n"
+           b"NOOP\r\nRSET\r\nQUIT\r\n")
+    assert c.reply() == ["250 2.0.0 <pipe@example.com> Saved"]
+    assert c.reply() == ["250 2.0.0 <pipe+2@example.com> Saved"]
+    assert c.reply() == ["250 2.1.0 OK"]
+    assert c.reply() == ["250 2.1.5 <pipe@example.com> OK"]
+    assert c.reply() == ["250 2.0.0 OK"]
+    assert c.reply() == ["250 2.0.0 OK"]
+    assert c.reply() == ["221 2.0.0 mx.test Bye"]
+    assert len(b.messages(acc)) == 2
+
+
+def test_byte_at_a_time_equals_one_piece(lmtp_backend):
+    """A whole session sent one byte per TCP segment gives the same replies
+    and the same stored message as the session sent in one piece."""
+    import socket
+    import time
+
+    b = lmtp_backend
+    acc = b.account("bytes@example.com")
+    b.start()
+    results = []
+    for one_piece in (True, False):
+        # Another sender each time, or the second would be a retry.
+        sender = b"one@remote.test" if one_piece else b"bytes@remote.test"
+        transcript = (b"LHLO client.test\r\nMAIL FROM:<" + sender + b">\r\n"
+                      b"RCPT TO:<bytes@example.com>\r\nRCPT TO:<none@example.com>\r\n"
+                      b"DATA\r\n" + dot_stuff(MSG) + b"NOOP\r\nQUIT\r\n")
+        c = b.connect()
+        c.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if one_piece:
+            c.send(transcript)
+        else:
+            for i in range(len(transcript)):
+                c.send(transcript[i:i + 1])
+                time.sleep(0.0005)
+        replies = [c.reply() for _ in range(8)]
+        assert c.drain() == b""
+        results.append(replies)
+    assert results[0] == results[1]
+    assert [r[0][:3] for r in results[0]] == ["250", "250", "250", "550", "354", "250", "250",
+                                              "221"]
+    msgs = b.messages(acc)
+    assert len(msgs) == 2
+    bodies = [split_prefix(b.body(acc, h), sender, "bytes@example.com")
+              for (_, h, _, _), sender in zip(msgs, ("one@remote.test", "bytes@remote.test"))]
+    assert bodies == [MSG, MSG]
+
+
+# ---------------------------------------------------------------- protocol errors
+
+
+def test_command_errors_and_limits(lmtp_backend):
+    b = lmtp_backend
+    b.account("e@example.com")
+    b.start(lmtp_extra="max_errors = 8")
+    c = b.connect()
+    assert c.cmd("MAIL FROM:<a@b.c>")[0] == "503 5.5.1 Error: send LHLO first"
+    assert c.cmd("EHLO client.test")[0].startswith("500 5.5.1")
+    assert c.cmd("LHLO client.test")[-1].startswith("250 ")
+    assert c.cmd("VRFY e@example.com")[0].startswith("252 2.5.2")
+    assert c.cmd("RCPT TO:<e@example.com>")[0] == "503 5.5.1 Error: need MAIL command"
+    assert c.cmd("DATA")[0] == "503 5.5.1 Error: need MAIL command"
+    assert c.code("MAIL FROM:<a@b.c>") == 250
+    assert c.cmd("MAIL FROM:<a@b.c>")[0] == "503 5.5.1 Error: nested MAIL command"
+    assert c.cmd("DATA")[0] == "503 5.5.1 Error: no valid recipients"
+    # An over-long line is answered once and skipped; the session goes on.
+    c.send(b"NOOP " + b"z" * 3000 + b"\r\n")
+    assert c.reply() == ["500 5.5.2 Line too long"]
+    assert c.code("RSET") == 250
+    # That was the seventh error; the eighth ends the session.
+    assert c.cmd("FROB") == ["500 5.5.1 Unknown command"]
+    assert c.reply() == ["421 4.7.0 mx.test Error: too many errors"]
+    assert c.drain() == b""
+    assert "too many invalid commands (8): closing" in b.server.log()
+
+
+def test_too_many_recipients(lmtp_backend):
+    b = lmtp_backend
+    b.account("many@example.com")
+    b.start()
+    c = b.connect()
+    c.cmd("LHLO client.test")
+    c.cmd("MAIL FROM:<a@remote.test>")
+    batch = "".join(f"RCPT TO:<many+{i}@example.com>\r\n" for i in range(101))
+    c.send(batch)
+    replies = [c.reply()[0] for _ in range(101)]
+    assert all(r.startswith("250 2.1.5") for r in replies[:100])
+    assert replies[100] == "452 4.5.3 Error: too many recipients"
+
+
+# ---------------------------------------------------------------- STARTTLS, XCLIENT
+
+
+def test_starttls(lmtp_backend, certs):
+    b = lmtp_backend
+    acc = b.account("tls@example.com")
+    b.start(lmtp_extra=f'tls_use_starttls = true\ntls_cert_file = "{certs.server_chain}"\n'
+                       f'tls_key_file = "{certs.server_key}"')
+    ctx = ssl.create_default_context(cafile=certs.ca_crt)
+    ctx.check_hostname = False
+    with smtplib.LMTP("127.0.0.1", b.port) as s:
+        s.ehlo("client.test")
+        assert s.has_extn("starttls")
+        code, _ = s.starttls(context=ctx)
+        assert code == 220
+        s.ehlo("client.test")
+        assert not s.has_extn("starttls")
+        assert s.sendmail("s@remote.test", ["tls@example.com"], MSG) == {}
+    [(_, h, _, _)] = b.messages(acc)
+    assert split_prefix(b.body(acc, h), "s@remote.test", "tls@example.com", proto="LMTPS") == MSG
+    # Commands pipelined behind STARTTLS are never executed in TLS.
+    c = b.connect()
+    c.cmd("LHLO client.test")
+    c.send(b"STARTTLS\r\nMAIL FROM:<injected@x.y>\r\n")
+    assert c.reply()[0].startswith("220 2.0.0")
+    assert c.buf == b""
+    tc = LmtpConn(ctx.wrap_socket(c.sock, server_hostname="mail.test"), read_greeting=False)
+    # MAIL was dropped: RCPT has no transaction, and LHLO is needed again.
+    assert tc.cmd("RCPT TO:<tls@example.com>")[0] == "503 5.5.1 Error: need MAIL command"
+    assert tc.cmd("MAIL FROM:<a@b.c>")[0] == "503 5.5.1 Error: send LHLO first"
+
+
+def test_xclient_from_trusted_peer(lmtp_backend):
+    b = lmtp_backend
+    acc = b.account("xc@example.com")
+    b.start()
+    c = b.connect()
+    c.cmd("LHLO proxy.test")
+    # XCLIENT answers with a fresh greeting; LHLO comes again.
+    assert c.cmd("XCLIENT ADDR=192.0.2.7 PORT=4711 HELO=client.example LOGIN=someone") == [
+        "220 mx.test LMTP Sora ready"]
+    assert c.code("MAIL FROM:<a@b.c>") == 503
+    c.cmd("LHLO proxy.test")
+    _, dr = send_message(c, "s@remote.test", ["xc@example.com"], MSG)
+    assert dr == ["250 2.0.0 <xc@example.com> Saved"]
+    [(_, h, _, _)] = b.messages(acc)
+    assert split_prefix(b.body(acc, h), "s@remote.test", "xc@example.com", helo="client.example",
+                        addr=r"\[192\.0\.2\.7\]") == MSG
+    log = b.server.log()
+    assert re.search(r"peer=192\.0\.2\.7:4711 user=someone delivered: .*rcpt=<xc@example.com>",
+                     log), log
+    # IPv6 and not within a transaction.
+    c.cmd("MAIL FROM:<a@b.c>")
+    assert c.cmd("XCLIENT ADDR=IPV6:2001:db8::1")[0] == "503 5.5.1 Error: MAIL transaction in progress"
+    c.cmd("RSET")
+    assert c.cmd("XCLIENT ADDR=IPV6:2001:db8::1")[0].startswith("220 ")
+    c.cmd("LHLO proxy.test")
+    send_message(c, "s@remote.test", ["xc@example.com"], MSG + b"2")
+    h2 = b.messages(acc)[1][1]
+    assert b"from proxy.test ([IPv6:2001:db8::1])" not in b.body(acc, h2)
+    assert b"from client.example ([IPv6:2001:db8::1])" in b.body(acc, h2)
+
+
+def test_xclient_from_untrusted_peer_refused(lmtp_backend):
+    b = lmtp_backend
+    acc = b.account("xu@example.com")
+    b.start(lmtp_extra='trusted_networks = ["192.0.2.0/24"]')
+    c = b.connect()
+    caps = c.cmd("LHLO client.test")
+    assert not any("XCLIENT" in l for l in caps)
+    assert c.cmd("XCLIENT ADDR=192.0.2.7")[0] == "550 5.7.0 Error: insufficient authorization"
+    _, dr = send_message(c, "s@remote.test", ["xu@example.com"], MSG)
+    assert dr == ["250 2.0.0 <xu@example.com> Saved"]
+    [(_, h, _, _)] = b.messages(acc)
+    assert split_prefix(b.body(acc, h), "s@remote.test", "xu@example.com") == MSG
+    assert "XCLIENT refused" in b.server.log()
