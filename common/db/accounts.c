@@ -122,10 +122,15 @@ static int lookup_query(struct sora_db_conn *conn, struct sora_str address,
 	char buf[SORA_ACCOUNTS_ADDRESS_SIZE];
 	const char *values[1] = { buf };
 
+	char sqlstate[6];
+
 	memcpy(buf, address.p, address.len);
 	buf[address.len] = '\0';
-	return sora_db_exec(conn, SORA_DB_CLASS_DEFAULT, lookup_sql, 1, values, res_r,
-			    NULL, err, errsize);
+	/* Every LMTP recipient and every login runs this: prepare it once per
+	 * connection instead of planning it each time. */
+	return sora_db_exec_prepared(conn, SORA_DB_CLASS_DEFAULT, "sora_account_lookup_v1",
+				     lookup_sql, 1, values, NULL, NULL, 0, res_r, sqlstate,
+				     err, errsize);
 }
 
 static void fill_ref(const PGresult *res, struct sora_account_ref *ref)
