@@ -459,21 +459,6 @@ void sora_msg_cte_init(struct sora_msg_cte_decoder *d, struct sora_str encoding)
 		d->cte = SORA_MSG_CTE_IDENTITY;
 }
 
-static int b64_value(unsigned char c)
-{
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	if (c == '+')
-		return 62;
-	if (c == '/')
-		return 63;
-	return -1;
-}
-
 static int b64_feed(struct sora_msg_cte_decoder *d, const unsigned char *in, size_t len,
 		    struct sora_buf *out)
 {
@@ -489,7 +474,7 @@ static int b64_feed(struct sora_msg_cte_decoder *d, const unsigned char *in, siz
 			d->b64_end = true;
 		if (d->b64_end)
 			continue;
-		v = b64_value(in[i]);
+		v = sora_mime_b64_value(in[i]);
 		if (v < 0)
 			continue;
 		d->bits = (d->bits << 6) | (uint32_t)v;

@@ -192,7 +192,7 @@ int sora_mime_charset_to_utf8(struct sora_str charset, const void *in, size_t le
 
 /* ---- base64 ---- */
 
-static int b64_value(unsigned char c)
+int sora_mime_b64_value(unsigned char c)
 {
 	if (c >= 'A' && c <= 'Z')
 		return c - 'A';
@@ -217,7 +217,7 @@ int mime_base64_decode(const void *in, size_t len, struct sora_buf *out)
 
 		if (s[i] == ' ' || s[i] == '\t' || s[i] == '\r' || s[i] == '\n')
 			continue;
-		v = b64_value(s[i]);
+		v = sora_mime_b64_value(s[i]);
 		if (v < 0)
 			break;
 		acc = (acc << 6) | (unsigned int)v;

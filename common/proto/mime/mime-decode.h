@@ -50,4 +50,7 @@ int sora_mime_part_filename(const struct sora_mime_part *part, unsigned int flag
 /* Strict UTF-8 (RFC 3629: no overlong forms, no surrogates, <= U+10FFFF). */
 bool sora_mime_utf8_valid(const void *p, size_t len);
 
+/* The value of a base64 alphabet character (RFC 4648 §4), or -1. */
+int sora_mime_b64_value(unsigned char c);
+
 #endif
