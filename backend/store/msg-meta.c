@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/core/str.h"
 #include "common/proto/mime/mime-decode.h"
 
 static const char replacement[3] = { (char)0xef, (char)0xbf, (char)0xbd };
@@ -493,17 +494,6 @@ static int b64_feed(struct sora_msg_cte_decoder *d, const unsigned char *in, siz
 	return sora_buf_append(out, chunk, n);
 }
 
-static int hex_value(unsigned char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	return -1;
-}
-
 /* Quoted-printable. An "=" and the two bytes after it wait in pend until
  * they are complete: "=\r\n" and "=\n" are soft line breaks, "=XY" a hex
  * escape; anything else keeps the "=" and the two bytes are read again as
@@ -544,8 +534,8 @@ static int qp_feed(struct sora_msg_cte_decoder *d, const unsigned char *in, size
 		d->npend = 0;
 		if (a == '\r' && b == '\n')
 			continue;
-		if (hex_value(a) >= 0 && hex_value(b) >= 0) {
-			char ch = (char)(hex_value(a) * 16 + hex_value(b));
+		if (sora_hex_value((unsigned char)a) >= 0 && sora_hex_value((unsigned char)b) >= 0) {
+			char ch = (char)(sora_hex_value((unsigned char)a) * 16 + sora_hex_value((unsigned char)b));
 
 			if (sora_buf_append(out, &ch, 1) < 0)
 				return -1;

@@ -499,17 +499,6 @@ const char *sora_toml_kind_name(enum sora_toml_kind kind)
 	return "a value";
 }
 
-static int hex_value(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 static size_t utf8_encode(uint32_t cp, char *out)
 {
 	if (cp < 0x80) {
@@ -574,7 +563,7 @@ static int parse_string(const char **pp, char **str_r, char *err, size_t errsize
 			uint32_t cp = 0;
 
 			for (int i = 0; i < digits; i++) {
-				int h = hex_value(p[i]);
+				int h = sora_hex_value((unsigned char)p[i]);
 				if (h < 0) {
 					sora_set_error(err, errsize, "invalid \\%c escape (needs %d hex digits)",
 						  c, digits);

@@ -88,3 +88,14 @@ void sora_set_error(char *err, size_t errsize, const char *fmt, ...)
 	vsnprintf(err, errsize, fmt, ap);
 	va_end(ap);
 }
+
+int sora_hex_value(unsigned char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}

@@ -49,6 +49,9 @@ char *sora_str_dup(struct sora_str s);
  * strlcpy). Returns the length of src; truncation happened if >= size. */
 size_t sora_strlcpy(char *dst, const char *src, size_t size);
 
+/* The value of a hexadecimal digit (either case), or -1. */
+int sora_hex_value(unsigned char c);
+
 /* printf into a caller's error buffer (err may be NULL or errsize 0, then
  * nothing is written): the one helper behind every "char *err, size_t
  * errsize" out-parameter. */

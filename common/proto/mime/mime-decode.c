@@ -1,4 +1,5 @@
 /* RFC 2047 / RFC 2231 decoding and charset conversion; see mime-decode.h. */
+#include "common/core/str.h"
 #include "common/proto/mime/mime-decode.h"
 
 #include "common/proto/mime/mime-private.h"
@@ -261,17 +262,6 @@ int mime_base64_encode(const void *in, size_t len, struct sora_buf *out)
 
 /* ---- RFC 2047 ---- */
 
-static int hex_value(unsigned char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 static bool is_lwsp(unsigned char c)
 {
 	return c == ' ' || c == '\t' || c == '\r' || c == '\n';
@@ -335,8 +325,8 @@ static int decode_q(struct sora_str text, struct sora_buf *out)
 		if (s[i] == '_') {
 			c = ' ';
 		} else if (s[i] == '=' && i + 2 < text.len &&
-			   hex_value(s[i + 1]) >= 0 && hex_value(s[i + 2]) >= 0) {
-			c = (char)(hex_value(s[i + 1]) * 16 + hex_value(s[i + 2]));
+			   sora_hex_value((unsigned char)s[i + 1]) >= 0 && sora_hex_value((unsigned char)s[i + 2]) >= 0) {
+			c = (char)(sora_hex_value((unsigned char)s[i + 1]) * 16 + sora_hex_value((unsigned char)s[i + 2]));
 			i += 2;
 		}
 		if (sora_buf_append(out, &c, 1) < 0)
@@ -443,10 +433,10 @@ static int decode_rfc2231(struct sora_str value, unsigned int flags, struct sora
 		char c = text.p[i];
 
 		if (c == '%' && i + 2 < text.len &&
-		    hex_value((unsigned char)text.p[i + 1]) >= 0 &&
-		    hex_value((unsigned char)text.p[i + 2]) >= 0) {
-			c = (char)(hex_value((unsigned char)text.p[i + 1]) * 16 +
-				   hex_value((unsigned char)text.p[i + 2]));
+		    sora_hex_value((unsigned char)(unsigned char)text.p[i + 1]) >= 0 &&
+		    sora_hex_value((unsigned char)(unsigned char)text.p[i + 2]) >= 0) {
+			c = (char)(sora_hex_value((unsigned char)(unsigned char)text.p[i + 1]) * 16 +
+				   sora_hex_value((unsigned char)(unsigned char)text.p[i + 2]));
 			i += 2;
 		}
 		ret = sora_buf_append(&raw, &c, 1);
