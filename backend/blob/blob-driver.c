@@ -52,6 +52,7 @@ const char *sora_blob_status_name(int status)
 	case SORA_BLOB_ETRANSIENT: return "temporary failure";
 	case SORA_BLOB_ECORRUPT: return "corrupt";
 	case SORA_BLOB_EABORTED: return "aborted";
+	case SORA_BLOB_EUNSUPPORTED: return "not supported";
 	default: return "unknown error";
 	}
 }
@@ -167,6 +168,18 @@ int sora_blob_driver_copy(struct sora_blob_driver *drv, const char *src_key,
 	if (check_key(drv, src_key, err) < 0 || check_key(drv, dst_key, err) < 0)
 		return SORA_BLOB_EFAIL;
 	return drv->ops->copy(drv, src_key, dst_key, err);
+}
+
+int sora_blob_driver_link_file(struct sora_blob_driver *drv, const char *key,
+			       const char *path, int fd, struct sora_blob_error *err)
+{
+	if (check_key(drv, key, err) < 0)
+		return SORA_BLOB_EFAIL;
+	if (drv->ops->link_file == NULL) {
+		sora_blob_error_set(err, "%s store: no link_file", drv->ops->name);
+		return SORA_BLOB_EUNSUPPORTED;
+	}
+	return drv->ops->link_file(drv, key, path, fd, err);
 }
 
 void sora_blob_driver_free(struct sora_blob_driver **drv)

@@ -40,6 +40,9 @@ enum sora_blob_status {
 	SORA_BLOB_ECORRUPT = -4,
 	/* The caller's sink returned an error and the transfer was stopped. */
 	SORA_BLOB_EABORTED = -5,
+	/* The operation cannot be done this way here (link_file across file
+	 * systems); the caller falls back to another way. */
+	SORA_BLOB_EUNSUPPORTED = -6,
 };
 
 /* Detail of a failed operation. msg is always a complete one-line message,
@@ -106,6 +109,13 @@ struct sora_blob_driver_ops {
 	/* Copies src_key to dst_key within the same store. */
 	int (*copy)(struct sora_blob_driver *drv, const char *src_key,
 		    const char *dst_key, struct sora_blob_error *err);
+	/* Optional (NULL if the driver has no such shortcut): stores the
+	 * complete local file at path, open as fd, under key without copying
+	 * its bytes, replacing any object there. The file must not change
+	 * afterwards. SORA_BLOB_EUNSUPPORTED when it cannot be done here (the
+	 * file is on another file system): the caller uses put instead. */
+	int (*link_file)(struct sora_blob_driver *drv, const char *key, const char *path,
+			 int fd, struct sora_blob_error *err);
 	void (*destroy)(struct sora_blob_driver *drv);
 };
 
@@ -129,6 +139,9 @@ int sora_blob_driver_delete_batch(struct sora_blob_driver *drv,
 				  size_t *failed_r, struct sora_blob_error *err);
 int sora_blob_driver_copy(struct sora_blob_driver *drv, const char *src_key,
 			  const char *dst_key, struct sora_blob_error *err);
+/* SORA_BLOB_EUNSUPPORTED when the driver has no link_file. */
+int sora_blob_driver_link_file(struct sora_blob_driver *drv, const char *key,
+			       const char *path, int fd, struct sora_blob_error *err);
 /* Frees the driver and clears the caller's pointer. NULL-safe. */
 void sora_blob_driver_free(struct sora_blob_driver **drv);
 

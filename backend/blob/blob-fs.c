@@ -9,6 +9,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <sodium.h>
+
 #include "backend/blob/blob-file.h"
 
 struct fs_driver {
@@ -83,6 +85,66 @@ out:
 	if (tmp[0] != '\0')
 		unlink(tmp);
 	return ret;
+}
+
+/* A second name for a finished file: a hard link made under a temporary
+ * name in the store's temp directory and renamed over the key, so the key
+ * appears atomically and an existing object is replaced, as put does. The
+ * bytes were fsynced by whoever wrote the file; fsyncing it again makes
+ * the new link count durable, and the directory fsync the new entry. */
+static int fs_link_file(struct sora_blob_driver *drv, const char *key, const char *src,
+			int fd, struct sora_blob_error *err)
+{
+	struct fs_driver *fs = (struct fs_driver *)drv;
+	char path[PATH_MAX], tmp[PATH_MAX];
+	const char *what = "link";
+	int tries = 0;
+
+	if (err != NULL)
+		err->attempts = 1;
+	if (fs_path(fs, "PUT", key, path, sizeof(path), err) < 0)
+		return SORA_BLOB_EFAIL;
+	for (;;) {
+		char name[32];
+
+		snprintf(name, sizeof(name), "link.%08x%08x", randombytes_random(),
+			 randombytes_random());
+		if (sora_blob_path_join(tmp, sizeof(tmp), fs->tmpdir, name) < 0) {
+			sora_blob_error_set(err, "fs PUT %s: path too long", key);
+			return SORA_BLOB_EFAIL;
+		}
+		if (link(src, tmp) == 0)
+			break;
+		if (errno == EEXIST && ++tries < 8)
+			continue;
+		if (errno == EXDEV || errno == EPERM || errno == EMLINK || errno == EOPNOTSUPP ||
+		    errno == ENOSYS) {
+			sora_blob_error_set(err, "fs PUT %s: cannot link %s: %s", key, src,
+					    strerror(errno));
+			return SORA_BLOB_EUNSUPPORTED;
+		}
+		tmp[0] = '\0';  /* not created: nothing to clean up */
+		goto fail_errno;
+	}
+	what = "fsync";
+	if (fsync(fd) < 0)
+		goto fail_errno;
+	what = "mkdir";
+	if (sora_blob_mkdirs_parent_durable(path, 0750) < 0)
+		goto fail_errno;
+	what = "rename";
+	if (rename(tmp, path) < 0)
+		goto fail_errno;
+	tmp[0] = '\0';
+	what = "fsync directory";
+	if (sora_blob_fsync_parent(path) < 0)
+		goto fail_errno;
+	return SORA_BLOB_OK;
+fail_errno:
+	sora_blob_error_set(err, "fs PUT %s: %s: %s", key, what, strerror(errno));
+	if (tmp[0] != '\0')
+		unlink(tmp);
+	return SORA_BLOB_EFAIL;
 }
 
 static int fs_open(struct fs_driver *fs, const char *op, const char *key,
@@ -210,6 +272,7 @@ static const struct sora_blob_driver_ops fs_ops = {
 	.del = fs_del,
 	.del_batch = fs_del_batch,
 	.copy = fs_copy,
+	.link_file = fs_link_file,
 	.destroy = fs_destroy,
 };
 

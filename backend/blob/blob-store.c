@@ -467,6 +467,19 @@ static int verify_rewind(void *ctx, struct sora_blob_error *err)
 	return v->inner.rewind(v->inner.ctx, err);
 }
 
+/* Reads a verifying source to its end. */
+static int verify_all(struct sora_blob_source *src, struct sora_blob_error *err)
+{
+	char buf[16 * 1024];
+	ssize_t n;
+
+	if (src->rewind(src->ctx, err) < 0)
+		return SORA_BLOB_EFAIL;
+	while ((n = src->read(src->ctx, buf, sizeof(buf), err)) > 0)
+		;
+	return n == 0 ? SORA_BLOB_OK : SORA_BLOB_EFAIL;
+}
+
 int sora_blob_upload_staged(struct sora_blob_store *s, int64_t account_id, const char *hash,
 			    struct sora_blob_error *err)
 {
@@ -508,7 +521,13 @@ int sora_blob_upload_staged(struct sora_blob_store *s, int64_t account_id, const
 			goto out;
 		ret = sora_blob_driver_put(s->driver, key, &enc_src, err);
 	} else {
-		ret = sora_blob_driver_put(s->driver, key, &src, err);
+		/* A driver that can take the file as it is (fs on the same file
+		 * system) gets it after the same hash check, without a copy. */
+		ret = verify_all(&src, err);
+		if (ret == 0)
+			ret = sora_blob_driver_link_file(s->driver, key, path, fd, err);
+		if (ret == SORA_BLOB_EUNSUPPORTED)
+			ret = sora_blob_driver_put(s->driver, key, &src, err);
 	}
 	if (ret < 0) {
 		if (v->mismatch) {

@@ -27,6 +27,11 @@
 /* Backoff never waits longer than this between attempts. */
 #define MAX_BACKOFF_MS (60LL * 60 * 1000)
 #define DB_RETRY_MS 5000
+/* Rows one thread claims at once: one claim and one delete statement (and
+ * two commits) cover up to this many bodies when the queue is long. */
+#define CLAIM_BATCH 16
+/* How long a kicked thread lets new rows gather before claiming. */
+#define GATHER_MS 10
 
 struct sora_uploader {
 	const struct sora_config *cfg;
@@ -63,9 +68,13 @@ struct claim {
 	int attempts;
 };
 
+/* Waits until kicked (new rows), stopping, or ms passed. A kick is
+ * followed by a short pause so rows from deliveries arriving close together
+ * are claimed, and their deletes committed, as one batch. */
 static void uploader_wait(struct sora_uploader *up, int64_t ms, unsigned seen_kicks)
 {
 	struct timespec ts;
+	bool kicked = false;
 
 	clock_gettime(CLOCK_REALTIME, &ts);
 	ts.tv_sec += ms / 1000;
@@ -79,7 +88,13 @@ static void uploader_wait(struct sora_uploader *up, int64_t ms, unsigned seen_ki
 		if (pthread_cond_timedwait(&up->cond, &up->lock, &ts) == ETIMEDOUT)
 			break;
 	}
+	kicked = !up->stopping && up->kicks != seen_kicks;
 	pthread_mutex_unlock(&up->lock);
+	if (kicked) {
+		struct timespec gather = { 0, GATHER_MS * 1000000L };
+
+		nanosleep(&gather, NULL);
+	}
 }
 
 static bool uploader_stopping(struct sora_uploader *up, unsigned *kicks_r)
@@ -94,37 +109,94 @@ static bool uploader_stopping(struct sora_uploader *up, unsigned *kicks_r)
 	return r;
 }
 
-/* Claims one due row. Returns 1 with *c filled, 0 if none is due, -1 on a
- * database error (err set). */
-static int claim_one(struct sora_uploader *up, struct sora_db_conn *conn, struct claim *c,
-		     char *err, size_t errsize)
+/* Claims up to CLAIM_BATCH due rows in one statement (one commit for the
+ * lot). Returns how many were claimed (0: none due), or -1 on a database
+ * error (err set). */
+static int claim_batch(struct sora_uploader *up, struct sora_db_conn *conn,
+		       struct claim *c, char *err, size_t errsize)
 {
 	static const char sql[] =
-		"UPDATE pending_uploads SET next_attempt_at = now() + make_interval(secs => $2), "
+		"UPDATE pending_uploads SET next_attempt_at = now() + make_interval(secs => $2::int), "
 		"attempts = attempts + 1 "
-		"WHERE id = (SELECT id FROM pending_uploads WHERE instance_id = $1 "
-		"AND next_attempt_at <= now() ORDER BY next_attempt_at, id LIMIT 1 "
-		"FOR UPDATE SKIP LOCKED) "
+		"WHERE id = ANY (ARRAY (SELECT id FROM pending_uploads WHERE instance_id = $1 "
+		"AND next_attempt_at <= now() ORDER BY next_attempt_at, id LIMIT $3::int "
+		"FOR UPDATE SKIP LOCKED)) "
 		"RETURNING id, account_id, content_hash, attempts";
-	char lease[16];
-	const char *params[2] = { up->instance_id, lease };
+	char lease[16], limit[16], sqlstate[6];
+	const char *params[3] = { up->instance_id, lease, limit };
 	PGresult *res = NULL;
-	int rc;
+	int n;
 
 	snprintf(lease, sizeof(lease), "%d", LEASE_SECONDS);
-	rc = uploader_query(conn, sql, 2, params, &res, err, errsize);
-	if (rc != 0)
+	snprintf(limit, sizeof(limit), "%d", CLAIM_BATCH);
+	if (sora_db_exec_prepared(conn, SORA_DB_CLASS_WRITE, "sora_upload_claim_v1", sql, 3,
+				  params, NULL, NULL, 0, &res, sqlstate, err, errsize) != 0)
 		return -1;
-	if (PQntuples(res) == 0) {
-		PQclear(res);
-		return 0;
+	n = PQntuples(res);
+	if (n > CLAIM_BATCH)
+		n = CLAIM_BATCH;
+	for (int i = 0; i < n; i++) {
+		snprintf(c[i].id, sizeof(c[i].id), "%s", PQgetvalue(res, i, 0));
+		c[i].account_id = strtoll(PQgetvalue(res, i, 1), NULL, 10);
+		snprintf(c[i].hash, sizeof(c[i].hash), "%s", PQgetvalue(res, i, 2));
+		c[i].attempts = (int)strtol(PQgetvalue(res, i, 3), NULL, 10);
 	}
-	snprintf(c->id, sizeof(c->id), "%s", PQgetvalue(res, 0, 0));
-	c->account_id = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
-	snprintf(c->hash, sizeof(c->hash), "%s", PQgetvalue(res, 0, 2));
-	c->attempts = (int)strtol(PQgetvalue(res, 0, 3), NULL, 10);
 	PQclear(res);
-	return 1;
+	return n;
+}
+
+/* "{1,2,3}": the ids of rows, as one array parameter. */
+static void id_array(const struct claim *c, const bool *pick, int n, char *dst, size_t size)
+{
+	size_t len = 0;
+
+	dst[len++] = '{';
+	for (int i = 0; i < n; i++) {
+		if (!pick[i])
+			continue;
+		len += (size_t)snprintf(dst + len, size - len, "%s%s", len > 1 ? "," : "", c[i].id);
+	}
+	snprintf(dst + len, size - len, "}");
+}
+
+/* Rows whose bodies are stored go away in one statement. */
+static void finish_uploaded(struct sora_db_conn *conn, const struct claim *c, const bool *done,
+			    int n)
+{
+	static const char sql[] = "DELETE FROM pending_uploads WHERE id = ANY ($1::bigint[])";
+	char ids[CLAIM_BATCH * 24 + 4], err[512], sqlstate[6];
+	const char *params[1] = { ids };
+	PGresult *res = NULL;
+
+	id_array(c, done, n, ids, sizeof(ids));
+	if (strcmp(ids, "{}") == 0)
+		return;
+	if (sora_db_exec_prepared(conn, SORA_DB_CLASS_WRITE, "sora_upload_done_v1", sql, 1, params,
+				  NULL, NULL, 0, &res, sqlstate, err, sizeof(err)) != 0)
+		sora_warn(NULL, "uploader: cannot remove finished uploads %s: %s (they will be "
+			  "checked again)", ids, err);
+	PQclear(res);
+}
+
+/* Claimed rows not attempted (the uploader is stopping) are due again at
+ * once, for the next start, without counting an attempt. */
+static void release_claims(struct sora_db_conn *conn, const struct claim *c, const bool *skip,
+			   int n)
+{
+	static const char sql[] =
+		"UPDATE pending_uploads SET next_attempt_at = now(), attempts = attempts - 1 "
+		"WHERE id = ANY ($1::bigint[])";
+	char ids[CLAIM_BATCH * 24 + 4], err[512], sqlstate[6];
+	const char *params[1] = { ids };
+	PGresult *res = NULL;
+
+	id_array(c, skip, n, ids, sizeof(ids));
+	if (strcmp(ids, "{}") == 0)
+		return;
+	if (sora_db_exec_params(conn, SORA_DB_CLASS_WRITE, sql, 1, params, NULL, NULL, 0, &res,
+				sqlstate, err, sizeof(err)) != 0)
+		sora_warn(NULL, "uploader: cannot release claimed uploads %s: %s", ids, err);
+	PQclear(res);
 }
 
 static int64_t backoff_ms(const struct sora_config *cfg, int attempts)
@@ -141,40 +213,33 @@ static int64_t backoff_ms(const struct sora_config *cfg, int attempts)
 	return ms / 2 + (int64_t)randombytes_uniform((uint32_t)(ms / 2 + 1));
 }
 
-static void finish_row(struct sora_uploader *up, struct sora_db_conn *conn, const struct claim *c,
-		       int status, const char *msg)
+/* A failed attempt: the row waits for its next one, or for the operator. */
+static void finish_failed(struct sora_uploader *up, struct sora_db_conn *conn,
+			  const struct claim *c, int status, const char *msg)
 {
+	int max = up->cfg->uploader.max_attempts;
+	bool give_up = status == SORA_BLOB_ECORRUPT || (max > 0 && c->attempts >= max);
 	char err[512], delay[32];
+	const char *params[3] = { c->id, msg, delay };
 	PGresult *res = NULL;
 	int rc;
 
-	if (status == 0) {
-		const char *params[1] = { c->id };
+	if (give_up) {
+		/* Kept for the operator: the body stays readable from
+		 * staging; nothing is deleted. */
+		sora_error(NULL, "uploader: giving up on %s (account %" PRId64 ") after %d attempt(s): %s",
+			   c->hash, c->account_id, c->attempts, msg);
+		snprintf(delay, sizeof(delay), "infinity");
 		rc = uploader_query(conn,
-					 "DELETE FROM pending_uploads WHERE id = $1", 1, params, &res,
-					 err, sizeof(err));
+				    "UPDATE pending_uploads SET last_error = $2, "
+				    "next_attempt_at = $3::timestamptz WHERE id = $1",
+				    3, params, &res, err, sizeof(err));
 	} else {
-		int max = up->cfg->uploader.max_attempts;
-		bool give_up = status == SORA_BLOB_ECORRUPT || (max > 0 && c->attempts >= max);
-		const char *params[3] = { c->id, msg, delay };
-
-		if (give_up) {
-			/* Kept for the operator: the body stays readable from
-			 * staging; nothing is deleted. */
-			sora_error(NULL, "uploader: giving up on %s (account %" PRId64 ") after %d attempt(s): %s",
-				   c->hash, c->account_id, c->attempts, msg);
-			snprintf(delay, sizeof(delay), "infinity");
-			rc = uploader_query(conn,
-						 "UPDATE pending_uploads SET last_error = $2, "
-						 "next_attempt_at = $3::timestamptz WHERE id = $1",
-						 3, params, &res, err, sizeof(err));
-		} else {
-			snprintf(delay, sizeof(delay), "%" PRId64, backoff_ms(up->cfg, c->attempts));
-			rc = uploader_query(conn,
-						 "UPDATE pending_uploads SET last_error = $2, next_attempt_at = "
-						 "now() + make_interval(secs => $3::double precision / 1000) "
-						 "WHERE id = $1", 3, params, &res, err, sizeof(err));
-		}
+		snprintf(delay, sizeof(delay), "%" PRId64, backoff_ms(up->cfg, c->attempts));
+		rc = uploader_query(conn,
+				    "UPDATE pending_uploads SET last_error = $2, next_attempt_at = "
+				    "now() + make_interval(secs => $3::double precision / 1000) "
+				    "WHERE id = $1", 3, params, &res, err, sizeof(err));
 	}
 	if (rc != 0)
 		sora_warn(NULL, "uploader: cannot update pending upload %s: %s (it will be retried)", c->id, err);
@@ -193,6 +258,36 @@ static int confirm_uploaded(struct sora_uploader *up, const struct claim *c, str
 	return sora_blob_driver_head(sora_blob_store_driver(up->blobs), key, &size, berr);
 }
 
+/* Moves one claimed body; the blob status. */
+static int upload_one(struct sora_uploader *up, const struct claim *c, struct sora_blob_error *berr)
+{
+	int rc;
+
+	memset(berr, 0, sizeof(*berr));
+	rc = sora_blob_upload_staged(up->blobs, c->account_id, c->hash, berr);
+	if (rc == SORA_BLOB_ENOTFOUND) {
+		struct sora_blob_error herr;
+
+		memset(&herr, 0, sizeof(herr));
+		if (confirm_uploaded(up, c, &herr) == 0) {
+			rc = 0;
+		} else {
+			snprintf(berr->msg, sizeof(berr->msg),
+				 "body is neither staged nor in the store (%.400s)", herr.msg);
+			rc = SORA_BLOB_EFAIL;
+		}
+	}
+	if (rc == 0) {
+		sora_metric_inc(up->m_ok);
+		sora_debug(NULL, "uploader: uploaded %s (account %" PRId64 ")", c->hash, c->account_id);
+	} else {
+		sora_metric_inc(rc == SORA_BLOB_ETRANSIENT ? up->m_retry : up->m_failed);
+		sora_warn(NULL, "uploader: %s (account %" PRId64 ", attempt %d): %s", c->hash,
+			  c->account_id, c->attempts, berr->msg);
+	}
+	return rc;
+}
+
 static void *uploader_thread(void *arg)
 {
 	struct sora_uploader *up = arg;
@@ -200,18 +295,18 @@ static void *uploader_thread(void *arg)
 
 	for (;;) {
 		struct sora_db_conn *conn = NULL;
-		struct sora_blob_error berr;
-		struct claim c;
+		struct claim c[CLAIM_BATCH];
+		bool done[CLAIM_BATCH] = { false }, skipped[CLAIM_BATCH] = { false };
 		char err[512];
 		unsigned kicks;
-		int rc;
+		int n;
 
 		if (uploader_stopping(up, &kicks))
 			break;
-		rc = sora_db_acquire(up->db, SORA_DB_PRIMARY, 10000, &conn, err, sizeof(err));
-		if (rc == 0)
-			rc = claim_one(up, conn, &c, err, sizeof(err));
-		if (rc < 0 || (rc != 0 && rc != 1)) {
+		n = -1;
+		if (sora_db_acquire(up->db, SORA_DB_PRIMARY, 10000, &conn, err, sizeof(err)) == 0)
+			n = claim_batch(up, conn, c, err, sizeof(err));
+		if (n < 0) {
 			int64_t now = (int64_t)time(NULL);
 			if (now - last_db_warning >= 60) {
 				sora_warn(NULL, "uploader: database unavailable, retrying: %s", err);
@@ -221,41 +316,40 @@ static void *uploader_thread(void *arg)
 			uploader_wait(up, DB_RETRY_MS, kicks);
 			continue;
 		}
-		if (rc == 0) {
-			sora_db_release(&conn);
+		/* Do not hold a pooled connection across long uploads. */
+		sora_db_release(&conn);
+		if (n == 0) {
 			uploader_wait(up, POLL_MS, kicks);
 			continue;
 		}
-		/* Do not hold a pooled connection across a long upload. */
-		sora_db_release(&conn);
 
-		memset(&berr, 0, sizeof(berr));
-		rc = sora_blob_upload_staged(up->blobs, c.account_id, c.hash, &berr);
-		if (rc == SORA_BLOB_ENOTFOUND) {
-			struct sora_blob_error herr;
-			memset(&herr, 0, sizeof(herr));
-			if (confirm_uploaded(up, &c, &herr) == 0) {
-				rc = 0;
-			} else {
-				snprintf(berr.msg, sizeof(berr.msg),
-					 "body is neither staged nor in the store (%.400s)", herr.msg);
-				rc = SORA_BLOB_EFAIL;
+		struct sora_blob_error berr[CLAIM_BATCH];
+		int status[CLAIM_BATCH];
+		bool give_back = false;
+		for (int i = 0; i < n; i++) {
+			/* Stopping, or the store is unreachable (its retries
+			 * are spent): the rest of the batch goes back to the
+			 * queue untried, so one outage costs one row's
+			 * retries, and its error is recorded at once. */
+			if (give_back || uploader_stopping(up, NULL)) {
+				skipped[i] = true;
+				continue;
 			}
+			status[i] = upload_one(up, &c[i], &berr[i]);
+			done[i] = status[i] == 0;
+			give_back = status[i] == SORA_BLOB_ETRANSIENT;
 		}
-		if (rc == 0) {
-			sora_metric_inc(up->m_ok);
-			sora_debug(NULL, "uploader: uploaded %s (account %" PRId64 ")", c.hash, c.account_id);
-		} else {
-			sora_metric_inc(rc == SORA_BLOB_ETRANSIENT ? up->m_retry : up->m_failed);
-			sora_warn(NULL, "uploader: %s (account %" PRId64 ", attempt %d): %s", c.hash,
-				  c.account_id, c.attempts, berr.msg);
-		}
-		if (sora_db_acquire(up->db, SORA_DB_PRIMARY, 10000, &conn, err, sizeof(err)) == 0) {
-			finish_row(up, conn, &c, rc, berr.msg);
-			sora_db_release(&conn);
-		}
-		/* Without the database the lease expires and the row is taken
+		/* Without the database the leases expire and the rows are taken
 		 * again: uploading the same content twice is harmless. */
+		if (sora_db_acquire(up->db, SORA_DB_PRIMARY, 10000, &conn, err, sizeof(err)) != 0)
+			continue;
+		finish_uploaded(conn, c, done, n);
+		for (int i = 0; i < n; i++) {
+			if (!done[i] && !skipped[i])
+				finish_failed(up, conn, &c[i], status[i], berr[i].msg);
+		}
+		release_claims(conn, c, skipped, n);
+		sora_db_release(&conn);
 	}
 	return NULL;
 }
@@ -335,7 +429,9 @@ void sora_uploader_kick(struct sora_uploader *up)
 		return;
 	pthread_mutex_lock(&up->lock);
 	up->kicks++;
-	pthread_cond_broadcast(&up->cond);
+	/* One idle thread is enough for a new row; a busy one sees the count
+	 * change when it comes back. */
+	pthread_cond_signal(&up->cond);
 	pthread_mutex_unlock(&up->lock);
 }
 

@@ -139,3 +139,32 @@ def test_kill9_during_uploads_loses_and_duplicates_nothing(tmp_path, pg, pgdb, s
         assert stored != body and body[:64] not in stored
     staged = list((tmp_path / "staging" / str(acct)).glob("*"))
     assert staged == []
+
+
+def test_graceful_stop_returns_unfinished_claims(tmp_path, pg, pgdb, s3, sora_servers,
+                                                 clean_bucket):
+    """A thread claims a batch of rows; on SIGTERM the rows it has not
+    tried yet go back to the queue at once, without a lease and without
+    counting an attempt, and the next start uploads them."""
+    port = free_port()
+    cfg = make_config(tmp_path, pg, pgdb, s3, port)
+    create_account(tmp_path, cfg, "stop@example.com")
+    acct = int(pg.psql("SELECT account_id FROM credentials WHERE address='stop@example.com'",
+                       db=pgdb))
+    bodies = [os.urandom(200_000 + i) for i in range(120)]
+    stage(pg, pgdb, tmp_path / "staging", acct, bodies)
+
+    srv = sora_servers("sora-backend", cfg, [port], name="first")
+    wait_for(lambda: pending(pg, pgdb) < 115, timeout=30, what="some uploads")
+    assert srv.stop() == 0
+    left = pending(pg, pgdb)
+    assert left > 0, "all uploads finished before the stop; the test proves nothing"
+    leased, counted = pg.psql(
+        "SELECT count(*) FILTER (WHERE next_attempt_at > now() + interval '1 minute'),"
+        " count(*) FILTER (WHERE attempts <> 0) FROM pending_uploads", db=pgdb).strip().split("|")
+    assert (int(leased), int(counted)) == (0, 0)
+
+    sora_servers("sora-backend", cfg, [port], name="second")
+    wait_for(lambda: pending(pg, pgdb) == 0, timeout=90, what="uploads after restart")
+    _, keys = s3_objects(s3, acct)
+    assert len(keys) == len(bodies)

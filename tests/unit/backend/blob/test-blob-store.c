@@ -403,6 +403,89 @@ static void test_damage_and_legacy(void **state)
 	sora_blob_store_free(&s);
 }
 
+/* Without encryption the fs store takes the staged file as it is: a hard
+ * link, after the same hash check a copy gets. */
+static void test_upload_links_staged_file(void **state)
+{
+	struct sora_blob_store *s = make_store("link", NULL, NULL, false, 0, 0);
+	const size_t n = 12345;
+	unsigned char *body = random_bytes(n);
+	struct sora_blob_ref ref;
+	struct sora_blob_error err;
+	char staged[256], stored[256], key[SORA_BLOB_KEY_SIZE];
+	struct stat before, after;
+	int fd;
+
+	assert_int_equal(sora_blob_stage_buf(s, ACCT, body, n, &ref, &err), 0);
+	file_path(staged, sizeof(staged), "link", "staging", ACCT, ref.hash);
+	assert_int_equal(stat(staged, &before), 0);
+	assert_int_equal(sora_blob_upload_staged(s, ACCT, ref.hash, &err), 0);
+	file_path(stored, sizeof(stored), "link", "blobs", ACCT, ref.hash);
+	assert_int_equal(stat(stored, &after), 0);
+	assert_true(after.st_ino == before.st_ino && after.st_dev == before.st_dev);
+	/* The staged name is gone; the store's is the only one left. */
+	assert_false(sora_blob_is_staged(s, ACCT, ref.hash));
+	assert_int_equal(after.st_nlink, 1);
+	expect_body(s, ref.hash, body, n, 0, SORA_BLOB_TO_END);
+	/* Nothing left behind in the store's temp directory. */
+	char tmpdir[200];
+	snprintf(tmpdir, sizeof(tmpdir), "%s/link/blobs/%s", dir, SORA_BLOB_FS_TMPDIR);
+	assert_int_equal(count_files(tmpdir), 0);
+
+	/* A staged file damaged on disk is refused before it is linked. */
+	body[0] ^= 1;
+	assert_int_equal(sora_blob_stage_buf(s, ACCT, body, n, &ref, &err), 0);
+	file_path(staged, sizeof(staged), "link", "staging", ACCT, ref.hash);
+	fd = open(staged, O_WRONLY);
+	assert_int_equal(pwrite(fd, "X", 1, 100), 1);
+	close(fd);
+	assert_int_equal(sora_blob_upload_staged(s, ACCT, ref.hash, &err), SORA_BLOB_ECORRUPT);
+	assert_non_null(strstr(err.msg, "does not match its hash"));
+	assert_int_equal(sora_blob_key_format(ACCT, ref.hash, key, sizeof(key)), 0);
+	assert_int_equal(sora_blob_driver_head(sora_blob_store_driver(s), key, NULL, &err),
+			 SORA_BLOB_ENOTFOUND);
+	assert_true(sora_blob_is_staged(s, ACCT, ref.hash));
+	free(body);
+	sora_blob_store_free(&s);
+}
+
+/* Staging and the fs store on different file systems: link() fails with
+ * EXDEV and the body is copied instead. Needs a tmpfs at /dev/shm apart
+ * from the file system of /tmp (skipped otherwise). */
+static void test_upload_across_file_systems(void **state)
+{
+	struct sora_blob_store_params p = { 0 };
+	struct sora_blob_store *s = NULL;
+	char shm[64] = "/dev/shm/sora-blob-xdev-XXXXXX", staging[128], stored[256], err[256];
+	const size_t n = 7000;
+	unsigned char *body = random_bytes(n);
+	struct sora_blob_ref ref;
+	struct sora_blob_error berr;
+	struct stat a, b;
+
+	if (mkdtemp(shm) == NULL || stat(shm, &a) < 0 || stat(dir, &b) < 0 || a.st_dev == b.st_dev) {
+		if (shm[strlen(shm) - 1] != 'X')
+			rm_rf(shm);
+		free(body);
+		skip();
+	}
+	snprintf(staging, sizeof(staging), "%s/xdev-staging", dir);
+	assert_int_equal(sora_blob_fs_create(shm, &p.driver, err, sizeof(err)), 0);
+	p.staging_path = staging;
+	assert_int_equal(sora_blob_store_new(&p, &s, err, sizeof(err)), 0);
+	assert_int_equal(sora_blob_stage_buf(s, ACCT, body, n, &ref, &berr), 0);
+	assert_int_equal(sora_blob_upload_staged(s, ACCT, ref.hash, &berr), 0);
+	snprintf(stored, sizeof(stored), "%s/%c%c/%d/%s", shm, ref.hash[0], ref.hash[1], ACCT,
+		 ref.hash);
+	assert_int_equal(stat(stored, &a), 0);
+	assert_int_equal(a.st_size, (off_t)n);
+	assert_false(sora_blob_is_staged(s, ACCT, ref.hash));
+	expect_body(s, ref.hash, body, n, 0, SORA_BLOB_TO_END);
+	sora_blob_store_free(&s);
+	rm_rf(shm);
+	free(body);
+}
+
 static void test_no_cache_streams_and_read_to_fd(void **state)
 {
 	struct sora_blob_store *s = make_store("nocache", KEY1, NULL, true, 0, 0);
@@ -491,6 +574,8 @@ int main(void)
 		cmocka_unit_test(test_upload_plain_with_cache),
 		cmocka_unit_test(test_upload_encrypted),
 		cmocka_unit_test(test_damage_and_legacy),
+		cmocka_unit_test(test_upload_links_staged_file),
+		cmocka_unit_test(test_upload_across_file_systems),
 		cmocka_unit_test(test_no_cache_streams_and_read_to_fd),
 		cmocka_unit_test(test_open_from_config),
 	};
