@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "backend/blob/blob-store.h"
+#include "backend/store/janitor.h"
 #include "backend/store/migrate.h"
 #include "backend/store/uploader.h"
 #include "common/config/config.h"
@@ -70,6 +71,10 @@ int sora_backend_start(const struct sora_config *cfg, struct sora_net *net, bool
 	if (sora_uploader_start(cfg, backend.db, backend.blobs, sora_backend_instance_id(),
 				&backend.uploader, err, errsize) < 0)
 		goto fail;
+	if (sora_janitor_start(backend.db, backend.blobs, &backend.janitor, err, errsize) < 0) {
+		sora_uploader_stop(&backend.uploader);
+		goto fail;
+	}
 	backend_started = true;
 	sora_info(NULL, "database %s ready (schema up to date), blob store: %s", cfg->database.dbname,
 		  cfg->storage.backend);
@@ -85,6 +90,7 @@ void sora_backend_stop(void)
 	if (!backend_started)
 		return;
 	backend_started = false;
+	sora_janitor_stop(&backend.janitor);
 	sora_uploader_stop(&backend.uploader);
 	sora_blob_store_free(&backend.blobs);
 	sora_db_pool_destroy(&backend.db);

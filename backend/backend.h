@@ -15,6 +15,7 @@ struct sora_net;
 struct sora_db_pool;
 struct sora_blob_store;
 struct sora_uploader;
+struct sora_janitor;
 
 struct sora_backend {
 	const struct sora_config *cfg;   /* borrowed from main */
@@ -22,6 +23,7 @@ struct sora_backend {
 	struct sora_db_pool *db;         /* owned */
 	struct sora_blob_store *blobs;   /* owned */
 	struct sora_uploader *uploader;  /* owned */
+	struct sora_janitor *janitor;    /* owned */
 };
 
 /* This node's name in pending_uploads.instance_id: staged bodies live on

@@ -6,7 +6,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <sodium.h>
@@ -16,6 +18,7 @@
 #include "common/core/log.h"
 
 #define STAGING_TMPDIR "tmp"
+#define STAGING_ASIDEDIR "aside"
 #define IO_CHUNK (64 * 1024)
 
 struct sora_blob_store {
@@ -25,6 +28,7 @@ struct sora_blob_store {
 	bool encrypt;
 	char *staging;
 	char *staging_tmp;
+	char *staging_aside;   /* orphans being removed, see unstage_orphan */
 };
 
 /* Memory for structs that embed a struct sora_blob_hasher, whose libsodium
@@ -36,6 +40,42 @@ static void *alloc_aligned(size_t size)
 	if (p != NULL)
 		memset(p, 0, size);
 	return p;
+}
+
+static int staged_path(struct sora_blob_store *s, int64_t account_id, const char *hash,
+		       char *dst, size_t size, struct sora_blob_error *err);
+
+/* Puts every "<account>.<hash>" file of the aside directory back in its
+ * staging place (unless a copy is there already) and removes it. */
+static int restore_aside(struct sora_blob_store *s)
+{
+	DIR *d = opendir(s->staging_aside);
+	struct dirent *de;
+	int ret = 0;
+
+	if (d == NULL)
+		return -1;
+	while ((de = readdir(d)) != NULL) {
+		char path[PATH_MAX], hash[SORA_BLOB_HASH_HEX_SIZE];
+		const char *dot = strchr(de->d_name, '.');
+		uint64_t account = 0;
+
+		if (de->d_name[0] == '.' || dot == NULL ||
+		    sora_str_to_u64(sora_str_make(de->d_name, (size_t)(dot - de->d_name)), INT64_MAX,
+				    &account) < 0 ||
+		    sora_strlcpy(hash, dot + 1, sizeof(hash)) >= sizeof(hash) ||
+		    staged_path(s, (int64_t)account, hash, path, sizeof(path), NULL) < 0)
+			continue;
+		if (sora_blob_mkdirs_parent_durable(path, 0750) < 0 ||
+		    (linkat(dirfd(d), de->d_name, AT_FDCWD, path, 0) < 0 && errno != EEXIST) ||
+		    sora_blob_fsync_parent(path) < 0) {
+			ret = -1;
+			break;
+		}
+		unlinkat(dirfd(d), de->d_name, 0);
+	}
+	closedir(d);
+	return ret;
 }
 
 int sora_blob_store_new(struct sora_blob_store_params *p, struct sora_blob_store **store_r,
@@ -73,11 +113,14 @@ int sora_blob_store_new(struct sora_blob_store_params *p, struct sora_blob_store
 	s->staging = strndup(p->staging_path, len);
 	if (s->staging == NULL ||
 	    sora_blob_path_join(tmp, sizeof(tmp), s->staging, STAGING_TMPDIR) < 0 ||
-	    (s->staging_tmp = strdup(tmp)) == NULL) {
+	    (s->staging_tmp = strdup(tmp)) == NULL ||
+	    sora_blob_path_join(tmp, sizeof(tmp), s->staging, STAGING_ASIDEDIR) < 0 ||
+	    (s->staging_aside = strdup(tmp)) == NULL) {
 		snprintf(err, errsize, "out of memory");
 		goto fail;
 	}
-	if (sora_blob_mkdirs(s->staging_tmp, 0750) < 0) {
+	if (sora_blob_mkdirs(s->staging_tmp, 0750) < 0 ||
+	    sora_blob_mkdirs(s->staging_aside, 0750) < 0) {
 		snprintf(err, errsize, "blob store: cannot create %s: %s", s->staging_tmp,
 			 strerror(errno));
 		goto fail;
@@ -85,6 +128,13 @@ int sora_blob_store_new(struct sora_blob_store_params *p, struct sora_blob_store
 	/* Temp files belong to writers of a previous run that never
 	 * committed: those bodies were never acknowledged. */
 	sora_blob_clean_dir(s->staging_tmp);
+	/* Bodies the orphan sweep had set aside when the process stopped go
+	 * back: the sweep decides again on its next pass. */
+	if (restore_aside(s) < 0) {
+		snprintf(err, errsize, "blob store: cannot restore staged bodies from %s: %s",
+			 s->staging_aside, strerror(errno));
+		goto fail;
+	}
 	if (p->cache_path != NULL && p->cache_path[0] != '\0' && p->cache_capacity > 0) {
 		if (sora_blob_cache_open(p->cache_path, p->cache_capacity,
 					 p->cache_max_object_size, &s->cache, err, errsize) < 0)
@@ -98,6 +148,7 @@ int sora_blob_store_new(struct sora_blob_store_params *p, struct sora_blob_store
 fail:
 	free(s->staging);
 	free(s->staging_tmp);
+	free(s->staging_aside);
 	free(s);
 	return -1;
 }
@@ -163,6 +214,7 @@ void sora_blob_store_free(struct sora_blob_store **sp)
 	sora_blob_cache_free(&s->cache);
 	free(s->staging);
 	free(s->staging_tmp);
+	free(s->staging_aside);
 	free(s);
 	*sp = NULL;
 }
@@ -308,8 +360,11 @@ int sora_blob_writer_commit(struct sora_blob_writer **wp, struct sora_blob_ref *
 	if (staged_path(s, w->account_id, ref_r->hash, path, sizeof(path), err) < 0)
 		goto out;
 	/* Same hash, same bytes: an existing staged copy is complete (it got
-	 * there by rename) and need not be written again. */
-	if (stat(path, &st) == 0 && S_ISREG(st.st_mode) && (uint64_t)st.st_size == ref_r->size) {
+	 * there by rename) and need not be written again. Touching it first
+	 * tells the orphan sweep (sora_blob_unstage_orphan) that it is in use
+	 * again; if the sweep took it away meanwhile, it is written anew. */
+	if (utimensat(AT_FDCWD, path, NULL, 0) == 0 && stat(path, &st) == 0 &&
+	    S_ISREG(st.st_mode) && (uint64_t)st.st_size == ref_r->size) {
 		ref_r->existed = true;
 		ret = SORA_BLOB_OK;
 		goto out;
@@ -416,6 +471,101 @@ int sora_blob_unstage(struct sora_blob_store *s, int64_t account_id, const char 
 		return SORA_BLOB_EFAIL;
 	if (unlink(path) < 0 && errno != ENOENT) {
 		sora_blob_error_set(err, "staging: unlink %s: %s", path, strerror(errno));
+		return SORA_BLOB_EFAIL;
+	}
+	return SORA_BLOB_OK;
+}
+
+/* ---- staging housekeeping ---- */
+
+static bool older_than(const struct stat *st, int64_t min_age)
+{
+	return (int64_t)time(NULL) - (int64_t)st->st_mtime > min_age;
+}
+
+int sora_blob_staged_walk(struct sora_blob_store *s, int64_t min_age, sora_blob_staged_cb *cb,
+			  void *ctx)
+{
+	DIR *top = opendir(s->staging);
+	struct dirent *ad;
+	int seen = 0;
+
+	if (top == NULL)
+		return -1;
+	while ((ad = readdir(top)) != NULL) {
+		uint64_t account = 0;
+		struct dirent *fd;
+		DIR *acc;
+		int dfd;
+
+		/* Account directories only; tmp/ holds unfinished writes. */
+		if (sora_str_to_u64(sora_str_c(ad->d_name), INT64_MAX, &account) < 0 || account == 0)
+			continue;
+		dfd = openat(dirfd(top), ad->d_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (dfd < 0 || (acc = fdopendir(dfd)) == NULL) {
+			if (dfd >= 0)
+				close(dfd);
+			continue;
+		}
+		while ((fd = readdir(acc)) != NULL) {
+			struct stat st;
+
+			if (!sora_blob_hash_valid(sora_str_c(fd->d_name)) ||
+			    fstatat(dirfd(acc), fd->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+			    !S_ISREG(st.st_mode) || !older_than(&st, min_age))
+				continue;
+			seen++;
+			if (cb(ctx, (int64_t)account, fd->d_name) < 0) {
+				closedir(acc);
+				closedir(top);
+				return seen;
+			}
+		}
+		closedir(acc);
+	}
+	closedir(top);
+	return seen;
+}
+
+int sora_blob_unstage_orphan(struct sora_blob_store *s, int64_t account_id, const char *hash,
+			     int64_t min_age, struct sora_blob_error *err)
+{
+	char path[PATH_MAX], aside[PATH_MAX];
+	struct stat st;
+	int n;
+
+	if (staged_path(s, account_id, hash, path, sizeof(path), err) < 0)
+		return SORA_BLOB_EFAIL;
+	n = snprintf(aside, sizeof(aside), "%s/%lld.%s", s->staging_aside, (long long)account_id,
+		     hash);
+	if (n < 0 || (size_t)n >= sizeof(aside)) {
+		sora_blob_error_set(err, "staging path too long");
+		return SORA_BLOB_EFAIL;
+	}
+	/* Out of the way first, then look: a delivery that reuses the file
+	 * touches it before relying on it (see sora_blob_writer_commit), so
+	 * either the touch happened before this rename and shows in the
+	 * mtime below, or it comes after, fails, and the delivery writes its
+	 * own copy. */
+	if (rename(path, aside) < 0) {
+		if (errno == ENOENT)
+			return SORA_BLOB_OK;
+		sora_blob_error_set(err, "staging: rename %s: %s", path, strerror(errno));
+		return SORA_BLOB_EFAIL;
+	}
+	if (stat(aside, &st) == 0 && !older_than(&st, min_age)) {
+		/* In use again: put it back. A delivery that found it gone
+		 * meanwhile staged the same bytes itself; either copy will do. */
+		if (link(aside, path) < 0 && errno != EEXIST) {
+			sora_blob_error_set(err, "staging: cannot restore %s: %s (kept as %s)", path,
+					    strerror(errno), aside);
+			return SORA_BLOB_EFAIL;
+		}
+		unlink(aside);
+		return 1;
+	}
+	if (unlink(aside) < 0 && errno != ENOENT) {
+		sora_blob_error_set(err, "staging: unlink %s: %s", aside, strerror(errno));
 		return SORA_BLOB_EFAIL;
 	}
 	return SORA_BLOB_OK;

@@ -133,6 +133,27 @@ bool sora_blob_is_staged(struct sora_blob_store *store, int64_t account_id,
 int sora_blob_unstage(struct sora_blob_store *store, int64_t account_id,
 		      const char *hash, struct sora_blob_error *err);
 
+/* Staging housekeeping. A delivery whose connection to the database broke
+ * during the commit cannot know whether its row was written, so it leaves
+ * the staged body in place; if the row was not written, nothing refers to
+ * the file. The janitor finds such files with the walk and removes them
+ * with sora_blob_unstage_orphan once the database confirms that no
+ * pending_uploads row names them. */
+typedef int sora_blob_staged_cb(void *ctx, int64_t account_id, const char *hash);
+/* Calls cb for each staged body whose file was last written or reused
+ * more than min_age seconds ago (cb may unstage it). cb returning -1 stops
+ * the walk. Returns how many bodies cb saw, or -1 if staging cannot be
+ * read. */
+int sora_blob_staged_walk(struct sora_blob_store *store, int64_t min_age,
+			  sora_blob_staged_cb *cb, void *ctx);
+/* Removes a staged body unless it was written or reused within the last
+ * min_age seconds. Safe against a concurrent delivery of the same body
+ * (which touches a staged file before reusing it). Returns 0 when removed
+ * (or already gone), 1 when it stays because it is in use, or a negative
+ * status. The caller must know that no row refers to the body. */
+int sora_blob_unstage_orphan(struct sora_blob_store *store, int64_t account_id,
+			     const char *hash, int64_t min_age, struct sora_blob_error *err);
+
 /* Uploads a staged body to the driver (encrypting if configured), then
  * moves it into the cache or deletes it. Returns 0; SORA_BLOB_ENOTFOUND if
  * it is not staged; SORA_BLOB_ECORRUPT if the staged file no longer

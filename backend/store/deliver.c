@@ -488,7 +488,8 @@ int sora_store_deliver(struct sora_db_conn *conn, struct sora_blob_store *blobs,
 out:
 	/* A body staged for this copy alone goes away again when the database
 	 * certainly holds no row for it; after a broken connection it stays,
-	 * since a committed row may refer to it. */
+	 * since a committed row may refer to it (if none does, the janitor
+	 * removes it an hour later). */
 	if (staged && !ref.existed && absent) {
 		struct sora_blob_error uerr;
 

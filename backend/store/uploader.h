@@ -5,7 +5,12 @@
  * message row, records (account_id, content_hash) in pending_uploads with
  * this node's instance id. Uploader threads claim due rows with a lease
  * (next_attempt_at moved forward, FOR UPDATE SKIP LOCKED, so several
- * threads never take the same row), upload, and delete the row. Failures
+ * threads never take the same row), up to 16 at a time, upload them one
+ * by one, and delete the finished rows in one statement; a kick (a new
+ * row) is followed by a 10 ms pause so that bursts of deliveries are
+ * claimed together. When the store turns out to be unreachable, or the
+ * uploader stops, the untried rest of a batch is handed back at once,
+ * without counting an attempt. Failures
  * are retried with exponential backoff and jitter ([uploader]
  * retry_interval, max_attempts; 0 = forever). A crash leaves rows behind;
  * at start-up this node's leases are released, so every staged body is

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "backend/blob/blob-fs.h"
@@ -486,6 +487,84 @@ static void test_upload_across_file_systems(void **state)
 	free(body);
 }
 
+static void set_mtime_ago(const char *path, time_t ago)
+{
+	struct timespec t[2];
+
+	clock_gettime(CLOCK_REALTIME, &t[0]);
+	t[0].tv_sec -= ago;
+	t[1] = t[0];
+	assert_int_equal(utimensat(AT_FDCWD, path, t, 0), 0);
+}
+
+struct walk_seen {
+	int n;
+	char hash[4][SORA_BLOB_HASH_HEX_SIZE];
+};
+
+static int walk_collect(void *ctx, int64_t account_id, const char *hash)
+{
+	struct walk_seen *w = ctx;
+
+	assert_int_equal(account_id, ACCT);
+	if (w->n < 4)
+		snprintf(w->hash[w->n], sizeof(w->hash[0]), "%s", hash);
+	w->n++;
+	return 0;
+}
+
+/* The orphan sweep: the walk sees only files older than the age, a file
+ * in use again (touched) stays, an old one goes, reusing a staged body
+ * touches it, and a body set aside when the process died comes back. */
+static void test_orphan_sweep(void **state)
+{
+	struct sora_blob_store *s = make_store("orphan", NULL, NULL, false, 0, 0);
+	struct sora_blob_ref a, b, again;
+	struct sora_blob_error err;
+	struct walk_seen seen = { 0 };
+	char pa[256], pb[256], aside[256];
+	struct stat st;
+
+	assert_int_equal(sora_blob_stage_buf(s, ACCT, "body a", 6, &a, &err), 0);
+	assert_int_equal(sora_blob_stage_buf(s, ACCT, "body b", 6, &b, &err), 0);
+	file_path(pa, sizeof(pa), "orphan", "staging", ACCT, a.hash);
+	file_path(pb, sizeof(pb), "orphan", "staging", ACCT, b.hash);
+	set_mtime_ago(pa, 7200);
+	/* Only the old one is listed; tmp/ and aside/ are not account dirs. */
+	assert_int_equal(sora_blob_staged_walk(s, 3600, walk_collect, &seen), 1);
+	assert_string_equal(seen.hash[0], a.hash);
+
+	/* A delivery reuses a: its mtime is fresh again, and the sweep keeps
+	 * it even though the walk had listed it. */
+	assert_int_equal(sora_blob_stage_buf(s, ACCT, "body a", 6, &again, &err), 0);
+	assert_true(again.existed);
+	assert_int_equal(stat(pa, &st), 0);
+	assert_true(time(NULL) - st.st_mtime < 60);
+	assert_int_equal(sora_blob_unstage_orphan(s, ACCT, a.hash, 3600, &err), 1);
+	assert_true(sora_blob_is_staged(s, ACCT, a.hash));
+
+	/* Old and unused: removed; removing again is fine. */
+	set_mtime_ago(pa, 7200);
+	assert_int_equal(sora_blob_unstage_orphan(s, ACCT, a.hash, 3600, &err), 0);
+	assert_false(sora_blob_is_staged(s, ACCT, a.hash));
+	assert_int_equal(sora_blob_unstage_orphan(s, ACCT, a.hash, 3600, &err), 0);
+	/* Staging it again after the sweep writes a fresh copy. */
+	assert_int_equal(sora_blob_stage_buf(s, ACCT, "body a", 6, &again, &err), 0);
+	assert_false(again.existed);
+	assert_true(sora_blob_is_staged(s, ACCT, a.hash));
+	sora_blob_store_free(&s);
+
+	/* A body in the aside directory (the process died between setting it
+	 * aside and deciding) is put back when the store opens. */
+	snprintf(aside, sizeof(aside), "%s/orphan/staging/aside/%d.%s", dir, ACCT, b.hash);
+	assert_int_equal(rename(pb, aside), 0);
+	s = make_store("orphan", NULL, NULL, false, 0, 0);
+	assert_true(sora_blob_is_staged(s, ACCT, b.hash));
+	assert_int_equal(access(aside, F_OK), -1);
+	expect_body(s, b.hash, (const unsigned char *)"body b", 6, 0, SORA_BLOB_TO_END);
+	sora_blob_store_free(&s);
+}
+
 static void test_no_cache_streams_and_read_to_fd(void **state)
 {
 	struct sora_blob_store *s = make_store("nocache", KEY1, NULL, true, 0, 0);
@@ -576,6 +655,7 @@ int main(void)
 		cmocka_unit_test(test_damage_and_legacy),
 		cmocka_unit_test(test_upload_links_staged_file),
 		cmocka_unit_test(test_upload_across_file_systems),
+		cmocka_unit_test(test_orphan_sweep),
 		cmocka_unit_test(test_no_cache_streams_and_read_to_fd),
 		cmocka_unit_test(test_open_from_config),
 	};
