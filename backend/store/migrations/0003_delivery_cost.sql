@@ -17,10 +17,10 @@
 --    PGDG's packages are): several times faster to compress at a similar
 --    ratio for text. Existing rows keep their compression until rewritten.
 --
--- 3. The counter triggers update mailbox_stats directly instead of calling
---    a LANGUAGE sql function once per mailbox: a SQL function called from
---    PL/pgSQL is parsed and planned again on every call, while PL/pgSQL
---    caches the plans of its own statements. The behaviour is unchanged:
+-- 3. The counter triggers call a PL/pgSQL function instead of a LANGUAGE sql
+--    one once per mailbox: a SQL function called from PL/pgSQL is parsed and
+--    planned again on every call, while PL/pgSQL caches the plans of its own
+--    statements. The behaviour is unchanged:
 --    one UPDATE per affected mailbox, taken in mailbox_id order (so two
 --    statements touching the same mailboxes cannot deadlock), and one
 --    notification per mailbox on channel 'sora_mailbox'.
@@ -36,6 +36,24 @@ BEGIN
 END;
 $$;
 
+-- Applies one mailbox's counter changes and notifies its listeners.
+-- PL/pgSQL, so its UPDATE is planned once per session and then reused.
+CREATE FUNCTION sora_mailbox_stats_apply(mbox bigint, delta_count bigint, delta_unseen bigint,
+                                         delta_deleted bigint, delta_size bigint) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF delta_count <> 0 OR delta_unseen <> 0 OR delta_deleted <> 0 OR delta_size <> 0 THEN
+        UPDATE mailbox_stats
+           SET message_count = message_count + delta_count,
+               unseen_count = unseen_count + delta_unseen,
+               deleted_count = deleted_count + delta_deleted,
+               total_size = total_size + delta_size
+         WHERE mailbox_id = mbox;
+    END IF;
+    PERFORM pg_notify('sora_mailbox', mbox::text);
+END;
+$$;
+
 CREATE OR REPLACE FUNCTION sora_messages_after_insert() RETURNS trigger
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -48,13 +66,7 @@ BEGIN
                     coalesce(sum(size) FILTER (WHERE expunged_at IS NULL), 0)::bigint AS s
                FROM new_rows GROUP BY mailbox_id ORDER BY mailbox_id
     LOOP
-        IF d.c <> 0 OR d.u <> 0 OR d.del <> 0 OR d.s <> 0 THEN
-            UPDATE mailbox_stats
-               SET message_count = message_count + d.c, unseen_count = unseen_count + d.u,
-                   deleted_count = deleted_count + d.del, total_size = total_size + d.s
-             WHERE mailbox_id = d.mailbox_id;
-        END IF;
-        PERFORM pg_notify('sora_mailbox', d.mailbox_id::text);
+        PERFORM sora_mailbox_stats_apply(d.mailbox_id, d.c, d.u, d.del, d.s);
     END LOOP;
     RETURN NULL;
 END;
@@ -80,13 +92,7 @@ BEGIN
                        FROM old_rows) x
               GROUP BY x.mailbox_id ORDER BY x.mailbox_id
     LOOP
-        IF d.c <> 0 OR d.u <> 0 OR d.del <> 0 OR d.s <> 0 THEN
-            UPDATE mailbox_stats
-               SET message_count = message_count + d.c, unseen_count = unseen_count + d.u,
-                   deleted_count = deleted_count + d.del, total_size = total_size + d.s
-             WHERE mailbox_id = d.mailbox_id;
-        END IF;
-        PERFORM pg_notify('sora_mailbox', d.mailbox_id::text);
+        PERFORM sora_mailbox_stats_apply(d.mailbox_id, d.c, d.u, d.del, d.s);
     END LOOP;
     RETURN NULL;
 END;
@@ -98,19 +104,13 @@ DECLARE
     d record;
 BEGIN
     FOR d IN SELECT mailbox_id,
-                    count(*) FILTER (WHERE expunged_at IS NULL) AS c,
-                    count(*) FILTER (WHERE expunged_at IS NULL AND flags & 1 = 0) AS u,
-                    count(*) FILTER (WHERE expunged_at IS NULL AND flags & 8 <> 0) AS del,
-                    coalesce(sum(size) FILTER (WHERE expunged_at IS NULL), 0)::bigint AS s
+                    -count(*) FILTER (WHERE expunged_at IS NULL) AS c,
+                    -count(*) FILTER (WHERE expunged_at IS NULL AND flags & 1 = 0) AS u,
+                    -count(*) FILTER (WHERE expunged_at IS NULL AND flags & 8 <> 0) AS del,
+                    -coalesce(sum(size) FILTER (WHERE expunged_at IS NULL), 0)::bigint AS s
                FROM old_rows GROUP BY mailbox_id ORDER BY mailbox_id
     LOOP
-        IF d.c <> 0 OR d.u <> 0 OR d.del <> 0 OR d.s <> 0 THEN
-            UPDATE mailbox_stats
-               SET message_count = message_count - d.c, unseen_count = unseen_count - d.u,
-                   deleted_count = deleted_count - d.del, total_size = total_size - d.s
-             WHERE mailbox_id = d.mailbox_id;
-        END IF;
-        PERFORM pg_notify('sora_mailbox', d.mailbox_id::text);
+        PERFORM sora_mailbox_stats_apply(d.mailbox_id, d.c, d.u, d.del, d.s);
     END LOOP;
     RETURN NULL;
 END;

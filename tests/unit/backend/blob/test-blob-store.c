@@ -107,6 +107,27 @@ static void file_path(char *dst, size_t size, const char *tag, const char *what,
 			 (long long)acct, hash);
 }
 
+/* Damages a staged body on disk and checks that uploading it is refused
+ * (ECORRUPT), nothing is stored, and the staged file stays for inspection. */
+static void expect_damaged_upload_refused(struct sora_blob_store *s, const char *tag,
+					  const char *hash)
+{
+	struct sora_blob_error err;
+	char path[256], key[SORA_BLOB_KEY_SIZE];
+	int fd;
+
+	file_path(path, sizeof(path), tag, "staging", ACCT, hash);
+	fd = open(path, O_WRONLY);
+	assert_int_equal(pwrite(fd, "X", 1, 0), 1);
+	close(fd);
+	assert_int_equal(sora_blob_upload_staged(s, ACCT, hash, &err), SORA_BLOB_ECORRUPT);
+	assert_non_null(strstr(err.msg, "does not match its hash"));
+	assert_int_equal(sora_blob_key_format(ACCT, hash, key, sizeof(key)), 0);
+	assert_int_equal(sora_blob_driver_head(sora_blob_store_driver(s), key, NULL, &err),
+			 SORA_BLOB_ENOTFOUND);
+	assert_true(sora_blob_is_staged(s, ACCT, hash));
+}
+
 static void test_staging(void **state)
 {
 	struct sora_blob_store *s = make_store("stage", NULL, NULL, false, 0, 0);
@@ -353,23 +374,14 @@ static void test_damage_and_legacy(void **state)
 	const char body[] = "original body";
 	struct sora_blob_ref ref;
 	struct sora_blob_error err;
-	char path[256], key[SORA_BLOB_KEY_SIZE];
+	char key[SORA_BLOB_KEY_SIZE];
 	struct membuf m = { 0 };
-	int fd;
 
 	/* A staged file changed on disk is not uploaded. */
 	assert_int_equal(sora_blob_stage_buf(s, ACCT, body, sizeof(body) - 1, &ref, &err), 0);
-	file_path(path, sizeof(path), "dmg", "staging", ACCT, ref.hash);
-	fd = open(path, O_WRONLY);
-	assert_int_equal(pwrite(fd, "O", 1, 0), 1);
-	close(fd);
-	assert_int_equal(sora_blob_upload_staged(s, ACCT, ref.hash, &err), SORA_BLOB_ECORRUPT);
-	assert_non_null(strstr(err.msg, "does not match its hash"));
-	assert_int_equal(sora_blob_key_format(ACCT, ref.hash, key, sizeof(key)), 0);
-	assert_int_equal(sora_blob_driver_head(sora_blob_store_driver(s), key, NULL, &err),
-			 SORA_BLOB_ENOTFOUND);
-	assert_true(sora_blob_is_staged(s, ACCT, ref.hash));
+	expect_damaged_upload_refused(s, "dmg", ref.hash);
 	assert_int_equal(sora_blob_unstage(s, ACCT, ref.hash, &err), 0);
+	assert_int_equal(sora_blob_key_format(ACCT, ref.hash, key, sizeof(key)), 0);
 
 	/* An object stored before encryption was turned on (plaintext) is
 	 * read as it is. */
@@ -413,9 +425,8 @@ static void test_upload_links_staged_file(void **state)
 	unsigned char *body = random_bytes(n);
 	struct sora_blob_ref ref;
 	struct sora_blob_error err;
-	char staged[256], stored[256], key[SORA_BLOB_KEY_SIZE];
+	char staged[256], stored[256];
 	struct stat before, after;
-	int fd;
 
 	assert_int_equal(sora_blob_stage_buf(s, ACCT, body, n, &ref, &err), 0);
 	file_path(staged, sizeof(staged), "link", "staging", ACCT, ref.hash);
@@ -436,16 +447,7 @@ static void test_upload_links_staged_file(void **state)
 	/* A staged file damaged on disk is refused before it is linked. */
 	body[0] ^= 1;
 	assert_int_equal(sora_blob_stage_buf(s, ACCT, body, n, &ref, &err), 0);
-	file_path(staged, sizeof(staged), "link", "staging", ACCT, ref.hash);
-	fd = open(staged, O_WRONLY);
-	assert_int_equal(pwrite(fd, "X", 1, 100), 1);
-	close(fd);
-	assert_int_equal(sora_blob_upload_staged(s, ACCT, ref.hash, &err), SORA_BLOB_ECORRUPT);
-	assert_non_null(strstr(err.msg, "does not match its hash"));
-	assert_int_equal(sora_blob_key_format(ACCT, ref.hash, key, sizeof(key)), 0);
-	assert_int_equal(sora_blob_driver_head(sora_blob_store_driver(s), key, NULL, &err),
-			 SORA_BLOB_ENOTFOUND);
-	assert_true(sora_blob_is_staged(s, ACCT, ref.hash));
+	expect_damaged_upload_refused(s, "link", ref.hash);
 	free(body);
 	sora_blob_store_free(&s);
 }
