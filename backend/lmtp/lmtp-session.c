@@ -67,6 +67,7 @@ struct lmtp_session {
 
 	/* The mail transaction. */
 	bool in_mail;
+	bool smtputf8;                    /* MAIL gave SMTPUTF8: UTF-8 addresses allowed */
 	char sender[LMTP_ADDR_MAX];
 	struct lmtp_rcpt *rcpts;
 	size_t nrcpts;
@@ -163,6 +164,7 @@ static void transaction_reset(struct lmtp_session *s)
 	s->rcpts = NULL;
 	s->nrcpts = 0;
 	s->in_mail = false;
+	s->smtputf8 = false;
 	s->in_data = false;
 	s->sender[0] = '\0';
 	sora_lmtp_spool_reset(&s->spool);
@@ -413,6 +415,7 @@ static void cmd_lhlo(struct lmtp_session *s, const struct sora_smtp_command *cmd
 	else
 		snprintf(size, sizeof(size), "SIZE");
 	lines[n++] = size;
+	lines[n++] = "SMTPUTF8";
 	if (s->srv->tls_use_starttls && !sora_conn_is_tls(s->c) && sora_conn_tls_available(s->c))
 		lines[n++] = "STARTTLS";
 	if (sora_conn_peer_trusted(s->c))
@@ -436,13 +439,16 @@ static void cmd_mail(struct lmtp_session *s, const struct sora_smtp_command *cmd
 		reply_error(s, 503, "5.5.1", "Error: nested MAIL command");
 		return;
 	}
-	if (p->body == SORA_SMTP_BODY_BINARYMIME || p->smtputf8) {
-		reply_error(s, 555, "5.5.4", p->smtputf8 ? "SMTPUTF8 is not supported" :
-			    "BODY=BINARYMIME is not supported");
+	if (p->body == SORA_SMTP_BODY_BINARYMIME) {
+		reply_error(s, 555, "5.5.4", "BODY=BINARYMIME is not supported");
 		return;
 	}
-	if (cmd->path.utf8) {
-		reply(s, 553, "5.6.7", "Non-ASCII sender address requires SMTPUTF8");
+	/* RFC 6531: a UTF-8 address is only allowed in a transaction the
+	 * client declared with SMTPUTF8, and 553 5.6.7 ("non-ASCII addresses
+	 * not permitted") is the answer otherwise. The client then knows the
+	 * mail needs SMTPUTF8 all the way to the recipient. */
+	if (cmd->path.utf8 && !p->smtputf8) {
+		reply(s, 553, "5.6.7", "Non-ASCII sender address requires SMTPUTF8 in MAIL FROM");
 		return;
 	}
 	if (p->has_size && max > 0 && p->size > max) {
@@ -456,6 +462,7 @@ static void cmd_mail(struct lmtp_session *s, const struct sora_smtp_command *cmd
 	memcpy(s->sender, cmd->path.mailbox.p, cmd->path.mailbox.len);
 	s->sender[cmd->path.mailbox.len] = '\0';
 	s->in_mail = true;
+	s->smtputf8 = p->smtputf8;
 	reply(s, 250, "2.1.0", "OK");
 }
 
@@ -474,8 +481,8 @@ static void cmd_rcpt(struct lmtp_session *s, const struct sora_smtp_command *cmd
 		reply(s, 452, "4.5.3", "Error: too many recipients");
 		return;
 	}
-	if (path->utf8) {
-		reply(s, 553, "5.6.7", "Non-ASCII recipient address requires SMTPUTF8");
+	if (path->utf8 && !s->smtputf8) {
+		reply(s, 553, "5.6.7", "Non-ASCII recipient address requires SMTPUTF8 in MAIL FROM");
 		return;
 	}
 	memset(&s->pending, 0, offsetof(struct lmtp_rcpt, prefix));
@@ -709,6 +716,7 @@ static void data_end(struct lmtp_session *s)
 			.hostname = hostname(s),
 			.session_id = sora_conn_id(s->c),
 			.tls = sora_conn_is_tls(s->c),
+			.smtputf8 = s->smtputf8,
 			.when = now,
 		};
 

@@ -1,11 +1,17 @@
 /* The backend's LMTP server (RFC 2033): how mail arrives.
  *
- * Commands: LHLO, MAIL FROM (SIZE, BODY=7BIT/8BITMIME), RCPT TO (up to
+ * Commands: LHLO, MAIL FROM (SIZE, BODY=7BIT/8BITMIME, SMTPUTF8), RCPT TO (up to
  * SORA_LMTP_MAX_RECIPIENTS per transaction), DATA with one reply per
  * accepted recipient, RSET, NOOP, QUIT, HELP, VRFY (252, never verifies),
  * STARTTLS when tls_use_starttls is set, and XCLIENT (ADDR, PORT, HELO,
  * LOGIN; Postfix XCLIENT_README) from trusted_networks only. Extensions
- * advertised: PIPELINING, ENHANCEDSTATUSCODES, 8BITMIME, SIZE.
+ * advertised: PIPELINING, ENHANCEDSTATUSCODES, 8BITMIME, SIZE, SMTPUTF8.
+ *
+ * SMTPUTF8 (RFC 6531): MAIL FROM:<...> SMTPUTF8 marks the transaction;
+ * only then may the sender and the recipients be UTF-8 addresses (otherwise
+ * 553 5.6.7). RSET, a new LHLO, STARTTLS, XCLIENT and the end of DATA clear
+ * the mark with the rest of the transaction. The message itself may then
+ * carry UTF-8 header fields (RFC 6532); it is stored as received.
  *
  * Each RCPT is resolved on a worker (sora_store_resolve_recipient): unknown
  * addresses get 550 5.1.1, a database failure 451 4.3.0. DATA is decoded
@@ -42,6 +48,7 @@ struct sora_lmtp_trace {
 	const char *hostname;       /* ours */
 	const char *session_id;
 	bool tls;
+	bool smtputf8;              /* the transaction gave MAIL ... SMTPUTF8 */
 	time_t when;
 };
 
@@ -51,9 +58,14 @@ struct sora_lmtp_trace {
  *   Received: from helo ([addr])
  *   	by hostname (Sora) with LMTP id session
  *   	for <rcpt>; Tue, 01 Jul 2025 10:52:37 +0000
- * ("with LMTPS" over TLS, RFC 3848). Client-supplied text is already
- * validated by the command parser; any control character is still replaced
- * so a header can never be split. Returns 0 or -1 (buffer limit). */
+ * The "with" protocol type is LMTP, LMTPS over TLS (RFC 3848), and
+ * UTF8LMTP / UTF8LMTPS when the transaction used SMTPUTF8 (RFC 6531 3.7.3,
+ * the IANA "Mail Transmission Types" registry). Client-supplied text is
+ * already validated by the command parser; any control character is still
+ * replaced so a header can never be split. Without smtputf8, bytes >= 0x80
+ * (a UTF-8 LHLO name) are replaced as well, so the trace lines of a message
+ * that did not ask for SMTPUTF8 stay ASCII; with it they are kept, since
+ * RFC 6532 allows UTF-8 there. Returns 0 or -1 (buffer limit). */
 int sora_lmtp_trace_headers(const struct sora_lmtp_trace *t, struct sora_buf *out);
 
 #endif

@@ -68,7 +68,8 @@ def test_delivery_is_stored_byte_exact_with_metadata(lmtp_backend):
     caps = c.cmd("LHLO client.test")
     assert caps[0] == "250-mx.test"
     assert [l[4:] for l in caps[1:]] == ["8BITMIME", "ENHANCEDSTATUSCODES", "PIPELINING",
-                                         "SIZE 52428800", "XCLIENT ADDR PORT HELO LOGIN"]
+                                         "SIZE 52428800", "SMTPUTF8",
+                                         "XCLIENT ADDR PORT HELO LOGIN"]
     rr, dr = send_message(c, "sender@remote.test", ["alice@example.com"], MSG)
     assert rr == ["250 2.1.5 <alice@example.com> OK"]
     assert dr == ["250 2.0.0 <alice@example.com> Saved"]
@@ -474,3 +475,145 @@ def test_xclient_from_untrusted_peer_refused(lmtp_backend):
     [(_, h, _, _)] = b.messages(acc)
     assert split_prefix(b.body(acc, h), "s@remote.test", "xu@example.com") == MSG
     assert "XCLIENT refused" in b.server.log()
+
+
+# ---------------------------------------------------------------- SMTPUTF8 (RFC 6531)
+
+U8_SENDER = "jörg@exämple.test"
+U8_RCPT = "用户@例子.测试"
+# RFC 6532: an SMTPUTF8 message may carry raw UTF-8 in its header fields.
+MSG_U8 = ("From: Jörg Müller <jörg@exämple.test>\r\n"
+          "To: 用户 <用户@例子.测试>\r\n"
+          "Subject: Grüße aus Köln, 你好\r\n"
+          "Date: Tue, 1 Jul 2003 10:52:37 +0200\r\n"
+          "Message-ID: <ü1@exämple.test>\r\n"
+          "MIME-Version: 1.0\r\n"
+          "Content-Type: text/plain; charset=utf-8\r\n"
+          "Content-Transfer-Encoding: 8bit\r\n"
+          "\r\n"
+          "Grüße,\r\n"
+          ".ein Punkt am Zeilenanfang\r\n"
+          "你好\r\n").encode()
+
+
+def test_smtputf8_smtplib_delivery_byte_exact(lmtp_backend):
+    b = lmtp_backend
+    # sora-admin takes well-formed UTF-8 addresses, aliases included.
+    cn = b.account(U8_RCPT)
+    de = b.account(U8_SENDER, "Jörg.Müller@exämple.test")
+    b.start()
+    with smtplib.LMTP("127.0.0.1", b.port) as s:
+        s.ehlo("client.test")
+        assert s.has_extn("smtputf8")
+        # A UTF-8 recipient with +detail, then an alias in other letter case
+        # (credentials are matched with lower(), which folds Ö and Ü too).
+        # One recipient per transaction: smtplib reads a single reply after
+        # DATA, not LMTP's one per recipient.
+        for rcpt in ("用户+news@例子.测试", "JÖRG.MÜLLER@EXÄMPLE.TEST"):
+            assert s.sendmail(U8_SENDER, [rcpt], MSG_U8, mail_options=["SMTPUTF8"]) == {}
+    for acc, rcpt in ((cn, "用户+news@例子.测试"), (de, "JÖRG.MÜLLER@EXÄMPLE.TEST")):
+        [(_, h, size, mbox)] = b.messages(acc)
+        assert mbox == "INBOX"
+        stored = b.body(acc, h)
+        assert len(stored) == size
+        # Byte-exact after our trace lines, which keep the UTF-8 addresses
+        # and name the protocol UTF8LMTP.
+        assert split_prefix(stored, U8_SENDER, rcpt, proto="UTF8LMTP") == MSG_U8
+        assert stored.startswith(f"Return-Path: <{U8_SENDER}>\r\n"
+                                 f"Delivered-To: {rcpt}\r\n".encode())
+        assert f"\r\n\tfor <{rcpt}>; ".encode() in stored
+    # The metadata columns read the raw UTF-8 header values as they are.
+    row = b.rows("SELECT subject, from_text, to_text, message_id, encode(raw_headers, 'hex') "
+                 f"FROM messages WHERE account_id = {cn}")[0]
+    assert row[:4] == ["Grüße aus Köln, 你好", "Jörg Müller <jörg@exämple.test>",
+                       "用户 <用户@例子.测试>", "<ü1@exämple.test>"]
+    stored = b.body(cn, b.messages(cn)[0][1])
+    assert bytes.fromhex(row[4]) == stored[:stored.index(b"\r\n\r\n") + 4]
+    assert len(re.findall(r"delivered: from=<", b.server.log())) == 2
+
+
+def test_smtputf8_required_for_utf8_addresses(lmtp_backend):
+    b = lmtp_backend
+    cn = b.account(U8_RCPT)
+    ascii_acc = b.account("plain@example.com")
+    b.start()
+    c = b.connect()
+    caps = c.cmd("LHLO client.test")
+    assert [l[4:] for l in caps[1:]] == ["8BITMIME", "ENHANCEDSTATUSCODES", "PIPELINING",
+                                         "SIZE 52428800", "SMTPUTF8",
+                                         "XCLIENT ADDR PORT HELO LOGIN"]
+    # A UTF-8 sender without SMTPUTF8: no transaction starts.
+    assert c.cmd(f"MAIL FROM:<{U8_SENDER}>") == [
+        "553 5.6.7 Non-ASCII sender address requires SMTPUTF8 in MAIL FROM"]
+    assert c.cmd(f"RCPT TO:<{U8_RCPT}>")[0] == "503 5.5.1 Error: need MAIL command"
+    # A UTF-8 recipient in a transaction without SMTPUTF8 is refused; ASCII
+    # recipients in the same transaction still go through.
+    assert c.code("MAIL FROM:<a@remote.test>") == 250
+    assert c.cmd(f"RCPT TO:<{U8_RCPT}>") == [
+        "553 5.6.7 Non-ASCII recipient address requires SMTPUTF8 in MAIL FROM"]
+    assert c.cmd("RCPT TO:<plain@example.com>") == ["250 2.1.5 <plain@example.com> OK"]
+    assert c.cmd("DATA")[0].startswith("354")
+    c.send(dot_stuff(MSG))
+    assert c.reply() == ["250 2.0.0 <plain@example.com> Saved"]
+
+    # SMTPUTF8 is per transaction: RSET forgets it.
+    assert c.code("MAIL FROM:<a@remote.test> SMTPUTF8") == 250
+    assert c.cmd(f"RCPT TO:<{U8_RCPT}>") == [f"250 2.1.5 <{U8_RCPT}> OK"]
+    assert c.code("RSET") == 250
+    assert c.code("MAIL FROM:<a@remote.test>") == 250
+    assert c.cmd(f"RCPT TO:<{U8_RCPT}>")[0].startswith("553 5.6.7 ")
+    assert c.code("RSET") == 250
+    # ... and so does the end of DATA.
+    assert c.code(f"MAIL FROM:<{U8_SENDER}> SMTPUTF8") == 250
+    assert c.cmd(f"RCPT TO:<{U8_RCPT}>") == [f"250 2.1.5 <{U8_RCPT}> OK"]
+    assert c.cmd("DATA")[0].startswith("354")
+    c.send(dot_stuff(MSG_U8))
+    assert c.reply() == [f"250 2.0.0 <{U8_RCPT}> Saved"]
+    assert c.code(f"MAIL FROM:<{U8_SENDER}>") == 553
+    assert c.code("MAIL FROM:<a@remote.test>") == 250
+    assert c.cmd(f"RCPT TO:<{U8_RCPT}>")[0].startswith("553 5.6.7 ")
+    assert c.code("RSET") == 250
+    # BODY=BINARYMIME stays refused, with or without SMTPUTF8.
+    assert c.cmd("MAIL FROM:<a@remote.test> BODY=BINARYMIME SMTPUTF8") == [
+        "555 5.5.4 BODY=BINARYMIME is not supported"]
+    # The 553s are policy answers, not syntax errors: the session is fine.
+    assert c.code("NOOP") == 250
+    assert c.cmd("QUIT") == ["221 2.0.0 mx.test Bye"]
+
+    [(_, h, _, _)] = b.messages(ascii_acc)
+    assert split_prefix(b.body(ascii_acc, h), "a@remote.test", "plain@example.com",
+                        proto="LMTP") == MSG
+    [(_, h, _, _)] = b.messages(cn)
+    assert split_prefix(b.body(cn, h), U8_SENDER, U8_RCPT, proto="UTF8LMTP") == MSG_U8
+
+
+def test_smtputf8_invalid_utf8_address_is_syntax_error(lmtp_backend):
+    b = lmtp_backend
+    cn = b.account(U8_RCPT)
+    b.start()
+    c = b.connect()
+    c.cmd("LHLO client.test")
+    rcpt = U8_RCPT.encode()
+    bad = [b"j\xffrg@example.test",           # never valid in UTF-8
+           b"j\xc3@example.test",             # truncated sequence
+           b"j\xc0\xafrg@example.test",       # overlong '/'
+           b"j\xed\xa0\x80rg@example.test",   # UTF-16 surrogate
+           b"user@ex\xe4mple.test",           # Latin-1, not UTF-8
+           b"j\xf4\x90\x80\x80@example.test"]  # above U+10FFFF
+    # A sender with invalid UTF-8 is a 501, also with SMTPUTF8.
+    for addr in bad[:2]:
+        c.send(b"MAIL FROM:<" + addr + b"> SMTPUTF8\r\n")
+        assert c.reply()[0].startswith("501 5.1.7 "), addr
+    assert c.code("MAIL FROM:<a@remote.test> SMTPUTF8") == 250
+    for addr in bad:
+        c.send(b"RCPT TO:<" + addr + b">\r\n")
+        assert c.reply()[0].startswith("501 5.1.3 "), addr
+    # The session goes on: the transaction is intact and delivers.
+    assert c.code("NOOP") == 250
+    c.send(b"RCPT TO:<" + rcpt + b">\r\n")
+    assert c.reply() == [f"250 2.1.5 <{U8_RCPT}> OK"]
+    assert c.cmd("DATA")[0].startswith("354")
+    c.send(dot_stuff(MSG_U8))
+    assert c.reply() == [f"250 2.0.0 <{U8_RCPT}> Saved"]
+    [(_, h, _, _)] = b.messages(cn)
+    assert split_prefix(b.body(cn, h), "a@remote.test", U8_RCPT, proto="UTF8LMTP") == MSG_U8

@@ -51,9 +51,12 @@ postlog   unix-dgram n  -       n       -       1       postlogd
 
 class Postfix:
     """A private Postfix instance: its own config, queue and log under a
-    directory the postfix user can reach (chroot off, no system files)."""
+    directory the postfix user can reach (chroot off, no system files).
+    smtputf8 turns on smtputf8_enable (Postfix's own default since
+    compatibility level 1); extra_domains are added to the example.com
+    virtual domain, which the backend's TCP listener serves."""
 
-    def __init__(self, lmtp_port, lmtp_socket):
+    def __init__(self, lmtp_port, lmtp_socket, smtputf8=False, extra_domains=()):
         self.dir = tempfile.mkdtemp(prefix="sora-postfix-")
         os.chmod(self.dir, 0o755)
         self.etc = os.path.join(self.dir, "etc")
@@ -81,11 +84,11 @@ relay_domains =
 local_recipient_maps =
 alias_maps =
 alias_database =
-virtual_mailbox_domains = example.com, example.org
+virtual_mailbox_domains = {", ".join(("example.com", "example.org") + tuple(extra_domains))}
 virtual_transport = lmtp:inet:127.0.0.1:{lmtp_port}
 transport_maps = inline:{{ example.org=lmtp:unix:{lmtp_socket} }}
 smtpd_relay_restrictions = permit_mynetworks, reject
-smtputf8_enable = no
+smtputf8_enable = {"yes" if smtputf8 else "no"}
 biff = no
 maillog_file_prefixes = {self.dir}
 maillog_file = {self.log}
@@ -127,13 +130,13 @@ maximal_backoff_time = 2s
         return "Mail queue is empty" in r.stdout
 
 
-def strip_postfix_received(data):
+def strip_postfix_received(data, proto=b"ESMTP"):
     """Removes the Received header Postfix's smtpd added (with its folds)."""
     assert data.startswith(b"Received: from "), data[:200]
     end = data.index(b"\r\n") + 2
     while data[end:end + 1] in (b" ", b"\t"):
         end = data.index(b"\r\n", end) + 2
-    assert b"by postfix.test (Postfix) with ESMTP id" in data[:end]
+    assert b"by postfix.test (Postfix) with " + proto + b" id" in data[:end]
     return data[end:]
 
 
@@ -215,6 +218,75 @@ def test_postfix_relays_over_lmtp_inet_and_unix(lmtp_backend):
                          r"status=sent \(250 2\.0\.0 <alice@example.com> Saved\)", log), log
         assert re.search(r"to=<carol\+news@example.org>.*status=sent", log), log
         assert re.search(r"to=<ghost@example.com>.*status=bounced", log), log
+    finally:
+        if pf is not None:
+            pf.stop()
+        if b.server is not None:
+            b.server.stop()
+        shutil.rmtree(sockdir, ignore_errors=True)
+
+
+PREFIX_UTF8 = re.compile(
+    rb"Return-Path: <([^>]*)>\r\nDelivered-To: ([^\r]*)\r\n"
+    rb"Received: from postfix\.test \(([^)]*)\)\r\n"
+    rb"\tby mx\.test \(Sora\) with UTF8LMTP id [0-9a-f]+\r\n"
+    rb"\tfor <([^>]*)>; [^\r]*\r\n")
+
+
+def test_postfix_relays_smtputf8_over_lmtp(lmtp_backend):
+    """RFC 6531 end to end: a client submits with SMTPUTF8 to Postfix
+    (smtputf8_enable = yes), Postfix passes SMTPUTF8 on over LMTP, and the
+    UTF-8 recipients (local part and domain) reach the store byte-exact."""
+    b = lmtp_backend
+    cn = b.account("用户@例子.测试")
+    jo = b.account("jörg@example.com")
+    mu = b.account("müller@example.org")
+    sockdir = tempfile.mkdtemp(prefix="sora-lmtp-sock-")
+    os.chmod(sockdir, 0o755)
+    pf = None
+    try:
+        b.start(unix=True, socket_dir=sockdir)
+        pf = Postfix(b.port, b.socket_path, smtputf8=True, extra_domains=("例子.测试",))
+        pf.start()
+        sender = "absender@exämple.net"
+        rcpts = ["用户@例子.测试", "Jörg+Liste@example.com", "müller@example.org"]
+        msg = ("From: Absender <absender@exämple.net>\r\n"
+               "To: 用户 <用户@例子.测试>, Jörg <jörg@example.com>, müller@example.org\r\n"
+               "Subject: Grüße, 你好\r\n"
+               "Date: Tue, 1 Jul 2003 10:52:37 +0200\r\n"
+               "Message-ID: <postfix-utf8@exämple.net>\r\n"
+               "MIME-Version: 1.0\r\n"
+               "Content-Type: text/plain; charset=utf-8\r\n"
+               "Content-Transfer-Encoding: 8bit\r\n"
+               "\r\n"
+               "Grüße aus Köln\r\n"
+               ".leading dot survives\r\n"
+               "你好\r\n").encode()
+        with smtplib.SMTP("127.0.0.1", pf.smtpd_port, timeout=30) as s:
+            s.ehlo("client.test")
+            assert s.has_extn("smtputf8")
+            refused = s.sendmail(sender, rcpts, msg, mail_options=["SMTPUTF8", "BODY=8BITMIME"])
+            assert refused == {}
+        wait_for(lambda: all(len(b.messages(a)) == 1 for a in (cn, jo, mu)), timeout=60,
+                 what="Postfix SMTPUTF8 deliveries")
+        wait_for(pf.queue_empty, timeout=30, what="Postfix queue to drain")
+
+        for acc, rcpt, via in ((cn, rcpts[0], b"[127.0.0.1]"), (jo, rcpts[1], b"[127.0.0.1]"),
+                               (mu, rcpts[2], b"unix socket")):
+            [(_, h, size, _)] = b.messages(acc)
+            data = b.body(acc, h)
+            assert len(data) == size
+            m = PREFIX_UTF8.match(data)
+            assert m, data[:400]
+            # Envelope addresses arrive as UTF-8, not downgraded.
+            assert m.group(1) == sender.encode()
+            assert m.group(2) == m.group(4) == rcpt.encode()
+            assert m.group(3) == via
+            assert strip_postfix_received(data[m.end():], proto=b"UTF8SMTP") == msg
+        log = pf.maillog()
+        for rcpt in rcpts:
+            assert re.search(rf"to=<{re.escape(rcpt)}>.*status=sent \(250 2\.0\.0 "
+                             rf"<{re.escape(rcpt)}> Saved\)", log), log
     finally:
         if pf is not None:
             pf.stop()

@@ -1,8 +1,8 @@
 /* Tests for the LMTP server's pure parts: the trace header lines prepended
- * to every copy (backend/lmtp/lmtp.h) and the DATA spool that keeps small
- * messages in memory and spills large ones into an unnamed file
- * (backend/lmtp/lmtp-spool.h). The protocol itself is tested end to end in
- * tests/integration/test_lmtp*.py. */
+ * to every copy (backend/lmtp/lmtp.h), SMTPUTF8 protocol types included,
+ * and the DATA spool that keeps small messages in memory and spills large
+ * ones into an unnamed file (backend/lmtp/lmtp-spool.h). The protocol itself
+ * is tested end to end in tests/integration/test_lmtp*.py. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -22,6 +22,13 @@ static void assert_buf(const struct sora_buf *b, const char *want)
 {
 	if (b->len != strlen(want) || memcmp(b->data, want, b->len) != 0)
 		fail_msg("got:\n%.*s\nwant:\n%s", (int)b->len, b->data != NULL ? b->data : "", want);
+}
+
+static void assert_contains(const struct sora_buf *b, const char *want)
+{
+	if (b->data == NULL || memmem(b->data, b->len, want, strlen(want)) == NULL)
+		fail_msg("got:\n%.*s\nwithout:\n%s", (int)b->len, b->data != NULL ? b->data : "",
+			 want);
 }
 
 static void test_trace_headers(void **state)
@@ -60,6 +67,71 @@ static void test_trace_headers(void **state)
 		       "Received: from unknown (unix socket)\r\n"
 		       "\tby mail.example.com (Sora) with LMTPS id abc123\r\n"
 		       "\tfor <Bob+Tag@Example.com>; Thu, 01 Jan 1970 00:00:00 +0000\r\n");
+	sora_buf_free(&b);
+}
+
+/* RFC 6531 3.7.3: an SMTPUTF8 transaction is recorded as UTF8LMTP (UTF8LMTPS
+ * over TLS), and its UTF-8 addresses and LHLO name are kept as sent. */
+static void test_trace_headers_smtputf8(void **state)
+{
+	struct sora_lmtp_trace t = {
+		.sender = SORA_STR("j\xc3\xb6rg@ex\xc3\xa4mple.test"),
+		.rcpt = SORA_STR("\xe7\x94\xa8\xe6\x88\xb7+tag@\xe4\xbe\x8b\xe5\xad\x90.test"),
+		.helo = SORA_STR("mx.b\xc3\xbc" "cher.test"),
+		.client_addr = "[192.0.2.7]",
+		.hostname = "mail.example.com",
+		.session_id = "abc123",
+		.tls = false,
+		.smtputf8 = true,
+		.when = 1057049557,
+	};
+	struct sora_buf b;
+
+	sora_buf_init(&b, 0);
+	assert_int_equal(sora_lmtp_trace_headers(&t, &b), 0);
+	assert_buf(&b, "Return-Path: <j\xc3\xb6rg@ex\xc3\xa4mple.test>\r\n"
+		       "Delivered-To: \xe7\x94\xa8\xe6\x88\xb7+tag@\xe4\xbe\x8b\xe5\xad\x90.test\r\n"
+		       "Received: from mx.b\xc3\xbc" "cher.test ([192.0.2.7])\r\n"
+		       "\tby mail.example.com (Sora) with UTF8LMTP id abc123\r\n"
+		       "\tfor <\xe7\x94\xa8\xe6\x88\xb7+tag@\xe4\xbe\x8b\xe5\xad\x90.test>;"
+		       " Tue, 01 Jul 2003 08:52:37 +0000\r\n");
+	sora_buf_free(&b);
+
+	t.tls = true;
+	sora_buf_init(&b, 0);
+	assert_int_equal(sora_lmtp_trace_headers(&t, &b), 0);
+	assert_contains(&b, " with UTF8LMTPS id abc123\r\n");
+	sora_buf_free(&b);
+
+	/* Control characters are still replaced in an SMTPUTF8 transaction. */
+	t.helo = SORA_STR("b\xc3\xbc\r\nX: 1");
+	sora_buf_init(&b, 0);
+	assert_int_equal(sora_lmtp_trace_headers(&t, &b), 0);
+	assert_contains(&b, "from b\xc3\xbc??X: 1 (");
+	sora_buf_free(&b);
+}
+
+/* Without SMTPUTF8 the addresses are ASCII (the session refuses others),
+ * but a UTF-8 LHLO name is accepted by the parser: the trace lines of such
+ * a message still stay ASCII. */
+static void test_trace_headers_ascii_without_smtputf8(void **state)
+{
+	struct sora_lmtp_trace t = {
+		.sender = SORA_STR("a@b.test"),
+		.rcpt = SORA_STR("c@d.test"),
+		.helo = SORA_STR("mx.b\xc3\xbc" "cher.test"),
+		.hostname = "mx",
+		.session_id = "s",
+		.when = 0,
+	};
+	struct sora_buf b;
+
+	sora_buf_init(&b, 0);
+	assert_int_equal(sora_lmtp_trace_headers(&t, &b), 0);
+	for (size_t i = 0; i < b.len; i++)
+		assert_true((unsigned char)b.data[i] < 0x80);
+	assert_contains(&b, "from mx.b??cher.test (unix socket)\r\n"
+			"\tby mx (Sora) with LMTP id s\r\n");
 	sora_buf_free(&b);
 }
 
@@ -235,6 +307,8 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_trace_headers),
+		cmocka_unit_test(test_trace_headers_smtputf8),
+		cmocka_unit_test(test_trace_headers_ascii_without_smtputf8),
 		cmocka_unit_test(test_trace_headers_cannot_be_split),
 		cmocka_unit_test(test_trace_headers_buffer_limit),
 		cmocka_unit_test(test_spool_small_stays_in_memory),
