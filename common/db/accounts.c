@@ -77,6 +77,18 @@ static int check_new_address(const char *address, char *err, size_t errsize)
 	return 0;
 }
 
+/* A new credential's parts: the address checked, the password hashed
+ * (*hash_r is the caller's to wipe and free). */
+static int new_credential(const char *address, enum sora_pw_scheme scheme, const char *password,
+			  size_t password_len, char **hash_r, char *err, size_t errsize)
+{
+	int ret = check_new_address(address, err, errsize);
+
+	if (ret != 0)
+		return ret;
+	return hash_password(scheme, password, password_len, hash_r, err, errsize);
+}
+
 /* Address arguments of management calls come from the operator, but they
  * still end up in messages: escape them. */
 static const char *shown_address(const char *address, char *buf, size_t size)
@@ -277,10 +289,7 @@ int sora_accounts_create(struct sora_db_conn *conn, const char *address,
 	const char *values[2];
 	int ret;
 
-	ret = check_new_address(address, err, errsize);
-	if (ret != 0)
-		return ret;
-	ret = hash_password(scheme, password, password_len, &hash, err, errsize);
+	ret = new_credential(address, scheme, password, password_len, &hash, err, errsize);
 	if (ret != 0)
 		return ret;
 	values[0] = address;
@@ -600,10 +609,7 @@ int sora_accounts_add_credential(struct sora_db_conn *conn, const char *account_
 	const char *values[4];
 	int ret;
 
-	ret = check_new_address(new_address, err, errsize);
-	if (ret != 0)
-		return ret;
-	ret = hash_password(scheme, password, password_len, &hash, err, errsize);
+	ret = new_credential(new_address, scheme, password, password_len, &hash, err, errsize);
 	if (ret != 0)
 		return ret;
 	ret = sora_db_begin(conn, SORA_DB_CLASS_WRITE, err, errsize);
