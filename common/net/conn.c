@@ -18,7 +18,7 @@
 #include "common/config/config.h"
 #include "common/metrics/metrics.h"
 #include "common/net/net-private.h"
-#include "common/proto/proxy.h"
+#include "common/proto/proxy-protocol.h"
 #include "common/tls/tls.h"
 
 static void conn_process_input(struct sora_conn *c);

@@ -1,4 +1,4 @@
-/* libFuzzer target for the PROXY protocol parser (common/proto/proxy.c).
+/* libFuzzer target for the PROXY protocol parser (common/proto/proxy-protocol.c).
  *
  * For every input and three parameter sets it checks that:
  *  - feeding the input one byte at a time reaches the same outcome (status,
@@ -17,7 +17,7 @@
 #include <string.h>
 #include <sys/un.h>
 
-#include "common/proto/proxy.h"
+#include "common/proto/proxy-protocol.h"
 
 #define CHECK(cond) do { \
 	if (!(cond)) { \

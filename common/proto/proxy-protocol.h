@@ -24,8 +24,8 @@
  * header replaces the peer's address, so anyone else could forge theirs.
  *
  * Thread safety: pure functions over caller memory; callable from any thread. */
-#ifndef SORA_PROTO_PROXY_H
-#define SORA_PROTO_PROXY_H
+#ifndef SORA_PROTO_PROXY_PROTOCOL_H
+#define SORA_PROTO_PROXY_PROTOCOL_H
 
 #include <stdbool.h>
 #include <stddef.h>

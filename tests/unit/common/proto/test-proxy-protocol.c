@@ -1,4 +1,4 @@
-/* Tests for common/proto/proxy.c: the PROXY protocol v1/v2 parser and the
+/* Tests for common/proto/proxy-protocol.c: the PROXY protocol v1/v2 parser and the
  * v2 builder.
  *
  * Every valid vector is also fed one byte at a time and in random chunks:
@@ -37,7 +37,7 @@
 #include <string.h>
 #include <sys/un.h>
 
-#include "common/proto/proxy.h"
+#include "common/proto/proxy-protocol.h"
 
 #define PROTOCOL_DATA "a1 CAPABILITY\r\n"
 #define PROTOCOL_DATA_LEN (sizeof(PROTOCOL_DATA) - 1)

@@ -10,7 +10,7 @@
  * field's bytes are present, and the address block and TLVs only once the
  * whole header is there (the specification forbids acting on a partial
  * address block, and a CRC32C covers the whole header anyway). */
-#include "common/proto/proxy.h"
+#include "common/proto/proxy-protocol.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
