@@ -6,8 +6,8 @@
  * the spool. Work that blocks (recipient lookups, delivery) runs as a job
  * on the worker pool while input is paused, which keeps pipelined commands
  * in order without any locking: the loop does not touch the session while
- * a job runs, except close(), which then only marks it (the job's done
- * callback frees it). */
+ * a job runs, and the framework runs close() only after the job's done
+ * callback (workers.h). */
 #include "backend/lmtp/lmtp.h"
 
 #include <errno.h>
@@ -68,6 +68,7 @@ struct lmtp_session {
 	/* The mail transaction. */
 	bool in_mail;
 	bool smtputf8;                    /* MAIL gave SMTPUTF8: UTF-8 addresses allowed */
+	bool rcpt_tempfailed;             /* a RCPT got 4xx: a DATA without recipients is expected */
 	char sender[LMTP_ADDR_MAX];
 	struct lmtp_rcpt *rcpts;
 	size_t nrcpts;
@@ -79,7 +80,6 @@ struct lmtp_session {
 
 	/* The job in flight: only its worker touches these while it runs. */
 	enum lmtp_job_kind job;
-	bool closed;                      /* close() ran while the job was running */
 	char lookup[LMTP_ADDR_MAX];       /* RCPT: unquoted address to resolve */
 	struct lmtp_rcpt pending;         /* RCPT: the recipient being resolved */
 	int lookup_rc;
@@ -165,6 +165,7 @@ static void transaction_reset(struct lmtp_session *s)
 	s->nrcpts = 0;
 	s->in_mail = false;
 	s->smtputf8 = false;
+	s->rcpt_tempfailed = false;
 	s->in_data = false;
 	s->sender[0] = '\0';
 	sora_lmtp_spool_reset(&s->spool);
@@ -233,7 +234,7 @@ static void job_finished(struct sora_conn *c, struct lmtp_session *s)
 		sora_conn_resume(c);
 }
 
-static void rcpt_work(struct sora_job *job, void *arg)
+static enum sora_job_status rcpt_work(struct sora_job *job, void *arg)
 {
 	struct lmtp_session *s = arg;
 	struct sora_backend *be = sora_backend();
@@ -243,16 +244,17 @@ static void rcpt_work(struct sora_job *job, void *arg)
 	if (be == NULL) {
 		snprintf(s->job_error, sizeof(s->job_error), "the backend is stopping");
 		s->lookup_rc = SORA_DB_TEMPORARY;
-		return;
+		return SORA_JOB_DONE;
 	}
 	s->lookup_rc = sora_db_acquire(be->db, SORA_DB_PRIMARY, LMTP_DB_ACQUIRE_MS, &conn,
 				       s->job_error, sizeof(s->job_error));
 	if (s->lookup_rc != 0)
-		return;
+		return SORA_JOB_DONE;
 	s->lookup_rc = sora_store_resolve_recipient(conn, sora_str_c(s->lookup), 0,
 						    &s->pending.who, s->job_error,
 						    sizeof(s->job_error));
 	sora_db_release(&conn);
+	return SORA_JOB_DONE;
 }
 
 static void rcpt_done(struct sora_conn *c, void *arg)
@@ -260,10 +262,6 @@ static void rcpt_done(struct sora_conn *c, void *arg)
 	struct lmtp_session *s = arg;
 	char esc[LMTP_ADDR_MAX * 4];
 
-	if (s->closed) {
-		session_free(s);
-		return;
-	}
 	sora_log_escape(sora_str_c(s->pending.address), esc, sizeof(esc));
 	if (s->lookup_rc == 0) {
 		struct lmtp_rcpt *r = realloc(s->rcpts, (s->nrcpts + 1) * sizeof(*r));
@@ -284,6 +282,7 @@ static void rcpt_done(struct sora_conn *c, void *arg)
 		reply(s, 550, "5.1.1", "<%s> User doesn't exist", s->pending.address);
 	} else {
 		sora_metric_inc(m_rcpt_tempfail);
+		s->rcpt_tempfailed = true;
 		sora_warn(&s->log, "rcpt=<%s>: lookup failed: %s", esc, s->job_error);
 		reply(s, 451, "4.3.0", "<%s> Temporary failure in recipient lookup, try again later",
 		      s->pending.address);
@@ -291,7 +290,7 @@ static void rcpt_done(struct sora_conn *c, void *arg)
 	job_finished(c, s);
 }
 
-static void deliver_work(struct sora_job *job, void *arg)
+static enum sora_job_status deliver_work(struct sora_job *job, void *arg)
 {
 	struct lmtp_session *s = arg;
 	struct sora_backend *be = sora_backend();
@@ -309,13 +308,13 @@ static void deliver_work(struct sora_job *job, void *arg)
 	}
 	if (be == NULL) {
 		snprintf(s->job_error, sizeof(s->job_error), "the backend is stopping");
-		return;
+		return SORA_JOB_DONE;
 	}
 	sora_lmtp_spool_body(&s->spool, &body);
 	if (sora_store_message_prepare(&msg, &body, sora_str_c(s->sender), s->job_error,
 				       sizeof(s->job_error)) < 0) {
 		sora_store_message_free(&msg);
-		return;
+		return SORA_JOB_DONE;
 	}
 	rc = sora_db_acquire(be->db, SORA_DB_PRIMARY, LMTP_DB_ACQUIRE_MS, &conn, s->job_error,
 			     sizeof(s->job_error));
@@ -336,6 +335,7 @@ static void deliver_work(struct sora_job *job, void *arg)
 	if (stored)
 		sora_backend_kick_uploader();
 	sora_store_message_free(&msg);
+	return SORA_JOB_DONE;
 }
 
 static void deliver_done(struct sora_conn *c, void *arg)
@@ -343,10 +343,6 @@ static void deliver_done(struct sora_conn *c, void *arg)
 	struct lmtp_session *s = arg;
 	char esc[LMTP_ADDR_MAX * 4], from[LMTP_ADDR_MAX * 4];
 
-	if (s->closed) {
-		session_free(s);
-		return;
-	}
 	sora_log_escape(sora_str_c(s->sender), from, sizeof(from));
 	for (size_t i = 0; i < s->nrcpts; i++) {
 		struct lmtp_rcpt *r = &s->rcpts[i];
@@ -504,8 +500,10 @@ static void cmd_rcpt(struct lmtp_session *s, const struct sora_smtp_command *cmd
 		reply(s, 550, "5.1.1", "<%s> User doesn't exist", s->pending.address);
 		return;
 	}
-	if (!submit(s, LMTP_JOB_RCPT, rcpt_work, rcpt_done))
+	if (!submit(s, LMTP_JOB_RCPT, rcpt_work, rcpt_done)) {
+		s->rcpt_tempfailed = true;
 		reply(s, 451, "4.3.0", "<%s> Temporary failure, try again later", s->pending.address);
+	}
 }
 
 static void cmd_data(struct lmtp_session *s)
@@ -515,7 +513,13 @@ static void cmd_data(struct lmtp_session *s)
 		return;
 	}
 	if (s->nrcpts == 0) {
-		reply_error(s, 503, "5.5.1", "Error: no valid recipients");
+		/* After a temporary RCPT failure a pipelining client sends
+		 * DATA without knowing; that is not its mistake and does not
+		 * count towards max_errors (RFC 2920 §3.1). */
+		if (s->rcpt_tempfailed)
+			reply(s, 503, "5.5.1", "Error: no valid recipients");
+		else
+			reply_error(s, 503, "5.5.1", "Error: no valid recipients");
 		return;
 	}
 	sora_smtp_data_init(&s->dec, s->srv->max_message_size);
@@ -823,14 +827,9 @@ static void lmtp_close(struct sora_conn *c, enum sora_close_reason why)
 {
 	struct lmtp_session *s = sora_conn_data(c);
 
-	if (s == NULL)
-		return;
-	if (s->job != LMTP_JOB_NONE) {
-		/* The worker still uses the session: its done callback frees it. */
-		s->closed = true;
-		return;
-	}
-	session_free(s);
+	/* The framework runs this after any job's done callback. */
+	if (s != NULL)
+		session_free(s);
 }
 
 const struct sora_conn_handler sora_lmtp_handler = {

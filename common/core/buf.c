@@ -92,6 +92,28 @@ int sora_buf_printf(struct sora_buf *b, const char *fmt, ...)
 	return r;
 }
 
+int sora_vformat_to(sora_write_fn *sink, void *ctx, const char *fmt, va_list ap)
+{
+	char stackbuf[1024];
+	struct sora_buf b;
+	va_list ap2;
+	int n, r;
+
+	va_copy(ap2, ap);
+	n = vsnprintf(stackbuf, sizeof(stackbuf), fmt, ap2);
+	va_end(ap2);
+	if (n < 0)
+		return -1;
+	if ((size_t)n < sizeof(stackbuf))
+		return sink(ctx, stackbuf, (size_t)n);
+	sora_buf_init(&b, 0);
+	r = sora_buf_vprintf(&b, fmt, ap);
+	if (r == 0)
+		r = sink(ctx, b.data, b.len);
+	sora_buf_free(&b);
+	return r;
+}
+
 void sora_buf_consume(struct sora_buf *b, size_t n)
 {
 	if (n >= b->len) {

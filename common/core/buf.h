@@ -34,6 +34,12 @@ int sora_buf_printf(struct sora_buf *b, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 int sora_buf_vprintf(struct sora_buf *b, const char *fmt, va_list ap)
 	__attribute__((format(printf, 2, 0)));
+/* Formats and hands the result to sink(ctx, data, len) in one call: a
+ * stack buffer for the usual short reply, the heap otherwise. Returns
+ * sink's result, or -1 on a formatting or allocation failure. */
+typedef int sora_write_fn(void *ctx, const void *data, size_t len);
+int sora_vformat_to(sora_write_fn *sink, void *ctx, const char *fmt, va_list ap)
+	__attribute__((format(printf, 3, 0)));
 /* Removes the first n bytes (n <= len). */
 void sora_buf_consume(struct sora_buf *b, size_t n);
 /* Makes sure `want` more bytes fit without reallocation; -1 past max. */

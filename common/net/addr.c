@@ -10,14 +10,54 @@
 
 #include "common/core/str.h"
 
+int sora_addr_split(const char *addr, char *host, size_t hostsize, uint64_t *port_r,
+		    char *err, size_t errsize)
+{
+	const char *colon, *port;
+	size_t hostlen;
+
+	if (addr[0] == '[') {
+		const char *end = strchr(addr, ']');
+		if (end == NULL || end[1] != ':') {
+			snprintf(err, errsize, "bad address %s (expected [v6]:port)", addr);
+			return -1;
+		}
+		hostlen = (size_t)(end - addr - 1);
+		if (hostlen >= hostsize) {
+			snprintf(err, errsize, "bad address %s", addr);
+			return -1;
+		}
+		memcpy(host, addr + 1, hostlen);
+		host[hostlen] = '\0';
+		port = end + 2;
+	} else {
+		colon = strrchr(addr, ':');
+		if (colon == NULL) {
+			snprintf(err, errsize, "bad address %s (expected host:port or :port)", addr);
+			return -1;
+		}
+		hostlen = (size_t)(colon - addr);
+		if (hostlen >= hostsize) {
+			snprintf(err, errsize, "bad address %s", addr);
+			return -1;
+		}
+		memcpy(host, addr, hostlen);
+		host[hostlen] = '\0';
+		port = colon + 1;
+	}
+	if (sora_str_to_u64(sora_str_c(port), 65535, port_r) < 0) {
+		snprintf(err, errsize, "bad port in address %s", addr);
+		return -1;
+	}
+	return 0;
+}
+
 int sora_listen_addr_parse(const char *addr, struct sora_listen_addr *out,
 			   char *err, size_t errsize)
 {
 	char host[256];
-	const char *colon, *port;
 	struct addrinfo hints, *res = NULL;
 	uint64_t portnum;
-	size_t hostlen;
 	int rc;
 
 	memset(out, 0, sizeof(*out));
@@ -41,39 +81,8 @@ int sora_listen_addr_parse(const char *addr, struct sora_listen_addr *out,
 		return 0;
 	}
 
-	if (addr[0] == '[') {
-		const char *end = strchr(addr, ']');
-		if (end == NULL || end[1] != ':') {
-			snprintf(err, errsize, "bad address %s (expected [v6]:port)", addr);
-			return -1;
-		}
-		hostlen = (size_t)(end - addr - 1);
-		if (hostlen >= sizeof(host)) {
-			snprintf(err, errsize, "bad address %s", addr);
-			return -1;
-		}
-		memcpy(host, addr + 1, hostlen);
-		host[hostlen] = '\0';
-		port = end + 2;
-	} else {
-		colon = strrchr(addr, ':');
-		if (colon == NULL) {
-			snprintf(err, errsize, "bad address %s (expected host:port or :port)", addr);
-			return -1;
-		}
-		hostlen = (size_t)(colon - addr);
-		if (hostlen >= sizeof(host)) {
-			snprintf(err, errsize, "bad address %s", addr);
-			return -1;
-		}
-		memcpy(host, addr, hostlen);
-		host[hostlen] = '\0';
-		port = colon + 1;
-	}
-	if (sora_str_to_u64(sora_str_c(port), 65535, &portnum) < 0) {
-		snprintf(err, errsize, "bad port in address %s", addr);
+	if (sora_addr_split(addr, host, sizeof(host), &portnum, err, errsize) < 0)
 		return -1;
-	}
 
 	if (host[0] == '\0' || strcmp(host, "*") == 0) {
 		/* ":port" listens on every interface, v4 and v6 alike. */

@@ -9,6 +9,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/socket.h>
 
 struct sora_listen_addr {
@@ -22,6 +23,11 @@ struct sora_listen_addr {
  * preferring the first result. -1 with a reason in err on failure. */
 int sora_listen_addr_parse(const char *addr, struct sora_listen_addr *out,
 			   char *err, size_t errsize);
+
+/* Splits "host:port" or "[v6]:port" into host (brackets removed; "" for
+ * ":port") and port (0..65535). -1 with a reason in err. */
+int sora_addr_split(const char *addr, char *host, size_t hostsize, uint64_t *port_r,
+		    char *err, size_t errsize);
 
 /* "1.2.3.4:143", "[2001:db8::1]:143", "unix" (for AF_UNIX), into buf. */
 const char *sora_sockaddr_format(const struct sockaddr *sa, char *buf, size_t size);

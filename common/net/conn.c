@@ -18,6 +18,7 @@
 #include "common/config/config.h"
 #include "common/metrics/metrics.h"
 #include "common/net/net-private.h"
+#include "common/net/workers.h"
 #include "common/proto/proxy-protocol.h"
 #include "common/tls/tls.h"
 
@@ -29,6 +30,8 @@ static void conn_finish_close(struct sora_conn *c);
 static void conn_do_close(struct sora_conn *c);
 static void conn_tls_input(struct sora_conn *c, const char *data, size_t len);
 static void conn_ready(struct sora_conn *c);
+static void conn_output_drained(struct sora_conn *c);
+static void conn_relay_input(struct sora_conn *c, const char *data, size_t len);
 
 const char *sora_close_reason_name(enum sora_close_reason r)
 {
@@ -44,6 +47,8 @@ const char *sora_close_reason_name(enum sora_close_reason r)
 	case SORA_CLOSE_SHUTDOWN: return "shutdown";
 	case SORA_CLOSE_KICKED: return "kicked";
 	case SORA_CLOSE_PROTOCOL: return "protocol_error";
+	case SORA_CLOSE_OUTPUT: return "output_overflow";
+	case SORA_CLOSE_PEER: return "peer_closed";
 	}
 	return "unknown";
 }
@@ -123,24 +128,39 @@ static void conn_bio_init_once(void)
 	BIO_meth_set_create(conn_bio_method, conn_bio_create);
 }
 
-static int conn_tls_setup(struct sora_conn *c)
+/* Puts ssl (owned from now on, freed on failure) on the connection. */
+static int conn_tls_attach(struct sora_conn *c, SSL *ssl)
 {
 	BIO *bio;
 
 	pthread_once(&conn_bio_once, conn_bio_init_once);
-	c->ssl = sora_tls_new_ssl(c->listener->tls);
-	if (c->ssl == NULL)
+	if (ssl == NULL)
 		return -1;
 	bio = BIO_new(conn_bio_method);
 	if (bio == NULL) {
-		SSL_free(c->ssl);
-		c->ssl = NULL;
+		SSL_free(ssl);
 		return -1;
 	}
 	BIO_set_data(bio, c);
-	SSL_set_bio(c->ssl, bio, bio);
-	SSL_set_accept_state(c->ssl);
+	SSL_set_bio(ssl, bio, bio);
+	c->ssl = ssl;
 	c->tls_active = true;
+	return 0;
+}
+
+static int conn_tls_setup(struct sora_conn *c)
+{
+	if (conn_tls_attach(c, sora_tls_new_ssl(c->listener->tls)) < 0)
+		return -1;
+	SSL_set_accept_state(c->ssl);
+	return 0;
+}
+
+int sora_conn__tls_client(struct sora_conn *c, SSL *ssl)
+{
+	if (conn_tls_attach(c, ssl) < 0)
+		return -1;
+	SSL_set_connect_state(c->ssl);
 	return 0;
 }
 
@@ -162,6 +182,14 @@ bool sora_conn_is_tls(const struct sora_conn *c) { return c->tls_active; }
 bool sora_conn_tls_available(const struct sora_conn *c) { return c->listener->tls != NULL; }
 bool sora_conn_closing(const struct sora_conn *c) { return c->state >= CONN_CLOSING; }
 struct sora_loop *sora_conn_loop(const struct sora_conn *c) { return c->loop; }
+struct sora_net *sora_conn_net(const struct sora_conn *c) { return c->loop->net; }
+
+struct sora_conn_key sora_conn_key(const struct sora_conn *c)
+{
+	struct sora_conn_key key = { (uint32_t)c->loop->index, c->slot, c->gen };
+
+	return key;
+}
 size_t sora_conn_output_pending(const struct sora_conn *c) { return c->out.len + c->inflight.len; }
 bool sora_conn_output_full(const struct sora_conn *c) { return sora_conn_output_pending(c) >= SORA_OUT_HIGH_WATER; }
 
@@ -214,67 +242,98 @@ int sora_conn_write(struct sora_conn *c, const void *data, size_t len)
 		return -1;
 	if (len == 0)
 		return 0;
+	if (len > SORA_OUT_HARD_CAP || sora_conn_output_pending(c) > SORA_OUT_HARD_CAP - len) {
+		sora_warn(&c->log, "output queue would pass %d bytes (the client does not read): closing",
+			  SORA_OUT_HARD_CAP);
+		sora_buf_free(&c->out);
+		sora_conn_close(c, SORA_CLOSE_OUTPUT);
+		return -1;
+	}
 	if (c->tls_active) {
 		size_t off = 0;
 		while (off < len) {
 			int chunk = len - off > 16384 ? 16384 : (int)(len - off);
 			int n = SSL_write(c->ssl, (const char *)data + off, chunk);
 			if (n <= 0) {
-				/* Before the handshake finished, OpenSSL cannot take
-				 * application data; callers only write after open(). */
+				/* The session cannot go on with a hole in its
+				 * output: the client would misread everything
+				 * after it. */
 				char ebuf[160];
 				sora_warn(&c->log, "TLS write failed: %s",
 					  sora_tls_last_error(ebuf, sizeof(ebuf)));
+				sora_buf_free(&c->out);
+				sora_conn_close(c, SORA_CLOSE_ERROR);
 				return -1;
 			}
 			off += (size_t)n;
 		}
 	} else if (sora_buf_append(&c->out, data, len) < 0) {
+		sora_warn(&c->log, "out of memory queueing output: closing");
+		sora_buf_free(&c->out);
+		sora_conn_close(c, SORA_CLOSE_ERROR);
 		return -1;
 	}
 	c->bytes_out += len;
 	conn_flush(c);
-	return 0;
+	return c->state >= CONN_CLOSING ? -1 : 0;
+}
+
+static int conn_write_sink(void *ctx, const void *data, size_t len)
+{
+	return sora_conn_write(ctx, data, len);
 }
 
 int sora_conn_printf(struct sora_conn *c, const char *fmt, ...)
 {
-	char stackbuf[1024];
 	va_list ap;
-	int n;
+	int r;
 
 	va_start(ap, fmt);
-	n = vsnprintf(stackbuf, sizeof(stackbuf), fmt, ap);
+	r = sora_vformat_to(conn_write_sink, c, fmt, ap);
 	va_end(ap);
-	if (n < 0)
-		return -1;
-	if ((size_t)n < sizeof(stackbuf))
-		return sora_conn_write(c, stackbuf, (size_t)n);
-	{
-		struct sora_buf b;
-		int r;
-
-		sora_buf_init(&b, 0);
-		va_start(ap, fmt);
-		r = sora_buf_vprintf(&b, fmt, ap);
-		va_end(ap);
-		if (r == 0)
-			r = sora_conn_write(c, b.data, b.len);
-		sora_buf_free(&b);
-		return r;
-	}
+	return r;
 }
 
-static void conn_after_output_drained(struct sora_conn *c)
+/* Input of c was stopped because output (its own, or its relay peer's)
+ * passed the high-water mark; there is room again. */
+static void conn_unblock_input(struct sora_conn *c)
 {
-	if (c->state == CONN_CLOSING) {
-		conn_finish_close(c);
+	if (!c->out_blocked || c->state != CONN_OPEN)
 		return;
-	}
+	c->out_blocked = false;
+	if (c->in.len > 0)
+		conn_process_input(c);
+	if (c->state == CONN_OPEN && !c->out_blocked)
+		sora_conn__start_reading(c);
+}
+
+/* Output is below the low-water mark (or gone): let producers go on. */
+static void conn_output_drained(struct sora_conn *c)
+{
+	if (c->state != CONN_OPEN)
+		return;
+	if (c->relay != NULL)
+		conn_unblock_input(c->relay);
+	else
+		conn_unblock_input(c);
 	if (c->job != NULL)
 		sora_conn__job_output(c);
-	if (c->state == CONN_OPEN && c->h->drained != NULL && sora_conn_output_pending(c) < SORA_OUT_LOW_WATER)
+	if (c->state == CONN_OPEN && c->h->drained != NULL &&
+	    sora_conn_output_pending(c) < SORA_OUT_LOW_WATER)
 		c->h->drained(c);
+}
+
+/* The socket failed: nothing more can be written, close now. */
+static void conn_abort(struct sora_conn *c, enum sora_close_reason why)
+{
+	if (c->state < CONN_CLOSING) {
+		c->close_reason = why;
+		c->state = CONN_CLOSING;
+		if (c->relay != NULL)
+			sora_conn_close(c->relay, SORA_CLOSE_PEER);
+	}
+	sora_buf_free(&c->out);
+	conn_finish_close(c);
 }
 
 static void conn_write_cb(uv_write_t *req, int status)
@@ -284,22 +343,20 @@ static void conn_write_cb(uv_write_t *req, int status)
 	c->writing = false;
 	sora_buf_free(&c->inflight);
 	if (status < 0) {
-		if (c->state < CONN_CLOSING) {
+		if (c->state < CONN_CLOSING)
 			sora_debug(&c->log, "write failed: %s", uv_strerror(status));
-			c->close_reason = SORA_CLOSE_EOF;
-			c->state = CONN_CLOSING;
-		}
-		sora_buf_free(&c->out);
-		conn_finish_close(c);
+		conn_abort(c, SORA_CLOSE_EOF);
 		return;
 	}
 	c->last_activity = uv_now(&c->loop->uv);
-	if (c->out.len > 0) {
-		conn_flush(c);
-		if (c->writing || c->out.len > 0)
-			return;
+	conn_flush(c);
+	if (c->state == CONN_CLOSING) {
+		if (!c->writing && c->out.len == 0)
+			conn_finish_close(c);
+		return;
 	}
-	conn_after_output_drained(c);
+	if (sora_conn_output_pending(c) < SORA_OUT_LOW_WATER)
+		conn_output_drained(c);
 }
 
 static void conn_flush(struct sora_conn *c)
@@ -307,21 +364,20 @@ static void conn_flush(struct sora_conn *c)
 	uv_buf_t buf;
 	int n;
 
-	if (c->writing || c->out.len == 0 || c->state >= CONN_CLOSED)
+	if (c->writing || c->out.len == 0 || c->state >= CONN_CLOSED || c->close_now ||
+	    c->state == CONN_CONNECTING)
 		return;
 	/* Most replies are small: try to write them right away and keep
-	 * nothing queued. */
-	buf = uv_buf_init(c->out.data, (unsigned int)c->out.len);
+	 * nothing queued. The queue is capped (SORA_OUT_HARD_CAP), so its
+	 * length fits uv_buf_t without truncation. */
+	buf.base = c->out.data;
+	buf.len = c->out.len;
 	n = uv_try_write(&c->s.stream, &buf, 1);
 	if (n > 0) {
 		sora_buf_consume(&c->out, (size_t)n);
 		c->last_activity = uv_now(&c->loop->uv);
 	} else if (n < 0 && n != UV_EAGAIN && n != UV_ENOSYS) {
-		if (c->state < CONN_CLOSING)
-			c->close_reason = n == UV_EPIPE || n == UV_ECONNRESET ? SORA_CLOSE_EOF : SORA_CLOSE_ERROR;
-		sora_buf_free(&c->out);
-		c->state = CONN_CLOSING;
-		conn_finish_close(c);
+		conn_abort(c, n == UV_EPIPE || n == UV_ECONNRESET ? SORA_CLOSE_EOF : SORA_CLOSE_ERROR);
 		return;
 	}
 	if (c->out.len == 0) {
@@ -331,14 +387,12 @@ static void conn_flush(struct sora_conn *c)
 	/* Hand the queue to libuv and collect new output in a fresh buffer. */
 	c->inflight = c->out;
 	sora_buf_init(&c->out, 0);
-	buf = uv_buf_init(c->inflight.data, (unsigned int)c->inflight.len);
+	buf.base = c->inflight.data;
+	buf.len = c->inflight.len;
 	c->wreq.data = c;
 	if (uv_write(&c->wreq, &c->s.stream, &buf, 1, conn_write_cb) < 0) {
 		sora_buf_free(&c->inflight);
-		if (c->state < CONN_CLOSING)
-			c->close_reason = SORA_CLOSE_ERROR;
-		c->state = CONN_CLOSING;
-		conn_finish_close(c);
+		conn_abort(c, SORA_CLOSE_ERROR);
 		return;
 	}
 	c->writing = true;
@@ -408,6 +462,25 @@ static void conn_finish_close(struct sora_conn *c)
 	uv_timer_start(&c->timer, conn_timer_cb, 0, 0);
 }
 
+void sora_conn__handler_close(struct sora_conn *c)
+{
+	c->close_deferred = false;
+	if (c->opened && c->h->close != NULL)
+		c->h->close(c, c->close_reason);
+	c->data = NULL;
+}
+
+static void conn_slot_release(struct sora_conn *c)
+{
+	struct sora_loop *loop = c->loop;
+	struct sora_slot *slot = &loop->slots[c->slot];
+
+	slot->conn = NULL;
+	slot->gen++;
+	slot->next_free = loop->free_slot;
+	loop->free_slot = c->slot;
+}
+
 /* Closes the handles; runs at most once. */
 static void conn_do_close(struct sora_conn *c)
 {
@@ -416,9 +489,21 @@ static void conn_do_close(struct sora_conn *c)
 	if (c->state == CONN_CLOSED)
 		return;
 	c->state = CONN_CLOSED;
-	if (c->opened && c->h->close != NULL)
-		c->h->close(c, c->close_reason);
-	c->data = NULL;
+	if (c->relay != NULL) {
+		c->relay->relay = NULL;
+		c->relay = NULL;
+	}
+	if (c->connect != NULL)
+		sora_connect__free(c);
+	if (c->job != NULL) {
+		/* The handler's close() waits for the job: it runs right
+		 * after the job's done(), here if the job is parked, or once
+		 * its worker returns. */
+		c->close_deferred = true;
+		sora_conn__job_output(c);
+	} else {
+		sora_conn__handler_close(c);
+	}
 	if (c->counted) {
 		atomic_fetch_sub(&c->listener->total, 1);
 		if (c->has_peer_ip)
@@ -426,10 +511,22 @@ static void conn_do_close(struct sora_conn *c)
 		sora_metric_dec(c->listener->m_current);
 		c->counted = false;
 	}
-	if (c->opened || c->close_reason != SORA_CLOSE_EOF)
-		sora_debug(&c->log, "connection closed: %s (in=%llu out=%llu bytes)",
+	if (c->outbound) {
+		sora_debug(&c->log, "connection to %s closed: %s (in=%llu out=%llu bytes)", c->peer_str,
 			   sora_close_reason_name(c->close_reason),
 			   (unsigned long long)c->bytes_in, (unsigned long long)c->bytes_out);
+	} else if (c->opened) {
+		sora_metric_inc(c->listener->m_closed[c->close_reason]);
+		sora_info(&c->log, "session ended: %s, %.1f s, in=%llu out=%llu bytes",
+			  sora_close_reason_name(c->close_reason),
+			  (double)(uv_now(&loop->uv) - c->started) / 1000.0,
+			  (unsigned long long)c->bytes_in, (unsigned long long)c->bytes_out);
+	} else {
+		sora_metric_inc(c->listener->m_closed[c->close_reason]);
+		if (c->close_reason != SORA_CLOSE_EOF)
+			sora_debug(&c->log, "connection closed before the session started: %s",
+				   sora_close_reason_name(c->close_reason));
+	}
 	/* Unlink from the loop's list. */
 	if (c->prev != NULL)
 		c->prev->next = c->next;
@@ -438,6 +535,7 @@ static void conn_do_close(struct sora_conn *c)
 	if (c->next != NULL)
 		c->next->prev = c->prev;
 	loop->conn_count--;
+	conn_slot_release(c);
 
 	uv_close((uv_handle_t *)&c->timer, conn_handle_closed);
 	uv_close(&c->s.handle, conn_handle_closed);
@@ -454,18 +552,23 @@ void sora_conn_close(struct sora_conn *c, enum sora_close_reason why)
 		uv_read_stop(&c->s.stream);
 		c->reading = false;
 	}
-	if (c->tls_active && c->tls_handshake_done && why != SORA_CLOSE_ERROR) {
+	if (c->relay != NULL)
+		sora_conn_close(c->relay, SORA_CLOSE_PEER);
+	if (c->tls_active && c->tls_handshake_done && why != SORA_CLOSE_ERROR &&
+	    why != SORA_CLOSE_OUTPUT) {
 		/* A close_notify lets the client tell a clean close from a cut. */
 		SSL_shutdown(c->ssl);
 	}
-	if (why == SORA_CLOSE_ERROR || why == SORA_CLOSE_PROXY)
+	if (why == SORA_CLOSE_ERROR || why == SORA_CLOSE_PROXY || why == SORA_CLOSE_OUTPUT)
 		sora_buf_free(&c->out);
 	if (!c->writing && c->out.len > 0)
 		conn_flush(c);
 	if (!c->writing && c->out.len == 0)
 		conn_finish_close(c);
+	else
+		conn_arm_timer(c);
 	/* Otherwise conn_write_cb finishes the close once output is out; the
-	 * timer still runs so a client that never reads cannot hold us. */
+	 * timer gives up on a client that never reads. */
 }
 
 /* A timeout or shutdown: say why, count it, close. */
@@ -476,7 +579,10 @@ static void conn_close_with_farewell(struct sora_conn *c, enum sora_close_reason
 	conn_count_timeout(c, why);
 	if (why == SORA_CLOSE_IDLE || why == SORA_CLOSE_SESSION_MAX || why == SORA_CLOSE_SLOW)
 		sora_info(&c->log, "closing connection: %s timeout", sora_close_reason_name(why));
-	if (c->opened && c->h->farewell != NULL && (!c->tls_active || c->tls_handshake_done))
+	/* No farewell in the middle of a command's output or of relayed
+	 * bytes: it would be read as part of them. */
+	if (c->opened && c->relay == NULL && c->job == NULL && c->h->farewell != NULL &&
+	    (!c->tls_active || c->tls_handshake_done))
 		c->h->farewell(c, why);
 	sora_conn_close(c, why);
 }
@@ -485,7 +591,17 @@ void sora_conn__shutdown(struct sora_conn *c)
 {
 	if (c->job != NULL) {
 		/* Let the running command finish; the job's completion sees
-		 * the loop stopping and closes the session. */
+		 * the loop stopping and closes the session. A client that
+		 * stops reading its output meanwhile gets SORA_SHUTDOWN_STALL_MS,
+		 * not the whole drain timeout. */
+		c->idle_override = SORA_SHUTDOWN_STALL_MS;
+		conn_arm_timer(c);
+		return;
+	}
+	if (c->outbound) {
+		/* A relayed one closes with its peer. */
+		if (c->relay == NULL)
+			sora_conn_close(c, SORA_CLOSE_SHUTDOWN);
 		return;
 	}
 	conn_close_with_farewell(c, SORA_CLOSE_SHUTDOWN);
@@ -497,7 +613,9 @@ static int64_t conn_idle_timeout(const struct sora_conn *c)
 {
 	if (c->idle_override != 0)
 		return c->idle_override;
-	return c->listener->srv->command_timeout_ms;
+	/* An outbound connection has only the timeouts its owner sets: the
+	 * client-facing session's timeouts govern the pair. */
+	return c->outbound ? -1 : c->listener->srv->command_timeout_ms;
 }
 
 static bool conn_in_transit(const struct sora_conn *c)
@@ -511,7 +629,7 @@ static bool conn_in_transit(const struct sora_conn *c)
  * in transit now. Called after input was processed and output written. */
 static void conn_update_window(struct sora_conn *c)
 {
-	if (c->listener->srv->min_bytes_per_minute <= 0 || c->state != CONN_OPEN)
+	if (c->listener->srv->min_bytes_per_minute <= 0 || c->state != CONN_OPEN || c->outbound)
 		return;
 	if (conn_in_transit(c)) {
 		if (c->window_start == 0) {
@@ -555,6 +673,13 @@ static void conn_timer_cb(uv_timer_t *t)
 			sora_conn_close(c, SORA_CLOSE_PROXY);
 			return;
 		}
+	} else if (c->connecting) {
+		if (now - c->started >= (uint64_t)c->connect_timeout_ms) {
+			sora_conn__connect_failed(c, "timed out");
+			return;
+		}
+		conn_arm_timer(c);
+		return;
 	} else if (c->state == CONN_HANDSHAKE) {
 		if (now - c->started >= SORA_HANDSHAKE_TIMEOUT_MS) {
 			sora_info(&c->log, "TLS handshake timed out");
@@ -562,12 +687,15 @@ static void conn_timer_cb(uv_timer_t *t)
 			return;
 		}
 	}
-	if (srv->absolute_session_timeout_ms > 0 &&
+	if (!c->outbound && srv->absolute_session_timeout_ms > 0 &&
 	    now - c->started >= (uint64_t)srv->absolute_session_timeout_ms) {
 		conn_close_with_farewell(c, SORA_CLOSE_SESSION_MAX);
 		return;
 	}
-	if (idle > 0 && c->job == NULL && now - c->last_activity >= (uint64_t)idle) {
+	/* A running job is exempt, unless it waits for a client that does not
+	 * read its output. */
+	if (idle > 0 && (c->job == NULL || sora_conn_output_pending(c) > 0) &&
+	    now - c->last_activity >= (uint64_t)idle) {
 		conn_close_with_farewell(c, SORA_CLOSE_IDLE);
 		return;
 	}
@@ -601,12 +729,14 @@ static void conn_arm_timer(struct sora_conn *c)
 		deadline = now + 1000;
 	if (c->state == CONN_PROXY && srv->proxy_protocol.timeout_ms > 0)
 		deadline = c->started + (uint64_t)srv->proxy_protocol.timeout_ms;
-	if (c->state == CONN_HANDSHAKE && c->started + SORA_HANDSHAKE_TIMEOUT_MS < deadline)
+	if (c->connecting)
+		deadline = c->started + (uint64_t)c->connect_timeout_ms;
+	else if (c->state == CONN_HANDSHAKE && c->started + SORA_HANDSHAKE_TIMEOUT_MS < deadline)
 		deadline = c->started + SORA_HANDSHAKE_TIMEOUT_MS;
-	if (srv->absolute_session_timeout_ms > 0 &&
+	if (!c->outbound && srv->absolute_session_timeout_ms > 0 &&
 	    c->started + (uint64_t)srv->absolute_session_timeout_ms < deadline)
 		deadline = c->started + (uint64_t)srv->absolute_session_timeout_ms;
-	if (idle > 0 && c->last_activity + (uint64_t)idle < deadline)
+	if (idle > 0 && !c->connecting && c->last_activity + (uint64_t)idle < deadline)
 		deadline = c->last_activity + (uint64_t)idle;
 	if (c->window_start != 0 && c->window_start + SORA_THROUGHPUT_WINDOW_MS < deadline)
 		deadline = c->window_start + SORA_THROUGHPUT_WINDOW_MS;
@@ -619,16 +749,82 @@ static void conn_arm_timer(struct sora_conn *c)
 
 /* ---- input ------------------------------------------------------------ */
 
-static void conn_start_reading(struct sora_conn *c);
+/* Stops reading while output is above the high-water mark; what is already
+ * read waits in c->in (at most one read's worth past the handler's cap). */
+static void conn_block_input(struct sora_conn *c)
+{
+	c->out_blocked = true;
+	if (c->reading) {
+		uv_read_stop(&c->s.stream);
+		c->reading = false;
+	}
+}
 
-/* Delivers plaintext to the handler, keeping what it does not consume. */
-static void conn_deliver(struct sora_conn *c, const char *data, size_t len)
+/* May the handler be given input now? */
+static bool conn_can_deliver(const struct sora_conn *c)
+{
+	return c->state == CONN_OPEN && !c->paused && !c->out_blocked && c->relay == NULL;
+}
+
+/* Offers data to the handler until it stops consuming; returns how much
+ * it consumed. Stops early when the handler's output passes the high-water
+ * mark: the session then waits for the client to read. */
+static size_t conn_offer(struct sora_conn *c, const char *data, size_t len)
+{
+	size_t off = 0;
+
+	c->in_input = true;
+	while (off < len && conn_can_deliver(c)) {
+		size_t n;
+
+		if (sora_conn_output_full(c)) {
+			conn_block_input(c);
+			break;
+		}
+		n = c->h->input(c, data + off, len - off);
+		if (c->starttls_pending) {
+			/* Whatever followed STARTTLS in the same read was sent
+			 * before the handshake: never execute it. */
+			c->starttls_pending = false;
+			off = len;
+			break;
+		}
+		if (n == 0)
+			break;
+		off += n;
+	}
+	c->in_input = false;
+	if (c->state == CONN_OPEN && !c->paused && sora_conn_output_full(c))
+		conn_block_input(c);
+	return off;
+}
+
+/* The handler left c->in.len bytes unconsumed: an incomplete unit that
+ * reached the handler's cap is a protocol error. */
+static void conn_check_overflow(struct sora_conn *c)
 {
 	size_t max = c->h->max_pending_input;
 
+	if (conn_can_deliver(c) && max > 0 && c->in.len >= max) {
+		if (c->h->input_overflow != NULL)
+			c->h->input_overflow(c);
+		sora_conn_close(c, SORA_CLOSE_PROTOCOL);
+	}
+}
+
+/* Delivers plaintext to the handler (or the relay peer), keeping what is
+ * not consumed. */
+static void conn_deliver(struct sora_conn *c, const char *data, size_t len)
+{
+	size_t n;
+
 	if (c->state != CONN_OPEN)
 		return;
-	if (c->in.len > 0 || c->paused) {
+	if (c->relay != NULL) {
+		conn_relay_input(c, data, len);
+		return;
+	}
+	if (c->in.len > 0 || !conn_can_deliver(c)) {
 		if (sora_buf_append(&c->in, data, len) < 0) {
 			sora_warn(&c->log, "out of memory buffering input");
 			sora_conn_close(c, SORA_CLOSE_ERROR);
@@ -637,65 +833,42 @@ static void conn_deliver(struct sora_conn *c, const char *data, size_t len)
 		conn_process_input(c);
 		return;
 	}
-	c->in_input = true;
-	while (len > 0 && c->state == CONN_OPEN && !c->paused) {
-		size_t n = c->h->input(c, data, len);
-		if (c->starttls_pending) {
-			/* Whatever followed STARTTLS in the same read was sent
-			 * before the handshake: never execute it. */
-			c->starttls_pending = false;
-			len = 0;
-			break;
-		}
-		if (n == 0)
-			break;
-		data += n;
-		len -= n;
+	n = conn_offer(c, data, len);
+	if (c->relay != NULL && n < len) {
+		/* The handler started relaying: the rest is the peer's. */
+		conn_relay_input(c, data + n, len - n);
+		return;
 	}
-	c->in_input = false;
-	if (len > 0 && c->state == CONN_OPEN) {
-		if (!c->paused && max > 0 && len >= max) {
-			if (c->h->input_overflow != NULL)
-				c->h->input_overflow(c);
-			sora_conn_close(c, SORA_CLOSE_PROTOCOL);
-			return;
-		}
-		if (sora_buf_append(&c->in, data, len) < 0) {
+	if (n < len && c->state == CONN_OPEN) {
+		if (sora_buf_append(&c->in, data + n, len - n) < 0) {
 			sora_conn_close(c, SORA_CLOSE_ERROR);
 			return;
 		}
+		conn_check_overflow(c);
 	}
 }
 
 /* Offers the buffered input to the handler again. */
 static void conn_process_input(struct sora_conn *c)
 {
-	size_t max = c->h->max_pending_input, off = 0;
+	size_t off;
 
-	if (c->in_input)
+	if (c->in_input || c->in.len == 0)
 		return;
-	c->in_input = true;
-	while (off < c->in.len && c->state == CONN_OPEN && !c->paused) {
-		size_t n = c->h->input(c, c->in.data + off, c->in.len - off);
-		if (c->starttls_pending) {
-			c->starttls_pending = false;
-			off = c->in.len;
-			break;
-		}
-		if (n == 0)
-			break;
-		off += n;
+	off = conn_offer(c, c->in.data, c->in.len);
+	if (c->relay != NULL && off < c->in.len) {
+		struct sora_buf rest = c->in;
+
+		sora_buf_init(&c->in, 0);
+		conn_relay_input(c, rest.data + off, rest.len - off);
+		sora_buf_free(&rest);
+		return;
 	}
-	c->in_input = false;
 	if (off >= c->in.len)
 		sora_buf_reset(&c->in);
 	else if (off > 0)
 		sora_buf_consume(&c->in, off);
-	if (c->state == CONN_OPEN && !c->paused && max > 0 && c->in.len >= max) {
-		if (c->h->input_overflow != NULL)
-			c->h->input_overflow(c);
-		sora_conn_close(c, SORA_CLOSE_PROTOCOL);
-	}
+	conn_check_overflow(c);
 }
 
 void sora_conn_pause(struct sora_conn *c)
@@ -717,15 +890,15 @@ void sora_conn_resume(struct sora_conn *c)
 	c->last_activity = uv_now(&c->loop->uv);
 	if (c->in.len > 0)
 		conn_process_input(c);
-	if (c->state == CONN_OPEN && !c->paused)
-		conn_start_reading(c);
+	if (c->state == CONN_OPEN && !c->paused && !c->out_blocked)
+		sora_conn__start_reading(c);
 	conn_update_window(c);
 	conn_arm_timer(c);
 }
 
 int sora_conn_starttls(struct sora_conn *c)
 {
-	if (c->tls_active || c->listener->tls == NULL)
+	if (c->tls_active || c->listener->tls == NULL || c->outbound)
 		return -1;
 	/* The reply to STARTTLS must go out in plaintext before any TLS
 	 * output: it is already in c->out, ahead of the handshake bytes. */
@@ -733,6 +906,64 @@ int sora_conn_starttls(struct sora_conn *c)
 		return -1;
 	c->starttls_pending = c->in_input;
 	sora_buf_reset(&c->in);
+	return 0;
+}
+
+/* ---- relay ------------------------------------------------------------ */
+
+static void conn_relay_input(struct sora_conn *c, const char *data, size_t len)
+{
+	struct sora_conn *peer = c->relay;
+
+	if (len == 0)
+		return;
+	if (sora_conn_write(peer, data, len) < 0)
+		return;                 /* the peer is closing; so are we */
+	peer->last_activity = c->last_activity;
+	if (sora_conn_output_full(peer))
+		conn_block_input(c);
+}
+
+int sora_conn_relay(struct sora_conn *a, struct sora_conn *b)
+{
+	struct sora_conn *pair[2] = { a, b };
+
+	if (a == b || a->loop != b->loop)
+		return -1;
+	for (int i = 0; i < 2; i++) {
+		struct sora_conn *c = pair[i];
+		if (c->state != CONN_OPEN || c->job != NULL || c->relay != NULL)
+			return -1;
+	}
+	a->relay = b;
+	b->relay = a;
+	for (int i = 0; i < 2; i++) {
+		struct sora_conn *c = pair[i];
+
+		c->paused = false;
+		c->out_blocked = false;
+		/* Throughput floors and transfer marks were the handler's;
+		 * the client side's command_timeout still applies. */
+		c->in_transfer = false;
+		c->window_start = 0;
+	}
+	for (int i = 0; i < 2; i++) {
+		struct sora_conn *c = pair[i];
+
+		/* Input that arrived after the handler's last unit (a client
+		 * pipelining past its login) goes over first, in order. If
+		 * the handler is inside its input() now, conn_deliver passes
+		 * on the rest of that read once it returns. */
+		if (c->in.len > 0 && !c->in_input) {
+			struct sora_buf pending = c->in;
+
+			sora_buf_init(&c->in, 0);
+			conn_relay_input(c, pending.data, pending.len);
+			sora_buf_free(&pending);
+		}
+		if (c->state == CONN_OPEN && !c->out_blocked)
+			sora_conn__start_reading(c);
+	}
 	return 0;
 }
 
@@ -823,6 +1054,11 @@ static void conn_read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf
 	if (nread == 0)
 		return;
 	if (nread < 0) {
+		if (c->connecting) {
+			sora_conn__connect_failed(c, nread == UV_EOF ? "connection closed during the TLS handshake"
+								      : uv_strerror((int)nread));
+			return;
+		}
 		if (c->state < CONN_CLOSING) {
 			if (nread != UV_EOF && nread != UV_ECONNRESET)
 				sora_debug(&c->log, "read error: %s", uv_strerror((int)nread));
@@ -842,9 +1078,9 @@ static void conn_read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf
 	}
 }
 
-static void conn_start_reading(struct sora_conn *c)
+void sora_conn__start_reading(struct sora_conn *c)
 {
-	if (c->reading || c->paused || c->state >= CONN_CLOSING)
+	if (c->reading || c->paused || c->out_blocked || c->state >= CONN_CLOSING)
 		return;
 	if (uv_read_start(&c->s.stream, conn_alloc_cb, conn_read_cb) == 0)
 		c->reading = true;
@@ -852,21 +1088,31 @@ static void conn_start_reading(struct sora_conn *c)
 
 /* ---- TLS -------------------------------------------------------------- */
 
+/* The session starts: the handler's open(), or its "too many
+ * connections" reply for a connection over a limit. */
+static void conn_open_session(struct sora_conn *c)
+{
+	c->state = CONN_OPEN;
+	c->opened = true;
+	if (c->reject >= 0) {
+		c->h->reject(c, (enum sora_reject_reason)c->reject);
+		sora_conn_close(c, SORA_CLOSE_LIMIT);
+		return;
+	}
+	c->h->open(c);
+}
+
 static void conn_tls_opened(struct sora_conn *c)
 {
 	c->tls_handshake_done = true;
 	sora_debug(&c->log, "TLS established: %s %s", SSL_get_version(c->ssl),
 		   SSL_get_cipher_name(c->ssl));
-	if (c->state == CONN_HANDSHAKE) {
-		c->state = CONN_OPEN;
-		c->opened = true;
-		if (c->reject >= 0) {
-			c->h->reject(c, (enum sora_reject_reason)c->reject);
-			sora_conn_close(c, SORA_CLOSE_LIMIT);
-			return;
-		}
-		c->h->open(c);
-	}
+	if (c->state != CONN_HANDSHAKE)
+		return;
+	if (c->outbound)
+		sora_conn__connected(c);
+	else
+		conn_open_session(c);
 }
 
 static void conn_tls_input(struct sora_conn *c, const char *data, size_t len)
@@ -894,6 +1140,22 @@ static void conn_tls_input(struct sora_conn *c, const char *data, size_t len)
 		err = SSL_get_error(c->ssl, n);
 		if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE)
 			break;
+		if (c->connecting) {
+			char why[300], ebuf[200];
+			long vr = SSL_get_verify_result(c->ssl);
+
+			if (vr != X509_V_OK)
+				snprintf(why, sizeof(why), "TLS certificate verification failed: %s",
+					 X509_verify_cert_error_string(vr));
+			else
+				snprintf(why, sizeof(why), "TLS handshake failed: %s",
+					 err == SSL_ERROR_ZERO_RETURN || err == SSL_ERROR_SYSCALL
+						 ? "connection closed"
+						 : sora_tls_last_error(ebuf, sizeof(ebuf)));
+			c->rx_len = 0;
+			sora_conn__connect_failed(c, why);
+			return;
+		}
 		if (err == SSL_ERROR_ZERO_RETURN) {
 			sora_conn_close(c, SORA_CLOSE_EOF);
 		} else {
@@ -912,6 +1174,69 @@ static void conn_tls_input(struct sora_conn *c, const char *data, size_t len)
 	c->rx_ptr = NULL;
 	c->rx_len = 0;
 	conn_flush(c);
+}
+
+/* ---- outbound ---------------------------------------------------------- */
+
+void sora_conn__arm_timer(struct sora_conn *c)
+{
+	conn_arm_timer(c);
+}
+
+void sora_conn__transport_up(struct sora_conn *c, SSL *ssl, const void *preamble, size_t len)
+{
+	if (len > 0 && sora_buf_append(&c->out, preamble, len) < 0) {
+		SSL_free(ssl);
+		sora_conn__connect_failed(c, "out of memory");
+		return;
+	}
+	if (ssl == NULL) {
+		c->state = CONN_HANDSHAKE;      /* what sora_conn__connected expects */
+		conn_flush(c);
+		if (c->state == CONN_HANDSHAKE)
+			sora_conn__connected(c);
+		return;
+	}
+	if (sora_conn__tls_client(c, ssl) < 0) {
+		sora_conn__connect_failed(c, "cannot create TLS session");
+		return;
+	}
+	c->state = CONN_HANDSHAKE;
+	sora_conn__start_reading(c);
+	/* No input yet: this produces the ClientHello. */
+	conn_tls_input(c, NULL, 0);
+}
+
+void sora_conn__connected(struct sora_conn *c)
+{
+	if (!c->connecting || c->state != CONN_HANDSHAKE)
+		return;
+	c->connecting = false;
+	sora_connect__free(c);
+	c->state = CONN_OPEN;
+	c->opened = true;
+	c->last_activity = uv_now(&c->loop->uv);
+	sora_debug(&c->log, "connected to %s%s", c->peer_str, c->tls_active ? " (TLS)" : "");
+	c->h->open(c);
+	if (c->state == CONN_OPEN) {
+		sora_conn__start_reading(c);
+		if (c->in.len > 0)
+			conn_process_input(c);
+	}
+	conn_arm_timer(c);
+}
+
+void sora_conn__connect_failed(struct sora_conn *c, const char *why)
+{
+	if (!c->connecting)
+		return;
+	c->connecting = false;
+	sora_info(&c->log, "cannot connect to %s: %s", c->peer_str, why);
+	if (c->h->connect_failed != NULL)
+		c->h->connect_failed(c, why);
+	c->data = NULL;
+	/* Never opened: the handler's close() does not run. */
+	conn_abort(c, SORA_CLOSE_ERROR);
 }
 
 /* ---- accept ----------------------------------------------------------- */
@@ -965,14 +1290,7 @@ static void conn_ready(struct sora_conn *c)
 		}
 		return;
 	}
-	c->state = CONN_OPEN;
-	c->opened = true;
-	if (c->reject >= 0) {
-		c->h->reject(c, (enum sora_reject_reason)c->reject);
-		sora_conn_close(c, SORA_CLOSE_LIMIT);
-		return;
-	}
-	c->h->open(c);
+	conn_open_session(c);
 	if (c->state == CONN_OPEN && c->in.len > 0)
 		conn_process_input(c);
 	conn_update_window(c);
@@ -994,31 +1312,73 @@ static void conn_make_id(char *buf, size_t size)
 	snprintf(buf, size, "%08x%06llx", prefix, (unsigned long long)(n & 0xffffff));
 }
 
-void sora_conn__accept(struct sora_loop_listen *ll)
+/* A free slot for a new connection (growing the table), or -1. */
+static int conn_slot_take(struct sora_conn *c)
 {
-	struct sora_loop *loop = ll->loop;
-	struct sora_listener *l = ll->listener;
-	const struct sora_server_config *srv = l->srv;
+	struct sora_loop *loop = c->loop;
+	uint32_t i;
+
+	if (loop->free_slot == UINT32_MAX || loop->nslots == 0) {
+		uint32_t n = loop->nslots == 0 ? 64 : loop->nslots * 2;
+		struct sora_slot *slots;
+
+		if (loop->nslots >= (UINT32_MAX >> 2))
+			return -1;
+		slots = realloc(loop->slots, (size_t)n * sizeof(*slots));
+		if (slots == NULL)
+			return -1;
+		for (i = loop->nslots; i < n; i++) {
+			slots[i].conn = NULL;
+			slots[i].gen = 1;
+			slots[i].next_free = i + 1 < n ? i + 1 : UINT32_MAX;
+		}
+		loop->slots = slots;
+		loop->free_slot = loop->nslots;
+		loop->nslots = n;
+	}
+	i = loop->free_slot;
+	loop->free_slot = loop->slots[i].next_free;
+	loop->slots[i].conn = c;
+	c->slot = i;
+	c->gen = loop->slots[i].gen;
+	return 0;
+}
+
+struct sora_conn *sora_conn__lookup(struct sora_loop *loop, struct sora_conn_key key)
+{
+	if (key.slot >= loop->nslots || loop->slots[key.slot].gen != key.gen)
+		return NULL;
+	return loop->slots[key.slot].conn;
+}
+
+struct sora_conn *sora_conn__new(struct sora_loop *loop, struct sora_listener *l,
+				 const struct sora_conn_handler *h, bool is_unix)
+{
 	struct sora_conn *c = calloc(1, sizeof(*c));
-	int len, rc;
+	int rc;
 
 	if (c == NULL)
-		return;
+		return NULL;
 	c->loop = loop;
 	c->listener = l;
-	c->h = l->handler;
+	c->h = h;
 	c->reject = -1;
-	c->is_unix = l->addr.is_unix;
+	c->is_unix = is_unix;
 	sora_buf_init(&c->in, 0);
 	sora_buf_init(&c->out, 0);
 	sora_buf_init(&c->inflight, 0);
+	if (conn_slot_take(c) < 0) {
+		free(c);
+		return NULL;
+	}
 	if (c->is_unix)
 		rc = uv_pipe_init(&loop->uv, &c->s.pipe, 0);
 	else
 		rc = uv_tcp_init(&loop->uv, &c->s.tcp);
 	if (rc < 0) {
+		conn_slot_release(c);
 		free(c);
-		return;
+		return NULL;
 	}
 	c->s.handle.data = c;
 	uv_timer_init(&loop->uv, &c->timer);
@@ -1037,7 +1397,19 @@ void sora_conn__accept(struct sora_loop_listen *ll)
 	c->log.peer = c->peer_str;
 	c->started = c->last_activity = uv_now(&loop->uv);
 	sora_strlcpy(c->peer_str, "unknown", sizeof(c->peer_str));
+	return c;
+}
 
+void sora_conn__accept(struct sora_loop_listen *ll)
+{
+	struct sora_loop *loop = ll->loop;
+	struct sora_listener *l = ll->listener;
+	const struct sora_server_config *srv = l->srv;
+	struct sora_conn *c = sora_conn__new(loop, l, l->handler, l->addr.is_unix);
+	int len;
+
+	if (c == NULL)
+		return;
 	if (uv_accept((uv_stream_t *)&ll->h, &c->s.stream) < 0) {
 		c->state = CONN_OPEN;
 		c->close_reason = SORA_CLOSE_EOF;
@@ -1075,10 +1447,10 @@ void sora_conn__accept(struct sora_loop_listen *ll)
 			return;
 		}
 		c->state = CONN_PROXY;
-		conn_start_reading(c);
+		sora_conn__start_reading(c);
 		conn_arm_timer(c);
 		return;
 	}
-	conn_start_reading(c);
+	sora_conn__start_reading(c);
 	conn_ready(c);
 }

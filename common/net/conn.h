@@ -15,12 +15,31 @@
  * Input: handler->input() receives the plaintext bytes not yet consumed and
  * returns how many it consumed; the rest is kept (bounded by the server's
  * input cap) and offered again with more data. While a job runs on the
- * worker pool the handler calls sora_conn_pause() and nothing is delivered
- * until sora_conn_resume().
+ * worker pool input is paused (sora_conn_pause/resume) and nothing is
+ * delivered.
  *
- * Output: sora_conn_write() queues bytes (encrypting them for TLS). The
- * queue has a high-water mark; writers on worker threads block there
- * (see workers.h). sora_conn_close() flushes what is queued, then closes.
+ * Output is bounded on every path. sora_conn_write() queues bytes
+ * (encrypting them for TLS). While the queue is above its high-water mark
+ * the connection stops reading and stops handing input to the handler, so
+ * a client that pipelines commands and never reads the replies cannot make
+ * the server queue more; a job's output waits in the job, which gives its
+ * worker back (workers.h). A session whose queue passes a hard cap anyway
+ * is closed ("output_overflow"). sora_conn_close() flushes what is queued,
+ * then closes. A failed write (socket or TLS) closes the session.
+ *
+ * Close during a job: the framework runs handler->close() only after the
+ * running job's done() has run, so a handler never frees state a worker
+ * is using.
+ *
+ * Other threads reach a session only through sora_conn_post() with the
+ * session's key (slot + generation): the callback runs on the session's
+ * loop, or sees NULL if the session is gone.
+ *
+ * Outbound connections (sora_conn_connect) use the same object: a deadline
+ * for connect and TLS, client TLS with verification, an optional PROXY v2
+ * header; sora_conn_relay() then pairs two connections and copies bytes
+ * both ways, each side reading only while the other has room (nginx's
+ * proxy), closing together.
  *
  * Memory while idle: no read buffer is held per connection (reads land in
  * a per-loop buffer, only an incomplete line is copied out), and OpenSSL
@@ -56,7 +75,10 @@ enum sora_close_reason {
 	SORA_CLOSE_SHUTDOWN,        /* server stopping */
 	SORA_CLOSE_KICKED,          /* administrator */
 	SORA_CLOSE_PROTOCOL,        /* too many protocol errors, line too long, ... */
+	SORA_CLOSE_OUTPUT,          /* output passed the hard cap */
+	SORA_CLOSE_PEER,            /* the relayed connection closed */
 };
+#define SORA_CLOSE_REASON_COUNT (SORA_CLOSE_PEER + 1)
 
 const char *sora_close_reason_name(enum sora_close_reason r);
 /* The sentence a protocol's farewell carries for a close reason ("Disconnected
@@ -93,6 +115,11 @@ struct sora_conn_handler {
 	void (*close)(struct sora_conn *c, enum sora_close_reason why);
 	/* Output queue drained below the low-water mark (optional). */
 	void (*drained)(struct sora_conn *c);
+	/* Outbound connections only: connecting failed (address, refused,
+	 * deadline, TLS verification); called instead of open(), and close()
+	 * is not called. The session data set in the connect params is the
+	 * caller's to free here. */
+	void (*connect_failed)(struct sora_conn *c, const char *why);
 };
 
 /* Session data for the handler. */
@@ -103,7 +130,8 @@ const struct sora_server_config *sora_conn_server(const struct sora_conn *c);
 struct sora_listener *sora_conn_listener(const struct sora_conn *c);
 
 /* Queue output (plaintext; encrypted here for TLS). Returns 0, or -1 when
- * the connection is closing (the bytes are dropped). */
+ * the connection is closing or this write failed and closed it (the bytes
+ * are dropped). */
 int sora_conn_write(struct sora_conn *c, const void *data, size_t len);
 int sora_conn_printf(struct sora_conn *c, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
@@ -118,6 +146,71 @@ void sora_conn_close(struct sora_conn *c, enum sora_close_reason why);
 /* Stop/restart delivering input (a job is running). */
 void sora_conn_pause(struct sora_conn *c);
 void sora_conn_resume(struct sora_conn *c);
+
+/* ---- reaching a session from other threads ---- */
+
+/* Names a session for as long as it lives: a slot in its loop's table and
+ * that slot's generation, which changes when the slot is reused. Copyable
+ * to any thread. */
+struct sora_conn_key {
+	uint32_t loop;
+	uint32_t slot;
+	uint32_t gen;
+};
+struct sora_conn_key sora_conn_key(const struct sora_conn *c);
+struct sora_net *sora_conn_net(const struct sora_conn *c);
+
+/* Runs on the session's loop thread. c is the live session, or NULL when
+ * it is gone or closing (or the runtime stopped): then only release arg. */
+typedef void sora_conn_post_cb(struct sora_conn *c, void *arg);
+
+/* Any thread. Queues fn(c, arg) for the session's loop. Returns 0 (fn will
+ * run exactly once), or -1 if the runtime no longer runs that loop (fn will
+ * not run; arg stays the caller's). */
+int sora_conn_post(struct sora_net *net, struct sora_conn_key key, sora_conn_post_cb *fn,
+		   void *arg);
+
+/* ---- outbound connections and relaying ---- */
+
+struct ssl_ctx_st;   /* OpenSSL's SSL_CTX */
+
+struct sora_connect_params {
+	/* "host:port", "[v6]:port" or "unix:/path". A host name is resolved
+	 * without blocking the loop (libuv's getaddrinfo). */
+	const char *addr;
+	/* Connect, TLS handshake and certificate check must finish within
+	 * this many ms; 0 means 10 s. */
+	int64_t timeout_ms;
+	/* Client TLS: a context from sora_tls_client_ctx_new() (borrowed;
+	 * must outlive the connection), or NULL for plain TCP. With the
+	 * context's verification on, the certificate must chain to its CA
+	 * file and match server_name. */
+	struct ssl_ctx_st *tls;
+	/* SNI and the name the certificate must match; NULL = host of addr. */
+	const char *server_name;
+	/* Write a PROXY v2 header first, carrying the owner's client and
+	 * local addresses and its session id. */
+	bool proxy_v2;
+	/* Session data of the new connection (sora_conn_data). */
+	void *data;
+};
+
+/* Loop thread of owner. Starts connecting; the new connection lives on the
+ * owner's loop and server (its logs carry the owner's session id). The
+ * handler's open() runs once it is connected (and TLS verified), or
+ * connect_failed() if not. Returns 0 with *c_r set, or -1 with a static
+ * *error_r (bad address, out of memory) and nothing started. */
+int sora_conn_connect(struct sora_conn *owner, const struct sora_connect_params *params,
+		      const struct sora_conn_handler *handler, struct sora_conn **c_r,
+		      const char **error_r);
+
+/* Loop thread. Pairs two open connections of the same loop, neither with a
+ * job running: from now on input of each is written to the other (after
+ * any input already buffered, in order), each reads only while the other's
+ * output is below its high-water mark, and when one closes the other
+ * flushes and closes (reason "peer"). Handlers see no more input() calls;
+ * their close() still runs. Returns -1 if the pair is not eligible. */
+int sora_conn_relay(struct sora_conn *a, struct sora_conn *b);
 
 /* Start a server-side TLS handshake after the caller queued its "go
  * ahead" reply. Input already buffered beyond the STARTTLS command is
@@ -153,9 +246,9 @@ void sora_conn_set_user(struct sora_conn *c, const char *user);  /* copied, esca
 const char *sora_conn_user(const struct sora_conn *c);
 const struct sora_log_ctx *sora_conn_log_ctx(const struct sora_conn *c);
 
-/* Reference counting for jobs that outlive the client: a job holds a
- * reference; after close, writes are dropped and the memory stays until
- * the last reference is released. Loop thread only. */
+/* Reference counting: a job holds a reference; after close, writes are
+ * dropped and the memory stays until the last reference is released.
+ * Loop thread only. */
 void sora_conn_ref(struct sora_conn *c);
 void sora_conn_unref(struct sora_conn *c);
 bool sora_conn_closing(const struct sora_conn *c);

@@ -37,11 +37,17 @@ struct sora_net {
 	uv_timer_t drain_timer;
 	uv_async_t stop_async;
 	bool stopping;
+	bool main_ready;
 	int loops_running;
 	atomic_int loops_finished;
 };
 
 struct sora_pool *sora_net__pool(struct sora_net *net) { return net->pool; }
+
+struct sora_loop *sora_net__loop_checked(struct sora_net *net, uint32_t index)
+{
+	return index < (uint32_t)net->nloops ? &net->loops[index] : NULL;
+}
 void sora_net__set_pool(struct sora_net *net, struct sora_pool *pool) { net->pool = pool; }
 struct sora_loop *sora_net__loop(struct sora_net *net, int index) { return &net->loops[index]; }
 const struct sora_config *sora_net_config(const struct sora_net *net) { return net->cfg; }
@@ -72,6 +78,12 @@ int sora_net_create(const struct sora_config *cfg, const struct sora_net_params 
 		free(net);
 		snprintf(err, errsize, "out of memory");
 		return -1;
+	}
+	for (int i = 0; i < net->nloops; i++) {
+		/* Posts are refused until the loop runs. */
+		pthread_mutex_init(&net->loops[i].lock, NULL);
+		net->loops[i].async_closed = true;
+		net->loops[i].free_slot = UINT32_MAX;
 	}
 	*net_r = net;
 	return 0;
@@ -119,6 +131,11 @@ int sora_net_add_listener(struct sora_net *net, const struct sora_server_config 
 	l->m_timeout_idle = sora_metric_with(m, l->protocol, "idle");
 	l->m_timeout_session = sora_metric_with(m, l->protocol, "session_max");
 	l->m_timeout_slow = sora_metric_with(m, l->protocol, "slow_throughput");
+	m = sora_metric_counter("connections_closed_total",
+				"Sessions ended, by protocol and close reason.", "protocol,reason");
+	for (int r = 0; r < SORA_CLOSE_REASON_COUNT; r++)
+		l->m_closed[r] = sora_metric_with(m, l->protocol,
+						  sora_close_reason_name((enum sora_close_reason)r));
 
 	arr = realloc(net->listeners, (net->nlisteners + 1) * sizeof(*arr));
 	if (arr == NULL)
@@ -284,10 +301,23 @@ static void loop_handle_closed(uv_handle_t *h)
 	(void)h;
 }
 
+/* The loop ends once its sessions are gone and every job submitted for it
+ * has completed: the async handle is how workers and posts reach it. */
 static void loop_maybe_finish(struct sora_loop *loop)
 {
-	if (loop->stopping && loop->conns == NULL && !uv_is_closing((uv_handle_t *)&loop->async))
-		uv_close((uv_handle_t *)&loop->async, loop_handle_closed);
+	bool finish;
+
+	if (!loop->stopping || loop->conns != NULL || uv_is_closing((uv_handle_t *)&loop->async))
+		return;
+	pthread_mutex_lock(&loop->lock);
+	finish = loop->jobs_outstanding == 0 && loop->ready_jobs == NULL;
+	if (finish)
+		loop->async_closed = true;
+	pthread_mutex_unlock(&loop->lock);
+	if (!finish)
+		return;
+	sora_workers__run_posts(loop, true);
+	uv_close((uv_handle_t *)&loop->async, loop_handle_closed);
 }
 
 static void loop_begin_stop(struct sora_loop *loop)
@@ -313,6 +343,7 @@ static void loop_async_cb(uv_async_t *a)
 	bool stop;
 
 	sora_workers__loop_async(loop);
+	sora_workers__run_posts(loop, false);
 	pthread_mutex_lock(&loop->lock);
 	stop = loop->stop_requested;
 	pthread_mutex_unlock(&loop->lock);
@@ -359,13 +390,16 @@ static int loop_init(struct sora_net *net, int index, char *err, size_t errsize)
 
 	loop->net = net;
 	loop->index = index;
-	pthread_mutex_init(&loop->lock, NULL);
 	if ((rc = uv_loop_init(&loop->uv)) < 0) {
 		snprintf(err, errsize, "event loop: %s", uv_strerror(rc));
 		return -1;
 	}
+	loop->uv_ready = true;
 	uv_async_init(&loop->uv, &loop->async, loop_async_cb);
 	loop->async.data = loop;
+	pthread_mutex_lock(&loop->lock);
+	loop->async_closed = false;
+	pthread_mutex_unlock(&loop->lock);
 	loop->readbuf = malloc(SORA_LOOP_READ_BUF);
 	loop->plainbuf = malloc(SORA_LOOP_READ_BUF);
 	loop->listens = calloc(net->nlisteners + 1, sizeof(*loop->listens));
@@ -401,16 +435,33 @@ static int loop_init(struct sora_net *net, int index, char *err, size_t errsize)
 	return 0;
 }
 
+static void discard_walk_cb(uv_handle_t *h, void *arg)
+{
+	if (!uv_is_closing(h))
+		uv_close(h, NULL);
+}
+
+/* Closes every handle of a loop that will not run (start-up failed). */
+static void loop_discard(uv_loop_t *uv)
+{
+	uv_walk(uv, discard_walk_cb, NULL);
+	uv_run(uv, UV_RUN_DEFAULT);
+}
+
 /* ---- main thread ------------------------------------------------------ */
 
 static void net_request_stop(struct sora_net *net)
 {
 	for (int i = 0; i < net->nloops; i++) {
 		struct sora_loop *loop = &net->loops[i];
+		bool live;
+
 		pthread_mutex_lock(&loop->lock);
 		loop->stop_requested = true;
+		live = !loop->async_closed;
 		pthread_mutex_unlock(&loop->lock);
-		uv_async_send(&loop->async);
+		if (live)
+			uv_async_send(&loop->async);
 	}
 }
 
@@ -421,11 +472,13 @@ static void drain_timeout_cb(uv_timer_t *t)
 
 	for (int i = 0; i < net->nloops; i++)
 		left += net->loops[i].conn_count;
-	sora_warn(NULL, "shutdown: %zu connection(s) still busy after %lld ms; exiting anyway",
-		  left, (long long)net->params.drain_timeout_ms);
+	sora_error(NULL, "shutdown: %zu connection(s) still busy after %lld ms: exiting without "
+		   "finishing them (exit status 1)", left, (long long)net->params.drain_timeout_ms);
 	/* Loop threads may be inside commands; leaving now is what the
-	 * operator asked for, and clients see their connection cut. */
-	_exit(0);
+	 * operator asked for, and clients see their connection cut. The
+	 * status says the drain did not complete, so supervisors and
+	 * scripts can tell. */
+	_exit(1);
 }
 
 static void net_begin_shutdown(struct sora_net *net, const char *why)
@@ -494,6 +547,7 @@ int sora_net_run(struct sora_net *net)
 
 	signal(SIGPIPE, SIG_IGN);
 	uv_loop_init(&net->main);
+	net->main_ready = true;
 	uv_async_init(&net->main, &net->stop_async, net_stop_async_cb);
 	net->stop_async.data = net;
 	uv_signal_init(&net->main, &net->sig_term);
@@ -504,20 +558,20 @@ int sora_net_run(struct sora_net *net)
 	uv_signal_start(&net->sig_int, net_signal_cb, SIGINT);
 	uv_signal_start(&net->sig_hup, net_signal_cb, SIGHUP);
 
-	if (sora_workers_start(net, net->params.workers) < 0) {
-		sora_error(NULL, "cannot start worker threads");
-		return -1;
-	}
 	for (i = 0; i < net->nloops; i++) {
 		if (loop_init(net, i, err, sizeof(err)) < 0) {
 			sora_error(NULL, "%s", err);
-			return -1;
+			goto fail;
 		}
+	}
+	if (sora_workers_start(net, net->params.workers) < 0) {
+		sora_error(NULL, "cannot start worker threads");
+		goto fail;
 	}
 	for (i = 0; i < net->nloops; i++) {
 		if (uv_thread_create(&net->loops[i].thread, loop_thread, &net->loops[i]) < 0) {
 			sora_error(NULL, "cannot start loop thread");
-			return -1;
+			goto fail;
 		}
 		net->loops_running++;
 	}
@@ -527,6 +581,19 @@ int sora_net_run(struct sora_net *net)
 	sora_workers_stop(net);
 	sora_info(NULL, "stopped");
 	return 0;
+fail:
+	/* Nothing was served: stop what did start (loop threads, workers) and
+	 * close every handle so the loops can be freed. */
+	net_request_stop(net);
+	for (i = 0; i < net->loops_running; i++)
+		uv_thread_join(&net->loops[i].thread);
+	for (i = net->loops_running; i < net->nloops; i++) {
+		if (net->loops[i].uv_ready)
+			loop_discard(&net->loops[i].uv);
+	}
+	sora_workers_stop(net);
+	loop_discard(&net->main);
+	return -1;
 }
 
 void sora_net_free(struct sora_net **netp)
@@ -538,13 +605,13 @@ void sora_net_free(struct sora_net **netp)
 	*netp = NULL;
 	for (int i = 0; i < net->nloops; i++) {
 		struct sora_loop *loop = &net->loops[i];
-		if (loop->readbuf != NULL) {
+		if (loop->uv_ready)
 			uv_loop_close(&loop->uv);
-			free(loop->readbuf);
-			free(loop->plainbuf);
-			free(loop->listens);
-			pthread_mutex_destroy(&loop->lock);
-		}
+		free(loop->readbuf);
+		free(loop->plainbuf);
+		free(loop->listens);
+		free(loop->slots);
+		pthread_mutex_destroy(&loop->lock);
 	}
 	for (size_t i = 0; i < net->nlisteners; i++) {
 		struct sora_listener *l = net->listeners[i];
@@ -556,7 +623,7 @@ void sora_net_free(struct sora_net **netp)
 		}
 		free(l);
 	}
-	if (net->stopping)
+	if (net->main_ready)
 		uv_loop_close(&net->main);
 	free(net->listeners);
 	free(net->fds);
