@@ -71,6 +71,37 @@ def test_postgres_stopped_mid_session(lmtp_backend, pg):
     assert "lookup failed" in log
 
 
+def test_pipelined_data_after_tempfail_is_not_an_error(lmtp_backend, pg):
+    """During an outage a pipelining client (Postfix) sends MAIL, RCPT and
+    DATA in one go: RCPT gets 451, DATA then 503. The 503 follows from our
+    own temporary failure, so it must not count towards max_errors: after
+    more transactions than max_errors the session is still open."""
+    b = lmtp_backend
+    b.account("pipe@example.com")
+    b.start(lmtp_extra="max_errors = 3")
+    c = b.connect()
+    c.cmd("LHLO client.test")
+    try:
+        pg.stop()
+        batch = b"".join(b"MAIL FROM:<a@remote.test>\r\nRCPT TO:<pipe@example.com>\r\n"
+                         b"DATA\r\nRSET\r\n" for _ in range(6))
+        c.send(batch)
+        for _ in range(6):
+            assert c.reply()[0].startswith("250 2.1.0")
+            assert c.reply()[0].startswith("451 4.3.0")
+            assert c.reply()[0].startswith("503 5.5.1")
+            assert c.reply()[0].startswith("250")
+        assert c.code("NOOP") == 250
+        # A DATA without any RCPT attempt is still the client's mistake.
+        assert c.code("MAIL FROM:<a@remote.test>") == 250
+        for _ in range(2):
+            assert c.code("DATA") == 503
+        assert c.code("DATA") == 503
+        assert c.reply()[0].startswith("421")
+    finally:
+        pg.start()
+
+
 def test_failure_inside_the_transaction_leaves_nothing(lmtp_backend):
     b = lmtp_backend
     acc = b.account("half@example.com")
