@@ -458,7 +458,7 @@ def test_idle_timeout(tmp_path, sora_servers, shared_db):
     out = recv_all(s, timeout=10)
     assert out == b"* BYE Disconnected for inactivity.\r\n"
     assert 1.5 < time.time() - t0 < 5
-    assert metric_value(metrics_text(mport), "command_timeouts_total", protocol="imap", reason="idle") == 1
+    assert metric_value(metrics_text(mport), "sora_command_timeouts_total", protocol="imap", reason="idle") == 1
 
 
 def test_absolute_session_timeout(tmp_path, sora_servers, shared_db):
@@ -479,7 +479,7 @@ def test_absolute_session_timeout(tmp_path, sora_servers, shared_db):
         if b"Maximum session time exceeded" in data:
             break
     assert 2.5 < time.time() - t0 < 6
-    assert metric_value(metrics_text(mport), "command_timeouts_total", protocol="pop3",
+    assert metric_value(metrics_text(mport), "sora_command_timeouts_total", protocol="pop3",
                         reason="session_max") == 1
 
 
@@ -525,7 +525,7 @@ def test_slowloris_cut_by_min_bytes_per_minute(tmp_path, sora_servers, shared_db
     elapsed = time.time() - t0
     assert b"* BYE Connection too slow." in got
     assert 58 < elapsed < 70
-    assert metric_value(metrics_text(mport), "command_timeouts_total", protocol="imap",
+    assert metric_value(metrics_text(mport), "sora_command_timeouts_total", protocol="imap",
                         reason="slow_throughput") == 1
 
 
@@ -581,21 +581,21 @@ def test_metrics_endpoint_counts_connections(tmp_path, sora_servers, shared_db):
     cfg = base_config(tmp_path, shared_db) + server_block("imap", ip) + server_block("metrics", mport)
     sora_servers("sora-backend", cfg, [ip, mport])
     # The readiness probe was a connection too: count from here.
-    wait_for(lambda: metric_value(metrics_text(mport), "connections_current", protocol="imap") == 0,
+    wait_for(lambda: metric_value(metrics_text(mport), "sora_connections_current", protocol="imap") == 0,
              what="probe connection closed")
-    base = metric_value(metrics_text(mport), "connections_total", protocol="imap")
+    base = metric_value(metrics_text(mport), "sora_connections_total", protocol="imap")
     conns = []
     for _ in range(3):
         m = imaplib.IMAP4("127.0.0.1", ip)
         conns.append(m)
     text = metrics_text(mport)
-    assert metric_value(text, "connections_total", protocol="imap") == base + 3
-    assert metric_value(text, "connections_current", protocol="imap") == 3
-    assert "# TYPE command_timeouts_total counter" in text
+    assert metric_value(text, "sora_connections_total", protocol="imap") == base + 3
+    assert metric_value(text, "sora_connections_current", protocol="imap") == 3
+    assert "# TYPE sora_command_timeouts_total counter" in text
     for m in conns:
         m.logout()
-    wait_for(lambda: metric_value(metrics_text(mport), "connections_current", protocol="imap") == 0,
-             what="connections_current back to 0")
+    wait_for(lambda: metric_value(metrics_text(mport), "sora_connections_current", protocol="imap") == 0,
+             what="sora_connections_current back to 0")
     with pytest.raises(urllib.error.HTTPError) as e:
         urllib.request.urlopen(f"http://127.0.0.1:{mport}/other", timeout=5)
     assert e.value.code == 404
