@@ -360,9 +360,12 @@ def test_health_pending_migrations(admin_empty):
     assert "pending" in one_line_error(r, 1)
 
 
-def test_login_rehashes_low_cost_bcrypt_from_dovecot(admin):
-    """A password migrated from Dovecot with bcrypt cost 5 is upgraded to the
-    configured cost (12) by the first successful login, and still verifies."""
+def test_auth_test_rehashes_low_cost_bcrypt_from_dovecot(admin):
+    """`sora-admin auth test` runs the servers' login check
+    (sora_accounts_authenticate), rehash included: a password migrated from
+    Dovecot with bcrypt cost 5 is stored again at the default cost (12) by
+    the first successful check, and still verifies. A failed check changes
+    nothing."""
     import shutil
     a = admin
     doveadm = shutil.which("doveadm") or "/usr/bin/doveadm"
