@@ -25,6 +25,8 @@ int admin_cmd_accounts_create(struct admin_ctx *ctx, const struct admin_args *ar
 	char err[1024];
 	int code, ret;
 
+	if (admin_opt(args, "hash-import") != NULL)
+		return admin_import_accounts_create(ctx, args);
 	email = admin_require(args, "email", &code);
 	if (email == NULL)
 		return code;
@@ -215,6 +217,8 @@ int admin_cmd_credentials_add(struct admin_ctx *ctx, const struct admin_args *ar
 	char err[1024];
 	int code, ret;
 
+	if (admin_opt(args, "hash-import") != NULL)
+		return admin_import_credentials_add(ctx, args);
 	account = admin_require(args, "account", &code);
 	if (account == NULL)
 		return code;

@@ -99,6 +99,13 @@ int admin_cmd_credentials_delete(struct admin_ctx *ctx, const struct admin_args 
 int admin_cmd_stats_auth(struct admin_ctx *ctx, const struct admin_args *args);
 int admin_cmd_health(struct admin_ctx *ctx, const struct admin_args *args);
 int admin_cmd_auth_test(struct admin_ctx *ctx, const struct admin_args *args);
+/* admin-auth.c: auth blocks, auth unblock, and the --hash-import forms of
+ * accounts create and credentials add (called by those commands when the
+ * option is given). */
+int admin_cmd_auth_blocks(struct admin_ctx *ctx, const struct admin_args *args);
+int admin_cmd_auth_unblock(struct admin_ctx *ctx, const struct admin_args *args);
+int admin_import_accounts_create(struct admin_ctx *ctx, const struct admin_args *args);
+int admin_import_credentials_add(struct admin_ctx *ctx, const struct admin_args *args);
 
 /* Formats a byte count as "12345 (12.1 KiB)" into buf. */
 const char *admin_format_size(long long bytes, char *buf, size_t size);

@@ -38,13 +38,17 @@ static const struct admin_cmd commands[] = {
 	  "changed since) or unknown (applied by a newer version of Sora).",
 	  { NULL }, true, admin_cmd_migrate_status },
 	{ "accounts", "create",
-	  "--email E (--password P | --password-stdin) [--hash SCHEME]",
+	  "--email E (--password P | --password-stdin) [--hash SCHEME] | --hash-import HASH",
 	  "create an account",
 	  "Creates an account whose primary identity is E. SCHEME is bcrypt (the\n"
 	  "default), ssha512, sha512-crypt, sha256-crypt, ssha256, sha512, argon2id\n"
 	  "or argon2i. Prefer --password-stdin: a --password value is visible to\n"
-	  "other users in the process list until sora-admin has read it.",
-	  { "email=", "password=", "password-stdin", "hash=", NULL }, true,
+	  "other users in the process list until sora-admin has read it.\n"
+	  "--hash-import stores an existing hash instead, such as the output of\n"
+	  "Dovecot's `doveadm pw` ({SHA512-CRYPT}$6$..., {BLF-CRYPT}$2y$...,\n"
+	  "{SSHA512}...), after checking that its scheme is supported and that it is\n"
+	  "well-formed; HASH \"-\" reads it from the first line of standard input.",
+	  { "email=", "password=", "password-stdin", "hash=", "hash-import=", NULL }, true,
 	  admin_cmd_accounts_create },
 	{ "accounts", "list", "[--deleted | --all]",
 	  "list accounts",
@@ -77,11 +81,15 @@ static const struct admin_cmd commands[] = {
 	  "Clears the deleted mark of the account that E belongs to.",
 	  { "email=", NULL }, true, admin_cmd_accounts_restore },
 	{ "credentials", "add",
-	  "--account E --email ALIAS (--password P | --password-stdin) [--hash SCHEME] [--primary]",
+	  "--account E --email ALIAS ((--password P | --password-stdin) [--hash SCHEME] |"
+	  " --hash-import HASH) [--primary]",
 	  "add an address to an account",
 	  "Adds ALIAS, with its own password, to the account that E belongs to.\n"
-	  "With --primary, ALIAS becomes the account's primary identity.",
-	  { "account=", "email=", "password=", "password-stdin", "hash=", "primary", NULL },
+	  "With --primary, ALIAS becomes the account's primary identity.\n"
+	  "--hash-import stores an existing hash (e.g. from `doveadm pw`) instead of\n"
+	  "a password, as for accounts create; HASH \"-\" reads it from standard input.",
+	  { "account=", "email=", "password=", "password-stdin", "hash=", "primary",
+	    "hash-import=", NULL },
 	  true, admin_cmd_credentials_add },
 	{ "credentials", "list", "--account E",
 	  "list the addresses of an account",
@@ -113,6 +121,19 @@ static const struct admin_cmd commands[] = {
 	  "Runs the login check of sora-proxy and sora-backend (deleted accounts\n"
 	  "are refused) and prints OK or FAILED; exits 0 or 1 accordingly.",
 	  { "email=", "password=", "password-stdin", NULL }, true, admin_cmd_auth_test },
+	{ "auth", "blocks", "",
+	  "list the IPs and usernames blocked now",
+	  "Lists the rows of auth_attempts (written by the authentication rate\n"
+	  "limiter) that block an IP or a username right now: IP, username,\n"
+	  "failures, blocked until and the protocol of the last failure.",
+	  { NULL }, true, admin_cmd_auth_blocks },
+	{ "auth", "unblock", "[--ip IP|CIDR] [--user NAME]",
+	  "lift a rate-limiter block",
+	  "Removes the auth_attempts rows of an IP (or of every address in a CIDR\n"
+	  "range) and/or of a username (any case), blocked or not, so their failure\n"
+	  "counts start again from zero. With both options, rows of either are\n"
+	  "removed. Prints each removed row; removing nothing is not an error.",
+	  { "ip=", "user=", NULL }, true, admin_cmd_auth_unblock },
 };
 
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))

@@ -13,6 +13,7 @@
 #include <pthread.h>
 #include <sodium.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -236,7 +237,7 @@ static int stored_parse(const char *stored, struct stored_hash *h,
 		}
 	}
 	if (!found) {
-		*error_r = "stored password hash uses an unsupported {SCHEME}";
+		*error_r = "unsupported password scheme";
 		return -1;
 	}
 	if (dot != NULL) {
@@ -271,6 +272,86 @@ int sora_password_stored_scheme(const char *stored, enum sora_pw_scheme *scheme_
 		return -1;
 	*scheme_r = h.scheme;
 	return 0;
+}
+
+/* Crypt ids ("$id$") named in messages. Only these are ever shown: an
+ * unknown "$...$" could be the start of a plaintext password stored
+ * without a prefix. */
+static const char *const known_crypt_ids[] = {
+	"1", "2", "2a", "2b", "2x", "2y", "3", "5", "6", "7", "y", "gy", "md5", "sha1",
+	"apr1", "argon2i", "argon2id", "argon2d", "pbkdf2", "pbkdf2-sha256",
+	"pbkdf2-sha512", "scrypt",
+};
+
+/* Scheme names ("{NAME}") are shown when they look like one: Dovecot's
+ * names are letters, digits, '-', '_' and '.' (for encodings). */
+#define LABEL_NAME_MAX 32
+
+/* Appends "$id$" to buf when body starts with a known crypt id. */
+static void append_crypt_id(const char *body, char *buf, size_t size)
+{
+	const char *end;
+
+	if (body[0] != '$' || (end = strchr(body + 1, '$')) == NULL)
+		return;
+	for (size_t i = 0; i < sizeof(known_crypt_ids) / sizeof(known_crypt_ids[0]); i++) {
+		size_t len = strlen(known_crypt_ids[i]);
+
+		if ((size_t)(end - body - 1) == len &&
+		    memcmp(body + 1, known_crypt_ids[i], len) == 0) {
+			size_t used = strlen(buf);
+
+			if (used + len + 3 <= size)
+				snprintf(buf + used, size - used, "$%s$", known_crypt_ids[i]);
+			return;
+		}
+	}
+}
+
+const char *sora_password_scheme_label(const char *stored, char *buf, size_t size)
+{
+	const char *body = stored;
+	size_t used = 0;
+
+	if (size == 0)
+		return buf;
+	buf[0] = '\0';
+	if (stored == NULL || stored[0] == '\0') {
+		sora_strlcpy(buf, "(empty)", size);
+		return buf;
+	}
+	if (stored[0] == '{') {
+		const char *close = memchr(stored, '}', strnlen(stored, LABEL_NAME_MAX + 2));
+
+		if (close == NULL) {
+			sora_strlcpy(buf, "(a scheme prefix that is unterminated or too long)",
+				     size);
+			return buf;
+		}
+		for (const char *p = stored + 1; p < close; p++) {
+			char c = *p;
+
+			if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || is_digit(c) ||
+			      c == '-' || c == '_' || c == '.')) {
+				sora_strlcpy(buf, "(a scheme prefix with odd characters)", size);
+				return buf;
+			}
+		}
+		used = (size_t)(close - stored) + 1;
+		if (used >= size)
+			used = size - 1;
+		memcpy(buf, stored, used);
+		buf[used] = '\0';
+		body = close + 1;
+		/* The crypt id matters only where the prefix leaves the
+		 * algorithm open: {CRYPT}$1$... is MD5-crypt. */
+		if (!(used == 7 && sora_str_ieq_c(sora_str_make(buf, used), "{CRYPT}")))
+			return buf;
+	}
+	append_crypt_id(body, buf, size);
+	if (buf[0] == '\0')
+		sora_strlcpy(buf, "(no scheme prefix)", size);
+	return buf;
 }
 
 /* ---- crypt_r based schemes (bcrypt, SHA512-CRYPT, SHA256-CRYPT) ---- */
@@ -340,6 +421,16 @@ static int shacrypt_check(struct sora_str b, enum sora_pw_scheme scheme,
 	if (pos - salt_start > SHACRYPT_MAX_SALT_CHARS) {
 		*error_r = "SHA-crypt hash has a salt longer than 16 characters";
 		return -1;
+	}
+	/* libxcrypt refuses these anywhere in a setting; finding them here
+	 * keeps sora_password_stored_check() in line with what verifies. */
+	for (size_t i = salt_start; i < pos; i++) {
+		unsigned char c = (unsigned char)b.p[i];
+
+		if (c <= ' ' || c >= 0x7f || strchr(":;*!\\", c) != NULL) {
+			*error_r = "SHA-crypt hash has a salt character that crypt_r refuses";
+			return -1;
+		}
 	}
 	pos++;
 	if (b.len - pos != hash_chars) {
@@ -665,6 +756,24 @@ static int stored_check(const struct stored_hash *h, unsigned *bcrypt_cost_r,
 		break;
 	}
 	return ret;
+}
+
+int sora_password_stored_check(const char *stored, enum sora_pw_scheme *scheme_r,
+			       const char **error_r)
+{
+	struct stored_hash h;
+	unsigned cost;
+
+	if (ensure_sodium(error_r) < 0)
+		return -1;
+	if (stored == NULL) {
+		*error_r = "stored password hash is missing";
+		return -1;
+	}
+	if (stored_parse(stored, &h, error_r) < 0 || stored_check(&h, &cost, error_r) < 0)
+		return -1;
+	*scheme_r = h.scheme;
+	return 0;
 }
 
 static int resolve_bcrypt_cost(int bcrypt_cost)

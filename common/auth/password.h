@@ -88,6 +88,28 @@ const char *sora_password_scheme_name(enum sora_pw_scheme scheme);
 int sora_password_stored_scheme(const char *stored, enum sora_pw_scheme *scheme_r,
 				const char **error_r);
 
+/* Checks that a stored hash is one this module can verify: a supported
+ * scheme (prefix or bare form as for sora_password_verify) whose body is
+ * well-formed for it (lengths, alphabet, bcrypt cost, SHA-crypt rounds,
+ * Argon2 version and parameters, base64/hex and salt of the digests). It
+ * does no hashing, so it is cheap; the one thing it cannot see is Argon2
+ * parameters that libsodium refuses at verification although they are
+ * within Argon2's limits. For importing hashes made
+ * elsewhere (Dovecot's doveadm pw). Returns 0 and *scheme_r, or -1 with
+ * *error_r (static string, never containing the hash). */
+int sora_password_stored_check(const char *stored, enum sora_pw_scheme *scheme_r,
+			       const char **error_r);
+
+/* Writes into buf (size bytes, always NUL-terminated) a short name of the
+ * scheme a stored hash claims, safe for logs and operator messages because
+ * it never contains the salt, the digest or any other part of the hash:
+ * the "{NAME}" prefix ("{MD5-CRYPT}"), with the crypt id where the prefix
+ * leaves the algorithm open ("{CRYPT}$1$"), a bare known crypt id ("$y$"),
+ * or a description such as "(no scheme prefix)". Meant for errors about
+ * unsupported or malformed hashes, where the static error_r text cannot
+ * name the scheme. Returns buf. stored is borrowed (NULL allowed). */
+const char *sora_password_scheme_label(const char *stored, char *buf, size_t size);
+
 /* Creates a stored hash with the Dovecot-style scheme prefix, e.g.
  * "{BLF-CRYPT}$2y$12$...", "{SSHA512}base64", "{ARGON2ID}$argon2id$v=19$...".
  * password is password_len bytes (borrowed, may contain NUL bytes for the

@@ -205,11 +205,13 @@ int sora_accounts_authenticate(struct sora_db_conn *conn, struct sora_str addres
 	if (stored != NULL &&
 	    sora_password_verify(stored, password, password_len, 0, &match, &rehash,
 				 &error) < 0 && found) {
-		char shown[128];
+		char shown[128], label[64];
 
-		sora_set_error(err, errsize, "%s: the stored password hash of %s is unusable: %s",
-			sora_db_conn_describe(conn),
-			shown_address(PQgetvalue(res, 0, 2), shown, sizeof(shown)), error);
+		/* A bad row, not a database failure: name the address and the
+		 * scheme (never the hash), not the database. */
+		sora_set_error(err, errsize, "the stored password hash of %s (%s) is unusable: %s",
+			shown_address(PQgetvalue(res, 0, 2), shown, sizeof(shown)),
+			sora_password_scheme_label(stored, label, sizeof(label)), error);
 		ret = SORA_DB_PERMANENT;
 		goto out;
 	}
@@ -712,6 +714,138 @@ int sora_accounts_delete_credential(struct sora_db_conn *conn, const char *addre
 		goto out;
 	ret = sora_db_commit(conn, err, errsize);
 out:
+	PQclear(res);
+	if (ret != 0)
+		sora_db_rollback(conn);
+	return ret;
+}
+
+/* ---- Imported hashes ---- */
+
+/* Checks a hash to import and returns the string to store in *stored_r
+ * (malloc'd, wiped and freed by the caller with free_hash): the hash as
+ * given, with the "{SCHEME}" prefix added when it came in a bare crypt or
+ * Argon2 form, so every row names its scheme. */
+static int import_hash(const char *address, const char *hash, enum sora_pw_scheme *scheme_r,
+		       char **stored_r, char *err, size_t errsize)
+{
+	const char *error, *name;
+	char label[64], shown[128];
+	size_t len;
+
+	*stored_r = NULL;
+	if (hash == NULL || hash[0] == '\0') {
+		sora_set_error(err, errsize, "the hash to import is empty");
+		return SORA_ACCOUNTS_INVALID;
+	}
+	if (sora_password_stored_check(hash, scheme_r, &error) < 0) {
+		sora_set_error(err, errsize, "cannot import the hash for %s (%s): %s",
+			shown_address(address, shown, sizeof(shown)),
+			sora_password_scheme_label(hash, label, sizeof(label)), error);
+		return SORA_ACCOUNTS_INVALID;
+	}
+	name = sora_password_scheme_name(*scheme_r);
+	len = strlen(hash) + (hash[0] == '{' ? 0 : strlen(name) + 2) + 1;
+	*stored_r = malloc(len);
+	if (*stored_r == NULL) {
+		sora_set_error(err, errsize, "out of memory");
+		return SORA_DB_TEMPORARY;
+	}
+	if (hash[0] == '{')
+		memcpy(*stored_r, hash, len);
+	else
+		snprintf(*stored_r, len, "{%s}%s", name, hash);
+	return 0;
+}
+
+int sora_accounts_create_imported(struct sora_db_conn *conn, const char *address,
+				  const char *hash, enum sora_pw_scheme *scheme_r,
+				  int64_t *account_id_r, char *err, size_t errsize)
+{
+	PGresult *res = NULL;
+	char *stored = NULL;
+	char sqlstate[6];
+	const char *values[2];
+	int ret;
+
+	ret = check_new_address(address, err, errsize);
+	if (ret == 0)
+		ret = import_hash(address, hash, scheme_r, &stored, err, errsize);
+	if (ret != 0)
+		return ret;
+	values[0] = address;
+	values[1] = stored;
+	ret = sora_db_exec(conn, SORA_DB_CLASS_WRITE,
+			   "WITH a AS (INSERT INTO accounts DEFAULT VALUES RETURNING id)"
+			   " INSERT INTO credentials (account_id, address, password_hash,"
+			   " primary_identity) SELECT id, $1, $2, true FROM a RETURNING account_id",
+			   2, values, &res, sqlstate, err, errsize);
+	free_hash(&stored);
+	if (ret != 0)
+		return map_write_error(ret, sqlstate, address, err, errsize);
+	if (account_id_r != NULL)
+		*account_id_r = get_i64(res, 0, 0);
+	PQclear(res);
+	return 0;
+}
+
+int sora_accounts_add_credential_imported(struct sora_db_conn *conn,
+					  const char *account_address,
+					  const char *new_address, const char *hash,
+					  bool make_primary, enum sora_pw_scheme *scheme_r,
+					  char *err, size_t errsize)
+{
+	PGresult *res = NULL;
+	char *stored = NULL;
+	char account_id[24];
+	char sqlstate[6];
+	const char *values[4];
+	int ret;
+
+	ret = check_new_address(new_address, err, errsize);
+	if (ret == 0)
+		ret = import_hash(new_address, hash, scheme_r, &stored, err, errsize);
+	if (ret != 0)
+		return ret;
+	ret = sora_db_begin(conn, SORA_DB_CLASS_WRITE, err, errsize);
+	if (ret != 0)
+		goto out;
+	values[0] = account_address;
+	ret = sora_db_exec(conn, SORA_DB_CLASS_WRITE,
+			   "SELECT a.id FROM accounts a JOIN credentials c ON c.account_id = a.id"
+			   " WHERE lower(c.address) = lower($1) FOR UPDATE OF a",
+			   1, values, &res, NULL, err, errsize);
+	if (ret != 0)
+		goto out;
+	if (PQntuples(res) == 0) {
+		ret = not_found(account_address, err, errsize);
+		goto out;
+	}
+	snprintf(account_id, sizeof(account_id), "%lld", (long long)get_i64(res, 0, 0));
+	values[0] = account_id;
+	if (make_primary) {
+		ret = sora_db_exec(conn, SORA_DB_CLASS_WRITE,
+				   "UPDATE credentials SET primary_identity = false,"
+				   " updated_at = now()"
+				   " WHERE account_id = $1::bigint AND primary_identity",
+				   1, values, NULL, NULL, err, errsize);
+		if (ret != 0)
+			goto out;
+	}
+	values[1] = new_address;
+	values[2] = stored;
+	values[3] = make_primary ? "true" : "false";
+	ret = sora_db_exec(conn, SORA_DB_CLASS_WRITE,
+			   "INSERT INTO credentials (account_id, address, password_hash,"
+			   " primary_identity) VALUES ($1::bigint, $2, $3, $4::boolean)",
+			   4, values, NULL, sqlstate, err, errsize);
+	if (ret != 0) {
+		ret = map_write_error(ret, sqlstate, new_address, err, errsize);
+		goto out;
+	}
+	ret = sora_db_commit(conn, err, errsize);
+out:
+	free_hash(&stored);
 	PQclear(res);
 	if (ret != 0)
 		sora_db_rollback(conn);

@@ -62,8 +62,9 @@ int sora_accounts_lookup(struct sora_db_conn *conn, struct sora_str address,
  * the same bcrypt verification as a known one, so response times do not
  * reveal which addresses exist. When the stored hash is an older, cheaper
  * bcrypt, it is replaced by one with the default cost (failures to do so
- * are logged, not returned). A malformed stored hash is SORA_DB_PERMANENT
- * with err naming the address (never the hash). */
+ * are logged, not returned). A malformed stored hash, or one of an
+ * unsupported scheme, is SORA_DB_PERMANENT with err naming the address and
+ * the scheme (sora_password_scheme_label), never the hash. */
 int sora_accounts_authenticate(struct sora_db_conn *conn, struct sora_str address,
 			       const char *password, size_t password_len,
 			       bool *match_r, struct sora_account_ref *ref_r,
@@ -157,6 +158,24 @@ int sora_accounts_add_credential(struct sora_db_conn *conn, const char *account_
 				 const char *new_address, const char *password,
 				 size_t password_len, enum sora_pw_scheme scheme,
 				 bool make_primary, char *err, size_t errsize);
+
+/* sora_accounts_create() and sora_accounts_add_credential() for a hash
+ * made elsewhere, typically Dovecot's `doveadm pw` output, so users can be
+ * migrated without knowing their passwords. hash is "{SCHEME}data" (or a
+ * bare bcrypt, SHA-crypt or Argon2 string, stored with its prefix added)
+ * and must pass sora_password_stored_check(): a supported scheme and a
+ * well-formed hash, else SORA_ACCOUNTS_INVALID with err naming the scheme
+ * (sora_password_scheme_label), never the hash. *scheme_r tells the scheme
+ * stored. The hash is stored unchanged; like any stored bcrypt, one below
+ * the default cost is upgraded at its first successful login. */
+int sora_accounts_create_imported(struct sora_db_conn *conn, const char *address,
+				  const char *hash, enum sora_pw_scheme *scheme_r,
+				  int64_t *account_id_r, char *err, size_t errsize);
+int sora_accounts_add_credential_imported(struct sora_db_conn *conn,
+					  const char *account_address,
+					  const char *new_address, const char *hash,
+					  bool make_primary, enum sora_pw_scheme *scheme_r,
+					  char *err, size_t errsize);
 
 /* Deletes one credential. SORA_ACCOUNTS_REFUSED for the primary identity or
  * the account's last credential. */

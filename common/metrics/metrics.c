@@ -27,6 +27,8 @@
 /* Integers up to 2^53 are exact in a double, so adds of such values can take
  * the integer fast path and still render exactly. */
 #define INT_FAST_LIMIT 9007199254740992.0
+/* Longest full metric name, prefix included. */
+#define MAX_NAME 256
 
 struct sora_metric_series {
 	/* Updated by many threads: counters keep whole increments in ival (one
@@ -503,19 +505,40 @@ static bool same_bounds(const struct sora_metric *m, const double *bounds, size_
 	return true;
 }
 
-static struct sora_metric *family_register(const char *name, const char *help,
+/* Writes the series name: SORA_METRIC_PREFIX + name when prefixed, unless
+ * name already starts with the prefix. Registering "connections_total" and
+ * "sora_connections_total" therefore gives the same family, and no caller
+ * can publish a series without the prefix or with it twice. */
+static void full_name(const char *name, bool prefixed, char *buf, size_t size)
+{
+	const char *prefix = SORA_METRIC_PREFIX;
+
+	if (!prefixed || strncmp(name, prefix, strlen(prefix)) == 0)
+		prefix = "";
+	if ((size_t)snprintf(buf, size, "%s%s", prefix, name) >= size)
+		die("metric name \"%.64s...\" is too long", name);
+}
+
+/* prefixed: false only for the standard process_* metrics (see
+ * sora_metrics_register_process()). */
+static struct sora_metric *family_register(const char *given, const char *help,
 					   enum sora_metric_type type,
 					   const char *label_names,
-					   const double *buckets, size_t nbuckets)
+					   const double *buckets, size_t nbuckets,
+					   bool prefixed)
 {
 	struct sora_metric *m = NULL;
 	size_t nlabels, lo = 0, hi;
 	char **labels;
 	double *bounds = NULL;
 	size_t nbounds = 0;
+	char name[MAX_NAME];
 
-	if (!valid_metric_name(name))
-		die("invalid metric name \"%s\"", name != NULL ? name : "(null)");
+	/* The given part must be a name of its own, so "1bad" is refused
+	 * even though "sora_1bad" would be valid. */
+	if (!valid_metric_name(given))
+		die("invalid metric name \"%s\"", given != NULL ? given : "(null)");
+	full_name(given, prefixed, name, sizeof(name));
 	labels = parse_label_names(name, label_names, type, &nlabels);
 	if (type == SORA_METRIC_HISTOGRAM) {
 		if (buckets == NULL || nbuckets == 0) {
@@ -617,13 +640,13 @@ static struct sora_metric *family_register(const char *name, const char *help,
 struct sora_metric *sora_metric_counter(const char *name, const char *help,
 					const char *label_names)
 {
-	return family_register(name, help, SORA_METRIC_COUNTER, label_names, NULL, 0);
+	return family_register(name, help, SORA_METRIC_COUNTER, label_names, NULL, 0, true);
 }
 
 struct sora_metric *sora_metric_gauge(const char *name, const char *help,
 				      const char *label_names)
 {
-	return family_register(name, help, SORA_METRIC_GAUGE, label_names, NULL, 0);
+	return family_register(name, help, SORA_METRIC_GAUGE, label_names, NULL, 0, true);
 }
 
 struct sora_metric *sora_metric_histogram(const char *name, const char *help,
@@ -631,7 +654,7 @@ struct sora_metric *sora_metric_histogram(const char *name, const char *help,
 					  const double *buckets, size_t nbuckets)
 {
 	return family_register(name, help, SORA_METRIC_HISTOGRAM, label_names, buckets,
-			       nbuckets);
+			       nbuckets, true);
 }
 
 /* ---- updates (hot path) ---- */
@@ -748,26 +771,38 @@ static ssize_t read_proc(const char *path, char *buf, size_t size)
 	return (ssize_t)n;
 }
 
-/* Wall-clock start time of this process from /proc/self/stat (field 22,
- * ticks since boot) and /proc/stat (btime), or now if either is missing. */
+/* Wall-clock start time of this process: field 22 of /proc/self/stat
+ * (starttime, in clock ticks since boot) over the clock tick rate, plus the
+ * boot time (btime in /proc/stat, seconds since the epoch). Falls back to
+ * now if either file is missing or unreadable. */
 static double process_start_time(void)
 {
 	char self[1024], sys[8192];
 	const char *p, *bt;
-	unsigned long long ticks = 0, btime;
+	unsigned long long ticks, btime;
 	long hz = sysconf(_SC_CLK_TCK);
 
-	if (read_proc("/proc/self/stat", self, sizeof(self)) > 0 &&
-	    read_proc("/proc/stat", sys, sizeof(sys)) > 0 && hz > 0 &&
-	    (p = strrchr(self, ')')) != NULL && (bt = strstr(sys, "\nbtime ")) != NULL) {
-		/* After "comm)" come field 3 (state) .. ; starttime is field 22,
-		 * so skip 19 more fields. */
-		for (int field = 3; field < 22 && p != NULL; field++)
-			p = strchr(p + 1, ' ');
-		if (p != NULL && sscanf(p + 1, "%llu", &ticks) == 1 &&
-		    sscanf(bt + 7, "%llu", &btime) == 1)
-			return (double)btime + (double)ticks / (double)hz;
+	if (read_proc("/proc/self/stat", self, sizeof(self)) <= 0 ||
+	    read_proc("/proc/stat", sys, sizeof(sys)) <= 0 || hz <= 0)
+		goto fallback;
+	/* Field 2 (comm) is in parentheses and may contain spaces and ')'
+	 * itself, so count from its last ')'. "comm) " is followed by field
+	 * 3 (state); starttime is 19 fields further on. */
+	p = strrchr(self, ')');
+	if (p == NULL || p[1] != ' ')
+		goto fallback;
+	p += 2;
+	for (int field = 3; field < 22; field++) {
+		p = strchr(p, ' ');
+		if (p == NULL)
+			goto fallback;
+		p++;
 	}
+	bt = strstr(sys, "\nbtime ");
+	if (bt == NULL || sscanf(p, "%llu", &ticks) != 1 || sscanf(bt + 7, "%llu", &btime) != 1)
+		goto fallback;
+	return (double)btime + (double)ticks / (double)hz;
+fallback:
 	return (double)time(NULL);
 }
 
@@ -817,23 +852,37 @@ static void process_collect(void)
 	pthread_mutex_unlock(&process_lock);
 }
 
+/* A process metric under its standard name, without SORA_METRIC_PREFIX. */
+static struct sora_metric_series *process_metric(enum sora_metric_type type, const char *name,
+						 const char *help)
+{
+	return sora_metric_with(family_register(name, help, type, "", NULL, 0, false));
+}
+
 void sora_metrics_register_process(void)
 {
 	pthread_mutex_lock(&process_lock);
 	if (proc_cpu == NULL) {
-		sora_metric_set(sora_metric_with(sora_metric_gauge("process_start_time_seconds",
-			"Start time of the process since unix epoch in seconds.", "")),
+		/* These keep the names every Prometheus client library exports
+		 * for its process (process_start_time_seconds, ...), without
+		 * the sora_ prefix: the stock dashboards and alerts such as
+		 * "time() - process_start_time_seconds < 300" (restarted) or
+		 * "process_open_fds / process_max_fds > 0.8" look for exactly
+		 * these names, and the job and instance labels already say
+		 * which server a series comes from. */
+		sora_metric_set(process_metric(SORA_METRIC_GAUGE, "process_start_time_seconds",
+			"Start time of the process since unix epoch in seconds."),
 			process_start_time());
-		proc_cpu = sora_metric_with(sora_metric_counter("process_cpu_seconds_total",
-			"Total user and system CPU time spent in seconds.", ""));
-		proc_rss = sora_metric_with(sora_metric_gauge("process_resident_memory_bytes",
-			"Resident memory size in bytes.", ""));
-		proc_vsz = sora_metric_with(sora_metric_gauge("process_virtual_memory_bytes",
-			"Virtual memory size in bytes.", ""));
-		proc_fds = sora_metric_with(sora_metric_gauge("process_open_fds",
-			"Number of open file descriptors.", ""));
-		proc_maxfds = sora_metric_with(sora_metric_gauge("process_max_fds",
-			"Maximum number of open file descriptors.", ""));
+		proc_cpu = process_metric(SORA_METRIC_COUNTER, "process_cpu_seconds_total",
+			"Total user and system CPU time spent in seconds.");
+		proc_rss = process_metric(SORA_METRIC_GAUGE, "process_resident_memory_bytes",
+			"Resident memory size in bytes.");
+		proc_vsz = process_metric(SORA_METRIC_GAUGE, "process_virtual_memory_bytes",
+			"Virtual memory size in bytes.");
+		proc_fds = process_metric(SORA_METRIC_GAUGE, "process_open_fds",
+			"Number of open file descriptors.");
+		proc_maxfds = process_metric(SORA_METRIC_GAUGE, "process_max_fds",
+			"Maximum number of open file descriptors.");
 	}
 	pthread_mutex_unlock(&process_lock);
 }

@@ -7,10 +7,17 @@
  * they are cheap enough for every event-loop and worker thread at high rates.
  *
  *   static struct sora_metric *conns;
- *   conns = sora_metric_gauge("sora_connections_current",
+ *   conns = sora_metric_gauge("connections_current",
  *                             "Open client connections.", "protocol");
  *   struct sora_metric_series *imap = sora_metric_with(conns, "imap");
  *   sora_metric_inc(imap); ... sora_metric_dec(imap);
+ *
+ * Names: every family is published as SORA_METRIC_PREFIX + the name given
+ * ("connections_current" becomes sora_connections_current), so all of
+ * Sora's series share one prefix however a caller spells them. A name that
+ * already starts with the prefix is taken as it is (never doubled), so
+ * "sora_x_total" and "x_total" are the same family. The only unprefixed
+ * series are the standard process_* ones of sora_metrics_register_process().
  *
  * Ownership: families and series are owned by the registry and live until
  * process exit (or sora_metrics_reset_for_tests()); callers never free them.
@@ -39,6 +46,8 @@
 
 struct sora_buf;
 
+/* Prefix of every series name but the standard process_* metrics. */
+#define SORA_METRIC_PREFIX "sora_"
 /* Most label combinations one family keeps before using the overflow series. */
 #define SORA_METRIC_MAX_SERIES 10000
 /* Longest label value kept, in bytes; longer values are cut. */
@@ -56,7 +65,8 @@ struct sora_metric;            /* a family (name + help + type + label names) */
 struct sora_metric_series;     /* one label combination; valid until process exit */
 
 /* Registers a family, or returns the already registered one of that name.
- * name must match [a-zA-Z_:][a-zA-Z0-9_:]*; label_names is comma-separated
+ * name (without or with SORA_METRIC_PREFIX, see "Names" above) must match
+ * [a-zA-Z_:][a-zA-Z0-9_:]*; label_names is comma-separated
  * ("" or NULL for none), each matching [a-zA-Z_][a-zA-Z0-9_]* and not
  * starting with "__". A family without labels shows as 0 from registration
  * on; a labeled family appears in the output once it has a series. */
@@ -106,9 +116,12 @@ int sora_metrics_render(struct sora_buf *buf);
 
 /* Registers the standard process metrics: process_start_time_seconds,
  * process_cpu_seconds_total, process_resident_memory_bytes,
- * process_virtual_memory_bytes, process_open_fds and process_max_fds. The
- * values other than the start time are refreshed (from /proc and getrusage)
- * at each render.
+ * process_virtual_memory_bytes, process_open_fds and process_max_fds. They
+ * keep these standard names of the Prometheus client libraries, without
+ * SORA_METRIC_PREFIX, because dashboards and alerts written for any
+ * process look for them. The start time is read once (/proc/self/stat
+ * starttime + /proc/stat btime); the other values are refreshed (from /proc
+ * and getrusage) at each render.
  * Idempotent. */
 void sora_metrics_register_process(void);
 

@@ -360,9 +360,12 @@ def test_health_pending_migrations(admin_empty):
     assert "pending" in one_line_error(r, 1)
 
 
-def test_login_rehashes_low_cost_bcrypt_from_dovecot(admin):
-    """A password migrated from Dovecot with bcrypt cost 5 is upgraded to the
-    configured cost (12) by the first successful login, and still verifies."""
+def test_auth_test_rehashes_low_cost_bcrypt_from_dovecot(admin):
+    """`sora-admin auth test` runs the servers' login check
+    (sora_accounts_authenticate), rehash included: a password migrated from
+    Dovecot with bcrypt cost 5 is stored again at the default cost (12) by
+    the first successful check, and still verifies. A failed check changes
+    nothing."""
     import shutil
     a = admin
     doveadm = shutil.which("doveadm") or "/usr/bin/doveadm"
@@ -382,3 +385,177 @@ def test_login_rehashes_low_cost_bcrypt_from_dovecot(admin):
     assert upgraded.startswith("{BLF-CRYPT}$2y$12$"), upgraded
     assert auth_test(a, "old@example.com", "s3cret").returncode == 0
     assert auth_test(a, "old@example.com", "wrong").returncode != 0
+
+
+def doveadm_pw(scheme, password, *extra):
+    import shutil
+    doveadm = shutil.which("doveadm") or "/usr/bin/doveadm"
+    return subprocess.run([doveadm, "pw", "-s", scheme, "-p", password, *extra],
+                          capture_output=True, text=True, check=True).stdout.strip()
+
+
+@pytest.mark.parametrize("scheme", ["SHA512-CRYPT", "BLF-CRYPT", "SSHA512", "SHA256-CRYPT",
+                                    "SSHA256", "SHA512", "ARGON2ID", "CRYPT"])
+def test_hash_import_from_doveadm(admin, scheme):
+    """A hash made by Dovecot's doveadm pw is stored as it is and verifies."""
+    a = admin
+    h = doveadm_pw(scheme, "secret")
+    email = f"imp-{scheme.lower()}@example.com"
+    out = a.ok("accounts", "create", "--email", email, "--hash-import", h)
+    shown = "BLF-CRYPT" if scheme == "CRYPT" else scheme  # doveadm's CRYPT is bcrypt
+    assert re.search(rf"created account \d+ with primary address {email} \({shown}, imported hash\)", out)
+    assert stored_hash(a, email) == h
+    r = auth_test(a, email, "secret")
+    assert r.returncode == 0 and r.stdout.startswith(f"OK: {email} belongs to account"), r
+    r = auth_test(a, email, "Secret")
+    assert r.returncode == 1 and "FAILED: wrong password" in r.stdout
+    # The hash is never echoed back.
+    assert h not in out and h.split("}")[1] not in out
+
+
+def test_hash_import_forms(admin):
+    a = admin
+    h = doveadm_pw("SHA512-CRYPT", "secret")
+    # From standard input, the recommended form ("-").
+    a.ok("accounts", "create", "--email", "stdin@example.com", "--hash-import", "-", input=h + "\n")
+    assert stored_hash(a, "stdin@example.com") == h
+    assert auth_test(a, "stdin@example.com", "secret").returncode == 0
+    # A bare crypt string is stored with its scheme prefix.
+    bare = doveadm_pw("SHA512-CRYPT", "bare-pw").split("}", 1)[1]
+    assert bare.startswith("$6$")
+    a.ok("accounts", "create", "--email", "bare@example.com", "--hash-import", bare)
+    assert stored_hash(a, "bare@example.com") == "{SHA512-CRYPT}" + bare
+    assert auth_test(a, "bare@example.com", "bare-pw").returncode == 0
+    # credentials add: an alias with its own imported password, as primary.
+    alias_hash = doveadm_pw("BLF-CRYPT", "alias-pw")
+    out = a.ok("credentials", "add", "--account", "stdin@example.com", "--email",
+               "alias@example.com", "--hash-import", alias_hash, "--primary")
+    assert "added alias@example.com to the account of stdin@example.com as primary identity" \
+        " (BLF-CRYPT, imported hash)" in out
+    r = auth_test(a, "alias@example.com", "alias-pw")
+    assert r.returncode == 0 and "(primary alias@example.com)" in r.stdout
+    assert auth_test(a, "stdin@example.com", "secret").returncode == 0
+    assert auth_test(a, "alias@example.com", "secret").returncode == 1
+    out = a.ok("credentials", "list", "--account", "alias@example.com")
+    assert re.search(r"^alias@example\.com\s+yes\s+BLF-CRYPT", out, re.M)
+    assert re.search(r"^stdin@example\.com\s+no\s+SHA512-CRYPT", out, re.M)
+    # --password still works next to it.
+    a.ok("accounts", "create", "--email", "pw@example.com", "--password-stdin", input="pw\n")
+    assert auth_test(a, "pw@example.com", "pw").returncode == 0
+
+
+def test_hash_import_refused(admin):
+    """Unsupported schemes and malformed hashes are usage errors that name
+    the scheme but never show the hash; nothing is stored."""
+    a = admin
+    good = doveadm_pw("SHA512-CRYPT", "secret")
+    md5 = doveadm_pw("MD5-CRYPT", "secret")
+    cases = [
+        (md5, "({MD5-CRYPT}): unsupported password scheme"),
+        ("{PLAIN}secret", "({PLAIN}): unsupported password scheme"),
+        ("{CRYPT}" + md5.split("}", 1)[1], "({CRYPT}$1$): {CRYPT} hash is not bcrypt"),
+        (good[:-5], "({SHA512-CRYPT}): SHA-crypt hash has the wrong length"),
+        (good.replace("$6$", "$5$", 1), "({SHA512-CRYPT}): SHA512-CRYPT hash does not start with $6$"),
+        ("{SSHA512}bm90LWJhc2U2NA", "({SSHA512}): salted digest hash is too short"),
+        ("{BLF-CRYPT}$2y$05$tooshort", "({BLF-CRYPT}): bcrypt hash is malformed"),
+        ("nonsense", "((no scheme prefix)): stored password hash has no {SCHEME} prefix"),
+    ]
+    for i, (h, expect) in enumerate(cases):
+        email = f"bad{i}@example.com"
+        r = a.run("accounts", "create", "--email", email, "--hash-import", h)
+        line = one_line_error(r, 2)
+        assert line.startswith(f"sora-admin: cannot import the hash for {email} {expect}"), (h, line)
+        body = h.split("}", 1)[-1]
+        assert body not in r.stderr + r.stdout, h
+        r = a.run("credentials", "add", "--account", "x@example.com", "--email", email,
+                  "--hash-import", h)
+        assert one_line_error(r, 2).startswith(f"sora-admin: cannot import the hash for {email} (")
+        assert body not in r.stderr + r.stdout
+    assert a.sql("SELECT count(*) FROM credentials").strip() == "0"
+    assert a.sql("SELECT count(*) FROM accounts").strip() == "0"
+
+    r = a.run("accounts", "create", "--email", "x@example.com", "--hash-import", good,
+              "--password", "p")
+    assert "--hash-import replaces --password" in one_line_error(r, 2)
+    r = a.run("accounts", "create", "--email", "x@example.com", "--hash-import", good,
+              "--hash", "bcrypt")
+    assert "--hash-import replaces" in one_line_error(r, 2)
+    r = a.run("accounts", "create", "--email", "x@example.com", "--hash-import", "-", input="\n")
+    assert "the hash to import is empty" in one_line_error(r, 2)
+    r = a.run("accounts", "create", "--email", "x@example.com", "--hash-import", "-",
+              input="{SSHA512}" + "A" * 2000 + "\n")
+    assert "longer than 1024 bytes" in one_line_error(r, 2)
+    # The account address is still checked first.
+    r = a.run("accounts", "create", "--email", "not an address", "--hash-import", good)
+    assert "invalid address" in one_line_error(r, 2)
+
+
+def test_unsupported_stored_scheme_is_named(admin):
+    """A stored hash of a scheme Sora cannot verify (copied by SQL from an
+    old passdb) is reported with its scheme, not a literal {SCHEME}, and not
+    as a database failure; the hash is not shown."""
+    a = admin
+    a.ok("accounts", "create", "--email", "old@example.com", "--password", "placeholder")
+    md5 = doveadm_pw("MD5-CRYPT", "s3cret")
+    for stored, label, reason in [
+            (md5, "{MD5-CRYPT}", "unsupported password scheme"),
+            ("{CRYPT}" + md5.split("}", 1)[1], "{CRYPT}$1$", "{CRYPT} hash is not bcrypt"),
+            ("{PLAIN}s3cret", "{PLAIN}", "unsupported password scheme")]:
+        a.sql(f"UPDATE credentials SET password_hash = '{stored}' WHERE address = 'old@example.com'")
+        r = auth_test(a, "old@example.com", "s3cret")
+        line = one_line_error(r, 1)
+        assert line.startswith(f"sora-admin: the stored password hash of old@example.com ({label})"
+                               f" is unusable: {reason}"), line
+        assert "database" not in line and "{SCHEME}" not in line
+        assert stored.split("}", 1)[1] not in r.stderr + r.stdout
+
+
+def test_auth_blocks_and_unblock(admin):
+    a = admin
+    a.sql("INSERT INTO auth_attempts (ip, username, failure_count, blocked_until, last_protocol) VALUES"
+          " ('198.51.100.7', NULL, 25, now() + interval '10 minutes', 'imap'),"
+          " ('198.51.100.8', NULL, 3, NULL, 'pop3'),"
+          " ('2001:db8::5', NULL, 12, now() + interval '5 minutes', 'imap'),"
+          " ('203.0.113.1', NULL, 30, now() - interval '1 minute', 'imap'),"
+          " (NULL, 'Victim@Example.com', 6, now() + interval '15 minutes', 'pop3'),"
+          " (NULL, E'evil\\x1b[2J', 9, now() + interval '15 minutes', NULL),"
+          " (NULL, 'other@example.com', 2, NULL, 'imap')")
+    out = a.ok("auth", "blocks")
+    lines = out.strip().splitlines()
+    assert lines[0].split() == ["IP", "USERNAME", "FAILURES", "BLOCKED", "UNTIL", "PROTOCOL"]
+    assert lines[-1] == "4 blocked"
+    body = "\n".join(lines[1:-1])
+    assert re.search(r"^198\.51\.100\.7\s+-\s+25\s+\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC\s+imap$", body, re.M)
+    assert re.search(r"^2001:db8::5\s+-\s+12\s", body, re.M)
+    assert re.search(r"^-\s+Victim@Example\.com\s+6\s", body, re.M)
+    assert "\x1b" not in out and "evil\\x1b[2J" in out
+    # Not blocked (never, or no longer).
+    assert "198.51.100.8" not in out and "203.0.113.1" not in out and "other@" not in out
+
+    out = a.ok("auth", "unblock", "--ip", "198.51.100.7")
+    assert "removed: ip 198.51.100.7, username -, 25 failures, was blocked" in out
+    assert "1 row removed, 1 of them blocking" in out
+    # Any case, and the username row only.
+    out = a.ok("auth", "unblock", "--user", "victim@example.COM")
+    assert "removed: ip -, username Victim@Example.com, 6 failures, was blocked" in out
+    # A CIDR range takes every address in it; unblocked rows go too.
+    out = a.ok("auth", "unblock", "--ip", "198.51.100.0/24")
+    assert "removed: ip 198.51.100.8, username -, 3 failures\n" in out
+    # Both options: rows of either.
+    out = a.ok("auth", "unblock", "--ip", "2001:db8::5", "--user", "other@example.com")
+    assert "2 rows removed, 1 of them blocking" in out
+    out = a.ok("auth", "unblock", "--ip", "198.51.100.7")
+    assert out.strip() == "nothing to unblock: no auth_attempts rows for IP 198.51.100.7"
+    assert a.sql("SELECT count(*) FROM auth_attempts WHERE ip = '203.0.113.1'"
+                 " OR username LIKE 'evil%'").strip() == "2"
+    assert a.sql("SELECT count(*) FROM auth_attempts").strip() == "2"
+    out = a.ok("auth", "blocks")
+    assert out.strip().splitlines()[-1] == "1 blocked"
+    assert re.search(r"blocked now:\s+1", a.ok("stats", "auth"))
+
+    r = a.run("auth", "unblock")
+    assert "give --ip and/or --user" in one_line_error(r, 2)
+    r = a.run("auth", "unblock", "--ip", "198.51.100.300")
+    assert "invalid --ip" in one_line_error(r, 2)
+    r = a.run("auth", "unblock", "--user", "")
+    assert "--user needs a user name" in one_line_error(r, 2)

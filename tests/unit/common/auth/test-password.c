@@ -416,10 +416,10 @@ static void test_malformed(void **state)
 		{ "", "empty" },
 		{ "plaintext-password", "no {SCHEME}" },
 		{ "{SSHA512", "unterminated" },
-		{ "{FOO}bar", "unsupported {SCHEME}" },
-		{ "{PLAIN}secret", "unsupported {SCHEME}" },
-		{ "{MD5-CRYPT}$1$abcdefgh$abcdefghijklmnopqrstuv", "unsupported {SCHEME}" },
-		{ "{}", "unsupported {SCHEME}" },
+		{ "{FOO}bar", "unsupported password scheme" },
+		{ "{PLAIN}secret", "unsupported password scheme" },
+		{ "{MD5-CRYPT}$1$abcdefgh$abcdefghijklmnopqrstuv", "unsupported password scheme" },
+		{ "{}", "unsupported password scheme" },
 		{ "{SSHA512}", "too short" },
 		/* Truncated base64: too short to hold the digest, or cut
 		 * mid-quantum. */
@@ -463,8 +463,10 @@ static void test_malformed(void **state)
 		{ "$6$rounds=1000000000$4s/p0p1e3eU1/2Io$osn6fxCD1wdEEuPpGhV/H6fNu8KSo.urnwhXfTHhsTQ4kTbZANuI2k2EjLWpJPN3/HqCdq4Bp.aimjy5vQeAs1", "rounds" },
 		{ "$6$rounds=$4s/p0p1e3eU1/2Io$osn6fxCD1wdEEuPpGhV/H6fNu8KSo.urnwhXfTHhsTQ4kTbZANuI2k2EjLWpJPN3/HqCdq4Bp.aimjy5vQeAs1", "rounds" },
 		{ "$6$4s/p0p1e3eU1/2Io$osn6fxCD1wdEEuPpGhV/H6fNu8KSo.urnwhXfTHhsTQ4kTbZANuI2k2EjLWpJPN3/HqCdq4Bp.aimjy5vQeAs!", "alphabet" },
-		/* crypt_r refuses ':' in a SHA-crypt salt. */
+		/* crypt_r refuses ':' (and ";*!\\", spaces, controls) in a
+		 * SHA-crypt salt. */
 		{ "$5$ab:cd$z8kaWGCNhxXyLq3Tflb8yvtUwT5EEwEQxbalNGxl/ZD", "crypt_r" },
+		{ "$6$ab cd$osn6fxCD1wdEEuPpGhV/H6fNu8KSo.urnwhXfTHhsTQ4kTbZANuI2k2EjLWpJPN3/HqCdq4Bp.aimjy5vQeAs1", "crypt_r" },
 		/* Argon2. */
 		{ "{ARGON2I}$argon2id$v=19$m=65536,t=3,p=1$GSjIMiTnZpNEzOmdk4Mjhg$M07dc1YA7A4BJTDmsGHdr6l0keD18j9861CKvJa2fPk", "$argon2i$" },
 		{ "{ARGON2ID}$argon2i$v=19$m=32768,t=4,p=1$XWI2Bu42/liWW3ihiTM0GQ$sWvyO7Q5oVQGyjbkt+7NElzVaQh9masFL1t/2JJxpOY", "$argon2id$" },
@@ -508,6 +510,19 @@ static void test_malformed(void **state)
 			assert_false(match);
 			assert_false(rehash);
 		}
+		/* The cheap check for imports refuses the same hashes, but
+		 * for Argon2 parameters only libsodium itself can judge. */
+		if (strstr(cases[i].error_part, "libsodium") == NULL) {
+			enum sora_pw_scheme scheme;
+			const char *error = NULL;
+
+			if (sora_password_stored_check(cases[i].stored, &scheme, &error) != -1)
+				print_error("stored_check accepted case %zu \"%s\"\n", i,
+					    cases[i].stored);
+			assert_int_equal(sora_password_stored_check(cases[i].stored, &scheme,
+								    &error), -1);
+			assert_non_null(error);
+		}
 	}
 
 	/* A NULL stored hash. */
@@ -525,6 +540,81 @@ static void test_malformed(void **state)
 					      &match, NULL, &error), -1);
 	assert_non_null(error);
 	free(big);
+}
+
+/* Everything that verifies passes the import check, with the scheme that
+ * sora_password_stored_scheme() reports; hashes made here too. */
+static void test_stored_check_accepts_good_hashes(void **state)
+{
+	static const enum sora_pw_scheme schemes[] = {
+		SORA_PW_BCRYPT, SORA_PW_SHA512_CRYPT, SORA_PW_SHA256_CRYPT, SORA_PW_SSHA512,
+		SORA_PW_SHA512, SORA_PW_SSHA256, SORA_PW_ARGON2ID, SORA_PW_ARGON2I,
+	};
+	const struct vector *all[N_ELEMENTS(dovecot_vectors) + N_ELEMENTS(reference_vectors)];
+	enum sora_pw_scheme scheme, expect;
+	const char *error = NULL;
+	size_t n = 0;
+
+	for (size_t i = 0; i < N_ELEMENTS(dovecot_vectors); i++)
+		all[n++] = &dovecot_vectors[i];
+	for (size_t i = 0; i < N_ELEMENTS(reference_vectors); i++)
+		all[n++] = &reference_vectors[i];
+	for (size_t i = 0; i < n; i++) {
+		assert_int_equal(sora_password_stored_scheme(all[i]->hash, &expect, &error), 0);
+		if (sora_password_stored_check(all[i]->hash, &scheme, &error) != 0)
+			print_error("stored_check(%s): %s\n", all[i]->hash, error);
+		assert_int_equal(sora_password_stored_check(all[i]->hash, &scheme, &error), 0);
+		assert_int_equal(scheme, expect);
+	}
+	for (size_t i = 0; i < N_ELEMENTS(schemes); i++) {
+		char *h = NULL;
+
+		assert_int_equal(sora_password_hash(schemes[i], "pw", 2, 4, &h, &error), 0);
+		assert_int_equal(sora_password_stored_check(h, &scheme, &error), 0);
+		assert_int_equal(scheme, schemes[i]);
+		free(h);
+	}
+	assert_int_equal(sora_password_stored_check(NULL, &scheme, &error), -1);
+}
+
+/* The label names the scheme for messages and never shows salt or digest. */
+static void test_scheme_label(void **state)
+{
+	static const struct {
+		const char *stored;
+		const char *label;
+	} cases[] = {
+		{ "{MD5-CRYPT}$1$YuIYkMKM$KwlsjqHPikGQq6k6tF6bl0", "{MD5-CRYPT}" },
+		{ "{PLAIN}secret", "{PLAIN}" },
+		{ "{SSHA512.HEX}abcd", "{SSHA512.HEX}" },
+		{ "{SHA512-CRYPT}$6$4s/p0p1e3eU1/2Io$osn6", "{SHA512-CRYPT}" },
+		{ "{CRYPT}$1$YuIYkMKM$KwlsjqHPikGQq6k6tF6bl0", "{CRYPT}$1$" },
+		{ "{crypt}$y$j9T$abc$def", "{crypt}$y$" },
+		{ "{CRYPT}abZ/1234567890", "{CRYPT}" },
+		{ "$y$j9T$abc$def", "$y$" },
+		{ "$2y$05$gdqObZFLu71yvIRew9A8SeC3q5GT44wPCr70jKY.hbQW4Mv3r.8KK", "$2y$" },
+		/* An unknown "$...$" could be part of a plaintext password. */
+		{ "$hunter2$x", "(no scheme prefix)" },
+		{ "plaintext-password", "(no scheme prefix)" },
+		{ "{pass word}x", "(a scheme prefix with odd characters)" },
+		{ "{SSHA512", "(a scheme prefix that is unterminated or too long)" },
+		{ "{ABCDEFGHIJKLMNOPQRSTUVWXYZABCDEFGHIJ}x",
+		  "(a scheme prefix that is unterminated or too long)" },
+		{ "", "(empty)" },
+	};
+	char buf[64];
+
+	for (size_t i = 0; i < N_ELEMENTS(cases); i++) {
+		assert_ptr_equal(sora_password_scheme_label(cases[i].stored, buf, sizeof(buf)),
+				 buf);
+		if (strcmp(buf, cases[i].label) != 0)
+			print_error("case %zu \"%s\": \"%s\"\n", i, cases[i].stored, buf);
+		assert_string_equal(buf, cases[i].label);
+	}
+	assert_string_equal(sora_password_scheme_label(NULL, buf, sizeof(buf)), "(empty)");
+	/* Cut to the buffer, always terminated. */
+	assert_string_equal(sora_password_scheme_label("{MD5-CRYPT}$1$x$y", buf, 5), "{MD5");
+	assert_string_equal(sora_password_scheme_label("{CRYPT}$1$x$y", buf, 8), "{CRYPT}");
 }
 
 /* Every prefix of every well-formed hash is either reported as malformed
@@ -798,6 +888,8 @@ int main(void)
 		cmocka_unit_test(test_hash_bcrypt_cost),
 		cmocka_unit_test(test_rehash),
 		cmocka_unit_test(test_malformed),
+		cmocka_unit_test(test_stored_check_accepts_good_hashes),
+		cmocka_unit_test(test_scheme_label),
 		cmocka_unit_test(test_truncated_prefixes),
 		cmocka_unit_test(test_nul_bytes),
 		cmocka_unit_test(test_length_limits),

@@ -151,7 +151,7 @@ static void test_get_metrics(void **state)
 	assert_int_equal(sora_metrics_render(&expect), 0);
 	assert_int_equal(strlen(body_of(resp)), expect.len);
 	assert_memory_equal(body_of(resp), expect.data, expect.len);
-	assert_non_null(strstr(body_of(resp), "http_test_total{proto=\"imap\"} 1\n"));
+	assert_non_null(strstr(body_of(resp), "sora_http_test_total{proto=\"imap\"} 1\n"));
 	sora_buf_free(&expect);
 
 	/* The connection stays open for the scraper's next request. */

@@ -77,17 +77,17 @@ static void test_exposition_counter_gauge(void **state)
 	sora_metric_set(sora_metric_with(g), -2.5);
 
 	/* Families sorted by name, series by label values in label order. */
-	assert_render("# HELP a_total A plain counter.\n"
-		      "# TYPE a_total counter\n"
-		      "a_total 1.5\n"
-		      "# HELP g_current A gauge.\n"
-		      "# TYPE g_current gauge\n"
-		      "g_current -2.5\n"
-		      "# HELP test_requests_total Requests handled.\n"
-		      "# TYPE test_requests_total counter\n"
-		      "test_requests_total{proto=\"imap\",code=\"bad\"} 0.5\n"
-		      "test_requests_total{proto=\"imap\",code=\"ok\"} 3\n"
-		      "test_requests_total{proto=\"pop3\",code=\"err\"} 2\n");
+	assert_render("# HELP sora_a_total A plain counter.\n"
+		      "# TYPE sora_a_total counter\n"
+		      "sora_a_total 1.5\n"
+		      "# HELP sora_g_current A gauge.\n"
+		      "# TYPE sora_g_current gauge\n"
+		      "sora_g_current -2.5\n"
+		      "# HELP sora_test_requests_total Requests handled.\n"
+		      "# TYPE sora_test_requests_total counter\n"
+		      "sora_test_requests_total{proto=\"imap\",code=\"bad\"} 0.5\n"
+		      "sora_test_requests_total{proto=\"imap\",code=\"ok\"} 3\n"
+		      "sora_test_requests_total{proto=\"pop3\",code=\"err\"} 2\n");
 	assert_true(sora_metric_get(imap_ok) == 3.0);
 }
 
@@ -95,9 +95,9 @@ static void test_unlabeled_shows_zero_labeled_empty_hidden(void **state)
 {
 	sora_metric_gauge("zz_labeled", "Hidden until it has a series.", "x");
 	sora_metric_counter("aa_total", "Zero from the start.", "");
-	assert_render("# HELP aa_total Zero from the start.\n"
-		      "# TYPE aa_total counter\n"
-		      "aa_total 0\n");
+	assert_render("# HELP sora_aa_total Zero from the start.\n"
+		      "# TYPE sora_aa_total counter\n"
+		      "sora_aa_total 0\n");
 }
 
 static void test_exposition_histogram(void **state)
@@ -116,22 +116,22 @@ static void test_exposition_histogram(void **state)
 	sora_metric_observe(sora_metric_with(p), 2);
 	assert_int_equal(sora_metric_histogram_count(s), 5);
 
-	assert_render("# HELP op_seconds Operation time.\n"
-		      "# TYPE op_seconds histogram\n"
-		      "op_seconds_bucket{op=\"fetch\",le=\"0.125\"} 2\n"
-		      "op_seconds_bucket{op=\"fetch\",le=\"1\"} 3\n"
-		      "op_seconds_bucket{op=\"fetch\",le=\"10\"} 4\n"
-		      "op_seconds_bucket{op=\"fetch\",le=\"+Inf\"} 5\n"
-		      "op_seconds_sum{op=\"fetch\"} 105.6875\n"
-		      "op_seconds_count{op=\"fetch\"} 5\n"
-		      "# HELP plain_seconds No labels.\n"
-		      "# TYPE plain_seconds histogram\n"
-		      "plain_seconds_bucket{le=\"0.125\"} 0\n"
-		      "plain_seconds_bucket{le=\"1\"} 0\n"
-		      "plain_seconds_bucket{le=\"10\"} 1\n"
-		      "plain_seconds_bucket{le=\"+Inf\"} 1\n"
-		      "plain_seconds_sum 2\n"
-		      "plain_seconds_count 1\n");
+	assert_render("# HELP sora_op_seconds Operation time.\n"
+		      "# TYPE sora_op_seconds histogram\n"
+		      "sora_op_seconds_bucket{op=\"fetch\",le=\"0.125\"} 2\n"
+		      "sora_op_seconds_bucket{op=\"fetch\",le=\"1\"} 3\n"
+		      "sora_op_seconds_bucket{op=\"fetch\",le=\"10\"} 4\n"
+		      "sora_op_seconds_bucket{op=\"fetch\",le=\"+Inf\"} 5\n"
+		      "sora_op_seconds_sum{op=\"fetch\"} 105.6875\n"
+		      "sora_op_seconds_count{op=\"fetch\"} 5\n"
+		      "# HELP sora_plain_seconds No labels.\n"
+		      "# TYPE sora_plain_seconds histogram\n"
+		      "sora_plain_seconds_bucket{le=\"0.125\"} 0\n"
+		      "sora_plain_seconds_bucket{le=\"1\"} 0\n"
+		      "sora_plain_seconds_bucket{le=\"10\"} 1\n"
+		      "sora_plain_seconds_bucket{le=\"+Inf\"} 1\n"
+		      "sora_plain_seconds_sum 2\n"
+		      "sora_plain_seconds_count 1\n");
 }
 
 static void test_histogram_default_and_inf_buckets(void **state)
@@ -144,15 +144,15 @@ static void test_histogram_default_and_inf_buckets(void **state)
 	sora_metric_observe(sora_metric_with(d), 0.003);
 	sora_metric_observe(sora_metric_with(i), NAN);
 	out = render();
-	assert_non_null(strstr(out, "d_seconds_bucket{le=\"0.005\"} 1\n"
-				    "d_seconds_bucket{le=\"0.01\"} 1\n"));
-	assert_non_null(strstr(out, "d_seconds_bucket{le=\"10\"} 1\n"
-				    "d_seconds_bucket{le=\"+Inf\"} 1\n"));
+	assert_non_null(strstr(out, "sora_d_seconds_bucket{le=\"0.005\"} 1\n"
+				    "sora_d_seconds_bucket{le=\"0.01\"} 1\n"));
+	assert_non_null(strstr(out, "sora_d_seconds_bucket{le=\"10\"} 1\n"
+				    "sora_d_seconds_bucket{le=\"+Inf\"} 1\n"));
 	/* The given +Inf is not doubled; NaN counts in +Inf only. */
-	assert_non_null(strstr(out, "i_seconds_bucket{le=\"1\"} 0\n"
-				    "i_seconds_bucket{le=\"+Inf\"} 1\n"
-				    "i_seconds_sum NaN\n"
-				    "i_seconds_count 1\n"));
+	assert_non_null(strstr(out, "sora_i_seconds_bucket{le=\"1\"} 0\n"
+				    "sora_i_seconds_bucket{le=\"+Inf\"} 1\n"
+				    "sora_i_seconds_sum NaN\n"
+				    "sora_i_seconds_count 1\n"));
 	free(out);
 }
 
@@ -163,9 +163,9 @@ static void test_label_and_help_escaping(void **state)
 
 	sora_metric_inc(sora_metric_with(m, "a\\b\"c\nd"));
 	/* HELP escapes backslash and newline only; label values also quotes. */
-	assert_render("# HELP esc_total Back\\\\slash, \"quote\"\\nnext\n"
-		      "# TYPE esc_total counter\n"
-		      "esc_total{v=\"a\\\\b\\\"c\\nd\"} 1\n");
+	assert_render("# HELP sora_esc_total Back\\\\slash, \"quote\"\\nnext\n"
+		      "# TYPE sora_esc_total counter\n"
+		      "sora_esc_total{v=\"a\\\\b\\\"c\\nd\"} 1\n");
 }
 
 static void test_label_values_sanitized(void **state)
@@ -199,8 +199,8 @@ static void test_label_values_sanitized(void **state)
 	{
 		char *out = render();
 
-		assert_non_null(strstr(out, "u_total{v=\"x\xef\xbf\xbdy\"} 1\n"));
-		assert_non_null(strstr(out, "u_total{v=\"caf\xc3\xa9\"} 1\n"));
+		assert_non_null(strstr(out, "sora_u_total{v=\"x\xef\xbf\xbdy\"} 1\n"));
+		assert_non_null(strstr(out, "sora_u_total{v=\"caf\xc3\xa9\"} 1\n"));
 		free(out);
 	}
 }
@@ -372,37 +372,37 @@ static void test_gauge_and_counter_values(void **state)
 	/* Value formatting: shortest round-trip form and the special values. */
 	sora_metric_set(g, 0.1);
 	out = render();
-	assert_non_null(strstr(out, "\nv_gauge 0.1\n"));
-	assert_non_null(strstr(out, "\nv_total 5.25\n"));
+	assert_non_null(strstr(out, "\nsora_v_gauge 0.1\n"));
+	assert_non_null(strstr(out, "\nsora_v_total 5.25\n"));
 	free(out);
 	sora_metric_set(g, 1e20);
 	out = render();
-	assert_non_null(strstr(out, "\nv_gauge 1e+20\n"));
+	assert_non_null(strstr(out, "\nsora_v_gauge 1e+20\n"));
 	free(out);
 	/* From 1e6 on and below 1e-4 in exponent form, as the Go client. */
 	sora_metric_set(g, 1234567);
 	out = render();
-	assert_non_null(strstr(out, "\nv_gauge 1.234567e+06\n"));
+	assert_non_null(strstr(out, "\nsora_v_gauge 1.234567e+06\n"));
 	free(out);
 	sora_metric_set(g, 123456);
 	out = render();
-	assert_non_null(strstr(out, "\nv_gauge 123456\n"));
+	assert_non_null(strstr(out, "\nsora_v_gauge 123456\n"));
 	free(out);
 	sora_metric_set(g, 0.00015);
 	out = render();
-	assert_non_null(strstr(out, "\nv_gauge 0.00015\n"));
+	assert_non_null(strstr(out, "\nsora_v_gauge 0.00015\n"));
 	free(out);
 	sora_metric_set(g, 0.000015);
 	out = render();
-	assert_non_null(strstr(out, "\nv_gauge 1.5e-05\n"));
+	assert_non_null(strstr(out, "\nsora_v_gauge 1.5e-05\n"));
 	free(out);
 	sora_metric_set(g, -INFINITY);
 	out = render();
-	assert_non_null(strstr(out, "\nv_gauge -Inf\n"));
+	assert_non_null(strstr(out, "\nsora_v_gauge -Inf\n"));
 	free(out);
 	sora_metric_set(g, NAN);
 	out = render();
-	assert_non_null(strstr(out, "\nv_gauge NaN\n"));
+	assert_non_null(strstr(out, "\nsora_v_gauge NaN\n"));
 	free(out);
 }
 
@@ -416,7 +416,7 @@ static void test_big_integer_counter_exact(void **state)
 	sora_metric_inc(c);
 	sora_metric_inc(c);
 	out = render();
-	assert_non_null(strstr(out, "\nbig_total 9007199254740993\n"));
+	assert_non_null(strstr(out, "\nsora_big_total 9007199254740993\n"));
 	free(out);
 }
 
@@ -467,15 +467,15 @@ static void *scraper(void *p)
 
 	while (!atomic_load(&workers_done)) {
 		char *out = render();
-		char *inf = strstr(out, "conc_seconds_bucket{le=\"+Inf\"} ");
-		char *count = strstr(out, "conc_seconds_count ");
+		char *inf = strstr(out, "sora_conc_seconds_bucket{le=\"+Inf\"} ");
+		char *count = strstr(out, "sora_conc_seconds_count ");
 
 		if (inf != NULL || count != NULL) {
 			assert_non_null(inf);
 			assert_non_null(count);
-			assert_int_equal(strtoull(inf + strlen("conc_seconds_bucket{le=\"+Inf\"} "),
+			assert_int_equal(strtoull(inf + strlen("sora_conc_seconds_bucket{le=\"+Inf\"} "),
 						  NULL, 10),
-					 strtoull(count + strlen("conc_seconds_count "), NULL, 10));
+					 strtoull(count + strlen("sora_conc_seconds_count "), NULL, 10));
 		}
 		free(out);
 		(*renders)++;
@@ -522,11 +522,11 @@ static void test_concurrent_updates(void **state)
 
 	out = render();
 	/* A third of the observations are 0.5 (i % 3 == 0). */
-	assert_non_null(strstr(out, "conc_seconds_bucket{le=\"1\"} 266672\n"));
-	assert_non_null(strstr(out, "conc_seconds_count 800000\n"));
+	assert_non_null(strstr(out, "sora_conc_seconds_bucket{le=\"1\"} 266672\n"));
+	assert_non_null(strstr(out, "sora_conc_seconds_count 800000\n"));
 	/* 8 * (33334 * 0.5 + 66666 * 2), exact: all partial sums are halves. */
-	assert_non_null(strstr(out, "conc_seconds_sum 1.199992e+06\n"));
-	assert_non_null(strstr(out, "conc_total 800000\n"));
+	assert_non_null(strstr(out, "sora_conc_seconds_sum 1.199992e+06\n"));
+	assert_non_null(strstr(out, "sora_conc_total 800000\n"));
 	free(out);
 }
 
@@ -559,7 +559,7 @@ static void test_series_cap_overflow(void **state)
 
 	out = render();
 	assert_int_equal(count_lines(out), 2 + SORA_METRIC_MAX_SERIES + 1);
-	assert_non_null(strstr(out, "cap_total{user=\"__overflow__\",proto=\"__overflow__\"} 2\n"));
+	assert_non_null(strstr(out, "sora_cap_total{user=\"__overflow__\",proto=\"__overflow__\"} 2\n"));
 	assert_null(strstr(out, "new1"));
 	free(out);
 }
@@ -595,26 +595,68 @@ static void test_render_respects_buffer_cap(void **state)
 	sora_buf_free(&b);
 }
 
+static void test_one_prefix_for_every_series(void **state)
+{
+	struct sora_metric *bare = sora_metric_counter("pre_total", "Given without.", "p");
+	struct sora_metric *given = sora_metric_counter("sora_pre_total", "Given with.", "p");
+	char *out, *line;
+
+	/* Both spellings are one family, published once with one prefix. */
+	assert_ptr_equal(bare, given);
+	sora_metric_inc(sora_metric_with(bare, "imap"));
+	sora_metric_inc(sora_metric_with(given, "imap"));
+	sora_metric_gauge("sora_sora_twice", "Only a leading prefix counts.", "");
+	out = render();
+	assert_non_null(strstr(out, "# TYPE sora_pre_total counter\n"
+				    "sora_pre_total{p=\"imap\"} 2\n"));
+	assert_null(strstr(out, "sora_sora_pre"));
+	assert_non_null(strstr(out, "\nsora_sora_twice 0\n"));
+	/* Every sample line of a family registered through the public API
+	 * starts with the prefix. */
+	for (line = out; *line != '\0'; line = strchr(line, '\n') + 1) {
+		if (line[0] != '#')
+			assert_int_equal(strncmp(line, SORA_METRIC_PREFIX,
+						 strlen(SORA_METRIC_PREFIX)), 0);
+	}
+	free(out);
+}
+
+/* Value of the unlabeled sample "name" in out, or NAN if absent. */
+static double sample(const char *out, const char *name)
+{
+	char key[128];
+	const char *p;
+
+	snprintf(key, sizeof(key), "\n%s ", name);
+	p = strstr(out, key);
+	return p != NULL ? strtod(p + strlen(key), NULL) : NAN;
+}
+
 static void test_process_metrics(void **state)
 {
-	char *out, *p;
+	struct timespec now;
+	char *out;
 	double start;
 
 	sora_metrics_register_process();
 	sora_metrics_register_process();
 	out = render();
-	p = strstr(out, "\nprocess_start_time_seconds ");
-	assert_non_null(p);
-	start = strtod(p + strlen("\nprocess_start_time_seconds "), NULL);
-	/* Started within the last day, not in the future. */
-	assert_true(start > (double)time(NULL) - 86400 && start <= (double)time(NULL) + 1);
+	/* This test process started a moment ago. Reading another field of
+	 * /proc/self/stat than starttime (22), or ignoring the boot time,
+	 * gives the boot time, the epoch or garbage, all far from now. */
+	assert_int_equal(clock_gettime(CLOCK_REALTIME, &now), 0);
+	start = sample(out, "process_start_time_seconds");
+	assert_false(isnan(start));
+	assert_true(start > (double)now.tv_sec - 30);
+	assert_true(start <= (double)now.tv_sec + 1);
+	/* The standard names, not prefixed: see sora_metrics_register_process(). */
+	assert_null(strstr(out, "sora_process_"));
 	assert_non_null(strstr(out, "# TYPE process_cpu_seconds_total counter\n"));
-	p = strstr(out, "\nprocess_open_fds ");
-	assert_non_null(p);
-	assert_true(strtod(p + strlen("\nprocess_open_fds "), NULL) >= 3);
-	p = strstr(out, "\nprocess_resident_memory_bytes ");
-	assert_non_null(p);
-	assert_true(strtod(p + strlen("\nprocess_resident_memory_bytes "), NULL) > 1e5);
+	assert_true(sample(out, "process_open_fds") >= 3);
+	assert_true(sample(out, "process_max_fds") >= sample(out, "process_open_fds"));
+	assert_true(sample(out, "process_resident_memory_bytes") > 1e5);
+	assert_true(sample(out, "process_virtual_memory_bytes") >=
+		    sample(out, "process_resident_memory_bytes"));
 	free(out);
 }
 
@@ -636,6 +678,7 @@ int main(void)
 		cmocka_unit_test_setup(test_series_cap_overflow, setup),
 		cmocka_unit_test_setup(test_overflow_value_before_cap_is_not_duplicated, setup),
 		cmocka_unit_test_setup(test_render_respects_buffer_cap, setup),
+		cmocka_unit_test_setup(test_one_prefix_for_every_series, setup),
 		cmocka_unit_test_setup(test_process_metrics, setup),
 	};
 

@@ -1,0 +1,263 @@
+/* sora-admin: importing password hashes (accounts create / credentials add
+ * --hash-import) and the auth_attempts blocks (auth blocks, auth unblock). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "backend/admin/admin.h"
+#include "common/core/cidr.h"
+#include "common/core/log.h"
+#include "common/db/accounts.h"
+
+/* Longest hash accepted on standard input. The longest supported form (an
+ * Argon2 string) is 512 bytes after its prefix. */
+#define HASH_IMPORT_MAX 1024
+
+#define UTC_TEXT(col) \
+	"to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') || ' UTC'"
+
+/* ---- --hash-import ---- */
+
+static void hash_free(char **hash)
+{
+	if (*hash != NULL) {
+		sodium_memzero(*hash, strlen(*hash));
+		free(*hash);
+		*hash = NULL;
+	}
+}
+
+/* Reads --hash-import: the value itself, or with "-" the first line of
+ * standard input. A hash is not a password, but it can be attacked offline,
+ * so a value given on the command line is overwritten in argv (it would
+ * otherwise stay in /proc/PID/cmdline) and the copy is wiped after use.
+ * Returns 0 with *hash_r malloc'd (free with hash_free), or an exit code
+ * after printing the reason. */
+static int read_hash_import(const struct admin_args *args, char **hash_r)
+{
+	const char *given = admin_opt(args, "hash-import");
+	char *buf;
+	size_t len = 0;
+
+	*hash_r = NULL;
+	if (admin_opt(args, "password") != NULL || admin_flag(args, "password-stdin") ||
+	    admin_opt(args, "hash") != NULL)
+		return admin_usage_error(args->cmd, "--hash-import replaces --password, "
+					 "--password-stdin and --hash");
+	buf = malloc(HASH_IMPORT_MAX + 2);
+	if (buf == NULL)
+		return admin_fail("out of memory");
+	if (strcmp(given, "-") != 0) {
+		len = strlen(given);
+		if (len > HASH_IMPORT_MAX) {
+			free(buf);
+			return admin_usage_error(args->cmd, "the hash to import is longer than %d "
+						 "bytes", HASH_IMPORT_MAX);
+		}
+		memcpy(buf, given, len);
+		for (int i = 0; i < ADMIN_MAX_OPTS && args->cmd->opts[i] != NULL; i++) {
+			if (strcmp(args->cmd->opts[i], "hash-import=") == 0 &&
+			    args->argv_index[i] > 0)
+				sodium_memzero(args->argv[args->argv_index[i]], len);
+		}
+	} else {
+		char *nl;
+
+		while (len < HASH_IMPORT_MAX + 1) {
+			ssize_t r = read(STDIN_FILENO, buf + len, HASH_IMPORT_MAX + 1 - len);
+
+			if (r < 0) {
+				hash_free(&buf);
+				return admin_fail("cannot read the hash from standard input");
+			}
+			if (r == 0)
+				break;
+			len += (size_t)r;
+			if (memchr(buf, '\n', len) != NULL)
+				break;
+		}
+		nl = memchr(buf, '\n', len);
+		if (nl != NULL)
+			len = (size_t)(nl - buf);
+		if (len > 0 && buf[len - 1] == '\r')
+			len--;
+		if (len > HASH_IMPORT_MAX) {
+			sodium_memzero(buf, HASH_IMPORT_MAX + 2);
+			free(buf);
+			return admin_usage_error(args->cmd, "the hash to import is longer than %d "
+						 "bytes", HASH_IMPORT_MAX);
+		}
+	}
+	buf[len] = '\0';
+	if (len == 0 || memchr(buf, '\0', len) != NULL) {
+		hash_free(&buf);
+		return admin_usage_error(args->cmd, "the hash to import is empty");
+	}
+	*hash_r = buf;
+	return 0;
+}
+
+static int report(int ret, const char *err)
+{
+	int code = admin_exit_code(ret);
+
+	if (code != ADMIN_EXIT_OK)
+		fprintf(stderr, "sora-admin: %s\n", err);
+	return code;
+}
+
+int admin_import_accounts_create(struct admin_ctx *ctx, const struct admin_args *args)
+{
+	enum sora_pw_scheme scheme;
+	const char *email;
+	char *hash = NULL;
+	int64_t id = 0;
+	char err[1024];
+	int code, ret;
+
+	email = admin_require(args, "email", &code);
+	if (email == NULL)
+		return code;
+	code = admin_check_address(args, email);
+	if (code != 0)
+		return code;
+	code = read_hash_import(args, &hash);
+	if (code != 0)
+		return code;
+	ret = sora_accounts_create_imported(ctx->conn, email, hash, &scheme, &id, err,
+					    sizeof(err));
+	hash_free(&hash);
+	if (ret != 0)
+		return report(ret, err);
+	printf("created account %lld with primary address %s (%s, imported hash)\n",
+	       (long long)id, email, sora_password_scheme_name(scheme));
+	return ADMIN_EXIT_OK;
+}
+
+int admin_import_credentials_add(struct admin_ctx *ctx, const struct admin_args *args)
+{
+	enum sora_pw_scheme scheme;
+	const char *account, *email;
+	bool primary = admin_flag(args, "primary");
+	char *hash = NULL;
+	char err[1024];
+	int code, ret;
+
+	account = admin_require(args, "account", &code);
+	if (account == NULL)
+		return code;
+	email = admin_require(args, "email", &code);
+	if (email == NULL)
+		return code;
+	code = admin_check_address(args, email);
+	if (code != 0)
+		return code;
+	code = read_hash_import(args, &hash);
+	if (code != 0)
+		return code;
+	ret = sora_accounts_add_credential_imported(ctx->conn, account, email, hash, primary,
+						    &scheme, err, sizeof(err));
+	hash_free(&hash);
+	if (ret != 0)
+		return report(ret, err);
+	printf("added %s to the account of %s%s (%s, imported hash)\n", email, account,
+	       primary ? " as primary identity" : "", sora_password_scheme_name(scheme));
+	return ADMIN_EXIT_OK;
+}
+
+/* ---- auth blocks / auth unblock ---- */
+
+/* Usernames are whatever clients sent: escape them for the terminal. */
+static const char *shown(const PGresult *res, int row, int col, char *buf, size_t size)
+{
+	return sora_log_escape(sora_str_c(PQgetvalue(res, row, col)), buf, size);
+}
+
+int admin_cmd_auth_blocks(struct admin_ctx *ctx, const struct admin_args *args)
+{
+	PGresult *res = NULL;
+	char err[1024];
+	int n, ret;
+
+	(void)args;
+	ret = sora_db_exec(ctx->conn, SORA_DB_CLASS_SEARCH,
+			   "SELECT coalesce(host(ip), '-'), coalesce(username, '-'), failure_count,"
+			   " " UTC_TEXT("blocked_until") ", coalesce(last_protocol, '-')"
+			   " FROM auth_attempts WHERE blocked_until > now()"
+			   " ORDER BY blocked_until DESC, id",
+			   0, NULL, &res, NULL, err, sizeof(err));
+	if (ret != 0)
+		return admin_fail("%s", err);
+	n = PQntuples(res);
+	printf("%-40s %-40s %8s  %-23s  %s\n", "IP", "USERNAME", "FAILURES", "BLOCKED UNTIL",
+	       "PROTOCOL");
+	for (int i = 0; i < n; i++) {
+		char ip[64], user[128], proto[64];
+
+		printf("%-40s %-40s %8s  %-23s  %s\n", shown(res, i, 0, ip, sizeof(ip)),
+		       shown(res, i, 1, user, sizeof(user)), PQgetvalue(res, i, 2),
+		       PQgetvalue(res, i, 3), shown(res, i, 4, proto, sizeof(proto)));
+	}
+	printf("%d blocked\n", n);
+	PQclear(res);
+	return ADMIN_EXIT_OK;
+}
+
+int admin_cmd_auth_unblock(struct admin_ctx *ctx, const struct admin_args *args)
+{
+	const char *ip = admin_opt(args, "ip");
+	const char *user = admin_opt(args, "user");
+	struct sora_cidr cidr;
+	const char *error;
+	const char *values[2];
+	PGresult *res = NULL;
+	char err[1024], shown_user[128];
+	int n, blocked = 0, ret;
+
+	if (ip == NULL && user == NULL)
+		return admin_usage_error(args->cmd, "give --ip and/or --user");
+	if (user != NULL && user[0] == '\0')
+		return admin_usage_error(args->cmd, "--user needs a user name");
+	if (ip != NULL && sora_cidr_parse(ip, &cidr, &error) < 0) {
+		char shown_ip[128];
+
+		sora_log_escape(sora_str_c(ip), shown_ip, sizeof(shown_ip));
+		return admin_usage_error(args->cmd, "invalid --ip \"%s\": %s", shown_ip, error);
+	}
+	values[0] = ip;
+	values[1] = user;
+	/* NULL parameters match nothing, so one statement serves --ip,
+	 * --user and both (rows of either are removed). */
+	ret = sora_db_exec(ctx->conn, SORA_DB_CLASS_WRITE,
+			   "DELETE FROM auth_attempts"
+			   " WHERE ip <<= $1::inet OR lower(username) = lower($2)"
+			   " RETURNING coalesce(host(ip), '-'), coalesce(username, '-'),"
+			   " failure_count, blocked_until > now()",
+			   2, values, &res, NULL, err, sizeof(err));
+	if (ret != 0)
+		return admin_fail("%s", err);
+	n = PQntuples(res);
+	for (int i = 0; i < n; i++) {
+		char a[64], u[128];
+		bool was_blocked = PQgetvalue(res, i, 3)[0] == 't';
+
+		blocked += was_blocked;
+		printf("removed: ip %s, username %s, %s failures%s\n",
+		       shown(res, i, 0, a, sizeof(a)), shown(res, i, 1, u, sizeof(u)),
+		       PQgetvalue(res, i, 2), was_blocked ? ", was blocked" : "");
+	}
+	if (user != NULL)
+		sora_log_escape(sora_str_c(user), shown_user, sizeof(shown_user));
+	if (n == 0)
+		printf("nothing to unblock: no auth_attempts rows for%s%s%s%s%s\n",
+		       ip != NULL ? " IP " : "", ip != NULL ? ip : "",
+		       ip != NULL && user != NULL ? " or" : "",
+		       user != NULL ? " username " : "", user != NULL ? shown_user : "");
+	else
+		printf("%d row%s removed, %d of them blocking\n", n, n == 1 ? "" : "s", blocked);
+	PQclear(res);
+	return ADMIN_EXIT_OK;
+}
