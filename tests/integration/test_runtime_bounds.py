@@ -93,7 +93,7 @@ def test_closed_sessions_are_counted_by_reason(tmp_path, sora_servers, shared_db
     sora_servers("sora-backend", cfg, [port, mport])
 
     def value(reason):
-        return metric_value(metrics_text(mport), "connections_closed_total", protocol="imap",
+        return metric_value(metrics_text(mport), "sora_connections_closed_total", protocol="imap",
                             reason=reason) or 0
     # The start-up port probe is a session too: count from here.
     wait_for(lambda: value("disconnected") >= 1, what="probe session counted")
