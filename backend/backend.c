@@ -10,6 +10,8 @@
 #include "common/config/config.h"
 #include "common/core/log.h"
 #include "common/db/db.h"
+#include "common/db/listen.h"
+#include "common/metrics/metrics.h"
 
 static struct sora_backend backend;
 static bool backend_started;
@@ -28,6 +30,54 @@ void sora_backend_kick_uploader(void)
 struct sora_backend *sora_backend(void)
 {
 	return backend_started ? &backend : NULL;
+}
+
+/* ---- mailbox change notifications ----
+ *
+ * The counter triggers NOTIFY 'sora_mailbox' with the mailbox id for every
+ * change. IMAP IDLE fans these out to the sessions that have the mailbox
+ * selected (issue 9); until then they are counted, so operators can see
+ * the LISTEN connection work. */
+
+static struct sora_metric_series *m_notifications, *m_resyncs;
+
+static void backend_notify(const char *channel, const char *payload, void *ctx)
+{
+	sora_metric_inc(m_notifications);
+}
+
+static void backend_missed(void *ctx)
+{
+	/* Sessions waiting in IDLE re-read their mailbox state here. */
+	sora_metric_inc(m_resyncs);
+}
+
+static int backend_listen_start(const struct sora_config *cfg, char *err, size_t errsize)
+{
+	static const char *const channels[] = { "sora_mailbox" };
+	struct sora_db_listen_params p = {
+		.db = &cfg->database,
+		.application_name = "sora-backend-listen",
+		.channels = channels,
+		.nchannels = 1,
+		.notify = backend_notify,
+		.missed = backend_missed,
+	};
+	const char *error = NULL;
+
+	m_notifications = sora_metric_with(
+		sora_metric_counter("db_notifications_total",
+				    "Mailbox change notifications received (LISTEN).", "channel"),
+		"sora_mailbox");
+	m_resyncs = sora_metric_with(
+		sora_metric_counter("db_listen_resyncs_total",
+				    "LISTEN connection re-established after a loss; notifications "
+				    "in between were missed and sessions resynchronised.", NULL));
+	if (sora_db_listener_start(&p, &backend.listen, &error) < 0) {
+		snprintf(err, errsize, "mailbox notifications: %s", error);
+		return -1;
+	}
+	return 0;
 }
 
 static int backend_migrate(char *err, size_t errsize)
@@ -75,6 +125,11 @@ int sora_backend_start(const struct sora_config *cfg, struct sora_net *net, bool
 		sora_uploader_stop(&backend.uploader);
 		goto fail;
 	}
+	if (backend_listen_start(cfg, err, errsize) < 0) {
+		sora_janitor_stop(&backend.janitor);
+		sora_uploader_stop(&backend.uploader);
+		goto fail;
+	}
 	backend_started = true;
 	sora_info(NULL, "database %s ready (schema up to date), blob store: %s", cfg->database.dbname,
 		  cfg->storage.backend);
@@ -90,6 +145,7 @@ void sora_backend_stop(void)
 	if (!backend_started)
 		return;
 	backend_started = false;
+	sora_db_listener_stop(&backend.listen);
 	sora_janitor_stop(&backend.janitor);
 	sora_uploader_stop(&backend.uploader);
 	sora_blob_store_free(&backend.blobs);

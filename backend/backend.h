@@ -16,6 +16,7 @@ struct sora_db_pool;
 struct sora_blob_store;
 struct sora_uploader;
 struct sora_janitor;
+struct sora_db_listener;
 
 struct sora_backend {
 	const struct sora_config *cfg;   /* borrowed from main */
@@ -24,6 +25,7 @@ struct sora_backend {
 	struct sora_blob_store *blobs;   /* owned */
 	struct sora_uploader *uploader;  /* owned */
 	struct sora_janitor *janitor;    /* owned */
+	struct sora_db_listener *listen; /* owned: LISTEN sora_mailbox */
 };
 
 /* This node's name in pending_uploads.instance_id: staged bodies live on
