@@ -340,15 +340,24 @@ static void test_slow_readers_hold_no_worker(void **state)
 		readers[i] = connect_nonreader();
 		assert_int_equal(write(readers[i], "GEN 200000000\n", 14), 14);
 	}
-	usleep(1500 * 1000);
-	stalled = atomic_load(&bytes_generated) - before;
-	usleep(500 * 1000);
-	/* Every stream stalled: nothing more is produced once the kernel's
+	/* Every stream stalls: nothing more is produced once the kernel's
 	 * socket buffers (loopback autotuning: a few MB per connection),
-	 * the high-water mark and one slice are full. */
+	 * the high-water mark and one slice are full. Wait for a whole
+	 * second without progress (sanitizer builds are slow to get there). */
+	stalled = -1;
+	for (int i = 0; i < 40; i++) {
+		long now;
+
+		usleep(1000 * 1000);
+		now = atomic_load(&bytes_generated) - before;
+		if (now == stalled)
+			break;
+		stalled = now;
+	}
 	print_message("20 stalled streams produced %ld bytes in all\n", stalled);
 	assert_true(stalled > 0);
 	assert_true(stalled < 20L * 8 * 1000 * 1000);
+	usleep(300 * 1000);
 	assert_int_equal(atomic_load(&bytes_generated) - before, stalled);
 	fd = connect_client();
 	read_exact(fd, buf, 6);
