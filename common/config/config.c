@@ -635,55 +635,171 @@ static const char *check_acl_rights(const char *s)
 	return NULL;
 }
 
-/* glibc's regcomp() expands a counted repetition ("x{1,50}") by copying
- * what it repeats, so nested counts multiply ("((a{99}){99}){99}" takes
- * gigabytes). No client fingerprint needs that: the product of all counts
- * in a pattern is kept small. */
-static bool regex_too_complex(const char *re)
+/* What a client filter's pattern may cost. glibc's regcomp() builds its
+ * tree by copying what a repetition applies to: "x{n}" becomes n copies of
+ * x, and "x+" becomes "xx*", so both multiply with nesting and stacking.
+ * "^t" followed by 150 '+' took 24 GB and two minutes before the OOM
+ * killer ended it; "((a{99}){99}){99}" is a million copies. A JA4
+ * fingerprint is 36 characters, so no useful pattern comes near these
+ * limits. */
+#define REGEX_MAX_LEN     256   /* bytes */
+#define REGEX_MAX_NODES   1000  /* atoms after glibc's copying, estimated */
+#define REGEX_MAX_REPEATS 32    /* '*', '+', '?' and {n,m} operators */
+#define REGEX_MAX_DEPTH   16    /* nested parentheses */
+
+/* The index just past the bracket expression that starts at re[i] ('['),
+ * or 0 if it is not closed (regcomp() then reports the error). A ']'
+ * right after "[" or "[^" is a literal, and "[:alpha:]", "[=a=]",
+ * "[.a.]" inside are skipped whole. */
+static size_t skip_bracket(const char *re, size_t i)
 {
-	uint64_t product = 1;
+	i++;
+	if (re[i] == '^')
+		i++;
+	if (re[i] == ']')
+		i++;
+	for (; re[i] != '\0'; i++) {
+		if (re[i] == ']')
+			return i + 1;
+		if (re[i] == '[' && (re[i + 1] == ':' || re[i + 1] == '=' || re[i + 1] == '.')) {
+			char kind = re[i + 1];
+			const char *close;
 
-	for (const char *p = re; *p != '\0'; p++) {
-		uint64_t n = 0, biggest = 0;
-
-		if (*p == '\\' && p[1] != '\0') {
-			p++;
-			continue;
-		}
-		if (*p != '{')
-			continue;
-		for (p++; (*p >= '0' && *p <= '9') || *p == ','; p++) {
-			if (*p == ',') {
-				n = 0;
-				continue;
+			for (close = re + i + 2; *close != '\0'; close++) {
+				if (close[0] == kind && close[1] == ']')
+					break;
 			}
-			n = n * 10 + (uint64_t)(*p - '0');
-			if (n > 100000)
-				return true;
-			if (n > biggest)
-				biggest = n;
+			if (*close == '\0')
+				return 0;
+			i = (size_t)(close - re) + 1;
 		}
-		product *= biggest + 1;
-		if (product > 1000)
-			return true;
-		if (*p == '\0')
-			break;
 	}
-	return false;
+	return 0;
+}
+
+/* Parses "{n}", "{n,}" or "{n,m}" at re[i]. Returns the index after it and
+ * the number of copies regcomp() makes, or 0 if it is not an interval
+ * (then '{' is left to regcomp()). Numbers are capped so nothing overflows;
+ * RE_DUP_MAX is far below the cap. */
+static size_t parse_interval(const char *re, size_t i, uint64_t *copies_r)
+{
+	uint64_t lo = 0, hi = 0;
+	bool comma = false, digits = false;
+
+	for (i++; re[i] != '}'; i++) {
+		if (re[i] >= '0' && re[i] <= '9') {
+			uint64_t *n = comma ? &hi : &lo;
+			*n = *n < 1000000 ? *n * 10 + (uint64_t)(re[i] - '0') : *n;
+			digits = true;
+		} else if (re[i] == ',' && !comma) {
+			comma = true;
+		} else {
+			return 0;
+		}
+	}
+	if (!digits)
+		return 0;
+	/* "{n,}" is n copies and a star. */
+	*copies_r = (hi > lo ? hi : lo) + (comma && hi == 0 ? 1 : 0);
+	if (*copies_r == 0)
+		*copies_r = 1;
+	return i + 1;
+}
+
+/* Estimates the size of what regcomp() would build, before it builds it.
+ * Returns NULL, or why the pattern is refused. Back-references are refused
+ * too: they are the one ERE feature (a glibc extension) whose matching
+ * time can grow exponentially, and the fingerprint a pattern is matched
+ * against comes from the client. */
+static const char *regex_cost_error(const char *re)
+{
+	/* Per open group: the size before it and its own size so far. */
+	uint64_t outer[REGEX_MAX_DEPTH + 1];
+	uint64_t size = 0, last = 0;   /* last: size of the atom a quantifier applies to */
+	unsigned depth = 0, repeats = 0;
+	bool after_quantifier = false;
+
+	if (strlen(re) > REGEX_MAX_LEN)
+		return "regular expression too long (at most 256 bytes)";
+	for (size_t i = 0; re[i] != '\0'; ) {
+		char c = re[i];
+		uint64_t copies = 1;
+		size_t next = 0;
+
+		if (c == '*' || c == '+' || c == '?' ||
+		    (c == '{' && (next = parse_interval(re, i, &copies)) != 0)) {
+			if (after_quantifier)
+				return "regular expression has a repetition operator right after "
+					"another (as in \"a++\"); write one";
+			if (++repeats > REGEX_MAX_REPEATS)
+				return "regular expression has more than 32 repetition operators";
+			if (c == '+')
+				copies = 2;   /* "x+" is built as "xx*" */
+			i = c == '{' ? next : i + 1;
+			size += last * (copies - 1);
+			last *= copies;
+			after_quantifier = true;
+		} else {
+			after_quantifier = false;
+			if (c == '(') {
+				if (depth == REGEX_MAX_DEPTH)
+					return "regular expression nests parentheses more than 16 deep";
+				outer[depth++] = size;
+				size = 0;
+				last = 0;
+				i++;
+			} else if (c == ')' && depth > 0) {
+				last = size > 0 ? size : 1;
+				size = outer[--depth] + last;
+				i++;
+			} else if (c == '|') {
+				last = 0;
+				i++;
+			} else if (c == '[') {
+				next = skip_bracket(re, i);
+				if (next == 0)
+					return NULL;   /* unterminated: regcomp() says so */
+				last = 1;
+				size++;
+				i = next;
+			} else if (c == '\\' && re[i + 1] != '\0') {
+				if (re[i + 1] >= '1' && re[i + 1] <= '9')
+					return "back-references (\\1 to \\9) are not allowed in a "
+						"client filter";
+				last = 1;
+				size++;
+				i += 2;
+			} else {
+				last = 1;
+				size++;
+				i++;
+			}
+		}
+		/* Every open group's copies are counted when it closes, so the
+		 * sizes on the stack bound the total from below. */
+		uint64_t total = size;
+		for (unsigned d = 0; d < depth; d++)
+			total += outer[d];
+		if (total > REGEX_MAX_NODES || last > REGEX_MAX_NODES)
+			return "regular expression too complex (its repetitions expand past "
+				"1000 elements)";
+	}
+	return NULL;
 }
 
 static const char *check_regex(const char *re, char *msg, size_t msgsize)
 {
+	const char *why = regex_cost_error(re);
 	regex_t rx;
 	int rc;
 
-	if (regex_too_complex(re))
-		return "regular expression too complex (counted repetitions multiply past 1000)";
+	if (why != NULL)
+		return why;
 	rc = regcomp(&rx, re, REG_EXTENDED | REG_NOSUB);
 	if (rc != 0) {
-		char why[128];
-		regerror(rc, &rx, why, sizeof(why));
-		snprintf(msg, msgsize, "invalid regular expression: %s", why);
+		char reason[128];
+		regerror(rc, &rx, reason, sizeof(reason));
+		snprintf(msg, msgsize, "invalid regular expression: %s", reason);
 		return msg;
 	}
 	regfree(&rx);

@@ -1779,10 +1779,69 @@ static void test_client_filter_regex(void **state)
 	/* Nested counts that would make regcomp() expand a huge tree. */
 	text = concat(head, "ja4_fingerprint = \"((a{99}){99}){99}\"\n");
 	expect_error(text, "test.toml:5: key 'ja4_fingerprint' in [[servers.client_filters]]: "
-		     "regular expression too complex (counted repetitions multiply past 1000)");
+		     "regular expression too complex (its repetitions expand past 1000 elements)");
 	free(text);
 	text = concat(head, "ja4_fingerprint = \"a{1000000}\"\n");
 	expect_error_part(text, "regular expression too complex");
+	free(text);
+}
+
+/* Regression: "^t" and 150 stacked '+' made glibc's regcomp() take 24 GB
+ * and two minutes at config load ("x+" is built as "xx*", so every '+'
+ * doubles the tree). The pattern's cost is now bounded before regcomp()
+ * runs; each case here fails in microseconds. */
+static void test_client_filter_regex_cost(void **state)
+{
+	static const char head[] = "[[servers]]\ntype = \"imap\"\naddr = \":1\"\n"
+		"[[servers.client_filters]]\n";
+	static const struct { const char *re; const char *error; } cases[] = {
+		{ "^t++", "repetition operator right after another" },
+		{ "a*+", "repetition operator right after another" },
+		{ "a+?", "repetition operator right after another" },
+		{ "a{2}{3}", "repetition operator right after another" },
+		{ "(a+)+*", "repetition operator right after another" },
+		/* Each level of "(...)+" doubles: 2^10 copies of "a". */
+		{ "((((((((((a+)+)+)+)+)+)+)+)+)+)", "too complex" },
+		{ "(a{10}){101}", "too complex" },
+		{ "([a-z]+_){500}", "too complex" },
+		{ "(((((((((((((((((a)))))))))))))))))", "more than 16 deep" },
+		{ "a*b*c*d*e*f*g*h*i*j*k*l*m*n*o*p*q*r*s*t*u*v*w*x*y*z*A*B*C*D*E*F*G*", "more than 32" },
+		{ "(a)\\\\1", "back-references" },
+	};
+	/* Patterns of the same shape that stay within the bounds still load. */
+	static const char *const fine[] = {
+		"^t13d[0-9]{4}h2_[a-f0-9]{12}_[a-f0-9]{12}$",
+		"(((((((((a+)+)+)+)+)+)+)+)+)",   /* 2^9 = 512 */
+		"(a{10}){100}",
+		"[]+]+x",                        /* '+' in a bracket is a character */
+		"[[:alpha:]+]+",
+		"a\\\\++",                       /* an escaped '+' then one '+' */
+		"x{,}",                          /* not an interval: literal braces */
+	};
+	char *text, line[256];
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		snprintf(line, sizeof(line), "ja4_fingerprint = \"%s\"\n", cases[i].re);
+		text = concat(head, line);
+		expect_error_part(text, "test.toml:5: key 'ja4_fingerprint' in "
+				  "[[servers.client_filters]]: ");
+		expect_error_part(text, cases[i].error);
+		free(text);
+	}
+	for (size_t i = 0; i < sizeof(fine) / sizeof(fine[0]); i++) {
+		struct sora_config *c;
+
+		snprintf(line, sizeof(line), "ja4_fingerprint = \"%s\"\n", fine[i]);
+		text = concat(head, line);
+		c = load(text);
+		sora_config_free(&c);
+		free(text);
+	}
+	/* The attack itself, at the length a config line allows. */
+	snprintf(line, sizeof(line), "ja4_fingerprint = \"^t%0150d\"\n", 0);
+	memset(strstr(line, "^t") + 2, '+', 150);
+	text = concat(head, line);
+	expect_error_part(text, "repetition operator right after another");
 	free(text);
 }
 
@@ -2088,6 +2147,7 @@ int main(void)
 		cmocka_unit_test(test_cluster),
 		cmocka_unit_test(test_letsencrypt_checks),
 		cmocka_unit_test(test_client_filter_regex),
+		cmocka_unit_test(test_client_filter_regex_cost),
 		cmocka_unit_test(test_unknown_keys_and_tables_warn),
 		cmocka_unit_test(test_load_file),
 		cmocka_unit_test(test_example_backend),
