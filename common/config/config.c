@@ -186,6 +186,7 @@ void sora_config_free(struct sora_config **configp)
 		free_server(&c->servers[i]);
 	free(c->servers);
 	free(c->path);
+	free(c->unavailable);
 	free(c);
 }
 
@@ -446,6 +447,7 @@ static const struct sora_config_table *find_subtable(const char *name, size_t le
 
 static void warn_unknown_table(struct loader *l, const struct table_ref *t)
 {
+	l->config->warnings++;
 	sora_warn(NULL, "%s:%u: unknown table [%s%s%s] (its keys are ignored)", l->name, t->line,
 		  t->is_array ? "[" : "", t->name, t->is_array ? "]" : "");
 }
@@ -1194,6 +1196,7 @@ static void set_key(struct loader *l, size_t ti, const char *key, const char *te
 		goto out;   /* an unknown table: warned about once, at its header */
 	k = find_key(t->schema->keys, key, &index);
 	if (k == NULL) {
+		l->config->warnings++;
 		sora_warn(NULL, "%s:%u: unknown key '%s' %s", l->name, line, key, where);
 		goto out;
 	}
@@ -1580,6 +1583,90 @@ static void check_database(struct loader *l)
 	}
 }
 
+/* Records the first feature that is configured but not built, in the
+ * same "file:line: key ..." form as an error. `what` ends with its verb
+ * ("... is", "... are"). */
+static void note_unavailable(struct loader *l, unsigned line, const char *where,
+			     const char *key, const char *what, const char *remedy)
+{
+	if (l->config->unavailable != NULL)
+		return;
+	if (asprintf(&l->config->unavailable, "%s:%u: key '%s' %s: %s not available in "
+		     "this version of Sora; %s", l->name, line, key, where, what, remedy) < 0) {
+		l->config->unavailable = NULL;
+		fail_line(l, line, "out of memory");
+	}
+}
+
+/* Keys that the loader parses (the security guide describes them) but that
+ * nothing in this version acts on. Each is a switch an operator turns on
+ * and would expect to work; running without it, silently, is worse than
+ * refusing to start. Settings of protocols that are being built up (limits
+ * of commands that do not exist yet, such as append_limit) are not listed:
+ * they take effect when their command lands. Remove an entry here in the
+ * change that implements it. */
+static void check_available(struct loader *l)
+{
+	const struct sora_config *c = l->config;
+	const struct sora_config_table *rate_limit = find_subtable("auth_rate_limit", 15);
+
+	if (c->cluster.enabled)
+		note_unavailable(l, config_key_line(l, "cluster", "enabled"), "in [cluster]",
+				 "enabled", "cluster mode (rate-limit sync between nodes) is",
+				 "set enabled = false");
+	if (c->tls.enabled && strcmp(c->tls.provider, "letsencrypt") == 0)
+		note_unavailable(l, config_key_line(l, "tls", "provider"), "in [tls]", "provider",
+				 "provider = \"letsencrypt\" is", "set enabled = false and give "
+				 "each TLS server tls_cert_file and tls_key_file");
+	else if (c->tls.enabled)
+		note_unavailable(l, config_key_line(l, "tls", "enabled"), "in [tls]", "enabled",
+				 "the [tls] certificate manager is", "set enabled = false (each "
+				 "server's tls_cert_file and tls_key_file serve TLS)");
+	if (c->shared_mailboxes.enabled)
+		note_unavailable(l, config_key_line(l, "shared_mailboxes", "enabled"),
+				 "in [shared_mailboxes]", "enabled",
+				 "shared mailboxes are", "set enabled = false");
+	for (size_t si = 0; si < c->servers_count; si++) {
+		const struct sora_server_config *s = &c->servers[si];
+
+		if (!s->start)
+			continue;
+		for (size_t i = 0; i < l->table_count; i++) {
+			const struct table_ref *t = &l->tables[i];
+			char where[SORA_TOML_MAX_LINE + 16];
+
+			if (t->schema == NULL || t->server != si)
+				continue;
+			table_label(t, where, sizeof(where));
+			if (t->schema->scope == SCOPE_FILTER)
+				note_unavailable(l, t->line, where, "ja4_fingerprint",
+						 "client filtering by JA4 fingerprint is",
+						 "remove this table");
+			else if (t->schema == rate_limit && s->auth_rate_limit.enabled)
+				note_unavailable(l, key_line(l, t->schema, si, "enabled"), where,
+						 "enabled", "authentication rate limiting (no logins "
+						 "are served yet) is", "set enabled = false");
+		}
+	}
+}
+
+int sora_config_check_startable(const struct sora_config *c, bool check_only,
+				char *err, size_t errsize)
+{
+	if (c->unavailable != NULL) {
+		snprintf(err, errsize, "%s", c->unavailable);
+		return -1;
+	}
+	if (check_only && c->warnings > 0) {
+		snprintf(err, errsize, "%s: %u warning%s above (an unknown key is usually a typo "
+			 "that leaves a setting at its default); --check-config fails until %s "
+			 "fixed", c->path, c->warnings, c->warnings == 1 ? "" : "s",
+			 c->warnings == 1 ? "it is" : "they are");
+		return -1;
+	}
+	return 0;
+}
+
 static void finalize(struct loader *l)
 {
 	struct sora_config *c = l->config;
@@ -1605,6 +1692,8 @@ static void finalize(struct loader *l)
 	check_cluster(l);
 	for (size_t i = 0; i < c->servers_count && !l->failed; i++)
 		finalize_server(l, i);
+	if (!l->failed)
+		check_available(l);
 }
 
 /* ---- loading ------------------------------------------------------------ */
