@@ -891,7 +891,22 @@ static const char *check_string(const struct sora_config_key *k, const char *s,
 	if (k->flags & KF_ACL_RIGHTS)
 		return check_acl_rights(s);
 	if (k->flags & (KF_LISTEN | KF_REMOTE | KF_HOSTPORT | KF_HOST)) {
-		why = check_address(s, k->flags);
+		char host[SORA_TOML_MAX_LINE + 1];
+		const char *addr = s;
+
+		/* The S3 driver takes "https://host[:port]/" as well (the scheme
+		 * then decides TLS; check_storage() refuses a use_ssl that
+		 * says otherwise): check what remains as host[:port]. */
+		if (k->flags & KF_URL_SCHEME) {
+			size_t skip = strncmp(s, "https://", 8) == 0 ? 8 :
+				strncmp(s, "http://", 7) == 0 ? 7 : 0;
+			size_t len = sora_strlcpy(host, s + skip, sizeof(host));
+
+			while (skip > 0 && len > 0 && host[len - 1] == '/')
+				host[--len] = '\0';
+			addr = host;
+		}
+		why = check_address(addr, k->flags);
 		if (why == NULL)
 			return NULL;
 		snprintf(msg, msgsize, "invalid address \"%s\": %s", s, why);
@@ -1516,6 +1531,16 @@ static void check_storage(struct loader *l)
 	    (c->s3.bucket == NULL || c->s3.endpoint == NULL))
 		fail_key(l, config_key_line(l, "storage", "backend"), "in [storage]", "backend",
 			 "backend = \"s3\" needs bucket and endpoint in [s3]");
+	if (c->s3.endpoint != NULL && key_line(l, config_table("s3"), NONE, "use_ssl") != 0) {
+		bool https = strncmp(c->s3.endpoint, "https://", 8) == 0;
+
+		if ((https && !c->s3.use_ssl) ||
+		    (strncmp(c->s3.endpoint, "http://", 7) == 0 && c->s3.use_ssl))
+			fail_key(l, config_key_line(l, "s3", "use_ssl"), "in [s3]", "use_ssl",
+				 "%s contradicts endpoint \"%s\" (the URL's scheme decides; "
+				 "remove one of them)", c->s3.use_ssl ? "true" : "false",
+				 c->s3.endpoint);
+	}
 	if (c->s3.encrypt && c->s3.encryption_key == NULL)
 		fail_key(l, config_key_line(l, "s3", "encrypt"), "in [s3]", "encrypt",
 			 "encrypt = true needs encryption_key (64 hex characters; "

@@ -1512,8 +1512,9 @@ static void test_addresses(void **state)
 	expect_error("[cluster]\npeers = [\"unix:/x\"]\n",
 		     "test.toml:2: key 'peers' in [cluster]: element 1: invalid address \"unix:/x\": "
 		     "a unix socket is not allowed here (expected host:port)");
-	expect_error("[s3]\nendpoint = \"https://s3.example.com\"\n",
-		     "test.toml:2: key 'endpoint' in [s3]: invalid address \"https://s3.example.com\": "
+	/* [s3] endpoint alone may be a URL (test_s3_endpoint_url). */
+	expect_error("[servers.imap]\naddr = \"imap://0.0.0.0:143\"\n",
+		     "test.toml:2: key 'addr' in [servers.imap]: invalid address \"imap://0.0.0.0:143\": "
 		     "expected host:port, not a URL");
 	expect_error("[servers.imap]\naddr = \":143\"\n[servers.pop3]\naddr = \":143\"\n",
 		     "test.toml:4: key 'addr' in [servers.pop3]: \":143\" is also used by the "
@@ -1712,6 +1713,43 @@ static void test_s3_and_storage(void **state)
 	assert_int_equal(c->s3.old_encryption_keys_count, 1);
 	assert_int_equal(c->s3.timeout_ms, 120000);
 	sora_config_free(&c);
+}
+
+/* The S3 driver takes an endpoint written as a URL (its scheme decides TLS);
+ * the loader used to refuse it although docs/storage.md offered it. */
+static void test_s3_endpoint_url(void **state)
+{
+	static const char *const fine[] = {
+		"https://s3.eu-central-1.amazonaws.com", "https://s3.example.com:8443/",
+		"http://127.0.0.1:9000", "http://[::1]:9000//",
+		"s3.example.com", "s3.example.com:9000",
+	};
+	char text[256];
+	struct sora_config *c;
+
+	for (size_t i = 0; i < sizeof(fine) / sizeof(fine[0]); i++) {
+		snprintf(text, sizeof(text), "[s3]\nendpoint = \"%s\"\n", fine[i]);
+		c = load(text);
+		assert_string_equal(c->s3.endpoint, fine[i]);
+		sora_config_free(&c);
+	}
+	/* What the scheme says wins; an explicit use_ssl that disagrees is an error. */
+	c = load("[s3]\nendpoint = \"https://s3.example.com\"\nuse_ssl = true\n");
+	sora_config_free(&c);
+	expect_error("[s3]\nendpoint = \"https://s3.example.com\"\nuse_ssl = false\n",
+		     "test.toml:3: key 'use_ssl' in [s3]: false contradicts endpoint "
+		     "\"https://s3.example.com\" (the URL's scheme decides; remove one of them)");
+	expect_error("[s3]\nuse_ssl = true\nendpoint = \"http://127.0.0.1:9000\"\n",
+		     "test.toml:2: key 'use_ssl' in [s3]: true contradicts endpoint "
+		     "\"http://127.0.0.1:9000\" (the URL's scheme decides; remove one of them)");
+	expect_error("[s3]\nendpoint = \"https://s3.example.com/bucket\"\n",
+		     "test.toml:2: key 'endpoint' in [s3]: invalid address "
+		     "\"https://s3.example.com/bucket\": invalid character in host name");
+	expect_error_part("[s3]\nendpoint = \"ftp://s3.example.com\"\n", "not a URL");
+	expect_error_part("[s3]\nendpoint = \"https://\"\n", "empty host name");
+	/* Other host:port keys still refuse URLs. */
+	expect_error_part("[[servers]]\ntype = \"imap_proxy\"\naddr = \":1\"\n"
+			  "remote_addrs = [\"https://b:143\"]\n", "not a URL");
 }
 
 static void test_cluster(void **state)
@@ -2245,6 +2283,7 @@ int main(void)
 		cmocka_unit_test(test_not_started),
 		cmocka_unit_test(test_tls),
 		cmocka_unit_test(test_s3_and_storage),
+		cmocka_unit_test(test_s3_endpoint_url),
 		cmocka_unit_test(test_cluster),
 		cmocka_unit_test(test_letsencrypt_checks),
 		cmocka_unit_test(test_client_filter_regex),
