@@ -27,22 +27,26 @@ free_port() {
         || /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
+# Stops sora-$1 if its pid file names a running process. SIGTERM drains;
+# wait so that the ports are free when this returns.
+stop_server() {
+    local p=$1 pid
+    [ -f "$demo/$p.pid" ] || return 0
+    pid=$(cat "$demo/$p.pid")
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 150); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+        echo "sora-$p (pid $pid) still running 15s after SIGTERM; see $var/log/$p.log" >&2
+    fi
+    rm -f "$demo/$p.pid"
+}
+
 stop_all() {
-    local pid
     for p in proxy backend; do
-        if [ -f "$demo/$p.pid" ]; then
-            pid=$(cat "$demo/$p.pid")
-            kill -TERM "$pid" 2>/dev/null || true
-            # SIGTERM drains; wait so that the ports are free when we return.
-            for _ in $(seq 150); do
-                kill -0 "$pid" 2>/dev/null || break
-                sleep 0.1
-            done
-            if kill -0 "$pid" 2>/dev/null; then
-                echo "sora-$p (pid $pid) still running 15s after SIGTERM; see $var/log/$p.log" >&2
-            fi
-            rm -f "$demo/$p.pid"
-        fi
+        stop_server "$p"
     done
     if [ -f "$var/pg/data/postmaster.pid" ]; then
         as_pg "$(pg_bindir)/pg_ctl" -D "$var/pg/data" -m fast -w stop >/dev/null || true
@@ -173,10 +177,7 @@ fi
 
 # ---- servers --------------------------------------------------------------
 for p in backend proxy; do
-    if [ -f "$demo/$p.pid" ] && kill -0 "$(cat "$demo/$p.pid")" 2>/dev/null; then
-        kill -TERM "$(cat "$demo/$p.pid")"
-        sleep 1
-    fi
+    stop_server "$p"   # from an earlier `make demo`
     nohup "bin/sora-$p" --config "$demo/$p.toml" >>"$var/log/$p.log" 2>&1 &
     echo $! > "$demo/$p.pid"
 done
