@@ -27,12 +27,26 @@ free_port() {
         || /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
+# Stops sora-$1 if its pid file names a running process. SIGTERM drains;
+# wait so that the ports are free when this returns.
+stop_server() {
+    local p=$1 pid
+    [ -f "$demo/$p.pid" ] || return 0
+    pid=$(cat "$demo/$p.pid")
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 150); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+        echo "sora-$p (pid $pid) still running 15s after SIGTERM; see $var/log/$p.log" >&2
+    fi
+    rm -f "$demo/$p.pid"
+}
+
 stop_all() {
     for p in proxy backend; do
-        if [ -f "$demo/$p.pid" ]; then
-            kill -TERM "$(cat "$demo/$p.pid")" 2>/dev/null || true
-            rm -f "$demo/$p.pid"
-        fi
+        stop_server "$p"
     done
     if [ -f "$var/pg/data/postmaster.pid" ]; then
         as_pg "$(pg_bindir)/pg_ctl" -D "$var/pg/data" -m fast -w stop >/dev/null || true
@@ -125,6 +139,10 @@ insecure_auth = true
 addr = "127.0.0.1:$BACK_POP3"
 insecure_auth = true
 
+# Mail comes in here (an MTA such as Postfix, or swaks by hand).
+[servers.lmtp]
+addr = "127.0.0.1:$LMTP_PORT"
+
 [servers.metrics]
 addr = "127.0.0.1:$METRICS_PORT"
 CFG
@@ -159,18 +177,30 @@ fi
 
 # ---- servers --------------------------------------------------------------
 for p in backend proxy; do
-    if [ -f "$demo/$p.pid" ] && kill -0 "$(cat "$demo/$p.pid")" 2>/dev/null; then
-        kill -TERM "$(cat "$demo/$p.pid")"
-        sleep 1
-    fi
+    stop_server "$p"   # from an earlier `make demo`
     nohup "bin/sora-$p" --config "$demo/$p.toml" >>"$var/log/$p.log" 2>&1 &
     echo $! > "$demo/$p.pid"
 done
-sleep 1
-for p in backend proxy; do
-    if ! kill -0 "$(cat "$demo/$p.pid")" 2>/dev/null; then
-        echo "sora-$p failed to start; see $var/log/$p.log:" >&2
-        tail -20 "$var/log/$p.log" >&2
+
+# Up when every port answers, or failed when a process is gone.
+listening() {
+    /usr/bin/python3 -c 'import socket,sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), 0.5).close()' "$1" 2>/dev/null
+}
+for port in $BACK_IMAP $BACK_POP3 $LMTP_PORT $IMAP_PORT $POP3_PORT; do
+    for _ in $(seq 100); do
+        listening "$port" && break
+        for p in backend proxy; do
+            if ! kill -0 "$(cat "$demo/$p.pid")" 2>/dev/null; then
+                echo "sora-$p failed to start; see $var/log/$p.log:" >&2
+                tail -20 "$var/log/$p.log" >&2
+                exit 1
+            fi
+        done
+        sleep 0.1
+    done
+    if ! listening "$port"; then
+        echo "nothing listens on 127.0.0.1:$port after 10s; see $var/log/:" >&2
+        tail -5 "$var/log/backend.log" "$var/log/proxy.log" >&2
         exit 1
     fi
 done
@@ -182,14 +212,28 @@ Sora demo is running.
   IMAP (via sora-proxy):  127.0.0.1:$IMAP_PORT     e.g.  curl -v imap://127.0.0.1:$IMAP_PORT/ -X CAPABILITY
   POP3 (via sora-proxy):  127.0.0.1:$POP3_PORT
   backend IMAP / POP3:    127.0.0.1:$BACK_IMAP / 127.0.0.1:$BACK_POP3
+  LMTP (sora-backend):    127.0.0.1:$LMTP_PORT     mail in, as from Postfix
   metrics:                http://127.0.0.1:$METRICS_PORT/metrics (backend), :$PROXY_METRICS_PORT (proxy)
-  PostgreSQL:             127.0.0.1:$PG_PORT database sora_demo
+  PostgreSQL:             127.0.0.1:$PG_PORT database sora_demo (user postgres, no password)
   demo account:           demo@example.com / demo-password
-  configs:                $demo/backend.toml, $demo/proxy.toml      logs: $var/log/
+  configs:                $demo/backend.toml, $demo/proxy.toml
+  logs:                   $var/log/backend.log, $var/log/proxy.log
+                          (PostgreSQL: $var/pg/log)
+  message bodies:         $var/blobs (staged in $var/staging)
+
+Deliver a message to the demo account:
+
+  swaks --server 127.0.0.1 --port $LMTP_PORT --protocol LMTP --from someone@example.org --to demo@example.com --header "Subject: hello from swaks"
+
+then see it arrive:
+
+  grep 'delivered:' $var/log/backend.log
+  psql -h 127.0.0.1 -p $PG_PORT -U postgres sora_demo -c "SELECT m.uid, m.size, m.subject FROM messages m JOIN mailboxes b ON b.id = m.mailbox_id JOIN credentials c ON c.account_id = m.account_id WHERE c.address = 'demo@example.com' AND b.name = 'INBOX'"
 
 Stop everything with:  make demo-stop
 
-This version serves the connection layer (TLS, PROXY protocol, limits,
-timeouts, metrics) with IMAP CAPABILITY/NOOP/ID/LOGOUT/STARTTLS and POP3
-CAPA/QUIT/STLS; logging in and mailboxes arrive with the protocol issues.
+This version stores mail delivered over LMTP and serves the connection
+layer (TLS, PROXY protocol, limits, timeouts, metrics) with IMAP
+CAPABILITY/NOOP/ID/LOGOUT/STARTTLS and POP3 CAPA/QUIT/STLS; logging in and
+reading mailboxes arrive with the IMAP and POP3 issues.
 TXT

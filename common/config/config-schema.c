@@ -162,7 +162,7 @@ static const struct sora_config_key storage_keys[] = {
 
 #define T struct sora_s3_config
 static const struct sora_config_key s3_keys[] = {
-	KEY_STRING("endpoint", T, endpoint, NULL, KF_HOST),
+	KEY_STRING("endpoint", T, endpoint, NULL, KF_HOST | KF_URL_SCHEME),
 	KEY_STRING("region", T, region, "us-east-1", 0),
 	KEY_STRING("bucket", T, bucket, NULL, 0),
 	KEY_STRING("access_key", T, access_key, NULL, 0),

@@ -43,6 +43,8 @@ enum {
 	KF_HOSTPORT     = 1 << 6,  /* "host:port", "[v6]:port" */
 	KF_HOST         = 1 << 7,  /* "host", "host:port", "[v6]:port" */
 	KF_ACL_RIGHTS   = 1 << 8,  /* letters from "lrswipkxtea" */
+	KF_URL_SCHEME   = 1 << 9,  /* with KF_HOST: an "http://" or "https://" prefix
+				    * and trailing '/' are allowed too */
 };
 
 struct sora_config_key {

@@ -186,6 +186,7 @@ void sora_config_free(struct sora_config **configp)
 		free_server(&c->servers[i]);
 	free(c->servers);
 	free(c->path);
+	free(c->unavailable);
 	free(c);
 }
 
@@ -446,6 +447,7 @@ static const struct sora_config_table *find_subtable(const char *name, size_t le
 
 static void warn_unknown_table(struct loader *l, const struct table_ref *t)
 {
+	l->config->warnings++;
 	sora_warn(NULL, "%s:%u: unknown table [%s%s%s] (its keys are ignored)", l->name, t->line,
 		  t->is_array ? "[" : "", t->name, t->is_array ? "]" : "");
 }
@@ -635,55 +637,171 @@ static const char *check_acl_rights(const char *s)
 	return NULL;
 }
 
-/* glibc's regcomp() expands a counted repetition ("x{1,50}") by copying
- * what it repeats, so nested counts multiply ("((a{99}){99}){99}" takes
- * gigabytes). No client fingerprint needs that: the product of all counts
- * in a pattern is kept small. */
-static bool regex_too_complex(const char *re)
+/* What a client filter's pattern may cost. glibc's regcomp() builds its
+ * tree by copying what a repetition applies to: "x{n}" becomes n copies of
+ * x, and "x+" becomes "xx*", so both multiply with nesting and stacking.
+ * "^t" followed by 150 '+' took 24 GB and two minutes before the OOM
+ * killer ended it; "((a{99}){99}){99}" is a million copies. A JA4
+ * fingerprint is 36 characters, so no useful pattern comes near these
+ * limits. */
+#define REGEX_MAX_LEN     256   /* bytes */
+#define REGEX_MAX_NODES   1000  /* atoms after glibc's copying, estimated */
+#define REGEX_MAX_REPEATS 32    /* '*', '+', '?' and {n,m} operators */
+#define REGEX_MAX_DEPTH   16    /* nested parentheses */
+
+/* The index just past the bracket expression that starts at re[i] ('['),
+ * or 0 if it is not closed (regcomp() then reports the error). A ']'
+ * right after "[" or "[^" is a literal, and "[:alpha:]", "[=a=]",
+ * "[.a.]" inside are skipped whole. */
+static size_t skip_bracket(const char *re, size_t i)
 {
-	uint64_t product = 1;
+	i++;
+	if (re[i] == '^')
+		i++;
+	if (re[i] == ']')
+		i++;
+	for (; re[i] != '\0'; i++) {
+		if (re[i] == ']')
+			return i + 1;
+		if (re[i] == '[' && (re[i + 1] == ':' || re[i + 1] == '=' || re[i + 1] == '.')) {
+			char kind = re[i + 1];
+			const char *close;
 
-	for (const char *p = re; *p != '\0'; p++) {
-		uint64_t n = 0, biggest = 0;
-
-		if (*p == '\\' && p[1] != '\0') {
-			p++;
-			continue;
-		}
-		if (*p != '{')
-			continue;
-		for (p++; (*p >= '0' && *p <= '9') || *p == ','; p++) {
-			if (*p == ',') {
-				n = 0;
-				continue;
+			for (close = re + i + 2; *close != '\0'; close++) {
+				if (close[0] == kind && close[1] == ']')
+					break;
 			}
-			n = n * 10 + (uint64_t)(*p - '0');
-			if (n > 100000)
-				return true;
-			if (n > biggest)
-				biggest = n;
+			if (*close == '\0')
+				return 0;
+			i = (size_t)(close - re) + 1;
 		}
-		product *= biggest + 1;
-		if (product > 1000)
-			return true;
-		if (*p == '\0')
-			break;
 	}
-	return false;
+	return 0;
+}
+
+/* Parses "{n}", "{n,}" or "{n,m}" at re[i]. Returns the index after it and
+ * the number of copies regcomp() makes, or 0 if it is not an interval
+ * (then '{' is left to regcomp()). Numbers are capped so nothing overflows;
+ * RE_DUP_MAX is far below the cap. */
+static size_t parse_interval(const char *re, size_t i, uint64_t *copies_r)
+{
+	uint64_t lo = 0, hi = 0;
+	bool comma = false, digits = false;
+
+	for (i++; re[i] != '}'; i++) {
+		if (re[i] >= '0' && re[i] <= '9') {
+			uint64_t *n = comma ? &hi : &lo;
+			*n = *n < 1000000 ? *n * 10 + (uint64_t)(re[i] - '0') : *n;
+			digits = true;
+		} else if (re[i] == ',' && !comma) {
+			comma = true;
+		} else {
+			return 0;
+		}
+	}
+	if (!digits)
+		return 0;
+	/* "{n,}" is n copies and a star. */
+	*copies_r = (hi > lo ? hi : lo) + (comma && hi == 0 ? 1 : 0);
+	if (*copies_r == 0)
+		*copies_r = 1;
+	return i + 1;
+}
+
+/* Estimates the size of what regcomp() would build, before it builds it.
+ * Returns NULL, or why the pattern is refused. Back-references are refused
+ * too: they are the one ERE feature (a glibc extension) whose matching
+ * time can grow exponentially, and the fingerprint a pattern is matched
+ * against comes from the client. */
+static const char *regex_cost_error(const char *re)
+{
+	/* Per open group: the size before it and its own size so far. */
+	uint64_t outer[REGEX_MAX_DEPTH + 1];
+	uint64_t size = 0, last = 0;   /* last: size of the atom a quantifier applies to */
+	unsigned depth = 0, repeats = 0;
+	bool after_quantifier = false;
+
+	if (strlen(re) > REGEX_MAX_LEN)
+		return "regular expression too long (at most 256 bytes)";
+	for (size_t i = 0; re[i] != '\0'; ) {
+		char c = re[i];
+		uint64_t copies = 1;
+		size_t next = 0;
+
+		if (c == '*' || c == '+' || c == '?' ||
+		    (c == '{' && (next = parse_interval(re, i, &copies)) != 0)) {
+			if (after_quantifier)
+				return "regular expression has a repetition operator right after "
+					"another (as in \"a++\"); write one";
+			if (++repeats > REGEX_MAX_REPEATS)
+				return "regular expression has more than 32 repetition operators";
+			if (c == '+')
+				copies = 2;   /* "x+" is built as "xx*" */
+			i = c == '{' ? next : i + 1;
+			size += last * (copies - 1);
+			last *= copies;
+			after_quantifier = true;
+		} else {
+			after_quantifier = false;
+			if (c == '(') {
+				if (depth == REGEX_MAX_DEPTH)
+					return "regular expression nests parentheses more than 16 deep";
+				outer[depth++] = size;
+				size = 0;
+				last = 0;
+				i++;
+			} else if (c == ')' && depth > 0) {
+				last = size > 0 ? size : 1;
+				size = outer[--depth] + last;
+				i++;
+			} else if (c == '|') {
+				last = 0;
+				i++;
+			} else if (c == '[') {
+				next = skip_bracket(re, i);
+				if (next == 0)
+					return NULL;   /* unterminated: regcomp() says so */
+				last = 1;
+				size++;
+				i = next;
+			} else if (c == '\\' && re[i + 1] != '\0') {
+				if (re[i + 1] >= '1' && re[i + 1] <= '9')
+					return "back-references (\\1 to \\9) are not allowed in a "
+						"client filter";
+				last = 1;
+				size++;
+				i += 2;
+			} else {
+				last = 1;
+				size++;
+				i++;
+			}
+		}
+		/* Every open group's copies are counted when it closes, so the
+		 * sizes on the stack bound the total from below. */
+		uint64_t total = size;
+		for (unsigned d = 0; d < depth; d++)
+			total += outer[d];
+		if (total > REGEX_MAX_NODES || last > REGEX_MAX_NODES)
+			return "regular expression too complex (its repetitions expand past "
+				"1000 elements)";
+	}
+	return NULL;
 }
 
 static const char *check_regex(const char *re, char *msg, size_t msgsize)
 {
+	const char *why = regex_cost_error(re);
 	regex_t rx;
 	int rc;
 
-	if (regex_too_complex(re))
-		return "regular expression too complex (counted repetitions multiply past 1000)";
+	if (why != NULL)
+		return why;
 	rc = regcomp(&rx, re, REG_EXTENDED | REG_NOSUB);
 	if (rc != 0) {
-		char why[128];
-		regerror(rc, &rx, why, sizeof(why));
-		snprintf(msg, msgsize, "invalid regular expression: %s", why);
+		char reason[128];
+		regerror(rc, &rx, reason, sizeof(reason));
+		snprintf(msg, msgsize, "invalid regular expression: %s", reason);
 		return msg;
 	}
 	regfree(&rx);
@@ -773,7 +891,22 @@ static const char *check_string(const struct sora_config_key *k, const char *s,
 	if (k->flags & KF_ACL_RIGHTS)
 		return check_acl_rights(s);
 	if (k->flags & (KF_LISTEN | KF_REMOTE | KF_HOSTPORT | KF_HOST)) {
-		why = check_address(s, k->flags);
+		char host[SORA_TOML_MAX_LINE + 1];
+		const char *addr = s;
+
+		/* The S3 driver takes "https://host[:port]/" as well (the scheme
+		 * then decides TLS; check_storage() refuses a use_ssl that
+		 * says otherwise): check what remains as host[:port]. */
+		if (k->flags & KF_URL_SCHEME) {
+			size_t skip = strncmp(s, "https://", 8) == 0 ? 8 :
+				strncmp(s, "http://", 7) == 0 ? 7 : 0;
+			size_t len = sora_strlcpy(host, s + skip, sizeof(host));
+
+			while (skip > 0 && len > 0 && host[len - 1] == '/')
+				host[--len] = '\0';
+			addr = host;
+		}
+		why = check_address(addr, k->flags);
 		if (why == NULL)
 			return NULL;
 		snprintf(msg, msgsize, "invalid address \"%s\": %s", s, why);
@@ -1078,6 +1211,7 @@ static void set_key(struct loader *l, size_t ti, const char *key, const char *te
 		goto out;   /* an unknown table: warned about once, at its header */
 	k = find_key(t->schema->keys, key, &index);
 	if (k == NULL) {
+		l->config->warnings++;
 		sora_warn(NULL, "%s:%u: unknown key '%s' %s", l->name, line, key, where);
 		goto out;
 	}
@@ -1397,6 +1531,16 @@ static void check_storage(struct loader *l)
 	    (c->s3.bucket == NULL || c->s3.endpoint == NULL))
 		fail_key(l, config_key_line(l, "storage", "backend"), "in [storage]", "backend",
 			 "backend = \"s3\" needs bucket and endpoint in [s3]");
+	if (c->s3.endpoint != NULL && key_line(l, config_table("s3"), NONE, "use_ssl") != 0) {
+		bool https = strncmp(c->s3.endpoint, "https://", 8) == 0;
+
+		if ((https && !c->s3.use_ssl) ||
+		    (strncmp(c->s3.endpoint, "http://", 7) == 0 && c->s3.use_ssl))
+			fail_key(l, config_key_line(l, "s3", "use_ssl"), "in [s3]", "use_ssl",
+				 "%s contradicts endpoint \"%s\" (the URL's scheme decides; "
+				 "remove one of them)", c->s3.use_ssl ? "true" : "false",
+				 c->s3.endpoint);
+	}
 	if (c->s3.encrypt && c->s3.encryption_key == NULL)
 		fail_key(l, config_key_line(l, "s3", "encrypt"), "in [s3]", "encrypt",
 			 "encrypt = true needs encryption_key (64 hex characters; "
@@ -1464,6 +1608,90 @@ static void check_database(struct loader *l)
 	}
 }
 
+/* Records the first feature that is configured but not built, in the
+ * same "file:line: key ..." form as an error. `what` ends with its verb
+ * ("... is", "... are"). */
+static void note_unavailable(struct loader *l, unsigned line, const char *where,
+			     const char *key, const char *what, const char *remedy)
+{
+	if (l->config->unavailable != NULL)
+		return;
+	if (asprintf(&l->config->unavailable, "%s:%u: key '%s' %s: %s not available in "
+		     "this version of Sora; %s", l->name, line, key, where, what, remedy) < 0) {
+		l->config->unavailable = NULL;
+		fail_line(l, line, "out of memory");
+	}
+}
+
+/* Keys that the loader parses (the security guide describes them) but that
+ * nothing in this version acts on. Each is a switch an operator turns on
+ * and would expect to work; running without it, silently, is worse than
+ * refusing to start. Settings of protocols that are being built up (limits
+ * of commands that do not exist yet, such as append_limit) are not listed:
+ * they take effect when their command lands. Remove an entry here in the
+ * change that implements it. */
+static void check_available(struct loader *l)
+{
+	const struct sora_config *c = l->config;
+	const struct sora_config_table *rate_limit = find_subtable("auth_rate_limit", 15);
+
+	if (c->cluster.enabled)
+		note_unavailable(l, config_key_line(l, "cluster", "enabled"), "in [cluster]",
+				 "enabled", "cluster mode (rate-limit sync between nodes) is",
+				 "set enabled = false");
+	if (c->tls.enabled && strcmp(c->tls.provider, "letsencrypt") == 0)
+		note_unavailable(l, config_key_line(l, "tls", "provider"), "in [tls]", "provider",
+				 "provider = \"letsencrypt\" is", "set enabled = false and give "
+				 "each TLS server tls_cert_file and tls_key_file");
+	else if (c->tls.enabled)
+		note_unavailable(l, config_key_line(l, "tls", "enabled"), "in [tls]", "enabled",
+				 "the [tls] certificate manager is", "set enabled = false (each "
+				 "server's tls_cert_file and tls_key_file serve TLS)");
+	if (c->shared_mailboxes.enabled)
+		note_unavailable(l, config_key_line(l, "shared_mailboxes", "enabled"),
+				 "in [shared_mailboxes]", "enabled",
+				 "shared mailboxes are", "set enabled = false");
+	for (size_t si = 0; si < c->servers_count; si++) {
+		const struct sora_server_config *s = &c->servers[si];
+
+		if (!s->start)
+			continue;
+		for (size_t i = 0; i < l->table_count; i++) {
+			const struct table_ref *t = &l->tables[i];
+			char where[SORA_TOML_MAX_LINE + 16];
+
+			if (t->schema == NULL || t->server != si)
+				continue;
+			table_label(t, where, sizeof(where));
+			if (t->schema->scope == SCOPE_FILTER)
+				note_unavailable(l, t->line, where, "ja4_fingerprint",
+						 "client filtering by JA4 fingerprint is",
+						 "remove this table");
+			else if (t->schema == rate_limit && s->auth_rate_limit.enabled)
+				note_unavailable(l, key_line(l, t->schema, si, "enabled"), where,
+						 "enabled", "authentication rate limiting (no logins "
+						 "are served yet) is", "set enabled = false");
+		}
+	}
+}
+
+int sora_config_check_startable(const struct sora_config *c, bool check_only,
+				char *err, size_t errsize)
+{
+	if (c->unavailable != NULL) {
+		snprintf(err, errsize, "%s", c->unavailable);
+		return -1;
+	}
+	if (check_only && c->warnings > 0) {
+		snprintf(err, errsize, "%s: %u warning%s above (an unknown key is usually a typo "
+			 "that leaves a setting at its default); --check-config fails until %s "
+			 "fixed", c->path, c->warnings, c->warnings == 1 ? "" : "s",
+			 c->warnings == 1 ? "it is" : "they are");
+		return -1;
+	}
+	return 0;
+}
+
 static void finalize(struct loader *l)
 {
 	struct sora_config *c = l->config;
@@ -1489,6 +1717,8 @@ static void finalize(struct loader *l)
 	check_cluster(l);
 	for (size_t i = 0; i < c->servers_count && !l->failed; i++)
 		finalize_server(l, i);
+	if (!l->failed)
+		check_available(l);
 }
 
 /* ---- loading ------------------------------------------------------------ */

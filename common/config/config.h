@@ -269,6 +269,14 @@ struct sora_config {
 
 	struct sora_server_config *servers;  /* in file order */
 	size_t servers_count;
+
+	/* What loading found that is not an error for the loader itself (so
+	 * that sora-admin and every block of the security guide still load),
+	 * but is for a server binary: see sora_config_check_startable(). */
+	unsigned warnings;                   /* unknown keys and tables, logged */
+	char *unavailable;                   /* the first feature configured but not
+					      * built in this version ("file:line: key
+					      * 'enabled' in [cluster]: ..."), or NULL */
 };
 
 /* Loads and validates a config file. On success returns 0 and *config_r.
@@ -282,6 +290,18 @@ int sora_config_load(const char *path, struct sora_config **config_r,
  * in messages and relative paths are taken as they are. */
 int sora_config_load_string(const char *text, size_t len, const char *name,
 			    struct sora_config **config_r, char *err, size_t errsize);
+/* The check sora-proxy and sora-backend make after loading, before they
+ * start anything. A feature that is configured but not built in this
+ * version (cluster mode, [tls] certificate management, shared mailboxes,
+ * auth rate limiting, client filters) is an error naming the key with
+ * file:line: starting would silently run without it. With check_only
+ * (--check-config) any warning the loader printed is an error too, as with
+ * `nginx -t`: an unknown key is usually a typo that leaves a setting at its
+ * default. A server that starts still only warns. Returns 0, or -1 with
+ * one line in err. Server types without a handler are refused by the
+ * binary itself (common/net/serve.c), which knows its handlers. */
+int sora_config_check_startable(const struct sora_config *config, bool check_only,
+				char *err, size_t errsize);
 /* Frees a config and clears the caller's pointer. NULL-safe. */
 void sora_config_free(struct sora_config **config);
 

@@ -1512,8 +1512,9 @@ static void test_addresses(void **state)
 	expect_error("[cluster]\npeers = [\"unix:/x\"]\n",
 		     "test.toml:2: key 'peers' in [cluster]: element 1: invalid address \"unix:/x\": "
 		     "a unix socket is not allowed here (expected host:port)");
-	expect_error("[s3]\nendpoint = \"https://s3.example.com\"\n",
-		     "test.toml:2: key 'endpoint' in [s3]: invalid address \"https://s3.example.com\": "
+	/* [s3] endpoint alone may be a URL (test_s3_endpoint_url). */
+	expect_error("[servers.imap]\naddr = \"imap://0.0.0.0:143\"\n",
+		     "test.toml:2: key 'addr' in [servers.imap]: invalid address \"imap://0.0.0.0:143\": "
 		     "expected host:port, not a URL");
 	expect_error("[servers.imap]\naddr = \":143\"\n[servers.pop3]\naddr = \":143\"\n",
 		     "test.toml:4: key 'addr' in [servers.pop3]: \":143\" is also used by the "
@@ -1714,6 +1715,43 @@ static void test_s3_and_storage(void **state)
 	sora_config_free(&c);
 }
 
+/* The S3 driver takes an endpoint written as a URL (its scheme decides TLS);
+ * the loader used to refuse it although docs/storage.md offered it. */
+static void test_s3_endpoint_url(void **state)
+{
+	static const char *const fine[] = {
+		"https://s3.eu-central-1.amazonaws.com", "https://s3.example.com:8443/",
+		"http://127.0.0.1:9000", "http://[::1]:9000//",
+		"s3.example.com", "s3.example.com:9000",
+	};
+	char text[256];
+	struct sora_config *c;
+
+	for (size_t i = 0; i < sizeof(fine) / sizeof(fine[0]); i++) {
+		snprintf(text, sizeof(text), "[s3]\nendpoint = \"%s\"\n", fine[i]);
+		c = load(text);
+		assert_string_equal(c->s3.endpoint, fine[i]);
+		sora_config_free(&c);
+	}
+	/* What the scheme says wins; an explicit use_ssl that disagrees is an error. */
+	c = load("[s3]\nendpoint = \"https://s3.example.com\"\nuse_ssl = true\n");
+	sora_config_free(&c);
+	expect_error("[s3]\nendpoint = \"https://s3.example.com\"\nuse_ssl = false\n",
+		     "test.toml:3: key 'use_ssl' in [s3]: false contradicts endpoint "
+		     "\"https://s3.example.com\" (the URL's scheme decides; remove one of them)");
+	expect_error("[s3]\nuse_ssl = true\nendpoint = \"http://127.0.0.1:9000\"\n",
+		     "test.toml:2: key 'use_ssl' in [s3]: true contradicts endpoint "
+		     "\"http://127.0.0.1:9000\" (the URL's scheme decides; remove one of them)");
+	expect_error("[s3]\nendpoint = \"https://s3.example.com/bucket\"\n",
+		     "test.toml:2: key 'endpoint' in [s3]: invalid address "
+		     "\"https://s3.example.com/bucket\": invalid character in host name");
+	expect_error_part("[s3]\nendpoint = \"ftp://s3.example.com\"\n", "not a URL");
+	expect_error_part("[s3]\nendpoint = \"https://\"\n", "empty host name");
+	/* Other host:port keys still refuse URLs. */
+	expect_error_part("[[servers]]\ntype = \"imap_proxy\"\naddr = \":1\"\n"
+			  "remote_addrs = [\"https://b:143\"]\n", "not a URL");
+}
+
 static void test_cluster(void **state)
 {
 	struct sora_config *c;
@@ -1779,10 +1817,69 @@ static void test_client_filter_regex(void **state)
 	/* Nested counts that would make regcomp() expand a huge tree. */
 	text = concat(head, "ja4_fingerprint = \"((a{99}){99}){99}\"\n");
 	expect_error(text, "test.toml:5: key 'ja4_fingerprint' in [[servers.client_filters]]: "
-		     "regular expression too complex (counted repetitions multiply past 1000)");
+		     "regular expression too complex (its repetitions expand past 1000 elements)");
 	free(text);
 	text = concat(head, "ja4_fingerprint = \"a{1000000}\"\n");
 	expect_error_part(text, "regular expression too complex");
+	free(text);
+}
+
+/* Regression: "^t" and 150 stacked '+' made glibc's regcomp() take 24 GB
+ * and two minutes at config load ("x+" is built as "xx*", so every '+'
+ * doubles the tree). The pattern's cost is now bounded before regcomp()
+ * runs; each case here fails in microseconds. */
+static void test_client_filter_regex_cost(void **state)
+{
+	static const char head[] = "[[servers]]\ntype = \"imap\"\naddr = \":1\"\n"
+		"[[servers.client_filters]]\n";
+	static const struct { const char *re; const char *error; } cases[] = {
+		{ "^t++", "repetition operator right after another" },
+		{ "a*+", "repetition operator right after another" },
+		{ "a+?", "repetition operator right after another" },
+		{ "a{2}{3}", "repetition operator right after another" },
+		{ "(a+)+*", "repetition operator right after another" },
+		/* Each level of "(...)+" doubles: 2^10 copies of "a". */
+		{ "((((((((((a+)+)+)+)+)+)+)+)+)+)", "too complex" },
+		{ "(a{10}){101}", "too complex" },
+		{ "([a-z]+_){500}", "too complex" },
+		{ "(((((((((((((((((a)))))))))))))))))", "more than 16 deep" },
+		{ "a*b*c*d*e*f*g*h*i*j*k*l*m*n*o*p*q*r*s*t*u*v*w*x*y*z*A*B*C*D*E*F*G*", "more than 32" },
+		{ "(a)\\\\1", "back-references" },
+	};
+	/* Patterns of the same shape that stay within the bounds still load. */
+	static const char *const fine[] = {
+		"^t13d[0-9]{4}h2_[a-f0-9]{12}_[a-f0-9]{12}$",
+		"(((((((((a+)+)+)+)+)+)+)+)+)",   /* 2^9 = 512 */
+		"(a{10}){100}",
+		"[]+]+x",                        /* '+' in a bracket is a character */
+		"[[:alpha:]+]+",
+		"a\\\\++",                       /* an escaped '+' then one '+' */
+		"x{,}",                          /* not an interval: literal braces */
+	};
+	char *text, line[256];
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		snprintf(line, sizeof(line), "ja4_fingerprint = \"%s\"\n", cases[i].re);
+		text = concat(head, line);
+		expect_error_part(text, "test.toml:5: key 'ja4_fingerprint' in "
+				  "[[servers.client_filters]]: ");
+		expect_error_part(text, cases[i].error);
+		free(text);
+	}
+	for (size_t i = 0; i < sizeof(fine) / sizeof(fine[0]); i++) {
+		struct sora_config *c;
+
+		snprintf(line, sizeof(line), "ja4_fingerprint = \"%s\"\n", fine[i]);
+		text = concat(head, line);
+		c = load(text);
+		sora_config_free(&c);
+		free(text);
+	}
+	/* The attack itself, at the length a config line allows. */
+	snprintf(line, sizeof(line), "ja4_fingerprint = \"^t%0150d\"\n", 0);
+	memset(strstr(line, "^t") + 2, '+', 150);
+	text = concat(head, line);
+	expect_error_part(text, "repetition operator right after another");
 	free(text);
 }
 
@@ -1819,6 +1916,102 @@ static void test_unknown_keys_and_tables_warn(void **state)
 	assert_int_equal(c->servers_count, 2);
 	assert_string_equal(c->logging.level, "info");
 	sora_config_free(&c);
+	clear_log();
+}
+
+/* ---- what the server binaries refuse ------------------------------------------ */
+
+/* Loads text (which must load) and returns its sora_config_check_startable()
+ * result: "" when it may start, else the error. */
+static const char *startable(const char *text, bool check_only)
+{
+	static char err[512];
+	struct sora_config *c = load(text);
+
+	err[0] = '\0';
+	if (sora_config_check_startable(c, check_only, err, sizeof(err)) == 0)
+		assert_true(err[0] == '\0');
+	else
+		assert_true(err[0] != '\0');
+	sora_config_free(&c);
+	return err;
+}
+
+/* Features the loader reads (the guide's blocks must load) but this version
+ * does not have: a server refuses to start with them, naming the key. */
+static void test_unavailable_features(void **state)
+{
+	static const struct { const char *text; const char *error; } cases[] = {
+		{ "[cluster]\nbind_port = 7946\nenabled = true\nsecret_key = \"" GOOD_CLUSTER_KEY "\"\n",
+		  "test.toml:3: key 'enabled' in [cluster]: cluster mode (rate-limit sync "
+		  "between nodes) is not available in this version of Sora; set enabled = false" },
+		{ "[tls]\nenabled = true\nprovider = \"letsencrypt\"\n[tls.letsencrypt]\n"
+		  "email = \"a@b.c\"\ndomains = [\"x.y\"]\n",
+		  "test.toml:3: key 'provider' in [tls]: provider = \"letsencrypt\" is not "
+		  "available in this version of Sora; set enabled = false and give each TLS "
+		  "server tls_cert_file and tls_key_file" },
+		{ "[tls]\nenabled = true\n",
+		  "test.toml:2: key 'enabled' in [tls]: the [tls] certificate manager is not "
+		  "available in this version of Sora; set enabled = false (each server's "
+		  "tls_cert_file and tls_key_file serve TLS)" },
+		{ "hostname = \"h\"\n[shared_mailboxes]\nenabled = true\n",
+		  "test.toml:3: key 'enabled' in [shared_mailboxes]: shared mailboxes are not "
+		  "available in this version of Sora; set enabled = false" },
+		{ "[servers.imap]\naddr = \":1\"\n[servers.imap.auth_rate_limit]\n"
+		  "max_attempts_per_ip = 3\nenabled = true\n",
+		  "test.toml:5: key 'enabled' in [servers.imap.auth_rate_limit]: authentication "
+		  "rate limiting (no logins are served yet) is not available in this version of "
+		  "Sora; set enabled = false" },
+		{ "[[servers]]\ntype = \"imap\"\naddr = \":1\"\n[[servers.client_filters]]\n"
+		  "ja4_fingerprint = \"^t13.*\"\n",
+		  "test.toml:4: key 'ja4_fingerprint' in [[servers.client_filters]]: client "
+		  "filtering by JA4 fingerprint is not available in this version of Sora; "
+		  "remove this table" },
+		/* The first one is reported. */
+		{ "[shared_mailboxes]\nenabled = true\n[tls]\nenabled = true\n",
+		  "test.toml:4: key 'enabled' in [tls]: the [tls] certificate manager" },
+	};
+	/* Switched off, or on a server that is not started: nothing to refuse. */
+	static const char *const fine[] = {
+		"[cluster]\nenabled = false\nbind_addr = \"10.0.0.1\"\npeers = [\"a:1\"]\n",
+		"[tls]\nenabled = false\nprovider = \"letsencrypt\"\n",
+		"[shared_mailboxes]\nenabled = false\n",
+		"[servers.imap]\naddr = \":1\"\n[servers.imap.auth_rate_limit]\nenabled = false\n",
+		"[servers.imap]\nstart = false\n[servers.imap.auth_rate_limit]\nenabled = true\n"
+		"[[servers.imap.client_filters]]\nja4_fingerprint = \"x\"\n",
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		for (int check_only = 0; check_only < 2; check_only++) {
+			const char *err = startable(cases[i].text, check_only);
+			if (strncmp(err, cases[i].error, strlen(cases[i].error)) != 0)
+				fail_msg("error \"%s\", expected \"%s\"\n--- config:\n%s", err,
+					 cases[i].error, cases[i].text);
+		}
+	}
+	for (size_t i = 0; i < sizeof(fine) / sizeof(fine[0]); i++)
+		assert_string_equal(startable(fine[i], true), "");
+}
+
+/* --check-config fails on warnings (nginx -t does the same); starting does not. */
+static void test_check_config_fails_on_warnings(void **state)
+{
+	static const char typo[] = "[servers.lmtp]\naddr = \":24\"\n"
+		"[servers.lmtp.proxy_protocl]\nenabled = true\n";
+	static const char two[] = "[servers.lmtp]\naddr = \":24\"\ncolour = 1\n[logging]\nlevle = 1\n";
+
+	clear_log();
+	assert_string_equal(startable(typo, false), "");
+	assert_string_equal(startable(typo, true),
+			    "test.toml: 1 warning above (an unknown key is usually a typo that "
+			    "leaves a setting at its default); --check-config fails until it is fixed");
+	assert_logged("test.toml:3: unknown table [servers.lmtp.proxy_protocl] (its keys are "
+		      "ignored)\n");
+	assert_string_equal(startable(two, true),
+			    "test.toml: 2 warnings above (an unknown key is usually a typo that "
+			    "leaves a setting at its default); --check-config fails until they are "
+			    "fixed");
+	assert_string_equal(startable("[servers.lmtp]\naddr = \":24\"\n", true), "");
 	clear_log();
 }
 
@@ -1877,6 +2070,9 @@ static struct sora_config *load_example(const char *name)
 	/* An example with a typo in a key would only warn: refuse that too. */
 	if (warnings != 0)
 		fail_msg("%s loads with warnings:\n%s", name, logged);
+	/* And one that configures a feature this version lacks would not start. */
+	if (sora_config_check_startable(c, true, err, sizeof(err)) < 0)
+		fail_msg("%s: %s", name, err);
 	return c;
 }
 
@@ -1889,8 +2085,10 @@ static void test_example_backend(void **state)
 		assert_false(sora_server_type_is_proxy(c->servers[i].type));
 		seen[c->servers[i].type] = true;
 	}
+	/* What sora-backend serves in this version; ManageSieve joins it when
+	 * it lands (tests/integration/test_examples.py runs the binary on it). */
 	assert_true(seen[SORA_SRV_IMAP] && seen[SORA_SRV_POP3] && seen[SORA_SRV_LMTP] &&
-		    seen[SORA_SRV_MANAGESIEVE]);
+		    seen[SORA_SRV_METRICS]);
 	sora_config_free(&c);
 }
 
@@ -1905,7 +2103,7 @@ static void test_example_proxy(void **state)
 			assert_true(c->servers[i].remote_addrs_count > 0);
 		}
 	}
-	assert_int_equal(proxies, 4);
+	assert_int_equal(proxies, 2);   /* imap_proxy, pop3_proxy in this version */
 	sora_config_free(&c);
 }
 
@@ -2085,9 +2283,13 @@ int main(void)
 		cmocka_unit_test(test_not_started),
 		cmocka_unit_test(test_tls),
 		cmocka_unit_test(test_s3_and_storage),
+		cmocka_unit_test(test_s3_endpoint_url),
 		cmocka_unit_test(test_cluster),
 		cmocka_unit_test(test_letsencrypt_checks),
 		cmocka_unit_test(test_client_filter_regex),
+		cmocka_unit_test(test_client_filter_regex_cost),
+		cmocka_unit_test(test_unavailable_features),
+		cmocka_unit_test(test_check_config_fails_on_warnings),
 		cmocka_unit_test(test_unknown_keys_and_tables_warn),
 		cmocka_unit_test(test_load_file),
 		cmocka_unit_test(test_example_backend),
