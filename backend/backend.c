@@ -107,10 +107,6 @@ static int backend_migrate(char *err, size_t errsize)
 int sora_backend_start(const struct sora_config *cfg, struct sora_net *net, bool check_only,
 		       char *err, size_t errsize)
 {
-	/* Before anything is touched: a configured feature this version
-	 * lacks, or (under --check-config) a warning, stops here. */
-	if (sora_config_check_startable(cfg, check_only, err, errsize) < 0)
-		return -1;
 	memset(&backend, 0, sizeof(backend));
 	backend.cfg = cfg;
 	backend.net = net;

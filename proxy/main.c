@@ -11,21 +11,12 @@ static const struct sora_conn_handler *proxy_handler(enum sora_server_type type)
 	}
 }
 
-/* Nothing to prepare yet but the check every server binary makes before
- * it starts (see sora_config_check_startable()). */
-static int proxy_start(const struct sora_config *cfg, struct sora_net *net, bool check_only,
-		       char *err, size_t errsize)
-{
-	return sora_config_check_startable(cfg, check_only, err, errsize);
-}
-
 int main(int argc, char **argv)
 {
 	static const struct sora_role role = {
 		.binary = "sora-proxy",
 		.proxy = true,
 		.handler = proxy_handler,
-		.start = proxy_start,
 	};
 
 	return sora_serve_main(argc, argv, &role);

@@ -90,6 +90,13 @@ int sora_serve_main(int argc, char **argv, const struct sora_role *role)
 		fprintf(stderr, "%s: %s\n", role->binary, err);
 		return 2;
 	}
+	/* Before anything is touched: a configured feature this version
+	 * lacks, or (under --check-config) a warning, is a configuration
+	 * error. */
+	if (sora_config_check_startable(cfg, check_only, err, sizeof(err)) < 0) {
+		fprintf(stderr, "%s: %s\n", role->binary, err);
+		goto out;
+	}
 	if (sora_log_setup(cfg->logging.level, cfg->logging.format, cfg->logging.output, &error) < 0) {
 		fprintf(stderr, "%s: [logging]: %s\n", role->binary, error);
 		goto out;

@@ -153,12 +153,11 @@ def test_unavailable_feature_is_one_error(tmp_path, feature):
     assert str(cfg) + want in errors[0], errors[0]
     assert "is valid" not in r.stdout
 
-    # Starting is refused too (exit 2 for server types, which the binary
-    # checks itself; 1 for features, whose check runs where start-up
-    # failures exit 1), and nothing is left listening.
+    # Starting is refused too, as a configuration error (exit 2), and
+    # nothing is left listening.
     r = subprocess.run([bin_path(binary), "--config", str(cfg)], capture_output=True,
                        text=True, timeout=30, cwd=str(tmp_path))
-    assert r.returncode in (1, 2), r.stderr
+    assert r.returncode == 2, r.stderr
     assert str(cfg) + want in r.stderr
     with pytest.raises(OSError):
         wait_port(port, timeout=0.2)
