@@ -5,12 +5,20 @@
 
 #include "common/config/config.h"
 #include "common/proto/cmdline.h"
+#include "common/session/preauth-common.h"
 #include "common/session/preauth.h"
 
 #define IMAP_MAX_LINE 8192
 
-struct imap_preauth {
-	int errors;
+static void imap_command(struct sora_conn *c, struct sora_str line);
+static void imap_line_too_long(struct sora_conn *c);
+
+static const struct sora_preauth_style imap_style = {
+	.bye = "* BYE",
+	.temp_code = "[UNAVAILABLE]",
+	.max_line = IMAP_MAX_LINE,
+	.command = imap_command,
+	.line_too_long = imap_line_too_long,
 };
 
 static void imap_capabilities(struct sora_conn *c, char *buf, size_t size)
@@ -24,36 +32,32 @@ static void imap_capabilities(struct sora_conn *c, char *buf, size_t size)
 
 static void imap_open(struct sora_conn *c)
 {
-	struct imap_preauth *s = calloc(1, sizeof(*s));
 	char caps[256];
 
-	if (s == NULL) {
-		sora_conn_printf(c, "* BYE [UNAVAILABLE] Server out of memory\r\n");
-		sora_conn_close(c, SORA_CLOSE_ERROR);
+	if (!sora_preauth_open(c, &imap_style))
 		return;
-	}
-	sora_conn_set_data(c, s);
 	imap_capabilities(c, caps, sizeof(caps));
 	sora_conn_printf(c, "* OK [CAPABILITY %s] Sora ready.\r\n", caps);
 }
 
-static void imap_bad(struct sora_conn *c, struct imap_preauth *s, struct sora_str tag, const char *msg)
+static void imap_bad(struct sora_conn *c, struct sora_str tag, const char *msg)
 {
-	const struct sora_server_config *srv = sora_conn_server(c);
-
-	s->errors++;
 	if (tag.len > 0)
 		sora_conn_printf(c, "%.*s BAD %s\r\n", (int)tag.len, tag.p, msg);
 	else
 		sora_conn_printf(c, "* BAD %s\r\n", msg);
-	if (srv->max_errors > 0 && s->errors >= srv->max_errors) {
-		sora_info(sora_conn_log_ctx(c), "too many invalid commands (%d): closing", s->errors);
+	if (sora_preauth_count_error(c)) {
 		sora_conn_printf(c, "* BYE Too many invalid commands.\r\n");
 		sora_conn_close(c, SORA_CLOSE_PROTOCOL);
 	}
 }
 
-static void imap_command(struct sora_conn *c, struct imap_preauth *s, struct sora_str line)
+static void imap_line_too_long(struct sora_conn *c)
+{
+	imap_bad(c, SORA_STR_NULL, "Command line too long.");
+}
+
+static void imap_command(struct sora_conn *c, struct sora_str line)
 {
 	struct sora_imap_cmdline cmd;
 	const char *error;
@@ -61,7 +65,7 @@ static void imap_command(struct sora_conn *c, struct imap_preauth *s, struct sor
 	int tl;
 
 	if (sora_imap_cmdline_parse(line, &cmd, &error) < 0) {
-		imap_bad(c, s, cmd.tag, error);
+		imap_bad(c, cmd.tag, error);
 		return;
 	}
 	tl = (int)cmd.tag.len;
@@ -77,7 +81,7 @@ static void imap_command(struct sora_conn *c, struct imap_preauth *s, struct sor
 		sora_conn_printf(c, "* ID (\"name\" \"Sora\")\r\n%.*s OK ID completed.\r\n", tl, cmd.tag.p);
 	} else if (sora_str_ieq_c(cmd.command, "STARTTLS")) {
 		if (sora_conn_is_tls(c) || !sora_conn_server(c)->tls_use_starttls || !sora_conn_tls_available(c)) {
-			imap_bad(c, s, cmd.tag, sora_conn_is_tls(c) ? "TLS is already active." : "STARTTLS is not available.");
+			imap_bad(c, cmd.tag, sora_conn_is_tls(c) ? "TLS is already active." : "STARTTLS is not available.");
 			return;
 		}
 		sora_conn_printf(c, "%.*s OK Begin TLS negotiation now.\r\n", tl, cmd.tag.p);
@@ -89,24 +93,13 @@ static void imap_command(struct sora_conn *c, struct imap_preauth *s, struct sor
 		sora_conn_printf(c, "%.*s NO [UNAVAILABLE] Login is not available on this server yet.\r\n",
 				 tl, cmd.tag.p);
 	} else {
-		imap_bad(c, s, cmd.tag, "Unknown command.");
+		imap_bad(c, cmd.tag, "Unknown command.");
 	}
 }
 
 static size_t imap_input(struct sora_conn *c, const char *data, size_t len)
 {
-	struct imap_preauth *s = sora_conn_data(c);
-	size_t consumed;
-	long n = sora_line_find(data, len, &consumed);
-
-	if (n < 0)
-		return 0;
-	if (n > IMAP_MAX_LINE) {
-		imap_bad(c, s, SORA_STR_NULL, "Command line too long.");
-		return consumed;
-	}
-	imap_command(c, s, sora_str_make(data, (size_t)n));
-	return consumed;
+	return sora_preauth_input(c, &imap_style, data, len);
 }
 
 static void imap_overflow(struct sora_conn *c)
@@ -116,20 +109,12 @@ static void imap_overflow(struct sora_conn *c)
 
 static void imap_reject(struct sora_conn *c, enum sora_reject_reason why)
 {
-	sora_conn_printf(c, "* BYE [UNAVAILABLE] Too many connections%s, try again later.\r\n",
-			 why == SORA_REJECT_MAX_PER_IP ? " from your address" : "");
+	sora_preauth_reject(c, &imap_style, why);
 }
 
 static void imap_farewell(struct sora_conn *c, enum sora_close_reason why)
 {
-	/* A shutdown is temporary: say so, so clients reconnect. */
-	sora_conn_printf(c, "* BYE %s%s\r\n", why == SORA_CLOSE_SHUTDOWN ? "[UNAVAILABLE] " : "",
-			 sora_close_reason_text(why));
-}
-
-static void imap_close(struct sora_conn *c, enum sora_close_reason why)
-{
-	free(sora_conn_data(c));
+	sora_preauth_farewell(c, &imap_style, why);
 }
 
 const struct sora_conn_handler sora_imap_preauth_handler = {
@@ -140,5 +125,5 @@ const struct sora_conn_handler sora_imap_preauth_handler = {
 	.input_overflow = imap_overflow,
 	.reject = imap_reject,
 	.farewell = imap_farewell,
-	.close = imap_close,
+	.close = sora_preauth_close,
 };
