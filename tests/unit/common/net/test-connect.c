@@ -37,6 +37,7 @@
 #include "common/net/conn.h"
 #include "common/net/net.h"
 #include "common/tls/tls.h"
+#include "tests/unit/common/net/net-test-util.h"
 
 static atomic_long flood_bytes;
 static atomic_int back_closed;
@@ -221,19 +222,7 @@ static void *run_net(void *arg)
 	return NULL;
 }
 
-static int pick_port(void)
-{
-	int s = socket(AF_INET, SOCK_STREAM, 0), port;
-	struct sockaddr_in sin = { .sin_family = AF_INET };
-	socklen_t slen = sizeof(sin);
-
-	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	bind(s, (struct sockaddr *)&sin, sizeof(sin));
-	getsockname(s, (struct sockaddr *)&sin, &slen);
-	port = ntohs(sin.sin_port);
-	close(s);
-	return port;
-}
+#define pick_port test_pick_port
 
 static int setup(void **state)
 {
@@ -307,30 +296,11 @@ static int teardown(void **state)
 	return system(cmd) == 0 ? 0 : -1;
 }
 
-static double now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
+#define now_s test_now
 
 static int connect_front(int rcvbuf)
 {
-	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons((uint16_t)front_port) };
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	struct timeval tv = { .tv_sec = 10 };
-
-	if (rcvbuf > 0)
-		setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
-	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	for (int i = 0; i < 100; i++) {
-		if (connect(fd, (struct sockaddr *)&sin, sizeof(sin)) == 0)
-			break;
-		usleep(20000);
-	}
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	return fd;
+	return test_connect(front_port, rcvbuf);
 }
 
 /* One line (without "\n"). */

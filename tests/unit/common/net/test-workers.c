@@ -38,6 +38,7 @@
 #include "common/net/conn.h"
 #include "common/net/net.h"
 #include "common/net/workers.h"
+#include "tests/unit/common/net/net-test-util.h"
 
 static atomic_long bytes_generated;
 static atomic_int jobs_done;
@@ -207,16 +208,9 @@ static void *run_net(void *arg)
 static int setup(void **state)
 {
 	char text[512], err[512];
-	int s = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in sin = { .sin_family = AF_INET };
-	socklen_t slen = sizeof(sin);
 	struct sora_net_params params = { .loops = 2, .workers = 2 };
 
-	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	bind(s, (struct sockaddr *)&sin, sizeof(sin));
-	getsockname(s, (struct sockaddr *)&sin, &slen);
-	port = ntohs(sin.sin_port);
-	close(s);
+	port = test_pick_port();
 	snprintf(text, sizeof(text),
 		 "[logging]\nlevel = \"error\"\n[servers.t]\ntype = \"imap\"\naddr = \"127.0.0.1:%d\"\n"
 		 "command_timeout = -1\nmin_bytes_per_minute = -1\n", port);
@@ -239,30 +233,13 @@ static int teardown(void **state)
 
 static int connect_client(void)
 {
-	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	struct timeval tv = { .tv_sec = 10 };
-
-	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	for (int i = 0; i < 100; i++) {
-		if (connect(fd, (struct sockaddr *)&sin, sizeof(sin)) == 0)
-			break;
-		usleep(20000);
-	}
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	return fd;
+	return test_connect(port, 0);
 }
 
 /* A client that reads nothing: small kernel buffers so it stalls fast. */
 static int connect_nonreader(void)
 {
-	int fd = socket(AF_INET, SOCK_STREAM, 0), small = 4096;
-	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
-
-	setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
-	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	assert_int_equal(connect(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
-	return fd;
+	return test_connect(port, 4096);
 }
 
 static void read_exact(int fd, char *buf, size_t n)
@@ -276,13 +253,7 @@ static void read_exact(int fd, char *buf, size_t n)
 	}
 }
 
-static double now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
+#define now_s test_now
 
 /* True once the server closed fd (EOF or reset) within timeout_ms,
  * discarding whatever it still sends. */
