@@ -557,8 +557,13 @@ int sora_db_acquire(struct sora_db_pool *pool, enum sora_db_target target,
 			pthread_mutex_unlock(&pool->mu);
 			r = db_connect(pool, ep, &c, err, errsize);
 			if (r == 0) {
-				if (idx != 0)
+				/* down_until_ms is read by other acquirers
+				 * under the mutex: write it under it too. */
+				if (idx != 0) {
+					pthread_mutex_lock(&pool->mu);
 					ep->down_until_ms = 0;
+					pthread_mutex_unlock(&pool->mu);
+				}
 				*conn_r = c;
 				return 0;
 			}
