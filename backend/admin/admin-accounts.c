@@ -5,16 +5,6 @@
 #include "backend/admin/admin.h"
 #include "common/db/accounts.h"
 
-/* Prints the module's message and maps its code to an exit status. */
-static int report(int ret, const char *err)
-{
-	int code = admin_exit_code(ret);
-
-	if (code != ADMIN_EXIT_OK)
-		fprintf(stderr, "sora-admin: %s\n", err);
-	return code;
-}
-
 int admin_cmd_accounts_create(struct admin_ctx *ctx, const struct admin_args *args)
 {
 	enum sora_pw_scheme scheme;
@@ -22,7 +12,7 @@ int admin_cmd_accounts_create(struct admin_ctx *ctx, const struct admin_args *ar
 	char *password = NULL;
 	size_t len = 0;
 	int64_t id = 0;
-	char err[1024];
+	struct sora_error err;
 	int code, ret;
 
 	email = admin_require(args, "email", &code);
@@ -37,11 +27,10 @@ int admin_cmd_accounts_create(struct admin_ctx *ctx, const struct admin_args *ar
 	code = admin_read_password(args, &password, &len);
 	if (code != 0)
 		return code;
-	ret = sora_accounts_create(ctx->conn, email, password, len, scheme, &id, err,
-				   sizeof(err));
+	ret = sora_accounts_create(ctx->conn, email, password, len, scheme, &id, &err);
 	admin_password_free(&password, len);
 	if (ret != 0)
-		return report(ret, err);
+		return admin_report(&err);
 	printf("created account %lld with primary address %s (%s)\n", (long long)id, email,
 	       sora_password_scheme_name(scheme));
 	return ADMIN_EXIT_OK;
@@ -51,7 +40,7 @@ int admin_cmd_accounts_list(struct admin_ctx *ctx, const struct admin_args *args
 {
 	struct sora_account_list list;
 	enum sora_accounts_filter filter = SORA_ACCOUNTS_LIVE;
-	char err[1024];
+	struct sora_error err;
 	int ret;
 
 	if (admin_flag(args, "deleted") && admin_flag(args, "all"))
@@ -60,9 +49,9 @@ int admin_cmd_accounts_list(struct admin_ctx *ctx, const struct admin_args *args
 		filter = SORA_ACCOUNTS_DELETED;
 	else if (admin_flag(args, "all"))
 		filter = SORA_ACCOUNTS_ALL;
-	ret = sora_accounts_list(ctx->conn, filter, &list, err, sizeof(err));
+	ret = sora_accounts_list(ctx->conn, filter, &list, &err);
 	if (ret != 0)
-		return report(ret, err);
+		return admin_report(&err);
 	printf("%-8s %-40s %5s %9s %9s %-23s %s\n", "ID", "PRIMARY ADDRESS", "CREDS",
 	       "MAILBOXES", "MESSAGES", "CREATED", "STATUS");
 	for (size_t i = 0; i < list.count; i++) {
@@ -97,19 +86,20 @@ int admin_cmd_accounts_show(struct admin_ctx *ctx, const struct admin_args *args
 	struct sora_credential_list creds;
 	const struct sora_account_info *a;
 	const char *email;
-	char err[1024], size[64];
+	struct sora_error err;
+	char size[64];
 	int code, ret;
 
 	email = admin_require(args, "email", &code);
 	if (email == NULL)
 		return code;
-	ret = sora_accounts_show(ctx->conn, email, &list, err, sizeof(err));
+	ret = sora_accounts_show(ctx->conn, email, &list, &err);
 	if (ret != 0)
-		return report(ret, err);
-	ret = sora_accounts_list_credentials(ctx->conn, email, &creds, err, sizeof(err));
+		return admin_report(&err);
+	ret = sora_accounts_list_credentials(ctx->conn, email, &creds, &err);
 	if (ret != 0) {
 		sora_account_list_free(&list);
-		return report(ret, err);
+		return admin_report(&err);
 	}
 	a = &list.items[0];
 	printf("Account:     %lld\n", (long long)a->id);
@@ -138,7 +128,7 @@ int admin_cmd_accounts_update(struct admin_ctx *ctx, const struct admin_args *ar
 	const char *email;
 	char *password = NULL;
 	size_t len = 0;
-	char err[1024];
+	struct sora_error err;
 	int code, ret;
 
 	email = admin_require(args, "email", &code);
@@ -156,17 +146,16 @@ int admin_cmd_accounts_update(struct admin_ctx *ctx, const struct admin_args *ar
 		code = admin_read_password(args, &password, &len);
 		if (code != 0)
 			return code;
-		ret = sora_accounts_set_password(ctx->conn, email, password, len, scheme, err,
-						 sizeof(err));
+		ret = sora_accounts_set_password(ctx->conn, email, password, len, scheme, &err);
 		admin_password_free(&password, len);
 		if (ret != 0)
-			return report(ret, err);
+			return admin_report(&err);
 		printf("password of %s changed (%s)\n", email, sora_password_scheme_name(scheme));
 	}
 	if (make_primary) {
-		ret = sora_accounts_make_primary(ctx->conn, email, err, sizeof(err));
+		ret = sora_accounts_make_primary(ctx->conn, email, &err);
 		if (ret != 0)
-			return report(ret, err);
+			return admin_report(&err);
 		printf("%s is now the primary identity of its account\n", email);
 	}
 	return ADMIN_EXIT_OK;
@@ -175,15 +164,15 @@ int admin_cmd_accounts_update(struct admin_ctx *ctx, const struct admin_args *ar
 int admin_cmd_accounts_delete(struct admin_ctx *ctx, const struct admin_args *args)
 {
 	const char *email;
-	char err[1024];
+	struct sora_error err;
 	int code, ret;
 
 	email = admin_require(args, "email", &code);
 	if (email == NULL)
 		return code;
-	ret = sora_accounts_delete(ctx->conn, email, err, sizeof(err));
+	ret = sora_accounts_delete(ctx->conn, email, &err);
 	if (ret != 0)
-		return report(ret, err);
+		return admin_report(&err);
 	printf("account of %s deleted (restore with: sora-admin accounts restore --email %s)\n",
 	       email, email);
 	return ADMIN_EXIT_OK;
@@ -192,15 +181,15 @@ int admin_cmd_accounts_delete(struct admin_ctx *ctx, const struct admin_args *ar
 int admin_cmd_accounts_restore(struct admin_ctx *ctx, const struct admin_args *args)
 {
 	const char *email;
-	char err[1024];
+	struct sora_error err;
 	int code, ret;
 
 	email = admin_require(args, "email", &code);
 	if (email == NULL)
 		return code;
-	ret = sora_accounts_restore(ctx->conn, email, err, sizeof(err));
+	ret = sora_accounts_restore(ctx->conn, email, &err);
 	if (ret != 0)
-		return report(ret, err);
+		return admin_report(&err);
 	printf("account of %s restored\n", email);
 	return ADMIN_EXIT_OK;
 }
@@ -212,7 +201,7 @@ int admin_cmd_credentials_add(struct admin_ctx *ctx, const struct admin_args *ar
 	bool primary = admin_flag(args, "primary");
 	char *password = NULL;
 	size_t len = 0;
-	char err[1024];
+	struct sora_error err;
 	int code, ret;
 
 	account = admin_require(args, "account", &code);
@@ -231,10 +220,10 @@ int admin_cmd_credentials_add(struct admin_ctx *ctx, const struct admin_args *ar
 	if (code != 0)
 		return code;
 	ret = sora_accounts_add_credential(ctx->conn, account, email, password, len, scheme,
-					   primary, err, sizeof(err));
+					   primary, &err);
 	admin_password_free(&password, len);
 	if (ret != 0)
-		return report(ret, err);
+		return admin_report(&err);
 	printf("added %s to the account of %s%s (%s)\n", email, account,
 	       primary ? " as primary identity" : "", sora_password_scheme_name(scheme));
 	return ADMIN_EXIT_OK;
@@ -244,7 +233,7 @@ int admin_cmd_credentials_list(struct admin_ctx *ctx, const struct admin_args *a
 {
 	struct sora_credential_list creds;
 	const char *account = admin_opt(args, "account");
-	char err[1024];
+	struct sora_error err;
 	int ret;
 
 	/* --email is accepted as a synonym, as in the other commands. */
@@ -252,9 +241,9 @@ int admin_cmd_credentials_list(struct admin_ctx *ctx, const struct admin_args *a
 		account = admin_opt(args, "email");
 	if (account == NULL || account[0] == '\0')
 		return admin_usage_error(args->cmd, "--account is required");
-	ret = sora_accounts_list_credentials(ctx->conn, account, &creds, err, sizeof(err));
+	ret = sora_accounts_list_credentials(ctx->conn, account, &creds, &err);
 	if (ret != 0)
-		return report(ret, err);
+		return admin_report(&err);
 	print_credentials(&creds);
 	sora_credential_list_free(&creds);
 	return ADMIN_EXIT_OK;
@@ -263,15 +252,15 @@ int admin_cmd_credentials_list(struct admin_ctx *ctx, const struct admin_args *a
 int admin_cmd_credentials_delete(struct admin_ctx *ctx, const struct admin_args *args)
 {
 	const char *email;
-	char err[1024];
+	struct sora_error err;
 	int code, ret;
 
 	email = admin_require(args, "email", &code);
 	if (email == NULL)
 		return code;
-	ret = sora_accounts_delete_credential(ctx->conn, email, err, sizeof(err));
+	ret = sora_accounts_delete_credential(ctx->conn, email, &err);
 	if (ret != 0)
-		return report(ret, err);
+		return admin_report(&err);
 	printf("deleted credential %s\n", email);
 	return ADMIN_EXIT_OK;
 }

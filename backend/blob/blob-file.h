@@ -42,11 +42,11 @@ int sora_blob_clean_dir(const char *dir);
 /* Writes all of data, retrying short writes and EINTR. 0 or -1 (errno). */
 int sora_blob_write_all(int fd, const void *data, size_t len);
 /* Writes a whole source into fd. Returns 0 or -1 with err set. */
-int sora_blob_write_source(int fd, struct sora_blob_source *src, struct sora_blob_error *err);
+int sora_blob_write_source(int fd, struct sora_blob_source *src, struct sora_error *err);
 /* Sends bytes [offset, offset+length) of fd (clipped to file_size) to cb in
- * pieces of at most 64 KiB. Returns 0, SORA_BLOB_EFAIL (read error, err
- * set) or SORA_BLOB_EABORTED. */
+ * pieces of at most 64 KiB. Returns 0, or -1 with err set: a read error, or
+ * SORA_ERR_ABORTED when cb stopped. */
 int sora_blob_send_range(int fd, uint64_t file_size, uint64_t offset, uint64_t length,
-			 sora_blob_write_cb *cb, void *cb_ctx, struct sora_blob_error *err);
+			 sora_blob_write_cb *cb, void *cb_ctx, struct sora_error *err);
 
 #endif
