@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -111,7 +112,9 @@ static bool uploader_stopping(struct sora_uploader *up, unsigned *kicks_r)
 
 /* Claims up to CLAIM_BATCH due rows in one statement (one commit for the
  * lot). Returns how many were claimed (0: none due), or -1 on a database
- * error (err set). */
+ * error (err set). A row whose columns cannot be read is logged and left
+ * out: its lease runs out and the error shows again, without holding up
+ * the rest of the queue. */
 static int claim_batch(struct sora_uploader *up, struct sora_db_conn *conn,
 		       struct claim *c, struct sora_error *err)
 {
@@ -125,21 +128,37 @@ static int claim_batch(struct sora_uploader *up, struct sora_db_conn *conn,
 	char lease[16], limit[16], sqlstate[6];
 	const char *params[3] = { up->instance_id, lease, limit };
 	PGresult *res = NULL;
-	int n;
+	int rows, n = 0;
 
 	snprintf(lease, sizeof(lease), "%d", LEASE_SECONDS);
 	snprintf(limit, sizeof(limit), "%d", CLAIM_BATCH);
 	if (sora_db_exec_prepared(conn, SORA_DB_CLASS_WRITE, "sora_upload_claim_v1", sql, 3,
 				  params, NULL, NULL, 0, &res, sqlstate, err) != 0)
 		return -1;
-	n = PQntuples(res);
-	if (n > CLAIM_BATCH)
-		n = CLAIM_BATCH;
-	for (int i = 0; i < n; i++) {
-		snprintf(c[i].id, sizeof(c[i].id), "%s", PQgetvalue(res, i, 0));
-		c[i].account_id = strtoll(PQgetvalue(res, i, 1), NULL, 10);
-		snprintf(c[i].hash, sizeof(c[i].hash), "%s", PQgetvalue(res, i, 2));
-		c[i].attempts = (int)strtol(PQgetvalue(res, i, 3), NULL, 10);
+	rows = PQntuples(res);
+	if (rows > CLAIM_BATCH)
+		rows = CLAIM_BATCH;
+	for (int i = 0; i < rows; i++) {
+		struct sora_error verr;
+		int64_t id, account, attempts;
+
+		if (sora_db_get_i64(res, i, 0, &id, &verr) < 0 ||
+		    sora_db_get_i64(res, i, 1, &account, &verr) < 0 ||
+		    sora_db_get_i64(res, i, 3, &attempts, &verr) < 0) {
+			sora_error(NULL, "uploader: %s: unreadable pending_uploads row: %s",
+				   sora_db_conn_describe(conn), verr.msg);
+			continue;
+		}
+		if (!sora_blob_hash_valid(sora_str_c(PQgetvalue(res, i, 2)))) {
+			sora_error(NULL, "uploader: %s: pending_uploads row %" PRId64
+				   ": content_hash is not a hash", sora_db_conn_describe(conn), id);
+			continue;
+		}
+		snprintf(c[n].id, sizeof(c[n].id), "%" PRId64, id);
+		c[n].account_id = account;
+		snprintf(c[n].hash, sizeof(c[n].hash), "%s", PQgetvalue(res, i, 2));
+		c[n].attempts = attempts > INT_MAX ? INT_MAX : attempts < 0 ? 0 : (int)attempts;
+		n++;
 	}
 	PQclear(res);
 	return n;

@@ -18,6 +18,10 @@
  * same key, so a crash between upload and row deletion cannot duplicate an
  * object.
  *
+ * Values read back from pending_uploads go through sora_db_get_i64(): a
+ * row that cannot be read is logged as an error and skipped, never
+ * guessed at.
+ *
  * Errors: start returns 0 or -1 with a struct sora_error (common/core/
  * error.h). Upload failures are classified by the blob store: TEMPORARY
  * ones hand the rest of the batch back and count as "retry", CORRUPT ones
