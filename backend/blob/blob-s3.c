@@ -135,32 +135,11 @@ int sora_blob_s3_uri_encode(const char *s, size_t len, bool keep_slash,
 	return (int)o;
 }
 
-/* Renders a key for messages: printable ASCII as is, other bytes as \xNN. */
+/* Renders a key for messages: escaped as in logs (keys are validated but
+ * may hold any bytes but NUL). */
 static void key_for_msg(const char *key, char *dst, size_t size)
 {
-	static const char hex[] = "0123456789abcdef";
-	size_t o = 0;
-
-	if (key == NULL) {
-		snprintf(dst, size, "%s", "");
-		return;
-	}
-	for (const unsigned char *p = (const unsigned char *)key; *p != '\0'; p++) {
-		if (o + 8 >= size) {
-			memcpy(dst + o, "...", 3);
-			o += 3;
-			break;
-		}
-		if (*p >= 0x20 && *p < 0x7f && *p != '\\') {
-			dst[o++] = (char)*p;
-		} else {
-			dst[o++] = '\\';
-			dst[o++] = 'x';
-			dst[o++] = hex[*p >> 4];
-			dst[o++] = hex[*p & 0xf];
-		}
-	}
-	dst[o] = '\0';
+	sora_log_escape(sora_str_c(key), dst, size);
 }
 
 bool sora_blob_s3_retryable(int curl_code, long http_status, const char *s3_code)
