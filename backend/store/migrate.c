@@ -9,6 +9,7 @@
 
 #include <sodium.h>
 
+#include "backend/blob/blob-hash.h"
 #include "common/core/log.h"
 #include "common/core/str.h"
 #include "common/db/db.h"
@@ -81,10 +82,8 @@ static int run(PGconn *conn, const char *sql, int nparams, const char *const *va
 
 void sora_store_migration_checksum(const char *sql, char hex_r[65])
 {
-	unsigned char h[32];
-
-	crypto_generichash(h, sizeof(h), (const unsigned char *)sql, strlen(sql), NULL, 0);
-	sodium_bin2hex(hex_r, 65, h, sizeof(h));
+	/* The same BLAKE2b-256 as a body's content hash. */
+	sora_blob_hash_buf(sql, strlen(sql), hex_r);
 }
 
 const char *sora_migration_state_name(enum sora_migration_state state)
