@@ -789,26 +789,29 @@ static int db_fail(struct sora_db_conn *conn, PGresult *res, char sqlstate_r[6],
 	return -1;
 }
 
-static int db_run(struct sora_db_conn *conn, const char *sql, int nparams,
-		  const char *const *values, const int *lengths, const int *formats,
-		  int result_format, PGresult **res_r, char sqlstate_r[6],
-		  struct sora_error *err)
+/* Clears a query's out-parameters and refuses a connection known to be
+ * broken. */
+static int db_start(struct sora_db_conn *conn, PGresult **res_r, char sqlstate_r[6],
+		    struct sora_error *err)
 {
-	PGresult *res;
-	ExecStatusType st;
-
 	if (res_r != NULL)
 		*res_r = NULL;
 	if (sqlstate_r != NULL)
 		sqlstate_r[0] = '\0';
-	if (conn->broken) {
+	if (conn->broken)
 		return sora_error_set(err, SORA_ERR_TEMPORARY, "%s: connection lost",
 				      conn->ep->desc);
-	}
-	res = PQexecParams(conn->pg, sql, nparams, NULL, values, lengths, formats,
-			   result_format);
+	return 0;
+}
+
+/* Takes a statement's result: hands it to the caller (or frees it) when
+ * it succeeded, reports it otherwise. */
+static int db_result(struct sora_db_conn *conn, PGresult *res, PGresult **res_r,
+		     char sqlstate_r[6], struct sora_error *err)
+{
+	ExecStatusType st = res != NULL ? PQresultStatus(res) : PGRES_FATAL_ERROR;
+
 	conn->last_used_ms = now_ms();
-	st = res != NULL ? PQresultStatus(res) : PGRES_FATAL_ERROR;
 	if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
 		int ret = db_fail(conn, res, sqlstate_r, err);
 
@@ -820,6 +823,18 @@ static int db_run(struct sora_db_conn *conn, const char *sql, int nparams,
 	else
 		PQclear(res);
 	return 0;
+}
+
+static int db_run(struct sora_db_conn *conn, const char *sql, int nparams,
+		  const char *const *values, const int *lengths, const int *formats,
+		  int result_format, PGresult **res_r, char sqlstate_r[6],
+		  struct sora_error *err)
+{
+	if (db_start(conn, res_r, sqlstate_r, err) < 0)
+		return -1;
+	return db_result(conn, PQexecParams(conn->pg, sql, nparams, NULL, values, lengths,
+					    formats, result_format),
+			 res_r, sqlstate_r, err);
 }
 
 /* Makes the session (or, inside a transaction, the transaction) use the
@@ -873,15 +888,8 @@ int sora_db_exec_params(struct sora_db_conn *conn, enum sora_db_class cls,
 			const int *lengths, const int *formats, int result_format,
 			PGresult **res_r, char sqlstate_r[6], struct sora_error *err)
 {
-	int ret;
-
-	if (res_r != NULL)
-		*res_r = NULL;
-	if (sqlstate_r != NULL)
-		sqlstate_r[0] = '\0';
-	ret = db_apply_timeout(conn, cls, err);
-	if (ret != 0)
-		return ret;
+	if (db_start(conn, res_r, sqlstate_r, err) < 0 || db_apply_timeout(conn, cls, err) < 0)
+		return -1;
 	return db_run(conn, sql, nparams, values, lengths, formats, result_format,
 		      res_r, sqlstate_r, err);
 }
@@ -902,48 +910,23 @@ int sora_db_exec_prepared(struct sora_db_conn *conn, enum sora_db_class cls,
 			  struct sora_error *err)
 {
 	PGresult *res;
-	ExecStatusType st;
 	int ret;
 
-	if (res_r != NULL)
-		*res_r = NULL;
-	if (sqlstate_r != NULL)
-		sqlstate_r[0] = '\0';
-	ret = db_apply_timeout(conn, cls, err);
-	if (ret != 0)
-		return ret;
-	if (conn->broken) {
-		return sora_error_set(err, SORA_ERR_TEMPORARY, "%s: connection lost",
-				      conn->ep->desc);
-	}
+	if (db_start(conn, res_r, sqlstate_r, err) < 0 || db_apply_timeout(conn, cls, err) < 0)
+		return -1;
 	if (!db_is_prepared(conn, name)) {
 		/* More distinct statements than slots: run unprepared. */
 		if (conn->nprepared == SORA_DB_MAX_PREPARED)
 			return db_run(conn, sql, nparams, values, lengths, formats, result_format,
 				      res_r, sqlstate_r, err);
-		res = PQprepare(conn->pg, name, sql, nparams, NULL);
-		st = res != NULL ? PQresultStatus(res) : PGRES_FATAL_ERROR;
-		if (st != PGRES_COMMAND_OK) {
-			ret = db_fail(conn, res, sqlstate_r, err);
-			PQclear(res);
+		ret = db_result(conn, PQprepare(conn->pg, name, sql, nparams, NULL), NULL,
+				sqlstate_r, err);
+		if (ret != 0)
 			return ret;
-		}
-		PQclear(res);
 		conn->prepared[conn->nprepared++] = name;
 	}
 	res = PQexecPrepared(conn->pg, name, nparams, values, lengths, formats, result_format);
-	conn->last_used_ms = now_ms();
-	st = res != NULL ? PQresultStatus(res) : PGRES_FATAL_ERROR;
-	if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
-		ret = db_fail(conn, res, sqlstate_r, err);
-		PQclear(res);
-		return ret;
-	}
-	if (res_r != NULL)
-		*res_r = res;
-	else
-		PQclear(res);
-	return 0;
+	return db_result(conn, res, res_r, sqlstate_r, err);
 }
 
 int sora_db_exec(struct sora_db_conn *conn, enum sora_db_class cls,
