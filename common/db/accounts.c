@@ -269,6 +269,46 @@ static int get_i64(struct sora_db_conn *conn, const PGresult *res, int row, int 
 	return -1;
 }
 
+/* A bigint column as the text of a query parameter. */
+static int get_id_text(struct sora_db_conn *conn, const PGresult *res, int row, int col,
+		       char buf[24], struct sora_error *err)
+{
+	int64_t v;
+
+	if (get_i64(conn, res, row, col, &v, err) < 0)
+		return -1;
+	snprintf(buf, 24, "%lld", (long long)v);
+	return 0;
+}
+
+/* Starts a write transaction with a locking query whose only parameter is
+ * address; no row means the address does not exist. The caller rolls
+ * back on failure (its "out:" path) and clears *res_r. */
+static int begin_locked(struct sora_db_conn *conn, const char *sql, const char *address,
+			PGresult **res_r, struct sora_error *err)
+{
+	const char *values[1] = { address };
+
+	if (sora_db_begin(conn, SORA_DB_CLASS_WRITE, err) != 0 ||
+	    sora_db_exec(conn, SORA_DB_CLASS_WRITE, sql, 1, values, res_r, NULL, err) != 0)
+		return -1;
+	if (PQntuples(*res_r) == 0)
+		return not_found(address, err);
+	return 0;
+}
+
+/* Takes the primary flag from every credential of the account. */
+static int clear_primary(struct sora_db_conn *conn, const char *account_id,
+			 struct sora_error *err)
+{
+	const char *values[1] = { account_id };
+
+	return sora_db_exec(conn, SORA_DB_CLASS_WRITE,
+			    "UPDATE credentials SET primary_identity = false, updated_at = now()"
+			    " WHERE account_id = $1::bigint AND primary_identity",
+			    1, values, NULL, NULL, err);
+}
+
 int sora_accounts_create(struct sora_db_conn *conn, const char *address,
 			 const char *password, size_t password_len,
 			 enum sora_pw_scheme scheme, int64_t *account_id_r,
@@ -334,41 +374,27 @@ int sora_accounts_make_primary(struct sora_db_conn *conn, const char *address,
 	PGresult *res = NULL;
 	const char *values[2];
 	char account_id[24];
-	int64_t id;
 	int ret;
 
-	ret = sora_db_begin(conn, SORA_DB_CLASS_WRITE, err);
-	if (ret != 0)
-		return ret;
-	values[0] = address;
 	/* Locking every credential of the account serialises this with
 	 * concurrent credential deletions and other primary changes. */
-	ret = sora_db_exec(conn, SORA_DB_CLASS_WRITE,
+	ret = begin_locked(conn,
 			   "SELECT c.account_id, c.primary_identity FROM credentials c"
 			   " WHERE c.account_id = (SELECT account_id FROM credentials"
 			   " WHERE lower(address) = lower($1))"
 			   " ORDER BY (lower(c.address) = lower($1)) DESC, c.id FOR UPDATE",
-			   1, values, &res, NULL, err);
+			   address, &res, err);
 	if (ret != 0)
 		goto out;
-	if (PQntuples(res) == 0) {
-		ret = not_found(address, err);
-		goto out;
-	}
 	if (get_bool(res, 0, 1))
 		goto commit;  /* already the primary: nothing to do */
-	ret = get_i64(conn, res, 0, 0, &id, err);
+	ret = get_id_text(conn, res, 0, 0, account_id, err);
+	if (ret == 0)
+		ret = clear_primary(conn, account_id, err);
 	if (ret != 0)
 		goto out;
-	snprintf(account_id, sizeof(account_id), "%lld", (long long)id);
 	values[0] = account_id;
 	values[1] = address;
-	ret = sora_db_exec(conn, SORA_DB_CLASS_WRITE,
-			   "UPDATE credentials SET primary_identity = false, updated_at = now()"
-			   " WHERE account_id = $1::bigint AND primary_identity",
-			   1, values, NULL, NULL, err);
-	if (ret != 0)
-		goto out;
 	ret = sora_db_exec(conn, SORA_DB_CLASS_WRITE,
 			   "UPDATE credentials SET primary_identity = true, updated_at = now()"
 			   " WHERE account_id = $1::bigint AND lower(address) = lower($2)",
@@ -605,40 +631,22 @@ int sora_accounts_add_credential(struct sora_db_conn *conn, const char *account_
 	char account_id[24];
 	char sqlstate[6];
 	const char *values[4];
-	int64_t id;
 	int ret;
 
 	ret = new_credential(new_address, scheme, password, password_len, &hash, err);
 	if (ret != 0)
 		return ret;
-	ret = sora_db_begin(conn, SORA_DB_CLASS_WRITE, err);
-	if (ret != 0)
-		goto out;
-	values[0] = account_address;
-	ret = sora_db_exec(conn, SORA_DB_CLASS_WRITE,
+	ret = begin_locked(conn,
 			   "SELECT a.id FROM accounts a JOIN credentials c ON c.account_id = a.id"
 			   " WHERE lower(c.address) = lower($1) FOR UPDATE OF a",
-			   1, values, &res, NULL, err);
+			   account_address, &res, err);
+	if (ret == 0)
+		ret = get_id_text(conn, res, 0, 0, account_id, err);
+	if (ret == 0 && make_primary)
+		ret = clear_primary(conn, account_id, err);
 	if (ret != 0)
 		goto out;
-	if (PQntuples(res) == 0) {
-		ret = not_found(account_address, err);
-		goto out;
-	}
-	ret = get_i64(conn, res, 0, 0, &id, err);
-	if (ret != 0)
-		goto out;
-	snprintf(account_id, sizeof(account_id), "%lld", (long long)id);
 	values[0] = account_id;
-	if (make_primary) {
-		ret = sora_db_exec(conn, SORA_DB_CLASS_WRITE,
-				   "UPDATE credentials SET primary_identity = false,"
-				   " updated_at = now()"
-				   " WHERE account_id = $1::bigint AND primary_identity",
-				   1, values, NULL, NULL, err);
-		if (ret != 0)
-			goto out;
-	}
 	values[1] = new_address;
 	values[2] = hash;
 	values[3] = make_primary ? "true" : "false";
@@ -663,24 +671,20 @@ int sora_accounts_delete_credential(struct sora_db_conn *conn, const char *addre
 				    struct sora_error *err)
 {
 	PGresult *res = NULL;
-	const char *values[1] = { address };
+	const char *values[1];
 	char shown[128];
 	char id[24];
-	int64_t cred_id;
 	int target = -1;
 	int n, ret;
 
-	ret = sora_db_begin(conn, SORA_DB_CLASS_WRITE, err);
-	if (ret != 0)
-		return ret;
 	/* Lock all credentials of the account so two concurrent deletions
 	 * cannot both see "another one is left". */
-	ret = sora_db_exec(conn, SORA_DB_CLASS_WRITE,
+	ret = begin_locked(conn,
 			   "SELECT c.id, c.primary_identity, lower(c.address) = lower($1)"
 			   " FROM credentials c WHERE c.account_id = (SELECT account_id"
 			   " FROM credentials WHERE lower(address) = lower($1))"
 			   " ORDER BY c.id FOR UPDATE",
-			   1, values, &res, NULL, err);
+			   address, &res, err);
 	if (ret != 0)
 		goto out;
 	n = PQntuples(res);
@@ -704,10 +708,9 @@ int sora_accounts_delete_credential(struct sora_db_conn *conn, const char *addre
 			" (accounts update --email OTHER --make-primary)", shown);
 		goto out;
 	}
-	ret = get_i64(conn, res, target, 0, &cred_id, err);
+	ret = get_id_text(conn, res, target, 0, id, err);
 	if (ret != 0)
 		goto out;
-	snprintf(id, sizeof(id), "%lld", (long long)cred_id);
 	values[0] = id;
 	ret = sora_db_exec(conn, SORA_DB_CLASS_WRITE,
 			   "DELETE FROM credentials WHERE id = $1::bigint",
