@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #define KEY_MAX_LEN 1024
+#define IO_CHUNK (64 * 1024)
 
 int sora_blob_key_check(const char *key, struct sora_error *err)
 {
@@ -140,6 +141,39 @@ void sora_blob_driver_free(struct sora_blob_driver **drv)
 		return;
 	(*drv)->ops->destroy(*drv);
 	*drv = NULL;
+}
+
+int sora_blob_source_drain(struct sora_blob_source *src, sora_blob_chunk_cb *cb, void *ctx,
+			   struct sora_error *err)
+{
+	char *buf = malloc(IO_CHUNK);
+	uint64_t total = 0;
+	int ret = -1;
+
+	if (buf == NULL)
+		return sora_error_set(err, SORA_ERR_TEMPORARY, "out of memory");
+	if (src->rewind(src->ctx, err) < 0)
+		goto out;
+	for (;;) {
+		ssize_t n = src->read(src->ctx, buf, IO_CHUNK, err);
+
+		if (n < 0)
+			goto out;
+		if (n == 0)
+			break;
+		if (cb != NULL && cb(ctx, buf, (size_t)n, err) < 0)
+			goto out;
+		total += (uint64_t)n;
+	}
+	if (total != src->length) {
+		sora_error_set(err, SORA_ERR_PERMANENT, "body has %llu bytes, expected %llu",
+			       (unsigned long long)total, (unsigned long long)src->length);
+		goto out;
+	}
+	ret = 0;
+out:
+	free(buf);
+	return ret;
 }
 
 static ssize_t mem_read(void *ctx, void *buf, size_t len, struct sora_error *err)

@@ -59,6 +59,18 @@ struct sora_blob_source {
 	void *ctx;
 };
 
+/* Receives the pieces of a source in order (sora_blob_source_drain).
+ * Returns 0 to go on, or -1 with err set to stop. */
+typedef int sora_blob_chunk_cb(void *ctx, const void *data, size_t len,
+			       struct sora_error *err);
+
+/* Reads src from its start to its end, handing every piece to cb (NULL:
+ * read only for the source's own checks, as a hash-verifying source
+ * makes). Fails when src delivers a number of bytes other than
+ * src->length. Returns 0, or -1 with err set. */
+int sora_blob_source_drain(struct sora_blob_source *src, sora_blob_chunk_cb *cb, void *ctx,
+			   struct sora_error *err);
+
 /* Receives a downloaded body in order. Returns 0 to continue, -1 to stop
  * the transfer; the operation then fails with SORA_ERR_ABORTED, and a
  * callback that needs to say why keeps the reason in its own ctx. */

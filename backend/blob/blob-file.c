@@ -187,36 +187,33 @@ int sora_blob_write_all(int fd, const void *data, size_t len)
 	return 0;
 }
 
+int sora_blob_commit_file(int fd, char *tmp, const char *path, const char **what_r)
+{
+	*what_r = "fsync";
+	if (fsync(fd) < 0)
+		return -1;
+	*what_r = "mkdir";
+	if (sora_blob_mkdirs_parent_durable(path, 0750) < 0)
+		return -1;
+	*what_r = "rename";
+	if (rename(tmp, path) < 0)
+		return -1;
+	tmp[0] = '\0';
+	*what_r = "fsync directory";
+	return sora_blob_fsync_parent(path);
+}
+
+static int write_chunk(void *ctx, const void *data, size_t len, struct sora_error *err)
+{
+	if (sora_blob_write_all(*(const int *)ctx, data, len) < 0)
+		return sora_error_set(err, sora_error_class_errno(errno), "write: %s",
+				      strerror(errno));
+	return 0;
+}
+
 int sora_blob_write_source(int fd, struct sora_blob_source *src, struct sora_error *err)
 {
-	char *buf = malloc(IO_CHUNK);
-	uint64_t total = 0;
-	int ret = -1;
-
-	if (buf == NULL)
-		return sora_error_set(err, SORA_ERR_TEMPORARY, "out of memory");
-	for (;;) {
-		ssize_t n = src->read(src->ctx, buf, IO_CHUNK, err);
-		if (n < 0)
-			goto out;
-		if (n == 0)
-			break;
-		if (sora_blob_write_all(fd, buf, (size_t)n) < 0) {
-			sora_error_set(err, sora_error_class_errno(errno), "write: %s",
-				       strerror(errno));
-			goto out;
-		}
-		total += (uint64_t)n;
-	}
-	if (total != src->length) {
-		sora_error_set(err, SORA_ERR_PERMANENT, "body has %llu bytes, expected %llu",
-			       (unsigned long long)total, (unsigned long long)src->length);
-		goto out;
-	}
-	ret = 0;
-out:
-	free(buf);
-	return ret;
+	return sora_blob_source_drain(src, write_chunk, &fd, err);
 }
 
 int sora_blob_send_range(int fd, uint64_t file_size, uint64_t offset, uint64_t length,

@@ -46,37 +46,20 @@ static int fs_put(struct sora_blob_driver *drv, const char *key,
 	if (fs_path(fs, "PUT", key, path, sizeof(path), err) < 0)
 		return -1;
 	fd = sora_blob_tmpfile(fs->tmpdir, tmp, sizeof(tmp));
-	if (fd < 0) {
+	if (fd < 0)
 		return sora_error_set(err, sora_error_class_errno(errno),
 				      "fs PUT %s: temp file in %s: %s", key, fs->tmpdir,
 				      strerror(errno));
-	}
-	if (src->rewind(src->ctx, err) < 0 || sora_blob_write_source(fd, src, err) < 0) {
+	if (sora_blob_write_source(fd, src, err) < 0) {
 		sora_error_prefix(err, "fs PUT");
 		goto out;
 	}
-	if (fsync(fd) < 0) {
-		what = "fsync";
-		goto fail_errno;
-	}
-	if (sora_blob_mkdirs_parent_durable(path, 0750) < 0) {
-		what = "mkdir";
-		goto fail_errno;
-	}
-	if (rename(tmp, path) < 0) {
-		what = "rename";
-		goto fail_errno;
-	}
-	tmp[0] = '\0';
-	if (sora_blob_fsync_parent(path) < 0) {
-		what = "fsync directory";
-		goto fail_errno;
+	if (sora_blob_commit_file(fd, tmp, path, &what) < 0) {
+		sora_error_set(err, sora_error_class_errno(errno), "fs PUT %s: %s: %s", key, what,
+			       strerror(errno));
+		goto out;
 	}
 	ret = 0;
-	goto out;
-fail_errno:
-	sora_error_set(err, sora_error_class_errno(errno), "fs PUT %s: %s: %s", key, what,
-		       strerror(errno));
 out:
 	if (fd >= 0)
 		close(fd);
@@ -105,37 +88,23 @@ static int fs_link_file(struct sora_blob_driver *drv, const char *key, const cha
 
 		snprintf(name, sizeof(name), "link.%08x%08x", randombytes_random(),
 			 randombytes_random());
-		if (sora_blob_path_join(tmp, sizeof(tmp), fs->tmpdir, name) < 0) {
+		if (sora_blob_path_join(tmp, sizeof(tmp), fs->tmpdir, name) < 0)
 			return sora_error_set(err, SORA_ERR_PERMANENT, "fs PUT %s: path too long",
 					      key);
-		}
 		if (link(src, tmp) == 0)
 			break;
 		if (errno == EEXIST && ++tries < 8)
 			continue;
 		if (errno == EXDEV || errno == EPERM || errno == EMLINK || errno == EOPNOTSUPP ||
-		    errno == ENOSYS) {
+		    errno == ENOSYS)
 			return sora_error_set(err, SORA_ERR_UNSUPPORTED,
 					      "fs PUT %s: cannot link %s: %s", key, src,
 					      strerror(errno));
-		}
 		tmp[0] = '\0';  /* not created: nothing to clean up */
 		goto fail_errno;
 	}
-	what = "fsync";
-	if (fsync(fd) < 0)
-		goto fail_errno;
-	what = "mkdir";
-	if (sora_blob_mkdirs_parent_durable(path, 0750) < 0)
-		goto fail_errno;
-	what = "rename";
-	if (rename(tmp, path) < 0)
-		goto fail_errno;
-	tmp[0] = '\0';
-	what = "fsync directory";
-	if (sora_blob_fsync_parent(path) < 0)
-		goto fail_errno;
-	return 0;
+	if (sora_blob_commit_file(fd, tmp, path, &what) == 0)
+		return 0;
 fail_errno:
 	sora_error_set(err, sora_error_class_errno(errno), "fs PUT %s: %s: %s", key, what,
 		       strerror(errno));

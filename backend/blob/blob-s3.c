@@ -18,7 +18,6 @@
 #define URL_MAX 8192
 #define RESP_MAX (1024 * 1024)     /* error documents and delete results */
 #define BATCH_MAX 1000             /* S3's limit of keys per DeleteObjects */
-#define IO_CHUNK (64 * 1024)
 #define EMPTY_SHA256 "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 #define UNSIGNED_PAYLOAD "UNSIGNED-PAYLOAD"
 
@@ -606,41 +605,24 @@ static int s3_finish(struct s3_req *r, int ret)
 
 /* ---- operations ---- */
 
+static int sha256_chunk(void *ctx, const void *data, size_t len, struct sora_error *err)
+{
+	crypto_hash_sha256_update(ctx, data, len);
+	return 0;
+}
+
 static int sha256_source(struct sora_blob_source *src, char hex_r[65],
 			 struct sora_error *err)
 {
 	crypto_hash_sha256_state st;
 	unsigned char digest[crypto_hash_sha256_BYTES];
-	uint64_t total = 0;
-	char *buf;
-	int ret = -1;
 
-	buf = malloc(IO_CHUNK);
-	if (buf == NULL)
-		return sora_error_set(err, SORA_ERR_TEMPORARY, "out of memory");
-	if (src->rewind(src->ctx, err) < 0)
-		goto out;
 	crypto_hash_sha256_init(&st);
-	for (;;) {
-		ssize_t n = src->read(src->ctx, buf, IO_CHUNK, err);
-		if (n < 0)
-			goto out;
-		if (n == 0)
-			break;
-		crypto_hash_sha256_update(&st, (unsigned char *)buf, (size_t)n);
-		total += (uint64_t)n;
-	}
-	if (total != src->length) {
-		sora_error_set(err, SORA_ERR_PERMANENT, "body has %llu bytes, expected %llu",
-			       (unsigned long long)total, (unsigned long long)src->length);
-		goto out;
-	}
+	if (sora_blob_source_drain(src, sha256_chunk, &st, err) < 0)
+		return -1;
 	crypto_hash_sha256_final(&st, digest);
 	sodium_bin2hex(hex_r, 65, digest, sizeof(digest));
-	ret = 0;
-out:
-	free(buf);
-	return ret;
+	return 0;
 }
 
 static void sha256_mem(const void *data, size_t len, char hex_r[65])

@@ -368,24 +368,12 @@ int sora_blob_writer_commit(struct sora_blob_writer **wp, struct sora_blob_ref *
 		ret = 0;
 		goto out;
 	}
-	what = "fsync";
-	if (fsync(w->fd) < 0)
-		goto fail_errno;
-	what = "mkdir";
-	if (sora_blob_mkdirs_parent_durable(path, 0750) < 0)
-		goto fail_errno;
-	what = "rename";
-	if (rename(w->tmp, path) < 0)
-		goto fail_errno;
-	w->tmp[0] = '\0';
-	what = "fsync directory";
-	if (sora_blob_fsync_parent(path) < 0)
-		goto fail_errno;
+	if (sora_blob_commit_file(w->fd, w->tmp, path, &what) < 0) {
+		sora_error_set(err, sora_error_class_errno(errno), "staging %s: %s: %s", path, what,
+			       strerror(errno));
+		goto out;
+	}
 	ret = 0;
-	goto out;
-fail_errno:
-	sora_error_set(err, sora_error_class_errno(errno), "staging %s: %s: %s", path, what,
-		       strerror(errno));
 out:
 	close(w->fd);
 	w->fd = -1;
@@ -609,18 +597,6 @@ static int verify_rewind(void *ctx, struct sora_error *err)
 	return v->inner.rewind(v->inner.ctx, err);
 }
 
-/* Reads a verifying source to its end. */
-static int verify_all(struct sora_blob_source *src, struct sora_error *err)
-{
-	char buf[16 * 1024];
-	ssize_t n;
-
-	if (src->rewind(src->ctx, err) < 0)
-		return -1;
-	while ((n = src->read(src->ctx, buf, sizeof(buf), err)) > 0)
-		;
-	return n == 0 ? 0 : -1;
-}
 
 int sora_blob_upload_staged(struct sora_blob_store *s, int64_t account_id, const char *hash,
 			    struct sora_error *err)
@@ -670,7 +646,7 @@ int sora_blob_upload_staged(struct sora_blob_store *s, int64_t account_id, const
 	} else {
 		/* A driver that can take the file as it is (fs on the same file
 		 * system) gets it after the same hash check, without a copy. */
-		ret = verify_all(&src, err);
+		ret = sora_blob_source_drain(&src, NULL, NULL, err);
 		if (ret == 0)
 			ret = sora_blob_driver_link_file(s->driver, key, path, fd, err);
 		if (ret < 0 && err->cls == SORA_ERR_UNSUPPORTED)
