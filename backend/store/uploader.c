@@ -178,24 +178,35 @@ static void id_array(const struct claim *c, const bool *pick, int n, char *dst, 
 	snprintf(dst + len, size - len, "}");
 }
 
-/* Rows whose bodies are stored go away in one statement. */
-static void finish_uploaded(struct sora_db_conn *conn, const struct claim *c, const bool *done,
-			    int n)
+/* Runs sql (prepared as name) with the ids of the picked claims as its
+ * one array parameter; a failure is only logged, with what[0] saying what
+ * was meant and what[1] what follows from the failure. */
+static void update_claims(struct sora_db_conn *conn, const struct claim *c, const bool *pick,
+			  int n, const char *name, const char *sql, const char *const what[2])
 {
-	static const char sql[] = "DELETE FROM pending_uploads WHERE id = ANY ($1::bigint[])";
 	char ids[CLAIM_BATCH * 24 + 4], sqlstate[6];
 	const char *params[1] = { ids };
 	struct sora_error err;
 	PGresult *res = NULL;
 
-	id_array(c, done, n, ids, sizeof(ids));
+	id_array(c, pick, n, ids, sizeof(ids));
 	if (strcmp(ids, "{}") == 0)
 		return;
-	if (sora_db_exec_prepared(conn, SORA_DB_CLASS_WRITE, "sora_upload_done_v1", sql, 1, params,
-				  NULL, NULL, 0, &res, sqlstate, &err) != 0)
-		sora_warn(NULL, "uploader: cannot remove finished uploads %s: %s (they will be "
-			  "checked again)", ids, err.msg);
+	if (sora_db_exec_prepared(conn, SORA_DB_CLASS_WRITE, name, sql, 1, params, NULL, NULL, 0,
+				  &res, sqlstate, &err) != 0)
+		sora_warn(NULL, "uploader: cannot %s %s: %s%s", what[0], ids, err.msg, what[1]);
 	PQclear(res);
+}
+
+/* Rows whose bodies are stored go away in one statement. */
+static void finish_uploaded(struct sora_db_conn *conn, const struct claim *c, const bool *done,
+			    int n)
+{
+	static const char *const what[2] = { "remove finished uploads",
+					     " (they will be checked again)" };
+
+	update_claims(conn, c, done, n, "sora_upload_done_v1",
+		      "DELETE FROM pending_uploads WHERE id = ANY ($1::bigint[])", what);
 }
 
 /* Claimed rows not attempted (the uploader is stopping) are due again at
@@ -203,21 +214,11 @@ static void finish_uploaded(struct sora_db_conn *conn, const struct claim *c, co
 static void release_claims(struct sora_db_conn *conn, const struct claim *c, const bool *skip,
 			   int n)
 {
-	static const char sql[] =
-		"UPDATE pending_uploads SET next_attempt_at = now(), attempts = attempts - 1 "
-		"WHERE id = ANY ($1::bigint[])";
-	char ids[CLAIM_BATCH * 24 + 4], sqlstate[6];
-	const char *params[1] = { ids };
-	struct sora_error err;
-	PGresult *res = NULL;
+	static const char *const what[2] = { "release claimed uploads", "" };
 
-	id_array(c, skip, n, ids, sizeof(ids));
-	if (strcmp(ids, "{}") == 0)
-		return;
-	if (sora_db_exec_params(conn, SORA_DB_CLASS_WRITE, sql, 1, params, NULL, NULL, 0, &res,
-				sqlstate, &err) != 0)
-		sora_warn(NULL, "uploader: cannot release claimed uploads %s: %s", ids, err.msg);
-	PQclear(res);
+	update_claims(conn, c, skip, n, "sora_upload_release_v1",
+		      "UPDATE pending_uploads SET next_attempt_at = now(), attempts = attempts - 1 "
+		      "WHERE id = ANY ($1::bigint[])", what);
 }
 
 static int64_t backoff_ms(const struct sora_config *cfg, int attempts)
