@@ -5,6 +5,21 @@
 #include "backend/admin/admin.h"
 #include "common/db/accounts.h"
 
+/* What a new credential needs from the command line: the address checked,
+ * the scheme and the password (the caller frees it with
+ * admin_password_free). Returns 0 or an exit status (printed). */
+static int credential_args(const struct admin_args *args, const char *email,
+			   enum sora_pw_scheme *scheme_r, char **password_r, size_t *len_r)
+{
+	int code = admin_check_address(args, email);
+
+	if (code == 0)
+		code = admin_hash_scheme(args, scheme_r);
+	if (code == 0)
+		code = admin_read_password(args, password_r, len_r);
+	return code;
+}
+
 int admin_cmd_accounts_create(struct admin_ctx *ctx, const struct admin_args *args)
 {
 	enum sora_pw_scheme scheme;
@@ -18,13 +33,7 @@ int admin_cmd_accounts_create(struct admin_ctx *ctx, const struct admin_args *ar
 	email = admin_require(args, "email", &code);
 	if (email == NULL)
 		return code;
-	code = admin_check_address(args, email);
-	if (code != 0)
-		return code;
-	code = admin_hash_scheme(args, &scheme);
-	if (code != 0)
-		return code;
-	code = admin_read_password(args, &password, &len);
+	code = credential_args(args, email, &scheme, &password, &len);
 	if (code != 0)
 		return code;
 	ret = sora_accounts_create(ctx->conn, email, password, len, scheme, &id, &err);
@@ -161,37 +170,42 @@ int admin_cmd_accounts_update(struct admin_ctx *ctx, const struct admin_args *ar
 	return ADMIN_EXIT_OK;
 }
 
+/* The commands that make one change to the address given with --email:
+ * runs op and returns the exit status; *email_r is the address. */
+static int change_by_email(struct admin_ctx *ctx, const struct admin_args *args,
+			   int (*op)(struct sora_db_conn *, const char *, struct sora_error *),
+			   const char **email_r)
+{
+	struct sora_error err;
+	int code;
+
+	*email_r = admin_require(args, "email", &code);
+	if (*email_r == NULL)
+		return code;
+	if (op(ctx->conn, *email_r, &err) != 0)
+		return admin_report(&err);
+	return ADMIN_EXIT_OK;
+}
+
 int admin_cmd_accounts_delete(struct admin_ctx *ctx, const struct admin_args *args)
 {
 	const char *email;
-	struct sora_error err;
-	int code, ret;
+	int code = change_by_email(ctx, args, sora_accounts_delete, &email);
 
-	email = admin_require(args, "email", &code);
-	if (email == NULL)
-		return code;
-	ret = sora_accounts_delete(ctx->conn, email, &err);
-	if (ret != 0)
-		return admin_report(&err);
-	printf("account of %s deleted (restore with: sora-admin accounts restore --email %s)\n",
-	       email, email);
-	return ADMIN_EXIT_OK;
+	if (code == ADMIN_EXIT_OK)
+		printf("account of %s deleted (restore with: sora-admin accounts restore"
+		       " --email %s)\n", email, email);
+	return code;
 }
 
 int admin_cmd_accounts_restore(struct admin_ctx *ctx, const struct admin_args *args)
 {
 	const char *email;
-	struct sora_error err;
-	int code, ret;
+	int code = change_by_email(ctx, args, sora_accounts_restore, &email);
 
-	email = admin_require(args, "email", &code);
-	if (email == NULL)
-		return code;
-	ret = sora_accounts_restore(ctx->conn, email, &err);
-	if (ret != 0)
-		return admin_report(&err);
-	printf("account of %s restored\n", email);
-	return ADMIN_EXIT_OK;
+	if (code == ADMIN_EXIT_OK)
+		printf("account of %s restored\n", email);
+	return code;
 }
 
 int admin_cmd_credentials_add(struct admin_ctx *ctx, const struct admin_args *args)
@@ -210,13 +224,7 @@ int admin_cmd_credentials_add(struct admin_ctx *ctx, const struct admin_args *ar
 	email = admin_require(args, "email", &code);
 	if (email == NULL)
 		return code;
-	code = admin_check_address(args, email);
-	if (code != 0)
-		return code;
-	code = admin_hash_scheme(args, &scheme);
-	if (code != 0)
-		return code;
-	code = admin_read_password(args, &password, &len);
+	code = credential_args(args, email, &scheme, &password, &len);
 	if (code != 0)
 		return code;
 	ret = sora_accounts_add_credential(ctx->conn, account, email, password, len, scheme,
@@ -252,15 +260,9 @@ int admin_cmd_credentials_list(struct admin_ctx *ctx, const struct admin_args *a
 int admin_cmd_credentials_delete(struct admin_ctx *ctx, const struct admin_args *args)
 {
 	const char *email;
-	struct sora_error err;
-	int code, ret;
+	int code = change_by_email(ctx, args, sora_accounts_delete_credential, &email);
 
-	email = admin_require(args, "email", &code);
-	if (email == NULL)
-		return code;
-	ret = sora_accounts_delete_credential(ctx->conn, email, &err);
-	if (ret != 0)
-		return admin_report(&err);
-	printf("deleted credential %s\n", email);
-	return ADMIN_EXIT_OK;
+	if (code == ADMIN_EXIT_OK)
+		printf("deleted credential %s\n", email);
+	return code;
 }

@@ -150,15 +150,22 @@ bool admin_flag(const struct admin_args *args, const char *name)
 	return admin_opt(args, name) != NULL;
 }
 
+/* "sora-admin: <message>" on stderr, one line. */
+static void say(const char *fmt, va_list ap) __attribute__((format(printf, 1, 0)));
+static void say(const char *fmt, va_list ap)
+{
+	fputs("sora-admin: ", stderr);
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+}
+
 int admin_fail(const char *fmt, ...)
 {
 	va_list ap;
 
-	fputs("sora-admin: ", stderr);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	say(fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
 	return ADMIN_EXIT_FAIL;
 }
 
@@ -173,11 +180,9 @@ int admin_usage_error(const struct admin_cmd *cmd, const char *fmt, ...)
 {
 	va_list ap;
 
-	fputs("sora-admin: ", stderr);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	say(fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
 	if (cmd != NULL) {
 		fputs("usage: ", stderr);
 		print_synopsis(stderr, cmd);
@@ -200,7 +205,7 @@ const char *admin_require(const struct admin_args *args, const char *name, int *
 
 int admin_report(const struct sora_error *err)
 {
-	fprintf(stderr, "sora-admin: %s\n", err->msg);
+	admin_fail("%s", err->msg);
 	/* An address or password the operator typed that cannot be accepted
 	 * is a usage error; everything else is a failed operation. */
 	return err->cls == SORA_ERR_INVALID ? ADMIN_EXIT_USAGE : ADMIN_EXIT_FAIL;
