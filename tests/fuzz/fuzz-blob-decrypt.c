@@ -51,10 +51,11 @@ static int run(struct sora_blob_keyring *kr, const uint8_t *data, size_t size, s
 	}
 	if (ret == 0)
 		ret = sora_blob_decryptor_finish(dec, &err);
-	if (ret != 0 && (ret != SORA_BLOB_ECORRUPT || strstr(err.msg, "fuzz/object") == NULL))
+	if (ret != 0 && (ret != -1 || err.cls != SORA_ERR_CORRUPT ||
+			 strstr(err.msg, "fuzz/object") == NULL))
 		abort();
 	sora_blob_decryptor_free(&dec);
-	return ret;
+	return ret == 0 ? SORA_ERR_OK : (int)err.cls;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
