@@ -121,12 +121,13 @@ fuzz:
 	@echo "fuzz targets in $(FUZZ_BUILD)/fuzz/ (run e.g. $(FUZZ_BUILD)/fuzz/fuzz-proxy tests/fuzz/corpus/proxy)"
 
 # Runs every fuzz target once over its seed corpus: any crash, sanitizer or
-# UBSan report fails it.
+# UBSan report fails it (the failing input is kept next to the binary).
 fuzz-corpus: fuzz
 	@rc=0; for t in $(FUZZ_BINS); do \
 	    c=tests/fuzz/corpus/$$(basename $$t | sed 's/^fuzz-//'); \
 	    [ -d "$$c" ] || continue; \
-	    if $$t -runs=0 "$$c" >$$t.log 2>&1; then echo "fuzz-corpus: $$t ok"; \
+	    if $$t -runs=0 -artifact_prefix=$$t- "$$c" >$$t.log 2>&1; then \
+	        echo "fuzz-corpus: $$t ok"; \
 	    else echo "fuzz-corpus: $$t FAILED (see $$t.log)"; rc=1; fi; \
 	done; exit $$rc
 
