@@ -8,6 +8,7 @@
 #include "backend/store/migrate.h"
 #include "backend/store/uploader.h"
 #include "common/config/config.h"
+#include "common/core/error.h"
 #include "common/core/log.h"
 #include "common/db/db.h"
 #include "common/db/listen.h"
@@ -52,7 +53,7 @@ static void backend_missed(void *ctx)
 	sora_metric_inc(m_resyncs);
 }
 
-static int backend_listen_start(const struct sora_config *cfg, char *err, size_t errsize)
+static int backend_listen_start(const struct sora_config *cfg, struct sora_error *err)
 {
 	static const char *const channels[] = { "sora_mailbox" };
 	struct sora_db_listen_params p = {
@@ -63,8 +64,6 @@ static int backend_listen_start(const struct sora_config *cfg, char *err, size_t
 		.notify = backend_notify,
 		.missed = backend_missed,
 	};
-	const char *error = NULL;
-
 	m_notifications = sora_metric_with(
 		sora_metric_counter("db_notifications_total",
 				    "Mailbox change notifications received (LISTEN).", "channel"),
@@ -73,30 +72,27 @@ static int backend_listen_start(const struct sora_config *cfg, char *err, size_t
 		sora_metric_counter("db_listen_resyncs_total",
 				    "LISTEN connection re-established after a loss; notifications "
 				    "in between were missed and sessions resynchronised.", NULL));
-	if (sora_db_listener_start(&p, &backend.listen, &error) < 0) {
-		snprintf(err, errsize, "mailbox notifications: %s", error);
+	if (sora_db_listener_start(&p, &backend.listen, err) < 0) {
+		sora_error_prefix(err, "mailbox notifications: ");
 		return -1;
 	}
 	return 0;
 }
 
-static int backend_migrate(char *err, size_t errsize)
+static int backend_migrate(struct sora_error *err)
 {
 	struct sora_db_conn *conn = NULL;
-	char derr[512];
 	int rc;
 
 	/* Waits up to 30 s for a connection: at boot PostgreSQL may still be
 	 * starting; after that, failing loudly is better than hanging. */
-	rc = sora_db_acquire(backend.db, SORA_DB_PRIMARY, 30000, &conn, derr, sizeof(derr));
-	if (rc != 0) {
-		snprintf(err, errsize, "%s", derr);
+	rc = sora_db_acquire(backend.db, SORA_DB_PRIMARY, 30000, &conn, err);
+	if (rc != 0)
 		return -1;
-	}
-	rc = sora_store_migrate_up(sora_db_conn_pg(conn), derr, sizeof(derr));
+	rc = sora_store_migrate_up(sora_db_conn_pg(conn), err);
 	sora_db_release(&conn);
 	if (rc < 0) {
-		snprintf(err, errsize, "database migrations: %s", derr);
+		sora_error_prefix(err, "database migrations");
 		return -1;
 	}
 	if (rc > 0)
@@ -105,27 +101,29 @@ static int backend_migrate(char *err, size_t errsize)
 }
 
 int sora_backend_start(const struct sora_config *cfg, struct sora_net *net, bool check_only,
-		       char *err, size_t errsize)
+		       char *errbuf, size_t errsize)
 {
+	struct sora_error err;
+
 	memset(&backend, 0, sizeof(backend));
 	backend.cfg = cfg;
 	backend.net = net;
 	if (check_only)
 		return 0;
-	if (sora_db_pool_create(&cfg->database, "sora-backend", &backend.db, err, errsize) != 0)
-		return -1;
-	if (backend_migrate(err, errsize) < 0)
+	if (sora_db_pool_create(&cfg->database, "sora-backend", &backend.db, &err) != 0)
+		goto report;
+	if (backend_migrate(&err) < 0)
 		goto fail;
-	if (sora_blob_store_open(cfg, NULL, &backend.blobs, err, errsize) != 0)
+	if (sora_blob_store_open(cfg, NULL, &backend.blobs, &err) != 0)
 		goto fail;
 	if (sora_uploader_start(cfg, backend.db, backend.blobs, sora_backend_instance_id(),
-				&backend.uploader, err, errsize) < 0)
+				&backend.uploader, &err) < 0)
 		goto fail;
-	if (sora_janitor_start(backend.db, backend.blobs, &backend.janitor, err, errsize) < 0) {
+	if (sora_janitor_start(backend.db, backend.blobs, &backend.janitor, &err) < 0) {
 		sora_uploader_stop(&backend.uploader);
 		goto fail;
 	}
-	if (backend_listen_start(cfg, err, errsize) < 0) {
+	if (backend_listen_start(cfg, &err) < 0) {
 		sora_janitor_stop(&backend.janitor);
 		sora_uploader_stop(&backend.uploader);
 		goto fail;
@@ -137,6 +135,10 @@ int sora_backend_start(const struct sora_config *cfg, struct sora_net *net, bool
 fail:
 	sora_blob_store_free(&backend.blobs);
 	sora_db_pool_destroy(&backend.db);
+report:
+	/* The role interface (common/net/serve.h) reports start-up failures
+	 * as text for stderr. */
+	snprintf(errbuf, errsize, "%s", err.msg);
 	return -1;
 }
 

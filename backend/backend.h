@@ -43,7 +43,9 @@ struct sora_backend *sora_backend(void);
 
 /* sora_role.start: opens the pool, applies pending migrations (under the
  * migration advisory lock, so several backends may start at once), opens
- * the blob store. check_only validates without touching the database. */
+ * the blob store. check_only validates without touching the database.
+ * Takes "char *err, size_t errsize" because that is the role interface of
+ * common/net/serve.h: a start-up failure is only a message for stderr. */
 int sora_backend_start(const struct sora_config *cfg, struct sora_net *net, bool check_only,
 		       char *err, size_t errsize);
 void sora_backend_stop(void);

@@ -5,13 +5,18 @@
 #include "backend/admin/admin.h"
 #include "common/db/accounts.h"
 
-/* Prints the module's message and maps its code to an exit status. */
-static int report(int ret, const char *err)
+/* What a new credential needs from the command line: the address checked,
+ * the scheme and the password (the caller frees it with
+ * admin_password_free). Returns 0 or an exit status (printed). */
+static int credential_args(const struct admin_args *args, const char *email,
+			   enum sora_pw_scheme *scheme_r, char **password_r, size_t *len_r)
 {
-	int code = admin_exit_code(ret);
+	int code = admin_check_address(args, email);
 
-	if (code != ADMIN_EXIT_OK)
-		fprintf(stderr, "sora-admin: %s\n", err);
+	if (code == 0)
+		code = admin_hash_scheme(args, scheme_r);
+	if (code == 0)
+		code = admin_read_password(args, password_r, len_r);
 	return code;
 }
 
@@ -22,7 +27,7 @@ int admin_cmd_accounts_create(struct admin_ctx *ctx, const struct admin_args *ar
 	char *password = NULL;
 	size_t len = 0;
 	int64_t id = 0;
-	char err[1024];
+	struct sora_error err;
 	int code, ret;
 
 	if (admin_opt(args, "hash-import") != NULL)
@@ -30,20 +35,13 @@ int admin_cmd_accounts_create(struct admin_ctx *ctx, const struct admin_args *ar
 	email = admin_require(args, "email", &code);
 	if (email == NULL)
 		return code;
-	code = admin_check_address(args, email);
+	code = credential_args(args, email, &scheme, &password, &len);
 	if (code != 0)
 		return code;
-	code = admin_hash_scheme(args, &scheme);
-	if (code != 0)
-		return code;
-	code = admin_read_password(args, &password, &len);
-	if (code != 0)
-		return code;
-	ret = sora_accounts_create(ctx->conn, email, password, len, scheme, &id, err,
-				   sizeof(err));
+	ret = sora_accounts_create(ctx->conn, email, password, len, scheme, &id, &err);
 	admin_password_free(&password, len);
 	if (ret != 0)
-		return report(ret, err);
+		return admin_report(&err);
 	printf("created account %lld with primary address %s (%s)\n", (long long)id, email,
 	       sora_password_scheme_name(scheme));
 	return ADMIN_EXIT_OK;
@@ -53,7 +51,7 @@ int admin_cmd_accounts_list(struct admin_ctx *ctx, const struct admin_args *args
 {
 	struct sora_account_list list;
 	enum sora_accounts_filter filter = SORA_ACCOUNTS_LIVE;
-	char err[1024];
+	struct sora_error err;
 	int ret;
 
 	if (admin_flag(args, "deleted") && admin_flag(args, "all"))
@@ -62,9 +60,9 @@ int admin_cmd_accounts_list(struct admin_ctx *ctx, const struct admin_args *args
 		filter = SORA_ACCOUNTS_DELETED;
 	else if (admin_flag(args, "all"))
 		filter = SORA_ACCOUNTS_ALL;
-	ret = sora_accounts_list(ctx->conn, filter, &list, err, sizeof(err));
+	ret = sora_accounts_list(ctx->conn, filter, &list, &err);
 	if (ret != 0)
-		return report(ret, err);
+		return admin_report(&err);
 	printf("%-8s %-40s %5s %9s %9s %-23s %s\n", "ID", "PRIMARY ADDRESS", "CREDS",
 	       "MAILBOXES", "MESSAGES", "CREATED", "STATUS");
 	for (size_t i = 0; i < list.count; i++) {
@@ -99,19 +97,20 @@ int admin_cmd_accounts_show(struct admin_ctx *ctx, const struct admin_args *args
 	struct sora_credential_list creds;
 	const struct sora_account_info *a;
 	const char *email;
-	char err[1024], size[64];
+	struct sora_error err;
+	char size[64];
 	int code, ret;
 
 	email = admin_require(args, "email", &code);
 	if (email == NULL)
 		return code;
-	ret = sora_accounts_show(ctx->conn, email, &list, err, sizeof(err));
+	ret = sora_accounts_show(ctx->conn, email, &list, &err);
 	if (ret != 0)
-		return report(ret, err);
-	ret = sora_accounts_list_credentials(ctx->conn, email, &creds, err, sizeof(err));
+		return admin_report(&err);
+	ret = sora_accounts_list_credentials(ctx->conn, email, &creds, &err);
 	if (ret != 0) {
 		sora_account_list_free(&list);
-		return report(ret, err);
+		return admin_report(&err);
 	}
 	a = &list.items[0];
 	printf("Account:     %lld\n", (long long)a->id);
@@ -140,7 +139,7 @@ int admin_cmd_accounts_update(struct admin_ctx *ctx, const struct admin_args *ar
 	const char *email;
 	char *password = NULL;
 	size_t len = 0;
-	char err[1024];
+	struct sora_error err;
 	int code, ret;
 
 	email = admin_require(args, "email", &code);
@@ -158,53 +157,57 @@ int admin_cmd_accounts_update(struct admin_ctx *ctx, const struct admin_args *ar
 		code = admin_read_password(args, &password, &len);
 		if (code != 0)
 			return code;
-		ret = sora_accounts_set_password(ctx->conn, email, password, len, scheme, err,
-						 sizeof(err));
+		ret = sora_accounts_set_password(ctx->conn, email, password, len, scheme, &err);
 		admin_password_free(&password, len);
 		if (ret != 0)
-			return report(ret, err);
+			return admin_report(&err);
 		printf("password of %s changed (%s)\n", email, sora_password_scheme_name(scheme));
 	}
 	if (make_primary) {
-		ret = sora_accounts_make_primary(ctx->conn, email, err, sizeof(err));
+		ret = sora_accounts_make_primary(ctx->conn, email, &err);
 		if (ret != 0)
-			return report(ret, err);
+			return admin_report(&err);
 		printf("%s is now the primary identity of its account\n", email);
 	}
+	return ADMIN_EXIT_OK;
+}
+
+/* The commands that make one change to the address given with --email:
+ * runs op and returns the exit status; *email_r is the address. */
+static int change_by_email(struct admin_ctx *ctx, const struct admin_args *args,
+			   int (*op)(struct sora_db_conn *, const char *, struct sora_error *),
+			   const char **email_r)
+{
+	struct sora_error err;
+	int code;
+
+	*email_r = admin_require(args, "email", &code);
+	if (*email_r == NULL)
+		return code;
+	if (op(ctx->conn, *email_r, &err) != 0)
+		return admin_report(&err);
 	return ADMIN_EXIT_OK;
 }
 
 int admin_cmd_accounts_delete(struct admin_ctx *ctx, const struct admin_args *args)
 {
 	const char *email;
-	char err[1024];
-	int code, ret;
+	int code = change_by_email(ctx, args, sora_accounts_delete, &email);
 
-	email = admin_require(args, "email", &code);
-	if (email == NULL)
-		return code;
-	ret = sora_accounts_delete(ctx->conn, email, err, sizeof(err));
-	if (ret != 0)
-		return report(ret, err);
-	printf("account of %s deleted (restore with: sora-admin accounts restore --email %s)\n",
-	       email, email);
-	return ADMIN_EXIT_OK;
+	if (code == ADMIN_EXIT_OK)
+		printf("account of %s deleted (restore with: sora-admin accounts restore"
+		       " --email %s)\n", email, email);
+	return code;
 }
 
 int admin_cmd_accounts_restore(struct admin_ctx *ctx, const struct admin_args *args)
 {
 	const char *email;
-	char err[1024];
-	int code, ret;
+	int code = change_by_email(ctx, args, sora_accounts_restore, &email);
 
-	email = admin_require(args, "email", &code);
-	if (email == NULL)
-		return code;
-	ret = sora_accounts_restore(ctx->conn, email, err, sizeof(err));
-	if (ret != 0)
-		return report(ret, err);
-	printf("account of %s restored\n", email);
-	return ADMIN_EXIT_OK;
+	if (code == ADMIN_EXIT_OK)
+		printf("account of %s restored\n", email);
+	return code;
 }
 
 int admin_cmd_credentials_add(struct admin_ctx *ctx, const struct admin_args *args)
@@ -214,7 +217,7 @@ int admin_cmd_credentials_add(struct admin_ctx *ctx, const struct admin_args *ar
 	bool primary = admin_flag(args, "primary");
 	char *password = NULL;
 	size_t len = 0;
-	char err[1024];
+	struct sora_error err;
 	int code, ret;
 
 	if (admin_opt(args, "hash-import") != NULL)
@@ -225,20 +228,14 @@ int admin_cmd_credentials_add(struct admin_ctx *ctx, const struct admin_args *ar
 	email = admin_require(args, "email", &code);
 	if (email == NULL)
 		return code;
-	code = admin_check_address(args, email);
-	if (code != 0)
-		return code;
-	code = admin_hash_scheme(args, &scheme);
-	if (code != 0)
-		return code;
-	code = admin_read_password(args, &password, &len);
+	code = credential_args(args, email, &scheme, &password, &len);
 	if (code != 0)
 		return code;
 	ret = sora_accounts_add_credential(ctx->conn, account, email, password, len, scheme,
-					   primary, err, sizeof(err));
+					   primary, &err);
 	admin_password_free(&password, len);
 	if (ret != 0)
-		return report(ret, err);
+		return admin_report(&err);
 	printf("added %s to the account of %s%s (%s)\n", email, account,
 	       primary ? " as primary identity" : "", sora_password_scheme_name(scheme));
 	return ADMIN_EXIT_OK;
@@ -248,7 +245,7 @@ int admin_cmd_credentials_list(struct admin_ctx *ctx, const struct admin_args *a
 {
 	struct sora_credential_list creds;
 	const char *account = admin_opt(args, "account");
-	char err[1024];
+	struct sora_error err;
 	int ret;
 
 	/* --email is accepted as a synonym, as in the other commands. */
@@ -256,9 +253,9 @@ int admin_cmd_credentials_list(struct admin_ctx *ctx, const struct admin_args *a
 		account = admin_opt(args, "email");
 	if (account == NULL || account[0] == '\0')
 		return admin_usage_error(args->cmd, "--account is required");
-	ret = sora_accounts_list_credentials(ctx->conn, account, &creds, err, sizeof(err));
+	ret = sora_accounts_list_credentials(ctx->conn, account, &creds, &err);
 	if (ret != 0)
-		return report(ret, err);
+		return admin_report(&err);
 	print_credentials(&creds);
 	sora_credential_list_free(&creds);
 	return ADMIN_EXIT_OK;
@@ -267,15 +264,9 @@ int admin_cmd_credentials_list(struct admin_ctx *ctx, const struct admin_args *a
 int admin_cmd_credentials_delete(struct admin_ctx *ctx, const struct admin_args *args)
 {
 	const char *email;
-	char err[1024];
-	int code, ret;
+	int code = change_by_email(ctx, args, sora_accounts_delete_credential, &email);
 
-	email = admin_require(args, "email", &code);
-	if (email == NULL)
-		return code;
-	ret = sora_accounts_delete_credential(ctx->conn, email, err, sizeof(err));
-	if (ret != 0)
-		return report(ret, err);
-	printf("deleted credential %s\n", email);
-	return ADMIN_EXIT_OK;
+	if (code == ADMIN_EXIT_OK)
+		printf("deleted credential %s\n", email);
+	return code;
 }

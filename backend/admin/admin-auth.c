@@ -100,22 +100,13 @@ static int read_hash_import(const struct admin_args *args, char **hash_r)
 	return 0;
 }
 
-static int report(int ret, const char *err)
-{
-	int code = admin_exit_code(ret);
-
-	if (code != ADMIN_EXIT_OK)
-		fprintf(stderr, "sora-admin: %s\n", err);
-	return code;
-}
-
 int admin_import_accounts_create(struct admin_ctx *ctx, const struct admin_args *args)
 {
 	enum sora_pw_scheme scheme;
 	const char *email;
 	char *hash = NULL;
 	int64_t id = 0;
-	char err[1024];
+	struct sora_error err;
 	int code, ret;
 
 	email = admin_require(args, "email", &code);
@@ -127,11 +118,10 @@ int admin_import_accounts_create(struct admin_ctx *ctx, const struct admin_args 
 	code = read_hash_import(args, &hash);
 	if (code != 0)
 		return code;
-	ret = sora_accounts_create_imported(ctx->conn, email, hash, &scheme, &id, err,
-					    sizeof(err));
+	ret = sora_accounts_create_imported(ctx->conn, email, hash, &scheme, &id, &err);
 	hash_free(&hash);
 	if (ret != 0)
-		return report(ret, err);
+		return admin_report(&err);
 	printf("created account %lld with primary address %s (%s, imported hash)\n",
 	       (long long)id, email, sora_password_scheme_name(scheme));
 	return ADMIN_EXIT_OK;
@@ -143,7 +133,7 @@ int admin_import_credentials_add(struct admin_ctx *ctx, const struct admin_args 
 	const char *account, *email;
 	bool primary = admin_flag(args, "primary");
 	char *hash = NULL;
-	char err[1024];
+	struct sora_error err;
 	int code, ret;
 
 	account = admin_require(args, "account", &code);
@@ -159,10 +149,10 @@ int admin_import_credentials_add(struct admin_ctx *ctx, const struct admin_args 
 	if (code != 0)
 		return code;
 	ret = sora_accounts_add_credential_imported(ctx->conn, account, email, hash, primary,
-						    &scheme, err, sizeof(err));
+						    &scheme, &err);
 	hash_free(&hash);
 	if (ret != 0)
-		return report(ret, err);
+		return admin_report(&err);
 	printf("added %s to the account of %s%s (%s, imported hash)\n", email, account,
 	       primary ? " as primary identity" : "", sora_password_scheme_name(scheme));
 	return ADMIN_EXIT_OK;
@@ -179,7 +169,7 @@ static const char *shown(const PGresult *res, int row, int col, char *buf, size_
 int admin_cmd_auth_blocks(struct admin_ctx *ctx, const struct admin_args *args)
 {
 	PGresult *res = NULL;
-	char err[1024];
+	struct sora_error err;
 	int n, ret;
 
 	(void)args;
@@ -188,9 +178,9 @@ int admin_cmd_auth_blocks(struct admin_ctx *ctx, const struct admin_args *args)
 			   " " UTC_TEXT("blocked_until") ", coalesce(last_protocol, '-')"
 			   " FROM auth_attempts WHERE blocked_until > now()"
 			   " ORDER BY blocked_until DESC, id",
-			   0, NULL, &res, NULL, err, sizeof(err));
+			   0, NULL, &res, NULL, &err);
 	if (ret != 0)
-		return admin_fail("%s", err);
+		return admin_report(&err);
 	n = PQntuples(res);
 	printf("%-40s %-40s %8s  %-23s  %s\n", "IP", "USERNAME", "FAILURES", "BLOCKED UNTIL",
 	       "PROTOCOL");
@@ -214,7 +204,8 @@ int admin_cmd_auth_unblock(struct admin_ctx *ctx, const struct admin_args *args)
 	const char *error;
 	const char *values[2];
 	PGresult *res = NULL;
-	char err[1024], shown_user[128];
+	struct sora_error err;
+	char shown_user[128];
 	int n, blocked = 0, ret;
 
 	if (ip == NULL && user == NULL)
@@ -236,9 +227,9 @@ int admin_cmd_auth_unblock(struct admin_ctx *ctx, const struct admin_args *args)
 			   " WHERE ip <<= $1::inet OR lower(username) = lower($2)"
 			   " RETURNING coalesce(host(ip), '-'), coalesce(username, '-'),"
 			   " failure_count, blocked_until > now()",
-			   2, values, &res, NULL, err, sizeof(err));
+			   2, values, &res, NULL, &err);
 	if (ret != 0)
-		return admin_fail("%s", err);
+		return admin_report(&err);
 	n = PQntuples(res);
 	for (int i = 0; i < n; i++) {
 		char a[64], u[128];

@@ -8,14 +8,14 @@
 int admin_cmd_migrate_up(struct admin_ctx *ctx, const struct admin_args *args)
 {
 	const struct sora_migration *migs;
-	char err[1024];
+	struct sora_error err;
 	size_t count;
 	int n;
 
 	(void)args;
-	n = sora_store_migrate_up(sora_db_conn_pg(ctx->conn), err, sizeof(err));
+	n = sora_store_migrate_up(sora_db_conn_pg(ctx->conn), &err);
 	if (n < 0)
-		return admin_fail("%s", err);
+		return admin_fail("%s", err.msg);
 	migs = sora_store_migrations(&count);
 	if (n == 0)
 		printf("schema is up to date (version %d)\n", migs[count - 1].version);
@@ -29,12 +29,11 @@ int admin_cmd_migrate_status(struct admin_ctx *ctx, const struct admin_args *arg
 {
 	struct sora_migration_status *items = NULL;
 	size_t count = 0, applied = 0, pending = 0, other = 0;
-	char err[1024];
+	struct sora_error err;
 
 	(void)args;
-	if (sora_store_migrate_status(sora_db_conn_pg(ctx->conn), &items, &count, err,
-				      sizeof(err)) < 0)
-		return admin_fail("%s", err);
+	if (sora_store_migrate_status(sora_db_conn_pg(ctx->conn), &items, &count, &err) < 0)
+		return admin_fail("%s", err.msg);
 	printf("%-8s %-24s %-9s %s\n", "VERSION", "NAME", "STATE", "APPLIED AT");
 	for (size_t i = 0; i < count; i++) {
 		printf("%04d     %-24s %-9s %s\n", items[i].version, items[i].name,

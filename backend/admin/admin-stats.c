@@ -24,13 +24,12 @@ static const char *shown(const PGresult *res, int row, int col, char *buf, size_
 }
 
 static int print_top(struct sora_db_conn *conn, const char *title, const char *sql,
-		     const char *const *values, char *err, size_t errsize)
+		     const char *const *values, struct sora_error *err)
 {
 	PGresult *res = NULL;
 	int ret;
 
-	ret = sora_db_exec(conn, SORA_DB_CLASS_SEARCH, sql, 2, values, &res, NULL, err,
-			   errsize);
+	ret = sora_db_exec(conn, SORA_DB_CLASS_SEARCH, sql, 2, values, &res, NULL, err);
 	if (ret != 0)
 		return ret;
 	printf("\n%s\n", title);
@@ -57,7 +56,8 @@ int admin_cmd_stats_auth(struct admin_ctx *ctx, const struct admin_args *args)
 	const char *top = admin_opt(args, "top");
 	const char *error;
 	const char *values[2];
-	char window_ms[32], top_n[16], wbuf[32], err[1024];
+	char window_ms[32], top_n[16], wbuf[32];
+	struct sora_error err;
 	PGresult *res = NULL;
 	int64_t ms = 24LL * 3600 * 1000;
 	uint64_t n = 10;
@@ -85,9 +85,9 @@ int admin_cmd_stats_auth(struct admin_ctx *ctx, const struct admin_args *args)
 			   " count(*) FILTER (WHERE ip IS NULL AND " WINDOW_CLAUSE "),"
 			   " count(*) FILTER (WHERE blocked_until > now())"
 			   " FROM auth_attempts",
-			   1, values, &res, NULL, err, sizeof(err));
+			   1, values, &res, NULL, &err);
 	if (ret != 0)
-		return admin_fail("%s", err);
+		return admin_fail("%s", err.msg);
 	printf("Authentication failures in the last %s:\n",
 	       sora_format_duration(ms, wbuf, sizeof(wbuf)));
 	printf("  by IP:       %s failures from %s IPs\n", PQgetvalue(res, 0, 0),
@@ -104,7 +104,7 @@ int admin_cmd_stats_auth(struct admin_ctx *ctx, const struct admin_args *args)
 			" FROM auth_attempts WHERE ip IS NOT NULL AND username IS NULL"
 			" AND " WINDOW_CLAUSE
 			" ORDER BY failure_count DESC, last_failure_at DESC LIMIT $2::integer",
-			values, err, sizeof(err));
+			values, &err);
 	if (ret == 0)
 		ret = print_top(ctx->conn, "Top usernames:",
 				"SELECT username, failure_count, " UTC_TEXT("last_failure_at") ","
@@ -113,16 +113,16 @@ int admin_cmd_stats_auth(struct admin_ctx *ctx, const struct admin_args *args)
 				" FROM auth_attempts WHERE ip IS NULL AND " WINDOW_CLAUSE
 				" ORDER BY failure_count DESC, last_failure_at DESC"
 				" LIMIT $2::integer",
-				values, err, sizeof(err));
+				values, &err);
 	if (ret == 0)
 		ret = sora_db_exec(ctx->conn, SORA_DB_CLASS_SEARCH,
 				   "SELECT coalesce(host(ip), '-'), coalesce(username, '-'),"
 				   " failure_count, " UTC_TEXT("blocked_until")
 				   " FROM auth_attempts WHERE blocked_until > now()"
 				   " ORDER BY blocked_until DESC LIMIT 100",
-				   0, NULL, &res, NULL, err, sizeof(err));
+				   0, NULL, &res, NULL, &err);
 	if (ret != 0)
-		return admin_fail("%s", err);
+		return admin_fail("%s", err.msg);
 	printf("\nBlocked now:\n");
 	if (PQntuples(res) == 0) {
 		printf("  (none)\n");
@@ -144,23 +144,22 @@ int admin_cmd_stats_auth(struct admin_ctx *ctx, const struct admin_args *args)
  * fall back to the primary) and reports the server version. */
 static int check_endpoint(const struct sora_database_config *db,
 			  const struct sora_db_endpoint *ep, char *version, size_t vsize,
-			  char *err, size_t errsize)
+			  struct sora_error *err)
 {
 	struct sora_db_conninfo ci;
-	const char *error;
 	char desc[300];
 	PGconn *pg;
 	int ret = 0;
 
 	sora_db_describe(db->dbname, ep->host, ep->port, desc, sizeof(desc));
-	if (sora_db_conninfo_build(db, ep, "sora-admin", &ci, &error) < 0) {
-		snprintf(err, errsize, "%s: %s", desc, error);
+	if (sora_db_conninfo_build(db, ep, "sora-admin", &ci, err) < 0) {
+		sora_error_prefix(err, "%s", desc);
 		return -1;
 	}
 	pg = PQconnectdbParams(ci.keywords, ci.values, 0);
 	if (pg == NULL || PQstatus(pg) != CONNECTION_OK) {
 		sora_db_format_error(desc, pg != NULL ? PQerrorMessage(pg) : "out of memory",
-				     err, errsize);
+				     SORA_ERR_TEMPORARY, err);
 		ret = -1;
 	} else {
 		const char *v = PQparameterStatus(pg, "server_version");
@@ -177,29 +176,29 @@ int admin_cmd_health(struct admin_ctx *ctx, const struct admin_args *args)
 	const struct sora_storage_config *st = &ctx->cfg->storage;
 	struct sora_migration_status *items = NULL;
 	struct sora_db_conn *conn = NULL;
-	char err[1024], info[512], reason[1100] = "";
+	char info[512], reason[SORA_ERROR_MSG_SIZE] = "";
+	struct sora_error err;
 	size_t count = 0, pending = 0, odd = 0;
 	bool failed = false, degraded = false;
 	int ret;
 
 	(void)args;
 	/* The primary, through the pool as the servers use it. */
-	ret = sora_db_pool_create(db, "sora-admin", &ctx->pool, err, sizeof(err));
+	ret = sora_db_pool_create(db, "sora-admin", &ctx->pool, &err);
 	if (ret == 0)
-		ret = sora_db_acquire(ctx->pool, SORA_DB_PRIMARY, 10000, &conn, err, sizeof(err));
+		ret = sora_db_acquire(ctx->pool, SORA_DB_PRIMARY, 10000, &conn, &err);
 	if (ret != 0) {
-		printf("database:   FAILED: %s\n", err);
-		snprintf(reason, sizeof(reason), "%s", err);
+		printf("database:   FAILED: %s\n", err.msg);
+		snprintf(reason, sizeof(reason), "%s", err.msg);
 		failed = true;
 	} else {
 		const char *v = PQparameterStatus(sora_db_conn_pg(conn), "server_version");
 
 		printf("database:   ok (%s, PostgreSQL %s)\n", sora_db_conn_describe(conn),
 		       v != NULL ? v : "?");
-		if (sora_store_migrate_status(sora_db_conn_pg(conn), &items, &count, err,
-					      sizeof(err)) < 0) {
-			printf("migrations: FAILED: %s\n", err);
-			snprintf(reason, sizeof(reason), "%s", err);
+		if (sora_store_migrate_status(sora_db_conn_pg(conn), &items, &count, &err) < 0) {
+			printf("migrations: FAILED: %s\n", err.msg);
+			snprintf(reason, sizeof(reason), "%s", err.msg);
 			failed = true;
 		} else {
 			int last = 0;
@@ -230,8 +229,8 @@ int admin_cmd_health(struct admin_ctx *ctx, const struct admin_args *args)
 
 		if (ep.port <= 0)
 			ep.port = db->port;
-		if (check_endpoint(db, &ep, info, sizeof(info), err, sizeof(err)) < 0) {
-			printf("replica:    WARNING: %s\n", err);
+		if (check_endpoint(db, &ep, info, sizeof(info), &err) < 0) {
+			printf("replica:    WARNING: %s\n", err.msg);
 			degraded = true;
 		} else {
 			printf("replica:    ok (%s)\n", info);
@@ -266,7 +265,7 @@ int admin_cmd_auth_test(struct admin_ctx *ctx, const struct admin_args *args)
 	const char *email;
 	char *password = NULL;
 	size_t len = 0;
-	char err[1024];
+	struct sora_error err;
 	bool match = false;
 	int code, ret;
 
@@ -277,20 +276,20 @@ int admin_cmd_auth_test(struct admin_ctx *ctx, const struct admin_args *args)
 	if (code != 0)
 		return code;
 	ret = sora_accounts_authenticate(ctx->conn, sora_str_c(email), password, len, &match,
-					 &ref, err, sizeof(err));
+					 &ref, &err);
 	admin_password_free(&password, len);
 	if (ret != 0)
-		return admin_fail("%s", err);
+		return admin_fail("%s", err.msg);
 	if (!match) {
 		/* For the operator, say which of the two it was; the servers
 		 * never tell a client. */
-		ret = sora_accounts_lookup(ctx->conn, sora_str_c(email), &ref, err, sizeof(err));
-		if (ret == SORA_ACCOUNTS_NOT_FOUND)
+		ret = sora_accounts_lookup(ctx->conn, sora_str_c(email), &ref, &err);
+		if (ret < 0 && err.cls == SORA_ERR_NOT_FOUND)
 			printf("FAILED: no live account has the address %s\n", email);
 		else if (ret == 0)
 			printf("FAILED: wrong password for %s\n", email);
 		else
-			printf("FAILED: %s\n", err);
+			printf("FAILED: %s\n", err.msg);
 		return ADMIN_EXIT_FAIL;
 	}
 	printf("OK: %s belongs to account %lld (primary %s)\n", ref.address,

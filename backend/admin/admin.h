@@ -14,6 +14,7 @@
 
 #include "common/auth/password.h"
 #include "common/config/config.h"
+#include "common/core/error.h"
 #include "common/db/db.h"
 
 #define ADMIN_EXIT_OK    0
@@ -62,8 +63,10 @@ int admin_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int admin_usage_error(const struct admin_cmd *cmd, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 
-/* Exit status for a return code of the accounts/db modules. */
-int admin_exit_code(int ret);
+/* Prints "sora-admin: <err->msg>" to stderr and returns the exit status
+ * for a failure of the accounts/db/store modules: ADMIN_EXIT_USAGE for
+ * SORA_ERR_INVALID (the operator's input), ADMIN_EXIT_FAIL otherwise. */
+int admin_report(const struct sora_error *err);
 
 /* A required option; prints the usage error when it is missing. */
 const char *admin_require(const struct admin_args *args, const char *name, int *exit_r);

@@ -171,15 +171,22 @@ bool admin_flag(const struct admin_args *args, const char *name)
 	return admin_opt(args, name) != NULL;
 }
 
+/* "sora-admin: <message>" on stderr, one line. */
+static void say(const char *fmt, va_list ap) __attribute__((format(printf, 1, 0)));
+static void say(const char *fmt, va_list ap)
+{
+	fputs("sora-admin: ", stderr);
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+}
+
 int admin_fail(const char *fmt, ...)
 {
 	va_list ap;
 
-	fputs("sora-admin: ", stderr);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	say(fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
 	return ADMIN_EXIT_FAIL;
 }
 
@@ -194,11 +201,9 @@ int admin_usage_error(const struct admin_cmd *cmd, const char *fmt, ...)
 {
 	va_list ap;
 
-	fputs("sora-admin: ", stderr);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	say(fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
 	if (cmd != NULL) {
 		fputs("usage: ", stderr);
 		print_synopsis(stderr, cmd);
@@ -219,26 +224,23 @@ const char *admin_require(const struct admin_args *args, const char *name, int *
 	return v;
 }
 
-int admin_exit_code(int ret)
+int admin_report(const struct sora_error *err)
 {
+	admin_fail("%s", err->msg);
 	/* An address or password the operator typed that cannot be accepted
 	 * is a usage error; everything else is a failed operation. */
-	if (ret == 0)
-		return ADMIN_EXIT_OK;
-	if (ret == SORA_ACCOUNTS_INVALID)
-		return ADMIN_EXIT_USAGE;
-	return ADMIN_EXIT_FAIL;
+	return err->cls == SORA_ERR_INVALID ? ADMIN_EXIT_USAGE : ADMIN_EXIT_FAIL;
 }
 
 int admin_check_address(const struct admin_args *args, const char *address)
 {
-	const char *error;
+	struct sora_error err;
 	char shown[128];
 
-	if (sora_address_validate(sora_str_c(address), &error) == 0)
+	if (sora_address_validate(sora_str_c(address), &err) == 0)
 		return 0;
 	sora_log_escape(sora_str_c(address), shown, sizeof(shown));
-	return admin_usage_error(args->cmd, "invalid address \"%s\": %s", shown, error);
+	return admin_usage_error(args->cmd, "invalid address \"%s\": %s", shown, err.msg);
 }
 
 int admin_hash_scheme(const struct admin_args *args, enum sora_pw_scheme *scheme_r)
@@ -461,16 +463,15 @@ static int do_help(const char *group, const char *name)
 
 static int open_db(struct admin_ctx *ctx)
 {
-	char err[1024];
+	struct sora_error err;
 	int ret;
 
-	if (sora_db_pool_create(&ctx->cfg->database, "sora-admin", &ctx->pool, err,
-				sizeof(err)) < 0)
-		return admin_fail("%s", err);
+	if (sora_db_pool_create(&ctx->cfg->database, "sora-admin", &ctx->pool, &err) < 0)
+		return admin_fail("%s", err.msg);
 	ret = sora_db_acquire(ctx->pool, SORA_DB_PRIMARY, ACQUIRE_TIMEOUT_MS, &ctx->conn,
-			      err, sizeof(err));
+			      &err);
 	if (ret != 0)
-		return admin_fail("%s", err);
+		return admin_fail("%s", err.msg);
 	return ADMIN_EXIT_OK;
 }
 
@@ -483,7 +484,7 @@ int main(int argc, char **argv)
 	const struct admin_cmd *cmd = NULL;
 	bool help = false, help_cmd = false, version = false, group_has_subs = false;
 	const char *error;
-	char err[1024];
+	char err[1024];   /* the config loader keeps its text-only errors */
 	int ret;
 
 	memset(&args, 0, sizeof(args));

@@ -59,15 +59,16 @@ static uint64_t key_hash(const char *key)
 }
 
 /* Object keys plus the reservation of the temp directory's name. */
-static int cache_key_check(const char *key, struct sora_blob_error *err)
+static int cache_key_check(const char *key, struct sora_error *err)
 {
 	size_t tl = strlen(SORA_BLOB_CACHE_TMPDIR);
 
 	if (sora_blob_key_check(key, err) < 0)
 		return -1;
 	if (strncmp(key, SORA_BLOB_CACHE_TMPDIR, tl) == 0 && (key[tl] == '/' || key[tl] == '\0')) {
-		sora_blob_error_set(err, "local cache: key uses the reserved name %s",
-				    SORA_BLOB_CACHE_TMPDIR);
+		sora_error_set(err, SORA_ERR_PERMANENT,
+			       "local cache: key uses the reserved name %s",
+			       SORA_BLOB_CACHE_TMPDIR);
 		return -1;
 	}
 	return 0;
@@ -265,7 +266,7 @@ static int scan_cmp(const void *a, const void *b)
 }
 
 int sora_blob_cache_open(const char *path, uint64_t capacity, uint64_t max_object_size,
-			 struct sora_blob_cache **cache_r, char *err, size_t errsize)
+			 struct sora_blob_cache **cache_r, struct sora_error *err)
 {
 	struct sora_blob_cache *c;
 	struct scan s = { 0 };
@@ -274,12 +275,13 @@ int sora_blob_cache_open(const char *path, uint64_t capacity, uint64_t max_objec
 
 	*cache_r = NULL;
 	if (path == NULL || path[0] == '\0' || capacity == 0) {
-		snprintf(err, errsize, "local cache: path and a capacity above 0 are required");
+		sora_error_set(err, SORA_ERR_PERMANENT,
+			       "local cache: path and a capacity above 0 are required");
 		return -1;
 	}
 	c = calloc(1, sizeof(*c));
 	if (c == NULL) {
-		snprintf(err, errsize, "out of memory");
+		sora_error_set(err, SORA_ERR_TEMPORARY, "out of memory");
 		return -1;
 	}
 	len = strlen(path);
@@ -293,18 +295,20 @@ int sora_blob_cache_open(const char *path, uint64_t capacity, uint64_t max_objec
 	if (c->root == NULL || c->buckets == NULL ||
 	    sora_blob_path_join(tmpdir, sizeof(tmpdir), c->root, SORA_BLOB_CACHE_TMPDIR) < 0 ||
 	    (c->tmpdir = strdup(tmpdir)) == NULL) {
-		snprintf(err, errsize, "out of memory");
+		sora_error_set(err, SORA_ERR_TEMPORARY, "out of memory");
 		goto fail;
 	}
 	pthread_mutex_init(&c->lock, NULL);
 	if (sora_blob_mkdirs(c->tmpdir, 0750) < 0) {
-		snprintf(err, errsize, "local cache: cannot create %s: %s", c->tmpdir, strerror(errno));
+		sora_error_set(err, SORA_ERR_PERMANENT, "local cache: cannot create %s: %s",
+			       c->tmpdir, strerror(errno));
 		pthread_mutex_destroy(&c->lock);
 		goto fail;
 	}
 	sora_blob_clean_dir(c->tmpdir);
 	if (scan_dir(c, &s, "", 0) < 0) {
-		snprintf(err, errsize, "local cache: cannot read %s: %s", c->root, strerror(errno));
+		sora_error_set(err, SORA_ERR_PERMANENT, "local cache: cannot read %s: %s", c->root,
+			       strerror(errno));
 		pthread_mutex_destroy(&c->lock);
 		goto fail;
 	}
@@ -374,13 +378,13 @@ int sora_blob_cache_open_read(struct sora_blob_cache *c, const char *key, uint64
 
 	if (cache_key_check(key, NULL) < 0 ||
 	    sora_blob_path_join(path, sizeof(path), c->root, key) < 0)
-		return SORA_BLOB_ENOTFOUND;
+		return -1;
 	pthread_mutex_lock(&c->lock);
 	e = *find_slot(c, key);
 	if (e == NULL) {
 		c->misses++;
 		pthread_mutex_unlock(&c->lock);
-		return SORA_BLOB_ENOTFOUND;
+		return -1;
 	}
 	lru_unlink(c, e);
 	lru_push_head(c, e);
@@ -403,34 +407,36 @@ int sora_blob_cache_open_read(struct sora_blob_cache *c, const char *key, uint64
 		index_drop(c, e);
 	c->misses++;
 	pthread_mutex_unlock(&c->lock);
-	return SORA_BLOB_ENOTFOUND;
+	return -1;
 }
 
 /* Renames tmp into place as key and indexes it (evicting as needed). */
 static int install(struct sora_blob_cache *c, const char *key, const char *tmp,
-		   uint64_t size, struct sora_blob_error *err)
+		   uint64_t size, struct sora_error *err)
 {
 	char path[PATH_MAX];
-	int ret = SORA_BLOB_OK;
+	int ret = 0;
 
 	if (sora_blob_path_join(path, sizeof(path), c->root, key) < 0 ||
 	    sora_blob_mkdirs_parent(path, 0750) < 0) {
-		sora_blob_error_set(err, "local cache: cannot create directory for %s: %s", key,
-				    strerror(errno));
+		sora_error_set(err, SORA_ERR_PERMANENT,
+			       "local cache: cannot create directory for %s: %s", key,
+			       strerror(errno));
 		unlink(tmp);
-		return SORA_BLOB_EFAIL;
+		return -1;
 	}
 	/* Rename and index under the lock, so an eviction running in another
 	 * thread never deletes a file the index does not know yet. */
 	pthread_mutex_lock(&c->lock);
 	if (rename(tmp, path) < 0) {
-		sora_blob_error_set(err, "local cache: rename to %s: %s", path, strerror(errno));
+		sora_error_set(err, SORA_ERR_PERMANENT, "local cache: rename to %s: %s", path,
+			       strerror(errno));
 		unlink(tmp);
-		ret = SORA_BLOB_EFAIL;
+		ret = -1;
 	} else if (index_put(c, key, size) < 0) {
 		unlink(path);
-		sora_blob_error_set(err, "local cache: out of memory");
-		ret = SORA_BLOB_EFAIL;
+		sora_error_set(err, SORA_ERR_TEMPORARY, "local cache: out of memory");
+		ret = -1;
 	} else {
 		evict_locked(c, key);
 	}
@@ -444,7 +450,7 @@ static bool fits(struct sora_blob_cache *c, uint64_t size)
 }
 
 int sora_blob_cache_add_file(struct sora_blob_cache *c, const char *key,
-			     const char *src_path, int move, struct sora_blob_error *err)
+			     const char *src_path, int move, struct sora_error *err)
 {
 	struct sora_blob_cache_writer *w = NULL;
 	struct sora_blob_fd_source fsrc;
@@ -455,57 +461,62 @@ int sora_blob_cache_add_file(struct sora_blob_cache *c, const char *key,
 	if (cache_key_check(key, err) < 0) {
 		if (move)
 			unlink(src_path);
-		return SORA_BLOB_EFAIL;
+		return -1;
 	}
-	if (stat(src_path, &st) < 0) {
-		sora_blob_error_set(err, "local cache: %s: %s", src_path, strerror(errno));
-		return errno == ENOENT ? SORA_BLOB_ENOTFOUND : SORA_BLOB_EFAIL;
-	}
+	if (stat(src_path, &st) < 0)
+		return sora_error_set(err,
+			errno == ENOENT ? SORA_ERR_NOT_FOUND : sora_error_class_errno(errno),
+			"local cache: %s: %s", src_path, strerror(errno));
 	if (!fits(c, (uint64_t)st.st_size)) {
 		if (move)
 			unlink(src_path);
-		sora_blob_error_set(err, "local cache: %s is larger than max_object_size", key);
-		return SORA_BLOB_EFAIL;
+		sora_error_set(err, SORA_ERR_LIMIT,
+			       "local cache: %s is larger than max_object_size", key);
+		return -1;
 	}
 	if (move) {
 		char path[PATH_MAX];
 		if (sora_blob_path_join(path, sizeof(path), c->root, key) < 0 ||
 		    sora_blob_mkdirs_parent(path, 0750) < 0) {
 			unlink(src_path);
-			sora_blob_error_set(err, "local cache: cannot create directory for %s", key);
-			return SORA_BLOB_EFAIL;
+			sora_error_set(err, SORA_ERR_PERMANENT,
+				       "local cache: cannot create directory for %s", key);
+			return -1;
 		}
 		pthread_mutex_lock(&c->lock);
 		if (rename(src_path, path) == 0) {
-			ret = index_put(c, key, (uint64_t)st.st_size) < 0 ? SORA_BLOB_EFAIL : SORA_BLOB_OK;
+			ret = index_put(c, key, (uint64_t)st.st_size) < 0 ? -1 : 0;
 			if (ret < 0)
 				unlink(path);
 			else
 				evict_locked(c, key);
 			pthread_mutex_unlock(&c->lock);
 			if (ret < 0)
-				sora_blob_error_set(err, "local cache: out of memory");
+				sora_error_set(err, SORA_ERR_TEMPORARY,
+					       "local cache: out of memory");
 			return ret;
 		}
 		pthread_mutex_unlock(&c->lock);
 		if (errno != EXDEV) {
-			sora_blob_error_set(err, "local cache: rename %s: %s", src_path, strerror(errno));
+			sora_error_set(err, SORA_ERR_PERMANENT, "local cache: rename %s: %s",
+				       src_path, strerror(errno));
 			unlink(src_path);
-			return SORA_BLOB_EFAIL;
+			return -1;
 		}
 	}
 	/* Another file system: copy. */
 	fd = open(src_path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
-		sora_blob_error_set(err, "local cache: %s: %s", src_path, strerror(errno));
-		return SORA_BLOB_EFAIL;
+		sora_error_set(err, SORA_ERR_PERMANENT, "local cache: %s: %s", src_path,
+			       strerror(errno));
+		return -1;
 	}
 	sora_blob_fd_source_init(&src, &fsrc, fd, 0, (uint64_t)st.st_size);
 	ret = sora_blob_cache_writer_new(c, key, &w, err);
-	if (ret == SORA_BLOB_OK) {
+	if (ret == 0) {
 		if (sora_blob_write_source(w->fd, &src, err) < 0) {
 			sora_blob_cache_writer_abort(&w);
-			ret = SORA_BLOB_EFAIL;
+			ret = -1;
 		} else {
 			w->size = (uint64_t)st.st_size;
 			ret = sora_blob_cache_writer_commit(&w, err);
@@ -518,30 +529,30 @@ int sora_blob_cache_add_file(struct sora_blob_cache *c, const char *key,
 }
 
 int sora_blob_cache_writer_new(struct sora_blob_cache *c, const char *key,
-			       struct sora_blob_cache_writer **w_r, struct sora_blob_error *err)
+			       struct sora_blob_cache_writer **w_r, struct sora_error *err)
 {
 	struct sora_blob_cache_writer *w;
 
 	*w_r = NULL;
 	if (cache_key_check(key, err) < 0)
-		return SORA_BLOB_EFAIL;
+		return -1;
 	w = calloc(1, sizeof(*w));
 	if (w == NULL || (w->key = strdup(key)) == NULL) {
 		free(w);
-		sora_blob_error_set(err, "out of memory");
-		return SORA_BLOB_EFAIL;
+		sora_error_set(err, SORA_ERR_TEMPORARY, "out of memory");
+		return -1;
 	}
 	w->cache = c;
 	w->fd = sora_blob_tmpfile(c->tmpdir, w->tmp, sizeof(w->tmp));
 	if (w->fd < 0) {
-		sora_blob_error_set(err, "local cache: temp file in %s: %s", c->tmpdir,
-				    strerror(errno));
+		sora_error_set(err, SORA_ERR_PERMANENT, "local cache: temp file in %s: %s",
+			       c->tmpdir, strerror(errno));
 		free(w->key);
 		free(w);
-		return SORA_BLOB_EFAIL;
+		return -1;
 	}
 	*w_r = w;
-	return SORA_BLOB_OK;
+	return 0;
 }
 
 int sora_blob_cache_writer_write(struct sora_blob_cache_writer *w, const void *data, size_t len)
@@ -567,15 +578,16 @@ static void writer_free(struct sora_blob_cache_writer **wp)
 	*wp = NULL;
 }
 
-int sora_blob_cache_writer_commit(struct sora_blob_cache_writer **wp, struct sora_blob_error *err)
+int sora_blob_cache_writer_commit(struct sora_blob_cache_writer **wp, struct sora_error *err)
 {
 	struct sora_blob_cache_writer *w = *wp;
 	int ret;
 
 	if (w->failed) {
-		sora_blob_error_set(err, "local cache: writing %s failed or it is too large", w->key);
+		sora_error_set(err, SORA_ERR_PERMANENT,
+			       "local cache: writing %s failed or it is too large", w->key);
 		sora_blob_cache_writer_abort(wp);
-		return SORA_BLOB_EFAIL;
+		return -1;
 	}
 	close(w->fd);
 	w->fd = -1;

@@ -41,9 +41,9 @@ struct sora_blob_cache_stats {
 
 /* Opens (creating the directory if needed) and indexes the cache; evicts
  * down to capacity if the directory holds more. capacity must be > 0. path
- * is copied. Returns 0, or -1 with a message in err. */
+ * is copied. Returns 0, or -1 with err set. */
 int sora_blob_cache_open(const char *path, uint64_t capacity, uint64_t max_object_size,
-			 struct sora_blob_cache **cache_r, char *err, size_t errsize);
+			 struct sora_blob_cache **cache_r, struct sora_error *err);
 /* Frees the index (the files stay) and clears the caller's pointer. */
 void sora_blob_cache_free(struct sora_blob_cache **cache);
 
@@ -51,29 +51,30 @@ uint64_t sora_blob_cache_max_object_size(const struct sora_blob_cache *cache);
 void sora_blob_cache_get_stats(struct sora_blob_cache *cache, struct sora_blob_cache_stats *st);
 
 /* Opens the cached body of key for reading and marks it recently used.
- * Returns an fd (owned by the caller) and its size, or SORA_BLOB_ENOTFOUND. */
+ * Returns an fd (owned by the caller) and its size, or -1 when the key is
+ * not cached (or cannot be opened: the caller falls back to the store). */
 int sora_blob_cache_open_read(struct sora_blob_cache *cache, const char *key,
 			      uint64_t *size_r);
 
 /* Puts the file at src_path into the cache under key: renamed when move is
  * true and it is on the same file system, copied otherwise (a moved file
  * is gone from src_path afterwards, whatever the outcome). Files over
- * max_object_size are refused (SORA_BLOB_EFAIL; a moved one is deleted).
- * Returns 0 or a negative status with err set. */
+ * max_object_size are refused (SORA_ERR_LIMIT; a moved one is deleted).
+ * Returns 0 or -1 with err set. */
 int sora_blob_cache_add_file(struct sora_blob_cache *cache, const char *key,
-			     const char *src_path, int move, struct sora_blob_error *err);
+			     const char *src_path, int move, struct sora_error *err);
 
 /* Streams a body into the cache: write() pieces in order, then commit() to
  * make it visible under key, or abort(). write() fails once the body
  * passes max_object_size. The writer belongs to one thread. */
 struct sora_blob_cache_writer;
 int sora_blob_cache_writer_new(struct sora_blob_cache *cache, const char *key,
-			       struct sora_blob_cache_writer **w_r, struct sora_blob_error *err);
+			       struct sora_blob_cache_writer **w_r, struct sora_error *err);
 int sora_blob_cache_writer_write(struct sora_blob_cache_writer *w, const void *data,
 				 size_t len);
 /* Commits and frees the writer (clears the caller's pointer). */
 int sora_blob_cache_writer_commit(struct sora_blob_cache_writer **w,
-				  struct sora_blob_error *err);
+				  struct sora_error *err);
 /* Discards and frees the writer (clears the caller's pointer). NULL-safe. */
 void sora_blob_cache_writer_abort(struct sora_blob_cache_writer **w);
 

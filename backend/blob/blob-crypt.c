@@ -40,21 +40,22 @@ static void id_to_hex(const unsigned char *id, char hex[SORA_BLOB_CRYPT_KEY_ID_H
 }
 
 static int parse_key(const char *hex, unsigned char *key_r, const char *what,
-		     char *err, size_t errsize)
+		     struct sora_error *err)
 {
 	size_t hex_len, bin_len = 0;
 
 	hex_len = strnlen(hex, 2 * KEY_BYTES + 1);
 	if (hex_len != 2 * KEY_BYTES) {
-		snprintf(err, errsize, "%s must be %d hex characters (got %s%zu)", what,
-			 2 * KEY_BYTES, hex_len > 2 * KEY_BYTES ? "more than " : "",
-			 hex_len > 2 * KEY_BYTES ? (size_t)(2 * KEY_BYTES) : hex_len);
+		sora_error_set(err, SORA_ERR_INVALID, "%s must be %d hex characters (got %s%zu)",
+			       what, 2 * KEY_BYTES, hex_len > 2 * KEY_BYTES ? "more than " : "",
+			       hex_len > 2 * KEY_BYTES ? (size_t)(2 * KEY_BYTES) : hex_len);
 		return -1;
 	}
 	if (sodium_hex2bin(key_r, KEY_BYTES, hex, hex_len, NULL, &bin_len, NULL) != 0 ||
 	    bin_len != KEY_BYTES) {
-		snprintf(err, errsize, "%s must be %d hex characters (found a non-hex character)",
-			 what, 2 * KEY_BYTES);
+		sora_error_set(err, SORA_ERR_INVALID,
+			       "%s must be %d hex characters (found a non-hex character)", what,
+			       2 * KEY_BYTES);
 		return -1;
 	}
 	return 0;
@@ -62,7 +63,7 @@ static int parse_key(const char *hex, unsigned char *key_r, const char *what,
 
 int sora_blob_keyring_new(const char *current_hex, const char *const *old_hex,
 			  size_t old_count, struct sora_blob_keyring **kr_r,
-			  char *err, size_t errsize)
+			  struct sora_error *err)
 {
 	struct sora_blob_keyring *kr;
 	size_t total = old_count + (current_hex != NULL ? 1 : 0);
@@ -70,26 +71,26 @@ int sora_blob_keyring_new(const char *current_hex, const char *const *old_hex,
 
 	*kr_r = NULL;
 	if (sodium_init() < 0) {
-		snprintf(err, errsize, "libsodium initialisation failed");
+		sora_error_set(err, SORA_ERR_PERMANENT, "libsodium initialisation failed");
 		return -1;
 	}
 	if (total == 0) {
-		snprintf(err, errsize, "no encryption keys given");
+		sora_error_set(err, SORA_ERR_INVALID, "no encryption keys given");
 		return -1;
 	}
 	kr = calloc(1, sizeof(*kr));
 	if (kr == NULL) {
-		snprintf(err, errsize, "out of memory");
+		sora_error_set(err, SORA_ERR_TEMPORARY, "out of memory");
 		return -1;
 	}
 	kr->keys = sodium_malloc(total * KEY_BYTES);
 	kr->ids = calloc(total, sizeof(*kr->ids));
 	if (kr->keys == NULL || kr->ids == NULL) {
-		snprintf(err, errsize, "out of memory");
+		sora_error_set(err, SORA_ERR_TEMPORARY, "out of memory");
 		goto out;
 	}
 	if (current_hex != NULL) {
-		if (parse_key(current_hex, kr->keys, "encryption_key", err, errsize) < 0)
+		if (parse_key(current_hex, kr->keys, "encryption_key", err) < 0)
 			goto out;
 		key_id_of(kr->keys, kr->ids[0]);
 		kr->count = 1;
@@ -101,10 +102,10 @@ int sora_blob_keyring_new(const char *current_hex, const char *const *old_hex,
 
 		snprintf(what, sizeof(what), "old_encryption_keys[%zu]", i);
 		if (old_hex[i] == NULL) {
-			snprintf(err, errsize, "%s is missing", what);
+			sora_error_set(err, SORA_ERR_INVALID, "%s is missing", what);
 			goto out;
 		}
-		if (parse_key(old_hex[i], k, what, err, errsize) < 0)
+		if (parse_key(old_hex[i], k, what, err) < 0)
 			goto out;
 		key_id_of(k, kr->ids[kr->count]);
 		/* Two keys with one id would make the choice ambiguous; the same
@@ -115,7 +116,8 @@ int sora_blob_keyring_new(const char *current_hex, const char *const *old_hex,
 			if (memcmp(kr->ids[j], kr->ids[kr->count], SORA_BLOB_CRYPT_KEY_ID_LEN) != 0)
 				continue;
 			if (sodium_memcmp(kr->keys + j * KEY_BYTES, k, KEY_BYTES) != 0) {
-				snprintf(err, errsize, "%s has the same key id as another key", what);
+				sora_error_set(err, SORA_ERR_INVALID,
+					       "%s has the same key id as another key", what);
 				goto out;
 			}
 			dup = true;
@@ -127,7 +129,7 @@ int sora_blob_keyring_new(const char *current_hex, const char *const *old_hex,
 		kr->count++;
 	}
 	if (sodium_mprotect_readonly(kr->keys) != 0) {
-		snprintf(err, errsize, "cannot protect key memory");
+		sora_error_set(err, SORA_ERR_PERMANENT, "cannot protect key memory");
 		goto out;
 	}
 	*kr_r = kr;
@@ -259,7 +261,7 @@ static void enc_start(struct sora_blob_encryptor *enc)
 
 /* Reads exactly len bytes of plaintext. */
 static int enc_read_plain(struct sora_blob_encryptor *enc, size_t len,
-			  struct sora_blob_error *err)
+			  struct sora_error *err)
 {
 	size_t got = 0;
 
@@ -268,7 +270,8 @@ static int enc_read_plain(struct sora_blob_encryptor *enc, size_t len,
 		if (n < 0)
 			return -1;
 		if (n == 0) {
-			sora_blob_error_set(err, "body ended early while encrypting");
+			sora_error_set(err, SORA_ERR_PERMANENT,
+				       "body ended early while encrypting");
 			return -1;
 		}
 		got += (size_t)n;
@@ -276,7 +279,7 @@ static int enc_read_plain(struct sora_blob_encryptor *enc, size_t len,
 	return 0;
 }
 
-static int enc_next_chunk(struct sora_blob_encryptor *enc, struct sora_blob_error *err)
+static int enc_next_chunk(struct sora_blob_encryptor *enc, struct sora_error *err)
 {
 	uint64_t done = enc->next_chunk * SORA_BLOB_CRYPT_CHUNK;
 	uint64_t left = enc->plain_len - done;
@@ -297,7 +300,7 @@ static int enc_next_chunk(struct sora_blob_encryptor *enc, struct sora_blob_erro
 	return 0;
 }
 
-static ssize_t enc_read(void *ctx, void *buf, size_t len, struct sora_blob_error *err)
+static ssize_t enc_read(void *ctx, void *buf, size_t len, struct sora_error *err)
 {
 	struct sora_blob_encryptor *enc = ctx;
 	size_t done = 0;
@@ -319,7 +322,7 @@ static ssize_t enc_read(void *ctx, void *buf, size_t len, struct sora_blob_error
 	return (ssize_t)done;
 }
 
-static int enc_rewind(void *ctx, struct sora_blob_error *err)
+static int enc_rewind(void *ctx, struct sora_error *err)
 {
 	struct sora_blob_encryptor *enc = ctx;
 
@@ -333,26 +336,26 @@ int sora_blob_encryptor_new(const struct sora_blob_keyring *kr,
 			    struct sora_blob_source *plain,
 			    struct sora_blob_source *out_r,
 			    struct sora_blob_encryptor **enc_r,
-			    struct sora_blob_error *err)
+			    struct sora_error *err)
 {
 	struct sora_blob_encryptor *enc;
 
 	*enc_r = NULL;
 	if (!sora_blob_keyring_can_encrypt(kr)) {
-		sora_blob_error_set(err, "no current encryption key");
-		return SORA_BLOB_EFAIL;
+		sora_error_set(err, SORA_ERR_PERMANENT, "no current encryption key");
+		return -1;
 	}
 	enc = calloc(1, sizeof(*enc));
 	if (enc == NULL) {
-		sora_blob_error_set(err, "out of memory");
-		return SORA_BLOB_EFAIL;
+		sora_error_set(err, SORA_ERR_TEMPORARY, "out of memory");
+		return -1;
 	}
 	enc->out = malloc(RECORD_MAX);
 	enc->in = malloc(SORA_BLOB_CRYPT_CHUNK);
 	if (enc->out == NULL || enc->in == NULL) {
 		sora_blob_encryptor_free(&enc);
-		sora_blob_error_set(err, "out of memory");
-		return SORA_BLOB_EFAIL;
+		sora_error_set(err, SORA_ERR_TEMPORARY, "out of memory");
+		return -1;
 	}
 	enc->plain = plain;
 	enc->plain_len = plain->length;
@@ -370,7 +373,7 @@ int sora_blob_encryptor_new(const struct sora_blob_keyring *kr,
 	out_r->rewind = enc_rewind;
 	out_r->ctx = enc;
 	*enc_r = enc;
-	return SORA_BLOB_OK;
+	return 0;
 }
 
 void sora_blob_encryptor_free(struct sora_blob_encryptor **encp)
@@ -425,13 +428,13 @@ int sora_blob_decryptor_new(const struct sora_blob_keyring *kr,
 	*dec_r = NULL;
 	dec = calloc(1, sizeof(*dec));
 	if (dec == NULL)
-		return SORA_BLOB_EFAIL;
+		return -1;
 	dec->name = strdup(object_name != NULL ? object_name : "?");
 	dec->in = malloc(RECORD_MAX);
 	dec->plain = malloc(SORA_BLOB_CRYPT_CHUNK);
 	if (dec->name == NULL || dec->in == NULL || dec->plain == NULL) {
 		sora_blob_decryptor_free(&dec);
-		return SORA_BLOB_EFAIL;
+		return -1;
 	}
 	dec->kr = kr;
 	dec->allow_plaintext = allow_plaintext;
@@ -439,7 +442,7 @@ int sora_blob_decryptor_new(const struct sora_blob_keyring *kr,
 	dec->out_ctx = out_ctx;
 	dec->mode = DEC_SNIFF;
 	*dec_r = dec;
-	return SORA_BLOB_OK;
+	return 0;
 }
 
 void sora_blob_decryptor_free(struct sora_blob_decryptor **decp)
@@ -463,26 +466,25 @@ bool sora_blob_decryptor_is_encrypted(const struct sora_blob_decryptor *dec)
 	return dec->encrypted;
 }
 
-static int dec_fail(struct sora_blob_decryptor *dec, int status,
-		    struct sora_blob_error *err, const char *what)
+static int dec_fail(struct sora_blob_decryptor *dec, enum sora_error_class cls,
+		    struct sora_error *err, const char *what)
 {
 	dec->mode = DEC_FAILED;
 	sodium_memzero(&dec->state, sizeof(dec->state));
-	sora_blob_error_set(err, "object %s: %s", dec->name, what);
-	return status;
+	return sora_error_set(err, cls, "object %s: %s", dec->name, what);
 }
 
 static int dec_emit(struct sora_blob_decryptor *dec, const void *data, size_t len,
-		    struct sora_blob_error *err)
+		    struct sora_error *err)
 {
 	if (len == 0)
 		return 0;
 	if (dec->out(dec->out_ctx, data, len) < 0)
-		return dec_fail(dec, SORA_BLOB_EABORTED, err, "reading stopped by the receiver");
+		return dec_fail(dec, SORA_ERR_ABORTED, err, "reading stopped by the receiver");
 	return 0;
 }
 
-static int dec_header(struct sora_blob_decryptor *dec, struct sora_blob_error *err)
+static int dec_header(struct sora_blob_decryptor *dec, struct sora_error *err)
 {
 	const unsigned char *key;
 	char msg[160];
@@ -490,7 +492,7 @@ static int dec_header(struct sora_blob_decryptor *dec, struct sora_blob_error *e
 	if (dec->header[SORA_BLOB_CRYPT_MAGIC_LEN] != SORA_BLOB_CRYPT_VERSION) {
 		snprintf(msg, sizeof(msg), "unsupported encryption format version %u",
 			 dec->header[SORA_BLOB_CRYPT_MAGIC_LEN]);
-		return dec_fail(dec, SORA_BLOB_ECORRUPT, err, msg);
+		return dec_fail(dec, SORA_ERR_CORRUPT, err, msg);
 	}
 	key = keyring_find(dec->kr, dec->header + SORA_BLOB_CRYPT_MAGIC_LEN + 1);
 	if (key == NULL) {
@@ -498,10 +500,10 @@ static int dec_header(struct sora_blob_decryptor *dec, struct sora_blob_error *e
 
 		id_to_hex(dec->header + SORA_BLOB_CRYPT_MAGIC_LEN + 1, hex);
 		snprintf(msg, sizeof(msg), "encrypted with key id %s which is not configured", hex);
-		return dec_fail(dec, SORA_BLOB_ECORRUPT, err, msg);
+		return dec_fail(dec, SORA_ERR_CORRUPT, err, msg);
 	}
 	if (crypto_secretstream_xchacha20poly1305_init_pull(&dec->state, dec->header + AD_LEN, key) != 0)
-		return dec_fail(dec, SORA_BLOB_ECORRUPT, err, "invalid encryption header");
+		return dec_fail(dec, SORA_ERR_CORRUPT, err, "invalid encryption header");
 	dec->mode = DEC_CHUNKS;
 	dec->chunk_index = 0;
 	dec->in_len = 0;
@@ -509,7 +511,7 @@ static int dec_header(struct sora_blob_decryptor *dec, struct sora_blob_error *e
 }
 
 /* Decrypts the record in dec->in. at_end: no more ciphertext follows. */
-static int dec_record(struct sora_blob_decryptor *dec, bool at_end, struct sora_blob_error *err)
+static int dec_record(struct sora_blob_decryptor *dec, bool at_end, struct sora_error *err)
 {
 	unsigned long long plen = 0;
 	unsigned char tag = 0;
@@ -522,16 +524,16 @@ static int dec_record(struct sora_blob_decryptor *dec, bool at_end, struct sora_
 		snprintf(msg, sizeof(msg),
 			 "authentication failed in chunk %llu (wrong key or corrupted data)",
 			 (unsigned long long)dec->chunk_index);
-		return dec_fail(dec, SORA_BLOB_ECORRUPT, err, msg);
+		return dec_fail(dec, SORA_ERR_CORRUPT, err, msg);
 	}
 	if (tag == crypto_secretstream_xchacha20poly1305_TAG_FINAL) {
 		dec->mode = DEC_DONE;
 	} else if (tag != crypto_secretstream_xchacha20poly1305_TAG_MESSAGE) {
-		return dec_fail(dec, SORA_BLOB_ECORRUPT, err, "unexpected chunk tag");
+		return dec_fail(dec, SORA_ERR_CORRUPT, err, "unexpected chunk tag");
 	} else if (at_end || plen != SORA_BLOB_CRYPT_CHUNK) {
 		/* Only the final chunk may be short, and the stream must end with
 		 * it: anything else means the object was cut. */
-		return dec_fail(dec, SORA_BLOB_ECORRUPT, err,
+		return dec_fail(dec, SORA_ERR_CORRUPT, err,
 				"truncated encrypted data (missing final chunk)");
 	}
 	dec->chunk_index++;
@@ -540,7 +542,7 @@ static int dec_record(struct sora_blob_decryptor *dec, bool at_end, struct sora_
 }
 
 int sora_blob_decryptor_feed(struct sora_blob_decryptor *dec, const void *data,
-			     size_t len, struct sora_blob_error *err)
+			     size_t len, struct sora_error *err)
 {
 	const unsigned char *p = data;
 	int ret;
@@ -571,7 +573,7 @@ int sora_blob_decryptor_feed(struct sora_blob_decryptor *dec, const void *data,
 				if ((ret = dec_emit(dec, dec->header, dec->in_len, err)) < 0)
 					return ret;
 			} else {
-				return dec_fail(dec, SORA_BLOB_ECORRUPT, err,
+				return dec_fail(dec, SORA_ERR_CORRUPT, err,
 						"not encrypted (no encryption header) although encryption is required");
 			}
 			break;
@@ -590,18 +592,18 @@ int sora_blob_decryptor_feed(struct sora_blob_decryptor *dec, const void *data,
 		case DEC_PLAIN:
 			return dec_emit(dec, p, len, err);
 		case DEC_DONE:
-			return dec_fail(dec, SORA_BLOB_ECORRUPT, err,
+			return dec_fail(dec, SORA_ERR_CORRUPT, err,
 					"data after the final encrypted chunk");
 		case DEC_FAILED:
 		default:
-			sora_blob_error_set(err, "object %s: decryption already failed", dec->name);
-			return SORA_BLOB_ECORRUPT;
+			return sora_error_set(err, SORA_ERR_CORRUPT,
+					      "object %s: decryption already failed", dec->name);
 		}
 	}
 	return 0;
 }
 
-int sora_blob_decryptor_finish(struct sora_blob_decryptor *dec, struct sora_blob_error *err)
+int sora_blob_decryptor_finish(struct sora_blob_decryptor *dec, struct sora_error *err)
 {
 	switch (dec->mode) {
 	case DEC_SNIFF:
@@ -610,14 +612,14 @@ int sora_blob_decryptor_finish(struct sora_blob_decryptor *dec, struct sora_blob
 			dec->mode = DEC_DONE;
 			return dec_emit(dec, dec->header, dec->in_len, err);
 		}
-		return dec_fail(dec, SORA_BLOB_ECORRUPT, err,
+		return dec_fail(dec, SORA_ERR_CORRUPT, err,
 				dec->in_len == 0 ? "empty object (no encryption header)"
 						 : "truncated encryption header");
 	case DEC_HEADER:
-		return dec_fail(dec, SORA_BLOB_ECORRUPT, err, "truncated encryption header");
+		return dec_fail(dec, SORA_ERR_CORRUPT, err, "truncated encryption header");
 	case DEC_CHUNKS:
 		if (dec->in_len < SORA_BLOB_CRYPT_ABYTES)
-			return dec_fail(dec, SORA_BLOB_ECORRUPT, err,
+			return dec_fail(dec, SORA_ERR_CORRUPT, err,
 					"truncated encrypted data (missing final chunk)");
 		return dec_record(dec, true, err);
 	case DEC_PLAIN:
@@ -626,7 +628,7 @@ int sora_blob_decryptor_finish(struct sora_blob_decryptor *dec, struct sora_blob
 		return 0;
 	case DEC_FAILED:
 	default:
-		sora_blob_error_set(err, "object %s: decryption already failed", dec->name);
-		return SORA_BLOB_ECORRUPT;
+		return sora_error_set(err, SORA_ERR_CORRUPT,
+				      "object %s: decryption already failed", dec->name);
 	}
 }

@@ -54,11 +54,11 @@ struct sora_blob_keyring;
 
 /* Builds a keyring from the current key (64 hex digits, or NULL for a
  * decrypt-only keyring) and old keys kept for reading objects written
- * before a rotation. Returns 0, or -1 with a message in err (which never
- * contains key material). */
+ * before a rotation. Returns 0, or -1 with err set (SORA_ERR_INVALID for a
+ * malformed key; the message never contains key material). */
 int sora_blob_keyring_new(const char *current_hex, const char *const *old_hex,
 			  size_t old_count, struct sora_blob_keyring **kr_r,
-			  char *err, size_t errsize);
+			  struct sora_error *err);
 /* Wipes and frees the keys; clears the caller's pointer. NULL-safe. */
 void sora_blob_keyring_free(struct sora_blob_keyring **kr);
 /* True if the keyring has a current key to encrypt with. */
@@ -92,7 +92,7 @@ int sora_blob_encryptor_new(const struct sora_blob_keyring *kr,
 			    struct sora_blob_source *plain,
 			    struct sora_blob_source *out_r,
 			    struct sora_blob_encryptor **enc_r,
-			    struct sora_blob_error *err);
+			    struct sora_error *err);
 void sora_blob_encryptor_free(struct sora_blob_encryptor **enc);
 
 /* A streaming decryptor: ciphertext goes in through feed() in pieces of any
@@ -104,21 +104,20 @@ void sora_blob_encryptor_free(struct sora_blob_encryptor **enc);
  * encrypted object fails with a "not configured" error).
  *
  * object_name (borrowed, copied) names the object in error messages.
- * feed() and finish() return 0 or a negative enum sora_blob_status:
- * SORA_BLOB_ECORRUPT for anything wrong with the data,
- * SORA_BLOB_EABORTED if `out` returned -1. After an error the decryptor
- * accepts nothing more. */
+ * feed() and finish() return 0 or -1 with err set: SORA_ERR_CORRUPT for
+ * anything wrong with the data, SORA_ERR_ABORTED if `out` returned -1.
+ * After an error the decryptor accepts nothing more. */
 struct sora_blob_decryptor;
 int sora_blob_decryptor_new(const struct sora_blob_keyring *kr,
 			    const char *object_name, bool allow_plaintext,
 			    sora_blob_write_cb *out, void *out_ctx,
 			    struct sora_blob_decryptor **dec_r);
 int sora_blob_decryptor_feed(struct sora_blob_decryptor *dec, const void *data,
-			     size_t len, struct sora_blob_error *err);
+			     size_t len, struct sora_error *err);
 /* Call at the end of the ciphertext: checks that the final chunk was seen
  * (or flushes a short plaintext object). */
 int sora_blob_decryptor_finish(struct sora_blob_decryptor *dec,
-			       struct sora_blob_error *err);
+			       struct sora_error *err);
 /* True once the decryptor has seen the magic. */
 bool sora_blob_decryptor_is_encrypted(const struct sora_blob_decryptor *dec);
 void sora_blob_decryptor_free(struct sora_blob_decryptor **dec);

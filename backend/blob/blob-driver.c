@@ -3,71 +3,26 @@
 #include "backend/blob/blob-file.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #define KEY_MAX_LEN 1024
+#define IO_CHUNK (64 * 1024)
 
-void sora_blob_error_set(struct sora_blob_error *err, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err == NULL)
-		return;
-	err->http_status = 0;
-	err->code[0] = '\0';
-	err->attempts = 0;
-	va_start(ap, fmt);
-	vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
-	va_end(ap);
-}
-
-void sora_blob_error_prefix(struct sora_blob_error *err, const char *prefix)
-{
-	size_t plen, mlen, size;
-
-	if (err == NULL)
-		return;
-	size = sizeof(err->msg);
-	plen = strnlen(prefix, size - 3);
-	mlen = strnlen(err->msg, size - 1);
-	if (plen + 2 + mlen > size - 1)
-		mlen = size - 1 - plen - 2;
-	memmove(err->msg + plen + 2, err->msg, mlen);
-	memcpy(err->msg, prefix, plen);
-	err->msg[plen] = ':';
-	err->msg[plen + 1] = ' ';
-	err->msg[plen + 2 + mlen] = '\0';
-}
-
-const char *sora_blob_status_name(int status)
-{
-	switch (status) {
-	case SORA_BLOB_OK: return "ok";
-	case SORA_BLOB_EFAIL: return "failed";
-	case SORA_BLOB_ENOTFOUND: return "not found";
-	case SORA_BLOB_ETRANSIENT: return "temporary failure";
-	case SORA_BLOB_ECORRUPT: return "corrupt";
-	case SORA_BLOB_EABORTED: return "aborted";
-	case SORA_BLOB_EUNSUPPORTED: return "not supported";
-	default: return "unknown error";
-	}
-}
-
-int sora_blob_key_check(const char *key, struct sora_blob_error *err)
+int sora_blob_key_check(const char *key, struct sora_error *err)
 {
 	size_t len, seg_start = 0;
 
 	if (key == NULL) {
-		sora_blob_error_set(err, "invalid object key: missing");
+		sora_error_set(err, SORA_ERR_PERMANENT, "invalid object key: missing");
 		return -1;
 	}
 	len = strnlen(key, KEY_MAX_LEN + 1);
 	if (len == 0 || len > KEY_MAX_LEN) {
-		sora_blob_error_set(err, "invalid object key: length must be 1..%d", KEY_MAX_LEN);
+		sora_error_set(err, SORA_ERR_PERMANENT, "invalid object key: length must be 1..%d",
+			       KEY_MAX_LEN);
 		return -1;
 	}
 	for (size_t i = 0; i <= len; i++) {
@@ -77,7 +32,8 @@ int sora_blob_key_check(const char *key, struct sora_blob_error *err)
 		const char *seg = key + seg_start;
 		if (seg_len == 0 || (seg_len == 1 && seg[0] == '.') ||
 		    (seg_len == 2 && seg[0] == '.' && seg[1] == '.')) {
-			sora_blob_error_set(err, "invalid object key: empty, \".\" or \"..\" path segment");
+			sora_error_set(err, SORA_ERR_PERMANENT,
+				       "invalid object key: empty, \".\" or \"..\" path segment");
 			return -1;
 		}
 		seg_start = i + 1;
@@ -86,63 +42,61 @@ int sora_blob_key_check(const char *key, struct sora_blob_error *err)
 }
 
 static int check_key(struct sora_blob_driver *drv, const char *key,
-		     struct sora_blob_error *err)
+		     struct sora_error *err)
 {
-	if (err != NULL)
-		err->attempts = 0;
 	if (drv == NULL) {
-		sora_blob_error_set(err, "no blob driver");
+		sora_error_set(err, SORA_ERR_PERMANENT, "no blob driver");
 		return -1;
 	}
 	return sora_blob_key_check(key, err);
 }
 
 int sora_blob_driver_put(struct sora_blob_driver *drv, const char *key,
-			 struct sora_blob_source *src, struct sora_blob_error *err)
+			 struct sora_blob_source *src, struct sora_error *err)
 {
 	if (check_key(drv, key, err) < 0)
-		return SORA_BLOB_EFAIL;
+		return -1;
 	if (src == NULL || src->read == NULL || src->rewind == NULL) {
-		sora_blob_error_set(err, "invalid body source");
-		return SORA_BLOB_EFAIL;
+		sora_error_set(err, SORA_ERR_PERMANENT, "invalid body source");
+		return -1;
 	}
 	return drv->ops->put(drv, key, src, err);
 }
 
 int sora_blob_driver_get(struct sora_blob_driver *drv, const char *key,
 			 uint64_t offset, uint64_t length, sora_blob_write_cb *cb,
-			 void *cb_ctx, struct sora_blob_error *err)
+			 void *cb_ctx, struct sora_error *err)
 {
 	if (check_key(drv, key, err) < 0)
-		return SORA_BLOB_EFAIL;
+		return -1;
 	if (cb == NULL) {
-		sora_blob_error_set(err, "no sink for the body");
-		return SORA_BLOB_EFAIL;
+		sora_error_set(err, SORA_ERR_PERMANENT, "no sink for the body");
+		return -1;
 	}
 	return drv->ops->get(drv, key, offset, length, cb, cb_ctx, err);
 }
 
 int sora_blob_driver_head(struct sora_blob_driver *drv, const char *key,
-			  uint64_t *size_r, struct sora_blob_error *err)
+			  uint64_t *size_r, struct sora_error *err)
 {
 	uint64_t dummy;
 
 	if (check_key(drv, key, err) < 0)
-		return SORA_BLOB_EFAIL;
+		return -1;
 	return drv->ops->head(drv, key, size_r != NULL ? size_r : &dummy, err);
 }
 
 int sora_blob_driver_delete(struct sora_blob_driver *drv, const char *key,
-			    struct sora_blob_error *err)
+			    struct sora_error *err)
 {
 	if (check_key(drv, key, err) < 0)
-		return SORA_BLOB_EFAIL;
+		return -1;
 	return drv->ops->del(drv, key, err);
 }
 
 int sora_blob_driver_delete_batch(struct sora_blob_driver *drv,
 				  const char *const *keys, size_t count,
-				  size_t *failed_r, struct sora_blob_error *err)
+				  size_t *failed_r, struct sora_error *err)
 {
 	size_t dummy;
 
@@ -150,35 +104,34 @@ int sora_blob_driver_delete_batch(struct sora_blob_driver *drv,
 		failed_r = &dummy;
 	*failed_r = 0;
 	if (drv == NULL) {
-		sora_blob_error_set(err, "no blob driver");
-		return SORA_BLOB_EFAIL;
+		sora_error_set(err, SORA_ERR_PERMANENT, "no blob driver");
+		return -1;
 	}
 	if (count == 0)
-		return SORA_BLOB_OK;
+		return 0;
 	for (size_t i = 0; i < count; i++) {
 		if (sora_blob_key_check(keys[i], err) < 0)
-			return SORA_BLOB_EFAIL;
+			return -1;
 	}
 	return drv->ops->del_batch(drv, keys, count, failed_r, err);
 }
 
 int sora_blob_driver_copy(struct sora_blob_driver *drv, const char *src_key,
-			  const char *dst_key, struct sora_blob_error *err)
+			  const char *dst_key, struct sora_error *err)
 {
 	if (check_key(drv, src_key, err) < 0 || check_key(drv, dst_key, err) < 0)
-		return SORA_BLOB_EFAIL;
+		return -1;
 	return drv->ops->copy(drv, src_key, dst_key, err);
 }
 
 int sora_blob_driver_link_file(struct sora_blob_driver *drv, const char *key,
-			       const char *path, int fd, struct sora_blob_error *err)
+			       const char *path, int fd, struct sora_error *err)
 {
 	if (check_key(drv, key, err) < 0)
-		return SORA_BLOB_EFAIL;
-	if (drv->ops->link_file == NULL) {
-		sora_blob_error_set(err, "%s store: no link_file", drv->ops->name);
-		return SORA_BLOB_EUNSUPPORTED;
-	}
+		return -1;
+	if (drv->ops->link_file == NULL)
+		return sora_error_set(err, SORA_ERR_UNSUPPORTED, "%s store: no link_file",
+				      drv->ops->name);
 	return drv->ops->link_file(drv, key, path, fd, err);
 }
 
@@ -190,7 +143,40 @@ void sora_blob_driver_free(struct sora_blob_driver **drv)
 	*drv = NULL;
 }
 
-static ssize_t mem_read(void *ctx, void *buf, size_t len, struct sora_blob_error *err)
+int sora_blob_source_drain(struct sora_blob_source *src, sora_blob_chunk_cb *cb, void *ctx,
+			   struct sora_error *err)
+{
+	char *buf = malloc(IO_CHUNK);
+	uint64_t total = 0;
+	int ret = -1;
+
+	if (buf == NULL)
+		return sora_error_set(err, SORA_ERR_TEMPORARY, "out of memory");
+	if (src->rewind(src->ctx, err) < 0)
+		goto out;
+	for (;;) {
+		ssize_t n = src->read(src->ctx, buf, IO_CHUNK, err);
+
+		if (n < 0)
+			goto out;
+		if (n == 0)
+			break;
+		if (cb != NULL && cb(ctx, buf, (size_t)n, err) < 0)
+			goto out;
+		total += (uint64_t)n;
+	}
+	if (total != src->length) {
+		sora_error_set(err, SORA_ERR_PERMANENT, "body has %llu bytes, expected %llu",
+			       (unsigned long long)total, (unsigned long long)src->length);
+		goto out;
+	}
+	ret = 0;
+out:
+	free(buf);
+	return ret;
+}
+
+static ssize_t mem_read(void *ctx, void *buf, size_t len, struct sora_error *err)
 {
 	struct sora_blob_mem_source *ms = ctx;
 	size_t n = ms->len - ms->pos;
@@ -203,7 +189,7 @@ static ssize_t mem_read(void *ctx, void *buf, size_t len, struct sora_blob_error
 	return (ssize_t)n;
 }
 
-static int mem_rewind(void *ctx, struct sora_blob_error *err)
+static int mem_rewind(void *ctx, struct sora_error *err)
 {
 	struct sora_blob_mem_source *ms = ctx;
 
@@ -224,7 +210,7 @@ void sora_blob_mem_source_init(struct sora_blob_source *src,
 	src->ctx = ms;
 }
 
-static ssize_t fd_read(void *ctx, void *buf, size_t len, struct sora_blob_error *err)
+static ssize_t fd_read(void *ctx, void *buf, size_t len, struct sora_error *err)
 {
 	struct sora_blob_fd_source *fs = ctx;
 	uint64_t left = fs->length - fs->pos;
@@ -237,22 +223,22 @@ static ssize_t fd_read(void *ctx, void *buf, size_t len, struct sora_blob_error 
 	do {
 		n = pread(fs->fd, buf, len, (off_t)(fs->offset + fs->pos));
 	} while (n < 0 && errno == EINTR);
-	if (n < 0) {
-		sora_blob_error_set(err, "read: %s", strerror(errno));
-		return -1;
-	}
+	if (n < 0)
+		return sora_error_set(err, sora_error_class_errno(errno), "read: %s",
+				      strerror(errno));
 	if (n == 0) {
 		/* The file became shorter than the length announced to the
 		 * server: sending less would hang or corrupt the upload. */
-		sora_blob_error_set(err, "read: file shorter than expected (%llu of %llu bytes)",
-				    (unsigned long long)fs->pos, (unsigned long long)fs->length);
+		sora_error_set(err, SORA_ERR_PERMANENT,
+			       "read: file shorter than expected (%llu of %llu bytes)",
+			       (unsigned long long)fs->pos, (unsigned long long)fs->length);
 		return -1;
 	}
 	fs->pos += (uint64_t)n;
 	return n;
 }
 
-static int fd_rewind(void *ctx, struct sora_blob_error *err)
+static int fd_rewind(void *ctx, struct sora_error *err)
 {
 	struct sora_blob_fd_source *fs = ctx;
 

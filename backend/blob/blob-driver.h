@@ -17,7 +17,26 @@
  * thread that used the driver has stopped calling it.
  *
  * Ownership: keys and sources are borrowed for the duration of a call. The
- * driver owns nothing the caller passes in. */
+ * driver owns nothing the caller passes in.
+ *
+ * Errors (common/core/error.h): every operation returns 0 or -1 with the
+ * caller's struct sora_error filled. The classes the blob layer uses:
+ *   SORA_ERR_TEMPORARY    a retryable failure (5xx, throttling, network,
+ *                         a full disk) that persisted through every attempt;
+ *                         trying again later may succeed;
+ *   SORA_ERR_PERMANENT    a 4xx answer, invalid input, a local I/O error;
+ *   SORA_ERR_NOT_FOUND    the object does not exist;
+ *   SORA_ERR_LIMIT        a body larger than the caller allowed;
+ *   SORA_ERR_CORRUPT      stored data failed authentication, a hash check or
+ *                         format parsing;
+ *   SORA_ERR_ABORTED      the caller's sink returned an error and the
+ *                         transfer was stopped;
+ *   SORA_ERR_UNSUPPORTED  the operation cannot be done this way here
+ *                         (link_file across file systems): the caller falls
+ *                         back to another way.
+ * Messages are complete lines that name the operation and the object, e.g.
+ * "s3 PUT sora-test/ab/1/abcd: 403 SignatureDoesNotMatch (...)", and for
+ * s3 end in "(after N attempts)" when a request was retried. */
 #ifndef SORA_BLOB_DRIVER_H
 #define SORA_BLOB_DRIVER_H
 
@@ -26,57 +45,34 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-/* Return values of every blob function. Negative values are errors. */
-enum sora_blob_status {
-	SORA_BLOB_OK = 0,
-	/* Permanent failure: a 4xx answer, invalid input, a local I/O error. */
-	SORA_BLOB_EFAIL = -1,
-	/* The object does not exist. */
-	SORA_BLOB_ENOTFOUND = -2,
-	/* A retryable failure (5xx, throttling, network) that persisted through
-	 * every attempt; trying again later may succeed. */
-	SORA_BLOB_ETRANSIENT = -3,
-	/* Stored data failed authentication, a hash check or format parsing. */
-	SORA_BLOB_ECORRUPT = -4,
-	/* The caller's sink returned an error and the transfer was stopped. */
-	SORA_BLOB_EABORTED = -5,
-	/* The operation cannot be done this way here (link_file across file
-	 * systems); the caller falls back to another way. */
-	SORA_BLOB_EUNSUPPORTED = -6,
-};
-
-/* Detail of a failed operation. msg is always a complete one-line message,
- * e.g. "s3 PUT sora-test/ab/1/abcd: 403 SignatureDoesNotMatch (...)". */
-struct sora_blob_error {
-	int http_status;   /* last HTTP status, 0 when there was no answer */
-	char code[64];     /* S3 error Code from the answer, "" if none */
-	int attempts;      /* requests made (s3), 1 for local drivers */
-	char msg[512];
-};
-
-/* Fills err->msg (printf-style) and clears the other fields. NULL-safe. */
-void sora_blob_error_set(struct sora_blob_error *err, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-/* Prepends "prefix: " to err->msg (kept within its size). NULL-safe. */
-void sora_blob_error_prefix(struct sora_blob_error *err, const char *prefix);
-/* A short name for a status: "not found", "corrupt", ... */
-const char *sora_blob_status_name(int status);
+#include "common/core/error.h"
 
 /* A body to upload: exactly `length` bytes, readable more than once (an
  * upload that is retried, or signed, reads it again from the start). */
 struct sora_blob_source {
 	uint64_t length;
 	/* Reads up to len bytes into buf. Returns the number of bytes read
-	 * (0 only once `length` bytes were delivered), or -1 on error with a
-	 * message in err. */
-	ssize_t (*read)(void *ctx, void *buf, size_t len, struct sora_blob_error *err);
+	 * (0 only once `length` bytes were delivered), or -1 with err set. */
+	ssize_t (*read)(void *ctx, void *buf, size_t len, struct sora_error *err);
 	/* Starts over at the first byte. Returns 0 or -1 with err set. */
-	int (*rewind)(void *ctx, struct sora_blob_error *err);
+	int (*rewind)(void *ctx, struct sora_error *err);
 	void *ctx;
 };
 
+/* Receives the pieces of a source in order (sora_blob_source_drain).
+ * Returns 0 to go on, or -1 with err set to stop. */
+typedef int sora_blob_chunk_cb(void *ctx, const void *data, size_t len,
+			       struct sora_error *err);
+
+/* Reads src from its start to its end, handing every piece to cb (NULL:
+ * read only for the source's own checks, as a hash-verifying source
+ * makes). Fails when src delivers a number of bytes other than
+ * src->length. Returns 0, or -1 with err set. */
+int sora_blob_source_drain(struct sora_blob_source *src, sora_blob_chunk_cb *cb, void *ctx,
+			   struct sora_error *err);
+
 /* Receives a downloaded body in order. Returns 0 to continue, -1 to stop
- * the transfer; the operation then returns SORA_BLOB_EABORTED, and a
+ * the transfer; the operation then fails with SORA_ERR_ABORTED, and a
  * callback that needs to say why keeps the reason in its own ctx. */
 typedef int sora_blob_write_cb(void *ctx, const void *data, size_t len);
 
@@ -89,33 +85,33 @@ struct sora_blob_driver_ops {
 	const char *name;   /* "s3", "fs" */
 	/* Stores src under key, replacing any object there. */
 	int (*put)(struct sora_blob_driver *drv, const char *key,
-		   struct sora_blob_source *src, struct sora_blob_error *err);
+		   struct sora_blob_source *src, struct sora_error *err);
 	/* Streams bytes [offset, offset+length) of the object (clipped to its
 	 * end; SORA_BLOB_TO_END for all) to cb. An offset at or past the end
 	 * of a non-empty object delivers nothing and succeeds. */
 	int (*get)(struct sora_blob_driver *drv, const char *key, uint64_t offset,
 		   uint64_t length, sora_blob_write_cb *cb, void *cb_ctx,
-		   struct sora_blob_error *err);
-	/* Size of the object; SORA_BLOB_ENOTFOUND if it does not exist. */
+		   struct sora_error *err);
+	/* Size of the object; SORA_ERR_NOT_FOUND if it does not exist. */
 	int (*head)(struct sora_blob_driver *drv, const char *key, uint64_t *size_r,
-		    struct sora_blob_error *err);
+		    struct sora_error *err);
 	/* Deletes the object; deleting a missing object succeeds. */
 	int (*del)(struct sora_blob_driver *drv, const char *key,
-		   struct sora_blob_error *err);
+		   struct sora_error *err);
 	/* Deletes many objects. *failed_r counts the keys that could not be
 	 * deleted; err names the first of them. Returns 0 only if none failed. */
 	int (*del_batch)(struct sora_blob_driver *drv, const char *const *keys,
-			 size_t count, size_t *failed_r, struct sora_blob_error *err);
+			 size_t count, size_t *failed_r, struct sora_error *err);
 	/* Copies src_key to dst_key within the same store. */
 	int (*copy)(struct sora_blob_driver *drv, const char *src_key,
-		    const char *dst_key, struct sora_blob_error *err);
+		    const char *dst_key, struct sora_error *err);
 	/* Optional (NULL if the driver has no such shortcut): stores the
 	 * complete local file at path, open as fd, under key without copying
 	 * its bytes, replacing any object there. The file must not change
-	 * afterwards. SORA_BLOB_EUNSUPPORTED when it cannot be done here (the
+	 * afterwards. SORA_ERR_UNSUPPORTED when it cannot be done here (the
 	 * file is on another file system): the caller uses put instead. */
 	int (*link_file)(struct sora_blob_driver *drv, const char *key, const char *path,
-			 int fd, struct sora_blob_error *err);
+			 int fd, struct sora_error *err);
 	void (*destroy)(struct sora_blob_driver *drv);
 };
 
@@ -126,22 +122,22 @@ struct sora_blob_driver {
 
 /* Wrappers that check arguments and call the driver's operation. */
 int sora_blob_driver_put(struct sora_blob_driver *drv, const char *key,
-			 struct sora_blob_source *src, struct sora_blob_error *err);
+			 struct sora_blob_source *src, struct sora_error *err);
 int sora_blob_driver_get(struct sora_blob_driver *drv, const char *key,
 			 uint64_t offset, uint64_t length, sora_blob_write_cb *cb,
-			 void *cb_ctx, struct sora_blob_error *err);
+			 void *cb_ctx, struct sora_error *err);
 int sora_blob_driver_head(struct sora_blob_driver *drv, const char *key,
-			  uint64_t *size_r, struct sora_blob_error *err);
+			  uint64_t *size_r, struct sora_error *err);
 int sora_blob_driver_delete(struct sora_blob_driver *drv, const char *key,
-			    struct sora_blob_error *err);
+			    struct sora_error *err);
 int sora_blob_driver_delete_batch(struct sora_blob_driver *drv,
 				  const char *const *keys, size_t count,
-				  size_t *failed_r, struct sora_blob_error *err);
+				  size_t *failed_r, struct sora_error *err);
 int sora_blob_driver_copy(struct sora_blob_driver *drv, const char *src_key,
-			  const char *dst_key, struct sora_blob_error *err);
-/* SORA_BLOB_EUNSUPPORTED when the driver has no link_file. */
+			  const char *dst_key, struct sora_error *err);
+/* SORA_ERR_UNSUPPORTED when the driver has no link_file. */
 int sora_blob_driver_link_file(struct sora_blob_driver *drv, const char *key,
-			       const char *path, int fd, struct sora_blob_error *err);
+			       const char *path, int fd, struct sora_error *err);
 /* Frees the driver and clears the caller's pointer. NULL-safe. */
 void sora_blob_driver_free(struct sora_blob_driver **drv);
 
@@ -178,6 +174,6 @@ int sora_blob_fd_sink(void *ctx, const void *data, size_t len);
 /* Key validation shared by the drivers: a key is 1..1024 bytes, contains no
  * NUL byte, does not start or end with '/', has no empty, "." or ".."
  * segment. Returns 0 or -1 with err set. */
-int sora_blob_key_check(const char *key, struct sora_blob_error *err);
+int sora_blob_key_check(const char *key, struct sora_error *err);
 
 #endif

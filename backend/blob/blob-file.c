@@ -187,73 +187,67 @@ int sora_blob_write_all(int fd, const void *data, size_t len)
 	return 0;
 }
 
-int sora_blob_write_source(int fd, struct sora_blob_source *src, struct sora_blob_error *err)
+int sora_blob_commit_file(int fd, char *tmp, const char *path, const char **what_r)
 {
-	char *buf = malloc(IO_CHUNK);
-	uint64_t total = 0;
-	int ret = -1;
-
-	if (buf == NULL) {
-		sora_blob_error_set(err, "out of memory");
+	*what_r = "fsync";
+	if (fsync(fd) < 0)
 		return -1;
-	}
-	for (;;) {
-		ssize_t n = src->read(src->ctx, buf, IO_CHUNK, err);
-		if (n < 0)
-			goto out;
-		if (n == 0)
-			break;
-		if (sora_blob_write_all(fd, buf, (size_t)n) < 0) {
-			sora_blob_error_set(err, "write: %s", strerror(errno));
-			goto out;
-		}
-		total += (uint64_t)n;
-	}
-	if (total != src->length) {
-		sora_blob_error_set(err, "body has %llu bytes, expected %llu",
-				    (unsigned long long)total, (unsigned long long)src->length);
-		goto out;
-	}
-	ret = 0;
-out:
-	free(buf);
-	return ret;
+	*what_r = "mkdir";
+	if (sora_blob_mkdirs_parent_durable(path, 0750) < 0)
+		return -1;
+	*what_r = "rename";
+	if (rename(tmp, path) < 0)
+		return -1;
+	tmp[0] = '\0';
+	*what_r = "fsync directory";
+	return sora_blob_fsync_parent(path);
+}
+
+static int write_chunk(void *ctx, const void *data, size_t len, struct sora_error *err)
+{
+	if (sora_blob_write_all(*(const int *)ctx, data, len) < 0)
+		return sora_error_set(err, sora_error_class_errno(errno), "write: %s",
+				      strerror(errno));
+	return 0;
+}
+
+int sora_blob_write_source(int fd, struct sora_blob_source *src, struct sora_error *err)
+{
+	return sora_blob_source_drain(src, write_chunk, &fd, err);
 }
 
 int sora_blob_send_range(int fd, uint64_t file_size, uint64_t offset, uint64_t length,
-			 sora_blob_write_cb *cb, void *cb_ctx, struct sora_blob_error *err)
+			 sora_blob_write_cb *cb, void *cb_ctx, struct sora_error *err)
 {
 	uint64_t end;
 	char *buf;
-	int ret = SORA_BLOB_OK;
+	int ret = 0;
 
 	if (offset >= file_size)
-		return SORA_BLOB_OK;
+		return 0;
 	end = (length == SORA_BLOB_TO_END || length > file_size - offset) ? file_size
 									    : offset + length;
 	buf = malloc(IO_CHUNK);
-	if (buf == NULL) {
-		sora_blob_error_set(err, "out of memory");
-		return SORA_BLOB_EFAIL;
-	}
+	if (buf == NULL)
+		return sora_error_set(err, SORA_ERR_TEMPORARY, "out of memory");
 	while (offset < end) {
 		size_t want = end - offset > IO_CHUNK ? IO_CHUNK : (size_t)(end - offset);
 		ssize_t n = pread(fd, buf, want, (off_t)offset);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0) {
-			sora_blob_error_set(err, "read: %s", strerror(errno));
-			ret = SORA_BLOB_EFAIL;
+			ret = sora_error_set(err, sora_error_class_errno(errno), "read: %s",
+					     strerror(errno));
 			break;
 		}
 		if (n == 0) {
-			sora_blob_error_set(err, "read: file shorter than expected");
-			ret = SORA_BLOB_EFAIL;
+			ret = sora_error_set(err, SORA_ERR_PERMANENT,
+					     "read: file shorter than expected");
 			break;
 		}
 		if (cb(cb_ctx, buf, (size_t)n) < 0) {
-			sora_blob_error_set(err, "reading stopped by the receiver");
-			ret = SORA_BLOB_EABORTED;
+			ret = sora_error_set(err, SORA_ERR_ABORTED,
+					     "reading stopped by the receiver");
 			break;
 		}
 		offset += (uint64_t)n;

@@ -39,14 +39,21 @@ int sora_blob_tmpfile(const char *dir, char *path_r, size_t size);
 /* Removes every regular file directly inside dir (stale temp files after a
  * crash). Returns the number removed, or -1 with errno set. */
 int sora_blob_clean_dir(const char *dir);
+/* The last steps of the durability recipe for a file written (not yet
+ * fsynced) at tmp through fd: fsync fd, create path's directory durably,
+ * rename tmp to path, fsync the directory. tmp[0] is cleared once the
+ * rename is done, so the caller knows whether a temp file is left to
+ * remove. Returns 0, or -1 with errno set and *what_r naming the step
+ * ("fsync", "mkdir", "rename", "fsync directory"). */
+int sora_blob_commit_file(int fd, char *tmp, const char *path, const char **what_r);
 /* Writes all of data, retrying short writes and EINTR. 0 or -1 (errno). */
 int sora_blob_write_all(int fd, const void *data, size_t len);
 /* Writes a whole source into fd. Returns 0 or -1 with err set. */
-int sora_blob_write_source(int fd, struct sora_blob_source *src, struct sora_blob_error *err);
+int sora_blob_write_source(int fd, struct sora_blob_source *src, struct sora_error *err);
 /* Sends bytes [offset, offset+length) of fd (clipped to file_size) to cb in
- * pieces of at most 64 KiB. Returns 0, SORA_BLOB_EFAIL (read error, err
- * set) or SORA_BLOB_EABORTED. */
+ * pieces of at most 64 KiB. Returns 0, or -1 with err set: a read error, or
+ * SORA_ERR_ABORTED when cb stopped. */
 int sora_blob_send_range(int fd, uint64_t file_size, uint64_t offset, uint64_t length,
-			 sora_blob_write_cb *cb, void *cb_ctx, struct sora_blob_error *err);
+			 sora_blob_write_cb *cb, void *cb_ctx, struct sora_error *err);
 
 #endif

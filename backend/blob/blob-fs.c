@@ -20,65 +20,46 @@ struct fs_driver {
 };
 
 static int fs_path(struct fs_driver *fs, const char *op, const char *key,
-		   char *dst, size_t size, struct sora_blob_error *err)
+		   char *dst, size_t size, struct sora_error *err)
 {
 	size_t tl = strlen(SORA_BLOB_FS_TMPDIR);
 
 	if (strncmp(key, SORA_BLOB_FS_TMPDIR, tl) == 0 && (key[tl] == '/' || key[tl] == '\0')) {
-		sora_blob_error_set(err, "fs %s %s: key uses the reserved name %s", op, key,
-				    SORA_BLOB_FS_TMPDIR);
-		return -1;
+		return sora_error_set(err, SORA_ERR_PERMANENT,
+				      "fs %s %s: key uses the reserved name %s", op, key,
+				      SORA_BLOB_FS_TMPDIR);
 	}
 	if (sora_blob_path_join(dst, size, fs->root, key) < 0) {
-		sora_blob_error_set(err, "fs %s %s: path too long", op, key);
-		return -1;
+		return sora_error_set(err, SORA_ERR_PERMANENT, "fs %s %s: path too long", op, key);
 	}
 	return 0;
 }
 
 static int fs_put(struct sora_blob_driver *drv, const char *key,
-		  struct sora_blob_source *src, struct sora_blob_error *err)
+		  struct sora_blob_source *src, struct sora_error *err)
 {
 	struct fs_driver *fs = (struct fs_driver *)drv;
 	char path[PATH_MAX], tmp[PATH_MAX];
-	int fd = -1, ret = SORA_BLOB_EFAIL;
+	int fd = -1, ret = -1;
 	const char *what = NULL;
 
-	if (err != NULL)
-		err->attempts = 1;
 	if (fs_path(fs, "PUT", key, path, sizeof(path), err) < 0)
-		return SORA_BLOB_EFAIL;
+		return -1;
 	fd = sora_blob_tmpfile(fs->tmpdir, tmp, sizeof(tmp));
-	if (fd < 0) {
-		sora_blob_error_set(err, "fs PUT %s: temp file in %s: %s", key, fs->tmpdir,
-				    strerror(errno));
-		return SORA_BLOB_EFAIL;
-	}
-	if (src->rewind(src->ctx, err) < 0 || sora_blob_write_source(fd, src, err) < 0) {
-		sora_blob_error_prefix(err, "fs PUT");
+	if (fd < 0)
+		return sora_error_set(err, sora_error_class_errno(errno),
+				      "fs PUT %s: temp file in %s: %s", key, fs->tmpdir,
+				      strerror(errno));
+	if (sora_blob_write_source(fd, src, err) < 0) {
+		sora_error_prefix(err, "fs PUT");
 		goto out;
 	}
-	if (fsync(fd) < 0) {
-		what = "fsync";
-		goto fail_errno;
+	if (sora_blob_commit_file(fd, tmp, path, &what) < 0) {
+		sora_error_set(err, sora_error_class_errno(errno), "fs PUT %s: %s: %s", key, what,
+			       strerror(errno));
+		goto out;
 	}
-	if (sora_blob_mkdirs_parent_durable(path, 0750) < 0) {
-		what = "mkdir";
-		goto fail_errno;
-	}
-	if (rename(tmp, path) < 0) {
-		what = "rename";
-		goto fail_errno;
-	}
-	tmp[0] = '\0';
-	if (sora_blob_fsync_parent(path) < 0) {
-		what = "fsync directory";
-		goto fail_errno;
-	}
-	ret = SORA_BLOB_OK;
-	goto out;
-fail_errno:
-	sora_blob_error_set(err, "fs PUT %s: %s: %s", key, what, strerror(errno));
+	ret = 0;
 out:
 	if (fd >= 0)
 		close(fd);
@@ -93,80 +74,67 @@ out:
  * bytes were fsynced by whoever wrote the file; fsyncing it again makes
  * the new link count durable, and the directory fsync the new entry. */
 static int fs_link_file(struct sora_blob_driver *drv, const char *key, const char *src,
-			int fd, struct sora_blob_error *err)
+			int fd, struct sora_error *err)
 {
 	struct fs_driver *fs = (struct fs_driver *)drv;
 	char path[PATH_MAX], tmp[PATH_MAX];
 	const char *what = "link";
 	int tries = 0;
 
-	if (err != NULL)
-		err->attempts = 1;
 	if (fs_path(fs, "PUT", key, path, sizeof(path), err) < 0)
-		return SORA_BLOB_EFAIL;
+		return -1;
 	for (;;) {
 		char name[32];
 
 		snprintf(name, sizeof(name), "link.%08x%08x", randombytes_random(),
 			 randombytes_random());
-		if (sora_blob_path_join(tmp, sizeof(tmp), fs->tmpdir, name) < 0) {
-			sora_blob_error_set(err, "fs PUT %s: path too long", key);
-			return SORA_BLOB_EFAIL;
-		}
+		if (sora_blob_path_join(tmp, sizeof(tmp), fs->tmpdir, name) < 0)
+			return sora_error_set(err, SORA_ERR_PERMANENT, "fs PUT %s: path too long",
+					      key);
 		if (link(src, tmp) == 0)
 			break;
 		if (errno == EEXIST && ++tries < 8)
 			continue;
 		if (errno == EXDEV || errno == EPERM || errno == EMLINK || errno == EOPNOTSUPP ||
-		    errno == ENOSYS) {
-			sora_blob_error_set(err, "fs PUT %s: cannot link %s: %s", key, src,
-					    strerror(errno));
-			return SORA_BLOB_EUNSUPPORTED;
-		}
+		    errno == ENOSYS)
+			return sora_error_set(err, SORA_ERR_UNSUPPORTED,
+					      "fs PUT %s: cannot link %s: %s", key, src,
+					      strerror(errno));
 		tmp[0] = '\0';  /* not created: nothing to clean up */
 		goto fail_errno;
 	}
-	what = "fsync";
-	if (fsync(fd) < 0)
-		goto fail_errno;
-	what = "mkdir";
-	if (sora_blob_mkdirs_parent_durable(path, 0750) < 0)
-		goto fail_errno;
-	what = "rename";
-	if (rename(tmp, path) < 0)
-		goto fail_errno;
-	tmp[0] = '\0';
-	what = "fsync directory";
-	if (sora_blob_fsync_parent(path) < 0)
-		goto fail_errno;
-	return SORA_BLOB_OK;
+	if (sora_blob_commit_file(fd, tmp, path, &what) == 0)
+		return 0;
 fail_errno:
-	sora_blob_error_set(err, "fs PUT %s: %s: %s", key, what, strerror(errno));
+	sora_error_set(err, sora_error_class_errno(errno), "fs PUT %s: %s: %s", key, what,
+		       strerror(errno));
 	if (tmp[0] != '\0')
 		unlink(tmp);
-	return SORA_BLOB_EFAIL;
+	return -1;
 }
 
 static int fs_open(struct fs_driver *fs, const char *op, const char *key,
-		   uint64_t *size_r, struct sora_blob_error *err)
+		   uint64_t *size_r, struct sora_error *err)
 {
 	char path[PATH_MAX];
 	struct stat st;
 	int fd;
 
 	if (fs_path(fs, op, key, path, sizeof(path), err) < 0)
-		return SORA_BLOB_EFAIL;
+		return -1;
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
 		int e = errno;
-		sora_blob_error_set(err, "fs %s %s: %s", op, key,
-				    e == ENOENT || e == ENOTDIR ? "not found" : strerror(e));
-		return e == ENOENT || e == ENOTDIR ? SORA_BLOB_ENOTFOUND : SORA_BLOB_EFAIL;
+		if (e == ENOENT || e == ENOTDIR)
+			return sora_error_set(err, SORA_ERR_NOT_FOUND, "fs %s %s: not found", op,
+					      key);
+		return sora_error_set(err, sora_error_class_errno(e), "fs %s %s: %s", op, key,
+				      strerror(e));
 	}
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		sora_blob_error_set(err, "fs %s %s: not a regular file", op, key);
 		close(fd);
-		return SORA_BLOB_EFAIL;
+		return sora_error_set(err, SORA_ERR_PERMANENT, "fs %s %s: not a regular file", op,
+				      key);
 	}
 	*size_r = (uint64_t)st.st_size;
 	return fd;
@@ -174,72 +142,65 @@ static int fs_open(struct fs_driver *fs, const char *op, const char *key,
 
 static int fs_get(struct sora_blob_driver *drv, const char *key, uint64_t offset,
 		  uint64_t length, sora_blob_write_cb *cb, void *cb_ctx,
-		  struct sora_blob_error *err)
+		  struct sora_error *err)
 {
 	uint64_t size;
 	int fd, ret;
 
-	if (err != NULL)
-		err->attempts = 1;
 	fd = fs_open((struct fs_driver *)drv, "GET", key, &size, err);
 	if (fd < 0)
 		return fd;
 	ret = sora_blob_send_range(fd, size, offset, length, cb, cb_ctx, err);
 	if (ret < 0)
-		sora_blob_error_prefix(err, "fs GET");
+		sora_error_prefix(err, "fs GET");
 	close(fd);
 	return ret;
 }
 
 static int fs_head(struct sora_blob_driver *drv, const char *key, uint64_t *size_r,
-		   struct sora_blob_error *err)
+		   struct sora_error *err)
 {
 	int fd = fs_open((struct fs_driver *)drv, "HEAD", key, size_r, err);
 
-	if (err != NULL)
-		err->attempts = 1;
 	if (fd < 0)
 		return fd;
 	close(fd);
-	return SORA_BLOB_OK;
+	return 0;
 }
 
-static int fs_del(struct sora_blob_driver *drv, const char *key, struct sora_blob_error *err)
+static int fs_del(struct sora_blob_driver *drv, const char *key, struct sora_error *err)
 {
 	struct fs_driver *fs = (struct fs_driver *)drv;
 	char path[PATH_MAX];
 
-	if (err != NULL)
-		err->attempts = 1;
 	if (fs_path(fs, "DELETE", key, path, sizeof(path), err) < 0)
-		return SORA_BLOB_EFAIL;
+		return -1;
 	/* A deletion is not fsynced: if it is lost in a crash the object only
 	 * lingers until the next cleanup deletes it again. */
-	if (unlink(path) < 0 && errno != ENOENT && errno != ENOTDIR) {
-		sora_blob_error_set(err, "fs DELETE %s: %s", key, strerror(errno));
-		return SORA_BLOB_EFAIL;
-	}
-	return SORA_BLOB_OK;
+	if (unlink(path) < 0 && errno != ENOENT && errno != ENOTDIR)
+		return sora_error_set(err, sora_error_class_errno(errno), "fs DELETE %s: %s", key,
+				      strerror(errno));
+	return 0;
 }
 
 static int fs_del_batch(struct sora_blob_driver *drv, const char *const *keys,
-			size_t count, size_t *failed_r, struct sora_blob_error *err)
+			size_t count, size_t *failed_r, struct sora_error *err)
 {
-	struct sora_blob_error one;
+	struct sora_error one;
 	size_t failed = 0;
 
 	for (size_t i = 0; i < count; i++) {
-		if (fs_del(drv, keys[i], &one) == SORA_BLOB_OK)
+		if (fs_del(drv, keys[i], &one) == 0)
 			continue;
 		if (failed++ == 0 && err != NULL)
 			*err = one;
 	}
 	*failed_r = failed;
-	return failed == 0 ? SORA_BLOB_OK : SORA_BLOB_EFAIL;
+	return failed == 0 ? 0 : -1;
 }
 
 static int fs_copy(struct sora_blob_driver *drv, const char *src_key,
-		   const char *dst_key, struct sora_blob_error *err)
+		   const char *dst_key, struct sora_error *err)
 {
 	struct sora_blob_fd_source fsrc;
 	struct sora_blob_source src;
@@ -277,36 +238,34 @@ static const struct sora_blob_driver_ops fs_ops = {
 };
 
 int sora_blob_fs_create(const char *root, struct sora_blob_driver **drv_r,
-			char *err, size_t errsize)
+			struct sora_error *err)
 {
 	struct fs_driver *fs;
 	char tmpdir[PATH_MAX];
 	size_t len;
 
 	*drv_r = NULL;
-	if (root == NULL || root[0] == '\0') {
-		snprintf(err, errsize, "fs blob store: no directory configured");
-		return -1;
-	}
+	if (root == NULL || root[0] == '\0')
+		return sora_error_set(err, SORA_ERR_PERMANENT,
+				      "fs blob store: no directory configured");
 	len = strlen(root);
 	while (len > 1 && root[len - 1] == '/')
 		len--;
 	fs = calloc(1, sizeof(*fs));
 	if (fs == NULL || (fs->root = strndup(root, len)) == NULL) {
 		free(fs);
-		snprintf(err, errsize, "out of memory");
-		return -1;
+		return sora_error_set(err, SORA_ERR_TEMPORARY, "out of memory");
 	}
 	fs->head.ops = &fs_ops;
 	if (sora_blob_path_join(tmpdir, sizeof(tmpdir), fs->root, SORA_BLOB_FS_TMPDIR) < 0 ||
 	    (fs->tmpdir = strdup(tmpdir)) == NULL) {
-		snprintf(err, errsize, "fs blob store %s: path too long", root);
+		sora_error_set(err, SORA_ERR_PERMANENT, "fs blob store %s: path too long", root);
 		fs_destroy(&fs->head);
 		return -1;
 	}
 	if (sora_blob_mkdirs(fs->tmpdir, 0750) < 0) {
-		snprintf(err, errsize, "fs blob store: cannot create %s: %s", fs->tmpdir,
-			 strerror(errno));
+		sora_error_set(err, SORA_ERR_PERMANENT, "fs blob store: cannot create %s: %s",
+			       fs->tmpdir, strerror(errno));
 		fs_destroy(&fs->head);
 		return -1;
 	}

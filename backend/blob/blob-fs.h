@@ -19,8 +19,8 @@
 #define SORA_BLOB_FS_TMPDIR ".sora-tmp"
 
 /* Creates the driver (and root, if missing). root is copied. Returns 0, or
- * -1 with a message in err. */
+ * -1 with err set. */
 int sora_blob_fs_create(const char *root, struct sora_blob_driver **drv_r,
-			char *err, size_t errsize);
+			struct sora_error *err);
 
 #endif

@@ -3,17 +3,6 @@
 #include <stdio.h>
 #include <string.h>
 
-static const char hexdigits[] = "0123456789abcdef";
-
-static void to_hex(const unsigned char *bin, size_t len, char *hex)
-{
-	for (size_t i = 0; i < len; i++) {
-		hex[2 * i] = hexdigits[bin[i] >> 4];
-		hex[2 * i + 1] = hexdigits[bin[i] & 0xf];
-	}
-	hex[2 * len] = '\0';
-}
-
 void sora_blob_hash_init(struct sora_blob_hasher *h)
 {
 	crypto_generichash_init(&h->state, NULL, 0, SORA_BLOB_HASH_BYTES);
@@ -33,7 +22,7 @@ void sora_blob_hash_final(struct sora_blob_hasher *h, char hex_r[SORA_BLOB_HASH_
 	unsigned char out[SORA_BLOB_HASH_BYTES];
 
 	crypto_generichash_final(&h->state, out, sizeof(out));
-	to_hex(out, sizeof(out), hex_r);
+	sodium_bin2hex(hex_r, SORA_BLOB_HASH_HEX_SIZE, out, sizeof(out));
 }
 
 void sora_blob_hash_buf(const void *data, size_t len, char hex_r[SORA_BLOB_HASH_HEX_SIZE])
@@ -41,7 +30,7 @@ void sora_blob_hash_buf(const void *data, size_t len, char hex_r[SORA_BLOB_HASH_
 	unsigned char out[SORA_BLOB_HASH_BYTES];
 
 	crypto_generichash(out, sizeof(out), data, len, NULL, 0);
-	to_hex(out, sizeof(out), hex_r);
+	sodium_bin2hex(hex_r, SORA_BLOB_HASH_HEX_SIZE, out, sizeof(out));
 }
 
 bool sora_blob_hash_valid(struct sora_str s)

@@ -18,7 +18,6 @@
 #define URL_MAX 8192
 #define RESP_MAX (1024 * 1024)     /* error documents and delete results */
 #define BATCH_MAX 1000             /* S3's limit of keys per DeleteObjects */
-#define IO_CHUNK (64 * 1024)
 #define EMPTY_SHA256 "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 #define UNSIGNED_PAYLOAD "UNSIGNED-PAYLOAD"
 
@@ -86,7 +85,7 @@ struct s3_req {
 	bool range_done;
 	bool sink_aborted;
 	bool src_failed;
-	struct sora_blob_error src_err;
+	struct sora_error src_err;
 	struct sora_buf resp;  /* error document or (want_resp) 2xx body */
 	bool want_resp;
 	/* CopyObject can fail with status 200 and an <Error> document. */
@@ -135,32 +134,11 @@ int sora_blob_s3_uri_encode(const char *s, size_t len, bool keep_slash,
 	return (int)o;
 }
 
-/* Renders a key for messages: printable ASCII as is, other bytes as \xNN. */
+/* Renders a key for messages: escaped as in logs (keys are validated but
+ * may hold any bytes but NUL). */
 static void key_for_msg(const char *key, char *dst, size_t size)
 {
-	static const char hex[] = "0123456789abcdef";
-	size_t o = 0;
-
-	if (key == NULL) {
-		snprintf(dst, size, "%s", "");
-		return;
-	}
-	for (const unsigned char *p = (const unsigned char *)key; *p != '\0'; p++) {
-		if (o + 8 >= size) {
-			memcpy(dst + o, "...", 3);
-			o += 3;
-			break;
-		}
-		if (*p >= 0x20 && *p < 0x7f && *p != '\\') {
-			dst[o++] = (char)*p;
-		} else {
-			dst[o++] = '\\';
-			dst[o++] = 'x';
-			dst[o++] = hex[*p >> 4];
-			dst[o++] = hex[*p & 0xf];
-		}
-	}
-	dst[o] = '\0';
+	sora_log_escape(sora_str_c(key), dst, size);
 }
 
 bool sora_blob_s3_retryable(int curl_code, long http_status, const char *s3_code)
@@ -525,33 +503,36 @@ out:
 	curl_slist_free_all(connect_to);
 }
 
-/* Turns the outcome of an attempt into a status and a message. */
+/* Turns the outcome of an attempt into 0, or -1 with err set (never NULL
+ * here) and *retry_r telling whether another attempt may help. */
 static int s3_outcome(struct s3_driver *d, struct s3_req *r, bool *retry_r,
-		      struct sora_blob_error *err)
+		      struct sora_error *err)
 {
 	char key[300], code[64] = "", message[256] = "";
 	struct sora_str doc = sora_buf_str(&r->resp);
 	const char *sep = r->key != NULL ? "/" : "";
+	enum sora_error_class cls;
 
 	*retry_r = false;
 	key_for_msg(r->key, key, sizeof(key));
 	if (r->src_failed) {
-		sora_blob_error_set(err, "s3 %s %s%s%s: reading the body: %s", r->op, d->bucket,
-				    sep, key, r->src_err.msg);
-		return SORA_BLOB_EFAIL;
+		/* The source's own class: a staged body that no longer matches
+		 * its hash stays CORRUPT. */
+		return sora_error_set(err,
+			r->src_err.cls != SORA_ERR_OK ? r->src_err.cls : SORA_ERR_PERMANENT,
+			"s3 %s %s%s%s: reading the body: %s", r->op, d->bucket, sep, key,
+			r->src_err.msg);
 	}
-	if (r->sink_aborted) {
-		sora_blob_error_set(err, "s3 %s %s%s%s: reading stopped by the receiver", r->op,
-				    d->bucket, sep, key);
-		return SORA_BLOB_EABORTED;
-	}
+	if (r->sink_aborted)
+		return sora_error_set(err, SORA_ERR_ABORTED,
+				      "s3 %s %s%s%s: reading stopped by the receiver", r->op,
+				      d->bucket, sep, key);
 	if (r->curl_code == CURLE_WRITE_ERROR && r->range_done)
 		r->curl_code = CURLE_OK;
 	if (r->curl_code != CURLE_OK) {
 		*retry_r = sora_blob_s3_retryable((int)r->curl_code, 0, NULL);
-		sora_blob_error_set(err, "s3 %s %s%s%s: network error: %s", r->op, d->bucket, sep,
-				    key, r->curl_err);
-		return SORA_BLOB_EFAIL;
+		return sora_error_set(err, SORA_ERR_PERMANENT, "s3 %s %s%s%s: network error: %s",
+				      r->op, d->bucket, sep, key, r->curl_err);
 	}
 	if (doc.len > 0 && (r->status < 200 || r->status >= 300 || r->error_in_2xx)) {
 		struct sora_str inner;
@@ -564,58 +545,55 @@ static int s3_outcome(struct s3_driver *d, struct s3_req *r, bool *retry_r,
 		}
 	}
 	if (r->status >= 200 && r->status < 300 && code[0] == '\0')
-		return SORA_BLOB_OK;
+		return 0;
 	if (r->status == 416 && r->range_sent)
-		return SORA_BLOB_OK;    /* the range starts past the end */
-	if (err != NULL) {
-		sora_blob_error_set(err, "s3 %s %s%s%s: %ld %s%s%s", r->op, d->bucket, sep, key,
-				    r->status, code[0] != '\0' ? code : status_text(r->status),
-				    message[0] != '\0' ? ": " : "", message);
-		err->http_status = (int)r->status;
-		snprintf(err->code, sizeof(err->code), "%s", code);
-	}
-	if (r->status == 404 && strcmp(code, "NoSuchBucket") != 0)
-		return SORA_BLOB_ENOTFOUND;
+		return 0;    /* the range starts past the end */
+	/* The message carries status and S3 code: "403 SignatureDoesNotMatch". */
+	cls = r->status == 404 && strcmp(code, "NoSuchBucket") != 0 ? SORA_ERR_NOT_FOUND :
+	      SORA_ERR_PERMANENT;
+	sora_error_set(err, cls, "s3 %s %s%s%s: %ld %s%s%s", r->op, d->bucket, sep, key,
+		       r->status, code[0] != '\0' ? code : status_text(r->status),
+		       message[0] != '\0' ? ": " : "", message);
+	if (cls == SORA_ERR_NOT_FOUND)
+		return -1;
 	*retry_r = sora_blob_s3_retryable(0, r->status >= 200 && r->status < 300 ? 500 : r->status,
 					  code);
-	return SORA_BLOB_EFAIL;
+	return -1;
 }
 
-static int s3_run(struct s3_driver *d, struct s3_req *r, struct sora_blob_error *err)
+static int s3_run(struct s3_driver *d, struct s3_req *r, struct sora_error *err)
 {
-	int ret = SORA_BLOB_EFAIL, attempt;
+	struct sora_error local;
+	int ret = -1, attempt;
 	bool retry = false;
 
+	if (err == NULL)
+		err = &local;
 	r->easy = conn_get(d);
-	if (r->easy == NULL) {
-		sora_blob_error_set(err, "s3 %s: cannot create a libcurl handle", r->op);
-		return SORA_BLOB_EFAIL;
-	}
+	if (r->easy == NULL)
+		return sora_error_set(err, SORA_ERR_TEMPORARY,
+				      "s3 %s: cannot create a libcurl handle", r->op);
 	for (attempt = 1;; attempt++) {
 		int64_t delay;
 
 		s3_attempt(d, r);
 		ret = s3_outcome(d, r, &retry, err);
-		if (ret == SORA_BLOB_OK || !retry || attempt >= d->retry.max_attempts)
+		if (ret == 0 || !retry || attempt >= d->retry.max_attempts)
 			break;
 		delay = sora_blob_s3_backoff_ms(&d->retry, attempt, randombytes_random());
-		sora_warn(NULL, "%s; retrying in %lld ms (attempt %d of %d)",
-			  err != NULL ? err->msg : "s3 request failed", (long long)delay,
-			  attempt + 1, d->retry.max_attempts);
+		sora_warn(NULL, "%s; retrying in %lld ms (attempt %d of %d)", err->msg,
+			  (long long)delay, attempt + 1, d->retry.max_attempts);
 		sleep_ms(delay);
 	}
-	if (ret != SORA_BLOB_OK && err != NULL) {
-		if (attempt > 1) {
-			size_t l = strlen(err->msg);
-			snprintf(err->msg + l, sizeof(err->msg) - l, " (after %d attempts)", attempt);
-		}
-		err->attempts = attempt;
-	} else if (err != NULL) {
-		err->attempts = attempt;
-	}
-	if (ret == SORA_BLOB_EFAIL && retry)
-		ret = SORA_BLOB_ETRANSIENT;
-	return ret;
+	if (ret == 0)
+		return 0;
+	/* The count is part of the message: operators (and tests) see how
+	 * hard the driver tried. */
+	if (attempt > 1)
+		sora_error_append(err, " (after %d attempts)", attempt);
+	if (retry)
+		err->cls = SORA_ERR_TEMPORARY;
+	return -1;
 }
 
 /* Releases what a request kept after s3_run() and passes its status on. */
@@ -627,43 +605,24 @@ static int s3_finish(struct s3_req *r, int ret)
 
 /* ---- operations ---- */
 
+static int sha256_chunk(void *ctx, const void *data, size_t len, struct sora_error *err)
+{
+	crypto_hash_sha256_update(ctx, data, len);
+	return 0;
+}
+
 static int sha256_source(struct sora_blob_source *src, char hex_r[65],
-			 struct sora_blob_error *err)
+			 struct sora_error *err)
 {
 	crypto_hash_sha256_state st;
 	unsigned char digest[crypto_hash_sha256_BYTES];
-	uint64_t total = 0;
-	char *buf;
-	int ret = -1;
 
-	buf = malloc(IO_CHUNK);
-	if (buf == NULL) {
-		sora_blob_error_set(err, "out of memory");
-		return -1;
-	}
-	if (src->rewind(src->ctx, err) < 0)
-		goto out;
 	crypto_hash_sha256_init(&st);
-	for (;;) {
-		ssize_t n = src->read(src->ctx, buf, IO_CHUNK, err);
-		if (n < 0)
-			goto out;
-		if (n == 0)
-			break;
-		crypto_hash_sha256_update(&st, (unsigned char *)buf, (size_t)n);
-		total += (uint64_t)n;
-	}
-	if (total != src->length) {
-		sora_blob_error_set(err, "body has %llu bytes, expected %llu",
-				    (unsigned long long)total, (unsigned long long)src->length);
-		goto out;
-	}
+	if (sora_blob_source_drain(src, sha256_chunk, &st, err) < 0)
+		return -1;
 	crypto_hash_sha256_final(&st, digest);
 	sodium_bin2hex(hex_r, 65, digest, sizeof(digest));
-	ret = 0;
-out:
-	free(buf);
-	return ret;
+	return 0;
 }
 
 static void sha256_mem(const void *data, size_t len, char hex_r[65])
@@ -675,7 +634,7 @@ static void sha256_mem(const void *data, size_t len, char hex_r[65])
 }
 
 static int s3_put(struct sora_blob_driver *drv, const char *key,
-		  struct sora_blob_source *src, struct sora_blob_error *err)
+		  struct sora_blob_source *src, struct sora_error *err)
 {
 	struct s3_driver *d = (struct s3_driver *)drv;
 	static const char *const headers[] = { "Content-Type: application/octet-stream", NULL };
@@ -688,12 +647,11 @@ static int s3_put(struct sora_blob_driver *drv, const char *key,
 		snprintf(r.payload_hash, sizeof(r.payload_hash), "%s", EMPTY_SHA256);
 	} else if (sign) {
 		if (sha256_source(src, r.payload_hash, err) < 0) {
-			char k[300], prefix[400];
+			char k[300];
 
 			key_for_msg(key, k, sizeof(k));
-			snprintf(prefix, sizeof(prefix), "s3 PUT %s/%s: reading the body", d->bucket, k);
-			sora_blob_error_prefix(err, prefix);
-			return SORA_BLOB_EFAIL;
+			sora_error_prefix(err, "s3 PUT %s/%s: reading the body", d->bucket, k);
+			return -1;
 		}
 	} else {
 		snprintf(r.payload_hash, sizeof(r.payload_hash), "%s", UNSIGNED_PAYLOAD);
@@ -702,7 +660,7 @@ static int s3_put(struct sora_blob_driver *drv, const char *key,
 }
 
 static int s3_head(struct sora_blob_driver *drv, const char *key, uint64_t *size_r,
-		   struct sora_blob_error *err)
+		   struct sora_error *err)
 {
 	struct s3_driver *d = (struct s3_driver *)drv;
 	struct s3_req r = { .op = "HEAD", .method = "HEAD", .key = key, .head = true };
@@ -710,20 +668,19 @@ static int s3_head(struct sora_blob_driver *drv, const char *key, uint64_t *size
 
 	snprintf(r.payload_hash, sizeof(r.payload_hash), "%s", EMPTY_SHA256);
 	ret = s3_finish(&r, s3_run(d, &r, err));
-	if (ret != SORA_BLOB_OK)
+	if (ret != 0)
 		return ret;
-	if (r.content_length < 0) {
-		sora_blob_error_set(err, "s3 HEAD %s/%s: answer without Content-Length",
-				    d->bucket, key);
-		return SORA_BLOB_EFAIL;
-	}
+	if (r.content_length < 0)
+		return sora_error_set(err, SORA_ERR_PERMANENT,
+				      "s3 HEAD %s/%s: answer without Content-Length", d->bucket,
+				      key);
 	*size_r = (uint64_t)r.content_length;
-	return SORA_BLOB_OK;
+	return 0;
 }
 
 static int s3_get(struct sora_blob_driver *drv, const char *key, uint64_t offset,
 		  uint64_t length, sora_blob_write_cb *cb, void *cb_ctx,
-		  struct sora_blob_error *err)
+		  struct sora_error *err)
 {
 	struct s3_driver *d = (struct s3_driver *)drv;
 	struct s3_req r = { .op = "GET", .method = "GET", .key = key, .sink = cb,
@@ -740,19 +697,22 @@ static int s3_get(struct sora_blob_driver *drv, const char *key, uint64_t offset
 	return s3_finish(&r, s3_run(d, &r, err));
 }
 
-static int s3_del(struct sora_blob_driver *drv, const char *key, struct sora_blob_error *err)
+static int s3_del(struct sora_blob_driver *drv, const char *key, struct sora_error *err)
 {
 	struct s3_driver *d = (struct s3_driver *)drv;
 	struct s3_req r = { .op = "DELETE", .method = "DELETE", .key = key };
+	struct sora_error local;
 	int ret;
 
+	if (err == NULL)
+		err = &local;
 	snprintf(r.payload_hash, sizeof(r.payload_hash), "%s", EMPTY_SHA256);
 	ret = s3_finish(&r, s3_run(d, &r, err));
-	return ret == SORA_BLOB_ENOTFOUND ? SORA_BLOB_OK : ret;
+	return ret < 0 && err->cls == SORA_ERR_NOT_FOUND ? 0 : ret;
 }
 
 static int s3_copy(struct sora_blob_driver *drv, const char *src_key,
-		   const char *dst_key, struct sora_blob_error *err)
+		   const char *dst_key, struct sora_error *err)
 {
 	struct s3_driver *d = (struct s3_driver *)drv;
 	char bucket[512], enc[URL_MAX], source[URL_MAX + 600];
@@ -762,8 +722,8 @@ static int s3_copy(struct sora_blob_driver *drv, const char *src_key,
 
 	if (sora_blob_s3_uri_encode(d->bucket, strlen(d->bucket), false, bucket, sizeof(bucket)) < 0 ||
 	    sora_blob_s3_uri_encode(src_key, strlen(src_key), true, enc, sizeof(enc)) < 0) {
-		sora_blob_error_set(err, "s3 COPY %s: source key too long", d->bucket);
-		return SORA_BLOB_EFAIL;
+		return sora_error_set(err, SORA_ERR_PERMANENT, "s3 COPY %s: source key too long",
+				      d->bucket);
 	}
 	snprintf(source, sizeof(source), "x-amz-copy-source: /%s/%s", bucket, enc);
 	snprintf(r.payload_hash, sizeof(r.payload_hash), "%s", EMPTY_SHA256);
@@ -785,7 +745,7 @@ static int content_md5(const void *data, size_t len, char *b64, size_t size)
 
 /* One DeleteObjects request for up to BATCH_MAX keys. */
 static int s3_del_chunk(struct s3_driver *d, const char *const *keys, size_t count,
-			size_t *failed_r, struct sora_blob_error *err)
+			size_t *failed_r, struct sora_error *err)
 {
 	static const char open_doc[] =
 		"<?xml version=\"1.0\" encoding=\"UTF-8\"?>"
@@ -796,7 +756,7 @@ static int s3_del_chunk(struct s3_driver *d, const char *const *keys, size_t cou
 	struct s3_req r = { .op = "DELETE-BATCH", .method = "POST", .key = NULL,
 			    .query = "delete=", .headers = headers, .want_resp = true };
 	struct sora_str doc, inner;
-	int ret = SORA_BLOB_EFAIL;
+	int ret = -1;
 
 	*failed_r = count;
 	sora_buf_init(&body, 0);
@@ -808,8 +768,9 @@ static int s3_del_chunk(struct s3_driver *d, const char *const *keys, size_t cou
 		if (sora_blob_xml_escape(&body, sora_str_c(keys[i])) < 0) {
 			char k[300];
 			key_for_msg(keys[i], k, sizeof(k));
-			sora_blob_error_set(err, "s3 DELETE %s/%s: key cannot be written in XML",
-					    d->bucket, k);
+			sora_error_set(err, SORA_ERR_PERMANENT,
+				       "s3 DELETE %s/%s: key cannot be written in XML", d->bucket,
+				       k);
 			goto out;
 		}
 		if (sora_buf_append_str(&body, "</Key></Object>") < 0)
@@ -818,7 +779,8 @@ static int s3_del_chunk(struct s3_driver *d, const char *const *keys, size_t cou
 	if (sora_buf_append_str(&body, "</Delete>") < 0)
 		goto oom;
 	if (content_md5(body.data, body.len, md5, sizeof(md5)) < 0) {
-		sora_blob_error_set(err, "s3 DELETE %s: MD5 unavailable", d->bucket);
+		sora_error_set(err, SORA_ERR_PERMANENT, "s3 DELETE %s: MD5 unavailable",
+			       d->bucket);
 		goto out;
 	}
 	snprintf(md5_header, sizeof(md5_header), "Content-MD5: %s", md5);
@@ -827,7 +789,7 @@ static int s3_del_chunk(struct s3_driver *d, const char *const *keys, size_t cou
 	r.body_len = body.len;
 
 	ret = s3_run(d, &r, err);
-	if (ret != SORA_BLOB_OK)
+	if (ret != 0)
 		goto out;
 	/* The answer lists the keys that could not be deleted (and, from
 	 * servers that ignore Quiet, the deleted ones, which do not count). */
@@ -841,42 +803,41 @@ static int s3_del_chunk(struct s3_driver *d, const char *const *keys, size_t cou
 		sora_blob_xml_text(inner, "Code", code, sizeof(code));
 		sora_blob_xml_text(inner, "Message", message, sizeof(message));
 		key_for_msg(key, k, sizeof(k));
-		sora_blob_error_set(err, "s3 DELETE %s/%s: %s%s%s", d->bucket, k,
-				    code[0] != '\0' ? code : "error", message[0] != '\0' ? ": " : "",
-				    message);
-		if (err != NULL) {
-			err->http_status = 200;
-			snprintf(err->code, sizeof(err->code), "%s", code);
-		}
+		/* A key the answer lists as failed; the request as a whole
+		 * succeeded, so S3's code decides whether a retry may help. */
+		sora_error_set(err,
+			sora_blob_s3_retryable(0, 200, code) ? SORA_ERR_TEMPORARY : SORA_ERR_PERMANENT,
+			"s3 DELETE %s/%s: %s%s%s", d->bucket, k, code[0] != '\0' ? code : "error",
+			message[0] != '\0' ? ": " : "", message);
 	}
-	ret = *failed_r == 0 ? SORA_BLOB_OK : SORA_BLOB_EFAIL;
+	ret = *failed_r == 0 ? 0 : -1;
 out:
 	sora_buf_free(&r.resp);
 	sora_buf_free(&body);
 	return ret;
 oom:
-	sora_blob_error_set(err, "s3 DELETE %s: out of memory", d->bucket);
+	sora_error_set(err, SORA_ERR_TEMPORARY, "s3 DELETE %s: out of memory", d->bucket);
 	goto out;
 }
 
 static int s3_del_batch(struct sora_blob_driver *drv, const char *const *keys,
-			size_t count, size_t *failed_r, struct sora_blob_error *err)
+			size_t count, size_t *failed_r, struct sora_error *err)
 {
 	struct s3_driver *d = (struct s3_driver *)drv;
-	struct sora_blob_error one;
+	struct sora_error one;
 	size_t failed = 0;
 
 	for (size_t i = 0; i < count; i += BATCH_MAX) {
 		size_t n = count - i < BATCH_MAX ? count - i : BATCH_MAX;
 		size_t f = 0;
-		if (s3_del_chunk(d, keys + i, n, &f, &one) != SORA_BLOB_OK || f > 0) {
+		if (s3_del_chunk(d, keys + i, n, &f, &one) != 0 || f > 0) {
 			if (failed == 0 && err != NULL)
 				*err = one;
 			failed += f;
 		}
 	}
 	*failed_r = failed;
-	return failed == 0 ? SORA_BLOB_OK : SORA_BLOB_EFAIL;
+	return failed == 0 ? 0 : -1;
 }
 
 static void s3_destroy(struct sora_blob_driver *drv)
@@ -948,7 +909,7 @@ static char *dup_or_null(const char *s, bool *ok)
 
 int sora_blob_s3_create(const struct sora_s3_config *cfg,
 			const struct sora_blob_s3_options *opts,
-			struct sora_blob_driver **drv_r, char *err, size_t errsize)
+			struct sora_blob_driver **drv_r, struct sora_error *err)
 {
 	static const struct sora_blob_s3_options no_opts;
 	struct s3_driver *d;
@@ -962,37 +923,41 @@ int sora_blob_s3_create(const struct sora_s3_config *cfg,
 		opts = &no_opts;
 	pthread_once(&curl_once, curl_global_once);
 	if (curl_init_result != CURLE_OK) {
-		snprintf(err, errsize, "s3: libcurl initialisation failed: %s",
-			 curl_easy_strerror(curl_init_result));
+		sora_error_set(err, SORA_ERR_PERMANENT, "s3: libcurl initialisation failed: %s",
+			       curl_easy_strerror(curl_init_result));
 		return -1;
 	}
 	if (sodium_init() < 0) {
-		snprintf(err, errsize, "s3: libsodium initialisation failed");
+		sora_error_set(err, SORA_ERR_PERMANENT, "s3: libsodium initialisation failed");
 		return -1;
 	}
 	if (cfg->bucket == NULL || cfg->bucket[0] == '\0' || strchr(cfg->bucket, '/') != NULL) {
-		snprintf(err, errsize, "[s3] bucket must be set (a bucket name without '/')");
+		sora_error_set(err, SORA_ERR_PERMANENT,
+			       "[s3] bucket must be set (a bucket name without '/')");
 		return -1;
 	}
 	if (cfg->access_key == NULL || cfg->access_key[0] == '\0' ||
 	    cfg->secret_key == NULL || cfg->secret_key[0] == '\0') {
-		snprintf(err, errsize, "[s3] access_key and secret_key must be set");
+		sora_error_set(err, SORA_ERR_PERMANENT,
+			       "[s3] access_key and secret_key must be set");
 		return -1;
 	}
 	region = cfg->region != NULL && cfg->region[0] != '\0' ? cfg->region : "us-east-1";
 	if (strpbrk(region, ":/ ") != NULL) {
-		snprintf(err, errsize, "[s3] region must not contain ':', '/' or spaces");
+		sora_error_set(err, SORA_ERR_PERMANENT,
+			       "[s3] region must not contain ':', '/' or spaces");
 		return -1;
 	}
 	if (!cfg->path_style && !dns_bucket_name(cfg->bucket)) {
-		snprintf(err, errsize, "[s3] bucket '%s' cannot be used as a host name; "
-			 "set path_style = true", cfg->bucket);
+		sora_error_set(err, SORA_ERR_PERMANENT,
+			"[s3] bucket '%s' cannot be used as a host name; " "set path_style = true",
+			cfg->bucket);
 		return -1;
 	}
 
 	d = calloc(1, sizeof(*d));
 	if (d == NULL) {
-		snprintf(err, errsize, "out of memory");
+		sora_error_set(err, SORA_ERR_TEMPORARY, "out of memory");
 		return -1;
 	}
 	d->head.ops = &s3_ops;
@@ -1019,7 +984,7 @@ int sora_blob_s3_create(const struct sora_s3_config *cfg,
 	if (d->host == NULL)
 		ok = false;
 	else if (d->host[0] == '\0' || strpbrk(d->host, "/?#@ ") != NULL) {
-		snprintf(err, errsize, "[s3] endpoint must be host[:port]");
+		sora_error_set(err, SORA_ERR_PERMANENT, "[s3] endpoint must be host[:port]");
 		goto out;
 	}
 	d->region = dup_or_null(region, &ok);
@@ -1042,7 +1007,7 @@ int sora_blob_s3_create(const struct sora_s3_config *cfg,
 			snprintf(d->sigv4, n, "aws:amz:%s:s3", region);
 	}
 	if (!ok) {
-		snprintf(err, errsize, "out of memory");
+		sora_error_set(err, SORA_ERR_TEMPORARY, "out of memory");
 		goto out;
 	}
 	d->path_style = cfg->path_style;
@@ -1057,12 +1022,12 @@ int sora_blob_s3_create(const struct sora_s3_config *cfg,
 		d->retry.cap_ms = SORA_BLOB_RETRY_DEFAULT_CAP_MS;
 	d->payload_signing = opts->payload_signing;
 	if (pthread_mutex_init(&d->lock, NULL) != 0) {
-		snprintf(err, errsize, "s3: cannot create a mutex");
+		sora_error_set(err, SORA_ERR_PERMANENT, "s3: cannot create a mutex");
 		goto out;
 	}
 	if (pthread_key_create(&d->conn_key, conn_release) != 0) {
 		pthread_mutex_destroy(&d->lock);
-		snprintf(err, errsize, "s3: cannot create thread-local storage");
+		sora_error_set(err, SORA_ERR_PERMANENT, "s3: cannot create thread-local storage");
 		goto out;
 	}
 	d->conn_key_created = true;

@@ -80,10 +80,10 @@ struct sora_blob_s3_options {
 
 /* Creates the driver from [s3] settings (copied; cfg may be freed after).
  * opts may be NULL. Validates the settings (endpoint, bucket, keys,
- * region) and returns 0, or -1 with a message in err. No request is made. */
+ * region) and returns 0, or -1 with err set. No request is made. */
 int sora_blob_s3_create(const struct sora_s3_config *cfg,
 			const struct sora_blob_s3_options *opts,
-			struct sora_blob_driver **drv_r, char *err, size_t errsize);
+			struct sora_blob_driver **drv_r, struct sora_error *err);
 
 /* The URL of a key as the driver sends it (path or virtual-host style).
  * key NULL means the bucket itself. Returns 0, or -1 if it does not fit. */

@@ -43,7 +43,7 @@ static void *alloc_aligned(size_t size)
 }
 
 static int staged_path(struct sora_blob_store *s, int64_t account_id, const char *hash,
-		       char *dst, size_t size, struct sora_blob_error *err);
+		       char *dst, size_t size, struct sora_error *err);
 
 /* Puts every "<account>.<hash>" file of the aside directory back in its
  * staging place (unless a copy is there already) and removes it. */
@@ -79,7 +79,7 @@ static int restore_aside(struct sora_blob_store *s)
 }
 
 int sora_blob_store_new(struct sora_blob_store_params *p, struct sora_blob_store **store_r,
-			char *err, size_t errsize)
+			struct sora_error *err)
 {
 	struct sora_blob_store *s;
 	char tmp[PATH_MAX];
@@ -87,24 +87,26 @@ int sora_blob_store_new(struct sora_blob_store_params *p, struct sora_blob_store
 
 	*store_r = NULL;
 	if (sodium_init() < 0) {
-		snprintf(err, errsize, "libsodium initialisation failed");
+		sora_error_set(err, SORA_ERR_PERMANENT, "libsodium initialisation failed");
 		return -1;
 	}
 	if (p->driver == NULL) {
-		snprintf(err, errsize, "blob store: no driver");
+		sora_error_set(err, SORA_ERR_PERMANENT, "blob store: no driver");
 		return -1;
 	}
 	if (p->staging_path == NULL || p->staging_path[0] == '\0') {
-		snprintf(err, errsize, "blob store: [uploader] path (staging directory) is required");
+		sora_error_set(err, SORA_ERR_PERMANENT,
+			       "blob store: [uploader] path (staging directory) is required");
 		return -1;
 	}
 	if (p->encrypt && !sora_blob_keyring_can_encrypt(p->keyring)) {
-		snprintf(err, errsize, "blob store: encryption is on but no encryption_key is set");
+		sora_error_set(err, SORA_ERR_PERMANENT,
+			       "blob store: encryption is on but no encryption_key is set");
 		return -1;
 	}
 	s = calloc(1, sizeof(*s));
 	if (s == NULL) {
-		snprintf(err, errsize, "out of memory");
+		sora_error_set(err, SORA_ERR_TEMPORARY, "out of memory");
 		return -1;
 	}
 	len = strlen(p->staging_path);
@@ -116,13 +118,13 @@ int sora_blob_store_new(struct sora_blob_store_params *p, struct sora_blob_store
 	    (s->staging_tmp = strdup(tmp)) == NULL ||
 	    sora_blob_path_join(tmp, sizeof(tmp), s->staging, STAGING_ASIDEDIR) < 0 ||
 	    (s->staging_aside = strdup(tmp)) == NULL) {
-		snprintf(err, errsize, "out of memory");
+		sora_error_set(err, SORA_ERR_TEMPORARY, "out of memory");
 		goto fail;
 	}
 	if (sora_blob_mkdirs(s->staging_tmp, 0750) < 0 ||
 	    sora_blob_mkdirs(s->staging_aside, 0750) < 0) {
-		snprintf(err, errsize, "blob store: cannot create %s: %s", s->staging_tmp,
-			 strerror(errno));
+		sora_error_set(err, SORA_ERR_PERMANENT, "blob store: cannot create %s: %s",
+			       s->staging_tmp, strerror(errno));
 		goto fail;
 	}
 	/* Temp files belong to writers of a previous run that never
@@ -131,13 +133,14 @@ int sora_blob_store_new(struct sora_blob_store_params *p, struct sora_blob_store
 	/* Bodies the orphan sweep had set aside when the process stopped go
 	 * back: the sweep decides again on its next pass. */
 	if (restore_aside(s) < 0) {
-		snprintf(err, errsize, "blob store: cannot restore staged bodies from %s: %s",
-			 s->staging_aside, strerror(errno));
+		sora_error_set(err, SORA_ERR_PERMANENT,
+			       "blob store: cannot restore staged bodies from %s: %s",
+			       s->staging_aside, strerror(errno));
 		goto fail;
 	}
 	if (p->cache_path != NULL && p->cache_path[0] != '\0' && p->cache_capacity > 0) {
 		if (sora_blob_cache_open(p->cache_path, p->cache_capacity,
-					 p->cache_max_object_size, &s->cache, err, errsize) < 0)
+					 p->cache_max_object_size, &s->cache, err) < 0)
 			goto fail;
 	}
 	s->driver = p->driver;
@@ -155,7 +158,7 @@ fail:
 
 int sora_blob_store_open(const struct sora_config *cfg,
 			 const struct sora_blob_s3_options *s3opts,
-			 struct sora_blob_store **store_r, char *err, size_t errsize)
+			 struct sora_blob_store **store_r, struct sora_error *err)
 {
 	struct sora_blob_store_params p = { 0 };
 	const struct sora_s3_config *s3 = &cfg->s3;
@@ -163,24 +166,26 @@ int sora_blob_store_open(const struct sora_config *cfg,
 
 	*store_r = NULL;
 	if (strcmp(backend, "s3") == 0) {
-		if (sora_blob_s3_create(s3, s3opts, &p.driver, err, errsize) < 0)
+		if (sora_blob_s3_create(s3, s3opts, &p.driver, err) < 0)
 			return -1;
 	} else if (strcmp(backend, "fs") == 0) {
 		const char *root = cfg->storage.fs_path != NULL ? cfg->storage.fs_path : "var/blobs";
-		if (sora_blob_fs_create(root, &p.driver, err, errsize) < 0)
+		if (sora_blob_fs_create(root, &p.driver, err) < 0)
 			return -1;
 	} else {
-		snprintf(err, errsize, "[storage] backend must be \"fs\" or \"s3\", not \"%s\"", backend);
+		sora_error_set(err, SORA_ERR_PERMANENT,
+			       "[storage] backend must be \"fs\" or \"s3\", not \"%s\"", backend);
 		return -1;
 	}
 	if (s3->encrypt || s3->old_encryption_keys_count > 0) {
 		if (s3->encrypt && (s3->encryption_key == NULL || s3->encryption_key[0] == '\0')) {
-			snprintf(err, errsize, "[s3] encrypt = true needs encryption_key (64 hex characters)");
+			sora_error_set(err, SORA_ERR_PERMANENT,
+				"[s3] encrypt = true needs encryption_key (64 hex characters)");
 			goto fail;
 		}
 		if (sora_blob_keyring_new(s3->encrypt ? s3->encryption_key : NULL,
 					  (const char *const *)s3->old_encryption_keys,
-					  s3->old_encryption_keys_count, &p.keyring, err, errsize) < 0)
+					  s3->old_encryption_keys_count, &p.keyring, err) < 0)
 			goto fail;
 	}
 	p.encrypt = s3->encrypt;
@@ -188,7 +193,7 @@ int sora_blob_store_open(const struct sora_config *cfg,
 	p.cache_path = cfg->local_cache.path;
 	p.cache_capacity = cfg->local_cache.capacity;
 	p.cache_max_object_size = cfg->local_cache.max_object_size;
-	if (sora_blob_store_new(&p, store_r, err, errsize) < 0)
+	if (sora_blob_store_new(&p, store_r, err) < 0)
 		goto fail;
 	if (p.encrypt) {
 		char id[SORA_BLOB_CRYPT_KEY_ID_HEX_SIZE];
@@ -237,29 +242,28 @@ bool sora_blob_store_encrypts(const struct sora_blob_store *s)
 /* ---- paths ---- */
 
 static int staged_path(struct sora_blob_store *s, int64_t account_id, const char *hash,
-		       char *dst, size_t size, struct sora_blob_error *err)
+		       char *dst, size_t size, struct sora_error *err)
 {
 	int n;
 
 	if (account_id <= 0 || hash == NULL || !sora_blob_hash_valid(sora_str_c(hash))) {
-		sora_blob_error_set(err, "invalid body reference (account %lld)", (long long)account_id);
-		return -1;
+		return sora_error_set(err, SORA_ERR_PERMANENT,
+				      "invalid body reference (account %lld)",
+				      (long long)account_id);
 	}
 	n = snprintf(dst, size, "%s/%lld/%s", s->staging, (long long)account_id, hash);
-	if (n < 0 || (size_t)n >= size) {
-		sora_blob_error_set(err, "staging path too long");
-		return -1;
-	}
+	if (n < 0 || (size_t)n >= size)
+		return sora_error_set(err, SORA_ERR_PERMANENT, "staging path too long");
 	return 0;
 }
 
 static int object_key(int64_t account_id, const char *hash, char key[SORA_BLOB_KEY_SIZE],
-		      struct sora_blob_error *err)
+		      struct sora_error *err)
 {
-	if (sora_blob_key_format(account_id, hash, key, SORA_BLOB_KEY_SIZE) < 0) {
-		sora_blob_error_set(err, "invalid body reference (account %lld)", (long long)account_id);
-		return -1;
-	}
+	if (sora_blob_key_format(account_id, hash, key, SORA_BLOB_KEY_SIZE) < 0)
+		return sora_error_set(err, SORA_ERR_PERMANENT,
+				      "invalid body reference (account %lld)",
+				      (long long)account_id);
 	return 0;
 }
 
@@ -276,54 +280,49 @@ struct sora_blob_writer {
 };
 
 int sora_blob_writer_new(struct sora_blob_store *s, int64_t account_id, uint64_t max_size,
-			 struct sora_blob_writer **w_r, struct sora_blob_error *err)
+			 struct sora_blob_writer **w_r, struct sora_error *err)
 {
 	struct sora_blob_writer *w;
 
 	*w_r = NULL;
-	if (account_id <= 0) {
-		sora_blob_error_set(err, "invalid account id %lld", (long long)account_id);
-		return SORA_BLOB_EFAIL;
-	}
+	if (account_id <= 0)
+		return sora_error_set(err, SORA_ERR_PERMANENT, "invalid account id %lld",
+				      (long long)account_id);
 	w = alloc_aligned(sizeof(*w));
-	if (w == NULL) {
-		sora_blob_error_set(err, "out of memory");
-		return SORA_BLOB_EFAIL;
-	}
+	if (w == NULL)
+		return sora_error_set(err, SORA_ERR_TEMPORARY, "out of memory");
 	w->fd = sora_blob_tmpfile(s->staging_tmp, w->tmp, sizeof(w->tmp));
 	if (w->fd < 0) {
-		sora_blob_error_set(err, "staging: temp file in %s: %s", s->staging_tmp,
-				    strerror(errno));
+		sora_error_set(err, sora_error_class_errno(errno), "staging: temp file in %s: %s",
+			       s->staging_tmp, strerror(errno));
 		free(w);
-		return SORA_BLOB_EFAIL;
+		return -1;
 	}
 	w->store = s;
 	w->account_id = account_id;
 	w->max_size = max_size;
 	sora_blob_hash_init(&w->hasher);
 	*w_r = w;
-	return SORA_BLOB_OK;
+	return 0;
 }
 
 int sora_blob_writer_write(struct sora_blob_writer *w, const void *data, size_t len,
-			   struct sora_blob_error *err)
+			   struct sora_error *err)
 {
-	if (w->failed) {
-		sora_blob_error_set(err, "staging: writer already failed");
-		return SORA_BLOB_EFAIL;
-	}
+	if (w->failed)
+		return sora_error_set(err, SORA_ERR_PERMANENT, "staging: writer already failed");
 	if (w->max_size != 0 && len > w->max_size - w->hasher.size) {
 		w->failed = true;
-		sora_blob_error_set(err, "body exceeds %llu bytes", (unsigned long long)w->max_size);
-		return SORA_BLOB_EFAIL;
+		return sora_error_set(err, SORA_ERR_LIMIT, "body exceeds %llu bytes",
+				      (unsigned long long)w->max_size);
 	}
 	if (sora_blob_write_all(w->fd, data, len) < 0) {
 		w->failed = true;
-		sora_blob_error_set(err, "staging: write %s: %s", w->tmp, strerror(errno));
-		return SORA_BLOB_EFAIL;
+		return sora_error_set(err, sora_error_class_errno(errno), "staging: write %s: %s",
+				      w->tmp, strerror(errno));
 	}
 	sora_blob_hash_update(&w->hasher, data, len);
-	return SORA_BLOB_OK;
+	return 0;
 }
 
 void sora_blob_writer_abort(struct sora_blob_writer **wp)
@@ -341,17 +340,17 @@ void sora_blob_writer_abort(struct sora_blob_writer **wp)
 }
 
 int sora_blob_writer_commit(struct sora_blob_writer **wp, struct sora_blob_ref *ref_r,
-			    struct sora_blob_error *err)
+			    struct sora_error *err)
 {
 	struct sora_blob_writer *w = *wp;
 	struct sora_blob_store *s = w->store;
 	char path[PATH_MAX];
 	const char *what;
 	struct stat st;
-	int ret = SORA_BLOB_EFAIL;
+	int ret = -1;
 
 	if (w->failed) {
-		sora_blob_error_set(err, "staging: writer already failed");
+		sora_error_set(err, SORA_ERR_PERMANENT, "staging: writer already failed");
 		goto out;
 	}
 	ref_r->size = w->hasher.size;
@@ -366,26 +365,15 @@ int sora_blob_writer_commit(struct sora_blob_writer **wp, struct sora_blob_ref *
 	if (utimensat(AT_FDCWD, path, NULL, 0) == 0 && stat(path, &st) == 0 &&
 	    S_ISREG(st.st_mode) && (uint64_t)st.st_size == ref_r->size) {
 		ref_r->existed = true;
-		ret = SORA_BLOB_OK;
+		ret = 0;
 		goto out;
 	}
-	what = "fsync";
-	if (fsync(w->fd) < 0)
-		goto fail_errno;
-	what = "mkdir";
-	if (sora_blob_mkdirs_parent_durable(path, 0750) < 0)
-		goto fail_errno;
-	what = "rename";
-	if (rename(w->tmp, path) < 0)
-		goto fail_errno;
-	w->tmp[0] = '\0';
-	what = "fsync directory";
-	if (sora_blob_fsync_parent(path) < 0)
-		goto fail_errno;
-	ret = SORA_BLOB_OK;
-	goto out;
-fail_errno:
-	sora_blob_error_set(err, "staging %s: %s: %s", path, what, strerror(errno));
+	if (sora_blob_commit_file(w->fd, w->tmp, path, &what) < 0) {
+		sora_error_set(err, sora_error_class_errno(errno), "staging %s: %s: %s", path, what,
+			       strerror(errno));
+		goto out;
+	}
+	ret = 0;
 out:
 	close(w->fd);
 	w->fd = -1;
@@ -397,7 +385,7 @@ out:
 }
 
 int sora_blob_stage_buf(struct sora_blob_store *s, int64_t account_id, const void *data,
-			size_t len, struct sora_blob_ref *ref_r, struct sora_blob_error *err)
+			size_t len, struct sora_blob_ref *ref_r, struct sora_error *err)
 {
 	struct sora_blob_writer *w;
 	int ret;
@@ -415,17 +403,15 @@ int sora_blob_stage_buf(struct sora_blob_store *s, int64_t account_id, const voi
 
 int sora_blob_stage_fd(struct sora_blob_store *s, int64_t account_id, int fd,
 		       uint64_t max_size, struct sora_blob_ref *ref_r,
-		       struct sora_blob_error *err)
+		       struct sora_error *err)
 {
 	struct sora_blob_writer *w;
 	char *buf;
 	int ret;
 
 	buf = malloc(IO_CHUNK);
-	if (buf == NULL) {
-		sora_blob_error_set(err, "out of memory");
-		return SORA_BLOB_EFAIL;
-	}
+	if (buf == NULL)
+		return sora_error_set(err, SORA_ERR_TEMPORARY, "out of memory");
 	ret = sora_blob_writer_new(s, account_id, max_size, &w, err);
 	if (ret < 0) {
 		free(buf);
@@ -436,8 +422,8 @@ int sora_blob_stage_fd(struct sora_blob_store *s, int64_t account_id, int fd,
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0) {
-			sora_blob_error_set(err, "staging: read: %s", strerror(errno));
-			ret = SORA_BLOB_EFAIL;
+			ret = sora_error_set(err, sora_error_class_errno(errno),
+					     "staging: read: %s", strerror(errno));
 			break;
 		}
 		if (n == 0)
@@ -463,17 +449,16 @@ bool sora_blob_is_staged(struct sora_blob_store *s, int64_t account_id, const ch
 }
 
 int sora_blob_unstage(struct sora_blob_store *s, int64_t account_id, const char *hash,
-		      struct sora_blob_error *err)
+		      struct sora_error *err)
 {
 	char path[PATH_MAX];
 
 	if (staged_path(s, account_id, hash, path, sizeof(path), err) < 0)
-		return SORA_BLOB_EFAIL;
-	if (unlink(path) < 0 && errno != ENOENT) {
-		sora_blob_error_set(err, "staging: unlink %s: %s", path, strerror(errno));
-		return SORA_BLOB_EFAIL;
-	}
-	return SORA_BLOB_OK;
+		return -1;
+	if (unlink(path) < 0 && errno != ENOENT)
+		return sora_error_set(err, sora_error_class_errno(errno), "staging: unlink %s: %s",
+				      path, strerror(errno));
+	return 0;
 }
 
 /* ---- staging housekeeping ---- */
@@ -528,20 +513,18 @@ int sora_blob_staged_walk(struct sora_blob_store *s, int64_t min_age, sora_blob_
 }
 
 int sora_blob_unstage_orphan(struct sora_blob_store *s, int64_t account_id, const char *hash,
-			     int64_t min_age, struct sora_blob_error *err)
+			     int64_t min_age, struct sora_error *err)
 {
 	char path[PATH_MAX], aside[PATH_MAX];
 	struct stat st;
 	int n;
 
 	if (staged_path(s, account_id, hash, path, sizeof(path), err) < 0)
-		return SORA_BLOB_EFAIL;
+		return -1;
 	n = snprintf(aside, sizeof(aside), "%s/%lld.%s", s->staging_aside, (long long)account_id,
 		     hash);
-	if (n < 0 || (size_t)n >= sizeof(aside)) {
-		sora_blob_error_set(err, "staging path too long");
-		return SORA_BLOB_EFAIL;
-	}
+	if (n < 0 || (size_t)n >= sizeof(aside))
+		return sora_error_set(err, SORA_ERR_PERMANENT, "staging path too long");
 	/* Out of the way first, then look: a delivery that reuses the file
 	 * touches it before relying on it (see sora_blob_writer_commit), so
 	 * either the touch happened before this rename and shows in the
@@ -549,26 +532,24 @@ int sora_blob_unstage_orphan(struct sora_blob_store *s, int64_t account_id, cons
 	 * own copy. */
 	if (rename(path, aside) < 0) {
 		if (errno == ENOENT)
-			return SORA_BLOB_OK;
-		sora_blob_error_set(err, "staging: rename %s: %s", path, strerror(errno));
-		return SORA_BLOB_EFAIL;
+			return 0;
+		return sora_error_set(err, sora_error_class_errno(errno), "staging: rename %s: %s",
+				      path, strerror(errno));
 	}
 	if (stat(aside, &st) == 0 && !older_than(&st, min_age)) {
 		/* In use again: put it back. A delivery that found it gone
 		 * meanwhile staged the same bytes itself; either copy will do. */
-		if (link(aside, path) < 0 && errno != EEXIST) {
-			sora_blob_error_set(err, "staging: cannot restore %s: %s (kept as %s)", path,
-					    strerror(errno), aside);
-			return SORA_BLOB_EFAIL;
-		}
+		if (link(aside, path) < 0 && errno != EEXIST)
+			return sora_error_set(err, SORA_ERR_PERMANENT,
+					      "staging: cannot restore %s: %s (kept as %s)", path,
+					      strerror(errno), aside);
 		unlink(aside);
 		return 1;
 	}
-	if (unlink(aside) < 0 && errno != ENOENT) {
-		sora_blob_error_set(err, "staging: unlink %s: %s", aside, strerror(errno));
-		return SORA_BLOB_EFAIL;
-	}
-	return SORA_BLOB_OK;
+	if (unlink(aside) < 0 && errno != ENOENT)
+		return sora_error_set(err, sora_error_class_errno(errno), "staging: unlink %s: %s",
+				      aside, strerror(errno));
+	return 0;
 }
 
 /* ---- upload ---- */
@@ -584,7 +565,7 @@ struct verify_source {
 	bool mismatch;
 };
 
-static ssize_t verify_read(void *ctx, void *buf, size_t len, struct sora_blob_error *err)
+static ssize_t verify_read(void *ctx, void *buf, size_t len, struct sora_error *err)
 {
 	struct verify_source *v = ctx;
 	ssize_t n = v->inner.read(v->inner.ctx, buf, len, err);
@@ -600,15 +581,14 @@ static ssize_t verify_read(void *ctx, void *buf, size_t len, struct sora_blob_er
 		v->hasher.size = v->inner.length;
 		if (strcmp(got, v->expect) != 0) {
 			v->mismatch = true;
-			sora_blob_error_set(err, "staged body does not match its hash (content hashes to %s)",
-					    got);
-			return -1;
+			return sora_error_set(err, SORA_ERR_CORRUPT,
+				"staged body does not match its hash (content hashes to %s)", got);
 		}
 	}
 	return n;
 }
 
-static int verify_rewind(void *ctx, struct sora_blob_error *err)
+static int verify_rewind(void *ctx, struct sora_error *err)
 {
 	struct verify_source *v = ctx;
 
@@ -617,45 +597,38 @@ static int verify_rewind(void *ctx, struct sora_blob_error *err)
 	return v->inner.rewind(v->inner.ctx, err);
 }
 
-/* Reads a verifying source to its end. */
-static int verify_all(struct sora_blob_source *src, struct sora_blob_error *err)
-{
-	char buf[16 * 1024];
-	ssize_t n;
-
-	if (src->rewind(src->ctx, err) < 0)
-		return SORA_BLOB_EFAIL;
-	while ((n = src->read(src->ctx, buf, sizeof(buf), err)) > 0)
-		;
-	return n == 0 ? SORA_BLOB_OK : SORA_BLOB_EFAIL;
-}
 
 int sora_blob_upload_staged(struct sora_blob_store *s, int64_t account_id, const char *hash,
-			    struct sora_blob_error *err)
+			    struct sora_error *err)
 {
 	char path[PATH_MAX], key[SORA_BLOB_KEY_SIZE];
 	struct sora_blob_encryptor *enc = NULL;
 	struct sora_blob_source src, enc_src;
 	struct verify_source *v = NULL;
+	struct sora_error local;
 	struct stat st;
-	int fd = -1, ret = SORA_BLOB_EFAIL;
+	int fd = -1, ret = -1;
 
+	if (err == NULL)
+		err = &local;
 	if (staged_path(s, account_id, hash, path, sizeof(path), err) < 0 ||
 	    object_key(account_id, hash, key, err) < 0)
-		return SORA_BLOB_EFAIL;
+		return -1;
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
 		int e = errno;
-		sora_blob_error_set(err, "upload %s: staged body %s: %s", key, path, strerror(e));
-		return e == ENOENT ? SORA_BLOB_ENOTFOUND : SORA_BLOB_EFAIL;
+		return sora_error_set(err,
+				      e == ENOENT ? SORA_ERR_NOT_FOUND : sora_error_class_errno(e),
+				      "upload %s: staged body %s: %s", key, path, strerror(e));
 	}
 	if (fstat(fd, &st) < 0) {
-		sora_blob_error_set(err, "upload %s: %s", key, strerror(errno));
+		sora_error_set(err, sora_error_class_errno(errno), "upload %s: %s", key,
+			       strerror(errno));
 		goto out;
 	}
 	v = alloc_aligned(sizeof(*v));
 	if (v == NULL) {
-		sora_blob_error_set(err, "out of memory");
+		sora_error_set(err, SORA_ERR_TEMPORARY, "out of memory");
 		goto out;
 	}
 	v->expect = hash;
@@ -673,29 +646,30 @@ int sora_blob_upload_staged(struct sora_blob_store *s, int64_t account_id, const
 	} else {
 		/* A driver that can take the file as it is (fs on the same file
 		 * system) gets it after the same hash check, without a copy. */
-		ret = verify_all(&src, err);
+		ret = sora_blob_source_drain(&src, NULL, NULL, err);
 		if (ret == 0)
 			ret = sora_blob_driver_link_file(s->driver, key, path, fd, err);
-		if (ret == SORA_BLOB_EUNSUPPORTED)
+		if (ret < 0 && err->cls == SORA_ERR_UNSUPPORTED)
 			ret = sora_blob_driver_put(s->driver, key, &src, err);
 	}
 	if (ret < 0) {
 		if (v->mismatch) {
 			/* The staged file is left for an operator to look at. */
-			ret = SORA_BLOB_ECORRUPT;
-			sora_error(NULL, "upload %s: %s", key, err != NULL ? err->msg : "corrupt");
+			err->cls = SORA_ERR_CORRUPT;
+			sora_error(NULL, "upload %s: %s", key, err->msg);
 		}
 		goto out;
 	}
 	/* Stored: the staged copy becomes a cache entry (or goes away). */
 	if (s->cache != NULL && (uint64_t)st.st_size <= sora_blob_cache_max_object_size(s->cache)) {
-		struct sora_blob_error cerr;
+		struct sora_error cerr;
+
 		if (sora_blob_cache_add_file(s->cache, key, path, 1, &cerr) < 0)
 			sora_warn(NULL, "upload %s: not cached: %s", key, cerr.msg);
 	} else if (unlink(path) < 0 && errno != ENOENT) {
 		sora_warn(NULL, "upload %s: cannot remove staged %s: %s", key, path, strerror(errno));
 	}
-	ret = SORA_BLOB_OK;
+	ret = 0;
 out:
 	sora_blob_encryptor_free(&enc);
 	free(v);
@@ -718,8 +692,8 @@ struct read_ctx {
 	void *cb_ctx;
 	struct sora_blob_cache_writer *cw;  /* filling the cache instead */
 	struct sora_blob_decryptor *dec;
-	int dec_status;                     /* first decryptor failure */
-	struct sora_blob_error dec_err;
+	int dec_status;                     /* first decryptor failure: -1 */
+	struct sora_error dec_err;
 };
 
 static int clip_write(void *ctx, const void *data, size_t len)
@@ -764,40 +738,33 @@ static int feed_decryptor(void *ctx, const void *data, size_t len)
 /* Serves a range of a local plaintext file. */
 static int read_local(int fd, uint64_t size, uint64_t offset, uint64_t length,
 		      sora_blob_write_cb *cb, void *cb_ctx, const char *key,
-		      struct sora_blob_error *err)
+		      struct sora_error *err)
 {
 	int ret = sora_blob_send_range(fd, size, offset, length, cb, cb_ctx, err);
 
 	close(fd);
-	if (ret < 0 && ret != SORA_BLOB_EABORTED) {
-		char prefix[SORA_BLOB_KEY_SIZE + 16];
-		snprintf(prefix, sizeof(prefix), "object %s", key);
-		sora_blob_error_prefix(err, prefix);
-	}
+	if (ret < 0 && !sora_error_is(err, SORA_ERR_ABORTED))
+		sora_error_prefix(err, "object %s", key);
 	return ret;
 }
 
 /* Fetches ciphertext [0, fetch_len) of key through a decryptor into r.
  * whole: fetch_len covers the object, so the final chunk must be seen. */
 static int fetch_plain(struct sora_blob_store *s, const char *key, uint64_t fetch_len,
-		       bool whole, struct read_ctx *r, struct sora_blob_error *err)
+		       bool whole, struct read_ctx *r, struct sora_error *err)
 {
 	int ret;
 
 	ret = sora_blob_decryptor_new(s->keyring, key, true, clip_write, r, &r->dec);
-	if (ret < 0) {
-		sora_blob_error_set(err, "out of memory");
-		return ret;
-	}
+	if (ret < 0)
+		return sora_error_set(err, SORA_ERR_TEMPORARY, "out of memory");
 	r->dec_status = 0;
 	ret = sora_blob_driver_get(s->driver, key, 0, fetch_len, feed_decryptor, r, err);
-	if (ret == SORA_BLOB_EABORTED && r->dec_status < 0) {
-		/* The decryptor stopped the transfer: bad data (ECORRUPT) or the
-		 * caller's sink (EABORTED); its message says which. */
-		ret = r->dec_status;
-		if (err != NULL)
-			*err = r->dec_err;
-	} else if (ret == SORA_BLOB_OK && whole) {
+	if (ret < 0 && sora_error_is(err, SORA_ERR_ABORTED) && r->dec_status < 0) {
+		/* The decryptor stopped the transfer: bad data (CORRUPT) or the
+		 * caller's sink (ABORTED); its error says which. */
+		*err = r->dec_err;
+	} else if (ret == 0 && whole) {
 		ret = sora_blob_decryptor_finish(r->dec, err);
 	}
 	sora_blob_decryptor_free(&r->dec);
@@ -806,17 +773,20 @@ static int fetch_plain(struct sora_blob_store *s, const char *key, uint64_t fetc
 
 int sora_blob_read(struct sora_blob_store *s, int64_t account_id, const char *hash,
 		   uint64_t offset, uint64_t length, sora_blob_write_cb *cb, void *cb_ctx,
-		   struct sora_blob_error *err)
+		   struct sora_error *err)
 {
 	char key[SORA_BLOB_KEY_SIZE], path[PATH_MAX];
 	struct read_ctx *r = NULL;
 	uint64_t size, plain_size, fetch;
+	struct sora_error local;
 	bool whole;
 	int fd, ret;
 
+	if (err == NULL)
+		err = &local;
 	if (object_key(account_id, hash, key, err) < 0 ||
 	    staged_path(s, account_id, hash, path, sizeof(path), err) < 0)
-		return SORA_BLOB_EFAIL;
+		return -1;
 
 	/* 1. The local cache. */
 	if (s->cache != NULL && (fd = sora_blob_cache_open_read(s->cache, key, &size)) >= 0)
@@ -826,27 +796,26 @@ int sora_blob_read(struct sora_blob_store *s, int64_t account_id, const char *ha
 	if (fd >= 0) {
 		struct stat st;
 		if (fstat(fd, &st) < 0) {
+			int e = errno;
+
 			close(fd);
-			sora_blob_error_set(err, "object %s: staged copy: %s", key, strerror(errno));
-			return SORA_BLOB_EFAIL;
+			return sora_error_set(err, sora_error_class_errno(e),
+					      "object %s: staged copy: %s", key, strerror(e));
 		}
 		return read_local(fd, (uint64_t)st.st_size, offset, length, cb, cb_ctx, key, err);
 	}
 	/* 3. The store. The size decides between filling the cache and
 	 * streaming. */
 	ret = sora_blob_driver_head(s->driver, key, &size, err);
-	if (ret == SORA_BLOB_ENOTFOUND) {
-		sora_blob_error_set(err, "object %s: not found (cache, staging, %s)", key,
-				    s->driver->ops->name);
-		return ret;
-	}
+	if (ret < 0 && err->cls == SORA_ERR_NOT_FOUND)
+		return sora_error_set(err, SORA_ERR_NOT_FOUND,
+				      "object %s: not found (cache, staging, %s)", key,
+				      s->driver->ops->name);
 	if (ret < 0)
 		return ret;
 	r = alloc_aligned(sizeof(*r));
-	if (r == NULL) {
-		sora_blob_error_set(err, "out of memory");
-		return SORA_BLOB_EFAIL;
-	}
+	if (r == NULL)
+		return sora_error_set(err, SORA_ERR_TEMPORARY, "out of memory");
 	sora_blob_hash_init(&r->hasher);
 
 	/* The body's size: the stored size, less the encryption overhead when
@@ -872,11 +841,11 @@ int sora_blob_read(struct sora_blob_store *s, int64_t account_id, const char *ha
 		sora_blob_hash_final(&r->hasher, got);
 		if (strcmp(got, hash) != 0) {
 			sora_blob_cache_writer_abort(&r->cw);
-			sora_blob_error_set(err, "object %s: content does not match its hash", key);
-			ret = SORA_BLOB_ECORRUPT;
+			ret = sora_error_set(err, SORA_ERR_CORRUPT,
+					     "object %s: content does not match its hash", key);
 			goto out;
 		}
-		if (r->cw != NULL && sora_blob_cache_writer_commit(&r->cw, err) == SORA_BLOB_OK &&
+		if (r->cw != NULL && sora_blob_cache_writer_commit(&r->cw, err) == 0 &&
 		    (fd = sora_blob_cache_open_read(s->cache, key, &size)) >= 0) {
 			ret = read_local(fd, size, offset, length, cb, cb_ctx, key, err);
 			goto out;
@@ -899,13 +868,12 @@ int sora_blob_read(struct sora_blob_store *s, int64_t account_id, const char *ha
 	r->cb = cb;
 	r->cb_ctx = cb_ctx;
 	ret = fetch_plain(s, key, fetch, whole, r, err);
-	if (ret == SORA_BLOB_OK && r->hash_it) {
+	if (ret == 0 && r->hash_it) {
 		char got[SORA_BLOB_HASH_HEX_SIZE];
 		sora_blob_hash_final(&r->hasher, got);
-		if (strcmp(got, hash) != 0) {
-			sora_blob_error_set(err, "object %s: content does not match its hash", key);
-			ret = SORA_BLOB_ECORRUPT;
-		}
+		if (strcmp(got, hash) != 0)
+			ret = sora_error_set(err, SORA_ERR_CORRUPT,
+					     "object %s: content does not match its hash", key);
 	}
 out:
 	free(r);
@@ -913,19 +881,19 @@ out:
 }
 
 int sora_blob_read_to_fd(struct sora_blob_store *s, int64_t account_id, const char *hash,
-			 uint64_t offset, uint64_t length, int fd, struct sora_blob_error *err)
+			 uint64_t offset, uint64_t length, int fd, struct sora_error *err)
 {
 	return sora_blob_read(s, account_id, hash, offset, length, sora_blob_fd_sink, &fd, err);
 }
 
 int sora_blob_delete(struct sora_blob_store *s, int64_t account_id, const char *hash,
-		     struct sora_blob_error *err)
+		     struct sora_error *err)
 {
 	char key[SORA_BLOB_KEY_SIZE];
 	int ret;
 
 	if (object_key(account_id, hash, key, err) < 0)
-		return SORA_BLOB_EFAIL;
+		return -1;
 	ret = sora_blob_driver_delete(s->driver, key, err);
 	if (ret < 0)
 		return ret;

@@ -77,17 +77,17 @@ struct sora_blob_store_params {
 };
 
 /* Builds a store from parts. On failure nothing is taken over: the caller
- * still owns driver and keyring. Returns 0, or -1 with a message in err. */
+ * still owns driver and keyring. Returns 0, or -1 with err set. */
 int sora_blob_store_new(struct sora_blob_store_params *params,
-			struct sora_blob_store **store_r, char *err, size_t errsize);
+			struct sora_blob_store **store_r, struct sora_error *err);
 
 /* Builds a store from the configuration: [storage] backend/fs_path, [s3]
  * (including encrypt, encryption_key, old_encryption_keys), [uploader]
- * path and [local_cache]. s3opts may be NULL. Returns 0, or -1 with a
- * message in err. */
+ * path and [local_cache]. s3opts may be NULL. Returns 0, or -1 with err
+ * set. */
 int sora_blob_store_open(const struct sora_config *cfg,
 			 const struct sora_blob_s3_options *s3opts,
-			 struct sora_blob_store **store_r, char *err, size_t errsize);
+			 struct sora_blob_store **store_r, struct sora_error *err);
 
 /* Frees the store, its driver, keyring and cache index; clears the
  * caller's pointer. Only after every thread stopped using it. */
@@ -102,28 +102,28 @@ bool sora_blob_store_encrypts(const struct sora_blob_store *store);
 
 /* Incremental staging, for bodies that arrive in pieces (LMTP DATA, an
  * IMAP APPEND literal). max_size 0 means unlimited; a write past it fails
- * with SORA_BLOB_EFAIL ("body exceeds N bytes"). */
+ * with SORA_ERR_LIMIT ("body exceeds N bytes"). */
 struct sora_blob_writer;
 int sora_blob_writer_new(struct sora_blob_store *store, int64_t account_id,
 			 uint64_t max_size, struct sora_blob_writer **w_r,
-			 struct sora_blob_error *err);
+			 struct sora_error *err);
 int sora_blob_writer_write(struct sora_blob_writer *w, const void *data, size_t len,
-			   struct sora_blob_error *err);
+			   struct sora_error *err);
 /* Makes the body durable in staging and fills *ref_r. Frees the writer
  * and clears the caller's pointer, whatever the outcome. */
 int sora_blob_writer_commit(struct sora_blob_writer **w, struct sora_blob_ref *ref_r,
-			    struct sora_blob_error *err);
+			    struct sora_error *err);
 /* Discards an unfinished body. NULL-safe; clears the caller's pointer. */
 void sora_blob_writer_abort(struct sora_blob_writer **w);
 
 /* Stages a body held in memory. */
 int sora_blob_stage_buf(struct sora_blob_store *store, int64_t account_id,
 			const void *data, size_t len, struct sora_blob_ref *ref_r,
-			struct sora_blob_error *err);
+			struct sora_error *err);
 /* Stages everything readable from fd (until EOF); fd is borrowed. */
 int sora_blob_stage_fd(struct sora_blob_store *store, int64_t account_id, int fd,
 		       uint64_t max_size, struct sora_blob_ref *ref_r,
-		       struct sora_blob_error *err);
+		       struct sora_error *err);
 
 /* True if the body is in staging. */
 bool sora_blob_is_staged(struct sora_blob_store *store, int64_t account_id,
@@ -131,7 +131,7 @@ bool sora_blob_is_staged(struct sora_blob_store *store, int64_t account_id,
 /* Removes a staged body (for instance when the metadata commit failed, or
  * the body turned out to be stored already). Missing is fine. */
 int sora_blob_unstage(struct sora_blob_store *store, int64_t account_id,
-		      const char *hash, struct sora_blob_error *err);
+		      const char *hash, struct sora_error *err);
 
 /* Staging housekeeping. A delivery whose connection to the database broke
  * during the commit cannot know whether its row was written, so it leaves
@@ -149,39 +149,39 @@ int sora_blob_staged_walk(struct sora_blob_store *store, int64_t min_age,
 /* Removes a staged body unless it was written or reused within the last
  * min_age seconds. Safe against a concurrent delivery of the same body
  * (which touches a staged file before reusing it). Returns 0 when removed
- * (or already gone), 1 when it stays because it is in use, or a negative
- * status. The caller must know that no row refers to the body. */
+ * (or already gone), 1 when it stays because it is in use, or -1 with err
+ * set. The caller must know that no row refers to the body. */
 int sora_blob_unstage_orphan(struct sora_blob_store *store, int64_t account_id,
-			     const char *hash, int64_t min_age, struct sora_blob_error *err);
+			     const char *hash, int64_t min_age, struct sora_error *err);
 
 /* Uploads a staged body to the driver (encrypting if configured), then
- * moves it into the cache or deletes it. Returns 0; SORA_BLOB_ENOTFOUND if
- * it is not staged; SORA_BLOB_ECORRUPT if the staged file no longer
- * matches its hash (it is left in place for inspection);
- * SORA_BLOB_ETRANSIENT if the store kept failing with retryable errors
- * (try again later); SORA_BLOB_EFAIL otherwise. */
+ * moves it into the cache or deletes it. Returns 0, or -1 with err set:
+ * SORA_ERR_NOT_FOUND if it is not staged; SORA_ERR_CORRUPT if the staged
+ * file no longer matches its hash (it is left in place for inspection);
+ * SORA_ERR_TEMPORARY if the store kept failing with retryable errors (try
+ * again later); another class otherwise. */
 int sora_blob_upload_staged(struct sora_blob_store *store, int64_t account_id,
-			    const char *hash, struct sora_blob_error *err);
+			    const char *hash, struct sora_error *err);
 
 /* ---- reading ---- */
 
 /* Streams plaintext bytes [offset, offset+length) (clipped at the end;
- * SORA_BLOB_TO_END for all) of a body to cb. Returns 0,
- * SORA_BLOB_ENOTFOUND if no tier has it, SORA_BLOB_ECORRUPT for a body that
- * fails decryption or (on whole reads) its hash check, SORA_BLOB_EABORTED if
- * cb stopped, or another negative status. On ECORRUPT some bytes may
+ * SORA_BLOB_TO_END for all) of a body to cb. Returns 0, or -1 with err
+ * set: SORA_ERR_NOT_FOUND if no tier has it, SORA_ERR_CORRUPT for a body
+ * that fails decryption or (on whole reads) its hash check,
+ * SORA_ERR_ABORTED if cb stopped, or another class. On CORRUPT some bytes may
  * already have reached cb: the caller must fail the response, not finish
  * it. */
 int sora_blob_read(struct sora_blob_store *store, int64_t account_id, const char *hash,
 		   uint64_t offset, uint64_t length, sora_blob_write_cb *cb, void *cb_ctx,
-		   struct sora_blob_error *err);
+		   struct sora_error *err);
 /* The same, writing into fd (borrowed). */
 int sora_blob_read_to_fd(struct sora_blob_store *store, int64_t account_id,
 			 const char *hash, uint64_t offset, uint64_t length, int fd,
-			 struct sora_blob_error *err);
+			 struct sora_error *err);
 
 /* Deletes a body everywhere: driver, cache and staging. */
 int sora_blob_delete(struct sora_blob_store *store, int64_t account_id, const char *hash,
-		     struct sora_blob_error *err);
+		     struct sora_error *err);
 
 #endif

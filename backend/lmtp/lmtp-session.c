@@ -83,7 +83,7 @@ struct lmtp_session {
 	char lookup[LMTP_ADDR_MAX];       /* RCPT: unquoted address to resolve */
 	struct lmtp_rcpt pending;         /* RCPT: the recipient being resolved */
 	int lookup_rc;
-	char job_error[512];
+	struct sora_error job_error;
 };
 
 /* ---- metrics ---- */
@@ -240,19 +240,18 @@ static enum sora_job_status rcpt_work(struct sora_job *job, void *arg)
 	struct sora_backend *be = sora_backend();
 	struct sora_db_conn *conn = NULL;
 
-	s->job_error[0] = '\0';
+	sora_error_clear(&s->job_error);
 	if (be == NULL) {
-		snprintf(s->job_error, sizeof(s->job_error), "the backend is stopping");
-		s->lookup_rc = SORA_DB_TEMPORARY;
+		s->lookup_rc = sora_error_set(&s->job_error, SORA_ERR_TEMPORARY,
+					      "the backend is stopping");
 		return SORA_JOB_DONE;
 	}
 	s->lookup_rc = sora_db_acquire(be->db, SORA_DB_PRIMARY, LMTP_DB_ACQUIRE_MS, &conn,
-				       s->job_error, sizeof(s->job_error));
+				       &s->job_error);
 	if (s->lookup_rc != 0)
 		return SORA_JOB_DONE;
 	s->lookup_rc = sora_store_resolve_recipient(conn, sora_str_c(s->lookup), 0,
-						    &s->pending.who, s->job_error,
-						    sizeof(s->job_error));
+						    &s->pending.who, &s->job_error);
 	sora_db_release(&conn);
 	return SORA_JOB_DONE;
 }
@@ -276,14 +275,17 @@ static void rcpt_done(struct sora_conn *c, void *arg)
 			sora_metric_inc(m_rcpt_ok);
 			reply(s, 250, "2.1.5", "<%s> OK", s->pending.address);
 		}
-	} else if (s->lookup_rc == SORA_ACCOUNTS_NOT_FOUND) {
+	} else if (s->job_error.cls == SORA_ERR_NOT_FOUND) {
 		sora_metric_inc(m_rcpt_unknown);
 		sora_info(&s->log, "rcpt=<%s>: unknown recipient", esc);
 		reply(s, 550, "5.1.1", "<%s> User doesn't exist", s->pending.address);
 	} else {
+		/* Any other class is the server's problem, not the sender's:
+		 * the message stays queued at the MTA until it is fixed. */
 		sora_metric_inc(m_rcpt_tempfail);
 		s->rcpt_tempfailed = true;
-		sora_warn(&s->log, "rcpt=<%s>: lookup failed: %s", esc, s->job_error);
+		sora_warn(&s->log, "rcpt=<%s>: lookup failed (%s): %s", esc,
+			  sora_error_class_name(s->job_error.cls), s->job_error.msg);
 		reply(s, 451, "4.3.0", "<%s> Temporary failure in recipient lookup, try again later",
 		      s->pending.address);
 	}
@@ -301,23 +303,21 @@ static enum sora_job_status deliver_work(struct sora_job *job, void *arg)
 	bool stored = false;
 	int rc;
 
-	s->job_error[0] = '\0';
+	sora_error_clear(&s->job_error);
 	for (size_t i = 0; i < s->nrcpts; i++) {
 		memset(&s->rcpts[i].res, 0, sizeof(s->rcpts[i].res));
-		s->rcpts[i].res.status = SORA_STORE_TEMPFAIL;
+		s->rcpts[i].res.status = SORA_STORE_FAILED;
 	}
 	if (be == NULL) {
-		snprintf(s->job_error, sizeof(s->job_error), "the backend is stopping");
+		sora_error_set(&s->job_error, SORA_ERR_TEMPORARY, "the backend is stopping");
 		return SORA_JOB_DONE;
 	}
 	sora_lmtp_spool_body(&s->spool, &body);
-	if (sora_store_message_prepare(&msg, &body, sora_str_c(s->sender), s->job_error,
-				       sizeof(s->job_error)) < 0) {
+	if (sora_store_message_prepare(&msg, &body, sora_str_c(s->sender), &s->job_error) < 0) {
 		sora_store_message_free(&msg);
 		return SORA_JOB_DONE;
 	}
-	rc = sora_db_acquire(be->db, SORA_DB_PRIMARY, LMTP_DB_ACQUIRE_MS, &conn, s->job_error,
-			     sizeof(s->job_error));
+	rc = sora_db_acquire(be->db, SORA_DB_PRIMARY, LMTP_DB_ACQUIRE_MS, &conn, &s->job_error);
 	for (size_t i = 0; rc == 0 && i < s->nrcpts; i++) {
 		struct lmtp_rcpt *r = &s->rcpts[i];
 		struct sora_store_delivery d = {
@@ -364,14 +364,22 @@ static void deliver_done(struct sora_conn *c, void *arg)
 				  (uint64_t)s->spool.size, SORA_STORE_INBOX);
 			reply(s, 250, "2.0.0", "<%s> Saved (already delivered)", r->address);
 			break;
-		case SORA_STORE_TEMPFAIL:
-		case SORA_STORE_NO_MAILBOX:
+		case SORA_STORE_FAILED: {
+			/* A failure before this copy was tried (parsing, no
+			 * database connection) is the job's error. */
+			const struct sora_error *e = r->res.error.cls != SORA_ERR_OK ?
+				&r->res.error : &s->job_error;
+
+			/* Every class is answered 451: whatever failed here
+			 * (a missing INBOX included) is the server's to fix,
+			 * and the MTA keeps the message meanwhile. */
 			sora_metric_inc(m_tempfail);
-			sora_warn(&s->log, "delivery failed: from=<%s> rcpt=<%s> size=%" PRIu64 ": %s",
-				  from, esc, (uint64_t)s->spool.size,
-				  r->res.error[0] != '\0' ? r->res.error : s->job_error);
+			sora_warn(&s->log, "delivery failed: from=<%s> rcpt=<%s> size=%" PRIu64
+				  " (%s): %s", from, esc, (uint64_t)s->spool.size,
+				  sora_error_class_name(e->cls), e->msg);
 			reply(s, 451, "4.3.0", "<%s> Temporary failure, try again later", r->address);
 			break;
+		}
 		}
 	}
 	transaction_reset(s);

@@ -9,21 +9,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/core/log.h"
 #include "common/proto/mime/mime-json.h"
 #include "common/proto/smtp.h"
 
 #define READ_CHUNK (64 * 1024)
-
-static int64_t get_i64(const PGresult *res, int row, int col)
-{
-	uint64_t v = 0;
-
-	if (PQgetisnull(res, row, col))
-		return 0;
-	if (sora_str_to_u64(sora_str_c(PQgetvalue(res, row, col)), INT64_MAX, &v) < 0)
-		return 0;
-	return (int64_t)v;
-}
 
 /* ---- mailboxes ---- */
 
@@ -42,7 +32,7 @@ static const char sql_inbox_id[] =
 	"SELECT id FROM mailboxes WHERE account_id = $1 AND name = 'INBOX'";
 
 int sora_store_ensure_default_mailboxes(struct sora_db_conn *conn, int64_t account_id,
-					int64_t *inbox_id_r, char *err, size_t errsize)
+					int64_t *inbox_id_r, struct sora_error *err)
 {
 	char acc[24];
 	const char *params[1] = { acc };
@@ -51,40 +41,42 @@ int sora_store_ensure_default_mailboxes(struct sora_db_conn *conn, int64_t accou
 
 	snprintf(acc, sizeof(acc), "%" PRId64, account_id);
 	rc = sora_db_exec(conn, SORA_DB_CLASS_WRITE, sql_create_defaults, 1, params, NULL, NULL,
-			  err, errsize);
+			  err);
 	if (rc != 0 || inbox_id_r == NULL)
 		return rc;
 	rc = sora_db_exec(conn, SORA_DB_CLASS_DEFAULT, sql_inbox_id, 1, params, &res, NULL,
-			  err, errsize);
+			  err);
 	if (rc != 0)
 		return rc;
 	if (PQntuples(res) != 1) {
 		/* Only possible if the account was purged meanwhile. */
-		sora_set_error(err, errsize, "account %" PRId64 " has no INBOX after creating it",
-			       account_id);
 		PQclear(res);
-		return SORA_DB_PERMANENT;
+		return sora_error_set(err, SORA_ERR_NOT_FOUND,
+				      "account %" PRId64 " has no INBOX after creating it", account_id);
 	}
-	*inbox_id_r = get_i64(res, 0, 0);
+	rc = sora_db_get_i64(res, 0, 0, inbox_id_r, err);
+	if (rc < 0)
+		sora_error_prefix(err, "%s: INBOX of account %" PRId64, sora_db_conn_describe(conn),
+				  account_id);
 	PQclear(res);
-	return 0;
+	return rc;
 }
 
 /* ---- recipients ---- */
 
 int sora_store_resolve_recipient(struct sora_db_conn *conn, struct sora_str address,
 				 char separator, struct sora_store_recipient *rcpt_r,
-				 char *err, size_t errsize)
+				 struct sora_error *err)
 {
 	struct sora_smtp_subaddress sub;
 	struct sora_account_ref ref;
 	int rc;
 
 	memset(rcpt_r, 0, sizeof(*rcpt_r));
-	rc = sora_accounts_lookup(conn, address, &ref, err, errsize);
-	if (rc == SORA_ACCOUNTS_NOT_FOUND &&
+	rc = sora_accounts_lookup(conn, address, &ref, err);
+	if (rc < 0 && err->cls == SORA_ERR_NOT_FOUND &&
 	    sora_smtp_subaddress_split(address, separator, &sub) == 0 && sub.has_detail) {
-		rc = sora_accounts_lookup(conn, sub.base, &ref, err, errsize);
+		rc = sora_accounts_lookup(conn, sub.base, &ref, err);
 		if (rc == 0) {
 			size_t n = sub.detail.len < sizeof(rcpt_r->detail) - 1 ?
 				   sub.detail.len : sizeof(rcpt_r->detail) - 1;
@@ -137,7 +129,7 @@ static ssize_t body_read_cb(void *ctx, uint64_t offset, void *buf, size_t len)
 }
 
 int sora_store_message_prepare(struct sora_store_message *m, const struct sora_store_body *body,
-			       struct sora_str sender, char *err, size_t errsize)
+			       struct sora_str sender, struct sora_error *err)
 {
 	struct sora_mime_parser *parser = NULL;
 	struct sora_blob_hasher hasher;
@@ -154,7 +146,7 @@ int sora_store_message_prepare(struct sora_store_message *m, const struct sora_s
 	chunk = malloc(READ_CHUNK);
 	parser = sora_mime_parser_new(NULL);
 	if (m->sender == NULL || chunk == NULL || parser == NULL) {
-		sora_set_error(err, errsize, "out of memory");
+		sora_error_set(err, SORA_ERR_TEMPORARY, "out of memory");
 		goto out;
 	}
 	/* One pass over the raw bytes feeds both the parser and the hash the
@@ -164,7 +156,7 @@ int sora_store_message_prepare(struct sora_store_message *m, const struct sora_s
 		ssize_t n = sora_store_body_read(body, off, chunk, READ_CHUNK);
 
 		if (n <= 0) {
-			sora_set_error(err, errsize, "reading the message: %s",
+			sora_error_set(err, SORA_ERR_PERMANENT, "reading the message: %s",
 				       n < 0 ? strerror(errno) : "unexpected end");
 			goto out;
 		}
@@ -175,16 +167,16 @@ int sora_store_message_prepare(struct sora_store_message *m, const struct sora_s
 	}
 	sora_blob_hash_final(&hasher, m->body_hash);
 	if (sora_mime_parser_finish(&parser, &m->mime, &error) < 0) {
-		sora_set_error(err, errsize, "parsing the message: %s", error);
+		sora_error_set(err, SORA_ERR_PERMANENT, "parsing the message: %s", error);
 		goto out;
 	}
 	if (sora_msg_meta_headers(m->mime, &m->meta) < 0 ||
 	    sora_mime_json_envelope(m->mime, &m->envelope_json, &error) < 0) {
-		sora_set_error(err, errsize, "out of memory");
+		sora_error_set(err, SORA_ERR_TEMPORARY, "out of memory");
 		goto out;
 	}
 	if (sora_msg_meta_text(m->mime, body_read_cb, &m->body, &m->meta) < 0) {
-		sora_set_error(err, errsize, "extracting the text: %s", strerror(errno));
+		sora_error_set(err, SORA_ERR_PERMANENT, "extracting the text: %s", strerror(errno));
 		goto out;
 	}
 	ret = 0;
@@ -311,34 +303,31 @@ static void message_set_prefix(struct sora_store_message *m, int64_t prefix_len)
 /* Writes prefix + message into staging. */
 static int stage_copy(struct sora_blob_store *blobs, struct sora_store_message *m,
 		      const struct sora_store_delivery *d, struct sora_blob_ref *ref,
-		      struct sora_blob_error *berr)
+		      struct sora_error *err)
 {
 	struct sora_blob_writer *w = NULL;
 	char *chunk = malloc(READ_CHUNK);
 	uint64_t off = 0;
 	int rc;
 
-	if (chunk == NULL) {
-		sora_blob_error_set(berr, "out of memory");
-		return SORA_BLOB_EFAIL;
-	}
-	rc = sora_blob_writer_new(blobs, d->account_id, 0, &w, berr);
+	if (chunk == NULL)
+		return sora_error_set(err, SORA_ERR_TEMPORARY, "out of memory");
+	rc = sora_blob_writer_new(blobs, d->account_id, 0, &w, err);
 	if (rc == 0)
-		rc = sora_blob_writer_write(w, d->prefix.p, d->prefix.len, berr);
+		rc = sora_blob_writer_write(w, d->prefix.p, d->prefix.len, err);
 	while (rc == 0 && off < m->body.size) {
 		ssize_t n = sora_store_body_read(&m->body, off, chunk, READ_CHUNK);
 
 		if (n <= 0) {
-			sora_blob_error_set(berr, "reading the message: %s",
+			rc = sora_error_set(err, SORA_ERR_PERMANENT, "reading the message: %s",
 					    n < 0 ? strerror(errno) : "unexpected end");
-			rc = SORA_BLOB_EFAIL;
 			break;
 		}
-		rc = sora_blob_writer_write(w, chunk, (size_t)n, berr);
+		rc = sora_blob_writer_write(w, chunk, (size_t)n, err);
 		off += (uint64_t)n;
 	}
 	if (rc == 0)
-		rc = sora_blob_writer_commit(&w, ref, berr);
+		rc = sora_blob_writer_commit(&w, ref, err);
 	sora_blob_writer_abort(&w);
 	free(chunk);
 	return rc;
@@ -374,7 +363,7 @@ int sora_store_deliver(struct sora_db_conn *conn, struct sora_blob_store *blobs,
 	const char *values[INSERT_PARAMS];
 	int lengths[INSERT_PARAMS] = { 0 }, formats[INSERT_PARAMS] = { 0 };
 	struct sora_buf bodystructure, headers;
-	struct sora_blob_error berr;
+	struct sora_error *err = &res->error;
 	struct sora_blob_ref ref;
 	PGresult *r = NULL;
 	char sqlstate[6] = "";
@@ -384,18 +373,16 @@ int sora_store_deliver(struct sora_db_conn *conn, struct sora_blob_store *blobs,
 	int rc = 0;
 
 	memset(res, 0, sizeof(*res));
-	res->status = SORA_STORE_TEMPFAIL;
+	res->status = SORA_STORE_FAILED;
 	sora_buf_init(&bodystructure, 0);
 	sora_buf_init(&headers, 0);
 	sora_store_delivery_key(m, d->rcpt, key);
 	snprintf(acc, sizeof(acc), "%" PRId64, d->account_id);
 
 	/* 1. The body, durable in staging. */
-	rc = stage_copy(blobs, m, d, &ref, &berr);
-	if (rc != 0) {
-		snprintf(res->error, sizeof(res->error), "%s", berr.msg);
+	rc = stage_copy(blobs, m, d, &ref, err);
+	if (rc != 0)
 		goto out;
-	}
 	staged = true;
 	memcpy(res->hash, ref.hash, sizeof(res->hash));
 	res->size = ref.size;
@@ -405,7 +392,7 @@ int sora_store_deliver(struct sora_db_conn *conn, struct sora_blob_store *blobs,
 	if (sora_mime_json_serialize(m->mime, 0, &bodystructure, &error) < 0 ||
 	    buf_terminate(&bodystructure) < 0 || raw_headers(m, d, &headers) < 0 ||
 	    meta_terminate(&m->meta, &m->envelope_json) < 0) {
-		snprintf(res->error, sizeof(res->error), "preparing the metadata: out of memory");
+		sora_error_set(err, SORA_ERR_TEMPORARY, "preparing the metadata: out of memory");
 		absent = true;
 		goto out;
 	}
@@ -447,51 +434,57 @@ int sora_store_deliver(struct sora_db_conn *conn, struct sora_blob_store *blobs,
 		r = NULL;
 		rc = sora_db_exec_prepared(conn, SORA_DB_CLASS_WRITE, "sora_deliver_v1", sql_insert,
 					   INSERT_PARAMS, values, lengths, formats, 0, &r, sqlstate,
-					   res->error, sizeof(res->error));
+					   err);
 		if (rc != 0) {
 			/* An error the server reported (sqlstate set, not a
 			 * connection exception) rolled the statement back; a
-			 * broken connection leaves the outcome unknown. */
+			 * broken connection leaves the outcome unknown, which
+			 * only a later retry can settle. */
 			absent = sqlstate[0] != '\0' && strncmp(sqlstate, "08", 2) != 0;
+			if (!absent)
+				err->cls = SORA_ERR_TEMPORARY;
 			goto out;
 		}
 		if (PQntuples(r) != 1) {
-			snprintf(res->error, sizeof(res->error), "delivery statement returned %d rows",
-				 PQntuples(r));
+			sora_error_set(err, SORA_ERR_PERMANENT, "delivery statement returned %d rows",
+				       PQntuples(r));
 			absent = true;
 			goto out;
 		}
 		if (!PQgetisnull(r, 0, 0))
 			break;
 		if (d->mailbox != NULL || attempt > 0) {
-			snprintf(res->error, sizeof(res->error), "mailbox %s does not exist", mailbox);
-			res->status = SORA_STORE_NO_MAILBOX;
+			sora_error_set(err, SORA_ERR_NOT_FOUND, "mailbox %s does not exist", mailbox);
 			absent = true;
 			goto out;
 		}
-		rc = sora_store_ensure_default_mailboxes(conn, d->account_id, NULL, res->error,
-							 sizeof(res->error));
+		rc = sora_store_ensure_default_mailboxes(conn, d->account_id, NULL, err);
 		if (rc != 0) {
 			absent = true;
 			goto out;
 		}
 	}
-	res->mailbox_id = get_i64(r, 0, 0);
-	if (PQgetisnull(r, 0, 1)) {
-		res->status = SORA_STORE_DUPLICATE;
+	/* The statement committed: from here on the copy is stored, so it is
+	 * DELIVERED (or DUPLICATE) even if an id in the answer cannot be
+	 * read; that is logged, and the MTA must not send the message again. */
+	res->status = PQgetisnull(r, 0, 1) ? SORA_STORE_DUPLICATE : SORA_STORE_DELIVERED;
+	if (res->status == SORA_STORE_DUPLICATE)
 		absent = true;
-		goto out;
+	if (sora_db_get_i64(r, 0, 0, &res->mailbox_id, err) < 0 ||
+	    (res->status == SORA_STORE_DELIVERED &&
+	     (sora_db_get_i64(r, 0, 1, &res->message_id, err) < 0 ||
+	      sora_db_get_i64(r, 0, 2, &res->uid, err) < 0))) {
+		sora_error(NULL, "delivery to account %" PRId64 " stored, but its result is "
+			   "unreadable: %s", d->account_id, err->msg);
+		sora_error_clear(err);
 	}
-	res->message_id = get_i64(r, 0, 1);
-	res->uid = get_i64(r, 0, 2);
-	res->status = SORA_STORE_DELIVERED;
 out:
 	/* A body staged for this copy alone goes away again when the database
 	 * certainly holds no row for it; after a broken connection it stays,
 	 * since a committed row may refer to it (if none does, the janitor
 	 * removes it an hour later). */
 	if (staged && !ref.existed && absent) {
-		struct sora_blob_error uerr;
+		struct sora_error uerr;
 
 		sora_blob_unstage(blobs, d->account_id, ref.hash, &uerr);
 	}

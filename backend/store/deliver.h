@@ -22,7 +22,8 @@
  * in the database (the statement is atomic) and a body staged only for it
  * is removed again. If the connection broke while the statement was under
  * way the outcome is unknown: the staged body is kept (a committed row may
- * refer to it) and the result is TEMPFAIL, so the MTA retries, and the retry
+ * refer to it) and the result is FAILED with SORA_ERR_TEMPORARY, so the MTA
+ * retries, and the retry
  * finds the delivery key and is answered without storing a second copy.
  *
  * Retries: the delivery key is BLAKE2b-256 over the raw message, the
@@ -36,7 +37,13 @@
  * from the pool, and are left outside any transaction.
  *
  * Thread safety: functions are reentrant; a struct sora_store_message is
- * used by one thread at a time (sora_store_deliver moves its offsets). */
+ * used by one thread at a time (sora_store_deliver moves its offsets).
+ *
+ * Errors (common/core/error.h): functions return 0 or -1 with a struct
+ * sora_error filled. The database's and the blob store's classes pass
+ * through unchanged, except where the outcome of a delivery is unknown
+ * (see above): that is always SORA_ERR_TEMPORARY. A missing recipient or
+ * mailbox is SORA_ERR_NOT_FOUND. */
 #ifndef SORA_STORE_DELIVER_H
 #define SORA_STORE_DELIVER_H
 
@@ -66,9 +73,9 @@
  * INBOX yet): INBOX, and Sent, Drafts, Junk, Trash, Archive with their
  * RFC 6154 SPECIAL-USE attributes. Mailboxes the user deleted later are not
  * created again. Safe to run concurrently for the same account. Returns 0
- * with the INBOX id (when inbox_id_r is not NULL), or a db.h error. */
+ * with the INBOX id (when inbox_id_r is not NULL), or -1 with err set. */
 int sora_store_ensure_default_mailboxes(struct sora_db_conn *conn, int64_t account_id,
-					int64_t *inbox_id_r, char *err, size_t errsize);
+					int64_t *inbox_id_r, struct sora_error *err);
 
 /* A resolved recipient. */
 struct sora_store_recipient {
@@ -84,11 +91,11 @@ struct sora_store_recipient {
  * aliases, compared case-insensitively. The address as given is tried
  * first, then, if it has a subaddress ("user+detail@domain", RFC 5233;
  * separator 0 means '+'), the address without it. address is network data,
- * "local@domain" with the local part already unquoted. Returns 0,
- * SORA_ACCOUNTS_NOT_FOUND, or SORA_DB_TEMPORARY / SORA_DB_PERMANENT. */
+ * "local@domain" with the local part already unquoted. Returns 0, or -1
+ * with err set: SORA_ERR_NOT_FOUND, or the database's class. */
 int sora_store_resolve_recipient(struct sora_db_conn *conn, struct sora_str address,
 				 char separator, struct sora_store_recipient *rcpt_r,
-				 char *err, size_t errsize);
+				 struct sora_error *err);
 
 /* The raw message, as received (CRLF line ends), either in memory or in a
  * file (read with pread, so the file offset does not matter). Borrowed. */
@@ -118,9 +125,9 @@ struct sora_store_message {
 /* Parses body (one pass for structure and hash, then the text parts) and
  * derives everything the messages row needs. sender is the reverse-path
  * mailbox ("" for the null path). Returns 0, or -1 with err set (out of
- * memory, or the body could not be read). */
+ * memory: TEMPORARY; the body could not be read or parsed: PERMANENT). */
 int sora_store_message_prepare(struct sora_store_message *m, const struct sora_store_body *body,
-			       struct sora_str sender, char *err, size_t errsize);
+			       struct sora_str sender, struct sora_error *err);
 void sora_store_message_free(struct sora_store_message *m);
 
 /* One recipient's copy. */
@@ -134,10 +141,12 @@ struct sora_store_delivery {
 enum sora_store_delivery_status {
 	SORA_STORE_DELIVERED = 0,  /* stored and committed */
 	SORA_STORE_DUPLICATE,      /* a retry of a delivery already committed */
-	SORA_STORE_TEMPFAIL,       /* not stored (or unknown): retry later */
-	SORA_STORE_NO_MAILBOX,     /* the named mailbox does not exist */
+	SORA_STORE_FAILED,         /* not stored, or unknown: see error */
 };
 
+/* The outcome of one copy. A delivery to several recipients answers each
+ * of them after all copies are done (LMTP), so the result keeps its own
+ * error instead of taking a separate struct sora_error. */
 struct sora_store_delivery_result {
 	enum sora_store_delivery_status status;
 	int64_t mailbox_id;
@@ -145,13 +154,17 @@ struct sora_store_delivery_result {
 	int64_t uid;
 	uint64_t size;             /* stored size, prefix included */
 	char hash[SORA_BLOB_HASH_HEX_SIZE];
-	char error[512];           /* for the log when TEMPFAIL */
+	/* When FAILED: SORA_ERR_NOT_FOUND for a named mailbox that does not
+	 * exist; SORA_ERR_TEMPORARY whenever the outcome is unknown; else the
+	 * class of the failing layer (blob store, database). */
+	struct sora_error error;
 };
 
 /* Stores one copy of m for d (see the top of this file for the order of
  * events). instance_id goes into pending_uploads: the node whose staging
  * area holds the body (sora_backend_instance_id()). Always fills *res;
- * returns 0 when res->status is DELIVERED or DUPLICATE and -1 otherwise. */
+ * returns 0 when res->status is DELIVERED or DUPLICATE, -1 (FAILED, with
+ * res->error set) otherwise. */
 int sora_store_deliver(struct sora_db_conn *conn, struct sora_blob_store *blobs,
 		       const char *instance_id, struct sora_store_message *m,
 		       const struct sora_store_delivery *d,

@@ -31,8 +31,8 @@ struct sora_janitor {
 
 /* ---- message_deliveries ---- */
 
-static int prune_delivery_keys(struct sora_db_conn *conn, int64_t *removed_r, char *err,
-			       size_t errsize)
+static int prune_delivery_keys(struct sora_db_conn *conn, int64_t *removed_r,
+			       struct sora_error *err)
 {
 	/* ctid: the rows found by the created_at index, deleted without a
 	 * second lookup. */
@@ -51,7 +51,7 @@ static int prune_delivery_keys(struct sora_db_conn *conn, int64_t *removed_r, ch
 		uint64_t n = 0;
 
 		if (sora_db_exec_params(conn, SORA_DB_CLASS_WRITE, sql, 2, params, NULL, NULL, 0,
-					&res, sqlstate, err, errsize) != 0)
+					&res, sqlstate, err) != 0)
 			return -1;
 		sora_str_to_u64(sora_str_c(PQcmdTuples(res)), INT64_MAX, &n);
 		PQclear(res);
@@ -71,8 +71,7 @@ struct orphan_scan {
 	int n;
 	int64_t removed;
 	bool failed;
-	char *err;
-	size_t errsize;
+	struct sora_error *err;
 };
 
 /* Asks the database which of the collected bodies no row names, and
@@ -103,23 +102,27 @@ static int orphan_flush(struct orphan_scan *o)
 	snprintf(hashes + hl, sizeof(hashes) - hl, "}");
 	o->n = 0;
 	if (sora_db_exec_params(o->conn, SORA_DB_CLASS_DEFAULT, sql, 2, params, NULL, NULL, 0, &res,
-				sqlstate, o->err, o->errsize) != 0) {
+				sqlstate, o->err) != 0) {
 		o->failed = true;
 		return -1;
 	}
 	for (int i = 0; i < PQntuples(res); i++) {
-		struct sora_blob_error berr;
-		uint64_t account = 0;
+		struct sora_error berr;
+		int64_t account = 0;
 		const char *hash = PQgetvalue(res, i, 1);
 		int rc;
 
-		if (sora_str_to_u64(sora_str_c(PQgetvalue(res, i, 0)), INT64_MAX, &account) < 0)
+		/* Echoed back from our own parameters: a value that does not
+		 * read back is a bug, and that body is left alone. */
+		if (sora_db_get_i64(res, i, 0, &account, &berr) < 0) {
+			sora_warn(NULL, "janitor: orphan check: %s", berr.msg);
 			continue;
-		rc = sora_blob_unstage_orphan(o->blobs, (int64_t)account, hash,
-					      SORA_JANITOR_ORPHAN_AGE, &berr);
+		}
+		rc = sora_blob_unstage_orphan(o->blobs, account, hash, SORA_JANITOR_ORPHAN_AGE,
+					      &berr);
 		if (rc == 0) {
 			o->removed++;
-			sora_info(NULL, "janitor: removed staged body %s of account %" PRIu64
+			sora_info(NULL, "janitor: removed staged body %s of account %" PRId64
 				  ": no delivery refers to it", hash, account);
 		} else if (rc < 0) {
 			sora_warn(NULL, "janitor: %s", berr.msg);
@@ -141,7 +144,7 @@ static int orphan_visit(void *ctx, int64_t account_id, const char *hash)
 }
 
 int sora_janitor_pass(struct sora_db_pool *db, struct sora_blob_store *blobs,
-		      int64_t *delivery_keys_r, int64_t *orphans_r, char *err, size_t errsize)
+		      int64_t *delivery_keys_r, int64_t *orphans_r, struct sora_error *err)
 {
 	struct sora_db_conn *conn = NULL;
 	struct orphan_scan *o;
@@ -150,18 +153,15 @@ int sora_janitor_pass(struct sora_db_pool *db, struct sora_blob_store *blobs,
 	*delivery_keys_r = 0;
 	*orphans_r = 0;
 	o = calloc(1, sizeof(*o));
-	if (o == NULL) {
-		snprintf(err, errsize, "out of memory");
-		return -1;
-	}
-	if (sora_db_acquire(db, SORA_DB_PRIMARY, 10000, &conn, err, errsize) != 0)
+	if (o == NULL)
+		return sora_error_set(err, SORA_ERR_TEMPORARY, "out of memory");
+	if (sora_db_acquire(db, SORA_DB_PRIMARY, 10000, &conn, err) != 0)
 		goto out;
-	if (prune_delivery_keys(conn, delivery_keys_r, err, errsize) < 0)
+	if (prune_delivery_keys(conn, delivery_keys_r, err) < 0)
 		goto out;
 	o->conn = conn;
 	o->blobs = blobs;
 	o->err = err;
-	o->errsize = errsize;
 	if (sora_blob_staged_walk(blobs, SORA_JANITOR_ORPHAN_AGE, orphan_visit, o) < 0) {
 		sora_warn(NULL, "janitor: cannot read the staging directory: %s", strerror(errno));
 	}
@@ -186,11 +186,11 @@ static void *janitor_thread(void *arg)
 	for (;;) {
 		int64_t keys = 0, orphans = 0;
 		struct timespec ts;
-		char err[512];
+		struct sora_error err;
 
-		if (sora_janitor_pass(j->db, j->blobs, &keys, &orphans, err, sizeof(err)) < 0)
+		if (sora_janitor_pass(j->db, j->blobs, &keys, &orphans, &err) < 0)
 			sora_warn(NULL, "janitor: pass incomplete, next in %d s: %s",
-				  SORA_JANITOR_INTERVAL, err);
+				  SORA_JANITOR_INTERVAL, err.msg);
 		else if (keys > 0 || orphans > 0)
 			sora_info(NULL, "janitor: removed %" PRId64 " expired delivery key(s) and %"
 				  PRId64 " orphaned staged bod%s", keys, orphans,
@@ -211,21 +211,19 @@ static void *janitor_thread(void *arg)
 }
 
 int sora_janitor_start(struct sora_db_pool *db, struct sora_blob_store *blobs,
-		       struct sora_janitor **j_r, char *err, size_t errsize)
+		       struct sora_janitor **j_r, struct sora_error *err)
 {
 	struct sora_janitor *j = calloc(1, sizeof(*j));
 
 	*j_r = NULL;
-	if (j == NULL) {
-		snprintf(err, errsize, "janitor: out of memory");
-		return -1;
-	}
+	if (j == NULL)
+		return sora_error_set(err, SORA_ERR_TEMPORARY, "janitor: out of memory");
 	j->db = db;
 	j->blobs = blobs;
 	pthread_mutex_init(&j->lock, NULL);
 	pthread_cond_init(&j->cond, NULL);
 	if (pthread_create(&j->thread, NULL, janitor_thread, j) != 0) {
-		snprintf(err, errsize, "janitor: cannot start a thread");
+		sora_error_set(err, SORA_ERR_TEMPORARY, "janitor: cannot start a thread");
 		pthread_mutex_destroy(&j->lock);
 		pthread_cond_destroy(&j->cond);
 		free(j);

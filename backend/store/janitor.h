@@ -24,6 +24,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/core/error.h"
+
 #define SORA_JANITOR_INTERVAL (10 * 60)
 #define SORA_JANITOR_DELIVERY_KEY_DAYS 7
 #define SORA_JANITOR_ORPHAN_AGE (60 * 60)
@@ -33,7 +35,7 @@ struct sora_blob_store;
 struct sora_janitor;
 
 int sora_janitor_start(struct sora_db_pool *db, struct sora_blob_store *blobs,
-		       struct sora_janitor **j_r, char *err, size_t errsize);
+		       struct sora_janitor **j_r, struct sora_error *err);
 /* Stops after the current step; NULL-safe, clears the pointer. */
 void sora_janitor_stop(struct sora_janitor **j);
 
@@ -41,6 +43,6 @@ void sora_janitor_stop(struct sora_janitor **j);
  * 0, or -1 when the database was unavailable (err set). The counts are of
  * what this pass removed. */
 int sora_janitor_pass(struct sora_db_pool *db, struct sora_blob_store *blobs,
-		      int64_t *delivery_keys_r, int64_t *orphans_r, char *err, size_t errsize);
+		      int64_t *delivery_keys_r, int64_t *orphans_r, struct sora_error *err);
 
 #endif

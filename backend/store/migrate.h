@@ -25,6 +25,8 @@
 
 #include <libpq-fe.h>
 
+#include "common/core/error.h"
+
 struct sora_migration {
 	int version;           /* 1, 2, ... in ascending order */
 	const char *name;      /* "init": the file is NNNN_name.sql */
@@ -38,9 +40,11 @@ const struct sora_migration *sora_store_migrations(size_t *count_r);
 #define SORA_MIGRATE_LOCK_KEY 0x736f72616d696772LL
 
 /* Applies pending migrations. Returns the number applied (0 when the
- * schema was already current), or -1 with one line in err naming the
- * database and, when one failed, the migration. */
-int sora_store_migrate_up(PGconn *conn, char *err, size_t errsize);
+ * schema was already current), or -1 with err set: one line naming the
+ * database and, when one failed, the migration; the class is the
+ * database's (TEMPORARY for a lost connection, PERMANENT for a migration
+ * the server refused). */
+int sora_store_migrate_up(PGconn *conn, struct sora_error *err);
 
 enum sora_migration_state {
 	SORA_MIGRATION_APPLIED,
@@ -60,7 +64,7 @@ struct sora_migration_status {
  * Returns 0 with *items_r (malloc'd array, caller frees) and *count_r, or
  * -1 with err set. Does not create anything in the database. */
 int sora_store_migrate_status(PGconn *conn, struct sora_migration_status **items_r,
-			      size_t *count_r, char *err, size_t errsize);
+			      size_t *count_r, struct sora_error *err);
 
 /* "applied", "pending", "modified", "unknown". */
 const char *sora_migration_state_name(enum sora_migration_state state);

@@ -51,6 +51,10 @@ static int utf8_clean_capped(struct sora_str s, size_t max, struct sora_buf *out
 	const unsigned char *p = (const unsigned char *)s.p;
 	size_t start = 0, i = 0;
 
+	/* An empty string may have no pointer at all (an empty sora_buf):
+	 * even p + 0 is undefined then. */
+	if (s.len == 0)
+		return 0;
 	while (i < s.len) {
 		size_t k = utf8_seq(p + i, s.len - i);
 		size_t add = k > 0 ? k : sizeof(replacement);
@@ -219,12 +223,16 @@ static int64_t days_from_civil(int64_t y, int m, int d)
 int sora_msg_date_parse(struct sora_str s, int64_t *t_r, int *tz_min_r)
 {
 	static const int mdays[12] = { 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
-	struct date_cur c = { (const unsigned char *)s.p, (const unsigned char *)s.p + s.len };
+	struct date_cur c;
 	int day, month, year, hour, min, sec = 0, tz = 0, digits;
 	char word[16];
 
+	/* A missing Date header is SORA_STR_NULL: checked before any pointer
+	 * arithmetic, since NULL + 0 is undefined too. */
 	if (s.p == NULL)
 		return -1;
+	c.p = (const unsigned char *)s.p;
+	c.end = c.p + s.len;
 	skip_cfws(&c);
 	if (c.p < c.end && is_alpha(*c.p)) {
 		read_word(&c, word, sizeof(word));

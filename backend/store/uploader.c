@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -51,14 +52,14 @@ struct sora_uploader {
 
 /* Parameterized statement with text results; *res_r is the caller's to
  * PQclear() on success. */
-static int uploader_query(struct sora_db_conn *conn, const char *sql, int n, const char *const *params,
-			  PGresult **res_r, char *err, size_t errsize)
+static int uploader_query(struct sora_db_conn *conn, const char *sql, int n,
+			  const char *const *params, PGresult **res_r, struct sora_error *err)
 {
 	char sqlstate[6];
 
 	*res_r = NULL;
 	return sora_db_exec_params(conn, SORA_DB_CLASS_WRITE, sql, n, params, NULL, NULL, 0, res_r,
-				   sqlstate, err, errsize);
+				   sqlstate, err);
 }
 
 struct claim {
@@ -111,9 +112,11 @@ static bool uploader_stopping(struct sora_uploader *up, unsigned *kicks_r)
 
 /* Claims up to CLAIM_BATCH due rows in one statement (one commit for the
  * lot). Returns how many were claimed (0: none due), or -1 on a database
- * error (err set). */
+ * error (err set). A row whose columns cannot be read is logged and left
+ * out: its lease runs out and the error shows again, without holding up
+ * the rest of the queue. */
 static int claim_batch(struct sora_uploader *up, struct sora_db_conn *conn,
-		       struct claim *c, char *err, size_t errsize)
+		       struct claim *c, struct sora_error *err)
 {
 	static const char sql[] =
 		"UPDATE pending_uploads SET next_attempt_at = now() + make_interval(secs => $2::int), "
@@ -125,21 +128,37 @@ static int claim_batch(struct sora_uploader *up, struct sora_db_conn *conn,
 	char lease[16], limit[16], sqlstate[6];
 	const char *params[3] = { up->instance_id, lease, limit };
 	PGresult *res = NULL;
-	int n;
+	int rows, n = 0;
 
 	snprintf(lease, sizeof(lease), "%d", LEASE_SECONDS);
 	snprintf(limit, sizeof(limit), "%d", CLAIM_BATCH);
 	if (sora_db_exec_prepared(conn, SORA_DB_CLASS_WRITE, "sora_upload_claim_v1", sql, 3,
-				  params, NULL, NULL, 0, &res, sqlstate, err, errsize) != 0)
+				  params, NULL, NULL, 0, &res, sqlstate, err) != 0)
 		return -1;
-	n = PQntuples(res);
-	if (n > CLAIM_BATCH)
-		n = CLAIM_BATCH;
-	for (int i = 0; i < n; i++) {
-		snprintf(c[i].id, sizeof(c[i].id), "%s", PQgetvalue(res, i, 0));
-		c[i].account_id = strtoll(PQgetvalue(res, i, 1), NULL, 10);
-		snprintf(c[i].hash, sizeof(c[i].hash), "%s", PQgetvalue(res, i, 2));
-		c[i].attempts = (int)strtol(PQgetvalue(res, i, 3), NULL, 10);
+	rows = PQntuples(res);
+	if (rows > CLAIM_BATCH)
+		rows = CLAIM_BATCH;
+	for (int i = 0; i < rows; i++) {
+		struct sora_error verr;
+		int64_t id, account, attempts;
+
+		if (sora_db_get_i64(res, i, 0, &id, &verr) < 0 ||
+		    sora_db_get_i64(res, i, 1, &account, &verr) < 0 ||
+		    sora_db_get_i64(res, i, 3, &attempts, &verr) < 0) {
+			sora_error(NULL, "uploader: %s: unreadable pending_uploads row: %s",
+				   sora_db_conn_describe(conn), verr.msg);
+			continue;
+		}
+		if (!sora_blob_hash_valid(sora_str_c(PQgetvalue(res, i, 2)))) {
+			sora_error(NULL, "uploader: %s: pending_uploads row %" PRId64
+				   ": content_hash is not a hash", sora_db_conn_describe(conn), id);
+			continue;
+		}
+		snprintf(c[n].id, sizeof(c[n].id), "%" PRId64, id);
+		c[n].account_id = account;
+		snprintf(c[n].hash, sizeof(c[n].hash), "%s", PQgetvalue(res, i, 2));
+		c[n].attempts = attempts > INT_MAX ? INT_MAX : attempts < 0 ? 0 : (int)attempts;
+		n++;
 	}
 	PQclear(res);
 	return n;
@@ -159,23 +178,35 @@ static void id_array(const struct claim *c, const bool *pick, int n, char *dst, 
 	snprintf(dst + len, size - len, "}");
 }
 
+/* Runs sql (prepared as name) with the ids of the picked claims as its
+ * one array parameter; a failure is only logged, with what[0] saying what
+ * was meant and what[1] what follows from the failure. */
+static void update_claims(struct sora_db_conn *conn, const struct claim *c, const bool *pick,
+			  int n, const char *name, const char *sql, const char *const what[2])
+{
+	char ids[CLAIM_BATCH * 24 + 4], sqlstate[6];
+	const char *params[1] = { ids };
+	struct sora_error err;
+	PGresult *res = NULL;
+
+	id_array(c, pick, n, ids, sizeof(ids));
+	if (strcmp(ids, "{}") == 0)
+		return;
+	if (sora_db_exec_prepared(conn, SORA_DB_CLASS_WRITE, name, sql, 1, params, NULL, NULL, 0,
+				  &res, sqlstate, &err) != 0)
+		sora_warn(NULL, "uploader: cannot %s %s: %s%s", what[0], ids, err.msg, what[1]);
+	PQclear(res);
+}
+
 /* Rows whose bodies are stored go away in one statement. */
 static void finish_uploaded(struct sora_db_conn *conn, const struct claim *c, const bool *done,
 			    int n)
 {
-	static const char sql[] = "DELETE FROM pending_uploads WHERE id = ANY ($1::bigint[])";
-	char ids[CLAIM_BATCH * 24 + 4], err[512], sqlstate[6];
-	const char *params[1] = { ids };
-	PGresult *res = NULL;
+	static const char *const what[2] = { "remove finished uploads",
+					     " (they will be checked again)" };
 
-	id_array(c, done, n, ids, sizeof(ids));
-	if (strcmp(ids, "{}") == 0)
-		return;
-	if (sora_db_exec_prepared(conn, SORA_DB_CLASS_WRITE, "sora_upload_done_v1", sql, 1, params,
-				  NULL, NULL, 0, &res, sqlstate, err, sizeof(err)) != 0)
-		sora_warn(NULL, "uploader: cannot remove finished uploads %s: %s (they will be "
-			  "checked again)", ids, err);
-	PQclear(res);
+	update_claims(conn, c, done, n, "sora_upload_done_v1",
+		      "DELETE FROM pending_uploads WHERE id = ANY ($1::bigint[])", what);
 }
 
 /* Claimed rows not attempted (the uploader is stopping) are due again at
@@ -183,20 +214,11 @@ static void finish_uploaded(struct sora_db_conn *conn, const struct claim *c, co
 static void release_claims(struct sora_db_conn *conn, const struct claim *c, const bool *skip,
 			   int n)
 {
-	static const char sql[] =
-		"UPDATE pending_uploads SET next_attempt_at = now(), attempts = attempts - 1 "
-		"WHERE id = ANY ($1::bigint[])";
-	char ids[CLAIM_BATCH * 24 + 4], err[512], sqlstate[6];
-	const char *params[1] = { ids };
-	PGresult *res = NULL;
+	static const char *const what[2] = { "release claimed uploads", "" };
 
-	id_array(c, skip, n, ids, sizeof(ids));
-	if (strcmp(ids, "{}") == 0)
-		return;
-	if (sora_db_exec_params(conn, SORA_DB_CLASS_WRITE, sql, 1, params, NULL, NULL, 0, &res,
-				sqlstate, err, sizeof(err)) != 0)
-		sora_warn(NULL, "uploader: cannot release claimed uploads %s: %s", ids, err);
-	PQclear(res);
+	update_claims(conn, c, skip, n, "sora_upload_release_v1",
+		      "UPDATE pending_uploads SET next_attempt_at = now(), attempts = attempts - 1 "
+		      "WHERE id = ANY ($1::bigint[])", what);
 }
 
 static int64_t backoff_ms(const struct sora_config *cfg, int attempts)
@@ -213,14 +235,17 @@ static int64_t backoff_ms(const struct sora_config *cfg, int attempts)
 	return ms / 2 + (int64_t)randombytes_uniform((uint32_t)(ms / 2 + 1));
 }
 
-/* A failed attempt: the row waits for its next one, or for the operator. */
+/* A failed attempt: the row waits for its next one, or for the operator.
+ * A corrupt staged body will not get better by waiting. */
 static void finish_failed(struct sora_uploader *up, struct sora_db_conn *conn,
-			  const struct claim *c, int status, const char *msg)
+			  const struct claim *c, const struct sora_error *why)
 {
 	int max = up->cfg->uploader.max_attempts;
-	bool give_up = status == SORA_BLOB_ECORRUPT || (max > 0 && c->attempts >= max);
-	char err[512], delay[32];
+	bool give_up = why->cls == SORA_ERR_CORRUPT || (max > 0 && c->attempts >= max);
+	const char *msg = why->msg;
+	char delay[32];
 	const char *params[3] = { c->id, msg, delay };
+	struct sora_error err;
 	PGresult *res = NULL;
 	int rc;
 
@@ -233,57 +258,60 @@ static void finish_failed(struct sora_uploader *up, struct sora_db_conn *conn,
 		rc = uploader_query(conn,
 				    "UPDATE pending_uploads SET last_error = $2, "
 				    "next_attempt_at = $3::timestamptz WHERE id = $1",
-				    3, params, &res, err, sizeof(err));
+				    3, params, &res, &err);
 	} else {
 		snprintf(delay, sizeof(delay), "%" PRId64, backoff_ms(up->cfg, c->attempts));
 		rc = uploader_query(conn,
 				    "UPDATE pending_uploads SET last_error = $2, next_attempt_at = "
 				    "now() + make_interval(secs => $3::double precision / 1000) "
-				    "WHERE id = $1", 3, params, &res, err, sizeof(err));
+				    "WHERE id = $1", 3, params, &res, &err);
 	}
 	if (rc != 0)
-		sora_warn(NULL, "uploader: cannot update pending upload %s: %s (it will be retried)", c->id, err);
+		sora_warn(NULL, "uploader: cannot update pending upload %s: %s (it will be retried)",
+			  c->id, err.msg);
 	PQclear(res);
 }
 
 /* A body that is not staged any more was uploaded before a crash that
  * came before its row was deleted: confirm it is in the store. */
-static int confirm_uploaded(struct sora_uploader *up, const struct claim *c, struct sora_blob_error *berr)
+static int confirm_uploaded(struct sora_uploader *up, const struct claim *c,
+			    struct sora_error *err)
 {
 	char key[SORA_BLOB_KEY_SIZE];
 	uint64_t size = 0;
 
 	if (sora_blob_key_format(c->account_id, c->hash, key, sizeof(key)) < 0)
-		return SORA_BLOB_EFAIL;
-	return sora_blob_driver_head(sora_blob_store_driver(up->blobs), key, &size, berr);
+		return sora_error_set(err, SORA_ERR_PERMANENT, "invalid body reference");
+	return sora_blob_driver_head(sora_blob_store_driver(up->blobs), key, &size, err);
 }
 
-/* Moves one claimed body; the blob status. */
-static int upload_one(struct sora_uploader *up, const struct claim *c, struct sora_blob_error *berr)
+/* Moves one claimed body. Returns 0, or -1 with err set. */
+static int upload_one(struct sora_uploader *up, const struct claim *c, struct sora_error *err)
 {
 	int rc;
 
-	memset(berr, 0, sizeof(*berr));
-	rc = sora_blob_upload_staged(up->blobs, c->account_id, c->hash, berr);
-	if (rc == SORA_BLOB_ENOTFOUND) {
-		struct sora_blob_error herr;
+	sora_error_clear(err);
+	rc = sora_blob_upload_staged(up->blobs, c->account_id, c->hash, err);
+	if (rc < 0 && err->cls == SORA_ERR_NOT_FOUND) {
+		struct sora_error herr;
 
-		memset(&herr, 0, sizeof(herr));
 		if (confirm_uploaded(up, c, &herr) == 0) {
 			rc = 0;
 		} else {
-			snprintf(berr->msg, sizeof(berr->msg),
-				 "body is neither staged nor in the store (%.400s)", herr.msg);
-			rc = SORA_BLOB_EFAIL;
+			/* Gone from staging and not in the store (or the store
+			 * cannot say): the class is the store's answer. */
+			rc = sora_error_set(err, herr.cls == SORA_ERR_NOT_FOUND ? SORA_ERR_PERMANENT :
+					    herr.cls, "body is neither staged nor in the store (%.400s)",
+					    herr.msg);
 		}
 	}
 	if (rc == 0) {
 		sora_metric_inc(up->m_ok);
 		sora_debug(NULL, "uploader: uploaded %s (account %" PRId64 ")", c->hash, c->account_id);
 	} else {
-		sora_metric_inc(rc == SORA_BLOB_ETRANSIENT ? up->m_retry : up->m_failed);
+		sora_metric_inc(err->cls == SORA_ERR_TEMPORARY ? up->m_retry : up->m_failed);
 		sora_warn(NULL, "uploader: %s (account %" PRId64 ", attempt %d): %s", c->hash,
-			  c->account_id, c->attempts, berr->msg);
+			  c->account_id, c->attempts, err->msg);
 	}
 	return rc;
 }
@@ -297,19 +325,19 @@ static void *uploader_thread(void *arg)
 		struct sora_db_conn *conn = NULL;
 		struct claim c[CLAIM_BATCH];
 		bool done[CLAIM_BATCH] = { false }, skipped[CLAIM_BATCH] = { false };
-		char err[512];
+		struct sora_error err;
 		unsigned kicks;
 		int n;
 
 		if (uploader_stopping(up, &kicks))
 			break;
 		n = -1;
-		if (sora_db_acquire(up->db, SORA_DB_PRIMARY, 10000, &conn, err, sizeof(err)) == 0)
-			n = claim_batch(up, conn, c, err, sizeof(err));
+		if (sora_db_acquire(up->db, SORA_DB_PRIMARY, 10000, &conn, &err) == 0)
+			n = claim_batch(up, conn, c, &err);
 		if (n < 0) {
 			int64_t now = (int64_t)time(NULL);
 			if (now - last_db_warning >= 60) {
-				sora_warn(NULL, "uploader: database unavailable, retrying: %s", err);
+				sora_warn(NULL, "uploader: database unavailable, retrying: %s", err.msg);
 				last_db_warning = now;
 			}
 			sora_db_release(&conn);
@@ -323,8 +351,7 @@ static void *uploader_thread(void *arg)
 			continue;
 		}
 
-		struct sora_blob_error berr[CLAIM_BATCH];
-		int status[CLAIM_BATCH];
+		struct sora_error berr[CLAIM_BATCH];
 		bool give_back = false;
 		for (int i = 0; i < n; i++) {
 			/* Stopping, or the store is unreachable (its retries
@@ -335,18 +362,17 @@ static void *uploader_thread(void *arg)
 				skipped[i] = true;
 				continue;
 			}
-			status[i] = upload_one(up, &c[i], &berr[i]);
-			done[i] = status[i] == 0;
-			give_back = status[i] == SORA_BLOB_ETRANSIENT;
+			done[i] = upload_one(up, &c[i], &berr[i]) == 0;
+			give_back = !done[i] && berr[i].cls == SORA_ERR_TEMPORARY;
 		}
 		/* Without the database the leases expire and the rows are taken
 		 * again: uploading the same content twice is harmless. */
-		if (sora_db_acquire(up->db, SORA_DB_PRIMARY, 10000, &conn, err, sizeof(err)) != 0)
+		if (sora_db_acquire(up->db, SORA_DB_PRIMARY, 10000, &conn, &err) != 0)
 			continue;
 		finish_uploaded(conn, c, done, n);
 		for (int i = 0; i < n; i++) {
 			if (!done[i] && !skipped[i])
-				finish_failed(up, conn, &c[i], status[i], berr[i].msg);
+				finish_failed(up, conn, &c[i], &berr[i]);
 		}
 		release_claims(conn, c, skipped, n);
 		sora_db_release(&conn);
@@ -355,20 +381,20 @@ static void *uploader_thread(void *arg)
 }
 
 /* A previous run of this node may have died holding leases. */
-static int release_leases(struct sora_uploader *up, char *err, size_t errsize)
+static int release_leases(struct sora_uploader *up, struct sora_error *err)
 {
 	struct sora_db_conn *conn = NULL;
 	const char *params[1] = { up->instance_id };
 	PGresult *res = NULL;
 	int rc;
 
-	rc = sora_db_acquire(up->db, SORA_DB_PRIMARY, 30000, &conn, err, errsize);
+	rc = sora_db_acquire(up->db, SORA_DB_PRIMARY, 30000, &conn, err);
 	if (rc != 0)
 		return -1;
 	rc = uploader_query(conn,
 				 "UPDATE pending_uploads SET next_attempt_at = now() "
 				 "WHERE instance_id = $1 AND next_attempt_at > now() "
-				 "AND next_attempt_at <> 'infinity'", 1, params, &res, err, errsize);
+				 "AND next_attempt_at <> 'infinity'", 1, params, &res, err);
 	if (rc == 0 && PQcmdTuples(res)[0] != '0')
 		sora_info(NULL, "uploader: resuming %s pending upload(s) from a previous run", PQcmdTuples(res));
 	PQclear(res);
@@ -378,7 +404,7 @@ static int release_leases(struct sora_uploader *up, char *err, size_t errsize)
 
 int sora_uploader_start(const struct sora_config *cfg, struct sora_db_pool *db,
 			struct sora_blob_store *blobs, const char *instance_id,
-			struct sora_uploader **up_r, char *err, size_t errsize)
+			struct sora_uploader **up_r, struct sora_error *err)
 {
 	struct sora_uploader *up = calloc(1, sizeof(*up));
 	struct sora_metric *m;
@@ -386,8 +412,7 @@ int sora_uploader_start(const struct sora_config *cfg, struct sora_db_pool *db,
 
 	if (up == NULL || sodium_init() < 0) {
 		free(up);
-		snprintf(err, errsize, "uploader: out of memory");
-		return -1;
+		return sora_error_set(err, SORA_ERR_TEMPORARY, "uploader: out of memory");
 	}
 	up->cfg = cfg;
 	up->db = db;
@@ -399,18 +424,20 @@ int sora_uploader_start(const struct sora_config *cfg, struct sora_db_pool *db,
 	up->m_ok = sora_metric_with(m, "ok");
 	up->m_retry = sora_metric_with(m, "retry");
 	up->m_failed = sora_metric_with(m, "failed");
-	if (release_leases(up, err, errsize) < 0)
+	if (release_leases(up, err) < 0)
 		goto fail;
 	up->threads = calloc((size_t)n, sizeof(pthread_t));
-	if (up->threads == NULL)
+	if (up->threads == NULL) {
+		sora_error_set(err, SORA_ERR_TEMPORARY, "uploader: out of memory");
 		goto fail;
+	}
 	for (int i = 0; i < n; i++) {
 		if (pthread_create(&up->threads[i], NULL, uploader_thread, up) != 0)
 			break;
 		up->nthreads++;
 	}
 	if (up->nthreads == 0) {
-		snprintf(err, errsize, "uploader: cannot start threads");
+		sora_error_set(err, SORA_ERR_TEMPORARY, "uploader: cannot start threads");
 		goto fail;
 	}
 	*up_r = up;

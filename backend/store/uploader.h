@@ -18,11 +18,23 @@
  * same key, so a crash between upload and row deletion cannot duplicate an
  * object.
  *
+ * Values read back from pending_uploads go through sora_db_get_i64(): a
+ * row that cannot be read is logged as an error and skipped, never
+ * guessed at.
+ *
+ * Errors: start returns 0 or -1 with a struct sora_error (common/core/
+ * error.h). Upload failures are classified by the blob store: TEMPORARY
+ * ones hand the rest of the batch back and count as "retry", CORRUPT ones
+ * are given up at once (the staged body is kept for the operator), all
+ * others are retried with backoff until max_attempts.
+ *
  * Thread safety: start/stop from the main thread; kick from any thread. */
 #ifndef SORA_STORE_UPLOADER_H
 #define SORA_STORE_UPLOADER_H
 
 #include <stddef.h>
+
+#include "common/core/error.h"
 
 struct sora_config;
 struct sora_db_pool;
@@ -31,7 +43,7 @@ struct sora_uploader;
 
 int sora_uploader_start(const struct sora_config *cfg, struct sora_db_pool *db,
 			struct sora_blob_store *blobs, const char *instance_id,
-			struct sora_uploader **up_r, char *err, size_t errsize);
+			struct sora_uploader **up_r, struct sora_error *err);
 void sora_uploader_kick(struct sora_uploader *up);
 /* Lets running uploads finish, then joins the threads. NULL-safe. */
 void sora_uploader_stop(struct sora_uploader **up);

@@ -19,17 +19,6 @@
 #define UTC_TEXT(col) \
 	"to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') || ' UTC'"
 
-static int64_t get_i64(const PGresult *res, int row, int col)
-{
-	uint64_t v = 0;
-
-	if (PQgetisnull(res, row, col))
-		return 0;
-	if (sora_str_to_u64(sora_str_c(PQgetvalue(res, row, col)), INT64_MAX, &v) < 0)
-		return 0;
-	return (int64_t)v;
-}
-
 static bool get_bool(const PGresult *res, int row, int col)
 {
 	return !PQgetisnull(res, row, col) && PQgetvalue(res, row, col)[0] == 't';
@@ -38,19 +27,15 @@ static bool get_bool(const PGresult *res, int row, int col)
 /* Hashes a new password. Empty passwords are refused: an account that
  * anyone can log in to is never what the operator meant. */
 static int hash_password(enum sora_pw_scheme scheme, const char *password,
-			 size_t password_len, char **hash_r, char *err, size_t errsize)
+			 size_t password_len, char **hash_r, struct sora_error *err)
 {
 	const char *error;
 
 	*hash_r = NULL;
-	if (password == NULL || password_len == 0) {
-		sora_set_error(err, errsize, "the password is empty");
-		return SORA_ACCOUNTS_INVALID;
-	}
-	if (sora_password_hash(scheme, password, password_len, 0, hash_r, &error) < 0) {
-		sora_set_error(err, errsize, "cannot hash the password: %s", error);
-		return SORA_ACCOUNTS_INVALID;
-	}
+	if (password == NULL || password_len == 0)
+		return sora_error_set(err, SORA_ERR_INVALID, "the password is empty");
+	if (sora_password_hash(scheme, password, password_len, 0, hash_r, &error) < 0)
+		return sora_error_set(err, SORA_ERR_INVALID, "cannot hash the password: %s", error);
 	return 0;
 }
 
@@ -63,16 +48,14 @@ static void free_hash(char **hash)
 	}
 }
 
-static int check_new_address(const char *address, char *err, size_t errsize)
+static int check_new_address(const char *address, struct sora_error *err)
 {
-	const char *error;
-
-	if (sora_address_validate(sora_str_c(address), &error) < 0) {
+	if (sora_address_validate(sora_str_c(address), err) < 0) {
 		char shown[128];
 
 		sora_log_escape(sora_str_c(address), shown, sizeof(shown));
-		sora_set_error(err, errsize, "invalid address \"%s\": %s", shown, error);
-		return SORA_ACCOUNTS_INVALID;
+		sora_error_prefix(err, "invalid address \"%s\"", shown);
+		return -1;
 	}
 	return 0;
 }
@@ -80,13 +63,13 @@ static int check_new_address(const char *address, char *err, size_t errsize)
 /* A new credential's parts: the address checked, the password hashed
  * (*hash_r is the caller's to wipe and free). */
 static int new_credential(const char *address, enum sora_pw_scheme scheme, const char *password,
-			  size_t password_len, char **hash_r, char *err, size_t errsize)
+			  size_t password_len, char **hash_r, struct sora_error *err)
 {
-	int ret = check_new_address(address, err, errsize);
+	int ret = check_new_address(address, err);
 
 	if (ret != 0)
 		return ret;
-	return hash_password(scheme, password, password_len, hash_r, err, errsize);
+	return hash_password(scheme, password, password_len, hash_r, err);
 }
 
 /* Address arguments of management calls come from the operator, but they
@@ -129,7 +112,7 @@ static const char lookup_sql[] =
 
 /* Runs the lookup for a validated address; *res_r has 0 or 1 rows. */
 static int lookup_query(struct sora_db_conn *conn, struct sora_str address,
-			PGresult **res_r, char *err, size_t errsize)
+			PGresult **res_r, struct sora_error *err)
 {
 	char buf[SORA_ACCOUNTS_ADDRESS_SIZE];
 	const char *values[1] = { buf };
@@ -142,39 +125,39 @@ static int lookup_query(struct sora_db_conn *conn, struct sora_str address,
 	 * connection instead of planning it each time. */
 	return sora_db_exec_prepared(conn, SORA_DB_CLASS_DEFAULT, "sora_account_lookup_v1",
 				     lookup_sql, 1, values, NULL, NULL, 0, res_r, sqlstate,
-				     err, errsize);
+				     err);
 }
 
-static void fill_ref(const PGresult *res, struct sora_account_ref *ref)
+static int fill_ref(struct sora_db_conn *conn, const PGresult *res,
+		    struct sora_account_ref *ref, struct sora_error *err)
 {
 	memset(ref, 0, sizeof(*ref));
-	ref->credential_id = get_i64(res, 0, 0);
-	ref->account_id = get_i64(res, 0, 1);
+	if (sora_db_get_i64(res, 0, 0, &ref->credential_id, err) < 0 ||
+	    sora_db_get_i64(res, 0, 1, &ref->account_id, err) < 0) {
+		sora_error_prefix(err, "%s: credentials", sora_db_conn_describe(conn));
+		return -1;
+	}
 	sora_strlcpy(ref->address, PQgetvalue(res, 0, 2), sizeof(ref->address));
 	sora_strlcpy(ref->primary_address, PQgetvalue(res, 0, 4),
 		     sizeof(ref->primary_address));
+	return 0;
 }
 
 int sora_accounts_lookup(struct sora_db_conn *conn, struct sora_str address,
-			 struct sora_account_ref *ref_r, char *err, size_t errsize)
+			 struct sora_account_ref *ref_r, struct sora_error *err)
 {
 	PGresult *res = NULL;
-	const char *error;
 	int ret;
 
-	if (sora_address_validate(address, &error) < 0) {
-		sora_set_error(err, errsize, "no such address");
-		return SORA_ACCOUNTS_NOT_FOUND;
-	}
-	ret = lookup_query(conn, address, &res, err, errsize);
+	if (sora_address_validate(address, NULL) < 0)
+		return sora_error_set(err, SORA_ERR_NOT_FOUND, "no such address");
+	ret = lookup_query(conn, address, &res, err);
 	if (ret != 0)
 		return ret;
-	if (PQntuples(res) == 0) {
-		sora_set_error(err, errsize, "no such address");
-		ret = SORA_ACCOUNTS_NOT_FOUND;
-	} else {
-		fill_ref(res, ref_r);
-	}
+	if (PQntuples(res) == 0)
+		ret = sora_error_set(err, SORA_ERR_NOT_FOUND, "no such address");
+	else
+		ret = fill_ref(conn, res, ref_r, err);
 	PQclear(res);
 	return ret;
 }
@@ -182,7 +165,7 @@ int sora_accounts_lookup(struct sora_db_conn *conn, struct sora_str address,
 int sora_accounts_authenticate(struct sora_db_conn *conn, struct sora_str address,
 			       const char *password, size_t password_len,
 			       bool *match_r, struct sora_account_ref *ref_r,
-			       char *err, size_t errsize)
+			       struct sora_error *err)
 {
 	PGresult *res = NULL;
 	const char *error, *stored;
@@ -190,8 +173,8 @@ int sora_accounts_authenticate(struct sora_db_conn *conn, struct sora_str addres
 	int ret = 0;
 
 	*match_r = false;
-	if (sora_address_validate(address, &error) == 0) {
-		ret = lookup_query(conn, address, &res, err, errsize);
+	if (sora_address_validate(address, NULL) == 0) {
+		ret = lookup_query(conn, address, &res, err);
 		if (ret != 0)
 			return ret;
 		found = PQntuples(res) == 1;
@@ -209,21 +192,23 @@ int sora_accounts_authenticate(struct sora_db_conn *conn, struct sora_str addres
 
 		/* A bad row, not a database failure: name the address and the
 		 * scheme (never the hash), not the database. */
-		sora_set_error(err, errsize, "the stored password hash of %s (%s) is unusable: %s",
+		ret = sora_error_set(err, SORA_ERR_PERMANENT,
+			"the stored password hash of %s (%s) is unusable: %s",
 			shown_address(PQgetvalue(res, 0, 2), shown, sizeof(shown)),
 			sora_password_scheme_label(stored, label, sizeof(label)), error);
-		ret = SORA_DB_PERMANENT;
 		goto out;
 	}
 	if (!found || !match)
 		goto out;
+	ret = fill_ref(conn, res, ref_r, err);
+	if (ret != 0)
+		goto out;
 	*match_r = true;
-	fill_ref(res, ref_r);
 	if (rehash) {
 		char *hash = NULL;
 		char id[24];
 		const char *values[3];
-		char uerr[256];
+		struct sora_error uerr;
 
 		/* Upgrade the hash while the plaintext is at hand. The
 		 * old hash in the WHERE clause keeps a concurrent password
@@ -241,8 +226,8 @@ int sora_accounts_authenticate(struct sora_db_conn *conn, struct sora_str addres
 		if (sora_db_exec(conn, SORA_DB_CLASS_WRITE,
 				 "UPDATE credentials SET password_hash = $1, updated_at = now()"
 				 " WHERE id = $2::bigint AND password_hash = $3",
-				 3, values, NULL, NULL, uerr, sizeof(uerr)) != 0)
-			sora_warn(NULL, "cannot store the rehashed password: %s", uerr);
+				 3, values, NULL, NULL, &uerr) != 0)
+			sora_warn(NULL, "cannot store the rehashed password: %s", uerr.msg);
 		free_hash(&hash);
 	}
 out:
@@ -252,76 +237,129 @@ out:
 
 /* ---- Management ---- */
 
-/* Maps a failed write to the accounts codes. */
-static int map_write_error(int ret, const char sqlstate[6], const char *address,
-			   char *err, size_t errsize)
+/* Reclassifies a failed write by the server's reason: the constraints
+ * tell a taken or unacceptable address from other failures. */
+static int map_write_error(const char sqlstate[6], const char *address,
+			   struct sora_error *err)
 {
 	char shown[128];
 
-	if (strcmp(sqlstate, SQLSTATE_UNIQUE_VIOLATION) == 0) {
-		sora_set_error(err, errsize, "address %s already exists",
+	if (strcmp(sqlstate, SQLSTATE_UNIQUE_VIOLATION) == 0)
+		return sora_error_set(err, SORA_ERR_CONFLICT, "address %s already exists",
 			shown_address(address, shown, sizeof(shown)));
-		return SORA_ACCOUNTS_EXISTS;
-	}
-	if (strcmp(sqlstate, SQLSTATE_CHECK_VIOLATION) == 0) {
-		sora_set_error(err, errsize, "invalid address \"%s\"",
+	if (strcmp(sqlstate, SQLSTATE_CHECK_VIOLATION) == 0)
+		return sora_error_set(err, SORA_ERR_INVALID, "invalid address \"%s\"",
 			shown_address(address, shown, sizeof(shown)));
-		return SORA_ACCOUNTS_INVALID;
-	}
-	return ret;
+	return -1;
 }
 
-static int not_found(const char *address, char *err, size_t errsize)
+static int not_found(const char *address, struct sora_error *err)
 {
 	char shown[128];
 
-	sora_set_error(err, errsize, "address %s not found",
+	return sora_error_set(err, SORA_ERR_NOT_FOUND, "address %s not found",
 		shown_address(address, shown, sizeof(shown)));
-	return SORA_ACCOUNTS_NOT_FOUND;
 }
 
-int sora_accounts_create(struct sora_db_conn *conn, const char *address,
-			 const char *password, size_t password_len,
-			 enum sora_pw_scheme scheme, int64_t *account_id_r,
-			 char *err, size_t errsize)
+/* A bigint column of a result, with the database named on failure. */
+static int get_i64(struct sora_db_conn *conn, const PGresult *res, int row, int col,
+		   int64_t *value_r, struct sora_error *err)
+{
+	if (sora_db_get_i64(res, row, col, value_r, err) == 0)
+		return 0;
+	sora_error_prefix(err, "%s", sora_db_conn_describe(conn));
+	return -1;
+}
+
+/* A bigint column as the text of a query parameter. */
+static int get_id_text(struct sora_db_conn *conn, const PGresult *res, int row, int col,
+		       char buf[24], struct sora_error *err)
+{
+	int64_t v;
+
+	if (get_i64(conn, res, row, col, &v, err) < 0)
+		return -1;
+	snprintf(buf, 24, "%lld", (long long)v);
+	return 0;
+}
+
+/* Starts a write transaction with a locking query whose only parameter is
+ * address; no row means the address does not exist. The caller rolls
+ * back on failure (its "out:" path) and clears *res_r. */
+static int begin_locked(struct sora_db_conn *conn, const char *sql, const char *address,
+			PGresult **res_r, struct sora_error *err)
+{
+	const char *values[1] = { address };
+
+	if (sora_db_begin(conn, SORA_DB_CLASS_WRITE, err) != 0 ||
+	    sora_db_exec(conn, SORA_DB_CLASS_WRITE, sql, 1, values, res_r, NULL, err) != 0)
+		return -1;
+	if (PQntuples(*res_r) == 0)
+		return not_found(address, err);
+	return 0;
+}
+
+/* Takes the primary flag from every credential of the account. */
+static int clear_primary(struct sora_db_conn *conn, const char *account_id,
+			 struct sora_error *err)
+{
+	const char *values[1] = { account_id };
+
+	return sora_db_exec(conn, SORA_DB_CLASS_WRITE,
+			    "UPDATE credentials SET primary_identity = false, updated_at = now()"
+			    " WHERE account_id = $1::bigint AND primary_identity",
+			    1, values, NULL, NULL, err);
+}
+
+/* Inserts the account and its primary credential with a ready hash. */
+static int create_with_hash(struct sora_db_conn *conn, const char *address, const char *hash,
+			    int64_t *account_id_r, struct sora_error *err)
 {
 	PGresult *res = NULL;
-	char *hash = NULL;
 	char sqlstate[6];
-	const char *values[2];
+	const char *values[2] = { address, hash };
 	int ret;
 
-	ret = new_credential(address, scheme, password, password_len, &hash, err, errsize);
-	if (ret != 0)
-		return ret;
-	values[0] = address;
-	values[1] = hash;
 	/* One statement: the account row exists only if its credential
 	 * could be inserted. */
 	ret = sora_db_exec(conn, SORA_DB_CLASS_WRITE,
 			   "WITH a AS (INSERT INTO accounts DEFAULT VALUES RETURNING id)"
 			   " INSERT INTO credentials (account_id, address, password_hash,"
 			   " primary_identity) SELECT id, $1, $2, true FROM a RETURNING account_id",
-			   2, values, &res, sqlstate, err, errsize);
-	free_hash(&hash);
+			   2, values, &res, sqlstate, err);
 	if (ret != 0)
-		return map_write_error(ret, sqlstate, address, err, errsize);
+		return map_write_error(sqlstate, address, err);
 	if (account_id_r != NULL)
-		*account_id_r = get_i64(res, 0, 0);
+		ret = get_i64(conn, res, 0, 0, account_id_r, err);
 	PQclear(res);
-	return 0;
+	return ret;
+}
+
+int sora_accounts_create(struct sora_db_conn *conn, const char *address,
+			 const char *password, size_t password_len,
+			 enum sora_pw_scheme scheme, int64_t *account_id_r,
+			 struct sora_error *err)
+{
+	char *hash = NULL;
+	int ret;
+
+	ret = new_credential(address, scheme, password, password_len, &hash, err);
+	if (ret == 0)
+		ret = create_with_hash(conn, address, hash, account_id_r, err);
+	free_hash(&hash);
+	return ret;
 }
 
 int sora_accounts_set_password(struct sora_db_conn *conn, const char *address,
 			       const char *password, size_t password_len,
-			       enum sora_pw_scheme scheme, char *err, size_t errsize)
+			       enum sora_pw_scheme scheme, struct sora_error *err)
 {
 	PGresult *res = NULL;
 	char *hash = NULL;
 	const char *values[2];
 	int ret;
 
-	ret = hash_password(scheme, password, password_len, &hash, err, errsize);
+	ret = hash_password(scheme, password, password_len, &hash, err);
 	if (ret != 0)
 		return ret;
 	values[0] = address;
@@ -329,61 +367,51 @@ int sora_accounts_set_password(struct sora_db_conn *conn, const char *address,
 	ret = sora_db_exec(conn, SORA_DB_CLASS_WRITE,
 			   "UPDATE credentials SET password_hash = $2, updated_at = now()"
 			   " WHERE lower(address) = lower($1) RETURNING id",
-			   2, values, &res, NULL, err, errsize);
+			   2, values, &res, NULL, err);
 	free_hash(&hash);
 	if (ret != 0)
 		return ret;
 	if (PQntuples(res) == 0)
-		ret = not_found(address, err, errsize);
+		ret = not_found(address, err);
 	PQclear(res);
 	return ret;
 }
 
 int sora_accounts_make_primary(struct sora_db_conn *conn, const char *address,
-			       char *err, size_t errsize)
+			       struct sora_error *err)
 {
 	PGresult *res = NULL;
 	const char *values[2];
 	char account_id[24];
 	int ret;
 
-	ret = sora_db_begin(conn, SORA_DB_CLASS_WRITE, err, errsize);
-	if (ret != 0)
-		return ret;
-	values[0] = address;
 	/* Locking every credential of the account serialises this with
 	 * concurrent credential deletions and other primary changes. */
-	ret = sora_db_exec(conn, SORA_DB_CLASS_WRITE,
+	ret = begin_locked(conn,
 			   "SELECT c.account_id, c.primary_identity FROM credentials c"
 			   " WHERE c.account_id = (SELECT account_id FROM credentials"
 			   " WHERE lower(address) = lower($1))"
 			   " ORDER BY (lower(c.address) = lower($1)) DESC, c.id FOR UPDATE",
-			   1, values, &res, NULL, err, errsize);
+			   address, &res, err);
 	if (ret != 0)
 		goto out;
-	if (PQntuples(res) == 0) {
-		ret = not_found(address, err, errsize);
-		goto out;
-	}
 	if (get_bool(res, 0, 1))
 		goto commit;  /* already the primary: nothing to do */
-	snprintf(account_id, sizeof(account_id), "%lld", (long long)get_i64(res, 0, 0));
+	ret = get_id_text(conn, res, 0, 0, account_id, err);
+	if (ret == 0)
+		ret = clear_primary(conn, account_id, err);
+	if (ret != 0)
+		goto out;
 	values[0] = account_id;
 	values[1] = address;
 	ret = sora_db_exec(conn, SORA_DB_CLASS_WRITE,
-			   "UPDATE credentials SET primary_identity = false, updated_at = now()"
-			   " WHERE account_id = $1::bigint AND primary_identity",
-			   1, values, NULL, NULL, err, errsize);
-	if (ret != 0)
-		goto out;
-	ret = sora_db_exec(conn, SORA_DB_CLASS_WRITE,
 			   "UPDATE credentials SET primary_identity = true, updated_at = now()"
 			   " WHERE account_id = $1::bigint AND lower(address) = lower($2)",
-			   2, values, NULL, NULL, err, errsize);
+			   2, values, NULL, NULL, err);
 	if (ret != 0)
 		goto out;
 commit:
-	ret = sora_db_commit(conn, err, errsize);
+	ret = sora_db_commit(conn, err);
 out:
 	PQclear(res);
 	if (ret != 0)
@@ -393,7 +421,7 @@ out:
 
 /* Sets or clears deleted_at on the account owning address. */
 static int set_deleted(struct sora_db_conn *conn, const char *address, bool deleted,
-		       char *err, size_t errsize)
+		       struct sora_error *err)
 {
 	PGresult *res = NULL;
 	const char *values[1] = { address };
@@ -409,7 +437,7 @@ static int set_deleted(struct sora_db_conn *conn, const char *address, bool dele
 			   " FROM credentials c WHERE c.account_id = a.id"
 			   " AND lower(c.address) = lower($1) AND a.deleted_at IS NOT NULL"
 			   " RETURNING a.id",
-			   1, values, &res, NULL, err, errsize);
+			   1, values, &res, NULL, err);
 	if (ret != 0)
 		return ret;
 	if (PQntuples(res) > 0)
@@ -421,32 +449,31 @@ static int set_deleted(struct sora_db_conn *conn, const char *address, bool dele
 			   "SELECT a.deleted_at IS NOT NULL FROM accounts a"
 			   " JOIN credentials c ON c.account_id = a.id"
 			   " WHERE lower(c.address) = lower($1)",
-			   1, values, &res, NULL, err, errsize);
+			   1, values, &res, NULL, err);
 	if (ret != 0)
 		return ret;
-	if (PQntuples(res) == 0) {
-		ret = not_found(address, err, errsize);
-	} else {
-		sora_set_error(err, errsize, deleted ? "the account of %s is already deleted" :
+	if (PQntuples(res) == 0)
+		ret = not_found(address, err);
+	else
+		ret = sora_error_set(err, SORA_ERR_CONFLICT,
+			deleted ? "the account of %s is already deleted" :
 			"the account of %s is not deleted",
 			shown_address(address, shown, sizeof(shown)));
-		ret = SORA_ACCOUNTS_STATE;
-	}
 out:
 	PQclear(res);
 	return ret;
 }
 
 int sora_accounts_delete(struct sora_db_conn *conn, const char *address,
-			 char *err, size_t errsize)
+			 struct sora_error *err)
 {
-	return set_deleted(conn, address, true, err, errsize);
+	return set_deleted(conn, address, true, err);
 }
 
 int sora_accounts_restore(struct sora_db_conn *conn, const char *address,
-			  char *err, size_t errsize)
+			  struct sora_error *err)
 {
-	return set_deleted(conn, address, false, err, errsize);
+	return set_deleted(conn, address, false, err);
 }
 
 #define ACCOUNT_COLUMNS \
@@ -461,8 +488,8 @@ int sora_accounts_restore(struct sora_db_conn *conn, const char *address,
 	" FROM accounts a" \
 	" LEFT JOIN credentials p ON p.account_id = a.id AND p.primary_identity"
 
-static int fill_account_list(PGresult *res, struct sora_account_list *list,
-			     char *err, size_t errsize)
+static int fill_account_list(struct sora_db_conn *conn, PGresult *res,
+			     struct sora_account_list *list, struct sora_error *err)
 {
 	size_t n = (size_t)PQntuples(res);
 
@@ -470,29 +497,31 @@ static int fill_account_list(PGresult *res, struct sora_account_list *list,
 	list->count = n;
 	list->items = calloc(n > 0 ? n : 1, sizeof(*list->items));
 	if (list->items == NULL) {
-		sora_set_error(err, errsize, "out of memory");
 		PQclear(res);
 		memset(list, 0, sizeof(*list));
-		return SORA_DB_TEMPORARY;
+		return sora_error_set(err, SORA_ERR_TEMPORARY, "out of memory");
 	}
 	for (size_t i = 0; i < n; i++) {
 		struct sora_account_info *a = &list->items[i];
 		int r = (int)i;
 
-		a->id = get_i64(res, r, 0);
 		a->primary_address = PQgetvalue(res, r, 1);
 		a->created_at = PQgetvalue(res, r, 2);
 		a->deleted_at = PQgetisnull(res, r, 3) ? NULL : PQgetvalue(res, r, 3);
-		a->credential_count = get_i64(res, r, 4);
-		a->mailbox_count = get_i64(res, r, 5);
-		a->message_count = get_i64(res, r, 6);
-		a->total_size = get_i64(res, r, 7);
+		if (get_i64(conn, res, r, 0, &a->id, err) < 0 ||
+		    get_i64(conn, res, r, 4, &a->credential_count, err) < 0 ||
+		    get_i64(conn, res, r, 5, &a->mailbox_count, err) < 0 ||
+		    get_i64(conn, res, r, 6, &a->message_count, err) < 0 ||
+		    get_i64(conn, res, r, 7, &a->total_size, err) < 0) {
+			sora_account_list_free(list);
+			return -1;
+		}
 	}
 	return 0;
 }
 
 int sora_accounts_list(struct sora_db_conn *conn, enum sora_accounts_filter filter,
-		       struct sora_account_list *list_r, char *err, size_t errsize)
+		       struct sora_account_list *list_r, struct sora_error *err)
 {
 	static const char *const names[] = { "live", "deleted", "all" };
 	const char *values[1];
@@ -505,14 +534,14 @@ int sora_accounts_list(struct sora_db_conn *conn, enum sora_accounts_filter filt
 			   ACCOUNT_COLUMNS
 			   " WHERE $1 = 'all' OR ($1 = 'live') = (a.deleted_at IS NULL)"
 			   " ORDER BY lower(coalesce(p.address, '')), a.id",
-			   1, values, &res, NULL, err, errsize);
+			   1, values, &res, NULL, err);
 	if (ret != 0)
 		return ret;
-	return fill_account_list(res, list_r, err, errsize);
+	return fill_account_list(conn, res, list_r, err);
 }
 
 int sora_accounts_show(struct sora_db_conn *conn, const char *address,
-		       struct sora_account_list *list_r, char *err, size_t errsize)
+		       struct sora_account_list *list_r, struct sora_error *err)
 {
 	const char *values[1] = { address };
 	PGresult *res = NULL;
@@ -523,14 +552,14 @@ int sora_accounts_show(struct sora_db_conn *conn, const char *address,
 			   ACCOUNT_COLUMNS
 			   " WHERE a.id = (SELECT account_id FROM credentials"
 			   " WHERE lower(address) = lower($1))",
-			   1, values, &res, NULL, err, errsize);
+			   1, values, &res, NULL, err);
 	if (ret != 0)
 		return ret;
 	if (PQntuples(res) == 0) {
 		PQclear(res);
-		return not_found(address, err, errsize);
+		return not_found(address, err);
 	}
-	return fill_account_list(res, list_r, err, errsize);
+	return fill_account_list(conn, res, list_r, err);
 }
 
 void sora_account_list_free(struct sora_account_list *list)
@@ -542,7 +571,7 @@ void sora_account_list_free(struct sora_account_list *list)
 
 int sora_accounts_list_credentials(struct sora_db_conn *conn, const char *address,
 				   struct sora_credential_list *list_r,
-				   char *err, size_t errsize)
+				   struct sora_error *err)
 {
 	const char *values[1] = { address };
 	PGresult *res = NULL;
@@ -557,19 +586,18 @@ int sora_accounts_list_credentials(struct sora_db_conn *conn, const char *addres
 			   " FROM credentials c WHERE c.account_id = (SELECT account_id"
 			   " FROM credentials WHERE lower(address) = lower($1))"
 			   " ORDER BY c.primary_identity DESC, lower(c.address)",
-			   1, values, &res, NULL, err, errsize);
+			   1, values, &res, NULL, err);
 	if (ret != 0)
 		return ret;
 	n = (size_t)PQntuples(res);
 	if (n == 0) {
 		PQclear(res);
-		return not_found(address, err, errsize);
+		return not_found(address, err);
 	}
 	list_r->items = calloc(n, sizeof(*list_r->items));
 	if (list_r->items == NULL) {
 		PQclear(res);
-		sora_set_error(err, errsize, "out of memory");
-		return SORA_DB_TEMPORARY;
+		return sora_error_set(err, SORA_ERR_TEMPORARY, "out of memory");
 	}
 	list_r->res = res;
 	list_r->count = n;
@@ -579,8 +607,11 @@ int sora_accounts_list_credentials(struct sora_db_conn *conn, const char *addres
 		const char *error;
 		int r = (int)i;
 
-		c->id = get_i64(res, r, 0);
-		c->account_id = get_i64(res, r, 1);
+		if (get_i64(conn, res, r, 0, &c->id, err) < 0 ||
+		    get_i64(conn, res, r, 1, &c->account_id, err) < 0) {
+			sora_credential_list_free(list_r);
+			return -1;
+		}
 		c->address = PQgetvalue(res, r, 2);
 		c->primary = get_bool(res, r, 3);
 		c->scheme = sora_password_stored_scheme(PQgetvalue(res, r, 4), &scheme,
@@ -599,87 +630,81 @@ void sora_credential_list_free(struct sora_credential_list *list)
 	memset(list, 0, sizeof(*list));
 }
 
-int sora_accounts_add_credential(struct sora_db_conn *conn, const char *account_address,
-				 const char *new_address, const char *password,
-				 size_t password_len, enum sora_pw_scheme scheme,
-				 bool make_primary, char *err, size_t errsize)
+/* Adds a credential with a ready hash to the account of account_address. */
+static int add_credential_with_hash(struct sora_db_conn *conn, const char *account_address,
+				    const char *new_address, const char *hash,
+				    bool make_primary, struct sora_error *err)
 {
 	PGresult *res = NULL;
-	char *hash = NULL;
 	char account_id[24];
 	char sqlstate[6];
 	const char *values[4];
 	int ret;
 
-	ret = new_credential(new_address, scheme, password, password_len, &hash, err, errsize);
-	if (ret != 0)
-		return ret;
-	ret = sora_db_begin(conn, SORA_DB_CLASS_WRITE, err, errsize);
-	if (ret != 0)
-		goto out;
-	values[0] = account_address;
-	ret = sora_db_exec(conn, SORA_DB_CLASS_WRITE,
+	ret = begin_locked(conn,
 			   "SELECT a.id FROM accounts a JOIN credentials c ON c.account_id = a.id"
 			   " WHERE lower(c.address) = lower($1) FOR UPDATE OF a",
-			   1, values, &res, NULL, err, errsize);
+			   account_address, &res, err);
+	if (ret == 0)
+		ret = get_id_text(conn, res, 0, 0, account_id, err);
+	if (ret == 0 && make_primary)
+		ret = clear_primary(conn, account_id, err);
 	if (ret != 0)
 		goto out;
-	if (PQntuples(res) == 0) {
-		ret = not_found(account_address, err, errsize);
-		goto out;
-	}
-	snprintf(account_id, sizeof(account_id), "%lld", (long long)get_i64(res, 0, 0));
 	values[0] = account_id;
-	if (make_primary) {
-		ret = sora_db_exec(conn, SORA_DB_CLASS_WRITE,
-				   "UPDATE credentials SET primary_identity = false,"
-				   " updated_at = now()"
-				   " WHERE account_id = $1::bigint AND primary_identity",
-				   1, values, NULL, NULL, err, errsize);
-		if (ret != 0)
-			goto out;
-	}
 	values[1] = new_address;
 	values[2] = hash;
 	values[3] = make_primary ? "true" : "false";
 	ret = sora_db_exec(conn, SORA_DB_CLASS_WRITE,
 			   "INSERT INTO credentials (account_id, address, password_hash,"
 			   " primary_identity) VALUES ($1::bigint, $2, $3, $4::boolean)",
-			   4, values, NULL, sqlstate, err, errsize);
+			   4, values, NULL, sqlstate, err);
 	if (ret != 0) {
-		ret = map_write_error(ret, sqlstate, new_address, err, errsize);
+		ret = map_write_error(sqlstate, new_address, err);
 		goto out;
 	}
-	ret = sora_db_commit(conn, err, errsize);
+	ret = sora_db_commit(conn, err);
 out:
-	free_hash(&hash);
 	PQclear(res);
 	if (ret != 0)
 		sora_db_rollback(conn);
 	return ret;
 }
 
+int sora_accounts_add_credential(struct sora_db_conn *conn, const char *account_address,
+				 const char *new_address, const char *password,
+				 size_t password_len, enum sora_pw_scheme scheme,
+				 bool make_primary, struct sora_error *err)
+{
+	char *hash = NULL;
+	int ret;
+
+	ret = new_credential(new_address, scheme, password, password_len, &hash, err);
+	if (ret == 0)
+		ret = add_credential_with_hash(conn, account_address, new_address, hash,
+					       make_primary, err);
+	free_hash(&hash);
+	return ret;
+}
+
 int sora_accounts_delete_credential(struct sora_db_conn *conn, const char *address,
-				    char *err, size_t errsize)
+				    struct sora_error *err)
 {
 	PGresult *res = NULL;
-	const char *values[1] = { address };
+	const char *values[1];
 	char shown[128];
 	char id[24];
 	int target = -1;
 	int n, ret;
 
-	ret = sora_db_begin(conn, SORA_DB_CLASS_WRITE, err, errsize);
-	if (ret != 0)
-		return ret;
 	/* Lock all credentials of the account so two concurrent deletions
 	 * cannot both see "another one is left". */
-	ret = sora_db_exec(conn, SORA_DB_CLASS_WRITE,
+	ret = begin_locked(conn,
 			   "SELECT c.id, c.primary_identity, lower(c.address) = lower($1)"
 			   " FROM credentials c WHERE c.account_id = (SELECT account_id"
 			   " FROM credentials WHERE lower(address) = lower($1))"
 			   " ORDER BY c.id FOR UPDATE",
-			   1, values, &res, NULL, err, errsize);
+			   address, &res, err);
 	if (ret != 0)
 		goto out;
 	n = PQntuples(res);
@@ -688,31 +713,31 @@ int sora_accounts_delete_credential(struct sora_db_conn *conn, const char *addre
 			target = i;
 	}
 	if (target < 0) {
-		ret = not_found(address, err, errsize);
+		ret = not_found(address, err);
 		goto out;
 	}
 	shown_address(address, shown, sizeof(shown));
 	if (n == 1) {
-		sora_set_error(err, errsize, "%s is the last credential of its account;"
-			" delete the account instead", shown);
-		ret = SORA_ACCOUNTS_REFUSED;
+		ret = sora_error_set(err, SORA_ERR_CONFLICT, "%s is the last credential of its"
+			" account; delete the account instead", shown);
 		goto out;
 	}
 	if (get_bool(res, target, 1)) {
-		sora_set_error(err, errsize, "%s is the primary identity of its account;"
-			" make another address primary first"
+		ret = sora_error_set(err, SORA_ERR_CONFLICT, "%s is the primary identity of its"
+			" account; make another address primary first"
 			" (accounts update --email OTHER --make-primary)", shown);
-		ret = SORA_ACCOUNTS_REFUSED;
 		goto out;
 	}
-	snprintf(id, sizeof(id), "%lld", (long long)get_i64(res, target, 0));
+	ret = get_id_text(conn, res, target, 0, id, err);
+	if (ret != 0)
+		goto out;
 	values[0] = id;
 	ret = sora_db_exec(conn, SORA_DB_CLASS_WRITE,
 			   "DELETE FROM credentials WHERE id = $1::bigint",
-			   1, values, NULL, NULL, err, errsize);
+			   1, values, NULL, NULL, err);
 	if (ret != 0)
 		goto out;
-	ret = sora_db_commit(conn, err, errsize);
+	ret = sora_db_commit(conn, err);
 out:
 	PQclear(res);
 	if (ret != 0)
@@ -727,30 +752,27 @@ out:
  * given, with the "{SCHEME}" prefix added when it came in a bare crypt or
  * Argon2 form, so every row names its scheme. */
 static int import_hash(const char *address, const char *hash, enum sora_pw_scheme *scheme_r,
-		       char **stored_r, char *err, size_t errsize)
+		       char **stored_r, struct sora_error *err)
 {
 	const char *error, *name;
 	char label[64], shown[128];
 	size_t len;
+	int ret;
 
 	*stored_r = NULL;
-	if (hash == NULL || hash[0] == '\0') {
-		sora_set_error(err, errsize, "the hash to import is empty");
-		return SORA_ACCOUNTS_INVALID;
-	}
-	if (sora_password_stored_check(hash, scheme_r, &error) < 0) {
-		sora_set_error(err, errsize, "cannot import the hash for %s (%s): %s",
+	if ((ret = check_new_address(address, err)) != 0)
+		return ret;
+	if (hash == NULL || hash[0] == '\0')
+		return sora_error_set(err, SORA_ERR_INVALID, "the hash to import is empty");
+	if (sora_password_stored_check(hash, scheme_r, &error) < 0)
+		return sora_error_set(err, SORA_ERR_INVALID, "cannot import the hash for %s (%s): %s",
 			shown_address(address, shown, sizeof(shown)),
 			sora_password_scheme_label(hash, label, sizeof(label)), error);
-		return SORA_ACCOUNTS_INVALID;
-	}
 	name = sora_password_scheme_name(*scheme_r);
 	len = strlen(hash) + (hash[0] == '{' ? 0 : strlen(name) + 2) + 1;
 	*stored_r = malloc(len);
-	if (*stored_r == NULL) {
-		sora_set_error(err, errsize, "out of memory");
-		return SORA_DB_TEMPORARY;
-	}
+	if (*stored_r == NULL)
+		return sora_error_set(err, SORA_ERR_TEMPORARY, "out of memory");
 	if (hash[0] == '{')
 		memcpy(*stored_r, hash, len);
 	else
@@ -760,94 +782,31 @@ static int import_hash(const char *address, const char *hash, enum sora_pw_schem
 
 int sora_accounts_create_imported(struct sora_db_conn *conn, const char *address,
 				  const char *hash, enum sora_pw_scheme *scheme_r,
-				  int64_t *account_id_r, char *err, size_t errsize)
+				  int64_t *account_id_r, struct sora_error *err)
 {
-	PGresult *res = NULL;
 	char *stored = NULL;
-	char sqlstate[6];
-	const char *values[2];
 	int ret;
 
-	ret = check_new_address(address, err, errsize);
+	ret = import_hash(address, hash, scheme_r, &stored, err);
 	if (ret == 0)
-		ret = import_hash(address, hash, scheme_r, &stored, err, errsize);
-	if (ret != 0)
-		return ret;
-	values[0] = address;
-	values[1] = stored;
-	ret = sora_db_exec(conn, SORA_DB_CLASS_WRITE,
-			   "WITH a AS (INSERT INTO accounts DEFAULT VALUES RETURNING id)"
-			   " INSERT INTO credentials (account_id, address, password_hash,"
-			   " primary_identity) SELECT id, $1, $2, true FROM a RETURNING account_id",
-			   2, values, &res, sqlstate, err, errsize);
+		ret = create_with_hash(conn, address, stored, account_id_r, err);
 	free_hash(&stored);
-	if (ret != 0)
-		return map_write_error(ret, sqlstate, address, err, errsize);
-	if (account_id_r != NULL)
-		*account_id_r = get_i64(res, 0, 0);
-	PQclear(res);
-	return 0;
+	return ret;
 }
 
 int sora_accounts_add_credential_imported(struct sora_db_conn *conn,
 					  const char *account_address,
 					  const char *new_address, const char *hash,
 					  bool make_primary, enum sora_pw_scheme *scheme_r,
-					  char *err, size_t errsize)
+					  struct sora_error *err)
 {
-	PGresult *res = NULL;
 	char *stored = NULL;
-	char account_id[24];
-	char sqlstate[6];
-	const char *values[4];
 	int ret;
 
-	ret = check_new_address(new_address, err, errsize);
+	ret = import_hash(new_address, hash, scheme_r, &stored, err);
 	if (ret == 0)
-		ret = import_hash(new_address, hash, scheme_r, &stored, err, errsize);
-	if (ret != 0)
-		return ret;
-	ret = sora_db_begin(conn, SORA_DB_CLASS_WRITE, err, errsize);
-	if (ret != 0)
-		goto out;
-	values[0] = account_address;
-	ret = sora_db_exec(conn, SORA_DB_CLASS_WRITE,
-			   "SELECT a.id FROM accounts a JOIN credentials c ON c.account_id = a.id"
-			   " WHERE lower(c.address) = lower($1) FOR UPDATE OF a",
-			   1, values, &res, NULL, err, errsize);
-	if (ret != 0)
-		goto out;
-	if (PQntuples(res) == 0) {
-		ret = not_found(account_address, err, errsize);
-		goto out;
-	}
-	snprintf(account_id, sizeof(account_id), "%lld", (long long)get_i64(res, 0, 0));
-	values[0] = account_id;
-	if (make_primary) {
-		ret = sora_db_exec(conn, SORA_DB_CLASS_WRITE,
-				   "UPDATE credentials SET primary_identity = false,"
-				   " updated_at = now()"
-				   " WHERE account_id = $1::bigint AND primary_identity",
-				   1, values, NULL, NULL, err, errsize);
-		if (ret != 0)
-			goto out;
-	}
-	values[1] = new_address;
-	values[2] = stored;
-	values[3] = make_primary ? "true" : "false";
-	ret = sora_db_exec(conn, SORA_DB_CLASS_WRITE,
-			   "INSERT INTO credentials (account_id, address, password_hash,"
-			   " primary_identity) VALUES ($1::bigint, $2, $3, $4::boolean)",
-			   4, values, NULL, sqlstate, err, errsize);
-	if (ret != 0) {
-		ret = map_write_error(ret, sqlstate, new_address, err, errsize);
-		goto out;
-	}
-	ret = sora_db_commit(conn, err, errsize);
-out:
+		ret = add_credential_with_hash(conn, account_address, new_address, stored,
+					       make_primary, err);
 	free_hash(&stored);
-	PQclear(res);
-	if (ret != 0)
-		sora_db_rollback(conn);
 	return ret;
 }

@@ -158,7 +158,7 @@ static int validate_domain(const unsigned char *p, size_t len, const char **erro
 	return 0;
 }
 
-int sora_address_validate(struct sora_str addr, const char **error_r)
+static int check_address(struct sora_str addr, const char **error_r)
 {
 	const unsigned char *p = (const unsigned char *)addr.p;
 	size_t at = addr.len;
@@ -191,4 +191,13 @@ int sora_address_validate(struct sora_str addr, const char **error_r)
 	if (validate_local(p, at, error_r) < 0)
 		return -1;
 	return validate_domain(p + at + 1, addr.len - at - 1, error_r);
+}
+
+int sora_address_validate(struct sora_str addr, struct sora_error *err)
+{
+	const char *why = "invalid";
+
+	if (check_address(addr, &why) == 0)
+		return 0;
+	return sora_error_set(err, SORA_ERR_INVALID, "%s", why);
 }

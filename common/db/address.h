@@ -20,15 +20,17 @@
 #ifndef SORA_DB_ADDRESS_H
 #define SORA_DB_ADDRESS_H
 
+#include "common/core/error.h"
 #include "common/core/str.h"
 
 #define SORA_ADDRESS_MAX_LEN 254
 #define SORA_ADDRESS_MAX_LOCAL_LEN 64
 #define SORA_ADDRESS_MAX_DOMAIN_LEN 253
 
-/* Returns 0 when addr is a valid address, or -1 with *error_r (a static
- * string such as "missing '@'") saying what is wrong. addr may hold any
- * bytes, including NUL (which is invalid). */
-int sora_address_validate(struct sora_str addr, const char **error_r);
+/* Returns 0 when addr is a valid address, or -1 with err set
+ * (SORA_ERR_INVALID; the message, such as "missing '@'", says what is
+ * wrong and does not repeat the address). addr may hold any bytes,
+ * including NUL (which is invalid). err may be NULL for a yes/no answer. */
+int sora_address_validate(struct sora_str addr, struct sora_error *err);
 
 #endif

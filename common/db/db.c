@@ -71,7 +71,7 @@ static int64_t now_ms(void)
 
 /* ---- Pure helpers ---- */
 
-int sora_db_classify_sqlstate(const char *s)
+enum sora_error_class sora_db_classify_sqlstate(const char *s)
 {
 	static const char *const temporary[] = {
 		"40001",  /* serialization_failure */
@@ -86,26 +86,26 @@ int sora_db_classify_sqlstate(const char *s)
 	};
 
 	if (s == NULL || s[0] == '\0')
-		return SORA_DB_TEMPORARY;
+		return SORA_ERR_TEMPORARY;
 	if (strlen(s) != 5)
-		return SORA_DB_PERMANENT;
+		return SORA_ERR_PERMANENT;
 	/* Class 08 (connection exception) and class 53 (insufficient
 	 * resources: disk full, out of memory, too many connections). */
 	if (strncmp(s, "08", 2) == 0 || strncmp(s, "53", 2) == 0)
-		return SORA_DB_TEMPORARY;
+		return SORA_ERR_TEMPORARY;
 	for (size_t i = 0; i < sizeof(temporary) / sizeof(temporary[0]); i++) {
 		if (strcmp(s, temporary[i]) == 0)
-			return SORA_DB_TEMPORARY;
+			return SORA_ERR_TEMPORARY;
 	}
-	return SORA_DB_PERMANENT;
+	return SORA_ERR_PERMANENT;
 }
 
-int sora_db_classify(const PGconn *pg, const PGresult *res)
+enum sora_error_class sora_db_classify(const PGconn *pg, const PGresult *res)
 {
 	if (pg != NULL && PQstatus(pg) != CONNECTION_OK)
-		return SORA_DB_TEMPORARY;
+		return SORA_ERR_TEMPORARY;
 	if (res == NULL)
-		return SORA_DB_TEMPORARY;
+		return SORA_ERR_TEMPORARY;
 	return sora_db_classify_sqlstate(PQresultErrorField(res, PG_DIAG_SQLSTATE));
 }
 
@@ -135,17 +135,15 @@ int64_t sora_db_class_timeout_ms(const struct sora_database_config *cfg,
 int sora_db_conninfo_build(const struct sora_database_config *cfg,
 			   const struct sora_db_endpoint *ep,
 			   const char *application_name,
-			   struct sora_db_conninfo *ci, const char **error_r)
+			   struct sora_db_conninfo *ci, struct sora_error *err)
 {
 	const char *host = ep != NULL ? ep->host : cfg->host;
 	int port = ep != NULL ? ep->port : cfg->port;
 	size_t n = 0;
 
 	memset(ci, 0, sizeof(*ci));
-	if (port < 0 || port > 65535) {
-		*error_r = "port out of range";
-		return -1;
-	}
+	if (port < 0 || port > 65535)
+		return sora_error_set(err, SORA_ERR_INVALID, "port %d out of range", port);
 	/* A port of 0 means "not set": libpq then uses its default. */
 	if (port > 0)
 		snprintf(ci->port, sizeof(ci->port), "%d", port);
@@ -219,14 +217,14 @@ static struct sora_str strip_severity(struct sora_str s)
 }
 
 void sora_db_format_error(const char *prefix, const char *pq_message,
-			  char *err, size_t errsize)
+			  enum sora_error_class cls, struct sora_error *err)
 {
 	struct sora_str msg = sora_str_c(pq_message != NULL ? pq_message : "");
 	struct sora_str best = SORA_STR_NULL;
 	bool connecting = false;
 	size_t pos = 0;
 
-	if (err == NULL || errsize == 0)
+	if (err == NULL)
 		return;
 	/* Walk the lines; hint lines start with a tab and are skipped. The
 	 * first line with content after its prefixes is what we report. */
@@ -262,8 +260,40 @@ void sora_db_format_error(const char *prefix, const char *pq_message,
 		best = SORA_STR("unknown error");
 	if (best.len > 400)
 		best.len = 400;
-	snprintf(err, errsize, "%s: %s%.*s", prefix != NULL ? prefix : "database",
-		 connecting ? "cannot connect: " : "", (int)best.len, best.p);
+	sora_error_set(err, cls, "%s: %s%.*s", prefix != NULL ? prefix : "database",
+		       connecting ? "cannot connect: " : "", (int)best.len, best.p);
+}
+
+int sora_db_get_i64(const PGresult *res, int row, int col, int64_t *value_r,
+		    struct sora_error *err)
+{
+	const char *name = PQfname(res, col);
+	const char *v;
+	char *end;
+	long long n;
+
+	if (name == NULL)
+		name = "?";
+	if (row < 0 || row >= PQntuples(res) || col < 0 || col >= PQnfields(res))
+		return sora_error_set(err, SORA_ERR_PERMANENT,
+				      "result has no row %d, column %d", row, col);
+	if (PQgetisnull(res, row, col))
+		return sora_error_set(err, SORA_ERR_PERMANENT,
+				      "column %s of row %d is NULL, expected a number", name, row);
+	v = PQgetvalue(res, row, col);
+	/* strtoll alone would accept "", leading spaces and a plus sign, and
+	 * saturate on overflow. */
+	if (!((v[0] >= '0' && v[0] <= '9') || (v[0] == '-' && v[1] >= '0' && v[1] <= '9')))
+		goto bad;
+	errno = 0;
+	n = strtoll(v, &end, 10);
+	if (errno == ERANGE || *end != '\0')
+		goto bad;
+	*value_r = (int64_t)n;
+	return 0;
+bad:
+	return sora_error_set(err, SORA_ERR_PERMANENT,
+			      "column %s of row %d is not an int64: \"%.40s\"", name, row, v);
 }
 
 /* ---- Connections ---- */
@@ -281,35 +311,31 @@ static void db_notice(void *arg, const char *message)
 }
 
 static int db_connect(struct sora_db_pool *pool, struct db_endpoint *ep,
-		      struct sora_db_conn **conn_r, char *err, size_t errsize)
+		      struct sora_db_conn **conn_r, struct sora_error *err)
 {
 	struct sora_db_endpoint where = { ep->host, ep->port };
 	struct sora_db_conninfo ci;
 	struct sora_db_conn *c;
-	const char *error;
 	PGconn *pg;
 
-	if (sora_db_conninfo_build(&pool->cfg, &where, pool->application_name, &ci,
-				   &error) < 0) {
-		sora_set_error(err, errsize, "%s: %s", ep->desc, error);
-		return SORA_DB_PERMANENT;
+	if (sora_db_conninfo_build(&pool->cfg, &where, pool->application_name, &ci, err) < 0) {
+		sora_error_prefix(err, "%s", ep->desc);
+		err->cls = SORA_ERR_PERMANENT;
+		return -1;
 	}
 	pg = PQconnectdbParams(ci.keywords, ci.values, 0);
-	if (pg == NULL) {
-		sora_set_error(err, errsize, "%s: out of memory", ep->desc);
-		return SORA_DB_TEMPORARY;
-	}
+	if (pg == NULL)
+		return sora_error_set(err, SORA_ERR_TEMPORARY, "%s: out of memory", ep->desc);
 	if (PQstatus(pg) != CONNECTION_OK) {
-		sora_db_format_error(ep->desc, PQerrorMessage(pg), err, errsize);
+		sora_db_format_error(ep->desc, PQerrorMessage(pg), SORA_ERR_TEMPORARY, err);
 		PQfinish(pg);
-		return SORA_DB_TEMPORARY;
+		return -1;
 	}
 	PQsetNoticeProcessor(pg, db_notice, NULL);
 	c = calloc(1, sizeof(*c));
 	if (c == NULL) {
 		PQfinish(pg);
-		sora_set_error(err, errsize, "%s: out of memory", ep->desc);
-		return SORA_DB_TEMPORARY;
+		return sora_error_set(err, SORA_ERR_TEMPORARY, "%s: out of memory", ep->desc);
 	}
 	c->pool = pool;
 	c->ep = ep;
@@ -404,7 +430,7 @@ static void pool_free(struct sora_db_pool *pool)
 
 int sora_db_pool_create(const struct sora_database_config *cfg,
 			const char *application_name,
-			struct sora_db_pool **pool_r, char *err, size_t errsize)
+			struct sora_db_pool **pool_r, struct sora_error *err)
 {
 	struct sora_db_pool *pool;
 	pthread_condattr_t ca;
@@ -412,7 +438,7 @@ int sora_db_pool_create(const struct sora_database_config *cfg,
 
 	pool = calloc(1, sizeof(*pool));
 	if (pool == NULL) {
-		sora_set_error(err, errsize, "out of memory");
+		sora_error_set(err, SORA_ERR_TEMPORARY, "out of memory");
 		return -1;
 	}
 	pool->cfg = *cfg;
@@ -435,7 +461,7 @@ int sora_db_pool_create(const struct sora_database_config *cfg,
 	if (pool->cfg.host == NULL || pool->cfg.dbname == NULL || pool->cfg.user == NULL ||
 	    pool->cfg.password == NULL || pool->cfg.sslmode == NULL ||
 	    pool->application_name == NULL || pool->eps == NULL) {
-		sora_set_error(err, errsize, "out of memory");
+		sora_error_set(err, SORA_ERR_TEMPORARY, "out of memory");
 		goto out;
 	}
 	for (size_t i = 0; i < pool->neps; i++) {
@@ -445,32 +471,33 @@ int sora_db_pool_create(const struct sora_database_config *cfg,
 
 		ep->host = dup_or_empty(h);
 		if (ep->host == NULL) {
-			sora_set_error(err, errsize, "out of memory");
+			sora_error_set(err, SORA_ERR_TEMPORARY, "out of memory");
 			goto out;
 		}
 		/* A read endpoint without a port uses the primary's. */
 		ep->port = p > 0 ? p : cfg->port;
 		if (ep->port < 0 || ep->port > 65535) {
-			sora_set_error(err, errsize, "[database] port %d out of range", ep->port);
+			sora_error_set(err, SORA_ERR_INVALID, "[database] port %d out of range",
+				       ep->port);
 			goto out;
 		}
 		sora_db_describe(pool->cfg.dbname, ep->host, ep->port, ep->desc,
 				 sizeof(ep->desc));
 	}
 	if (pthread_condattr_init(&ca) != 0) {
-		sora_set_error(err, errsize, "pthread_condattr_init failed");
+		sora_error_set(err, SORA_ERR_TEMPORARY, "pthread_condattr_init failed");
 		goto out;
 	}
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	if (pthread_cond_init(&pool->cv, &ca) != 0) {
 		pthread_condattr_destroy(&ca);
-		sora_set_error(err, errsize, "pthread_cond_init failed");
+		sora_error_set(err, SORA_ERR_TEMPORARY, "pthread_cond_init failed");
 		goto out;
 	}
 	pthread_condattr_destroy(&ca);
 	if (pthread_mutex_init(&pool->mu, NULL) != 0) {
 		pthread_cond_destroy(&pool->cv);
-		sora_set_error(err, errsize, "pthread_mutex_init failed");
+		sora_error_set(err, SORA_ERR_TEMPORARY, "pthread_mutex_init failed");
 		goto out;
 	}
 	*pool_r = pool;
@@ -514,7 +541,7 @@ static void deadline_to_timespec(int64_t deadline_ms, struct timespec *ts)
 
 int sora_db_acquire(struct sora_db_pool *pool, enum sora_db_target target,
 		    int64_t timeout_ms, struct sora_db_conn **conn_r,
-		    char *err, size_t errsize)
+		    struct sora_error *err)
 {
 	int64_t deadline = timeout_ms >= 0 ? now_ms() + timeout_ms : INT64_MAX;
 	size_t nrep = target == SORA_DB_READ ? pool->neps - 1 : 0;
@@ -555,10 +582,15 @@ int sora_db_acquire(struct sora_db_pool *pool, enum sora_db_target target,
 			ep->total++;
 			pool->in_use++;
 			pthread_mutex_unlock(&pool->mu);
-			r = db_connect(pool, ep, &c, err, errsize);
+			r = db_connect(pool, ep, &c, err);
 			if (r == 0) {
-				if (idx != 0)
+				/* down_until_ms is read by other acquirers
+				 * under the mutex: write it under it too. */
+				if (idx != 0) {
+					pthread_mutex_lock(&pool->mu);
 					ep->down_until_ms = 0;
+					pthread_mutex_unlock(&pool->mu);
+				}
 				*conn_r = c;
 				return 0;
 			}
@@ -570,7 +602,7 @@ int sora_db_acquire(struct sora_db_pool *pool, enum sora_db_target target,
 				/* A replica that cannot be reached is skipped
 				 * for a while; the primary still serves. */
 				ep->down_until_ms = now_ms() + SORA_DB_ENDPOINT_RETRY_MS;
-				sora_warn(NULL, "%s", err);
+				sora_warn(NULL, "%s", err->msg);
 				continue;
 			}
 			pthread_mutex_unlock(&pool->mu);
@@ -579,10 +611,9 @@ int sora_db_acquire(struct sora_db_pool *pool, enum sora_db_target target,
 		/* Every candidate has max_conns open and none is idle. */
 		if (now_ms() >= deadline) {
 			pthread_mutex_unlock(&pool->mu);
-			sora_set_error(err, errsize,
+			return sora_error_set(err, SORA_ERR_TEMPORARY,
 				"%s: no free connection within %" PRId64 " ms (all %d in use)",
 				pool->eps[0].desc, timeout_ms, pool->cfg.max_conns);
-			return SORA_DB_TEMPORARY;
 		}
 		pool->waiting++;
 		if (deadline == INT64_MAX) {
@@ -640,7 +671,7 @@ void sora_db_release(struct sora_db_conn **connp)
 		db_close(c);
 }
 
-int sora_db_pool_maintain(struct sora_db_pool *pool, char *err, size_t errsize)
+int sora_db_pool_maintain(struct sora_db_pool *pool, struct sora_error *err)
 {
 	struct sora_db_conn *expired = NULL;
 	int64_t now = now_ms();
@@ -688,7 +719,7 @@ int sora_db_pool_maintain(struct sora_db_pool *pool, char *err, size_t errsize)
 		}
 		ep->total++;
 		pthread_mutex_unlock(&pool->mu);
-		ret = db_connect(pool, ep, &c, err, errsize);
+		ret = db_connect(pool, ep, &c, err);
 		pthread_mutex_lock(&pool->mu);
 		if (ret != 0) {
 			ep->total--;
@@ -737,9 +768,9 @@ void sora_db_conn_discard(struct sora_db_conn *conn)
 
 /* Reports a failed result and decides whether the connection survives. */
 static int db_fail(struct sora_db_conn *conn, PGresult *res, char sqlstate_r[6],
-		   char *err, size_t errsize)
+		   struct sora_error *err)
 {
-	int ret = sora_db_classify(conn->pg, res);
+	enum sora_error_class cls = sora_db_classify(conn->pg, res);
 	const char *state = res != NULL ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
 	const char *primary = res != NULL ?
 		PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
@@ -750,36 +781,39 @@ static int db_fail(struct sora_db_conn *conn, PGresult *res, char sqlstate_r[6],
 			memcpy(sqlstate_r, state, 6);
 	}
 	if (primary != NULL && PQstatus(conn->pg) == CONNECTION_OK)
-		sora_set_error(err, errsize, "%s: %s", conn->ep->desc, primary);
+		sora_error_set(err, cls, "%s: %s", conn->ep->desc, primary);
 	else
-		sora_db_format_error(conn->ep->desc, PQerrorMessage(conn->pg), err, errsize);
+		sora_db_format_error(conn->ep->desc, PQerrorMessage(conn->pg), cls, err);
 	if (PQstatus(conn->pg) != CONNECTION_OK)
 		conn->broken = true;
-	return ret;
+	return -1;
 }
 
-static int db_run(struct sora_db_conn *conn, const char *sql, int nparams,
-		  const char *const *values, const int *lengths, const int *formats,
-		  int result_format, PGresult **res_r, char sqlstate_r[6],
-		  char *err, size_t errsize)
+/* Clears a query's out-parameters and refuses a connection known to be
+ * broken. */
+static int db_start(struct sora_db_conn *conn, PGresult **res_r, char sqlstate_r[6],
+		    struct sora_error *err)
 {
-	PGresult *res;
-	ExecStatusType st;
-
 	if (res_r != NULL)
 		*res_r = NULL;
 	if (sqlstate_r != NULL)
 		sqlstate_r[0] = '\0';
-	if (conn->broken) {
-		sora_set_error(err, errsize, "%s: connection lost", conn->ep->desc);
-		return SORA_DB_TEMPORARY;
-	}
-	res = PQexecParams(conn->pg, sql, nparams, NULL, values, lengths, formats,
-			   result_format);
+	if (conn->broken)
+		return sora_error_set(err, SORA_ERR_TEMPORARY, "%s: connection lost",
+				      conn->ep->desc);
+	return 0;
+}
+
+/* Takes a statement's result: hands it to the caller (or frees it) when
+ * it succeeded, reports it otherwise. */
+static int db_result(struct sora_db_conn *conn, PGresult *res, PGresult **res_r,
+		     char sqlstate_r[6], struct sora_error *err)
+{
+	ExecStatusType st = res != NULL ? PQresultStatus(res) : PGRES_FATAL_ERROR;
+
 	conn->last_used_ms = now_ms();
-	st = res != NULL ? PQresultStatus(res) : PGRES_FATAL_ERROR;
 	if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
-		int ret = db_fail(conn, res, sqlstate_r, err, errsize);
+		int ret = db_fail(conn, res, sqlstate_r, err);
 
 		PQclear(res);
 		return ret;
@@ -791,10 +825,22 @@ static int db_run(struct sora_db_conn *conn, const char *sql, int nparams,
 	return 0;
 }
 
+static int db_run(struct sora_db_conn *conn, const char *sql, int nparams,
+		  const char *const *values, const int *lengths, const int *formats,
+		  int result_format, PGresult **res_r, char sqlstate_r[6],
+		  struct sora_error *err)
+{
+	if (db_start(conn, res_r, sqlstate_r, err) < 0)
+		return -1;
+	return db_result(conn, PQexecParams(conn->pg, sql, nparams, NULL, values, lengths,
+					    formats, result_format),
+			 res_r, sqlstate_r, err);
+}
+
 /* Makes the session (or, inside a transaction, the transaction) use the
  * class's statement timeout, issuing a SET only when it differs. */
 static int db_apply_timeout(struct sora_db_conn *conn, enum sora_db_class cls,
-			    char *err, size_t errsize)
+			    struct sora_error *err)
 {
 	int64_t want = sora_db_class_timeout_ms(&conn->pool->cfg, cls);
 	PGTransactionStatusType ts;
@@ -827,7 +873,7 @@ static int db_apply_timeout(struct sora_db_conn *conn, enum sora_db_class cls,
 	values[0] = num;
 	values[1] = local ? "true" : "false";
 	ret = db_run(conn, "SELECT pg_catalog.set_config('statement_timeout', $1, $2::boolean)",
-		     2, values, NULL, NULL, 0, NULL, NULL, err, errsize);
+		     2, values, NULL, NULL, 0, NULL, NULL, err);
 	if (ret != 0)
 		return ret;
 	if (local)
@@ -840,19 +886,12 @@ static int db_apply_timeout(struct sora_db_conn *conn, enum sora_db_class cls,
 int sora_db_exec_params(struct sora_db_conn *conn, enum sora_db_class cls,
 			const char *sql, int nparams, const char *const *values,
 			const int *lengths, const int *formats, int result_format,
-			PGresult **res_r, char sqlstate_r[6], char *err, size_t errsize)
+			PGresult **res_r, char sqlstate_r[6], struct sora_error *err)
 {
-	int ret;
-
-	if (res_r != NULL)
-		*res_r = NULL;
-	if (sqlstate_r != NULL)
-		sqlstate_r[0] = '\0';
-	ret = db_apply_timeout(conn, cls, err, errsize);
-	if (ret != 0)
-		return ret;
+	if (db_start(conn, res_r, sqlstate_r, err) < 0 || db_apply_timeout(conn, cls, err) < 0)
+		return -1;
 	return db_run(conn, sql, nparams, values, lengths, formats, result_format,
-		      res_r, sqlstate_r, err, errsize);
+		      res_r, sqlstate_r, err);
 }
 
 static bool db_is_prepared(const struct sora_db_conn *conn, const char *name)
@@ -868,80 +907,55 @@ int sora_db_exec_prepared(struct sora_db_conn *conn, enum sora_db_class cls,
 			  const char *name, const char *sql, int nparams,
 			  const char *const *values, const int *lengths, const int *formats,
 			  int result_format, PGresult **res_r, char sqlstate_r[6],
-			  char *err, size_t errsize)
+			  struct sora_error *err)
 {
 	PGresult *res;
-	ExecStatusType st;
 	int ret;
 
-	if (res_r != NULL)
-		*res_r = NULL;
-	if (sqlstate_r != NULL)
-		sqlstate_r[0] = '\0';
-	ret = db_apply_timeout(conn, cls, err, errsize);
-	if (ret != 0)
-		return ret;
-	if (conn->broken) {
-		sora_set_error(err, errsize, "%s: connection lost", conn->ep->desc);
-		return SORA_DB_TEMPORARY;
-	}
+	if (db_start(conn, res_r, sqlstate_r, err) < 0 || db_apply_timeout(conn, cls, err) < 0)
+		return -1;
 	if (!db_is_prepared(conn, name)) {
 		/* More distinct statements than slots: run unprepared. */
 		if (conn->nprepared == SORA_DB_MAX_PREPARED)
 			return db_run(conn, sql, nparams, values, lengths, formats, result_format,
-				      res_r, sqlstate_r, err, errsize);
-		res = PQprepare(conn->pg, name, sql, nparams, NULL);
-		st = res != NULL ? PQresultStatus(res) : PGRES_FATAL_ERROR;
-		if (st != PGRES_COMMAND_OK) {
-			ret = db_fail(conn, res, sqlstate_r, err, errsize);
-			PQclear(res);
+				      res_r, sqlstate_r, err);
+		ret = db_result(conn, PQprepare(conn->pg, name, sql, nparams, NULL), NULL,
+				sqlstate_r, err);
+		if (ret != 0)
 			return ret;
-		}
-		PQclear(res);
 		conn->prepared[conn->nprepared++] = name;
 	}
 	res = PQexecPrepared(conn->pg, name, nparams, values, lengths, formats, result_format);
-	conn->last_used_ms = now_ms();
-	st = res != NULL ? PQresultStatus(res) : PGRES_FATAL_ERROR;
-	if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
-		ret = db_fail(conn, res, sqlstate_r, err, errsize);
-		PQclear(res);
-		return ret;
-	}
-	if (res_r != NULL)
-		*res_r = res;
-	else
-		PQclear(res);
-	return 0;
+	return db_result(conn, res, res_r, sqlstate_r, err);
 }
 
 int sora_db_exec(struct sora_db_conn *conn, enum sora_db_class cls,
 		 const char *sql, int nparams, const char *const *values,
-		 PGresult **res_r, char sqlstate_r[6], char *err, size_t errsize)
+		 PGresult **res_r, char sqlstate_r[6], struct sora_error *err)
 {
 	return sora_db_exec_params(conn, cls, sql, nparams, values, NULL, NULL, 0,
-				   res_r, sqlstate_r, err, errsize);
+				   res_r, sqlstate_r, err);
 }
 
 int sora_db_begin(struct sora_db_conn *conn, enum sora_db_class cls,
-		  char *err, size_t errsize)
+		  struct sora_error *err)
 {
-	return sora_db_exec(conn, cls, "BEGIN", 0, NULL, NULL, NULL, err, errsize);
+	return sora_db_exec(conn, cls, "BEGIN", 0, NULL, NULL, NULL, err);
 }
 
-int sora_db_commit(struct sora_db_conn *conn, char *err, size_t errsize)
+int sora_db_commit(struct sora_db_conn *conn, struct sora_error *err)
 {
 	PGresult *res;
 	int ret;
 
-	ret = db_run(conn, "COMMIT", 0, NULL, NULL, NULL, 0, &res, NULL, err, errsize);
+	ret = db_run(conn, "COMMIT", 0, NULL, NULL, NULL, 0, &res, NULL, err);
 	if (ret != 0)
 		return ret;
 	/* COMMIT of a transaction that had failed answers ROLLBACK without
 	 * an error: that must not look like success. */
 	if (strcmp(PQcmdStatus(res), "COMMIT") != 0) {
-		sora_set_error(err, errsize, "%s: transaction was rolled back", conn->ep->desc);
-		ret = SORA_DB_PERMANENT;
+		ret = sora_error_set(err, SORA_ERR_PERMANENT, "%s: transaction was rolled back",
+				     conn->ep->desc);
 	}
 	PQclear(res);
 	return ret;

@@ -7,14 +7,16 @@
  * function may block (connecting, waiting for a free connection, waiting for
  * the server).
  *
- * Errors: functions return 0 on success, SORA_DB_TEMPORARY when retrying
- * later may succeed (connection lost or refused, server shutting down,
- * serialization failure, deadlock, statement timeout, out of resources) and
- * SORA_DB_PERMANENT otherwise (bad SQL, constraint violation, ...). The err
- * buffer then holds one line that names the database, e.g.
+ * Errors (common/core/error.h): functions return 0 on success and -1 on
+ * failure with *err filled: class SORA_ERR_TEMPORARY when retrying later
+ * may succeed (connection lost or refused, server shutting down,
+ * serialization failure, deadlock, statement timeout, out of resources),
+ * SORA_ERR_PERMANENT otherwise (bad SQL, constraint violation, ...). The
+ * message is one line that names the database, e.g.
  *   database sora_mail_db at 127.0.0.1:5432: password authentication failed for user "sora"
  * Messages never contain query parameters, so passwords and client data do
- * not leak into logs.
+ * not leak into logs. Callers that need the server's reason (a unique
+ * violation) ask for the SQLSTATE, never parse the message.
  *
  * Queries take their parameters out of line (PQexecParams); SQL text is
  * always a constant of the program, never built from client data.
@@ -28,7 +30,7 @@
  * an unsolicited message (a server restart, an administrator's
  * pg_terminate_backend) is closed and replaced, and connections past
  * max_conn_lifetime or max_conn_idle_time are closed. A query that fails
- * because the connection broke returns SORA_DB_TEMPORARY and the connection
+ * because the connection broke is SORA_ERR_TEMPORARY and the connection
  * is discarded at release, so the next acquire reconnects.
  *
  * Ownership and threads: a pool is created and destroyed by one thread and
@@ -45,10 +47,7 @@
 #include <libpq-fe.h>
 
 #include "common/config/config.h"
-
-#define SORA_DB_OK         0
-#define SORA_DB_TEMPORARY  (-1)
-#define SORA_DB_PERMANENT  (-2)
+#include "common/core/error.h"
 
 /* How long a libpq connect may take before it fails, in seconds. */
 #define SORA_DB_CONNECT_TIMEOUT_S 10
@@ -88,7 +87,7 @@ struct sora_db_pool_stats {
  * pg_stat_activity, e.g. "sora-backend". Returns 0, or -1 with err set. */
 int sora_db_pool_create(const struct sora_database_config *cfg,
 			const char *application_name,
-			struct sora_db_pool **pool_r, char *err, size_t errsize);
+			struct sora_db_pool **pool_r, struct sora_error *err);
 
 /* Closes every idle connection and frees the pool; clears *pool. All
  * connections must have been released. NULL-safe. */
@@ -97,11 +96,11 @@ void sora_db_pool_destroy(struct sora_db_pool **pool);
 /* Takes a connection, waiting up to timeout_ms for one to become free when
  * the endpoint already has max_conns open (timeout_ms < 0 waits without
  * limit). Opens a new connection when none is idle and there is room;
- * a failed connect returns at once (SORA_DB_TEMPORARY) rather than waiting.
- * Returns 0 with *conn_r, or an error code with err set. */
+ * a failed connect returns at once (SORA_ERR_TEMPORARY) rather than
+ * waiting. Returns 0 with *conn_r, or -1 with err set. */
 int sora_db_acquire(struct sora_db_pool *pool, enum sora_db_target target,
 		    int64_t timeout_ms, struct sora_db_conn **conn_r,
-		    char *err, size_t errsize);
+		    struct sora_error *err);
 
 /* Gives a connection back and clears *conn. A connection that is broken,
  * or still inside a transaction that cannot be rolled back, is closed
@@ -110,9 +109,9 @@ void sora_db_release(struct sora_db_conn **conn);
 
 /* Closes idle connections past their idle time or lifetime, and opens
  * connections to the primary until min_conns are open. Blocking; meant for
- * a periodic timer on a worker thread and for start-up. Returns 0, or an
- * error code with err set when the primary could not be reached. */
-int sora_db_pool_maintain(struct sora_db_pool *pool, char *err, size_t errsize);
+ * a periodic timer on a worker thread and for start-up. Returns 0, or -1
+ * with err set when the primary could not be reached. */
+int sora_db_pool_maintain(struct sora_db_pool *pool, struct sora_error *err);
 
 void sora_db_pool_get_stats(struct sora_db_pool *pool, struct sora_db_pool_stats *stats_r);
 
@@ -134,19 +133,19 @@ void sora_db_conn_discard(struct sora_db_conn *conn);
 /* Runs one statement with text parameters and text results. values[i] are
  * NUL-terminated strings (NULL for SQL NULL). On success returns 0 and
  * *res_r (the caller PQclear()s it; res_r may be NULL when no result is
- * wanted). On failure returns SORA_DB_TEMPORARY/SORA_DB_PERMANENT with err
- * set and, when sqlstate_r is not NULL, the SQLSTATE copied into it
- * (6 bytes, "" when the failure was not a server error). */
+ * wanted). On failure returns -1 with err set (SORA_ERR_TEMPORARY or
+ * SORA_ERR_PERMANENT) and, when sqlstate_r is not NULL, the SQLSTATE copied
+ * into it (6 bytes, "" when the failure was not a server error). */
 int sora_db_exec(struct sora_db_conn *conn, enum sora_db_class cls,
 		 const char *sql, int nparams, const char *const *values,
-		 PGresult **res_r, char sqlstate_r[6], char *err, size_t errsize);
+		 PGresult **res_r, char sqlstate_r[6], struct sora_error *err);
 
 /* The same with binary-capable parameters: lengths and formats as for
  * PQexecParams, result_format 0 (text) or 1 (binary). */
 int sora_db_exec_params(struct sora_db_conn *conn, enum sora_db_class cls,
 			const char *sql, int nparams, const char *const *values,
 			const int *lengths, const int *formats, int result_format,
-			PGresult **res_r, char sqlstate_r[6], char *err, size_t errsize);
+			PGresult **res_r, char sqlstate_r[6], struct sora_error *err);
 
 /* Statements one connection keeps prepared (sora_db_exec_prepared). */
 #define SORA_DB_MAX_PREPARED 16
@@ -161,25 +160,33 @@ int sora_db_exec_prepared(struct sora_db_conn *conn, enum sora_db_class cls,
 			  const char *name, const char *sql, int nparams,
 			  const char *const *values, const int *lengths, const int *formats,
 			  int result_format, PGresult **res_r, char sqlstate_r[6],
-			  char *err, size_t errsize);
+			  struct sora_error *err);
 
 /* BEGIN with the class's statement timeout for the whole transaction. */
 int sora_db_begin(struct sora_db_conn *conn, enum sora_db_class cls,
-		  char *err, size_t errsize);
-int sora_db_commit(struct sora_db_conn *conn, char *err, size_t errsize);
+		  struct sora_error *err);
+int sora_db_commit(struct sora_db_conn *conn, struct sora_error *err);
 /* Best effort: a failed ROLLBACK marks the connection for discarding. */
 void sora_db_rollback(struct sora_db_conn *conn);
 
 /* ---- Pure helpers (no I/O; exposed for tests and for other modules) ---- */
 
-/* Classifies a SQLSTATE ("40001") as SORA_DB_TEMPORARY or
- * SORA_DB_PERMANENT. NULL or "" (no server error) is TEMPORARY: it means
+/* Classifies a SQLSTATE ("40001") as SORA_ERR_TEMPORARY or
+ * SORA_ERR_PERMANENT. NULL or "" (no server error) is TEMPORARY: it means
  * the connection failed. */
-int sora_db_classify_sqlstate(const char *sqlstate);
+enum sora_error_class sora_db_classify_sqlstate(const char *sqlstate);
 
 /* Classifies a failed result: a broken connection is TEMPORARY whatever the
  * result says; otherwise the result's SQLSTATE decides. res may be NULL. */
-int sora_db_classify(const PGconn *pg, const PGresult *res);
+enum sora_error_class sora_db_classify(const PGconn *pg, const PGresult *res);
+
+/* Reads a bigint/integer column of a result: the text must be a complete
+ * decimal number in int64 range (optional '-'; no spaces, no empty string,
+ * no SQL NULL). Returns 0 with *value_r, or -1 with err set
+ * (SORA_ERR_PERMANENT, naming the column): a value the program cannot read
+ * is a bug or a damaged schema, not something to retry. */
+int sora_db_get_i64(const PGresult *res, int row, int col, int64_t *value_r,
+		    struct sora_error *err);
 
 /* The statement timeout for a class in milliseconds; 0 means none. Config
  * values of 0 or below (disabled) also give 0. */
@@ -200,12 +207,12 @@ struct sora_db_conninfo {
 
 /* Fills ci for cfg with host/port taken from ep (NULL: the primary).
  * Empty strings in the config are left out so libpq applies its defaults
- * (and so a password of "" sends none). Returns 0, or -1 with *error_r
- * when a value is out of range. */
+ * (and so a password of "" sends none). Returns 0, or -1 with err set
+ * (SORA_ERR_INVALID) when a value is out of range. */
 int sora_db_conninfo_build(const struct sora_database_config *cfg,
 			   const struct sora_db_endpoint *ep,
 			   const char *application_name,
-			   struct sora_db_conninfo *ci, const char **error_r);
+			   struct sora_db_conninfo *ci, struct sora_error *err);
 
 /* Writes "database DB at HOST:PORT" (a unix-socket directory is shown as
  * "HOST, port PORT") into buf. */
@@ -214,9 +221,9 @@ void sora_db_describe(const char *dbname, const char *host, int port,
 
 /* Turns a libpq error message (possibly several lines, with "FATAL:  ",
  * "ERROR:  " and 'connection to server at "h", port p failed: ' prefixes)
- * into "<prefix>: <first meaningful line>" in err. prefix is usually the
- * sora_db_describe() text. */
+ * into "<prefix>: <first meaningful line>" in err, with class cls. prefix
+ * is usually the sora_db_describe() text. */
 void sora_db_format_error(const char *prefix, const char *pq_message,
-			  char *err, size_t errsize);
+			  enum sora_error_class cls, struct sora_error *err);
 
 #endif

@@ -264,12 +264,12 @@ static void listen_poll_cb(uv_poll_t *h, int status, int events)
 static void listen_connect(struct sora_db_listener *l)
 {
 	struct sora_db_conninfo ci;
-	const char *error = NULL;
+	struct sora_error err;
 
 	if (l->stopping)
 		return;
-	if (sora_db_conninfo_build(l->p.db, NULL, l->appname, &ci, &error) < 0) {
-		listen_fail(l, error);
+	if (sora_db_conninfo_build(l->p.db, NULL, l->appname, &ci, &err) < 0) {
+		listen_fail(l, err.msg);
 		return;
 	}
 	l->pg = PQconnectStartParams(ci.keywords, ci.values, 0);
@@ -316,7 +316,7 @@ static void listen_free(struct sora_db_listener *l)
 }
 
 int sora_db_listener_start(const struct sora_db_listen_params *params,
-			   struct sora_db_listener **listener_r, const char **error_r)
+			   struct sora_db_listener **listener_r, struct sora_error *err)
 {
 	struct sora_db_listener *l = calloc(1, sizeof(*l));
 
@@ -341,9 +341,8 @@ int sora_db_listener_start(const struct sora_db_listen_params *params,
 	sora_db_describe(params->db->dbname, params->db->host, params->db->port, l->where,
 			 sizeof(l->where));
 	if (uv_loop_init(&l->loop) < 0) {
-		*error_r = "cannot create the LISTEN event loop";
 		listen_free(l);
-		return -1;
+		return sora_error_set(err, SORA_ERR_TEMPORARY, "cannot create the LISTEN event loop");
 	}
 	uv_async_init(&l->loop, &l->stop_async, listen_stop_cb);
 	l->stop_async.data = l;
@@ -355,16 +354,14 @@ int sora_db_listener_start(const struct sora_db_listen_params *params,
 		uv_run(&l->loop, UV_RUN_DEFAULT);
 		uv_loop_close(&l->loop);
 		listen_free(l);
-		*error_r = "cannot start the LISTEN thread";
-		return -1;
+		return sora_error_set(err, SORA_ERR_TEMPORARY, "cannot start the LISTEN thread");
 	}
 	*listener_r = l;
 	return 0;
 oom:
 	if (l != NULL)
 		listen_free(l);
-	*error_r = "out of memory";
-	return -1;
+	return sora_error_set(err, SORA_ERR_TEMPORARY, "out of memory");
 }
 
 void sora_db_listener_stop(struct sora_db_listener **listener)

@@ -32,6 +32,7 @@
 #include <stdint.h>
 
 #include "common/config/config.h"
+#include "common/core/error.h"
 
 struct sora_db_listener;
 
@@ -51,9 +52,9 @@ struct sora_db_listen_params {
 
 /* Starts the listener thread; connecting happens in the background (a
  * database that is down at start-up is retried like a lost connection).
- * Returns 0, or -1 with a static *error_r. */
+ * Returns 0, or -1 with err (out of memory, no thread: temporary). */
 int sora_db_listener_start(const struct sora_db_listen_params *params,
-			   struct sora_db_listener **listener_r, const char **error_r);
+			   struct sora_db_listener **listener_r, struct sora_error *err);
 /* Closes the connection, joins the thread, frees and clears *listener.
  * NULL-safe. */
 void sora_db_listener_stop(struct sora_db_listener **listener);

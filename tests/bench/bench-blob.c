@@ -68,7 +68,7 @@ static double now_s(void)
 static void *upload_worker(void *arg)
 {
 	struct job *j = arg;
-	struct sora_blob_error err;
+	struct sora_error err;
 	size_t i;
 
 	while ((i = atomic_fetch_add(&j->next, 1)) < j->count) {
@@ -86,21 +86,22 @@ static struct sora_blob_store *make_store(const char *dir, bool encrypt,
 {
 	struct sora_blob_store_params p = { 0 };
 	struct sora_blob_store *s = NULL;
-	char staging[256], err[256];
+	char staging[256];
+	struct sora_error err;
 
-	if (sora_blob_s3_create(s3, opts, &p.driver, err, sizeof(err)) < 0) {
-		fprintf(stderr, "bench-blob: %s\n", err);
+	if (sora_blob_s3_create(s3, opts, &p.driver, &err) < 0) {
+		fprintf(stderr, "bench-blob: %s\n", err.msg);
 		exit(1);
 	}
-	if (encrypt && sora_blob_keyring_new(BENCH_KEY, NULL, 0, &p.keyring, err, sizeof(err)) < 0) {
-		fprintf(stderr, "bench-blob: %s\n", err);
+	if (encrypt && sora_blob_keyring_new(BENCH_KEY, NULL, 0, &p.keyring, &err) < 0) {
+		fprintf(stderr, "bench-blob: %s\n", err.msg);
 		exit(1);
 	}
 	snprintf(staging, sizeof(staging), "%s/staging", dir);
 	p.encrypt = encrypt;
 	p.staging_path = staging;
-	if (sora_blob_store_new(&p, &s, err, sizeof(err)) < 0) {
-		fprintf(stderr, "bench-blob: %s\n", err);
+	if (sora_blob_store_new(&p, &s, &err) < 0) {
+		fprintf(stderr, "bench-blob: %s\n", err.msg);
 		exit(1);
 	}
 	return s;
@@ -111,7 +112,7 @@ static int run_case(const char *dir, bool encrypt, size_t body_size, size_t coun
 {
 	struct sora_blob_store *s = make_store(dir, encrypt, s3, opts);
 	struct job j = { .store = s, .count = count };
-	struct sora_blob_error err;
+	struct sora_error err;
 	unsigned char *body = malloc(body_size);
 	pthread_t *th = calloc((size_t)threads, sizeof(*th));
 	double t0, secs;

@@ -40,7 +40,7 @@ static int run(struct sora_blob_keyring *kr, const uint8_t *data, size_t size, s
 	       struct out *o)
 {
 	struct sora_blob_decryptor *dec = NULL;
-	struct sora_blob_error err;
+	struct sora_error err;
 	int ret = 0;
 
 	if (sora_blob_decryptor_new(kr, "fuzz/object", true, sink, o, &dec) < 0)
@@ -51,10 +51,11 @@ static int run(struct sora_blob_keyring *kr, const uint8_t *data, size_t size, s
 	}
 	if (ret == 0)
 		ret = sora_blob_decryptor_finish(dec, &err);
-	if (ret != 0 && (ret != SORA_BLOB_ECORRUPT || strstr(err.msg, "fuzz/object") == NULL))
+	if (ret != 0 && (ret != -1 || err.cls != SORA_ERR_CORRUPT ||
+			 strstr(err.msg, "fuzz/object") == NULL))
 		abort();
 	sora_blob_decryptor_free(&dec);
-	return ret;
+	return ret == 0 ? SORA_ERR_OK : (int)err.cls;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -67,8 +68,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	if (kr == NULL) {
 		const char *old[1] = { OLD };
-		char err[128];
-		if (sodium_init() < 0 || sora_blob_keyring_new(KEY, old, 1, &kr, err, sizeof(err)) < 0)
+		struct sora_error err;
+		if (sodium_init() < 0 || sora_blob_keyring_new(KEY, old, 1, &kr, &err) < 0)
 			abort();
 		buf1 = malloc(OUT_MAX);
 		buf2 = malloc(OUT_MAX);

@@ -12,6 +12,19 @@
 
 #include <sodium.h>
 
+#include "common/core/error.h"
+
+/* What a call of the blob API came to: SORA_ERR_OK when it returned 0, the
+ * class left in err when it returned -1, and -2 for any other value (no
+ * function may return one), so one assertion checks both. */
+static inline int outcome(int ret, const struct sora_error *err)
+{
+	if (ret == 0)
+		return SORA_ERR_OK;
+	return ret == -1 ? (int)err->cls : -2;
+}
+#define CLS(call) outcome((call), &err)
+
 /* A sink collecting everything in memory. */
 struct membuf {
 	unsigned char *p;

@@ -43,18 +43,19 @@ static void cache_path(char *dst, size_t size, const char *name)
 static struct sora_blob_cache *open_cache(const char *name, uint64_t cap, uint64_t max)
 {
 	struct sora_blob_cache *c = NULL;
-	char path[128], err[200];
+	char path[128];
+	struct sora_error err;
 
 	cache_path(path, sizeof(path), name);
-	if (sora_blob_cache_open(path, cap, max, &c, err, sizeof(err)) < 0)
-		fail_msg("cache: %s", err);
+	if (sora_blob_cache_open(path, cap, max, &c, &err) < 0)
+		fail_msg("cache: %s", err.msg);
 	return c;
 }
 
 static void add(struct sora_blob_cache *c, const char *key, size_t size)
 {
 	struct sora_blob_cache_writer *w = NULL;
-	struct sora_blob_error err;
+	struct sora_error err;
 	unsigned char *data = malloc(size + 1);
 
 	memset(data, key[0], size);
@@ -121,13 +122,13 @@ static void test_max_object_size(void **state)
 {
 	struct sora_blob_cache *c = open_cache("max", 10000, 100);
 	struct sora_blob_cache_writer *w = NULL;
-	struct sora_blob_error err;
+	struct sora_error err;
 	char buf[200] = { 0 };
 
 	assert_int_equal(sora_blob_cache_writer_new(c, "aa/1/big", &w, &err), 0);
 	assert_int_equal(sora_blob_cache_writer_write(w, buf, 60), 0);
 	assert_int_equal(sora_blob_cache_writer_write(w, buf, 60), -1);
-	assert_int_equal(sora_blob_cache_writer_commit(&w, &err), SORA_BLOB_EFAIL);
+	assert_int_equal(CLS(sora_blob_cache_writer_commit(&w, &err)), SORA_ERR_PERMANENT);
 	assert_false(has(c, "aa/1/big", 0));
 	/* Exactly at the limit is fine. */
 	assert_int_equal(sora_blob_cache_writer_new(c, "aa/1/edge", &w, &err), 0);
@@ -150,12 +151,13 @@ static void test_max_object_size(void **state)
 	int fd = open(src, O_CREAT | O_WRONLY, 0600);
 	assert_int_equal(write(fd, buf, 150), 150);
 	close(fd);
-	assert_int_equal(sora_blob_cache_add_file(c, "aa/1/moved", src, 1, &err), SORA_BLOB_EFAIL);
+	assert_int_equal(CLS(sora_blob_cache_add_file(c, "aa/1/moved", src, 1, &err)),
+			 SORA_ERR_LIMIT);
 	assert_int_equal(access(src, F_OK), -1);
 	/* Reserved and invalid keys. */
-	assert_int_equal(sora_blob_cache_writer_new(c, SORA_BLOB_CACHE_TMPDIR "/x", &w, &err),
-			 SORA_BLOB_EFAIL);
-	assert_int_equal(sora_blob_cache_writer_new(c, "../x", &w, &err), SORA_BLOB_EFAIL);
+	assert_int_equal(CLS(sora_blob_cache_writer_new(c, SORA_BLOB_CACHE_TMPDIR "/x", &w, &err)),
+			 SORA_ERR_PERMANENT);
+	assert_int_equal(CLS(sora_blob_cache_writer_new(c, "../x", &w, &err)), SORA_ERR_PERMANENT);
 	sora_blob_cache_free(&c);
 }
 
@@ -207,9 +209,9 @@ static void test_rebuild_from_directory(void **state)
 	assert_true(has(c, "bb/2/mid", 400));
 	sora_blob_cache_free(&c);
 
-	char err[200];
-	assert_int_equal(sora_blob_cache_open("", 10, 10, &c, err, sizeof(err)), -1);
-	assert_int_equal(sora_blob_cache_open("/tmp/x", 0, 10, &c, err, sizeof(err)), -1);
+	struct sora_error err;
+	assert_int_equal(sora_blob_cache_open("", 10, 10, &c, &err), -1);
+	assert_int_equal(sora_blob_cache_open("/tmp/x", 0, 10, &c, &err), -1);
 	assert_null(c);
 }
 
@@ -238,7 +240,7 @@ static void test_remove_and_vanished_files(void **state)
 static void test_add_file_move_and_copy(void **state)
 {
 	struct sora_blob_cache *c = open_cache("add", 10000, 1000);
-	struct sora_blob_error err;
+	struct sora_error err;
 	char src[128];
 	int fd;
 
@@ -253,7 +255,8 @@ static void test_add_file_move_and_copy(void **state)
 	assert_int_equal(access(src, F_OK), -1);
 	assert_true(has(c, "aa/1/copied", 11));
 	assert_true(has(c, "aa/1/moved", 11));
-	assert_int_equal(sora_blob_cache_add_file(c, "aa/1/none", src, 1, &err), SORA_BLOB_ENOTFOUND);
+	assert_int_equal(CLS(sora_blob_cache_add_file(c, "aa/1/none", src, 1, &err)),
+			 SORA_ERR_NOT_FOUND);
 	sora_blob_cache_free(&c);
 }
 
@@ -266,7 +269,7 @@ static void *hammer(void *p)
 {
 	struct thread_arg *a = p;
 	char key[64], buf[100];
-	struct sora_blob_error err;
+	struct sora_error err;
 
 	memset(buf, 'x', sizeof(buf));
 	for (int i = 0; i < 300; i++) {

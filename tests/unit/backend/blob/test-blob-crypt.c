@@ -29,10 +29,10 @@ static struct sora_blob_keyring *keyring(const char *cur, const char *old1, cons
 	const char *olds[2] = { old1, old2 };
 	size_t n = (old1 != NULL) + (old2 != NULL);
 	struct sora_blob_keyring *kr = NULL;
-	char err[200];
+	struct sora_error err;
 
-	if (sora_blob_keyring_new(cur, old1 != NULL ? olds : olds + 1, n, &kr, err, sizeof(err)) < 0)
-		fail_msg("keyring: %s", err);
+	if (sora_blob_keyring_new(cur, old1 != NULL ? olds : olds + 1, n, &kr, &err) < 0)
+		fail_msg("keyring: %s", err.msg);
 	return kr;
 }
 
@@ -43,7 +43,7 @@ static unsigned char *encrypt_all(struct sora_blob_keyring *kr, const unsigned c
 	struct sora_blob_mem_source ms;
 	struct sora_blob_source plain, out;
 	struct sora_blob_encryptor *enc = NULL;
-	struct sora_blob_error err;
+	struct sora_error err;
 	unsigned char *ct;
 	size_t pos = 0, step = 1;
 
@@ -73,7 +73,7 @@ static unsigned char *encrypt_all(struct sora_blob_keyring *kr, const unsigned c
  * status; the plaintext goes to m. */
 static int decrypt_all(struct sora_blob_keyring *kr, const unsigned char *ct, size_t len,
 		       size_t piece, bool allow_plain, struct membuf *m,
-		       struct sora_blob_error *err)
+		       struct sora_error *err)
 {
 	struct sora_blob_decryptor *dec = NULL;
 	int ret = 0;
@@ -96,7 +96,7 @@ static int decrypt_all(struct sora_blob_keyring *kr, const unsigned char *ct, si
 static void roundtrip(struct sora_blob_keyring *kr, size_t n)
 {
 	unsigned char *data = random_bytes(n), *ct;
-	struct sora_blob_error err;
+	struct sora_error err;
 	struct membuf m = { 0 };
 	size_t len, pieces[] = { 0, 1000, 65553, 4093 };
 
@@ -150,7 +150,8 @@ static void test_lengths(void **state)
 	assert_int_equal(sora_blob_crypt_ciphertext_len(C), HLEN + REC);
 	assert_int_equal(sora_blob_crypt_ciphertext_len(C + 1), HLEN + REC + 1 + 17);
 	for (uint64_t n = 0; n < 3 * C + 50; n += (n < 100 ? 1 : 997)) {
-		assert_int_equal(sora_blob_crypt_plaintext_len(sora_blob_crypt_ciphertext_len(n), &p), 0);
+		assert_int_equal(sora_blob_crypt_plaintext_len(sora_blob_crypt_ciphertext_len(n), &p),
+				 0);
 		assert_int_equal(p, n);
 	}
 	uint64_t big = 50ULL * 1024 * 1024 * 1024 + 12345;
@@ -178,7 +179,7 @@ static void test_rewind_is_deterministic(void **state)
 	struct sora_blob_mem_source ms;
 	struct sora_blob_source plain, out;
 	struct sora_blob_encryptor *enc = NULL;
-	struct sora_blob_error err;
+	struct sora_error err;
 	size_t len = sora_blob_crypt_ciphertext_len(n), pos;
 
 	sora_blob_mem_source_init(&plain, &ms, data, n);
@@ -217,7 +218,7 @@ static void test_key_id_and_rotation(void **state)
 	unsigned char key[32], digest[32];
 	char id[SORA_BLOB_CRYPT_KEY_ID_HEX_SIZE], want[SORA_BLOB_CRYPT_KEY_ID_HEX_SIZE];
 	const char msg[] = "secret body";
-	struct sora_blob_error err;
+	struct sora_error err;
 	struct membuf m = { 0 };
 	unsigned char *ct;
 	size_t len;
@@ -233,13 +234,13 @@ static void test_key_id_and_rotation(void **state)
 	assert_int_equal(sora_blob_keyring_count(rotated), 3);
 
 	/* Another key: a clear error naming the object and the key id. */
-	assert_int_equal(decrypt_all(k2, ct, len, 0, false, &m, &err), SORA_BLOB_ECORRUPT);
+	assert_int_equal(CLS(decrypt_all(k2, ct, len, 0, false, &m, &err)), SORA_ERR_CORRUPT);
 	assert_int_equal(m.len, 0);
 	char expect[200];
 	snprintf(expect, sizeof(expect), "object ab/1/test: encrypted with key id %s which is not configured", want);
 	assert_string_equal(err.msg, expect);
 	/* No keys at all. */
-	assert_int_equal(decrypt_all(NULL, ct, len, 0, true, &m, &err), SORA_BLOB_ECORRUPT);
+	assert_int_equal(CLS(decrypt_all(NULL, ct, len, 0, true, &m, &err)), SORA_ERR_CORRUPT);
 	assert_non_null(strstr(err.msg, "not configured"));
 	/* After rotation the old key still reads, and so does a keyring
 	 * with old keys only; that one cannot encrypt. */
@@ -255,7 +256,8 @@ static void test_key_id_and_rotation(void **state)
 	struct sora_blob_source plain, out;
 	struct sora_blob_encryptor *enc = NULL;
 	sora_blob_mem_source_init(&plain, &ms, msg, sizeof(msg));
-	assert_int_equal(sora_blob_encryptor_new(readonly, &plain, &out, &enc, &err), SORA_BLOB_EFAIL);
+	assert_int_equal(CLS(sora_blob_encryptor_new(readonly, &plain, &out, &enc, &err)),
+			 SORA_ERR_PERMANENT);
 
 	/* Same key id, different key bytes (forged header): authentication
 	 * fails rather than returning garbage. */
@@ -263,7 +265,7 @@ static void test_key_id_and_rotation(void **state)
 	memcpy(forged, ct, len);
 	sora_blob_keyring_current_id(k2, id);
 	sodium_hex2bin(forged + 9, 8, id, 16, NULL, NULL, NULL);
-	assert_int_equal(decrypt_all(k2, forged, len, 0, false, &m, &err), SORA_BLOB_ECORRUPT);
+	assert_int_equal(CLS(decrypt_all(k2, forged, len, 0, false, &m, &err)), SORA_ERR_CORRUPT);
 	assert_non_null(strstr(err.msg, "authentication failed"));
 	assert_int_equal(m.len, 0);
 	free(forged);
@@ -281,11 +283,11 @@ static void expect_damage_detected(struct sora_blob_keyring *kr, const unsigned 
 				   size_t len, const unsigned char *data, size_t n,
 				   const char *what, size_t where)
 {
-	struct sora_blob_error err;
+	struct sora_error err;
 	struct membuf m = { 0 };
 	int ret = decrypt_all(kr, ct, len, 4096, false, &m, &err);
 
-	if (ret != SORA_BLOB_ECORRUPT)
+	if (ret != -1 || err.cls != SORA_ERR_CORRUPT)
 		fail_msg("%s at %zu not detected (ret %d)", what, where, ret);
 	assert_non_null(strstr(err.msg, "ab/1/test"));
 	assert_true(m.len <= n);
@@ -327,7 +329,7 @@ static void test_tampering(void **state)
 	unsigned char *longer = malloc(len + 1);
 	memcpy(longer, ct, len);
 	longer[len] = 'x';
-	struct sora_blob_error err;
+	struct sora_error err;
 	struct membuf m = { 0 };
 	expect_damage_detected(kr, longer, len + 1, data, n, "trailing byte", len);
 	free(longer);
@@ -337,7 +339,8 @@ static void test_tampering(void **state)
 	longer = malloc(flen + 3);
 	memcpy(longer, full, flen);
 	memcpy(longer + flen, "xyz", 3);
-	assert_int_equal(decrypt_all(kr, longer, flen + 3, 0, false, &m, &err), SORA_BLOB_ECORRUPT);
+	assert_int_equal(CLS(decrypt_all(kr, longer, flen + 3, 0, false, &m, &err)),
+			 SORA_ERR_CORRUPT);
 	assert_non_null(strstr(err.msg, "after the final"));
 	assert_int_equal(m.len, 2 * C);
 	membuf_reset(&m);
@@ -379,7 +382,7 @@ static void test_tampering(void **state)
 static void test_header_garbage(void **state)
 {
 	struct sora_blob_keyring *kr = keyring(KEY1, KEY2, NULL);
-	struct sora_blob_error err;
+	struct sora_error err;
 	struct membuf m = { 0 };
 	unsigned char buf[HLEN + REC + 64];
 
@@ -397,7 +400,7 @@ static void test_header_garbage(void **state)
 			sodium_hex2bin(buf + 9, 8, id, 16, NULL, NULL, NULL);
 		}
 		int ret = decrypt_all(kr, buf, len, 1 + randombytes_uniform(50), true, &m, &err);
-		assert_int_equal(ret, SORA_BLOB_ECORRUPT);
+		assert_int_equal(CLS(ret), SORA_ERR_CORRUPT);
 		assert_int_equal(m.len, 0);
 		assert_non_null(strstr(err.msg, "object ab/1/test: "));
 	}
@@ -405,18 +408,18 @@ static void test_header_garbage(void **state)
 	memset(buf, 0, sizeof(buf));
 	memcpy(buf, SORA_BLOB_CRYPT_MAGIC, SORA_BLOB_CRYPT_MAGIC_LEN);
 	buf[8] = 9;
-	assert_int_equal(decrypt_all(kr, buf, HLEN + 20, 0, true, &m, &err), SORA_BLOB_ECORRUPT);
+	assert_int_equal(CLS(decrypt_all(kr, buf, HLEN + 20, 0, true, &m, &err)), SORA_ERR_CORRUPT);
 	assert_non_null(strstr(err.msg, "unsupported encryption format version 9"));
 	/* Only part of the header. */
-	assert_int_equal(decrypt_all(kr, buf, 20, 0, true, &m, &err), SORA_BLOB_ECORRUPT);
+	assert_int_equal(CLS(decrypt_all(kr, buf, 20, 0, true, &m, &err)), SORA_ERR_CORRUPT);
 	assert_non_null(strstr(err.msg, "truncated encryption header"));
-	assert_int_equal(decrypt_all(kr, buf, 8, 0, true, &m, &err), SORA_BLOB_ECORRUPT);
+	assert_int_equal(CLS(decrypt_all(kr, buf, 8, 0, true, &m, &err)), SORA_ERR_CORRUPT);
 	/* Feeding after a failure keeps failing. */
 	struct sora_blob_decryptor *dec;
 	assert_int_equal(sora_blob_decryptor_new(kr, "x", true, membuf_sink, &m, &dec), 0);
-	assert_int_equal(sora_blob_decryptor_feed(dec, buf, HLEN, &err), SORA_BLOB_ECORRUPT);
-	assert_int_equal(sora_blob_decryptor_feed(dec, buf, 10, &err), SORA_BLOB_ECORRUPT);
-	assert_int_equal(sora_blob_decryptor_finish(dec, &err), SORA_BLOB_ECORRUPT);
+	assert_int_equal(CLS(sora_blob_decryptor_feed(dec, buf, HLEN, &err)), SORA_ERR_CORRUPT);
+	assert_int_equal(CLS(sora_blob_decryptor_feed(dec, buf, 10, &err)), SORA_ERR_CORRUPT);
+	assert_int_equal(CLS(sora_blob_decryptor_finish(dec, &err)), SORA_ERR_CORRUPT);
 	sora_blob_decryptor_free(&dec);
 	sora_blob_keyring_free(&kr);
 }
@@ -424,7 +427,7 @@ static void test_header_garbage(void **state)
 static void test_plaintext_objects(void **state)
 {
 	struct sora_blob_keyring *kr = keyring(KEY1, NULL, NULL);
-	struct sora_blob_error err;
+	struct sora_error err;
 	struct membuf m = { 0 };
 #define T(lit) { lit, sizeof(lit) - 1 }
 	static const struct { const char *p; size_t len; } t[] = {
@@ -451,8 +454,8 @@ static void test_plaintext_objects(void **state)
 			membuf_reset(&m);
 		}
 		/* Required encryption: refused. */
-		assert_int_equal(decrypt_all(kr, (const unsigned char *)texts[i], lens[i], 0, false,
-					     &m, &err), SORA_BLOB_ECORRUPT);
+		assert_int_equal(CLS(decrypt_all(kr, (const unsigned char *)texts[i], lens[i], 0, false,
+					     &m, &err)), SORA_ERR_CORRUPT);
 		assert_int_equal(m.len, 0);
 	}
 	/* A big plaintext object streams through. */
@@ -471,12 +474,12 @@ static void test_sink_abort(void **state)
 	struct sora_blob_keyring *kr = keyring(KEY1, NULL, NULL);
 	const size_t n = 3 * C;
 	unsigned char *data = random_bytes(n), *ct;
-	struct sora_blob_error err;
+	struct sora_error err;
 	struct membuf m = { .fail_after = 2 };
 	size_t len;
 
 	ct = encrypt_all(kr, data, n, &len);
-	assert_int_equal(decrypt_all(kr, ct, len, 0, false, &m, &err), SORA_BLOB_EABORTED);
+	assert_int_equal(CLS(decrypt_all(kr, ct, len, 0, false, &m, &err)), SORA_ERR_ABORTED);
 	assert_int_equal(m.len, C);
 	membuf_reset(&m);
 	free(ct);
@@ -487,30 +490,30 @@ static void test_sink_abort(void **state)
 static void test_keyring_parsing(void **state)
 {
 	struct sora_blob_keyring *kr = NULL;
-	char err[200];
+	struct sora_error err;
 	const char *olds[3];
 
-	assert_int_equal(sora_blob_keyring_new(NULL, NULL, 0, &kr, err, sizeof(err)), -1);
-	assert_int_equal(sora_blob_keyring_new("abc", NULL, 0, &kr, err, sizeof(err)), -1);
-	assert_string_equal(err, "encryption_key must be 64 hex characters (got 3)");
-	assert_int_equal(sora_blob_keyring_new(KEY1 "00", NULL, 0, &kr, err, sizeof(err)), -1);
-	assert_non_null(strstr(err, "more than 64"));
+	assert_int_equal(sora_blob_keyring_new(NULL, NULL, 0, &kr, &err), -1);
+	assert_int_equal(sora_blob_keyring_new("abc", NULL, 0, &kr, &err), -1);
+	assert_string_equal(err.msg, "encryption_key must be 64 hex characters (got 3)");
+	assert_int_equal(sora_blob_keyring_new(KEY1 "00", NULL, 0, &kr, &err), -1);
+	assert_non_null(strstr(err.msg, "more than 64"));
 	assert_int_equal(sora_blob_keyring_new(
 		"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdeg", NULL, 0, &kr,
-		err, sizeof(err)), -1);
-	assert_non_null(strstr(err, "non-hex"));
+		&err), -1);
+	assert_non_null(strstr(err.msg, "non-hex"));
 	/* The message never shows key material. */
-	assert_null(strstr(err, "0123456789"));
+	assert_null(strstr(err.msg, "0123456789"));
 	olds[0] = KEY2;
 	olds[1] = "zz";
-	assert_int_equal(sora_blob_keyring_new(KEY1, olds, 2, &kr, err, sizeof(err)), -1);
-	assert_string_equal(err, "old_encryption_keys[1] must be 64 hex characters (got 2)");
+	assert_int_equal(sora_blob_keyring_new(KEY1, olds, 2, &kr, &err), -1);
+	assert_string_equal(err.msg, "old_encryption_keys[1] must be 64 hex characters (got 2)");
 	assert_null(kr);
 	/* The current key repeated among the old ones is accepted once. */
 	olds[0] = KEY1;
 	olds[1] = KEY2;
 	olds[2] = "fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210";
-	assert_int_equal(sora_blob_keyring_new(KEY1, olds, 3, &kr, err, sizeof(err)), 0);
+	assert_int_equal(sora_blob_keyring_new(KEY1, olds, 3, &kr, &err), 0);
 	assert_int_equal(sora_blob_keyring_count(kr), 2);
 	assert_true(sora_blob_keyring_can_encrypt(kr));
 	sora_blob_keyring_free(&kr);

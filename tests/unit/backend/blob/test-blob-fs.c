@@ -23,15 +23,15 @@ static struct sora_blob_driver *drv;
 
 static int setup(void **state)
 {
-	char err[200];
+	struct sora_error err;
 
 	if (make_tempdir(dir, "fs") < 0)
 		return -1;
 	/* A root that does not exist yet is created. */
 	char root[128];
 	snprintf(root, sizeof(root), "%s/blobs/", dir);
-	if (sora_blob_fs_create(root, &drv, err, sizeof(err)) < 0) {
-		fprintf(stderr, "%s\n", err);
+	if (sora_blob_fs_create(root, &drv, &err) < 0) {
+		fprintf(stderr, "%s\n", err.msg);
 		return -1;
 	}
 	return 0;
@@ -48,10 +48,10 @@ static void put(const char *key, const void *data, size_t len)
 {
 	struct sora_blob_mem_source ms;
 	struct sora_blob_source src;
-	struct sora_blob_error err;
+	struct sora_error err;
 
 	sora_blob_mem_source_init(&src, &ms, data, len);
-	if (sora_blob_driver_put(drv, key, &src, &err) != SORA_BLOB_OK)
+	if (sora_blob_driver_put(drv, key, &src, &err) != 0)
 		fail_msg("put %s: %s", key, err.msg);
 }
 
@@ -59,7 +59,7 @@ static void expect_range(const char *key, uint64_t off, uint64_t len, const unsi
 			 size_t want_len)
 {
 	struct membuf m = { 0 };
-	struct sora_blob_error err;
+	struct sora_error err;
 
 	assert_int_equal(sora_blob_driver_get(drv, key, off, len, membuf_sink, &m, &err), 0);
 	assert_int_equal(m.len, want_len);
@@ -73,7 +73,7 @@ static void test_roundtrip_ranges(void **state)
 	const size_t n = 3 * 65536 + 17;
 	unsigned char *data = random_bytes(n);
 	const char *key = "ab/1/0123456789abcdef";
-	struct sora_blob_error err;
+	struct sora_error err;
 	uint64_t size = 0;
 
 	put(key, data, n);
@@ -97,19 +97,19 @@ static void test_roundtrip_ranges(void **state)
 
 	/* A sink that stops. */
 	struct membuf m = { .fail_after = 1 };
-	assert_int_equal(sora_blob_driver_get(drv, key, 0, SORA_BLOB_TO_END, membuf_sink, &m, &err),
-			 SORA_BLOB_EABORTED);
+	assert_int_equal(CLS(sora_blob_driver_get(drv, key, 0, SORA_BLOB_TO_END, membuf_sink, &m, &err)),
+			 SORA_ERR_ABORTED);
 	membuf_reset(&m);
 
 	assert_int_equal(sora_blob_driver_delete(drv, key, &err), 0);
-	assert_int_equal(sora_blob_driver_head(drv, key, &size, &err), SORA_BLOB_ENOTFOUND);
-	assert_int_equal(sora_blob_driver_get(drv, key, 0, 1, membuf_sink, &m, &err),
-			 SORA_BLOB_ENOTFOUND);
+	assert_int_equal(CLS(sora_blob_driver_head(drv, key, &size, &err)), SORA_ERR_NOT_FOUND);
+	assert_int_equal(CLS(sora_blob_driver_get(drv, key, 0, 1, membuf_sink, &m, &err)),
+			 SORA_ERR_NOT_FOUND);
 	assert_non_null(strstr(err.msg, "not found"));
 	assert_int_equal(sora_blob_driver_delete(drv, key, &err), 0);
 	/* A missing intermediate directory is "not found" too. */
-	assert_int_equal(sora_blob_driver_head(drv, "zz/999/nothing", &size, &err),
-			 SORA_BLOB_ENOTFOUND);
+	assert_int_equal(CLS(sora_blob_driver_head(drv, "zz/999/nothing", &size, &err)),
+			 SORA_ERR_NOT_FOUND);
 	free(data);
 }
 
@@ -117,7 +117,7 @@ static void test_special_keys(void **state)
 {
 	const char *keys[] = { "t/key with spaces", "t/plus+equals=amp&", "t/\xc3\xa9\xe2\x9c\x93",
 			       "t/percent%20", "t/question?#", "t/.hidden", "t/..dots", "t/a/b/c/d" };
-	struct sora_blob_error err;
+	struct sora_error err;
 
 	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
 		put(keys[i], keys[i], strlen(keys[i]));
@@ -129,7 +129,8 @@ static void test_special_keys(void **state)
 						       &failed, &err), 0);
 	assert_int_equal(failed, 0);
 	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
-		assert_int_equal(sora_blob_driver_head(drv, keys[i], NULL, &err), SORA_BLOB_ENOTFOUND);
+		assert_int_equal(CLS(sora_blob_driver_head(drv, keys[i], NULL, &err)),
+				 SORA_ERR_NOT_FOUND);
 }
 
 static void test_refused_keys(void **state)
@@ -138,14 +139,14 @@ static void test_refused_keys(void **state)
 			      "../escape", SORA_BLOB_FS_TMPDIR "/x", SORA_BLOB_FS_TMPDIR };
 	struct sora_blob_mem_source ms;
 	struct sora_blob_source src;
-	struct sora_blob_error err;
+	struct sora_error err;
 	char longkey[1100];
 
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		sora_blob_mem_source_init(&src, &ms, "x", 1);
-		if (sora_blob_driver_put(drv, bad[i], &src, &err) != SORA_BLOB_EFAIL)
+		if (CLS(sora_blob_driver_put(drv, bad[i], &src, &err)) != SORA_ERR_PERMANENT)
 			fail_msg("accepted key \"%s\"", bad[i]);
-		assert_int_not_equal(sora_blob_driver_head(drv, bad[i], NULL, &err), SORA_BLOB_OK);
+		assert_int_not_equal(sora_blob_driver_head(drv, bad[i], NULL, &err), 0);
 	}
 	memset(longkey, 'a', sizeof(longkey) - 1);
 	longkey[sizeof(longkey) - 1] = '\0';
@@ -160,7 +161,7 @@ static void test_refused_keys(void **state)
 
 static void test_copy_and_batch(void **state)
 {
-	struct sora_blob_error err;
+	struct sora_error err;
 	const char *keys[] = { "c/1", "c/2", "c/missing" };
 	size_t failed = 5;
 
@@ -168,32 +169,34 @@ static void test_copy_and_batch(void **state)
 	assert_int_equal(sora_blob_driver_copy(drv, "c/src", "c/1", &err), 0);
 	assert_int_equal(sora_blob_driver_copy(drv, "c/src", "c/2", &err), 0);
 	expect_range("c/2", 0, SORA_BLOB_TO_END, (const unsigned char *)"copy source", 11);
-	assert_int_equal(sora_blob_driver_copy(drv, "c/none", "c/3", &err), SORA_BLOB_ENOTFOUND);
+	assert_int_equal(CLS(sora_blob_driver_copy(drv, "c/none", "c/3", &err)),
+			 SORA_ERR_NOT_FOUND);
 	assert_int_equal(sora_blob_driver_delete_batch(drv, keys, 3, &failed, &err), 0);
 	assert_int_equal(failed, 0);
-	assert_int_equal(sora_blob_driver_head(drv, "c/1", NULL, &err), SORA_BLOB_ENOTFOUND);
+	assert_int_equal(CLS(sora_blob_driver_head(drv, "c/1", NULL, &err)), SORA_ERR_NOT_FOUND);
 	assert_int_equal(sora_blob_driver_head(drv, "c/src", NULL, &err), 0);
 	/* A bad key in a batch is refused before anything is deleted. */
 	const char *mixed[] = { "c/src", "a/../b" };
-	assert_int_equal(sora_blob_driver_delete_batch(drv, mixed, 2, &failed, &err), SORA_BLOB_EFAIL);
+	assert_int_equal(CLS(sora_blob_driver_delete_batch(drv, mixed, 2, &failed, &err)),
+			 SORA_ERR_PERMANENT);
 	assert_int_equal(sora_blob_driver_head(drv, "c/src", NULL, &err), 0);
 	assert_int_equal(sora_blob_driver_delete_batch(drv, mixed, 0, &failed, &err), 0);
 }
 
 /* A source that fails half-way: the old object must survive intact. */
-static ssize_t failing_read(void *ctx, void *buf, size_t len, struct sora_blob_error *err)
+static ssize_t failing_read(void *ctx, void *buf, size_t len, struct sora_error *err)
 {
 	int *calls = ctx;
 
 	if ((*calls)++ > 0) {
-		sora_blob_error_set(err, "disk on fire");
+		sora_error_set(err, SORA_ERR_PERMANENT, "disk on fire");
 		return -1;
 	}
 	memset(buf, 'z', len < 10 ? len : 10);
 	return len < 10 ? (ssize_t)len : 10;
 }
 
-static int failing_rewind(void *ctx, struct sora_blob_error *err)
+static int failing_rewind(void *ctx, struct sora_error *err)
 {
 	*(int *)ctx = 0;
 	return 0;
@@ -204,11 +207,11 @@ static void test_failed_put_keeps_old(void **state)
 	int calls = 0;
 	struct sora_blob_source src = { .length = 100, .read = failing_read,
 					.rewind = failing_rewind, .ctx = &calls };
-	struct sora_blob_error err;
+	struct sora_error err;
 	char tmpdir[128];
 
 	put("f/obj", "old content", 11);
-	assert_int_equal(sora_blob_driver_put(drv, "f/obj", &src, &err), SORA_BLOB_EFAIL);
+	assert_int_equal(CLS(sora_blob_driver_put(drv, "f/obj", &src, &err)), SORA_ERR_PERMANENT);
 	assert_non_null(strstr(err.msg, "disk on fire"));
 	assert_non_null(strstr(err.msg, "fs PUT"));
 	expect_range("f/obj", 0, SORA_BLOB_TO_END, (const unsigned char *)"old content", 11);
@@ -218,13 +221,14 @@ static void test_failed_put_keeps_old(void **state)
 	struct sora_blob_mem_source ms;
 	sora_blob_mem_source_init(&src, &ms, "abc", 3);
 	src.length = 4;
-	assert_int_equal(sora_blob_driver_put(drv, "f/obj", &src, &err), SORA_BLOB_EFAIL);
+	assert_int_equal(CLS(sora_blob_driver_put(drv, "f/obj", &src, &err)), SORA_ERR_PERMANENT);
 	expect_range("f/obj", 0, SORA_BLOB_TO_END, (const unsigned char *)"old content", 11);
 }
 
 static void test_stale_temp_files_removed(void **state)
 {
-	char root[128], tmp[200], err[200];
+	char root[128], tmp[200];
+	struct sora_error err;
 	struct sora_blob_driver *d2 = NULL;
 	int fd;
 
@@ -233,13 +237,13 @@ static void test_stale_temp_files_removed(void **state)
 	fd = open(tmp, O_CREAT | O_WRONLY, 0600);
 	assert_true(fd >= 0);
 	close(fd);
-	assert_int_equal(sora_blob_fs_create(root, &d2, err, sizeof(err)), 0);
+	assert_int_equal(sora_blob_fs_create(root, &d2, &err), 0);
 	assert_int_equal(access(tmp, F_OK), -1);
 	sora_blob_driver_free(&d2);
 	assert_null(d2);
-	assert_int_equal(sora_blob_fs_create("", &d2, err, sizeof(err)), -1);
-	assert_int_equal(sora_blob_fs_create("/proc/nope/x", &d2, err, sizeof(err)), -1);
-	assert_non_null(strstr(err, "cannot create"));
+	assert_int_equal(sora_blob_fs_create("", &d2, &err), -1);
+	assert_int_equal(sora_blob_fs_create("/proc/nope/x", &d2, &err), -1);
+	assert_non_null(strstr(err.msg, "cannot create"));
 }
 
 static void test_fd_source_and_sink(void **state)
@@ -248,7 +252,7 @@ static void test_fd_source_and_sink(void **state)
 	unsigned char *data = random_bytes(100000);
 	struct sora_blob_fd_source fs;
 	struct sora_blob_source src;
-	struct sora_blob_error err;
+	struct sora_error err;
 	int fd, out;
 
 	snprintf(path, sizeof(path), "%s/src.bin", dir);
@@ -262,7 +266,8 @@ static void test_fd_source_and_sink(void **state)
 	/* The fd sink writes all of it. */
 	snprintf(path, sizeof(path), "%s/out.bin", dir);
 	out = open(path, O_CREAT | O_RDWR | O_TRUNC, 0600);
-	assert_int_equal(sora_blob_driver_get(drv, "fd/obj", 10, 100, sora_blob_fd_sink, &out, &err), 0);
+	assert_int_equal(sora_blob_driver_get(drv, "fd/obj", 10, 100, sora_blob_fd_sink, &out, &err),
+			 0);
 	assert_int_equal(lseek(out, 0, SEEK_END), 100);
 	close(out);
 	close(fd);

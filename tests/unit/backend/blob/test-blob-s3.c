@@ -67,9 +67,10 @@ static void test_urls_and_validation(void **state)
 {
 	struct sora_s3_config c = cfg_base();
 	struct sora_blob_driver *d = NULL;
-	char url[512], err[256];
+	char url[512];
+	struct sora_error err;
 
-	assert_int_equal(sora_blob_s3_create(&c, NULL, &d, err, sizeof(err)), 0);
+	assert_int_equal(sora_blob_s3_create(&c, NULL, &d, &err), 0);
 	assert_int_equal(sora_blob_s3_url(d, "ab/1/h a", NULL, url, sizeof(url)), 0);
 	assert_string_equal(url, "https://mail-bodies.s3.example.com:9000/ab/1/h%20a");
 	assert_int_equal(sora_blob_s3_url(d, NULL, "delete=", url, sizeof(url)), 0);
@@ -81,7 +82,7 @@ static void test_urls_and_validation(void **state)
 	c.path_style = true;
 	c.use_ssl = false;
 	c.bucket = "Bucket_With_Caps";
-	assert_int_equal(sora_blob_s3_create(&c, NULL, &d, err, sizeof(err)), 0);
+	assert_int_equal(sora_blob_s3_create(&c, NULL, &d, &err), 0);
 	assert_int_equal(sora_blob_s3_url(d, "ab/1/h", NULL, url, sizeof(url)), 0);
 	assert_string_equal(url, "http://s3.example.com:9000/Bucket_With_Caps/ab/1/h");
 	assert_int_equal(sora_blob_s3_url(d, NULL, "delete=", url, sizeof(url)), 0);
@@ -90,20 +91,20 @@ static void test_urls_and_validation(void **state)
 
 	/* A bucket that cannot be a host name needs path style. */
 	c.path_style = false;
-	assert_int_equal(sora_blob_s3_create(&c, NULL, &d, err, sizeof(err)), -1);
-	assert_non_null(strstr(err, "path_style"));
+	assert_int_equal(sora_blob_s3_create(&c, NULL, &d, &err), -1);
+	assert_non_null(strstr(err.msg, "path_style"));
 	/* An endpoint written as a URL: the scheme decides TLS. */
 	c = cfg_base();
 	c.use_ssl = true;
 	c.endpoint = "http://minio.local:9000/";
-	assert_int_equal(sora_blob_s3_create(&c, NULL, &d, err, sizeof(err)), 0);
+	assert_int_equal(sora_blob_s3_create(&c, NULL, &d, &err), 0);
 	assert_int_equal(sora_blob_s3_url(d, "k", NULL, url, sizeof(url)), 0);
 	assert_string_equal(url, "http://mail-bodies.minio.local:9000/k");
 	sora_blob_driver_free(&d);
 	/* No endpoint: AWS for the region. */
 	c = cfg_base();
 	c.endpoint = NULL;
-	assert_int_equal(sora_blob_s3_create(&c, NULL, &d, err, sizeof(err)), 0);
+	assert_int_equal(sora_blob_s3_create(&c, NULL, &d, &err), 0);
 	assert_int_equal(sora_blob_s3_url(d, "k", NULL, url, sizeof(url)), 0);
 	assert_string_equal(url, "https://mail-bodies.s3.eu-west-1.amazonaws.com/k");
 	sora_blob_driver_free(&d);
@@ -124,11 +125,11 @@ static void test_urls_and_validation(void **state)
 		if (strcmp(bad[i].field, "secret_key") == 0) c.secret_key = (char *)bad[i].value;
 		if (strcmp(bad[i].field, "region") == 0) c.region = (char *)bad[i].value;
 		if (strcmp(bad[i].field, "endpoint") == 0) c.endpoint = (char *)bad[i].value;
-		err[0] = '\0';
-		if (sora_blob_s3_create(&c, NULL, &d, err, sizeof(err)) != -1)
+		sora_error_clear(&err);
+		if (sora_blob_s3_create(&c, NULL, &d, &err) != -1)
 			fail_msg("accepted bad %s", bad[i].field);
-		assert_non_null(strstr(err, bad[i].msg));
-		assert_null(strstr(err, "SK"));
+		assert_non_null(strstr(err.msg, bad[i].msg));
+		assert_null(strstr(err.msg, "SK"));
 	}
 }
 
@@ -380,7 +381,8 @@ static struct sora_blob_driver *fake_driver(struct fake *f, int attempts,
 						     .cap_ms = 20 },
 					  .payload_signing = mode };
 	struct sora_blob_driver *d = NULL;
-	char ep[64], err[256];
+	char ep[64];
+	struct sora_error err;
 
 	snprintf(ep, sizeof(ep), "127.0.0.1:%d", f->port);
 	c.endpoint = ep;
@@ -388,7 +390,7 @@ static struct sora_blob_driver *fake_driver(struct fake *f, int attempts,
 	c.use_ssl = false;
 	c.path_style = true;
 	c.timeout_ms = timeout_ms;
-	assert_int_equal(sora_blob_s3_create(&c, &o, &d, err, sizeof(err)), 0);
+	assert_int_equal(sora_blob_s3_create(&c, &o, &d, &err), 0);
 	return d;
 }
 
@@ -413,16 +415,16 @@ static void test_put_body_resent_and_signed(void **state)
 	unsigned char *body = random_bytes(5000);
 	struct sora_blob_mem_source ms;
 	struct sora_blob_source src;
-	struct sora_blob_error err;
+	struct sora_error err;
 	char val[512], sha[65];
 	unsigned char digest[32];
 
 	sora_blob_mem_source_init(&src, &ms, body, 5000);
-	assert_int_equal(sora_blob_driver_put(d, "ab/1/k y", &src, &err), SORA_BLOB_OK);
-	assert_int_equal(err.attempts, 2);
+	assert_int_equal(sora_blob_driver_put(d, "ab/1/k y", &src, &err), 0);
+	assert_int_equal(f->served, 2);
 	sora_blob_driver_free(&d);
 	d = fake_driver(f, 3, SORA_BLOB_PAYLOAD_UNSIGNED, 5000);
-	assert_int_equal(sora_blob_driver_put(d, "ab/1/k y", &src, &err), SORA_BLOB_OK);
+	assert_int_equal(sora_blob_driver_put(d, "ab/1/k y", &src, &err), 0);
 	sora_blob_driver_free(&d);
 	fake_stop(f);
 
@@ -459,29 +461,28 @@ static void test_errors_and_attempts(void **state)
 	};
 	struct fake *f = fake_start(r, 8);
 	struct sora_blob_driver *d = fake_driver(f, 3, SORA_BLOB_PAYLOAD_AUTO, 5000);
-	struct sora_blob_error err;
+	struct sora_error err;
 	struct membuf m = { 0 };
 
-	assert_int_equal(sora_blob_driver_get(d, "k1", 0, SORA_BLOB_TO_END, membuf_sink, &m, &err),
-			 SORA_BLOB_ETRANSIENT);
-	assert_int_equal(err.attempts, 3);
-	assert_int_equal(err.http_status, 503);
-	assert_string_equal(err.code, "SlowDown");
+	assert_int_equal(CLS(sora_blob_driver_get(d, "k1", 0, SORA_BLOB_TO_END, membuf_sink, &m, &err)),
+			 SORA_ERR_TEMPORARY);
+	/* Status, S3 code and the attempts made are all in the message. */
+	assert_int_equal(f->served, 3);
 	assert_string_equal(err.msg, "s3 GET bkt/k1: 503 SlowDown: scripted SlowDown (after 3 attempts)");
 	assert_int_equal(m.len, 0);
-	assert_int_equal(sora_blob_driver_get(d, "k2", 0, SORA_BLOB_TO_END, membuf_sink, &m, &err),
-			 SORA_BLOB_ENOTFOUND);
-	assert_int_equal(err.attempts, 1);
-	assert_string_equal(err.code, "NoSuchKey");
-	assert_int_equal(sora_blob_driver_get(d, "k3", 0, SORA_BLOB_TO_END, membuf_sink, &m, &err),
-			 SORA_BLOB_EFAIL);
-	assert_string_equal(err.code, "NoSuchBucket");
-	assert_int_equal(sora_blob_driver_delete(d, "k4", &err), SORA_BLOB_EFAIL);
-	assert_int_equal(err.attempts, 1);
+	assert_int_equal(CLS(sora_blob_driver_get(d, "k2", 0, SORA_BLOB_TO_END, membuf_sink, &m, &err)),
+			 SORA_ERR_NOT_FOUND);
+	assert_int_equal(f->served, 4);
+	assert_string_equal(err.msg, "s3 GET bkt/k2: 404 NoSuchKey: scripted NoSuchKey");
+	assert_int_equal(CLS(sora_blob_driver_get(d, "k3", 0, SORA_BLOB_TO_END, membuf_sink, &m, &err)),
+			 SORA_ERR_PERMANENT);
+	assert_non_null(strstr(err.msg, ": 404 NoSuchBucket"));
+	assert_int_equal(CLS(sora_blob_driver_delete(d, "k4", &err)), SORA_ERR_PERMANENT);
+	assert_int_equal(f->served, 6);
 	assert_string_equal(err.msg, "s3 DELETE bkt/k4: 403 AccessDenied: scripted AccessDenied");
 	assert_int_equal(sora_blob_driver_get(d, "k5", 0, SORA_BLOB_TO_END, membuf_sink, &m, &err),
-			 SORA_BLOB_OK);
-	assert_int_equal(err.attempts, 2);
+			 0);
+	assert_int_equal(f->served, 8);
 	assert_int_equal(m.len, 2);
 	assert_memory_equal(m.p, "ok", 2);
 	membuf_reset(&m);
@@ -507,21 +508,21 @@ static void test_get_resumes_and_clips(void **state)
 	};
 	struct fake *f = fake_start(r, 4);
 	struct sora_blob_driver *d = fake_driver(f, 3, SORA_BLOB_PAYLOAD_AUTO, 5000);
-	struct sora_blob_error err;
+	struct sora_error err;
 	struct membuf m = { 0 };
 	char val[128];
 
 	assert_int_equal(sora_blob_driver_get(d, "obj", 0, SORA_BLOB_TO_END, membuf_sink, &m, &err),
-			 SORA_BLOB_OK);
+			 0);
 	assert_int_equal(m.len, 100);
 	assert_memory_equal(m.p, body, 100);
 	membuf_reset(&m);
-	assert_int_equal(sora_blob_driver_get(d, "obj", 10, 5, membuf_sink, &m, &err), SORA_BLOB_OK);
+	assert_int_equal(sora_blob_driver_get(d, "obj", 10, 5, membuf_sink, &m, &err), 0);
 	assert_int_equal(m.len, 5);
 	assert_memory_equal(m.p, body + 10, 5);
 	membuf_reset(&m);
 	assert_int_equal(sora_blob_driver_get(d, "obj", 500, SORA_BLOB_TO_END, membuf_sink, &m, &err),
-			 SORA_BLOB_OK);
+			 0);
 	assert_int_equal(m.len, 0);
 	sora_blob_driver_free(&d);
 	fake_stop(f);
@@ -540,11 +541,11 @@ static void test_copy_error_in_200(void **state)
 	};
 	struct fake *f = fake_start(r, 2);
 	struct sora_blob_driver *d = fake_driver(f, 3, SORA_BLOB_PAYLOAD_AUTO, 5000);
-	struct sora_blob_error err;
+	struct sora_error err;
 	char val[256];
 
-	assert_int_equal(sora_blob_driver_copy(d, "src key+1", "dst", &err), SORA_BLOB_OK);
-	assert_int_equal(err.attempts, 2);
+	assert_int_equal(sora_blob_driver_copy(d, "src key+1", "dst", &err), 0);
+	assert_int_equal(f->served, 2);
 	sora_blob_driver_free(&d);
 	fake_stop(f);
 	check_request(f, 0, "PUT /bkt/dst HTTP/1.1");
@@ -562,14 +563,15 @@ static void test_batch_delete_request(void **state)
 	};
 	struct fake *f = fake_start(r, 1);
 	struct sora_blob_driver *d = fake_driver(f, 3, SORA_BLOB_PAYLOAD_AUTO, 5000);
-	struct sora_blob_error err;
+	struct sora_error err;
 	const char *keys[] = { "k1", "k&2" };
 	size_t failed = 0;
 	char val[256], md5[64];
 	unsigned char digest[16];
 	unsigned int dlen = 0;
 
-	assert_int_equal(sora_blob_driver_delete_batch(d, keys, 2, &failed, &err), SORA_BLOB_EFAIL);
+	assert_int_equal(CLS(sora_blob_driver_delete_batch(d, keys, 2, &failed, &err)),
+			 SORA_ERR_PERMANENT);
 	assert_int_equal(failed, 1);
 	assert_string_equal(err.msg, "s3 DELETE bkt/k&2: AccessDenied: no");
 	sora_blob_driver_free(&d);
@@ -585,7 +587,8 @@ static void test_batch_delete_request(void **state)
 	/* Keys XML cannot carry are refused before sending. */
 	const char *bad[] = { "a\x01" };
 	d = fake_driver(f, 1, SORA_BLOB_PAYLOAD_AUTO, 5000);
-	assert_int_equal(sora_blob_driver_delete_batch(d, bad, 1, &failed, &err), SORA_BLOB_EFAIL);
+	assert_int_equal(CLS(sora_blob_driver_delete_batch(d, bad, 1, &failed, &err)),
+			 SORA_ERR_PERMANENT);
 	assert_int_equal(failed, 1);
 	sora_blob_driver_free(&d);
 	fake_free(f);
@@ -599,12 +602,13 @@ static void test_timeout(void **state)
 	};
 	struct fake *f = fake_start(r, 2);
 	struct sora_blob_driver *d = fake_driver(f, 2, SORA_BLOB_PAYLOAD_AUTO, 1000);
-	struct sora_blob_error err;
+	struct sora_error err;
 	uint64_t size;
 
-	assert_int_equal(sora_blob_driver_head(d, "slow", &size, &err), SORA_BLOB_ETRANSIENT);
-	assert_int_equal(err.attempts, 2);
+	assert_int_equal(CLS(sora_blob_driver_head(d, "slow", &size, &err)), SORA_ERR_TEMPORARY);
+	assert_int_equal(f->served, 2);
 	assert_non_null(strstr(err.msg, "network error"));
+	assert_non_null(strstr(err.msg, "(after 2 attempts)"));
 	sora_blob_driver_free(&d);
 	fake_stop(f);
 	fake_free(f);
@@ -613,7 +617,7 @@ static void test_timeout(void **state)
 static void *thread_get(void *arg)
 {
 	struct sora_blob_driver *d = arg;
-	struct sora_blob_error err;
+	struct sora_error err;
 	struct membuf m = { 0 };
 	int ret = sora_blob_driver_get(d, "t", 0, SORA_BLOB_TO_END, membuf_sink, &m, &err);
 
@@ -638,9 +642,9 @@ static void test_threads_have_own_handles(void **state)
 		assert_int_equal(pthread_create(&th[i], NULL, thread_get, d), 0);
 	for (int i = 0; i < 3; i++) {
 		pthread_join(th[i], &ret);
-		assert_int_equal((intptr_t)ret, SORA_BLOB_OK);
+		assert_int_equal((intptr_t)ret, 0);
 	}
-	assert_int_equal((intptr_t)thread_get(d), SORA_BLOB_OK);
+	assert_int_equal((intptr_t)thread_get(d), 0);
 	sora_blob_driver_free(&d);
 	fake_stop(f);
 	fake_free(f);

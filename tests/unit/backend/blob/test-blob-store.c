@@ -50,34 +50,35 @@ static struct sora_blob_store *make_store(const char *tag, const char *key_hex,
 {
 	struct sora_blob_store_params p = { 0 };
 	struct sora_blob_store *s = NULL;
-	char blobs[128], staging[128], cache[128], err[256];
+	char blobs[128], staging[128], cache[128];
+	struct sora_error err;
 	const char *olds[1] = { old_hex };
 
 	snprintf(blobs, sizeof(blobs), "%s/%s/blobs", dir, tag);
 	snprintf(staging, sizeof(staging), "%s/%s/staging", dir, tag);
 	snprintf(cache, sizeof(cache), "%s/%s/cache", dir, tag);
-	if (sora_blob_fs_create(blobs, &p.driver, err, sizeof(err)) < 0)
-		fail_msg("%s", err);
+	if (sora_blob_fs_create(blobs, &p.driver, &err) < 0)
+		fail_msg("%s", err.msg);
 	if (key_hex != NULL || old_hex != NULL)
 		assert_int_equal(sora_blob_keyring_new(key_hex, olds, old_hex != NULL, &p.keyring,
-						       err, sizeof(err)), 0);
+						       &err), 0);
 	p.encrypt = encrypt;
 	p.staging_path = staging;
 	p.cache_path = cache;
 	p.cache_capacity = cache_cap;
 	p.cache_max_object_size = cache_max;
-	if (sora_blob_store_new(&p, &s, err, sizeof(err)) < 0)
-		fail_msg("store: %s", err);
+	if (sora_blob_store_new(&p, &s, &err) < 0)
+		fail_msg("store: %s", err.msg);
 	return s;
 }
 
 static void read_all(struct sora_blob_store *s, const char *hash, uint64_t off, uint64_t len,
 		     struct membuf *m)
 {
-	struct sora_blob_error err;
+	struct sora_error err;
 	int ret = sora_blob_read(s, ACCT, hash, off, len, membuf_sink, m, &err);
 
-	if (ret != SORA_BLOB_OK)
+	if (ret != 0)
 		fail_msg("read %s [%llu,+%llu]: %d %s", hash, (unsigned long long)off,
 			 (unsigned long long)len, ret, err.msg);
 }
@@ -112,7 +113,7 @@ static void file_path(char *dst, size_t size, const char *tag, const char *what,
 static void expect_damaged_upload_refused(struct sora_blob_store *s, const char *tag,
 					  const char *hash)
 {
-	struct sora_blob_error err;
+	struct sora_error err;
 	char path[256], key[SORA_BLOB_KEY_SIZE];
 	int fd;
 
@@ -120,11 +121,11 @@ static void expect_damaged_upload_refused(struct sora_blob_store *s, const char 
 	fd = open(path, O_WRONLY);
 	assert_int_equal(pwrite(fd, "X", 1, 0), 1);
 	close(fd);
-	assert_int_equal(sora_blob_upload_staged(s, ACCT, hash, &err), SORA_BLOB_ECORRUPT);
+	assert_int_equal(CLS(sora_blob_upload_staged(s, ACCT, hash, &err)), SORA_ERR_CORRUPT);
 	assert_non_null(strstr(err.msg, "does not match its hash"));
 	assert_int_equal(sora_blob_key_format(ACCT, hash, key, sizeof(key)), 0);
-	assert_int_equal(sora_blob_driver_head(sora_blob_store_driver(s), key, NULL, &err),
-			 SORA_BLOB_ENOTFOUND);
+	assert_int_equal(CLS(sora_blob_driver_head(sora_blob_store_driver(s), key, NULL, &err)),
+			 SORA_ERR_NOT_FOUND);
 	assert_true(sora_blob_is_staged(s, ACCT, hash));
 }
 
@@ -134,7 +135,7 @@ static void test_staging(void **state)
 	const char body[] = "Subject: hello\r\n\r\nbody\r\n";
 	char want[SORA_BLOB_HASH_HEX_SIZE], path[256], tmpdir[128];
 	struct sora_blob_ref ref, ref2;
-	struct sora_blob_error err;
+	struct sora_error err;
 	struct stat st;
 
 	sora_blob_hash_buf(body, sizeof(body) - 1, want);
@@ -163,9 +164,9 @@ static void test_staging(void **state)
 	assert_int_equal(sora_blob_writer_new(s, ACCT, 10, &w, &err), 0);
 	assert_int_equal(sora_blob_writer_write(w, "12345", 5, &err), 0);
 	assert_int_equal(sora_blob_writer_write(w, "67890", 5, &err), 0);
-	assert_int_equal(sora_blob_writer_write(w, "x", 1, &err), SORA_BLOB_EFAIL);
+	assert_int_equal(CLS(sora_blob_writer_write(w, "x", 1, &err)), SORA_ERR_LIMIT);
 	assert_string_equal(err.msg, "body exceeds 10 bytes");
-	assert_int_equal(sora_blob_writer_commit(&w, &ref2, &err), SORA_BLOB_EFAIL);
+	assert_int_equal(CLS(sora_blob_writer_commit(&w, &ref2, &err)), SORA_ERR_PERMANENT);
 	assert_null(w);
 	assert_int_equal(count_files(tmpdir), 0);
 	assert_int_equal(sora_blob_writer_new(s, ACCT, 0, &w, &err), 0);
@@ -173,7 +174,7 @@ static void test_staging(void **state)
 	sora_blob_writer_abort(&w);
 	assert_null(w);
 	assert_int_equal(count_files(tmpdir), 0);
-	assert_int_equal(sora_blob_writer_new(s, 0, 0, &w, &err), SORA_BLOB_EFAIL);
+	assert_int_equal(CLS(sora_blob_writer_new(s, 0, 0, &w, &err)), SORA_ERR_PERMANENT);
 
 	/* From a file descriptor (a pipe: read until EOF). */
 	int pfd[2];
@@ -197,7 +198,7 @@ static void test_staging(void **state)
 	assert_int_equal(sora_blob_unstage(s, ACCT, ref.hash, &err), 0);
 	assert_false(sora_blob_is_staged(s, ACCT, ref.hash));
 	assert_int_equal(sora_blob_unstage(s, ACCT, ref.hash, &err), 0);
-	assert_int_equal(sora_blob_unstage(s, ACCT, "nothex", &err), SORA_BLOB_EFAIL);
+	assert_int_equal(CLS(sora_blob_unstage(s, ACCT, "nothex", &err)), SORA_ERR_PERMANENT);
 	sora_blob_store_free(&s);
 	assert_null(s);
 
@@ -219,7 +220,7 @@ static void test_upload_plain_with_cache(void **state)
 	char path[256], key[SORA_BLOB_KEY_SIZE];
 	struct sora_blob_cache_stats st;
 	struct sora_blob_ref ref;
-	struct sora_blob_error err;
+	struct sora_error err;
 
 	assert_int_equal(sora_blob_stage_buf(s, ACCT, body, n, &ref, &err), 0);
 	assert_int_equal(sora_blob_upload_staged(s, ACCT, ref.hash, &err), 0);
@@ -236,7 +237,7 @@ static void test_upload_plain_with_cache(void **state)
 	sora_blob_cache_get_stats(sora_blob_store_cache(s), &st);
 	assert_int_equal(st.hits, 2);
 	/* Uploading again is refused: it is no longer staged. */
-	assert_int_equal(sora_blob_upload_staged(s, ACCT, ref.hash, &err), SORA_BLOB_ENOTFOUND);
+	assert_int_equal(CLS(sora_blob_upload_staged(s, ACCT, ref.hash, &err)), SORA_ERR_NOT_FOUND);
 
 	/* Without the cached copy the store serves it and fills the cache. */
 	assert_int_equal(sora_blob_key_format(ACCT, ref.hash, key, sizeof(key)), 0);
@@ -248,14 +249,16 @@ static void test_upload_plain_with_cache(void **state)
 	/* Deleting removes it everywhere. */
 	assert_int_equal(sora_blob_delete(s, ACCT, ref.hash, &err), 0);
 	struct membuf m = { 0 };
-	assert_int_equal(sora_blob_read(s, ACCT, ref.hash, 0, SORA_BLOB_TO_END, membuf_sink, &m, &err),
-			 SORA_BLOB_ENOTFOUND);
+	assert_int_equal(CLS(sora_blob_read(s, ACCT, ref.hash, 0, SORA_BLOB_TO_END, membuf_sink, &m, &err)),
+			 SORA_ERR_NOT_FOUND);
 	assert_non_null(strstr(err.msg, "not found"));
 	assert_non_null(strstr(err.msg, key));
 	sora_blob_cache_get_stats(sora_blob_store_cache(s), &st);
 	assert_int_equal(st.count, 0);
-	assert_int_equal(sora_blob_read(s, ACCT, "zz", 0, 1, membuf_sink, &m, &err), SORA_BLOB_EFAIL);
-	assert_int_equal(sora_blob_read(s, -1, ref.hash, 0, 1, membuf_sink, &m, &err), SORA_BLOB_EFAIL);
+	assert_int_equal(CLS(sora_blob_read(s, ACCT, "zz", 0, 1, membuf_sink, &m, &err)),
+			 SORA_ERR_PERMANENT);
+	assert_int_equal(CLS(sora_blob_read(s, -1, ref.hash, 0, 1, membuf_sink, &m, &err)),
+			 SORA_ERR_PERMANENT);
 	free(body);
 	sora_blob_store_free(&s);
 }
@@ -267,7 +270,7 @@ static void test_upload_encrypted(void **state)
 	const size_t small_n = 70000, big_n = 3 * 65536 + 999;
 	unsigned char *small = random_bytes(small_n), *big = random_bytes(big_n);
 	struct sora_blob_ref sref, bref;
-	struct sora_blob_error err;
+	struct sora_error err;
 	struct sora_blob_cache_stats st;
 	char path[256], key[SORA_BLOB_KEY_SIZE];
 	struct stat sb;
@@ -326,19 +329,19 @@ static void test_upload_encrypted(void **state)
 	/* Without the key: a clear error naming the object, no output. */
 	s = make_store("enc", KEY2, NULL, true, 1 << 20, 100000);
 	sora_blob_cache_remove(sora_blob_store_cache(s), key);
-	assert_int_equal(sora_blob_read(s, ACCT, sref.hash, 0, SORA_BLOB_TO_END, membuf_sink, &m, &err),
-			 SORA_BLOB_ECORRUPT);
+	assert_int_equal(CLS(sora_blob_read(s, ACCT, sref.hash, 0, SORA_BLOB_TO_END, membuf_sink, &m, &err)),
+			 SORA_ERR_CORRUPT);
 	assert_non_null(strstr(err.msg, "which is not configured"));
 	assert_non_null(strstr(err.msg, key));
 	assert_int_equal(m.len, 0);
-	assert_int_equal(sora_blob_read(s, ACCT, bref.hash, 70000, 10, membuf_sink, &m, &err),
-			 SORA_BLOB_ECORRUPT);
+	assert_int_equal(CLS(sora_blob_read(s, ACCT, bref.hash, 70000, 10, membuf_sink, &m, &err)),
+			 SORA_ERR_CORRUPT);
 	assert_int_equal(m.len, 0);
 	sora_blob_store_free(&s);
 	/* No keyring at all: still an error, never ciphertext. */
 	s = make_store("enc", NULL, NULL, false, 0, 0);
-	assert_int_equal(sora_blob_read(s, ACCT, bref.hash, 5, 10, membuf_sink, &m, &err),
-			 SORA_BLOB_ECORRUPT);
+	assert_int_equal(CLS(sora_blob_read(s, ACCT, bref.hash, 5, 10, membuf_sink, &m, &err)),
+			 SORA_ERR_CORRUPT);
 	assert_int_equal(m.len, 0);
 	sora_blob_store_free(&s);
 
@@ -351,8 +354,8 @@ static void test_upload_encrypted(void **state)
 	b ^= 0x80;
 	assert_int_equal(pwrite(fd, &b, 1, 150000), 1);
 	close(fd);
-	assert_int_equal(sora_blob_read(s, ACCT, bref.hash, 0, SORA_BLOB_TO_END, membuf_sink, &m, &err),
-			 SORA_BLOB_ECORRUPT);
+	assert_int_equal(CLS(sora_blob_read(s, ACCT, bref.hash, 0, SORA_BLOB_TO_END, membuf_sink, &m, &err)),
+			 SORA_ERR_CORRUPT);
 	assert_non_null(strstr(err.msg, "authentication failed"));
 	assert_true(m.len <= 2 * 65536);
 	membuf_reset(&m);
@@ -360,8 +363,8 @@ static void test_upload_encrypted(void **state)
 	expect_body(s, bref.hash, big, big_n, 10, 1000);
 	/* Truncated. */
 	assert_int_equal(truncate(path, 41 + 65553 + 100), 0);
-	assert_int_equal(sora_blob_read(s, ACCT, bref.hash, 0, SORA_BLOB_TO_END, membuf_sink, &m, &err),
-			 SORA_BLOB_ECORRUPT);
+	assert_int_equal(CLS(sora_blob_read(s, ACCT, bref.hash, 0, SORA_BLOB_TO_END, membuf_sink, &m, &err)),
+			 SORA_ERR_CORRUPT);
 	membuf_reset(&m);
 	sora_blob_store_free(&s);
 	free(small);
@@ -373,7 +376,7 @@ static void test_damage_and_legacy(void **state)
 	struct sora_blob_store *s = make_store("dmg", KEY1, NULL, true, 1 << 20, 1 << 16);
 	const char body[] = "original body";
 	struct sora_blob_ref ref;
-	struct sora_blob_error err;
+	struct sora_error err;
 	char key[SORA_BLOB_KEY_SIZE];
 	struct membuf m = { 0 };
 
@@ -396,8 +399,8 @@ static void test_damage_and_legacy(void **state)
 	sora_blob_cache_remove(sora_blob_store_cache(s), key);
 	sora_blob_mem_source_init(&src, &ms, "swapped body!", 13);
 	assert_int_equal(sora_blob_driver_put(sora_blob_store_driver(s), key, &src, &err), 0);
-	assert_int_equal(sora_blob_read(s, ACCT, ref.hash, 0, SORA_BLOB_TO_END, membuf_sink, &m, &err),
-			 SORA_BLOB_ECORRUPT);
+	assert_int_equal(CLS(sora_blob_read(s, ACCT, ref.hash, 0, SORA_BLOB_TO_END, membuf_sink, &m, &err)),
+			 SORA_ERR_CORRUPT);
 	assert_non_null(strstr(err.msg, "does not match its hash"));
 	membuf_reset(&m);
 	/* ... and it was not put into the cache. */
@@ -409,10 +412,10 @@ static void test_damage_and_legacy(void **state)
 	sora_blob_mem_source_init(&src, &ms, body, sizeof(body) - 1);
 	assert_int_equal(sora_blob_driver_put(sora_blob_store_driver(s), key, &src, &err), 0);
 	m.fail_after = 1;
-	assert_int_equal(sora_blob_read(s, ACCT, ref.hash, 0, SORA_BLOB_TO_END, membuf_sink, &m, &err),
-			 SORA_BLOB_EABORTED);
+	assert_int_equal(CLS(sora_blob_read(s, ACCT, ref.hash, 0, SORA_BLOB_TO_END, membuf_sink, &m, &err)),
+			 SORA_ERR_ABORTED);
 	membuf_reset(&m);
-	assert_int_equal(sora_blob_upload_staged(s, ACCT, "nothex", &err), SORA_BLOB_EFAIL);
+	assert_int_equal(CLS(sora_blob_upload_staged(s, ACCT, "nothex", &err)), SORA_ERR_PERMANENT);
 	sora_blob_store_free(&s);
 }
 
@@ -424,7 +427,7 @@ static void test_upload_links_staged_file(void **state)
 	const size_t n = 12345;
 	unsigned char *body = random_bytes(n);
 	struct sora_blob_ref ref;
-	struct sora_blob_error err;
+	struct sora_error err;
 	char staged[256], stored[256];
 	struct stat before, after;
 
@@ -459,11 +462,12 @@ static void test_upload_across_file_systems(void **state)
 {
 	struct sora_blob_store_params p = { 0 };
 	struct sora_blob_store *s = NULL;
-	char shm[64] = "/dev/shm/sora-blob-xdev-XXXXXX", staging[128], stored[256], err[256];
+	char shm[64] = "/dev/shm/sora-blob-xdev-XXXXXX", staging[128], stored[256];
+	struct sora_error err;
 	const size_t n = 7000;
 	unsigned char *body = random_bytes(n);
 	struct sora_blob_ref ref;
-	struct sora_blob_error berr;
+	struct sora_error berr;
 	struct stat a, b;
 
 	if (mkdtemp(shm) == NULL || stat(shm, &a) < 0 || stat(dir, &b) < 0 || a.st_dev == b.st_dev) {
@@ -473,9 +477,9 @@ static void test_upload_across_file_systems(void **state)
 		skip();
 	}
 	snprintf(staging, sizeof(staging), "%s/xdev-staging", dir);
-	assert_int_equal(sora_blob_fs_create(shm, &p.driver, err, sizeof(err)), 0);
+	assert_int_equal(sora_blob_fs_create(shm, &p.driver, &err), 0);
 	p.staging_path = staging;
-	assert_int_equal(sora_blob_store_new(&p, &s, err, sizeof(err)), 0);
+	assert_int_equal(sora_blob_store_new(&p, &s, &err), 0);
 	assert_int_equal(sora_blob_stage_buf(s, ACCT, body, n, &ref, &berr), 0);
 	assert_int_equal(sora_blob_upload_staged(s, ACCT, ref.hash, &berr), 0);
 	snprintf(stored, sizeof(stored), "%s/%c%c/%d/%s", shm, ref.hash[0], ref.hash[1], ACCT,
@@ -522,7 +526,7 @@ static void test_orphan_sweep(void **state)
 {
 	struct sora_blob_store *s = make_store("orphan", NULL, NULL, false, 0, 0);
 	struct sora_blob_ref a, b, again;
-	struct sora_blob_error err;
+	struct sora_error err;
 	struct walk_seen seen = { 0 };
 	char pa[256], pb[256], aside[256];
 	struct stat st;
@@ -573,7 +577,7 @@ static void test_no_cache_streams_and_read_to_fd(void **state)
 	const size_t n = 200000;
 	unsigned char *body = random_bytes(n);
 	struct sora_blob_ref ref;
-	struct sora_blob_error err;
+	struct sora_error err;
 	char path[128];
 	int fd;
 
@@ -598,7 +602,8 @@ static void test_open_from_config(void **state)
 {
 	struct sora_config cfg = { 0 };
 	struct sora_blob_store *s = NULL;
-	char blobs[128], staging[128], cache[128], err[256];
+	char blobs[128], staging[128], cache[128];
+	struct sora_error err;
 	char *olds[] = { KEY2, NULL };
 
 	sub(blobs, sizeof(blobs), "cfg/blobs");
@@ -614,35 +619,35 @@ static void test_open_from_config(void **state)
 	cfg.s3.encryption_key = KEY1;
 	cfg.s3.old_encryption_keys = olds;
 	cfg.s3.old_encryption_keys_count = 1;
-	assert_int_equal(sora_blob_store_open(&cfg, NULL, &s, err, sizeof(err)), 0);
+	assert_int_equal(sora_blob_store_open(&cfg, NULL, &s, &err), 0);
 	assert_true(sora_blob_store_encrypts(s));
 	assert_string_equal(sora_blob_store_driver(s)->ops->name, "fs");
 	struct sora_blob_ref ref;
-	struct sora_blob_error e;
+	struct sora_error e;
 	assert_int_equal(sora_blob_stage_buf(s, 1, "x", 1, &ref, &e), 0);
 	assert_int_equal(sora_blob_upload_staged(s, 1, ref.hash, &e), 0);
 	sora_blob_store_free(&s);
 
 	cfg.s3.encryption_key = NULL;
-	assert_int_equal(sora_blob_store_open(&cfg, NULL, &s, err, sizeof(err)), -1);
-	assert_non_null(strstr(err, "encryption_key"));
+	assert_int_equal(sora_blob_store_open(&cfg, NULL, &s, &err), -1);
+	assert_non_null(strstr(err.msg, "encryption_key"));
 	cfg.s3.encryption_key = "short";
-	assert_int_equal(sora_blob_store_open(&cfg, NULL, &s, err, sizeof(err)), -1);
-	assert_non_null(strstr(err, "64 hex"));
+	assert_int_equal(sora_blob_store_open(&cfg, NULL, &s, &err), -1);
+	assert_non_null(strstr(err.msg, "64 hex"));
 	cfg.s3.encrypt = false;
 	cfg.storage.backend = "tape";
-	assert_int_equal(sora_blob_store_open(&cfg, NULL, &s, err, sizeof(err)), -1);
-	assert_non_null(strstr(err, "tape"));
+	assert_int_equal(sora_blob_store_open(&cfg, NULL, &s, &err), -1);
+	assert_non_null(strstr(err.msg, "tape"));
 	/* s3 without a bucket is refused before any request. */
 	cfg.storage.backend = "s3";
-	assert_int_equal(sora_blob_store_open(&cfg, NULL, &s, err, sizeof(err)), -1);
-	assert_non_null(strstr(err, "bucket"));
+	assert_int_equal(sora_blob_store_open(&cfg, NULL, &s, &err), -1);
+	assert_non_null(strstr(err.msg, "bucket"));
 	cfg.storage.backend = "fs";
 	cfg.uploader.path = NULL;
 	cfg.storage.fs_path = blobs;
 	/* Old keys alone make a decrypt-only store. */
 	assert_int_equal(chdir(dir), 0);
-	assert_int_equal(sora_blob_store_open(&cfg, NULL, &s, err, sizeof(err)), 0);
+	assert_int_equal(sora_blob_store_open(&cfg, NULL, &s, &err), 0);
 	assert_false(sora_blob_store_encrypts(s));
 	sora_blob_store_free(&s);
 	assert_null(s);

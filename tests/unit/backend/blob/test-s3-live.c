@@ -79,10 +79,10 @@ static struct sora_blob_driver *make_driver(enum sora_blob_payload_signing mode)
 	struct sora_blob_s3_options o = { .payload_signing = mode,
 					  .retry = { .max_attempts = 3, .base_ms = 20 } };
 	struct sora_blob_driver *d = NULL;
-	char err[256];
+	struct sora_error err;
 
-	if (sora_blob_s3_create(&c, &o, &d, err, sizeof(err)) < 0)
-		fail_msg("s3 driver: %s", err);
+	if (sora_blob_s3_create(&c, &o, &d, &err) < 0)
+		fail_msg("s3 driver: %s", err.msg);
 	return d;
 }
 
@@ -96,12 +96,12 @@ static void put_mem(struct sora_blob_driver *d, const char *key, const void *dat
 {
 	struct sora_blob_mem_source ms;
 	struct sora_blob_source src;
-	struct sora_blob_error err;
+	struct sora_error err;
 	int ret;
 
 	sora_blob_mem_source_init(&src, &ms, data, len);
 	ret = sora_blob_driver_put(d, key, &src, &err);
-	if (ret != SORA_BLOB_OK)
+	if (ret != 0)
 		fail_msg("PUT %s: %d %s", key, ret, err.msg);
 }
 
@@ -109,10 +109,10 @@ static void expect_get(struct sora_blob_driver *d, const char *key, uint64_t off
 		       const unsigned char *want, size_t want_len)
 {
 	struct membuf m = { 0 };
-	struct sora_blob_error err;
+	struct sora_error err;
 	int ret = sora_blob_driver_get(d, key, off, len, membuf_sink, &m, &err);
 
-	if (ret != SORA_BLOB_OK)
+	if (ret != 0)
 		fail_msg("GET %s [%llu,+%llu]: %d %s", key, (unsigned long long)off,
 			 (unsigned long long)len, ret, err.msg);
 	assert_int_equal(m.len, want_len);
@@ -132,7 +132,7 @@ static void test_special_keys_roundtrip(void **state)
 
 		for (size_t i = 0; i < sizeof(special_keys) / sizeof(special_keys[0]); i++) {
 			char key[256], body[512];
-			struct sora_blob_error err;
+			struct sora_error err;
 			uint64_t size = 0;
 			int n;
 
@@ -142,19 +142,20 @@ static void test_special_keys_roundtrip(void **state)
 			memcpy(body + n, "\0binary\xff", 8);
 			n += 8;
 			put_mem(d, key, body, (size_t)n);
-			assert_int_equal(sora_blob_driver_head(d, key, &size, &err), SORA_BLOB_OK);
+			assert_int_equal(sora_blob_driver_head(d, key, &size, &err), 0);
 			assert_int_equal(size, n);
 			expect_get(d, key, 0, SORA_BLOB_TO_END, (unsigned char *)body, (size_t)n);
 			expect_get(d, key, 3, 7, (unsigned char *)body + 3, 7);
-			assert_int_equal(sora_blob_driver_delete(d, key, &err), SORA_BLOB_OK);
-			assert_int_equal(sora_blob_driver_head(d, key, &size, &err), SORA_BLOB_ENOTFOUND);
+			assert_int_equal(sora_blob_driver_delete(d, key, &err), 0);
+			assert_int_equal(CLS(sora_blob_driver_head(d, key, &size, &err)),
+					 SORA_ERR_NOT_FOUND);
 			struct membuf mb = { 0 };
-			assert_int_equal(sora_blob_driver_get(d, key, 0, SORA_BLOB_TO_END, membuf_sink,
-							      &mb, &err), SORA_BLOB_ENOTFOUND);
+			assert_int_equal(CLS(sora_blob_driver_get(d, key, 0, SORA_BLOB_TO_END, membuf_sink,
+							      &mb, &err)), SORA_ERR_NOT_FOUND);
 			assert_non_null(strstr(err.msg, "404"));
 			membuf_reset(&mb);
 			/* Deleting what is gone is fine. */
-			assert_int_equal(sora_blob_driver_delete(d, key, &err), SORA_BLOB_OK);
+			assert_int_equal(sora_blob_driver_delete(d, key, &err), 0);
 		}
 		sora_blob_driver_free(&d);
 	}
@@ -185,7 +186,7 @@ static void test_ranges(void **state)
 	const size_t n = 200000;
 	unsigned char *data;
 	struct sora_blob_driver *d;
-	struct sora_blob_error err;
+	struct sora_error err;
 	char key[128];
 
 	need_server();
@@ -204,19 +205,20 @@ static void test_ranges(void **state)
 	expect_get(d, key, 200000, 10, data, 0);
 	expect_get(d, key, 250000, SORA_BLOB_TO_END, data, 0);
 	expect_get(d, key, 5, 0, data, 0);
-	assert_int_equal(sora_blob_driver_delete(d, key, &err), SORA_BLOB_OK);
+	assert_int_equal(sora_blob_driver_delete(d, key, &err), 0);
 	/* An empty range of a missing object still says it is missing. */
 	struct membuf m = { 0 };
-	assert_int_equal(sora_blob_driver_get(d, key, 5, 0, membuf_sink, &m, &err),
-			 SORA_BLOB_ENOTFOUND);
+	assert_int_equal(CLS(sora_blob_driver_get(d, key, 5, 0, membuf_sink, &m, &err)),
+			 SORA_ERR_NOT_FOUND);
 	/* A sink that stops the transfer. */
 	put_mem(d, key, data, n);
 	m.fail_after = 1;
-	assert_int_equal(sora_blob_driver_get(d, key, 0, SORA_BLOB_TO_END, membuf_sink, &m, &err),
-			 SORA_BLOB_EABORTED);
-	assert_int_equal(err.attempts, 1);
+	assert_int_equal(CLS(sora_blob_driver_get(d, key, 0, SORA_BLOB_TO_END, membuf_sink, &m, &err)),
+			 SORA_ERR_ABORTED);
+	/* Not retried: a retried request would say so in the message. */
+	assert_null(strstr(err.msg, "attempts"));
 	membuf_reset(&m);
-	assert_int_equal(sora_blob_driver_delete(d, key, &err), SORA_BLOB_OK);
+	assert_int_equal(sora_blob_driver_delete(d, key, &err), 0);
 	sora_blob_driver_free(&d);
 	free(data);
 }
@@ -224,7 +226,7 @@ static void test_ranges(void **state)
 static void test_empty_object(void **state)
 {
 	struct sora_blob_driver *d;
-	struct sora_blob_error err;
+	struct sora_error err;
 	uint64_t size = 99;
 	char key[128];
 
@@ -232,10 +234,10 @@ static void test_empty_object(void **state)
 	d = make_driver(SORA_BLOB_PAYLOAD_AUTO);
 	run_key(key, sizeof(key), "empty/obj");
 	put_mem(d, key, "", 0);
-	assert_int_equal(sora_blob_driver_head(d, key, &size, &err), SORA_BLOB_OK);
+	assert_int_equal(sora_blob_driver_head(d, key, &size, &err), 0);
 	assert_int_equal(size, 0);
 	expect_get(d, key, 0, SORA_BLOB_TO_END, NULL, 0);
-	assert_int_equal(sora_blob_driver_delete(d, key, &err), SORA_BLOB_OK);
+	assert_int_equal(sora_blob_driver_delete(d, key, &err), 0);
 	sora_blob_driver_free(&d);
 }
 
@@ -266,7 +268,7 @@ static void test_large_streamed_body(void **state)
 						   SORA_BLOB_PAYLOAD_UNSIGNED };
 	struct sora_blob_fd_source fsrc;
 	struct sora_blob_source src;
-	struct sora_blob_error err;
+	struct sora_error err;
 	int fd;
 
 	need_server();
@@ -281,25 +283,25 @@ static void test_large_streamed_body(void **state)
 		uint64_t size = 0;
 
 		sora_blob_fd_source_init(&src, &fsrc, fd, 0, n);
-		assert_int_equal(sora_blob_driver_put(d, key, &src, &err), SORA_BLOB_OK);
-		assert_int_equal(sora_blob_driver_head(d, key, &size, &err), SORA_BLOB_OK);
+		assert_int_equal(sora_blob_driver_put(d, key, &src, &err), 0);
+		assert_int_equal(sora_blob_driver_head(d, key, &size, &err), 0);
 		assert_int_equal(size, n);
 		sora_blob_hash_init(&h);
 		assert_int_equal(sora_blob_driver_get(d, key, 0, SORA_BLOB_TO_END, hash_sink, &h, &err),
-				 SORA_BLOB_OK);
+				 0);
 		assert_int_equal(h.size, n);
 		sora_blob_hash_final(&h, got);
 		assert_string_equal(got, want);
-		assert_int_equal(sora_blob_driver_delete(d, key, &err), SORA_BLOB_OK);
+		assert_int_equal(sora_blob_driver_delete(d, key, &err), 0);
 		sora_blob_driver_free(&d);
 	}
 	/* A file that shrank under the upload fails cleanly, without retries. */
 	{
 		struct sora_blob_driver *d = make_driver(SORA_BLOB_PAYLOAD_UNSIGNED);
 		sora_blob_fd_source_init(&src, &fsrc, fd, 0, n + 10);
-		assert_int_equal(sora_blob_driver_put(d, key, &src, &err), SORA_BLOB_EFAIL);
+		assert_int_equal(CLS(sora_blob_driver_put(d, key, &src, &err)), SORA_ERR_PERMANENT);
 		assert_non_null(strstr(err.msg, "shorter"));
-		assert_int_equal(err.attempts, 1);
+		assert_null(strstr(err.msg, "attempts"));
 		sora_blob_driver_free(&d);
 	}
 	close(fd);
@@ -309,7 +311,7 @@ static void test_large_streamed_body(void **state)
 static void test_copy(void **state)
 {
 	struct sora_blob_driver *d;
-	struct sora_blob_error err;
+	struct sora_error err;
 	char src[128], dst[128], missing[128];
 	const char body[] = "copy me \xc3\xa9";
 
@@ -321,12 +323,12 @@ static void test_copy(void **state)
 	run_key(dst, sizeof(dst), "copy/dest key \xe2\x9c\x93");
 	run_key(missing, sizeof(missing), "copy/missing");
 	put_mem(d, src, body, sizeof(body) - 1);
-	assert_int_equal(sora_blob_driver_copy(d, src, dst, &err), SORA_BLOB_OK);
+	assert_int_equal(sora_blob_driver_copy(d, src, dst, &err), 0);
 	expect_get(d, dst, 0, SORA_BLOB_TO_END, (const unsigned char *)body, sizeof(body) - 1);
-	assert_int_equal(sora_blob_driver_copy(d, missing, dst, &err), SORA_BLOB_ENOTFOUND);
+	assert_int_equal(CLS(sora_blob_driver_copy(d, missing, dst, &err)), SORA_ERR_NOT_FOUND);
 	assert_non_null(strstr(err.msg, "s3 COPY"));
-	assert_int_equal(sora_blob_driver_delete(d, src, &err), SORA_BLOB_OK);
-	assert_int_equal(sora_blob_driver_delete(d, dst, &err), SORA_BLOB_OK);
+	assert_int_equal(sora_blob_driver_delete(d, src, &err), 0);
+	assert_int_equal(sora_blob_driver_delete(d, dst, &err), 0);
 	sora_blob_driver_free(&d);
 }
 
@@ -336,7 +338,7 @@ static void test_batch_delete(void **state)
 	size_t nkeys = sizeof(special_keys) / sizeof(special_keys[0]);
 	char **keys;
 	struct sora_blob_driver *d;
-	struct sora_blob_error err;
+	struct sora_error err;
 	size_t failed = 99;
 	uint64_t size;
 
@@ -354,10 +356,11 @@ static void test_batch_delete(void **state)
 	}
 	assert_int_equal(sora_blob_driver_delete_batch(d, (const char *const *)keys,
 						       nkeys + nmissing, &failed, &err),
-			 SORA_BLOB_OK);
+			 0);
 	assert_int_equal(failed, 0);
 	for (size_t i = 0; i < nkeys; i++)
-		assert_int_equal(sora_blob_driver_head(d, keys[i], &size, &err), SORA_BLOB_ENOTFOUND);
+		assert_int_equal(CLS(sora_blob_driver_head(d, keys[i], &size, &err)),
+				 SORA_ERR_NOT_FOUND);
 	for (size_t i = 0; i < nkeys + nmissing; i++)
 		free(keys[i]);
 	free(keys);
@@ -369,34 +372,32 @@ static void test_wrong_secret_not_retried(void **state)
 	struct sora_s3_config c;
 	struct sora_blob_s3_options o = { .retry = { .max_attempts = 4, .base_ms = 10 } };
 	struct sora_blob_driver *d = NULL;
-	struct sora_blob_error err;
-	char e[256], key[128], expect[200];
+	struct sora_error err;
+	char key[128], expect[200];
 	struct timespec t0, t1;
 	uint64_t size;
 
 	need_server();
 	c = base_config();
 	c.secret_key = "definitely-not-the-secret";
-	assert_int_equal(sora_blob_s3_create(&c, &o, &d, e, sizeof(e)), 0);
+	assert_int_equal(sora_blob_s3_create(&c, &o, &d, &err), 0);
 	run_key(key, sizeof(key), "ab/1/" KEY1);
 	struct sora_blob_mem_source ms;
 	struct sora_blob_source src;
 	sora_blob_mem_source_init(&src, &ms, "hello", 5);
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	assert_int_equal(sora_blob_driver_put(d, key, &src, &err), SORA_BLOB_EFAIL);
+	assert_int_equal(CLS(sora_blob_driver_put(d, key, &src, &err)), SORA_ERR_PERMANENT);
 	clock_gettime(CLOCK_MONOTONIC, &t1);
-	assert_int_equal(err.http_status, 403);
-	assert_string_equal(err.code, "SignatureDoesNotMatch");
-	assert_int_equal(err.attempts, 1);
+	/* Status and S3 code are in the message; no retry happened. */
+	assert_null(strstr(err.msg, "attempts"));
 	snprintf(expect, sizeof(expect), "s3 PUT %s/%s: 403 SignatureDoesNotMatch", bucket, key);
 	if (strstr(err.msg, expect) == NULL)
 		fail_msg("message \"%s\" lacks \"%s\"", err.msg, expect);
 	assert_null(strstr(err.msg, c.secret_key));
 	/* HEAD answers carry no body: the status must do. */
-	assert_int_equal(sora_blob_driver_head(d, key, &size, &err), SORA_BLOB_EFAIL);
-	assert_int_equal(err.http_status, 403);
-	assert_int_equal(err.attempts, 1);
-	assert_non_null(strstr(err.msg, "403"));
+	assert_int_equal(CLS(sora_blob_driver_head(d, key, &size, &err)), SORA_ERR_PERMANENT);
+	assert_null(strstr(err.msg, "attempts"));
+	assert_non_null(strstr(err.msg, ": 403 "));
 	sora_blob_driver_free(&d);
 }
 
@@ -419,18 +420,17 @@ static void test_server_down_retried(void **state)
 	struct sora_s3_config c;
 	struct sora_blob_s3_options o = { .retry = { .max_attempts = 3, .base_ms = 50, .cap_ms = 100 } };
 	struct sora_blob_driver *d = NULL;
-	struct sora_blob_error err;
-	char e[256], ep[64];
+	struct sora_error err;
+	char ep[64];
 	struct membuf m = { 0 };
 
 	need_server();
 	c = base_config();
 	snprintf(ep, sizeof(ep), "127.0.0.1:%d", closed_port());
 	c.endpoint = ep;
-	assert_int_equal(sora_blob_s3_create(&c, &o, &d, e, sizeof(e)), 0);
-	assert_int_equal(sora_blob_driver_get(d, "ab/1/" KEY1, 0, SORA_BLOB_TO_END, membuf_sink,
-					      &m, &err), SORA_BLOB_ETRANSIENT);
-	assert_int_equal(err.attempts, 3);
+	assert_int_equal(sora_blob_s3_create(&c, &o, &d, &err), 0);
+	assert_int_equal(CLS(sora_blob_driver_get(d, "ab/1/" KEY1, 0, SORA_BLOB_TO_END, membuf_sink,
+					      &m, &err)), SORA_ERR_TEMPORARY);
 	assert_non_null(strstr(err.msg, "network error"));
 	assert_non_null(strstr(err.msg, "after 3 attempts"));
 	assert_non_null(strstr(err.msg, "s3 GET"));
@@ -444,13 +444,14 @@ static struct sora_blob_store *make_store(const char *dir, const char *key_hex,
 {
 	struct sora_blob_store_params p = { 0 };
 	struct sora_blob_store *s = NULL;
-	char staging[128], cache[128], err[256];
+	char staging[128], cache[128];
+	struct sora_error err;
 	const char *olds[1] = { old_hex };
 
 	p.driver = make_driver(SORA_BLOB_PAYLOAD_AUTO);
 	if (key_hex != NULL || old_hex != NULL)
 		assert_int_equal(sora_blob_keyring_new(key_hex, olds, old_hex != NULL ? 1 : 0,
-						       &p.keyring, err, sizeof(err)), 0);
+						       &p.keyring, &err), 0);
 	snprintf(staging, sizeof(staging), "%s/staging", dir);
 	snprintf(cache, sizeof(cache), "%s/cache", dir);
 	p.encrypt = encrypt;
@@ -458,8 +459,8 @@ static struct sora_blob_store *make_store(const char *dir, const char *key_hex,
 	p.cache_path = cache;
 	p.cache_capacity = cache_cap;
 	p.cache_max_object_size = 1024 * 1024;
-	if (sora_blob_store_new(&p, &s, err, sizeof(err)) < 0)
-		fail_msg("store: %s", err);
+	if (sora_blob_store_new(&p, &s, &err) < 0)
+		fail_msg("store: %s", err.msg);
 	return s;
 }
 
@@ -468,7 +469,7 @@ static void test_store_encrypted_roundtrip(void **state)
 	char dir[64], key[SORA_BLOB_KEY_SIZE];
 	struct sora_blob_store *s, *other;
 	struct sora_blob_ref ref;
-	struct sora_blob_error err;
+	struct sora_error err;
 	struct membuf m = { 0 };
 	const size_t n = 300000;
 	unsigned char *body;
@@ -486,8 +487,8 @@ static void test_store_encrypted_roundtrip(void **state)
 	/* Cache off: every read below goes to S3 and through decryption. */
 	s = make_store(dir, KEY1, NULL, true, 0);
 	account = 7 + (int64_t)(time(NULL) % 1000000);
-	assert_int_equal(sora_blob_stage_buf(s, account, body, n, &ref, &err), SORA_BLOB_OK);
-	assert_int_equal(sora_blob_upload_staged(s, account, ref.hash, &err), SORA_BLOB_OK);
+	assert_int_equal(sora_blob_stage_buf(s, account, body, n, &ref, &err), 0);
+	assert_int_equal(sora_blob_upload_staged(s, account, ref.hash, &err), 0);
 	assert_false(sora_blob_is_staged(s, account, ref.hash));
 	assert_int_equal(sora_blob_key_format(account, ref.hash, key, sizeof(key)), 0);
 
@@ -497,7 +498,7 @@ static void test_store_encrypted_roundtrip(void **state)
 	assert_int_equal(size, sora_blob_crypt_ciphertext_len(n));
 
 	assert_int_equal(sora_blob_read(s, account, ref.hash, 0, SORA_BLOB_TO_END, membuf_sink,
-					&m, &err), SORA_BLOB_OK);
+					&m, &err), 0);
 	assert_int_equal(m.len, n);
 	assert_memory_equal(m.p, body, n);
 	membuf_reset(&m);
@@ -508,7 +509,7 @@ static void test_store_encrypted_roundtrip(void **state)
 		uint64_t off = ranges[i][0], len = ranges[i][1];
 		uint64_t want = off >= n ? 0 : (len > n - off ? n - off : len);
 		assert_int_equal(sora_blob_read(s, account, ref.hash, off, len, membuf_sink, &m, &err),
-				 SORA_BLOB_OK);
+				 0);
 		assert_int_equal(m.len, want);
 		if (want > 0)
 			assert_memory_equal(m.p, body + off, want);
@@ -519,8 +520,8 @@ static void test_store_encrypted_roundtrip(void **state)
 
 	/* A store that lacks the key says so and names the object. */
 	other = make_store(dir, KEY2, NULL, true, 0);
-	assert_int_equal(sora_blob_read(other, account, ref.hash, 0, SORA_BLOB_TO_END, membuf_sink,
-					&m, &err), SORA_BLOB_ECORRUPT);
+	assert_int_equal(CLS(sora_blob_read(other, account, ref.hash, 0, SORA_BLOB_TO_END, membuf_sink,
+					&m, &err)), SORA_ERR_CORRUPT);
 	assert_int_equal(m.len, 0);
 	assert_non_null(strstr(err.msg, "not configured"));
 	assert_non_null(strstr(err.msg, key));
@@ -528,7 +529,7 @@ static void test_store_encrypted_roundtrip(void **state)
 	/* With the key among the old ones (after a rotation) it reads. */
 	other = make_store(dir, KEY2, KEY1, true, 0);
 	assert_int_equal(sora_blob_read(other, account, ref.hash, 0, SORA_BLOB_TO_END, membuf_sink,
-					&m, &err), SORA_BLOB_OK);
+					&m, &err), 0);
 	assert_int_equal(m.len, n);
 	membuf_reset(&m);
 	sora_blob_store_free(&other);
@@ -538,15 +539,15 @@ static void test_store_encrypted_roundtrip(void **state)
 	char tkey[SORA_BLOB_KEY_SIZE];
 	struct sora_blob_ref tref;
 	body[0] ^= 1;
-	assert_int_equal(sora_blob_stage_buf(s, account, body, n, &tref, &err), SORA_BLOB_OK);
-	assert_int_equal(sora_blob_upload_staged(s, account, tref.hash, &err), SORA_BLOB_OK);
+	assert_int_equal(sora_blob_stage_buf(s, account, body, n, &tref, &err), 0);
+	assert_int_equal(sora_blob_upload_staged(s, account, tref.hash, &err), 0);
 	assert_int_equal(sora_blob_key_format(account, tref.hash, tkey, sizeof(tkey)), 0);
 	assert_int_equal(sora_blob_driver_get(sora_blob_store_driver(s), tkey, 0, SORA_BLOB_TO_END,
-					      membuf_sink, &ct, &err), SORA_BLOB_OK);
+					      membuf_sink, &ct, &err), 0);
 	ct.p[100000] ^= 0x40;
 	put_mem(sora_blob_store_driver(s), tkey, ct.p, ct.len);
-	assert_int_equal(sora_blob_read(s, account, tref.hash, 0, SORA_BLOB_TO_END, membuf_sink,
-					&m, &err), SORA_BLOB_ECORRUPT);
+	assert_int_equal(CLS(sora_blob_read(s, account, tref.hash, 0, SORA_BLOB_TO_END, membuf_sink,
+					&m, &err)), SORA_ERR_CORRUPT);
 	assert_non_null(strstr(err.msg, "authentication failed"));
 	assert_non_null(strstr(err.msg, tkey));
 	/* Nothing past the last good chunk came out. */
@@ -555,11 +556,11 @@ static void test_store_encrypted_roundtrip(void **state)
 	/* A truncated object. */
 	put_mem(sora_blob_store_driver(s), tkey, ct.p, 65536 + 41);
 	ct.p[100000] ^= 0x40;
-	assert_int_equal(sora_blob_read(s, account, tref.hash, 0, SORA_BLOB_TO_END, membuf_sink,
-					&m, &err), SORA_BLOB_ECORRUPT);
+	assert_int_equal(CLS(sora_blob_read(s, account, tref.hash, 0, SORA_BLOB_TO_END, membuf_sink,
+					&m, &err)), SORA_ERR_CORRUPT);
 	membuf_reset(&m);
 	membuf_reset(&ct);
-	assert_int_equal(sora_blob_delete(s, account, tref.hash, &err), SORA_BLOB_OK);
+	assert_int_equal(sora_blob_delete(s, account, tref.hash, &err), 0);
 
 	sora_blob_store_free(&s);
 	rm_rf(dir);
@@ -574,7 +575,7 @@ static void test_store_large_encrypted_streams(void **state)
 	char dir[64], path[64], got[SORA_BLOB_HASH_HEX_SIZE], key[SORA_BLOB_KEY_SIZE];
 	struct sora_blob_store *s;
 	struct sora_blob_ref ref;
-	struct sora_blob_error err;
+	struct sora_error err;
 	int64_t account = 4242;
 	int fd;
 
@@ -585,11 +586,11 @@ static void test_store_large_encrypted_streams(void **state)
 	s = make_store(dir, KEY1, NULL, true, 64 * 1024 * 1024);
 	fd = make_file(body, n, path, sizeof(path));
 	assert_int_equal(lseek(fd, 0, SEEK_SET), 0);
-	assert_int_equal(sora_blob_stage_fd(s, account, fd, 0, &ref, &err), SORA_BLOB_OK);
+	assert_int_equal(sora_blob_stage_fd(s, account, fd, 0, &ref, &err), 0);
 	assert_int_equal(ref.size, n);
 	close(fd);
 	unlink(path);
-	assert_int_equal(sora_blob_upload_staged(s, account, ref.hash, &err), SORA_BLOB_OK);
+	assert_int_equal(sora_blob_upload_staged(s, account, ref.hash, &err), 0);
 	/* Over the cache's max_object_size (1 MiB here): not cached, so
 	 * the read streams from S3, decrypting chunk by chunk. */
 	struct sora_blob_cache_stats st;
@@ -597,7 +598,7 @@ static void test_store_large_encrypted_streams(void **state)
 	assert_int_equal(st.count, 0);
 	sora_blob_hash_init(&h);
 	assert_int_equal(sora_blob_read(s, account, ref.hash, 0, SORA_BLOB_TO_END, hash_sink, &h,
-					&err), SORA_BLOB_OK);
+					&err), 0);
 	assert_int_equal(h.size, n);
 	sora_blob_hash_final(&h, got);
 	assert_string_equal(got, ref.hash);
@@ -616,7 +617,7 @@ static void test_store_plain_cache_fill(void **state)
 	char dir[64], key[SORA_BLOB_KEY_SIZE];
 	struct sora_blob_store *s;
 	struct sora_blob_ref ref;
-	struct sora_blob_error err;
+	struct sora_error err;
 	struct sora_blob_cache_stats st;
 	struct membuf m = { 0 };
 	const char body[] = "From: a@example.com\r\nSubject: cached\r\n\r\nhello\r\n";

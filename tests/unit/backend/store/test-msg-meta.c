@@ -298,6 +298,68 @@ static void test_meta_minimal_message(void **state)
 	sora_mime_message_free(&msg);
 }
 
+/* Regression: UBSan "applying zero offset to null pointer" in
+ * sora_msg_date_parse() (a message without a Date header hands it
+ * SORA_STR_NULL) and utf8_clean_capped() (an empty text part, or any empty
+ * sora_buf, has no data pointer). Four of the six msg-meta fuzz seeds hit
+ * it; they are fed here exactly as fuzz-msg-meta feeds them. Only a build
+ * whose UBSan checks pointer overflow (clang: make asan) sees the bug. */
+static const char *const ub_seeds[] = {
+	"aGVsbG8gd29y\r\nbGQ=\r\n",                         /* b64-1 */
+	"Tue, 1 Jul 2003 10:52:37 +0200",                     /* date1 */
+	"From: =?ISO-8859-1?Q?Andr=E9?= <a@b.c>\r\n"          /* msg1 */
+	"To: x@y, g: a@b;\r\nSubject: Re: test\r\nDate: 1 Jan 99 00:00 EST\r\n"
+	"MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=XX\r\n\r\n"
+	"--XX\r\nContent-Type: text/plain; charset=iso-8859-1\r\n"
+	"Content-Transfer-Encoding: quoted-printable\r\n\r\nCaf=E9\r\n"
+	"--XX\r\nContent-Type: message/rfc822\r\n\r\nSubject: inner\r\n\r\nbody\r\n"
+	"--XX--\r\n",
+	"Subject: lf\nFrom: a@b\n\nline\n",                     /* msg2 */
+	"caf=C3=A9 soft=\r\nbreak =zz",                        /* qp1 */
+	"Re: [list] Fwd: [fwd: hello (fwd)]",                 /* subj1 */
+};
+
+static void test_null_strings_no_ub(void **state)
+{
+	struct sora_buf out, subj;
+	int64_t t;
+	int tz;
+
+	(void)state;
+	/* The two functions, called directly with what an empty buffer or a
+	 * missing header gives them. */
+	sora_buf_init(&out, 0);
+	assert_int_equal(sora_msg_date_parse(SORA_STR_NULL, &t, &tz), -1);
+	assert_int_equal(sora_msg_utf8_clean(SORA_STR_NULL, &out), 0);
+	assert_int_equal(sora_msg_utf8_clean(sora_buf_str(&out), &out), 0);
+	assert_int_equal(out.len, 0);
+
+	for (size_t i = 0; i < sizeof(ub_seeds) / sizeof(ub_seeds[0]); i++) {
+		const char *raw = ub_seeds[i];
+		struct mem m = { raw, strlen(raw), 0 };
+		struct sora_mime_message *msg = NULL;
+		struct sora_msg_meta meta;
+		const char *error;
+
+		(void)sora_msg_date_parse(sora_str_c(raw), &t, &tz);
+		sora_buf_init(&subj, 0);
+		assert_int_equal(sora_msg_base_subject(sora_str_c(raw), &subj), 0);
+		sora_buf_free(&subj);
+		assert_int_equal(sora_mime_parse(raw, m.len, NULL, &msg, &error), 0);
+		sora_msg_meta_init(&meta);
+		assert_int_equal(sora_msg_meta_headers(msg, &meta), 0);
+		assert_int_equal(sora_msg_meta_text(msg, mem_read, &m, &meta), 0);
+		/* The fuzz target re-cleans every column, most of them empty. */
+		sora_buf_reset(&out);
+		assert_int_equal(sora_msg_utf8_clean(sora_buf_str(&meta.message_id), &out), 0);
+		assert_int_equal(out.len, meta.message_id.len);
+		assert_int_equal(sora_msg_utf8_clean(sora_buf_str(&meta.references), &out), 0);
+		sora_msg_meta_free(&meta);
+		sora_mime_message_free(&msg);
+	}
+	sora_buf_free(&out);
+}
+
 static void test_meta_binary_garbage_is_valid_utf8(void **state)
 {
 	static const char raw[] =
@@ -444,6 +506,7 @@ int main(void)
 		cmocka_unit_test(test_cte),
 		cmocka_unit_test(test_meta_headers_and_text),
 		cmocka_unit_test(test_meta_minimal_message),
+		cmocka_unit_test(test_null_strings_no_ub),
 		cmocka_unit_test(test_meta_binary_garbage_is_valid_utf8),
 		cmocka_unit_test(test_text_is_capped),
 		cmocka_unit_test(test_shift_matches_reparse),

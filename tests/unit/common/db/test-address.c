@@ -11,11 +11,15 @@
 
 static int check(const char *s)
 {
-	const char *error = NULL;
-	int r = sora_address_validate(sora_str_c(s), &error);
+	struct sora_error err;
+	int r;
 
-	if (r < 0)
-		assert_non_null(error);
+	sora_error_clear(&err);
+	r = sora_address_validate(sora_str_c(s), &err);
+	if (r < 0) {
+		assert_int_equal(err.cls, SORA_ERR_INVALID);
+		assert_true(err.msg[0] != '\0');
+	}
 	return r;
 }
 
@@ -88,14 +92,18 @@ static void test_invalid(void **state)
 
 static void test_nul_and_lengths(void **state)
 {
-	const char *error = NULL;
+	struct sora_error err;
 	char buf[400];
 
 	(void)state;
 	/* A NUL byte inside the data is invalid (network data may hold one). */
-	assert_int_equal(sora_address_validate(sora_str_make("bob\0x@example.com", 17), &error),
+	assert_int_equal(sora_address_validate(sora_str_make("bob\0x@example.com", 17), &err),
 			 -1);
-	assert_int_equal(sora_address_validate(SORA_STR_NULL, &error), -1);
+	assert_string_equal(err.msg, "NUL byte");
+	assert_int_equal(sora_address_validate(SORA_STR_NULL, &err), -1);
+	assert_string_equal(err.msg, "empty address");
+	/* A yes/no answer needs no error struct. */
+	assert_int_equal(sora_address_validate(SORA_STR_NULL, NULL), -1);
 
 	/* Local part: 64 bytes fine, 65 not. */
 	memset(buf, 'a', 64);

@@ -25,16 +25,16 @@ static void test_classify_sqlstate(void **state)
 
 	(void)state;
 	for (size_t i = 0; i < sizeof(temporary) / sizeof(temporary[0]); i++)
-		assert_int_equal(sora_db_classify_sqlstate(temporary[i]), SORA_DB_TEMPORARY);
+		assert_int_equal(sora_db_classify_sqlstate(temporary[i]), SORA_ERR_TEMPORARY);
 	for (size_t i = 0; i < sizeof(permanent) / sizeof(permanent[0]); i++)
-		assert_int_equal(sora_db_classify_sqlstate(permanent[i]), SORA_DB_PERMANENT);
+		assert_int_equal(sora_db_classify_sqlstate(permanent[i]), SORA_ERR_PERMANENT);
 	/* No SQLSTATE at all means the connection failed. */
-	assert_int_equal(sora_db_classify_sqlstate(NULL), SORA_DB_TEMPORARY);
-	assert_int_equal(sora_db_classify_sqlstate(""), SORA_DB_TEMPORARY);
+	assert_int_equal(sora_db_classify_sqlstate(NULL), SORA_ERR_TEMPORARY);
+	assert_int_equal(sora_db_classify_sqlstate(""), SORA_ERR_TEMPORARY);
 	/* Garbage is not mistaken for a connection class. */
-	assert_int_equal(sora_db_classify_sqlstate("08"), SORA_DB_PERMANENT);
-	assert_int_equal(sora_db_classify_sqlstate("080000"), SORA_DB_PERMANENT);
-	assert_int_equal(sora_db_classify_sqlstate("4000"), SORA_DB_PERMANENT);
+	assert_int_equal(sora_db_classify_sqlstate("08"), SORA_ERR_PERMANENT);
+	assert_int_equal(sora_db_classify_sqlstate("080000"), SORA_ERR_PERMANENT);
+	assert_int_equal(sora_db_classify_sqlstate("4000"), SORA_ERR_PERMANENT);
 }
 
 static void test_classify_result(void **state)
@@ -43,10 +43,10 @@ static void test_classify_result(void **state)
 
 	(void)state;
 	/* A NULL result (out of memory or lost connection) is temporary. */
-	assert_int_equal(sora_db_classify(NULL, NULL), SORA_DB_TEMPORARY);
+	assert_int_equal(sora_db_classify(NULL, NULL), SORA_ERR_TEMPORARY);
 	/* A result without SQLSTATE (client-side failure) is temporary. */
 	assert_non_null(ok);
-	assert_int_equal(sora_db_classify(NULL, ok), SORA_DB_TEMPORARY);
+	assert_int_equal(sora_db_classify(NULL, ok), SORA_ERR_TEMPORARY);
 	PQclear(ok);
 }
 
@@ -82,10 +82,10 @@ static void test_conninfo_primary(void **state)
 {
 	struct sora_database_config c = base_config();
 	struct sora_db_conninfo ci;
-	const char *error = NULL;
+	struct sora_error err;
 
 	(void)state;
-	assert_int_equal(sora_db_conninfo_build(&c, NULL, "sora-test", &ci, &error), 0);
+	assert_int_equal(sora_db_conninfo_build(&c, NULL, "sora-test", &ci, &err), 0);
 	assert_string_equal(param(&ci, "host"), "db.example.net");
 	assert_string_equal(param(&ci, "port"), "5433");
 	assert_string_equal(param(&ci, "dbname"), "sora_mail_db");
@@ -108,11 +108,11 @@ static void test_conninfo_endpoint_and_empty(void **state)
 	struct sora_database_config c = base_config();
 	struct sora_db_endpoint ep = { "replica-1", 6543 };
 	struct sora_db_conninfo ci;
-	const char *error = NULL;
+	struct sora_error err;
 
 	(void)state;
 	/* A read endpoint replaces host and port, nothing else. */
-	assert_int_equal(sora_db_conninfo_build(&c, &ep, NULL, &ci, &error), 0);
+	assert_int_equal(sora_db_conninfo_build(&c, &ep, NULL, &ci, &err), 0);
 	assert_string_equal(param(&ci, "host"), "replica-1");
 	assert_string_equal(param(&ci, "port"), "6543");
 	assert_string_equal(param(&ci, "dbname"), "sora_mail_db");
@@ -123,7 +123,7 @@ static void test_conninfo_endpoint_and_empty(void **state)
 	c.password = "";
 	c.sslmode = NULL;
 	c.port = 0;
-	assert_int_equal(sora_db_conninfo_build(&c, NULL, "x", &ci, &error), 0);
+	assert_int_equal(sora_db_conninfo_build(&c, NULL, "x", &ci, &err), 0);
 	assert_null(param(&ci, "password"));
 	assert_null(param(&ci, "sslmode"));
 	assert_null(param(&ci, "port"));
@@ -131,13 +131,14 @@ static void test_conninfo_endpoint_and_empty(void **state)
 	/* Values with characters that would need quoting in a conninfo
 	 * string are passed through untouched: nothing is pasted. */
 	c.password = "pa ss'word\\ host=evil";
-	assert_int_equal(sora_db_conninfo_build(&c, NULL, "x", &ci, &error), 0);
+	assert_int_equal(sora_db_conninfo_build(&c, NULL, "x", &ci, &err), 0);
 	assert_string_equal(param(&ci, "password"), "pa ss'word\\ host=evil");
 	assert_string_equal(param(&ci, "host"), "db.example.net");
 
 	c.port = 70000;
-	assert_int_equal(sora_db_conninfo_build(&c, NULL, "x", &ci, &error), -1);
-	assert_non_null(error);
+	assert_int_equal(sora_db_conninfo_build(&c, NULL, "x", &ci, &err), -1);
+	assert_int_equal(err.cls, SORA_ERR_INVALID);
+	assert_string_equal(err.msg, "port 70000 out of range");
 }
 
 static void test_class_timeouts(void **state)
@@ -170,44 +171,109 @@ static void test_describe(void **state)
 
 static void test_format_error(void **state)
 {
-	char err[256];
+	struct sora_error err;
 	const char *prefix = "database sora_mail_db at 127.0.0.1:5999";
 
 	(void)state;
 	sora_db_format_error(prefix,
 			     "connection to server at \"127.0.0.1\", port 5999 failed: "
 			     "Connection refused\n\tIs the server running on that host and "
-			     "accepting TCP/IP connections?\n", err, sizeof(err));
-	assert_string_equal(err, "database sora_mail_db at 127.0.0.1:5999: cannot connect: "
+			     "accepting TCP/IP connections?\n", SORA_ERR_TEMPORARY, &err);
+	assert_string_equal(err.msg, "database sora_mail_db at 127.0.0.1:5999: cannot connect: "
 			    "Connection refused");
 
 	sora_db_format_error(prefix,
 			     "connection to server at \"127.0.0.1\", port 5999 failed: FATAL:  "
-			     "password authentication failed for user \"sora\"\n", err, sizeof(err));
-	assert_string_equal(err, "database sora_mail_db at 127.0.0.1:5999: cannot connect: "
+			     "password authentication failed for user \"sora\"\n", SORA_ERR_TEMPORARY, &err);
+	assert_string_equal(err.msg, "database sora_mail_db at 127.0.0.1:5999: cannot connect: "
 			    "password authentication failed for user \"sora\"");
 
 	sora_db_format_error(prefix,
 			     "connection to server on socket \"/tmp/.s.PGSQL.5432\" failed: "
-			     "No such file or directory\n", err, sizeof(err));
-	assert_string_equal(err, "database sora_mail_db at 127.0.0.1:5999: cannot connect: "
+			     "No such file or directory\n", SORA_ERR_TEMPORARY, &err);
+	assert_string_equal(err.msg, "database sora_mail_db at 127.0.0.1:5999: cannot connect: "
 			    "No such file or directory");
 
 	sora_db_format_error(prefix, "ERROR:  relation \"x\" does not exist\nLINE 1: ...\n",
-			     err, sizeof(err));
-	assert_string_equal(err, "database sora_mail_db at 127.0.0.1:5999: "
+			     SORA_ERR_PERMANENT, &err);
+	assert_string_equal(err.msg, "database sora_mail_db at 127.0.0.1:5999: "
 			    "relation \"x\" does not exist");
 
 	/* Nothing usable: still one line that names the database. */
-	sora_db_format_error(prefix, "", err, sizeof(err));
-	assert_string_equal(err, "database sora_mail_db at 127.0.0.1:5999: unknown error");
-	sora_db_format_error(prefix, NULL, err, sizeof(err));
-	assert_string_equal(err, "database sora_mail_db at 127.0.0.1:5999: unknown error");
+	sora_db_format_error(prefix, "", SORA_ERR_TEMPORARY, &err);
+	assert_string_equal(err.msg, "database sora_mail_db at 127.0.0.1:5999: unknown error");
+	sora_db_format_error(prefix, NULL, SORA_ERR_TEMPORARY, &err);
+	assert_string_equal(err.msg, "database sora_mail_db at 127.0.0.1:5999: unknown error");
 
-	/* The result is always a single line, even when cut short. */
-	sora_db_format_error(prefix, "FATAL:  a\nb\nc", err, 20);
-	assert_null(strchr(err, '\n'));
-	assert_int_equal(strlen(err), 19);
+	/* The class is the caller's; the result is always a single line, even
+	 * when cut short. */
+	char longmsg[2 * SORA_ERROR_MSG_SIZE];
+	memset(longmsg, 'x', sizeof(longmsg) - 1);
+	longmsg[sizeof(longmsg) - 1] = '\0';
+	longmsg[10] = '\n';
+	sora_db_format_error(prefix, "FATAL:  a\nb\nc", SORA_ERR_PERMANENT, &err);
+	assert_int_equal(err.cls, SORA_ERR_PERMANENT);
+	assert_string_equal(err.msg, "database sora_mail_db at 127.0.0.1:5999: a");
+	sora_db_format_error(prefix, longmsg + 11, SORA_ERR_TEMPORARY, &err);
+	assert_int_equal(err.cls, SORA_ERR_TEMPORARY);
+	assert_null(strchr(err.msg, '\n'));
+	/* The server's line is capped at 400 bytes. */
+	assert_int_equal(strlen(err.msg), strlen(prefix) + 2 + 400);
+}
+
+/* A result built in memory, one text column "n" with the given values
+ * (NULL: SQL NULL). */
+static PGresult *int_result(const char *const *values, int count)
+{
+	PGresAttDesc att = { .name = (char *)"n", .format = 0, .typid = 20, .typlen = 8,
+			     .atttypmod = -1 };
+	PGresult *res = PQmakeEmptyPGresult(NULL, PGRES_TUPLES_OK);
+
+	assert_non_null(res);
+	assert_int_equal(PQsetResultAttrs(res, 1, &att), 1);
+	for (int i = 0; i < count; i++)
+		assert_int_equal(PQsetvalue(res, i, 0, (char *)values[i],
+					    values[i] != NULL ? (int)strlen(values[i]) : -1), 1);
+	return res;
+}
+
+/* Database values are parsed with every check strtoll leaves to its
+ * caller: a bad value is an error, never a silent 0 or a saturated number
+ * (the uploader used to strtoll() its ids unchecked). */
+static void test_get_i64(void **state)
+{
+	static const char *const good[] = { "0", "42", "-7", "9223372036854775807",
+					     "-9223372036854775808" };
+	static const int64_t want[] = { 0, 42, -7, INT64_MAX, INT64_MIN };
+	static const char *const bad[] = { "", " 1", "+1", "1 ", "12x", "0x10", "-",
+					   "9223372036854775808", "-9223372036854775809",
+					   "99999999999999999999", NULL };
+	PGresult *res = int_result(good, 5);
+	struct sora_error err;
+	int64_t v;
+
+	(void)state;
+	for (int i = 0; i < 5; i++) {
+		v = 1;
+		assert_int_equal(sora_db_get_i64(res, i, 0, &v, &err), 0);
+		assert_true(v == want[i]);
+	}
+	/* Out of range rows and columns. */
+	assert_int_equal(sora_db_get_i64(res, 5, 0, &v, &err), -1);
+	assert_int_equal(sora_db_get_i64(res, 0, 1, &v, &err), -1);
+	PQclear(res);
+
+	res = int_result(bad, 11);
+	for (int i = 0; i < 11; i++) {
+		v = 1234;
+		sora_error_clear(&err);
+		if (sora_db_get_i64(res, i, 0, &v, &err) != -1)
+			fail_msg("accepted \"%s\"", bad[i] != NULL ? bad[i] : "NULL");
+		assert_int_equal(err.cls, SORA_ERR_PERMANENT);
+		assert_non_null(strstr(err.msg, "column n"));
+		assert_true(v == 1234);
+	}
+	PQclear(res);
 }
 
 int main(void)
@@ -220,6 +286,7 @@ int main(void)
 		cmocka_unit_test(test_class_timeouts),
 		cmocka_unit_test(test_describe),
 		cmocka_unit_test(test_format_error),
+		cmocka_unit_test(test_get_i64),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
