@@ -100,6 +100,20 @@ static int read_hash_import(const struct admin_args *args, char **hash_r)
 	return 0;
 }
 
+/* --email (checked) and the hash to import; 0 or an exit code (printed). */
+static int import_args(const struct admin_args *args, const char **email_r, char **hash_r)
+{
+	int code;
+
+	*email_r = admin_require(args, "email", &code);
+	if (*email_r == NULL)
+		return code;
+	code = admin_check_address(args, *email_r);
+	if (code != 0)
+		return code;
+	return read_hash_import(args, hash_r);
+}
+
 int admin_import_accounts_create(struct admin_ctx *ctx, const struct admin_args *args)
 {
 	enum sora_pw_scheme scheme;
@@ -109,13 +123,7 @@ int admin_import_accounts_create(struct admin_ctx *ctx, const struct admin_args 
 	struct sora_error err;
 	int code, ret;
 
-	email = admin_require(args, "email", &code);
-	if (email == NULL)
-		return code;
-	code = admin_check_address(args, email);
-	if (code != 0)
-		return code;
-	code = read_hash_import(args, &hash);
+	code = import_args(args, &email, &hash);
 	if (code != 0)
 		return code;
 	ret = sora_accounts_create_imported(ctx->conn, email, hash, &scheme, &id, &err);
@@ -139,13 +147,7 @@ int admin_import_credentials_add(struct admin_ctx *ctx, const struct admin_args 
 	account = admin_require(args, "account", &code);
 	if (account == NULL)
 		return code;
-	email = admin_require(args, "email", &code);
-	if (email == NULL)
-		return code;
-	code = admin_check_address(args, email);
-	if (code != 0)
-		return code;
-	code = read_hash_import(args, &hash);
+	code = import_args(args, &email, &hash);
 	if (code != 0)
 		return code;
 	ret = sora_accounts_add_credential_imported(ctx->conn, account, email, hash, primary,
