@@ -612,16 +612,11 @@ static void *table_base(struct loader *l, const struct table_ref *t)
 
 /* ---- step 3: values ----------------------------------------------------- */
 
-static bool is_hex(char c)
-{
-	return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
-}
-
 static const char *check_hex_key(const char *s)
 {
 	size_t n = 0;
 
-	while (is_hex(s[n]))
+	while (sora_hex_value((unsigned char)s[n]) >= 0)
 		n++;
 	if (n != 64 || s[n] != '\0')
 		return "must be 64 hex characters (a 32-byte key, e.g. from `openssl rand -hex 32`)";

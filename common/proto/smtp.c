@@ -40,16 +40,12 @@ static inline bool is_wsp(unsigned char c)
 
 static inline bool is_hex(unsigned char c)
 {
-	return is_digit(c) || (c >= 'A' && c <= 'F') || (c >= 'a' && c <= 'f');
+	return sora_hex_value(c) >= 0;
 }
 
 static inline unsigned hex_val(unsigned char c)
 {
-	if (is_digit(c))
-		return (unsigned)(c - '0');
-	if (c >= 'A' && c <= 'F')
-		return (unsigned)(c - 'A' + 10);
-	return (unsigned)(c - 'a' + 10);
+	return (unsigned)sora_hex_value(c);
 }
 
 /* RFC 5322 atext, which RFC 5321 uses for the dot-string local part. */
