@@ -1977,8 +1977,8 @@ static void test_unavailable_features(void **state)
 		"[tls]\nenabled = false\nprovider = \"letsencrypt\"\n",
 		"[shared_mailboxes]\nenabled = false\n",
 		"[servers.imap]\naddr = \":1\"\n[servers.imap.auth_rate_limit]\nenabled = false\n",
-		"[servers.imap]\nstart = false\n[servers.imap.auth_rate_limit]\nenabled = true\n"
-		"[[servers.imap.client_filters]]\nja4_fingerprint = \"x\"\n",
+		("[servers.imap]\nstart = false\n[servers.imap.auth_rate_limit]\nenabled = true\n"
+		 "[[servers.imap.client_filters]]\nja4_fingerprint = \"x\"\n"),
 	};
 
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
