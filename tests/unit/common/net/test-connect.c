@@ -376,10 +376,18 @@ static void test_relay_backpressure(void **state)
 	/* The client reads nothing more: the front stops reading the backend
 	 * once the client's queue is full, so the backend's writes stall. */
 	before = atomic_load(&flood_bytes);
-	usleep(1500 * 1000);
-	stalled = atomic_load(&flood_bytes);
-	usleep(1000 * 1000);
+	stalled = -1;
+	for (int i = 0; i < 30; i++) {
+		long now;
+
+		usleep(1000 * 1000);
+		now = atomic_load(&flood_bytes);
+		if (now == stalled)
+			break;
+		stalled = now;
+	}
 	print_message("the backend flooded %ld bytes before stalling\n", stalled - before);
+	usleep(300 * 1000);
 	assert_int_equal(atomic_load(&flood_bytes), stalled);
 	assert_true(stalled < 64L * 1024 * 1024);
 	/* Reading again resumes the flow. */
