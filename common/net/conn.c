@@ -599,8 +599,11 @@ void sora_conn__shutdown(struct sora_conn *c)
 		return;
 	}
 	if (c->outbound) {
-		/* A relayed one closes with its peer. */
-		if (c->relay == NULL)
+		/* A relayed one closes with its peer; one still connecting
+		 * tells its handler, which may hold a pointer to it. */
+		if (c->connecting)
+			sora_conn__connect_failed(c, "server shutting down");
+		else if (c->relay == NULL)
 			sora_conn_close(c, SORA_CLOSE_SHUTDOWN);
 		return;
 	}
