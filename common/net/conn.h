@@ -198,8 +198,12 @@ struct sora_connect_params {
 /* Loop thread of owner. Starts connecting; the new connection lives on the
  * owner's loop and server (its logs carry the owner's session id). The
  * handler's open() runs once it is connected (and TLS verified), or
- * connect_failed() if not. Returns 0 with *c_r set, or -1 with a static
- * *error_r (bad address, out of memory) and nothing started. */
+ * connect_failed() if not (also when the server shuts down first). Until
+ * sora_conn_relay() pairs them, the two are independent: the owner closes
+ * its outbound connection when it closes (sora_conn_close on it runs no
+ * handler callback while it is still connecting). Returns 0 with *c_r set,
+ * or -1 with a static *error_r (bad address, out of memory) and nothing
+ * started. */
 int sora_conn_connect(struct sora_conn *owner, const struct sora_connect_params *params,
 		      const struct sora_conn_handler *handler, struct sora_conn **c_r,
 		      const char **error_r);
