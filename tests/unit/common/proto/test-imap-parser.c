@@ -467,6 +467,9 @@ static void test_realistic(void **state)
 	CHECK("a append INBOX (\\seen) \"5-Nov-2002 18:02:11 +0200\" ~{3}\r\nx\0y\r\n",
 	      "L:3 sync binary\nC:a append INBOX (\\x5cseen) \"5-Nov-2002 18:02:11 +0200\" ~{3}\"x\\x00y\"\nidle=1\n");
 	CHECK("a AUTHENTICATE PLAIN AGJvYgBwYXNz\r\n", "C:a AUTHENTICATE PLAIN AGJvYgBwYXNz\nidle=1\n");
+	/* imaptest "atoms": every atom character, and '~' not before '{' */
+	CHECK("ok list \"\" !#$&'+,-.0123456789:;<=>?@^_`|[}%*\r\nok list \"\" ~foo\r\n",
+	      "C:ok list \"\" !#$&'+,-.0123456789:;<=>?@^_`|[}%*\nC:ok list \"\" ~foo\nidle=1\n");
 	CHECK("a store 1 +flags.silent (\\deleted)\r\n",
 	      "C:a store 1 +flags.silent (\\x5cdeleted)\nidle=1\n");
 }
