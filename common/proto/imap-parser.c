@@ -389,6 +389,7 @@ static enum sora_imap_parse_result literal_announced(struct sora_imap_parser *p)
 {
 	uint64_t size = p->lit_size;
 	bool sync = !p->lit_nonsync && !p->lit_minus;
+	bool streamed;
 	int idx;
 
 	/* The size first: every other refusal then skips at most
@@ -405,33 +406,16 @@ static enum sora_imap_parse_result literal_announced(struct sora_imap_parser *p)
 			      p->params.max_nonsync_literal == 0
 			      ? "Non-synchronizing literals are not supported."
 			      : "Non-synchronizing literal too big.", size, false);
+	streamed = size > p->params.max_inline_literal;
+	if (!streamed && size > p->store.max - p->store.len)
+		return refuse(p, SORA_IMAP_ERROR_TOO_LONG, "Command too long.", size, sync);
 	idx = node_add(p, SORA_IMAP_ARG_LITERAL);
 	if (idx < 0)
 		return refuse(p, SORA_IMAP_ERROR_TOO_LONG, "Too many arguments.", size, sync);
 	p->literal.size = size;
 	p->literal.sync = sync;
 	p->literal.binary = p->lit_binary;
-	p->literal.streamed = size > p->params.max_inline_literal;
-	if (!p->literal.streamed && size > p->store.max - p->store.len) {
-		p->nodes_count--;
-		/* undo the link made by node_add */
-		{
-			struct node *parent = &p->nodes[p->cur];
-
-			parent->count--;
-			if (parent->count == 0) {
-				parent->first = parent->last = NO_NODE;
-			} else {
-				size_t c = parent->first;
-
-				while (p->nodes[c].next != (size_t)idx)
-					c = p->nodes[c].next;
-				p->nodes[c].next = NO_NODE;
-				parent->last = c;
-			}
-		}
-		return refuse(p, SORA_IMAP_ERROR_TOO_LONG, "Command too long.", size, sync);
-	}
+	p->literal.streamed = streamed;
 	p->tok = (size_t)idx;
 	p->nodes[idx].literal_size = size;
 	p->nodes[idx].binary = p->lit_binary;
