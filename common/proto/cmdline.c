@@ -16,53 +16,6 @@ long sora_line_find(const char *data, size_t len, size_t *consumed_r)
 	return (long)n;
 }
 
-/* RFC 9051 tag: 1*<any ASTRING-CHAR except "+">; ASTRING-CHAR = ATOM-CHAR
- * / "]"; ATOM-CHAR excludes "(" ")" "{" SP CTL "%" "*" DQUOTE "\". */
-static int is_tag_char(unsigned char c)
-{
-	if (c <= 0x20 || c >= 0x7f)
-		return 0;
-	return strchr("(){%*\"\\+", c) == NULL;
-}
-
-static int is_atom_char(unsigned char c)
-{
-	if (c <= 0x20 || c >= 0x7f)
-		return 0;
-	return strchr("(){%*\"\\]", c) == NULL;
-}
-
-int sora_imap_cmdline_parse(struct sora_str line, struct sora_imap_cmdline *out,
-			    const char **error_r)
-{
-	size_t i = 0, start;
-
-	memset(out, 0, sizeof(*out));
-	while (i < line.len && is_tag_char((unsigned char)line.p[i]))
-		i++;
-	if (i == 0 || (i < line.len && line.p[i] != ' ')) {
-		*error_r = "Invalid tag";
-		return -1;
-	}
-	out->tag = sora_str_make(line.p, i);
-	if (i == line.len || i + 1 == line.len) {
-		*error_r = "Missing command";
-		return -1;
-	}
-	start = ++i;
-	while (i < line.len && is_atom_char((unsigned char)line.p[i]))
-		i++;
-	if (i == start || (i < line.len && line.p[i] != ' ')) {
-		*error_r = "Invalid command name";
-		return -1;
-	}
-	out->command = sora_str_make(line.p + start, i - start);
-	if (i < line.len)
-		i++;
-	out->args = sora_str_make(line.p + i, line.len - i);
-	return 0;
-}
-
 int sora_pop3_cmdline_parse(struct sora_str line, struct sora_pop3_cmdline *out,
 			    const char **error_r)
 {

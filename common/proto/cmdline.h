@@ -1,8 +1,8 @@
-/* Splitting IMAP and POP3 command lines (pure, no I/O).
+/* Line framing and POP3 command lines (pure, no I/O).
  *
- * These handle the pre-authentication commands, which have simple shapes:
- * IMAP "tag SP command [SP arguments]" and POP3 "COMMAND [SP arguments]".
- * The full IMAP grammar (literals, lists) lives in the IMAP parser.
+ * POP3 commands have a simple shape: "COMMAND [SP arguments]". IMAP is not
+ * split by lines here: its literals make line framing wrong, so it goes
+ * through the IMAP command parser (imap-parser.h).
  * Results point into the caller's line (borrowed).
  *
  * Thread safety: pure functions. */
@@ -15,18 +15,6 @@
  * its CRLF (or bare LF) and sets *consumed_r to the bytes including the line
  * ending; returns -1 if no complete line is there yet. */
 long sora_line_find(const char *data, size_t len, size_t *consumed_r);
-
-struct sora_imap_cmdline {
-	struct sora_str tag;
-	struct sora_str command;   /* as sent; compare case-insensitively */
-	struct sora_str args;      /* after one SP, may be empty */
-};
-
-/* Returns 0, or -1 with *error_r when the line has no valid tag (then
- * tag is set to "*"-less empty and the reply must be untagged BAD) or no
- * command (tag is valid: answer "tag BAD"). */
-int sora_imap_cmdline_parse(struct sora_str line, struct sora_imap_cmdline *out,
-			    const char **error_r);
 
 struct sora_pop3_cmdline {
 	struct sora_str command;

@@ -26,6 +26,9 @@ struct sora_preauth_style {
 /* The session state both protocols keep before login. */
 struct sora_preauth {
 	int errors;
+	/* Protocol-specific state (the IMAP command parser); owned by the
+	 * protocol, which frees it in its close handler. */
+	void *proto;
 };
 
 /* handler->open(): allocates the session; false (after a temporary-failure

@@ -25,41 +25,6 @@ static void test_line_find(void **state)
 	assert_int_equal(sora_line_find("a\0b\r\n", 5, &consumed), 3);
 }
 
-static void test_imap_ok(void **state)
-{
-	struct sora_imap_cmdline c;
-	const char *err = NULL;
-
-	assert_int_equal(sora_imap_cmdline_parse(S("a1 NOOP"), &c, &err), 0);
-	assert_true(sora_str_eq(c.tag, S("a1")));
-	assert_true(sora_str_eq(c.command, S("NOOP")));
-	assert_int_equal(c.args.len, 0);
-	assert_int_equal(sora_imap_cmdline_parse(S("x.y] login user pass"), &c, &err), 0);
-	assert_true(sora_str_eq(c.tag, S("x.y]")));
-	assert_true(sora_str_ieq_c(c.command, "LOGIN"));
-	assert_true(sora_str_eq(c.args, S("user pass")));
-}
-
-static void test_imap_bad(void **state)
-{
-	struct sora_imap_cmdline c;
-	const char *err = NULL;
-
-	assert_int_equal(sora_imap_cmdline_parse(S(""), &c, &err), -1);
-	assert_int_equal(c.tag.len, 0);
-	assert_int_equal(sora_imap_cmdline_parse(S("a+b NOOP"), &c, &err), -1);
-	assert_int_equal(sora_imap_cmdline_parse(S("a{ NOOP"), &c, &err), -1);
-	assert_int_equal(sora_imap_cmdline_parse(S(" NOOP"), &c, &err), -1);
-	assert_int_equal(sora_imap_cmdline_parse(S("tag"), &c, &err), -1);
-	assert_string_equal(err, "Missing command");
-	assert_true(sora_str_eq(c.tag, S("tag")));
-	assert_int_equal(sora_imap_cmdline_parse(S("tag "), &c, &err), -1);
-	assert_int_equal(sora_imap_cmdline_parse(S("tag NO]OP"), &c, &err), -1);
-	assert_string_equal(err, "Invalid command name");
-	assert_int_equal(sora_imap_cmdline_parse(sora_str_make("t N\0OP", 6), &c, &err), -1);
-	assert_int_equal(sora_imap_cmdline_parse(S("t\x80 NOOP"), &c, &err), -1);
-}
-
 static void test_pop3(void **state)
 {
 	struct sora_pop3_cmdline c;
@@ -79,8 +44,6 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_line_find),
-		cmocka_unit_test(test_imap_ok),
-		cmocka_unit_test(test_imap_bad),
 		cmocka_unit_test(test_pop3),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
