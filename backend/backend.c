@@ -100,6 +100,19 @@ static int backend_migrate(struct sora_error *err)
 	return 0;
 }
 
+/* DESIGN.md §6: every relative path resolves against one base (the
+ * config loader did that, common/config/config.h); say where mail goes. */
+static void backend_log_paths(const struct sora_config *cfg, struct sora_blob_store *blobs)
+{
+	bool fs = strcmp(cfg->storage.backend, "fs") == 0;
+
+	sora_info(NULL, "paths: base %s (%s); staging %s; blobs %s; cache %s", cfg->base_dir,
+		  cfg->base_dir_is_cwd ? "working directory" : "base_dir", cfg->uploader.path,
+		  fs ? cfg->storage.fs_path : "s3",
+		  sora_blob_store_cache(blobs) != NULL ? cfg->local_cache.path
+		  : fs ? "none (the fs store is local)" : "off");
+}
+
 int sora_backend_start(const struct sora_config *cfg, struct sora_net *net, bool check_only,
 		       char *errbuf, size_t errsize)
 {
@@ -116,6 +129,7 @@ int sora_backend_start(const struct sora_config *cfg, struct sora_net *net, bool
 		goto fail;
 	if (sora_blob_store_open(cfg, NULL, &backend.blobs, &err) != 0)
 		goto fail;
+	backend_log_paths(cfg, backend.blobs);
 	if (sora_uploader_start(cfg, backend.db, backend.blobs, sora_backend_instance_id(),
 				&backend.uploader, &err) < 0)
 		goto fail;

@@ -123,6 +123,35 @@ def test_delivery_is_stored_byte_exact_with_metadata(lmtp_backend):
     assert "Hello Alice" not in log and "café" not in log
 
 
+@pytest.mark.parametrize("base", ["working directory", "base_dir"])
+def test_relative_paths_resolve_against_one_base(lmtp_backend, base):
+    # DESIGN.md §6: relative paths resolve against one documented base
+    # (base_dir, else the working directory) and are logged at start.
+    b = lmtp_backend
+    acc = b.account("alice@example.com")
+    if base == "base_dir":
+        root = os.path.join(b.dir, "base")
+        top, blobs, staging = f'base_dir = "{root}"\n', "blobs", "spool/staging"
+    else:
+        # The defaults, var/blobs and var/staging; the server runs in b.dir.
+        root, top, blobs, staging = b.dir, "", None, None
+    cfg = b.config(top=top)
+    cfg = cfg.replace(f'fs_path = "{b.blobs}"\n', f'fs_path = "{blobs}"\n' if blobs else "")
+    cfg = cfg.replace(f'path = "{b.staging}"\n', f'path = "{staging}"\n' if staging else "")
+    b.blobs = os.path.join(root, blobs or "var/blobs")
+    b.staging = os.path.join(root, staging or "var/staging")
+    b.server = b.sora_servers("sora-backend", cfg, [b.port])
+    line = next(l for l in b.server.log().splitlines() if "paths: " in l)
+    assert f"paths: base {root} ({base}); staging {b.staging}; blobs {b.blobs}; " in line, line
+    with smtplib.LMTP("127.0.0.1", b.port) as s:
+        s.ehlo("client.test")
+        assert s.sendmail("a@remote.test", ["alice@example.com"], MSG) == {}
+    [(_, h, _, _)] = b.messages(acc)
+    b.wait_uploaded()
+    assert b.objects(acc) == [h]
+    assert split_prefix(b.body(acc, h), "a@remote.test", "alice@example.com") == MSG
+
+
 def test_smtplib_lmtp_and_aliases_detail_case(lmtp_backend):
     b = lmtp_backend
     acc = b.account("bob@example.com", "robert@example.org")
