@@ -255,7 +255,7 @@ static const char sql_insert[] =
 	"  ON CONFLICT (content_hash) DO NOTHING"
 	"), p AS ("
 	"  INSERT INTO pending_uploads (account_id, content_hash, size, instance_id)"
-	"  SELECT $1::bigint, $4::text, $5::bigint, $25::text FROM msg"
+	"  SELECT $1::bigint, $4::text, $5::bigint, $25::text FROM msg WHERE $25::text IS NOT NULL"
 	"  ON CONFLICT (account_id, content_hash) DO NOTHING"
 	") SELECT (SELECT id FROM mbx), (SELECT id FROM msg), (SELECT uid FROM msg)";
 
@@ -425,14 +425,15 @@ int sora_store_deliver(struct sora_db_conn *conn, struct sora_blob_store *blobs,
 	lengths[22] = (int)headers.len;
 	formats[22] = 1;
 	values[23] = buf_param(&m->meta.text_body);
-	values[24] = instance_id;
+	/* A direct store (fs) stored the body already: nothing to upload. */
+	values[24] = sora_blob_store_direct(blobs) ? NULL : instance_id;
 
 	/* 3. Everything else, in one statement. The first delivery to an
 	 * account finds no INBOX: the defaults are created, then it goes on. */
 	for (int attempt = 0; attempt < 2; attempt++) {
 		PQclear(r);
 		r = NULL;
-		rc = sora_db_exec_prepared(conn, SORA_DB_CLASS_WRITE, "sora_deliver_v1", sql_insert,
+		rc = sora_db_exec_prepared(conn, SORA_DB_CLASS_WRITE, "sora_deliver_v2", sql_insert,
 					   INSERT_PARAMS, values, lengths, formats, 0, &r, sqlstate,
 					   err);
 		if (rc != 0) {
@@ -486,7 +487,7 @@ out:
 	if (staged && !ref.existed && absent) {
 		struct sora_error uerr;
 
-		sora_blob_unstage(blobs, d->account_id, ref.hash, &uerr);
+		sora_blob_discard(blobs, d->account_id, ref.hash, &uerr);
 	}
 	PQclear(r);
 	sora_buf_free(&bodystructure);

@@ -152,6 +152,57 @@ def test_relative_paths_resolve_against_one_base(lmtp_backend, base):
     assert split_prefix(b.body(acc, h), "a@remote.test", "alice@example.com") == MSG
 
 
+def test_fs_store_keeps_one_copy_and_no_cache(lmtp_backend):
+    # DESIGN.md §6: with the fs store the staged body is the stored body
+    # (no second copy, no upload queued) and there is no local cache.
+    b = lmtp_backend
+    accs = [b.account(f"u{i}@example.com") for i in range(3)]
+    b.start()
+    msgs = [MSG.replace(b"m1@remote.test", f"once-{i}@remote.test".encode()) for i in range(12)]
+    with smtplib.LMTP("127.0.0.1", b.port) as s:
+        s.ehlo("client.test")
+        for i, m in enumerate(msgs):
+            assert s.sendmail("a@remote.test", [f"u{i % 3}@example.com"], m) == {}
+    # One message to all three: one copy per recipient (each has its own
+    # trace lines), still one file per copy.
+    c = b.connect()
+    c.cmd("LHLO client.test")
+    rr, dr = send_message(c, "a@remote.test", [f"u{i}@example.com" for i in range(3)],
+                          MSG.replace(b"m1@", b"all@"))
+    assert [r[:3] for r in dr] == ["250"] * 3
+    assert b.sql("SELECT count(*) FROM pending_uploads") == "0"
+    stored = {}
+    for acc in accs:
+        for _, h, size, _ in b.messages(acc):
+            body = b.body(acc, h)
+            assert len(body) == size and body.endswith(
+                msgs[int(re.search(rb"once-(\d+)@", body).group(1))]
+                if b"once-" in body else MSG.replace(b"m1@", b"all@"))
+            stored[(acc, h)] = body
+    assert len(stored) == 15
+    # Every regular file under the work directory holding mail: exactly the
+    # stored objects, each one inode with one link, nothing in staging or
+    # in the (default, relative) cache directory.
+    files = {}
+    for root, _, names in os.walk(b.dir):
+        for n in names:
+            p = os.path.join(root, n)
+            st = os.lstat(p)
+            if not os.path.isfile(p) or n.endswith((".toml", ".log")):
+                continue
+            with open(p, "rb") as f:
+                if b"Hello Alice" in f.read():
+                    files[p] = st
+    assert sorted(files) == sorted(os.path.join(b.blobs, h[:2], str(acc), h)
+                                   for acc, h in stored), sorted(files)
+    assert all(st.st_nlink == 1 for st in files.values())
+    assert len({(st.st_dev, st.st_ino) for st in files.values()}) == 15
+    assert b.staged_files(accs[0]) == []
+    cache = os.path.join(b.dir, "var", "cache")
+    assert not os.path.exists(cache) or not any(os.scandir(cache))
+    assert "cache none (the fs store is local)" in b.server.log()
+
+
 def test_smtplib_lmtp_and_aliases_detail_case(lmtp_backend):
     b = lmtp_backend
     acc = b.account("bob@example.com", "robert@example.org")
