@@ -470,13 +470,18 @@ def cold_mode(a, tmp):
     sora = Sora(tmp)
     firsts, seconds_ = [], []
     try:
+        # The account's first delivery creates its mailboxes: not a cold
+        # start cost, so it happens before.
+        c = Conn(sora.port)
+        c.deliver(["user0@example.com"], make_message(10240, 0, -1))
+        c.close()
         for i in range(a.cold):
             sora.stop_backend()
             sora.start()
             for lst in (firsts, seconds_):
                 c = Conn(sora.port)
                 t0 = time.time()
-                c.deliver([f"user{i % ACCOUNTS}@example.com"], make_message(10240, i, len(lst)))
+                c.deliver(["user0@example.com"], make_message(10240, i, len(lst)))
                 lst.append(time.time() - t0)
                 c.close()
     finally:

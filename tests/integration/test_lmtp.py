@@ -203,6 +203,22 @@ def test_fs_store_keeps_one_copy_and_no_cache(lmtp_backend):
     assert "cache none (the fs store is local)" in b.server.log()
 
 
+def test_pool_is_warmed_for_deliveries_at_start(lmtp_backend):
+    # Issue 13: the first delivery after a start paid for connecting,
+    # preparing and PostgreSQL's cold catalog caches. Before listening, the
+    # backend opens min_conns connections and runs the delivery statements
+    # on each, writing nothing.
+    b = lmtp_backend
+    b.start(top="")
+    rows = b.rows("SELECT state, left(query, 40) FROM pg_stat_activity "
+                  "WHERE application_name = 'sora-backend' AND datname = current_database()")
+    warmed = [r for r in rows if r[0] == "idle" and r[1].startswith("WITH mbx AS")]
+    assert len(warmed) >= 2, rows
+    assert b.sql("SELECT count(*) FROM message_deliveries") == "0"
+    assert b.sql("SELECT count(*) FROM messages") == "0"
+    assert b.sql("SELECT count(*) FROM mailboxes") == "0"
+
+
 def test_smtplib_lmtp_and_aliases_detail_case(lmtp_backend):
     b = lmtp_backend
     acc = b.account("bob@example.com", "robert@example.org")
