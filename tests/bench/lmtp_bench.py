@@ -11,7 +11,8 @@ load average before and after.
 
 Scenarios (C clients, each on its own persistent connection, send S-byte
 messages for T seconds after a one-second warm-up; MAIL, RCPT and DATA
-pipelined as Postfix does):
+pipelined as Postfix does; every scenario and repetition delivers into
+fresh, empty mailboxes on both servers):
   - one recipient per message, every client its own mailbox;
   - one recipient per message, all clients into one mailbox;
   - several recipients per message (--rcpts, default 5).
@@ -58,7 +59,8 @@ from sorafix.common import free_port, wait_port  # noqa: E402
 from sorafix.pg import PgCluster  # noqa: E402
 
 BIN = os.environ.get("SORA_BIN", os.path.join(ROOT, "bin"))
-# More accounts than the largest client count times --rcpts needs.
+# Accounts user0..user{N-1}@example.com; the throughput runs use fresh
+# ones for every scenario and repetition (see bench()).
 ACCOUNTS = 40
 
 LINE = "The quick brown fox jumps over the lazy dog, again and again. 0123456789\r\n"
@@ -205,7 +207,7 @@ def run_clients(port, rcpt_sets, seconds, size, cpu_roots):
 class Sora:
     name = "sora-backend"
 
-    def __init__(self, tmp):
+    def __init__(self, tmp, accounts=ACCOUNTS):
         self.tmp = tmp
         # A durable cluster: the test fixture's fsync=off would flatter Sora.
         self.pg = PgCluster()
@@ -226,10 +228,18 @@ class Sora:
         admin = os.path.join(BIN, "sora-admin")
         subprocess.run([admin, "--config", self.cfg, "migrate", "up"], check=True,
                        capture_output=True)
-        for i in range(ACCOUNTS):
-            subprocess.run([admin, "--config", self.cfg, "accounts", "create", "--email",
-                            f"user{i}@example.com", "--password", "x", "--hash", "ssha512"],
-                           check=True, capture_output=True)
+        subprocess.run([admin, "--config", self.cfg, "accounts", "create", "--email",
+                        "user0@example.com", "--password", "x", "--hash", "ssha512"],
+                       check=True, capture_output=True)
+        # The rest in one statement, with the same password hash: only
+        # the address lookup matters here.
+        self.pg.psql(f"""WITH a AS (INSERT INTO accounts SELECT FROM generate_series(1, {accounts - 1})
+                            RETURNING id)
+                         INSERT INTO credentials (account_id, address, password_hash,
+                                                  primary_identity)
+                         SELECT a.id, 'user' || (row_number() OVER (ORDER BY a.id)) || '@example.com',
+                                (SELECT password_hash FROM credentials LIMIT 1), true FROM a""",
+                     db="bench")
         self.proc = None
         self.log = open(os.path.join(tmp, "sora.log"), "a")
         self.start()
@@ -335,11 +345,16 @@ def scenarios(quick, rcpts):
     return out
 
 
-def rcpt_sets(clients, n, one_mailbox):
+def accounts_needed(clients, n, one_mailbox):
+    return 1 if one_mailbox else clients * n
+
+
+def rcpt_sets(first, clients, n, one_mailbox):
+    """Recipients per client, from the accounts user{first}...: every
+    client its own n mailboxes, or all clients the one mailbox."""
     if one_mailbox:
-        return [["user0@example.com"] for _ in range(clients)]
-    return [[f"user{(i * n + j) % ACCOUNTS}@example.com" for j in range(n)]
-            for i in range(clients)]
+        return [[f"user{first}@example.com"] for _ in range(clients)]
+    return [[f"user{first + i * n + j}@example.com" for j in range(n)] for i in range(clients)]
 
 
 def loadavg():
@@ -349,17 +364,24 @@ def loadavg():
 def bench(a, tmp):
     scen = scenarios(a.quick, a.rcpts)
     runs = 1 if a.quick else a.runs
-    sides = [Sora(tmp), Dovecot(tmp)]
+    # Fresh, empty mailboxes for every scenario and repetition, on both
+    # servers: otherwise each side would run into the mailboxes it filled
+    # earlier, and the faster one into fuller ones (maildir in particular
+    # slows down as a directory grows).
+    per_rep = sum(accounts_needed(c, n, one) for _, c, _, n, one in scen)
+    sides = [Sora(tmp, 1 + runs * per_rep), Dovecot(tmp)]
     results = {}   # (scenario index, side name) -> [result dicts]
     load0 = loadavg()
     t0 = time.time()
     try:
+        first = 1
         for rep in range(runs):
             order = sides if rep % 2 == 0 else sides[::-1]
             for si, (label, clients, size, n, one) in enumerate(scen):
+                rs = rcpt_sets(first, clients, n, one)
+                first += accounts_needed(clients, n, one)
                 for side in order:
-                    r = run_clients(side.port, rcpt_sets(clients, n, one), a.seconds, size,
-                                    side.roots())
+                    r = run_clients(side.port, rs, a.seconds, size, side.roots())
                     side.settle()
                     results.setdefault((si, side.name), []).append(r)
                     print(f"  run {rep + 1} {side.name:12s} {label:20s} {clients:2d} clients "
