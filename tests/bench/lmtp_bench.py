@@ -209,8 +209,18 @@ class Sora:
 
     def __init__(self, tmp, accounts=ACCOUNTS):
         self.tmp = tmp
+        self.proc = None
+        self.log = None
         # A durable cluster: the test fixture's fsync=off would flatter Sora.
         self.pg = PgCluster()
+        try:
+            self._setup(tmp, accounts)
+        except BaseException:
+            # Nothing may outlive the run, not even after a failed start.
+            self.close()
+            raise
+
+    def _setup(self, tmp, accounts):
         self.pg.stop()
         self.pg._as_pg([os.path.join(self.pg.bindir, "pg_ctl"), "-D", self.pg.data, "-l",
                         os.path.join(self.pg.dir, "log"), "-w", "-o",
@@ -240,7 +250,6 @@ class Sora:
                          SELECT a.id, 'user' || (row_number() OVER (ORDER BY a.id)) || '@example.com',
                                 (SELECT password_hash FROM credentials LIMIT 1), true FROM a""",
                      db="bench")
-        self.proc = None
         self.log = open(os.path.join(tmp, "sora.log"), "a")
         self.start()
         with open(os.path.join(self.pg.data, "postmaster.pid")) as f:
@@ -272,7 +281,8 @@ class Sora:
     def close(self):
         if self.proc is not None and self.proc.poll() is None:
             self.stop_backend()
-        self.log.close()
+        if self.log is not None:
+            self.log.close()
         self.pg.destroy()
 
 
@@ -369,7 +379,12 @@ def bench(a, tmp):
     # earlier, and the faster one into fuller ones (maildir in particular
     # slows down as a directory grows).
     per_rep = sum(accounts_needed(c, n, one) for _, c, _, n, one in scen)
-    sides = [Sora(tmp, 1 + runs * per_rep), Dovecot(tmp)]
+    sides = [Sora(tmp, 1 + runs * per_rep)]
+    try:
+        sides.append(Dovecot(tmp))
+    except BaseException:
+        sides[0].close()
+        raise
     results = {}   # (scenario index, side name) -> [result dicts]
     load0 = loadavg()
     t0 = time.time()
@@ -467,7 +482,12 @@ def traced_run(side, tmp, n, warm, size, groups):
 
 
 def strace_mode(a, tmp):
-    sora, dov = Sora(tmp), Dovecot(tmp)
+    sora = Sora(tmp)
+    try:
+        dov = Dovecot(tmp)
+    except BaseException:
+        sora.close()
+        raise
     try:
         res = traced_run(sora, tmp, a.strace, a.warm, 10240, {"sora-backend": sora.proc.pid,
                                                 "postgresql": sora.postmaster})
