@@ -219,6 +219,51 @@ def test_pool_is_warmed_for_deliveries_at_start(lmtp_backend):
     assert b.sql("SELECT count(*) FROM mailboxes") == "0"
 
 
+def test_concurrent_deliveries_into_one_mailbox(lmtp_backend):
+    # Issue 13: many clients delivering into one mailbox at once. Whatever
+    # the UID allocation does to scale, UIDs must come out unique, without
+    # gaps, and in the same order as the modseqs allocated with them, and
+    # the trigger-kept counters must match the rows exactly.
+    import threading
+    b = lmtp_backend
+    acc = b.account("hot@example.com")
+    b.start()
+    clients, each = 16, 8
+    errors = []
+
+    def client(n):
+        try:
+            c = b.connect(timeout=30)
+            c.cmd("LHLO client.test")
+            for i in range(each):
+                msg = MSG.replace(b"m1@remote.test", f"hot-{n}-{i}@remote.test".encode())
+                _, dr = send_message(c, "a@remote.test", ["hot@example.com"], msg)
+                if dr != ["250 2.0.0 <hot@example.com> Saved"]:
+                    errors.append(dr)
+            c.cmd("QUIT")
+        except Exception as e:  # reported below
+            errors.append(repr(e))
+    ts = [threading.Thread(target=client, args=(n,)) for n in range(clients)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(60)
+    assert errors == []
+    n = clients * each
+    rows = b.rows(f"SELECT m.uid, m.created_modseq, m.size FROM messages m JOIN mailboxes mb "
+                  f"ON mb.id = m.mailbox_id WHERE mb.account_id = {acc} AND mb.name = 'INBOX' "
+                  f"ORDER BY m.uid")
+    uids = [int(r[0]) for r in rows]
+    modseqs = [int(r[1]) for r in rows]
+    assert uids == list(range(1, n + 1))
+    assert all(a < b_ for a, b_ in zip(modseqs, modseqs[1:])), modseqs
+    total = sum(int(r[2]) for r in rows)
+    assert b.sql(f"SELECT s.message_count, s.unseen_count, s.total_size, mb.uid_next, "
+                 f"mb.highest_modseq = {modseqs[-1]} FROM mailbox_stats s JOIN mailboxes mb "
+                 f"ON mb.id = s.mailbox_id WHERE mb.account_id = {acc} AND mb.name = 'INBOX'"
+                 ) == f"{n}|{n}|{total}|{n + 1}|t"
+
+
 def test_smtplib_lmtp_and_aliases_detail_case(lmtp_backend):
     b = lmtp_backend
     acc = b.account("bob@example.com", "robert@example.org")
