@@ -1,9 +1,11 @@
 #include "backend/backend.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "backend/blob/blob-store.h"
+#include "backend/store/deliver.h"
 #include "backend/store/janitor.h"
 #include "backend/store/migrate.h"
 #include "backend/store/uploader.h"
@@ -100,6 +102,55 @@ static int backend_migrate(struct sora_error *err)
 	return 0;
 }
 
+/* DESIGN.md §6: every relative path resolves against one base (the
+ * config loader did that, common/config/config.h); say where mail goes. */
+static void backend_log_paths(const struct sora_config *cfg, struct sora_blob_store *blobs)
+{
+	bool fs = strcmp(cfg->storage.backend, "fs") == 0;
+
+	sora_info(NULL, "paths: base %s (%s); staging %s; blobs %s; cache %s", cfg->base_dir,
+		  cfg->base_dir_is_cwd ? "working directory" : "base_dir", cfg->uploader.path,
+		  fs ? cfg->storage.fs_path : "s3",
+		  sora_blob_store_cache(blobs) != NULL ? cfg->local_cache.path
+		  : fs ? "none (the fs store is local)" : "off");
+}
+
+/* Opens the pool's min_conns connections before the servers listen and
+ * readies each for deliveries (sora_store_warm_conn), so that the first
+ * deliveries after a start do not pay for connecting, preparing and the
+ * PostgreSQL backend's cold catalog caches. A failure here is only logged:
+ * the connections are then made, cold, when needed. */
+static void backend_warm_pool(const struct sora_config *cfg)
+{
+	int n = cfg->database.min_conns;
+	struct sora_db_conn **conns;
+	struct sora_error err;
+	int warmed = 0;
+
+	if (n <= 0)
+		return;
+	conns = calloc((size_t)n, sizeof(*conns));
+	if (conns == NULL)
+		return;
+	/* Held all at once, so that the pool opens n distinct connections. */
+	for (int i = 0; i < n; i++) {
+		if (sora_db_acquire(backend.db, SORA_DB_PRIMARY, 5000, &conns[i], &err) != 0 ||
+		    sora_store_warm_conn(conns[i], &err) != 0) {
+			sora_warn(NULL, "database connection warm-up: %s", err.msg);
+			if (conns[i] != NULL)
+				sora_db_release(&conns[i]);
+			break;
+		}
+		warmed++;
+	}
+	for (int i = 0; i < n; i++) {
+		if (conns[i] != NULL)
+			sora_db_release(&conns[i]);
+	}
+	free(conns);
+	sora_debug(NULL, "database: %d connection(s) ready for deliveries", warmed);
+}
+
 int sora_backend_start(const struct sora_config *cfg, struct sora_net *net, bool check_only,
 		       char *errbuf, size_t errsize)
 {
@@ -116,6 +167,7 @@ int sora_backend_start(const struct sora_config *cfg, struct sora_net *net, bool
 		goto fail;
 	if (sora_blob_store_open(cfg, NULL, &backend.blobs, &err) != 0)
 		goto fail;
+	backend_log_paths(cfg, backend.blobs);
 	if (sora_uploader_start(cfg, backend.db, backend.blobs, sora_backend_instance_id(),
 				&backend.uploader, &err) < 0)
 		goto fail;
@@ -128,6 +180,7 @@ int sora_backend_start(const struct sora_config *cfg, struct sora_net *net, bool
 		sora_uploader_stop(&backend.uploader);
 		goto fail;
 	}
+	backend_warm_pool(cfg);
 	backend_started = true;
 	sora_info(NULL, "database %s ready (schema up to date), blob store: %s", cfg->database.dbname,
 		  cfg->storage.backend);

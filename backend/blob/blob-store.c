@@ -29,6 +29,8 @@ struct sora_blob_store {
 	char *staging;
 	char *staging_tmp;
 	char *staging_aside;   /* orphans being removed, see unstage_orphan */
+	char *direct_root;     /* direct fs store: its root, else NULL */
+	char *direct_tmp;      /* and its temp directory (same file system) */
 };
 
 /* Memory for structs that embed a struct sora_blob_hasher, whose libsodium
@@ -138,6 +140,24 @@ int sora_blob_store_new(struct sora_blob_store_params *p, struct sora_blob_store
 			       s->staging_aside, strerror(errno));
 		goto fail;
 	}
+	if (p->direct_root != NULL) {
+		if (p->encrypt) {
+			sora_error_set(err, SORA_ERR_PERMANENT,
+				       "blob store: a direct store cannot encrypt");
+			goto fail;
+		}
+		if (sora_blob_path_join(tmp, sizeof(tmp), p->direct_root, SORA_BLOB_FS_TMPDIR) < 0 ||
+		    (s->direct_root = strdup(p->direct_root)) == NULL ||
+		    (s->direct_tmp = strdup(tmp)) == NULL) {
+			sora_error_set(err, SORA_ERR_TEMPORARY, "out of memory");
+			goto fail;
+		}
+		if (sora_blob_mkdirs(s->direct_tmp, 0750) < 0) {
+			sora_error_set(err, SORA_ERR_PERMANENT, "blob store: cannot create %s: %s",
+				       s->direct_tmp, strerror(errno));
+			goto fail;
+		}
+	}
 	if (p->cache_path != NULL && p->cache_path[0] != '\0' && p->cache_capacity > 0) {
 		if (sora_blob_cache_open(p->cache_path, p->cache_capacity,
 					 p->cache_max_object_size, &s->cache, err) < 0)
@@ -152,6 +172,8 @@ fail:
 	free(s->staging);
 	free(s->staging_tmp);
 	free(s->staging_aside);
+	free(s->direct_root);
+	free(s->direct_tmp);
 	free(s);
 	return -1;
 }
@@ -190,7 +212,18 @@ int sora_blob_store_open(const struct sora_config *cfg,
 	}
 	p.encrypt = s3->encrypt;
 	p.staging_path = cfg->uploader.path != NULL ? cfg->uploader.path : "var/staging";
-	p.cache_path = cfg->local_cache.path;
+	/* DESIGN.md §6: with fs the staged body becomes the stored body and
+	 * there is no local cache, the store being local already. Encrypted
+	 * fs stores hold ciphertext, so their bodies still pass through
+	 * staging and the uploader's encryptor, but are not cached either. */
+	if (strcmp(backend, "fs") == 0) {
+		if (!p.encrypt)
+			p.direct_root = cfg->storage.fs_path != NULL ? cfg->storage.fs_path
+								     : "var/blobs";
+		p.cache_path = NULL;
+	} else {
+		p.cache_path = cfg->local_cache.path;
+	}
 	p.cache_capacity = cfg->local_cache.capacity;
 	p.cache_max_object_size = cfg->local_cache.max_object_size;
 	if (sora_blob_store_new(&p, store_r, err) < 0)
@@ -220,6 +253,8 @@ void sora_blob_store_free(struct sora_blob_store **sp)
 	free(s->staging);
 	free(s->staging_tmp);
 	free(s->staging_aside);
+	free(s->direct_root);
+	free(s->direct_tmp);
 	free(s);
 	*sp = NULL;
 }
@@ -237,6 +272,11 @@ struct sora_blob_cache *sora_blob_store_cache(struct sora_blob_store *s)
 bool sora_blob_store_encrypts(const struct sora_blob_store *s)
 {
 	return s->encrypt;
+}
+
+bool sora_blob_store_direct(const struct sora_blob_store *s)
+{
+	return s->direct_root != NULL;
 }
 
 /* ---- paths ---- */
@@ -267,6 +307,19 @@ static int object_key(int64_t account_id, const char *hash, char key[SORA_BLOB_K
 	return 0;
 }
 
+/* Where a direct store keeps a body: <root>/<key>, as the fs driver. */
+static int direct_path(struct sora_blob_store *s, int64_t account_id, const char *hash,
+		       char *dst, size_t size, struct sora_error *err)
+{
+	char key[SORA_BLOB_KEY_SIZE];
+
+	if (object_key(account_id, hash, key, err) < 0)
+		return -1;
+	if (sora_blob_path_join(dst, size, s->direct_root, key) < 0)
+		return sora_error_set(err, SORA_ERR_PERMANENT, "store path too long");
+	return 0;
+}
+
 /* ---- staging ---- */
 
 struct sora_blob_writer {
@@ -291,10 +344,14 @@ int sora_blob_writer_new(struct sora_blob_store *s, int64_t account_id, uint64_t
 	w = alloc_aligned(sizeof(*w));
 	if (w == NULL)
 		return sora_error_set(err, SORA_ERR_TEMPORARY, "out of memory");
-	w->fd = sora_blob_tmpfile(s->staging_tmp, w->tmp, sizeof(w->tmp));
+	/* A direct store's temp directory is inside the store, so the final
+	 * rename never crosses file systems. */
+	w->fd = sora_blob_tmpfile(s->direct_tmp != NULL ? s->direct_tmp : s->staging_tmp, w->tmp,
+				  sizeof(w->tmp));
 	if (w->fd < 0) {
 		sora_error_set(err, sora_error_class_errno(errno), "staging: temp file in %s: %s",
-			       s->staging_tmp, strerror(errno));
+			       s->direct_tmp != NULL ? s->direct_tmp : s->staging_tmp,
+			       strerror(errno));
 		free(w);
 		return -1;
 	}
@@ -356,6 +413,20 @@ int sora_blob_writer_commit(struct sora_blob_writer **wp, struct sora_blob_ref *
 	ref_r->size = w->hasher.size;
 	ref_r->existed = false;
 	sora_blob_hash_final(&w->hasher, ref_r->hash);
+	if (s->direct_root != NULL) {
+		/* Straight into the store. Nothing sweeps the store for bodies
+		 * without a row, so an object already there is in use and
+		 * complete (it got there by rename): no touch needed. */
+		if (direct_path(s, w->account_id, ref_r->hash, path, sizeof(path), err) < 0)
+			goto out;
+		if (stat(path, &st) == 0 && S_ISREG(st.st_mode) &&
+		    (uint64_t)st.st_size == ref_r->size) {
+			ref_r->existed = true;
+			ret = 0;
+			goto out;
+		}
+		goto commit;
+	}
 	if (staged_path(s, w->account_id, ref_r->hash, path, sizeof(path), err) < 0)
 		goto out;
 	/* Same hash, same bytes: an existing staged copy is complete (it got
@@ -368,6 +439,7 @@ int sora_blob_writer_commit(struct sora_blob_writer **wp, struct sora_blob_ref *
 		ret = 0;
 		goto out;
 	}
+commit:
 	if (sora_blob_commit_file(w->fd, w->tmp, path, &what) < 0) {
 		sora_error_set(err, sora_error_class_errno(errno), "staging %s: %s: %s", path, what,
 			       strerror(errno));
@@ -457,6 +529,21 @@ int sora_blob_unstage(struct sora_blob_store *s, int64_t account_id, const char 
 		return -1;
 	if (unlink(path) < 0 && errno != ENOENT)
 		return sora_error_set(err, sora_error_class_errno(errno), "staging: unlink %s: %s",
+				      path, strerror(errno));
+	return 0;
+}
+
+int sora_blob_discard(struct sora_blob_store *s, int64_t account_id, const char *hash,
+		      struct sora_error *err)
+{
+	char path[PATH_MAX];
+
+	if (s->direct_root == NULL)
+		return sora_blob_unstage(s, account_id, hash, err);
+	if (direct_path(s, account_id, hash, path, sizeof(path), err) < 0)
+		return -1;
+	if (unlink(path) < 0 && errno != ENOENT)
+		return sora_error_set(err, sora_error_class_errno(errno), "store: unlink %s: %s",
 				      path, strerror(errno));
 	return 0;
 }

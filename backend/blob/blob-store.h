@@ -23,6 +23,13 @@
  *      that misses it in staging finds it in the store. It also spares a
  *      network round trip for fresh mail.
  *
+ * The fs store without encryption is "direct" (DESIGN.md §6): a body is
+ * written straight into the store, <fs_path>/.sora-tmp -> fsync ->
+ * rename to <fs_path>/<key> -> fsync of the directory, so staging it stores
+ * it, once, with one file fsync and one rename. Nothing is queued for the
+ * uploader, nothing goes into staging, and there is no local cache (the
+ * store is local already). sora_blob_store_direct() tells callers.
+ *
  * Encryption ([s3] encrypt) applies to whatever driver the store uses. A
  * stored object that lacks the encryption header is read as plaintext
  * (objects written before encryption was turned on); an encrypted one
@@ -71,6 +78,9 @@ struct sora_blob_store_params {
 	/* Encrypt uploads (needs a keyring with a current key). */
 	bool encrypt;
 	const char *staging_path;       /* required; copied */
+	/* The fs driver's root when bodies are to be written straight into
+	 * the store (fs, no encryption); NULL otherwise. Copied. */
+	const char *direct_root;
 	const char *cache_path;         /* NULL, "" or capacity 0: no cache */
 	uint64_t cache_capacity;
 	uint64_t cache_max_object_size;
@@ -97,6 +107,9 @@ void sora_blob_store_free(struct sora_blob_store **store);
 struct sora_blob_driver *sora_blob_store_driver(struct sora_blob_store *store);
 struct sora_blob_cache *sora_blob_store_cache(struct sora_blob_store *store);
 bool sora_blob_store_encrypts(const struct sora_blob_store *store);
+/* True when staging a body stores it (the fs store without encryption):
+ * no pending_uploads row is needed and nothing is uploaded. */
+bool sora_blob_store_direct(const struct sora_blob_store *store);
 
 /* ---- staging ---- */
 
@@ -109,7 +122,8 @@ int sora_blob_writer_new(struct sora_blob_store *store, int64_t account_id,
 			 struct sora_error *err);
 int sora_blob_writer_write(struct sora_blob_writer *w, const void *data, size_t len,
 			   struct sora_error *err);
-/* Makes the body durable in staging and fills *ref_r. Frees the writer
+/* Makes the body durable in staging (in the store itself for a direct
+ * store) and fills *ref_r. Frees the writer
  * and clears the caller's pointer, whatever the outcome. */
 int sora_blob_writer_commit(struct sora_blob_writer **w, struct sora_blob_ref *ref_r,
 			    struct sora_error *err);
@@ -131,6 +145,12 @@ bool sora_blob_is_staged(struct sora_blob_store *store, int64_t account_id,
 /* Removes a staged body (for instance when the metadata commit failed, or
  * the body turned out to be stored already). Missing is fine. */
 int sora_blob_unstage(struct sora_blob_store *store, int64_t account_id,
+		      const char *hash, struct sora_error *err);
+
+/* Takes back a body this process just staged (ref->existed false) whose
+ * metadata certainly did not commit: from staging, or from a direct store.
+ * Missing is fine. */
+int sora_blob_discard(struct sora_blob_store *store, int64_t account_id,
 		      const char *hash, struct sora_error *err);
 
 /* Staging housekeeping. A delivery whose connection to the database broke

@@ -331,8 +331,9 @@ static enum sora_job_status deliver_work(struct sora_job *job, void *arg)
 			stored = true;
 	}
 	sora_db_release(&conn);
-	/* New pending_uploads rows: the uploader need not wait for its poll. */
-	if (stored)
+	/* New pending_uploads rows: the uploader need not wait for its poll.
+	 * A direct store (fs) queues none. */
+	if (stored && !sora_blob_store_direct(be->blobs))
 		sora_backend_kick_uploader();
 	sora_store_message_free(&msg);
 	return SORA_JOB_DONE;

@@ -255,11 +255,13 @@ static const char sql_insert[] =
 	"  ON CONFLICT (content_hash) DO NOTHING"
 	"), p AS ("
 	"  INSERT INTO pending_uploads (account_id, content_hash, size, instance_id)"
-	"  SELECT $1::bigint, $4::text, $5::bigint, $25::text FROM msg"
+	"  SELECT $1::bigint, $4::text, $5::bigint, $25::text FROM msg WHERE $25::text IS NOT NULL"
 	"  ON CONFLICT (account_id, content_hash) DO NOTHING"
 	") SELECT (SELECT id FROM mbx), (SELECT id FROM msg), (SELECT uid FROM msg)";
 
 #define INSERT_PARAMS 25
+/* Prepared once per connection under this name. */
+#define DELIVER_STMT "sora_deliver_v2"
 
 static const char *buf_param(const struct sora_buf *b)
 {
@@ -353,6 +355,40 @@ static int raw_headers(const struct sora_store_message *m, const struct sora_sto
 	return 0;
 }
 
+int sora_store_warm_conn(struct sora_db_conn *conn, struct sora_error *err)
+{
+	static const char zeros[SORA_BLOB_HASH_HEX_SIZE] =
+		"0000000000000000000000000000000000000000000000000000000000000000";
+	const char *values[INSERT_PARAMS];
+	int lengths[INSERT_PARAMS] = { 0 }, formats[INSERT_PARAMS] = { 0 };
+	struct sora_store_recipient rcpt;
+	PGresult *r = NULL;
+	char sqlstate[6] = "";
+	int rc;
+
+	rc = sora_store_resolve_recipient(conn, sora_str_c("warm-up@sora.invalid"), '+', &rcpt,
+					  err);
+	if (rc < 0 && !sora_error_is(err, SORA_ERR_NOT_FOUND))
+		return -1;
+	for (size_t i = 0; i < INSERT_PARAMS; i++)
+		values[i] = "";
+	values[0] = "0";            /* no account 0, so no mailbox: nothing is written */
+	values[1] = SORA_STORE_INBOX;
+	values[2] = zeros;
+	values[3] = zeros;
+	values[4] = "0";
+	values[5] = NULL;
+	values[20] = "null";
+	values[21] = "null";
+	values[22] = NULL;
+	formats[22] = 1;
+	values[24] = NULL;
+	rc = sora_db_exec_prepared(conn, SORA_DB_CLASS_WRITE, DELIVER_STMT, sql_insert,
+				   INSERT_PARAMS, values, lengths, formats, 0, &r, sqlstate, err);
+	PQclear(r);
+	return rc;
+}
+
 int sora_store_deliver(struct sora_db_conn *conn, struct sora_blob_store *blobs,
 		       const char *instance_id, struct sora_store_message *m,
 		       const struct sora_store_delivery *d,
@@ -425,14 +461,15 @@ int sora_store_deliver(struct sora_db_conn *conn, struct sora_blob_store *blobs,
 	lengths[22] = (int)headers.len;
 	formats[22] = 1;
 	values[23] = buf_param(&m->meta.text_body);
-	values[24] = instance_id;
+	/* A direct store (fs) stored the body already: nothing to upload. */
+	values[24] = sora_blob_store_direct(blobs) ? NULL : instance_id;
 
 	/* 3. Everything else, in one statement. The first delivery to an
 	 * account finds no INBOX: the defaults are created, then it goes on. */
 	for (int attempt = 0; attempt < 2; attempt++) {
 		PQclear(r);
 		r = NULL;
-		rc = sora_db_exec_prepared(conn, SORA_DB_CLASS_WRITE, "sora_deliver_v1", sql_insert,
+		rc = sora_db_exec_prepared(conn, SORA_DB_CLASS_WRITE, DELIVER_STMT, sql_insert,
 					   INSERT_PARAMS, values, lengths, formats, 0, &r, sqlstate,
 					   err);
 		if (rc != 0) {
@@ -486,7 +523,7 @@ out:
 	if (staged && !ref.existed && absent) {
 		struct sora_error uerr;
 
-		sora_blob_unstage(blobs, d->account_id, ref.hash, &uerr);
+		sora_blob_discard(blobs, d->account_id, ref.hash, &uerr);
 	}
 	PQclear(r);
 	sora_buf_free(&bodystructure);

@@ -170,6 +170,15 @@ int sora_store_deliver(struct sora_db_conn *conn, struct sora_blob_store *blobs,
 		       const struct sora_store_delivery *d,
 		       struct sora_store_delivery_result *res);
 
+/* Readies a fresh database connection for deliveries without writing
+ * anything: looks up a recipient that cannot exist and runs the delivery
+ * statement for account 0, which has no mailbox. That prepares both
+ * statements on the connection and makes its PostgreSQL backend load the
+ * catalog entries and plan the statements, the work that otherwise makes
+ * the first delivery on a new connection several times slower than the
+ * next. Blocking; worker or start-up thread. Returns 0, or -1 with err set. */
+int sora_store_warm_conn(struct sora_db_conn *conn, struct sora_error *err);
+
 /* The delivery key of (m, d) as 64 hex digits (exposed for tests). */
 void sora_store_delivery_key(const struct sora_store_message *m, struct sora_str rcpt,
 			     char key_r[SORA_BLOB_HASH_HEX_SIZE]);

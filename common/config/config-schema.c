@@ -108,6 +108,7 @@ static const char *const tls_versions[] = { "1.2", "1.3", NULL };
 #define T struct sora_config
 static const struct sora_config_key root_keys[] = {
 	KEY_STRING("hostname", T, hostname, NULL, 0),
+	KEY_STRING("base_dir", T, base_dir, NULL, 0),
 	KEY_INT("event_loops", T, event_loops, 0, 0, 1024),
 	KEY_INT("worker_threads", T, worker_threads, 16, 1, 4096),
 	KEY_CIDRS("trusted_networks", T, trusted_networks),

@@ -1687,6 +1687,50 @@ int sora_config_check_startable(const struct sora_config *c, bool check_only,
 	return 0;
 }
 
+/* DESIGN.md §6: relative paths resolve against one documented base. The
+ * base is base_dir when set (it must be absolute), else the working
+ * directory at load time, which is what systemd's WorkingDirectory= (and
+ * a shell) gives the server. Resolving here, once, means every reader of
+ * the config (sora-backend, sora-admin) sees the same absolute paths and
+ * the server can log them at start. Empty paths stay empty (they mean
+ * "off" where a table allows that). */
+static void resolve_paths(struct loader *l)
+{
+	struct sora_config *c = l->config;
+	char **paths[] = { &c->uploader.path, &c->local_cache.path, &c->storage.fs_path };
+
+	if (c->base_dir == NULL) {
+		char *cwd = getcwd(NULL, 0);
+
+		if (cwd == NULL) {
+			fail_line(l, 0, "cannot resolve relative paths: working directory: %s",
+				  strerror(errno));
+			return;
+		}
+		c->base_dir = cwd;
+		c->base_dir_is_cwd = true;
+	} else if (c->base_dir[0] != '/') {
+		fail_key(l, key_line(l, &sora_config_root_table, NONE, "base_dir"), "at the top level",
+			 "base_dir", "must be an absolute path, not \"%s\"", c->base_dir);
+		return;
+	}
+	for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++) {
+		char *p = *paths[i], *abs;
+		size_t blen = strlen(c->base_dir);
+
+		if (p == NULL || p[0] == '\0' || p[0] == '/')
+			continue;
+		while (blen > 1 && c->base_dir[blen - 1] == '/')
+			blen--;
+		if (asprintf(&abs, "%.*s/%s", (int)blen, c->base_dir, p) < 0) {
+			fail_line(l, 0, "out of memory");
+			return;
+		}
+		free_string(paths[i]);
+		*paths[i] = abs;
+	}
+}
+
 static void finalize(struct loader *l)
 {
 	struct sora_config *c = l->config;
@@ -1706,6 +1750,9 @@ static void finalize(struct loader *l)
 		fail_line(l, 0, "out of memory");
 		return;
 	}
+	resolve_paths(l);
+	if (l->failed)
+		return;
 	check_database(l);
 	check_storage(l);
 	check_tls(l);

@@ -253,6 +253,11 @@ struct sora_logging_config {
 struct sora_config {
 	char *path;                          /* file it was loaded from */
 	char *hostname;                      /* default: gethostname() */
+	/* The one base for relative paths ([uploader] path, [local_cache]
+	 * path, [storage] fs_path): absolute, default the working directory
+	 * at load time. After loading those three paths are absolute. */
+	char *base_dir;
+	bool base_dir_is_cwd;                /* base_dir was not set: the working directory */
 	int event_loops;                     /* default 0 = number of CPUs */
 	int worker_threads;                  /* default 16 */
 	struct sora_cidr_list trusted_networks; /* default 127.0.0.0/8, ::1/128 */

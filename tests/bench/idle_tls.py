@@ -5,12 +5,17 @@ Opens N TLS connections that complete the handshake and read the greeting,
 then go idle; reports the server's RSS growth per connection. Dovecot runs
 in the same run on the same machine as the peer (imap-login in
 high-performance mode: one process, service_count = 0, so its per-connection
-cost is comparable).
+cost is comparable). Both run at their default log levels.
+
+sora-backend needs its database: a private PostgreSQL cluster is started
+for the run. Keys, certificates, configs and logs live in one temporary
+directory that is removed at the end (BENCH_KEEP=1 keeps it).
 
 Usage: idle_tls.py [N]   (default 5000)
 """
 import os
 import resource
+import shutil
 import socket
 import ssl
 import subprocess
@@ -22,6 +27,35 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
 sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
 from sorafix.common import Certs, free_port, wait_port  # noqa: E402
+from sorafix.pg import PgCluster  # noqa: E402
+
+
+def tree_pids(root):
+    """root and its descendants (only this run's processes, never another
+    Dovecot on the machine)."""
+    kids = {}
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except OSError:
+                continue
+            kids.setdefault(ppid, []).append(int(pid))
+    out, todo = [], [root]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(kids.get(p, []))
+    return out
+
+
+def comm(pid):
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
 
 
 def rss_kb(pids):
@@ -67,17 +101,38 @@ def main():
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     n = min(n, hard - 200)
-    tmp = tempfile.mkdtemp(prefix="sora-bench-")
-    certs = Certs(tmp)
-    ctx = ssl.create_default_context(cafile=certs.ca_crt)
-    ctx.check_hostname = False
+    tmp = tempfile.mkdtemp(prefix="sora-bench-tls-")
+    pg = None
+    try:
+        os.chmod(tmp, 0o755)
+        certs = Certs(tmp)
+        ctx = ssl.create_default_context(cafile=certs.ca_crt)
+        ctx.check_hostname = False
+        pg = PgCluster()
+        pg.create_db("bench")
+        sora_per = bench_sora(tmp, certs, pg, n, ctx)
+        dov_per = bench_dovecot(tmp, certs, n, ctx)
+        print(f"ratio sora/dovecot memory per idle TLS connection: {sora_per / dov_per:.2f} "
+              f"(target: sora <= 20 KiB per connection)")
+    finally:
+        if pg is not None:
+            pg.destroy()
+        if os.environ.get("BENCH_KEEP"):
+            print(f"kept {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
 
+
+def bench_sora(tmp, certs, pg, n, ctx):
     port = free_port()
     cfg = os.path.join(tmp, "sora.toml")
     with open(cfg, "w") as f:
         f.write(f"""event_loops = 1
-[logging]
-level = "warn"
+{pg.config_block("bench")}
+[storage]
+fs_path = "{tmp}/blobs"
+[uploader]
+path = "{tmp}/staging"
 [servers.imaps]
 type = "imap"
 addr = "127.0.0.1:{port}"
@@ -87,17 +142,22 @@ tls_key_file = "{certs.server_key}"
 max_connections = {n + 100}
 max_connections_per_ip = 0
 """)
+    log = open(os.path.join(tmp, "sora.log"), "w")
     sora = subprocess.Popen([os.path.join(ROOT, "bin", "sora-backend"), "--config", cfg],
-                            stderr=open(os.path.join(tmp, "sora.log"), "w"))
-    wait_port(port, proc=sora)
-    sora_per = measure("sora-backend", lambda: [sora.pid], port, n, ctx)
-    sora.terminate()
-    sora.wait()
+                            stdout=log, stderr=subprocess.STDOUT, cwd=tmp)
+    try:
+        wait_port(port, proc=sora)
+        return measure("sora-backend", lambda: [sora.pid], port, n, ctx)
+    finally:
+        sora.terminate()
+        sora.wait()
+        log.close()
 
+
+def bench_dovecot(tmp, certs, n, ctx):
     dport = free_port()
     dbase = os.path.join(tmp, "dovecot")
     os.makedirs(dbase)
-    os.chmod(tmp, 0o755)
     dconf = os.path.join(dbase, "dovecot.conf")
     with open(dconf, "w") as f:
         f.write(f"""protocols = imap
@@ -116,7 +176,7 @@ passdb {{
 }}
 userdb {{
   driver = static
-  args = uid=nobody gid=nogroup home=/tmp/%u
+  args = uid=nobody gid=nogroup home={dbase}/home/%u
 }}
 service imap-login {{
   inet_listener imap {{
@@ -141,14 +201,11 @@ default_vsz_limit = 2G
         wait_port(dport, proc=dov, timeout=20)
 
         def login_pids():
-            out = subprocess.run(["pgrep", "-f", "imap-login"], capture_output=True, text=True).stdout
-            return [int(p) for p in out.split() if int(p) != os.getpid()]
-        dov_per = measure("dovecot", login_pids, dport, n, ctx)
+            return [p for p in tree_pids(dov.pid) if comm(p) == "imap-login"]
+        return measure("dovecot", login_pids, dport, n, ctx)
     finally:
         dov.terminate()
         dov.wait()
-    print(f"ratio sora/dovecot memory per idle TLS connection: {sora_per / dov_per:.2f} "
-          f"(target: sora <= 20 KiB per connection)")
 
 
 if __name__ == "__main__":

@@ -1,25 +1,51 @@
 #!/usr/bin/env python3
-"""LMTP deliveries per second: sora-backend vs Dovecot's LMTP (maildir).
+"""LMTP delivery: sora-backend vs Dovecot's LMTP (maildir), in the same run.
 
-C concurrent LMTP clients (default 8), each on its own persistent
-connection and its own recipient, send S-byte messages (default 10 KB) for
-T seconds (default 10) after a one-second warm-up; the count of 250 replies
-per second is reported for both servers, started in the same run on the
-same machine, and the ratio sora/dovecot.
+Both servers are started once, side by side, at their default log levels
+(Sora `info`, one line per delivery; Dovecot's default, one line per
+delivery), and measured alternately: every repetition runs each scenario
+against both, the order of the two flipping from one repetition to the
+next, so drift in the machine's load hits both alike. For each scenario the
+minimum, median and maximum over the repetitions are reported, with the
+load average before and after.
+
+Scenarios (C clients, each on its own persistent connection, send S-byte
+messages for T seconds after a one-second warm-up; MAIL, RCPT and DATA
+pipelined as Postfix does; every scenario and repetition delivers into
+fresh, empty mailboxes on both servers):
+  - one recipient per message, every client its own mailbox;
+  - one recipient per message, all clients into one mailbox;
+  - several recipients per message (--rcpts, default 5).
+Per scenario: deliveries per second (one per accepted recipient), CPU per
+delivery (Sora's including PostgreSQL's; Dovecot's all its processes),
+p50 and p99 latency of a transaction (MAIL to the last DATA reply), and
+the ratios sora/dovecot.
 
 Both sides are durable: Dovecot fsyncs each maildir file (mail_fsync =
-optimized, its default); Sora fsyncs the staged body and its directory and
-commits to a private PostgreSQL cluster started here with its default
-fsync = on and synchronous_commit = on.
+optimized, its default); Sora fsyncs the body in its fs store and commits
+to a private PostgreSQL cluster started here with its default fsync = on
+and synchronous_commit = on.
 
-Usage: lmtp_bench.py [--clients C] [--seconds T] [--size S]
-Environment: SORA_BIN (default ./bin); BENCH_KEEP=1 keeps the work
-directory (logs, configs) and prints where it is.
+Other modes:
+  --strace N   N single-recipient deliveries from one client, each server
+               under `strace -f -c` (attached to every process of the
+               server, PostgreSQL included); prints flush and rename calls
+               per delivery. --warm W delivers W untraced messages first.
+  --cold N     restarts sora-backend N times and times the first and the
+               second delivery, each on a fresh connection.
+
+Usage: lmtp_bench.py [--runs R] [--seconds T] [--quick] [--markdown FILE]
+                     [--strace N] [--cold N]
+Environment: SORA_BIN (default ./bin); BENCH_QUICK=1 as --quick (one run of
+a few scenarios); BENCH_KEEP=1 keeps the work directory and prints where.
 """
 import argparse
 import os
+import re
 import shutil
+import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -33,65 +59,78 @@ from sorafix.common import free_port, wait_port  # noqa: E402
 from sorafix.pg import PgCluster  # noqa: E402
 
 BIN = os.environ.get("SORA_BIN", os.path.join(ROOT, "bin"))
+# Accounts user0..user{N-1}@example.com; the throughput runs use fresh
+# ones for every scenario and repetition (see bench()).
+ACCOUNTS = 40
+
+LINE = "The quick brown fox jumps over the lazy dog, again and again. 0123456789\r\n"
 
 
-def make_message(size, n):
+def make_message(size, n, seq):
     head = (f"From: Bench <bench@remote.test>\r\nTo: user{n}@example.com\r\n"
             f"Subject: benchmark message {n}\r\nDate: Tue, 1 Jul 2003 10:52:37 +0200\r\n"
-            f"Message-ID: <bench-{n}-{{seq}}@remote.test>\r\n"
+            f"Message-ID: <bench-{n}-{seq}@remote.test>\r\n"
             f"Content-Type: text/plain; charset=us-ascii\r\n\r\n")
-    line = "The quick brown fox jumps over the lazy dog, again and again. 0123456789\r\n"
     # Whole lines only: the terminating "." must start a line.
-    return head, line * max(1, (size - len(head)) // len(line))
+    return (head + LINE * max(1, (size - len(head)) // len(LINE))).encode() + b".\r\n"
+
+
+class Conn:
+    def __init__(self, port):
+        self.s = socket.create_connection(("127.0.0.1", port))
+        self.f = self.s.makefile("rb")
+        self.reply()
+        self.s.sendall(b"LHLO bench.test\r\n")
+        self.reply()
+
+    def reply(self):
+        while True:
+            line = self.f.readline()
+            if not line:
+                raise EOFError("server closed the connection")
+            if line[3:4] != b"-":
+                return line
+
+    def deliver(self, rcpts, msg):
+        """One transaction; returns the number of 250 replies after DATA."""
+        self.s.sendall(b"MAIL FROM:<bench@remote.test>\r\n"
+                       + b"".join(f"RCPT TO:<{r}>\r\n".encode() for r in rcpts) + b"DATA\r\n")
+        replies = [self.reply() for _ in range(len(rcpts) + 2)]
+        if not (all(r.startswith(b"250") for r in replies[:-1]) and replies[-1].startswith(b"354")):
+            raise RuntimeError(f"unexpected replies {replies!r}")
+        self.s.sendall(msg)
+        return sum(1 for _ in rcpts if self.reply().startswith(b"250"))
+
+    def close(self):
+        try:
+            self.s.sendall(b"QUIT\r\n")
+        except OSError:
+            pass
+        self.s.close()
 
 
 class Client(threading.Thread):
-    def __init__(self, port, n, size, deadline_box):
+    def __init__(self, port, n, rcpts, size, box):
         super().__init__(daemon=True)
-        self.port, self.n = port, n
-        self.head, self.body = make_message(size, n)
-        self.box = deadline_box
-        self.ok = 0
-        self.fail = 0
-        self.counting = False
+        self.port, self.n, self.rcpts, self.size, self.box = port, n, rcpts, size, box
+        self.ok = self.fail = 0
+        self.lat = []
         self.error = None
-        self.last_failure = None
 
     def run(self):
         try:
-            s = socket.create_connection(("127.0.0.1", self.port))
-            f = s.makefile("rb")
-
-            def reply():
-                while True:
-                    line = f.readline()
-                    if not line:
-                        raise EOFError("server closed the connection")
-                    if line[3:4] != b"-":
-                        return line
-            reply()
-            s.sendall(b"LHLO bench.test\r\n")
-            reply()
+            c = Conn(self.port)
             seq = 0
             while time.time() < self.box["end"]:
                 seq += 1
-                msg = (self.head.replace("{seq}", str(seq)) + self.body).encode() + b".\r\n"
-                # MAIL + RCPT + DATA pipelined, as Postfix sends them.
-                s.sendall(b"MAIL FROM:<bench@remote.test>\r\n"
-                          + f"RCPT TO:<user{self.n}@example.com>\r\n".encode() + b"DATA\r\n")
-                r1, r2, r3 = reply(), reply(), reply()
-                if not (r1.startswith(b"250") and r2.startswith(b"250") and r3.startswith(b"354")):
-                    raise RuntimeError(f"unexpected replies {r1!r} {r2!r} {r3!r}")
-                s.sendall(msg)
-                r = reply()
-                if time.time() >= self.box["start"]:
-                    if r.startswith(b"250"):
-                        self.ok += 1
-                    else:
-                        self.fail += 1
-                        self.last_failure = r
-            s.sendall(b"QUIT\r\n")
-            s.close()
+                msg = make_message(self.size, self.n, seq)
+                t0 = time.time()
+                ok = c.deliver(self.rcpts, msg)
+                if t0 >= self.box["start"]:
+                    self.lat.append(time.time() - t0)
+                    self.ok += ok
+                    self.fail += len(self.rcpts) - ok
+            c.close()
         except Exception as e:  # reported by the main thread
             self.error = e
 
@@ -99,11 +138,9 @@ class Client(threading.Thread):
 TICK = os.sysconf("SC_CLK_TCK")
 
 
-def tree_cpu(root):
-    """CPU seconds used by a process tree: every live process's own time
-    plus what its reaped children used (cutime/cstime), so backends that
-    exited still count and nothing counts twice."""
-    children = {}
+def proc_table():
+    """{pid: (ppid, stat fields)} of every live process."""
+    out = {}
     for pid in os.listdir("/proc"):
         if not pid.isdigit():
             continue
@@ -112,27 +149,45 @@ def tree_cpu(root):
                 fields = f.read().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        children.setdefault(int(fields[1]), []).append((int(pid), fields))
-    total, todo = 0.0, [root]
-    try:
-        with open(f"/proc/{root}/stat") as f:
-            rootf = f.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    total += sum(int(x) for x in rootf[11:15]) / TICK
+        out[int(pid)] = (int(fields[1]), fields)
+    return out
+
+
+def tree_pids(root, table=None):
+    table = table if table is not None else proc_table()
+    kids = {}
+    for pid, (ppid, _) in table.items():
+        kids.setdefault(ppid, []).append(pid)
+    out, todo = [], [root]
     while todo:
-        for pid, fields in children.get(todo.pop(), []):
-            total += sum(int(x) for x in fields[11:15]) / TICK
-            todo.append(pid)
-    return total
+        p = todo.pop()
+        if p in table:
+            out.append(p)
+        todo.extend(kids.get(p, []))
+    return out
 
 
-def run_clients(port, clients, seconds, size, cpu_roots=()):
-    """Returns (deliveries per second, failures, CPU seconds per delivery of
-    the process trees in cpu_roots, measured over the same window)."""
+def tree_cpu(root):
+    """CPU seconds used by a process tree: every live process's own time
+    plus what its reaped children used (cutime/cstime), so processes that
+    exited still count and nothing counts twice."""
+    table = proc_table()
+    return sum(sum(int(x) for x in table[p][1][11:15]) / TICK for p in tree_pids(root, table))
+
+
+def pct(values, q):
+    if not values:
+        return float("nan")
+    v = sorted(values)
+    return v[min(len(v) - 1, int(q * len(v)))]
+
+
+def run_clients(port, rcpt_sets, seconds, size, cpu_roots):
+    """rcpt_sets: one list of recipients per client. Returns a dict with
+    rate (deliveries/s), cpu (s per delivery), p50, p99 (s), fail."""
     now = time.time()
     box = {"start": now + 1.0, "end": now + 1.0 + seconds}
-    ts = [Client(port, i, size, box) for i in range(clients)]
+    ts = [Client(port, i, r, size, box) for i, r in enumerate(rcpt_sets)]
     for t in ts:
         t.start()
     time.sleep(max(0.0, box["start"] - time.time()))
@@ -144,78 +199,113 @@ def run_clients(port, clients, seconds, size, cpu_roots=()):
         if t.error is not None:
             raise RuntimeError(f"client {t.n}: {t.error}")
     ok = sum(t.ok for t in ts)
-    fail = sum(t.fail for t in ts)
-    for t in ts:
-        if t.last_failure is not None:
-            print(f"client {t.n}: last failure: {t.last_failure!r}", file=sys.stderr)
-            break
-    return ok / seconds, fail, (cpu1 - cpu0) / ok if ok else float("nan")
+    lat = [x for t in ts for x in t.lat]
+    return {"rate": ok / seconds, "cpu": (cpu1 - cpu0) / ok if ok else float("nan"),
+            "p50": pct(lat, 0.50), "p99": pct(lat, 0.99), "fail": sum(t.fail for t in ts)}
 
 
-def bench_sora(tmp, clients, seconds, size):
-    # A durable cluster: the test fixture's fsync=off would flatter Sora.
-    pg = PgCluster()
-    pg.stop()
-    pg._as_pg([os.path.join(pg.bindir, "pg_ctl"), "-D", pg.data, "-l",
-               os.path.join(pg.dir, "log"), "-w", "-o",
-               f"-p {pg.port} -k {pg.dir} -c listen_addresses=127.0.0.1 "
-               f"-c max_connections=100", "start"])
-    try:
-        pg.create_db("bench")
-        cfg = os.path.join(tmp, "sora.toml")
-        port = free_port()
-        with open(cfg, "w") as f:
-            f.write('hostname = "mx.bench"\n' + pg.config_block("bench") +
-                    f'[logging]\nlevel = "warn"\n'
+class Sora:
+    name = "sora-backend"
+
+    def __init__(self, tmp, accounts=ACCOUNTS):
+        self.tmp = tmp
+        self.proc = None
+        self.log = None
+        # A durable cluster: the test fixture's fsync=off would flatter Sora.
+        self.pg = PgCluster()
+        try:
+            self._setup(tmp, accounts)
+        except BaseException:
+            # Nothing may outlive the run, not even after a failed start.
+            self.close()
+            raise
+
+    def _setup(self, tmp, accounts):
+        self.pg.stop()
+        self.pg._as_pg([os.path.join(self.pg.bindir, "pg_ctl"), "-D", self.pg.data, "-l",
+                        os.path.join(self.pg.dir, "log"), "-w", "-o",
+                        f"-p {self.pg.port} -k {self.pg.dir} -c listen_addresses=127.0.0.1 "
+                        f"-c max_connections=100", "start"])
+        self.pg.create_db("bench")
+        self.cfg = os.path.join(tmp, "sora.toml")
+        self.port = free_port()
+        # Default log level (info): one line per delivery, as Dovecot.
+        with open(self.cfg, "w") as f:
+            f.write('hostname = "mx.bench"\n' + self.pg.config_block("bench") +
                     f'[storage]\nbackend = "fs"\nfs_path = "{tmp}/blobs"\n'
                     f'[uploader]\npath = "{tmp}/staging"\n'
-                    f'[servers.lmtp]\naddr = "127.0.0.1:{port}"\n')
+                    f'[servers.lmtp]\naddr = "127.0.0.1:{self.port}"\n')
         admin = os.path.join(BIN, "sora-admin")
-        subprocess.run([admin, "--config", cfg, "migrate", "up"], check=True,
+        subprocess.run([admin, "--config", self.cfg, "migrate", "up"], check=True,
                        capture_output=True)
-        for i in range(clients):
-            subprocess.run([admin, "--config", cfg, "accounts", "create", "--email",
-                            f"user{i}@example.com", "--password", "x", "--hash", "ssha512"],
-                           check=True, capture_output=True)
-        log = open(os.path.join(tmp, "sora.log"), "w")
-        sora = subprocess.Popen([os.path.join(BIN, "sora-backend"), "--config", cfg],
-                                stdout=log, stderr=subprocess.STDOUT, cwd=tmp)
-        try:
-            wait_port(port, proc=sora)
-            with open(os.path.join(pg.data, "postmaster.pid")) as f:
-                postmaster = int(f.readline())
-            rate, fail, cpu = run_clients(port, clients, seconds, size, (sora.pid, postmaster))
-            # The uploader's share of the work must be inside the window
-            # too: bodies it has not moved to the blob store yet are
-            # reported, not hidden.
-            stored, pending = pg.psql("SELECT (SELECT count(*) FROM messages) || ' ' || "
-                                      "(SELECT count(*) FROM pending_uploads)",
-                                      db="bench").split()
-        finally:
-            sora.terminate()
-            sora.wait()
-            log.close()
-        return rate, fail, stored, cpu, int(pending)
-    finally:
-        pg.destroy()
+        subprocess.run([admin, "--config", self.cfg, "accounts", "create", "--email",
+                        "user0@example.com", "--password", "x", "--hash", "ssha512"],
+                       check=True, capture_output=True)
+        # The rest in one statement, with the same password hash: only
+        # the address lookup matters here.
+        self.pg.psql(f"""WITH a AS (INSERT INTO accounts SELECT FROM generate_series(1, {accounts - 1})
+                            RETURNING id)
+                         INSERT INTO credentials (account_id, address, password_hash,
+                                                  primary_identity)
+                         SELECT a.id, 'user' || (row_number() OVER (ORDER BY a.id)) || '@example.com',
+                                (SELECT password_hash FROM credentials LIMIT 1), true FROM a""",
+                     db="bench")
+        self.log = open(os.path.join(tmp, "sora.log"), "a")
+        self.start()
+        with open(os.path.join(self.pg.data, "postmaster.pid")) as f:
+            self.postmaster = int(f.readline())
+
+    def start(self):
+        self.proc = subprocess.Popen([os.path.join(BIN, "sora-backend"), "--config", self.cfg],
+                                     stdout=self.log, stderr=subprocess.STDOUT, cwd=self.tmp)
+        wait_port(self.port, proc=self.proc)
+
+    def stop_backend(self):
+        self.proc.terminate()
+        self.proc.wait()
+
+    def roots(self):
+        return (self.proc.pid, self.postmaster)
+
+    def pending(self):
+        return int(self.pg.psql("SELECT count(*) FROM pending_uploads", db="bench"))
+
+    def settle(self):
+        """Waits until the uploader has nothing left (its work belongs to
+        the deliveries that caused it)."""
+        for _ in range(600):
+            if self.pending() == 0:
+                return
+            time.sleep(0.1)
+
+    def close(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.stop_backend()
+        if self.log is not None:
+            self.log.close()
+        self.pg.destroy()
 
 
-def bench_dovecot(tmp, clients, seconds, size):
-    base = os.path.join(tmp, "dovecot")
-    mail = os.path.join(base, "mail")
-    os.makedirs(mail)
-    shutil.chown(mail, "nobody", "nogroup")
-    port = free_port()
-    conf = os.path.join(base, "dovecot.conf")
-    with open(conf, "w") as f:
-        f.write(f"""protocols = lmtp
+class Dovecot:
+    name = "dovecot lmtp"
+
+    def __init__(self, tmp):
+        base = os.path.join(tmp, "dovecot")
+        self.mail = os.path.join(base, "mail")
+        os.makedirs(self.mail)
+        shutil.chown(self.mail, "nobody", "nogroup")
+        self.port = free_port()
+        conf = os.path.join(base, "dovecot.conf")
+        with open(conf, "w") as f:
+            f.write(f"""protocols = lmtp
 base_dir = {base}/run
 state_dir = {base}/state
 log_path = {base}/dovecot.log
 ssl = no
 default_login_user = dovenull
 default_internal_user = dovecot
-mail_location = maildir:{mail}/%n/Maildir
+mail_location = maildir:{self.mail}/%n/Maildir
+mail_fsync = optimized
 mail_uid = nobody
 mail_gid = nogroup
 first_valid_uid = 1
@@ -225,50 +315,247 @@ passdb {{
 }}
 userdb {{
   driver = static
-  args = uid=nobody gid=nogroup home={mail}/%n allow_all_users=yes
+  args = uid=nobody gid=nogroup home={self.mail}/%n allow_all_users=yes
 }}
 service lmtp {{
   inet_listener lmtp {{
     address = 127.0.0.1
-    port = {port}
+    port = {self.port}
   }}
   process_min_avail = 2
 }}
 """)
-    dov = subprocess.Popen(["dovecot", "-F", "-c", conf], stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(["dovecot", "-F", "-c", conf], stderr=subprocess.DEVNULL)
+        wait_port(self.port, proc=self.proc, timeout=20)
+
+    def roots(self):
+        return (self.proc.pid,)
+
+    def settle(self):
+        pass
+
+    def close(self):
+        self.proc.terminate()
+        self.proc.wait()
+
+
+def scenarios(quick, rcpts):
+    """(label, clients, size, recipients per message, one mailbox)."""
+    if quick:
+        return [("1 rcpt", 8, 10240, 1, False), ("1 rcpt, one mailbox", 32, 10240, 1, True),
+                (f"{rcpts} rcpts", 8, 10240, rcpts, False)]
+    out = []
+    for size in (10240, 102400):
+        for clients in (1, 8, 32):
+            out.append(("1 rcpt", clients, size, 1, False))
+    out += [("1 rcpt, one mailbox", 8, 10240, 1, True),
+            ("1 rcpt, one mailbox", 32, 10240, 1, True),
+            (f"{rcpts} rcpts", 8, 10240, rcpts, False),
+            (f"{rcpts} rcpts", 8, 102400, rcpts, False)]
+    return out
+
+
+def accounts_needed(clients, n, one_mailbox):
+    return 1 if one_mailbox else clients * n
+
+
+def rcpt_sets(first, clients, n, one_mailbox):
+    """Recipients per client, from the accounts user{first}...: every
+    client its own n mailboxes, or all clients the one mailbox."""
+    if one_mailbox:
+        return [[f"user{first}@example.com"] for _ in range(clients)]
+    return [[f"user{first + i * n + j}@example.com" for j in range(n)] for i in range(clients)]
+
+
+def loadavg():
+    return "%.2f %.2f %.2f" % os.getloadavg()
+
+
+def bench(a, tmp):
+    scen = scenarios(a.quick, a.rcpts)
+    runs = 1 if a.quick else a.runs
+    # Fresh, empty mailboxes for every scenario and repetition, on both
+    # servers: otherwise each side would run into the mailboxes it filled
+    # earlier, and the faster one into fuller ones (maildir in particular
+    # slows down as a directory grows).
+    per_rep = sum(accounts_needed(c, n, one) for _, c, _, n, one in scen)
+    sides = [Sora(tmp, 1 + runs * per_rep)]
     try:
-        wait_port(port, proc=dov, timeout=20)
-        rate, fail, cpu = run_clients(port, clients, seconds, size, (dov.pid,))
-        stored = 0
-        for root, _, files in os.walk(mail):
-            if root.endswith(("/new", "/cur")):
-                stored += len(files)
+        sides.append(Dovecot(tmp))
+    except BaseException:
+        sides[0].close()
+        raise
+    results = {}   # (scenario index, side name) -> [result dicts]
+    load0 = loadavg()
+    t0 = time.time()
+    try:
+        first = 1
+        for rep in range(runs):
+            order = sides if rep % 2 == 0 else sides[::-1]
+            for si, (label, clients, size, n, one) in enumerate(scen):
+                rs = rcpt_sets(first, clients, n, one)
+                first += accounts_needed(clients, n, one)
+                for side in order:
+                    r = run_clients(side.port, rs, a.seconds, size, side.roots())
+                    side.settle()
+                    results.setdefault((si, side.name), []).append(r)
+                    print(f"  run {rep + 1} {side.name:12s} {label:20s} {clients:2d} clients "
+                          f"{size // 1024:3d} KB: {r['rate']:7.1f}/s, {r['cpu'] * 1000:.2f} ms "
+                          f"CPU, p50 {r['p50'] * 1000:.1f} ms, p99 {r['p99'] * 1000:.1f} ms"
+                          + (f", {r['fail']} failed" if r["fail"] else ""), flush=True)
+        pending = sides[0].pending()
     finally:
-        dov.terminate()
-        dov.wait()
-    return rate, fail, stored, cpu
+        for s in sides:
+            s.close()
+    load1 = loadavg()
+    lines = [f"{runs} run(s) of {a.seconds:.0f} s per scenario and server, alternating; "
+             f"{os.cpu_count()} CPUs; load average {load0} before, {load1} after "
+             f"({time.time() - t0:.0f} s); {pending} bodies left for the uploader.", "",
+             "| scenario | clients | size | Sora deliveries/s min / median / max | "
+             "Dovecot deliveries/s min / median / max | ratio (medians) | "
+             "CPU/delivery Sora / Dovecot (medians) | Sora p50 / p99 | Dovecot p50 / p99 |",
+             "|---|---|---|---|---|---|---|---|---|"]
+
+    def mmm(rs, k, f="%.0f"):
+        v = [r[k] for r in rs]
+        return " / ".join(f % x for x in (min(v), statistics.median(v), max(v)))
+    for si, (label, clients, size, n, one) in enumerate(scen):
+        s, d = results[(si, "sora-backend")], results[(si, "dovecot lmtp")]
+        med = lambda rs, k: statistics.median(r[k] for r in rs)  # noqa: E731
+        lines.append(
+            f"| {label} | {clients} | {size // 1024} KB | {mmm(s, 'rate')} | {mmm(d, 'rate')} | "
+            f"{med(s, 'rate') / med(d, 'rate'):.2f} | {med(s, 'cpu') * 1000:.2f} / "
+            f"{med(d, 'cpu') * 1000:.2f} ms ({med(s, 'cpu') / med(d, 'cpu'):.2f}) | "
+            f"{med(s, 'p50') * 1000:.1f} / {med(s, 'p99') * 1000:.1f} ms | "
+            f"{med(d, 'p50') * 1000:.1f} / {med(d, 'p99') * 1000:.1f} ms |")
+    print("\n".join(lines))
+    if a.markdown:
+        with open(a.markdown, "w") as f:
+            f.write("\n".join(lines) + "\n")
+
+
+# ---- strace: flushes and renames per delivery ----
+
+TRACED = ("fsync", "fdatasync", "rename", "renameat", "renameat2", "link", "linkat")
+
+
+def strace_counts(out):
+    """{syscall: calls} from an `strace -c` summary."""
+    counts = {}
+    for line in out.splitlines():
+        m = re.match(r"\s*[\d.]+\s+[\d.]+\s+\d+\s+(\d+)\s+(?:\d+\s+)?(\w+)\s*$", line)
+        if m and m.group(2) in TRACED:
+            counts[m.group(2)] = int(m.group(1))
+    return counts
+
+
+def traced_run(side, tmp, n, warm, size, groups):
+    """n one-recipient deliveries on one connection with strace attached to
+    each group of processes, after `warm` untraced ones; returns {group:
+    {syscall: calls}}."""
+    c = Conn(side.port)
+    for i in range(1 + warm):   # not counted
+        c.deliver(["user0@example.com"], make_message(size, 0, -1 - i))
+    side.settle()
+    table = proc_table()
+    tracers = {}
+    for gname, root in groups.items():
+        pids = tree_pids(root, table)
+        outf = os.path.join(tmp, f"strace-{gname}.txt")
+        argv = ["strace", "-f", "-c", "-e", "trace=" + ",".join(TRACED), "-o", outf]
+        for p in pids:
+            argv += ["-p", str(p)]
+        tracers[gname] = (subprocess.Popen(argv, stderr=subprocess.DEVNULL), outf)
+    time.sleep(1.0)   # attached
+    for i in range(n):
+        c.deliver(["user0@example.com"], make_message(size, 0, i + 1))
+    side.settle()
+    time.sleep(0.5)   # whatever the deliveries left to background work
+    c.close()
+    out = {}
+    for gname, (p, outf) in tracers.items():
+        p.send_signal(signal.SIGINT)
+        p.wait()
+        with open(outf) as f:
+            out[gname] = strace_counts(f.read())
+    return out
+
+
+def strace_mode(a, tmp):
+    sora = Sora(tmp)
+    try:
+        dov = Dovecot(tmp)
+    except BaseException:
+        sora.close()
+        raise
+    try:
+        res = traced_run(sora, tmp, a.strace, a.warm, 10240, {"sora-backend": sora.proc.pid,
+                                                "postgresql": sora.postmaster})
+        res.update(traced_run(dov, tmp, a.strace, a.warm, 10240, {"dovecot": dov.proc.pid}))
+    finally:
+        sora.close()
+        dov.close()
+    print(f"{a.strace} one-recipient 10 KB deliveries from one client into one mailbox, after "
+          f"{a.warm + 1} untraced ones; calls per delivery "
+          f"(strace -f -c, every process of each server; load average {loadavg()}):")
+    print("| process | " + " | ".join(TRACED) + " | flushes (fsync + fdatasync) |")
+    print("|---|" + "---|" * (len(TRACED) + 1))
+    for g, counts in res.items():
+        per = [counts.get(k, 0) / a.strace for k in TRACED]
+        print(f"| {g} | " + " | ".join(f"{x:.2f}" for x in per) +
+              f" | {per[0] + per[1]:.2f} |")
+
+
+# ---- cold start ----
+
+def cold_mode(a, tmp):
+    sora = Sora(tmp)
+    firsts, seconds_ = [], []
+    try:
+        # The account's first delivery creates its mailboxes: not a cold
+        # start cost, so it happens before.
+        c = Conn(sora.port)
+        c.deliver(["user0@example.com"], make_message(10240, 0, -1))
+        c.close()
+        for i in range(a.cold):
+            sora.stop_backend()
+            sora.start()
+            for lst in (firsts, seconds_):
+                c = Conn(sora.port)
+                t0 = time.time()
+                c.deliver(["user0@example.com"], make_message(10240, i, len(lst)))
+                lst.append(time.time() - t0)
+                c.close()
+    finally:
+        sora.close()
+    ms = lambda v: " ".join(f"{x * 1000:.0f}" for x in v)  # noqa: E731
+    print(f"first delivery after start (ms): {ms(firsts)}; median "
+          f"{statistics.median(firsts) * 1000:.1f}")
+    print(f"second delivery, fresh connection (ms): {ms(seconds_)}; median "
+          f"{statistics.median(seconds_) * 1000:.1f}")
 
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--clients", type=int, default=8)
-    ap.add_argument("--seconds", type=float, default=10.0)
-    ap.add_argument("--size", type=int, default=10 * 1024)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--seconds", type=float, default=4.0)
+    ap.add_argument("--rcpts", type=int, default=5)
+    ap.add_argument("--quick", action="store_true", default=bool(os.environ.get("BENCH_QUICK")))
+    ap.add_argument("--markdown")
+    ap.add_argument("--strace", type=int, default=0)
+    ap.add_argument("--warm", type=int, default=0,
+                    help="--strace: untraced deliveries first (steady state)")
+    ap.add_argument("--cold", type=int, default=0)
     a = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="sora-lmtp-bench-")
     os.chmod(tmp, 0o755)
     try:
-        s_rate, s_fail, s_stored, s_cpu, s_pending = bench_sora(tmp, a.clients, a.seconds, a.size)
-        print(f"sora-backend   {s_rate:8.1f} deliveries/s, {s_cpu * 1000:.2f} ms CPU per delivery "
-              f"incl. PostgreSQL ({a.clients} clients, {a.size}-byte messages, {a.seconds:.0f} s; "
-              f"{s_fail} failed, {s_stored} stored in total, {s_pending} bodies not yet moved "
-              f"from staging to the blob store)")
-        d_rate, d_fail, d_stored, d_cpu = bench_dovecot(tmp, a.clients, a.seconds, a.size)
-        print(f"dovecot lmtp   {d_rate:8.1f} deliveries/s, {d_cpu * 1000:.2f} ms CPU per delivery "
-              f"({a.clients} clients, {a.size}-byte messages, {a.seconds:.0f} s; "
-              f"{d_fail} failed, {d_stored} stored in total)")
-        print(f"ratio sora/dovecot LMTP deliveries per second: {s_rate / d_rate:.2f} "
-              f"(target: >= 1.0); CPU per delivery sora/dovecot: {s_cpu / d_cpu:.2f}")
+        if a.strace:
+            strace_mode(a, tmp)
+        elif a.cold:
+            cold_mode(a, tmp)
+        else:
+            bench(a, tmp)
     finally:
         if os.environ.get("BENCH_KEEP"):
             print(f"kept {tmp}")

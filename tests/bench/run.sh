@@ -1,12 +1,18 @@
 #!/usr/bin/env bash
 # `make bench`: benchmarks against peers measured in the same run.
 # Results are printed, not asserted: targets live here, not in tests.
+# BENCH_QUICK=1: a smaller run (fewer connections, one LMTP repetition of a
+# few scenarios) for checking that everything starts; the numbers in
+# docs/lmtp.md come from the full run.
+# The LMTP table is also written to $BENCH_BIN/lmtp-results.md.
 set -u
 cd "$(dirname "$0")/../.."
-echo "== idle TLS connection memory (sora-backend vs dovecot imap-login) =="
-/usr/bin/python3 tests/bench/idle_tls.py "${BENCH_CONNS:-5000}"
-
 BENCH_BIN=${BENCH_BIN:-build/bench}
+started=$(date +%s)
+echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg) ($(nproc) CPUs)"
+echo "== idle TLS connection memory (sora-backend vs dovecot imap-login) =="
+/usr/bin/python3 tests/bench/idle_tls.py "${BENCH_CONNS:-$([ -n "${BENCH_QUICK:-}" ] && echo 1000 || echo 5000)}"
+
 echo
 echo "== password verification, single thread (per scheme) =="
 "$BENCH_BIN/bench-password"
@@ -14,5 +20,7 @@ echo
 echo "== blob upload throughput to the local S3 server (encryption off/on) =="
 /usr/bin/python3 tests/bench/blob_bench.py "$BENCH_BIN/bench-blob"
 echo
-echo "== LMTP deliveries per second, 8 clients, 10 KB messages (sora-backend vs dovecot lmtp, maildir) =="
-/usr/bin/python3 tests/bench/lmtp_bench.py
+echo "== LMTP delivery, sora-backend vs dovecot lmtp (maildir), alternating runs =="
+/usr/bin/python3 tests/bench/lmtp_bench.py --markdown "$BENCH_BIN/lmtp-results.md"
+echo
+echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg); $(( $(date +%s) - started )) s in total"

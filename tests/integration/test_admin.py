@@ -336,7 +336,8 @@ def test_health(admin):
     out = admin.ok("health")
     assert re.search(r"^database:\s+ok \(database \S+ at 127\.0\.0\.1:\d+, PostgreSQL", out, re.M)
     assert re.search(r"^migrations:\s+ok", out, re.M)
-    assert re.search(r"^storage:\s+fs \(path var/blobs", out, re.M)
+    # The relative default, resolved against the working directory.
+    assert re.search(r"^storage:\s+fs \(path /\S+/var/blobs", out, re.M)
     assert re.search(r"^status:\s+ok$", out, re.M)
 
     admin.write_config('[storage]\nbackend = "s3"\n[s3]\nendpoint = "127.0.0.1:9"\n'

@@ -123,6 +123,147 @@ def test_delivery_is_stored_byte_exact_with_metadata(lmtp_backend):
     assert "Hello Alice" not in log and "café" not in log
 
 
+@pytest.mark.parametrize("base", ["working directory", "base_dir"])
+def test_relative_paths_resolve_against_one_base(lmtp_backend, base):
+    # DESIGN.md §6: relative paths resolve against one documented base
+    # (base_dir, else the working directory) and are logged at start.
+    b = lmtp_backend
+    acc = b.account("alice@example.com")
+    if base == "base_dir":
+        root = os.path.join(b.dir, "base")
+        top, blobs, staging = f'base_dir = "{root}"\n', "blobs", "spool/staging"
+    else:
+        # The defaults, var/blobs and var/staging; the server runs in b.dir.
+        root, top, blobs, staging = b.dir, "", None, None
+    cfg = b.config(top=top)
+    cfg = cfg.replace(f'fs_path = "{b.blobs}"\n', f'fs_path = "{blobs}"\n' if blobs else "")
+    cfg = cfg.replace(f'path = "{b.staging}"\n', f'path = "{staging}"\n' if staging else "")
+    b.blobs = os.path.join(root, blobs or "var/blobs")
+    b.staging = os.path.join(root, staging or "var/staging")
+    b.server = b.sora_servers("sora-backend", cfg, [b.port])
+    line = next(l for l in b.server.log().splitlines() if "paths: " in l)
+    assert f"paths: base {root} ({base}); staging {b.staging}; blobs {b.blobs}; " in line, line
+    with smtplib.LMTP("127.0.0.1", b.port) as s:
+        s.ehlo("client.test")
+        assert s.sendmail("a@remote.test", ["alice@example.com"], MSG) == {}
+    [(_, h, _, _)] = b.messages(acc)
+    b.wait_uploaded()
+    assert b.objects(acc) == [h]
+    assert split_prefix(b.body(acc, h), "a@remote.test", "alice@example.com") == MSG
+
+
+def test_fs_store_keeps_one_copy_and_no_cache(lmtp_backend):
+    # DESIGN.md §6: with the fs store the staged body is the stored body
+    # (no second copy, no upload queued) and there is no local cache.
+    b = lmtp_backend
+    accs = [b.account(f"u{i}@example.com") for i in range(3)]
+    b.start()
+    msgs = [MSG.replace(b"m1@remote.test", f"once-{i}@remote.test".encode()) for i in range(12)]
+    with smtplib.LMTP("127.0.0.1", b.port) as s:
+        s.ehlo("client.test")
+        for i, m in enumerate(msgs):
+            assert s.sendmail("a@remote.test", [f"u{i % 3}@example.com"], m) == {}
+    # One message to all three: one copy per recipient (each has its own
+    # trace lines), still one file per copy.
+    c = b.connect()
+    c.cmd("LHLO client.test")
+    rr, dr = send_message(c, "a@remote.test", [f"u{i}@example.com" for i in range(3)],
+                          MSG.replace(b"m1@", b"all@"))
+    assert [r[:3] for r in dr] == ["250"] * 3
+    assert b.sql("SELECT count(*) FROM pending_uploads") == "0"
+    stored = {}
+    for acc in accs:
+        for _, h, size, _ in b.messages(acc):
+            body = b.body(acc, h)
+            assert len(body) == size and body.endswith(
+                msgs[int(re.search(rb"once-(\d+)@", body).group(1))]
+                if b"once-" in body else MSG.replace(b"m1@", b"all@"))
+            stored[(acc, h)] = body
+    assert len(stored) == 15
+    # Every regular file under the work directory holding mail: exactly the
+    # stored objects, each one inode with one link, nothing in staging or
+    # in the (default, relative) cache directory.
+    files = {}
+    for root, _, names in os.walk(b.dir):
+        for n in names:
+            p = os.path.join(root, n)
+            st = os.lstat(p)
+            if not os.path.isfile(p) or n.endswith((".toml", ".log")):
+                continue
+            with open(p, "rb") as f:
+                if b"Hello Alice" in f.read():
+                    files[p] = st
+    assert sorted(files) == sorted(os.path.join(b.blobs, h[:2], str(acc), h)
+                                   for acc, h in stored), sorted(files)
+    assert all(st.st_nlink == 1 for st in files.values())
+    assert len({(st.st_dev, st.st_ino) for st in files.values()}) == 15
+    assert b.staged_files(accs[0]) == []
+    cache = os.path.join(b.dir, "var", "cache")
+    assert not os.path.exists(cache) or not any(os.scandir(cache))
+    assert "cache none (the fs store is local)" in b.server.log()
+
+
+def test_pool_is_warmed_for_deliveries_at_start(lmtp_backend):
+    # Issue 13: the first delivery after a start paid for connecting,
+    # preparing and PostgreSQL's cold catalog caches. Before listening, the
+    # backend opens min_conns connections and runs the delivery statements
+    # on each, writing nothing.
+    b = lmtp_backend
+    b.start(top="")
+    rows = b.rows("SELECT state, left(query, 40) FROM pg_stat_activity "
+                  "WHERE application_name = 'sora-backend' AND datname = current_database()")
+    warmed = [r for r in rows if r[0] == "idle" and r[1].startswith("WITH mbx AS")]
+    assert len(warmed) >= 2, rows
+    assert b.sql("SELECT count(*) FROM message_deliveries") == "0"
+    assert b.sql("SELECT count(*) FROM messages") == "0"
+    assert b.sql("SELECT count(*) FROM mailboxes") == "0"
+
+
+def test_concurrent_deliveries_into_one_mailbox(lmtp_backend):
+    # Issue 13: many clients delivering into one mailbox at once. Whatever
+    # the UID allocation does to scale, UIDs must come out unique, without
+    # gaps, and in the same order as the modseqs allocated with them, and
+    # the trigger-kept counters must match the rows exactly.
+    import threading
+    b = lmtp_backend
+    acc = b.account("hot@example.com")
+    b.start()
+    clients, each = 16, 8
+    errors = []
+
+    def client(n):
+        try:
+            c = b.connect(timeout=30)
+            c.cmd("LHLO client.test")
+            for i in range(each):
+                msg = MSG.replace(b"m1@remote.test", f"hot-{n}-{i}@remote.test".encode())
+                _, dr = send_message(c, "a@remote.test", ["hot@example.com"], msg)
+                if dr != ["250 2.0.0 <hot@example.com> Saved"]:
+                    errors.append(dr)
+            c.cmd("QUIT")
+        except Exception as e:  # reported below
+            errors.append(repr(e))
+    ts = [threading.Thread(target=client, args=(n,)) for n in range(clients)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(60)
+    assert errors == []
+    n = clients * each
+    rows = b.rows(f"SELECT m.uid, m.created_modseq, m.size FROM messages m JOIN mailboxes mb "
+                  f"ON mb.id = m.mailbox_id WHERE mb.account_id = {acc} AND mb.name = 'INBOX' "
+                  f"ORDER BY m.uid")
+    uids = [int(r[0]) for r in rows]
+    modseqs = [int(r[1]) for r in rows]
+    assert uids == list(range(1, n + 1))
+    assert all(a < b_ for a, b_ in zip(modseqs, modseqs[1:])), modseqs
+    total = sum(int(r[2]) for r in rows)
+    assert b.sql(f"SELECT s.message_count, s.unseen_count, s.total_size, mb.uid_next, "
+                 f"mb.highest_modseq = {modseqs[-1]} FROM mailbox_stats s JOIN mailboxes mb "
+                 f"ON mb.id = s.mailbox_id WHERE mb.account_id = {acc} AND mb.name = 'INBOX'"
+                 ) == f"{n}|{n}|{total}|{n + 1}|t"
+
+
 def test_smtplib_lmtp_and_aliases_detail_case(lmtp_backend):
     b = lmtp_backend
     acc = b.account("bob@example.com", "robert@example.org")

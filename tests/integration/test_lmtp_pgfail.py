@@ -122,7 +122,7 @@ def test_failure_inside_the_transaction_leaves_nothing(lmtp_backend):
     b.sql(f"""CREATE FUNCTION fail_upload() RETURNS trigger LANGUAGE plpgsql AS $$
               BEGIN IF NEW.account_id = {acc} THEN RAISE EXCEPTION 'injected failure'; END IF;
               RETURN NEW; END $$;
-              CREATE TRIGGER fail_upload BEFORE INSERT ON pending_uploads
+              CREATE TRIGGER fail_upload BEFORE INSERT ON messages
               FOR EACH ROW EXECUTE FUNCTION fail_upload();""")
     msg2 = MSG.replace(b"pg-1", b"pg-2")
     c.cmd("MAIL FROM:<a@remote.test>")
@@ -135,14 +135,15 @@ def test_failure_inside_the_transaction_leaves_nothing(lmtp_backend):
     assert c.reply() == ["250 2.0.0 <ok@example.com> Saved"]
     assert counts(b, acc) == before
     assert len(b.messages(ok)) == 1
-    # The failed copy's body was removed from staging again.
+    # The failed copy's body was removed again (from the fs store, which
+    # the delivery wrote directly).
     b.wait_uploaded()
     assert b.objects(acc) == [first]
     assert b.staged_files(acc) == []
     assert "injected failure" in b.server.log()
 
     # The MTA's retry goes through once the fault is gone, with the next UID.
-    b.sql("DROP TRIGGER fail_upload ON pending_uploads")
+    b.sql("DROP TRIGGER fail_upload ON messages")
     c.cmd("MAIL FROM:<a@remote.test>")
     c.cmd("RCPT TO:<half@example.com>")
     c.cmd("DATA")

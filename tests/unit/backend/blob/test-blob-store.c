@@ -653,10 +653,79 @@ static void test_open_from_config(void **state)
 	assert_null(s);
 }
 
+/* DESIGN.md §6: the fs store without encryption is written directly:
+ * staging a body stores it once, nothing lands in staging or in a cache,
+ * the body reads back byte-exact, and a discarded body is gone. */
+static void test_direct_fs_store(void **state)
+{
+	struct sora_config cfg = { 0 };
+	struct sora_blob_store *s = NULL;
+	char blobs[128], staging[128], cache[128], path[256], want[256];
+	const char body[] = "Subject: direct\r\n\r\nstored once\r\n";
+	struct sora_blob_ref ref, again;
+	struct sora_error err;
+	struct stat st;
+
+	sub(blobs, sizeof(blobs), "direct/blobs");
+	sub(staging, sizeof(staging), "direct/staging");
+	sub(cache, sizeof(cache), "direct/cache");
+	cfg.storage.backend = "fs";
+	cfg.storage.fs_path = blobs;
+	cfg.uploader.path = staging;
+	cfg.local_cache.path = cache;
+	cfg.local_cache.capacity = 1 << 20;
+	cfg.local_cache.max_object_size = 1 << 16;
+	assert_int_equal(sora_blob_store_open(&cfg, NULL, &s, &err), 0);
+	assert_true(sora_blob_store_direct(s));
+	assert_null(sora_blob_store_cache(s));
+	assert_int_equal(sora_blob_stage_buf(s, ACCT, body, sizeof(body) - 1, &ref, &err), 0);
+	assert_false(ref.existed);
+	file_path(path, sizeof(path), "direct", "blobs", ACCT, ref.hash);
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_nlink, 1);
+	assert_int_equal(st.st_size, sizeof(body) - 1);
+	/* Stored once: the object is the only file; staging and the temp
+	 * directories are empty, no cache directory was made. */
+	assert_int_equal(count_files(blobs), 1);
+	assert_int_equal(count_files(staging), 0);
+	assert_false(sora_blob_is_staged(s, ACCT, ref.hash));
+	assert_int_not_equal(stat(cache, &st), 0);
+	expect_body(s, ref.hash, (const unsigned char *)body, sizeof(body) - 1, 0,
+		    SORA_BLOB_TO_END);
+	expect_body(s, ref.hash, (const unsigned char *)body, sizeof(body) - 1, 3, 5);
+	/* The same body again is recognised, not rewritten. */
+	assert_int_equal(sora_blob_stage_buf(s, ACCT, body, sizeof(body) - 1, &again, &err), 0);
+	assert_true(again.existed);
+	assert_int_equal(count_files(blobs), 1);
+	assert_int_equal(sora_blob_discard(s, ACCT, ref.hash, &err), 0);
+	assert_int_not_equal(stat(path, &st), 0);
+	assert_int_equal(sora_blob_discard(s, ACCT, ref.hash, &err), 0);
+	sora_blob_store_free(&s);
+
+	/* Encrypted fs stores hold ciphertext: they stage and upload, still
+	 * without a cache. */
+	cfg.s3.encrypt = true;
+	cfg.s3.encryption_key = KEY1;
+	assert_int_equal(sora_blob_store_open(&cfg, NULL, &s, &err), 0);
+	assert_false(sora_blob_store_direct(s));
+	assert_null(sora_blob_store_cache(s));
+	assert_int_equal(sora_blob_stage_buf(s, ACCT, body, sizeof(body) - 1, &ref, &err), 0);
+	assert_true(sora_blob_is_staged(s, ACCT, ref.hash));
+	snprintf(want, sizeof(want), "%s", path);
+	assert_int_not_equal(stat(want, &st), 0);
+	assert_int_equal(sora_blob_upload_staged(s, ACCT, ref.hash, &err), 0);
+	assert_int_equal(stat(want, &st), 0);
+	assert_false(sora_blob_is_staged(s, ACCT, ref.hash));
+	expect_body(s, ref.hash, (const unsigned char *)body, sizeof(body) - 1, 0,
+		    SORA_BLOB_TO_END);
+	sora_blob_store_free(&s);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_staging),
+		cmocka_unit_test(test_direct_fs_store),
 		cmocka_unit_test(test_upload_plain_with_cache),
 		cmocka_unit_test(test_upload_encrypted),
 		cmocka_unit_test(test_damage_and_legacy),

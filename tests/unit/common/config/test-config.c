@@ -1123,10 +1123,32 @@ static void test_long_lines(void **state)
 
 /* ---- defaults ------------------------------------------------------------ */
 
+/* DESIGN.md §6: one base for every relative path, base_dir when given. */
+static void test_base_dir(void **state)
+{
+	struct sora_config *c = load("base_dir = \"/srv/sora/\"\n"
+				     "[storage]\nfs_path = \"blobs\"\n"
+				     "[uploader]\npath = \"/var/spool/sora\"\n"
+				     "[local_cache]\npath = \"\"\n");
+
+	assert_string_equal(c->base_dir, "/srv/sora/");
+	assert_false(c->base_dir_is_cwd);
+	assert_string_equal(c->storage.fs_path, "/srv/sora/blobs");
+	assert_string_equal(c->uploader.path, "/var/spool/sora");   /* absolute: kept */
+	assert_string_equal(c->local_cache.path, "");               /* empty: off, kept */
+	sora_config_free(&c);
+	c = load("base_dir = \"/srv/sora\"\n");
+	assert_string_equal(c->local_cache.path, "/srv/sora/var/cache");
+	sora_config_free(&c);
+	expect_error("base_dir = \"srv/sora\"\n",
+		     "test.toml:1: key 'base_dir' at the top level: must be an absolute path, "
+		     "not \"srv/sora\"");
+}
+
 static void test_defaults(void **state)
 {
 	struct sora_config *c = load("");
-	char host[256];
+	char host[256], cwd[4096], want[4200];
 
 	assert_int_equal(gethostname(host, sizeof(host)), 0);
 	host[sizeof(host) - 1] = '\0';
@@ -1163,7 +1185,12 @@ static void test_defaults(void **state)
 	assert_null(c->database.read_endpoints);
 
 	assert_string_equal(c->storage.backend, "fs");
-	assert_string_equal(c->storage.fs_path, "var/blobs");
+	/* Relative defaults resolve against the working directory. */
+	assert_non_null(getcwd(cwd, sizeof(cwd)));
+	assert_string_equal(c->base_dir, cwd);
+	assert_true(c->base_dir_is_cwd);
+	snprintf(want, sizeof(want), "%s/var/blobs", cwd);
+	assert_string_equal(c->storage.fs_path, want);
 	assert_null(c->s3.endpoint);
 	assert_string_equal(c->s3.region, "us-east-1");
 	assert_null(c->s3.bucket);
@@ -1176,11 +1203,13 @@ static void test_defaults(void **state)
 	assert_int_equal(c->s3.old_encryption_keys_count, 0);
 	assert_int_equal(c->s3.timeout_ms, 60000);
 
-	assert_string_equal(c->uploader.path, "var/staging");
+	snprintf(want, sizeof(want), "%s/var/staging", cwd);
+	assert_string_equal(c->uploader.path, want);
 	assert_int_equal(c->uploader.workers, 4);
 	assert_int_equal(c->uploader.max_attempts, 0);
 	assert_int_equal(c->uploader.retry_interval_ms, 30000);
-	assert_string_equal(c->local_cache.path, "var/cache");
+	snprintf(want, sizeof(want), "%s/var/cache", cwd);
+	assert_string_equal(c->local_cache.path, want);
 	assert_int_equal(c->local_cache.capacity, 1024ULL * 1024 * 1024);
 	assert_int_equal(c->local_cache.max_object_size, 5 * 1024 * 1024);
 
@@ -2271,6 +2300,7 @@ int main(void)
 		cmocka_unit_test(test_bytes),
 		cmocka_unit_test(test_long_lines),
 		cmocka_unit_test(test_defaults),
+		cmocka_unit_test(test_base_dir),
 		cmocka_unit_test(test_server_defaults),
 		cmocka_unit_test(test_type_dependent_defaults),
 		cmocka_unit_test(test_timeouts),
