@@ -519,8 +519,13 @@ out:
 	/* A body staged for this copy alone goes away again when the database
 	 * certainly holds no row for it; after a broken connection it stays,
 	 * since a committed row may refer to it (if none does, the janitor
-	 * removes it an hour later). */
-	if (staged && !ref.existed && absent) {
+	 * removes it an hour later). "For this copy alone" needs the prefix:
+	 * its trace lines name this session and the time, so no concurrent
+	 * delivery can have found the same body in place and be about to
+	 * commit a row naming it. A body without a prefix (an IMAP APPEND)
+	 * could be shared that way, so it is never taken back here: removing
+	 * it could leave another message without its body. */
+	if (staged && !ref.existed && absent && d->prefix.len > 0) {
 		struct sora_error uerr;
 
 		sora_blob_discard(blobs, d->account_id, ref.hash, &uerr);
