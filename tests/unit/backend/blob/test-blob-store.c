@@ -117,9 +117,15 @@ static void expect_damaged_upload_refused(struct sora_blob_store *s, const char 
 	char path[256], key[SORA_BLOB_KEY_SIZE];
 	int fd;
 
+	unsigned char c;
+
 	file_path(path, sizeof(path), tag, "staging", ACCT, hash);
-	fd = open(path, O_WRONLY);
-	assert_int_equal(pwrite(fd, "X", 1, 0), 1);
+	/* Flip the first byte: writing a fixed one would change nothing when
+	 * the (random) body already starts with it. */
+	fd = open(path, O_RDWR);
+	assert_int_equal(pread(fd, &c, 1, 0), 1);
+	c ^= 0xff;
+	assert_int_equal(pwrite(fd, &c, 1, 0), 1);
 	close(fd);
 	assert_int_equal(CLS(sora_blob_upload_staged(s, ACCT, hash, &err)), SORA_ERR_CORRUPT);
 	assert_non_null(strstr(err.msg, "does not match its hash"));
