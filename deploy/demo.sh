@@ -219,7 +219,7 @@ Sora demo is running.
   configs:                $demo/backend.toml, $demo/proxy.toml
   logs:                   $var/log/backend.log, $var/log/proxy.log
                           (PostgreSQL: $var/pg/log)
-  message bodies:         $var/blobs (staged in $var/staging)
+  message bodies:         $var/blobs (the fs store: written there once, durable before 250)
 
 Deliver a message to the demo account:
 
