@@ -533,7 +533,8 @@ static int rename_locked(struct sora_db_conn *conn, const char *acc, const char 
 		return -1;
 	if (new_row.found)
 		return sora_error_set(err, SORA_ERR_CONFLICT, "target mailbox already exists");
-	if (strncmp(new_name, old_name, old_len) == 0 &&
+	/* INBOX's children do not move with it, so "INBOX/old" is fine. */
+	if (strcmp(old_name, "INBOX") != 0 && strncmp(new_name, old_name, old_len) == 0 &&
 	    new_name[old_len] == SORA_MAILBOX_DELIMITER)
 		return sora_error_set(err, SORA_ERR_INVALID,
 				      "cannot rename a mailbox into its own subtree");

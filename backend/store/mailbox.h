@@ -25,7 +25,8 @@
  *     RENAME of INBOX creates the new mailbox, moves INBOX's live messages
  *     into it (UIDs kept, so the new mailbox takes INBOX's UIDNEXT and
  *     HIGHESTMODSEQ) and leaves INBOX empty, with its children untouched
- *     (RFC 3501 6.3.5). Expunged rows of INBOX stay with INBOX.
+ *     (RFC 3501 6.3.5); the new name may be under INBOX ("INBOX/old"). INBOX
+ *     gets a new UIDVALIDITY; its expunged rows stay with it.
  *   - Subscriptions are a flag on the mailbox (mailboxes.subscribed, true on
  *     creation): subscribing a name that does not exist is NOT_FOUND.
  *   - Blobs are never deleted here: bodies are content-addressed and may be

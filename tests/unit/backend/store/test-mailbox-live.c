@@ -435,6 +435,14 @@ static void test_rename_inbox(void **state)
 	assert_int_equal(inbox.messages, 1);
 	assert_int_equal(inbox.uid_next, before.uid_next + 1);
 	fails(sora_mailbox_rename(conn, acc, "INBOX", "Old/Mail", &err), &err, SORA_ERR_CONFLICT);
+
+	/* Under INBOX itself: its children stay, so this is no subtree move. */
+	ok(sora_mailbox_rename(conn, acc, "INBOX", "INBOX/old", &err), &err);
+	ok(sora_mailbox_status(conn, acc, "INBOX/old", &old, &err), &err);
+	assert_int_equal(old.messages, 1);
+	assert_int_equal(parent_of(acc, "INBOX/old"), in);
+	ok(sora_mailbox_status(conn, acc, "INBOX", &inbox, &err), &err);
+	assert_int_equal(inbox.messages, 0);
 }
 
 static void test_subscribe(void **state)
