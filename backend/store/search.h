@@ -1,0 +1,73 @@
+/* SEARCH in PostgreSQL: a parsed program (common/proto/imap-search.h) is
+ * compiled into one parameterised SQL query over the messages of one
+ * mailbox and run there, never by reading bodies in the process.
+ *
+ * What each key reads:
+ *   flags, keywords, UID, sizes, dates, MODSEQ   messages columns
+ *   FROM TO CC BCC SUBJECT                       the decoded *_text / subject
+ *                                                 columns (case-insensitive
+ *                                                 substring, ILIKE with the
+ *                                                 pattern characters escaped)
+ *   HEADER name value                            raw_headers (decoded
+ *                                                 columns for the fields
+ *                                                 above; other fields by
+ *                                                 a case-insensitive match
+ *                                                 over the header block)
+ *   BODY                                         message_contents.text_body
+ *   TEXT                                         header columns + text_body
+ *   sequence numbers, $, RECENT/NEW/OLD          converted to UID sets
+ *                                                 from the session's view
+ *                                                 before the query
+ * Expunged messages never match. Dates compare in UTC days (RFC 3501 says
+ * date keys disregard time and timezone); SENT* keys use the Date: header
+ * (messages.sent_date), falling back to the internal date when absent.
+ *
+ * Result cap: at most SORA_SEARCH_MAX_RESULTS UIDs are returned (the
+ * security guide's limit, enforced with LIMIT in the query); *truncated_r
+ * says when more matched. The session then answers with what it has and
+ * says so in the tagged reply.
+ *
+ * Blocking: PostgreSQL; worker threads only.
+ *
+ * Ownership: *uids_r is owned by the caller (sora_msgs_uids_free). */
+#ifndef SORA_STORE_SEARCH_H
+#define SORA_STORE_SEARCH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "backend/store/messages.h"
+#include "common/core/error.h"
+#include "common/db/db.h"
+#include "common/proto/imap-search.h"
+
+#define SORA_SEARCH_MAX_RESULTS 1000
+
+/* The session's view of the mailbox, needed to resolve sequence numbers,
+ * "$" and \Recent. */
+struct sora_search_view {
+	const uint32_t *uids;        /* sequence n = uids[n - 1], ascending */
+	size_t count;
+	const uint32_t *saved;       /* the saved result ("$"), ascending UIDs */
+	size_t saved_count;
+	uint32_t first_recent;       /* UIDs >= this are \Recent; 0 = none */
+};
+
+struct sora_search_result {
+	struct sora_msgs_uids uids;  /* matching UIDs, ascending */
+	bool truncated;              /* more than max_results matched */
+	uint64_t total;              /* how many matched (exact, also past the cap:
+	                                ESEARCH COUNT) */
+	uint64_t highest_modseq;     /* of the matches, when the program has MODSEQ */
+};
+
+/* Runs prog over the live messages of mailbox_id. max_results 0 means
+ * SORA_SEARCH_MAX_RESULTS. */
+int sora_search_run(struct sora_db_conn *conn, int64_t mailbox_id,
+		    const struct sora_imap_search_program *prog,
+		    const struct sora_search_view *view, size_t max_results,
+		    struct sora_search_result *res_r, struct sora_error *err);
+void sora_search_result_free(struct sora_search_result *res);
+
+#endif
