@@ -1,10 +1,12 @@
 #include "backend/backend.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "backend/blob/blob-store.h"
+#include "backend/imap/imap.h"
 #include "backend/store/deliver.h"
 #include "backend/store/janitor.h"
 #include "backend/store/migrate.h"
@@ -38,21 +40,32 @@ struct sora_backend *sora_backend(void)
 /* ---- mailbox change notifications ----
  *
  * The counter triggers NOTIFY 'sora_mailbox' with the mailbox id for every
- * change. IMAP IDLE fans these out to the sessions that have the mailbox
- * selected (issue 9); until then they are counted, so operators can see
- * the LISTEN connection work. */
+ * change. The IMAP server fans them out to the sessions that have the
+ * mailbox selected (backend/imap/imap-notify.c); they are also counted, so
+ * operators can see the LISTEN connection work. */
 
 static struct sora_metric_series *m_notifications, *m_resyncs;
 
 static void backend_notify(const char *channel, const char *payload, void *ctx)
 {
+	char *end;
+	long long id;
+
 	sora_metric_inc(m_notifications);
+	if (payload == NULL)
+		return;
+	errno = 0;
+	id = strtoll(payload, &end, 10);
+	if (errno == 0 && end != payload && *end == '\0' && id > 0)
+		sora_imap_mailbox_changed((int64_t)id);
 }
 
 static void backend_missed(void *ctx)
 {
-	/* Sessions waiting in IDLE re-read their mailbox state here. */
+	/* Notifications were lost while the connection was down: every
+	 * session with a mailbox selected looks again. */
 	sora_metric_inc(m_resyncs);
+	sora_imap_resync_all();
 }
 
 static int backend_listen_start(const struct sora_config *cfg, struct sora_error *err)

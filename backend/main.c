@@ -1,5 +1,6 @@
 /* sora-backend: mailbox storage servers (IMAP, POP3, LMTP, ManageSieve). */
 #include "backend/backend.h"
+#include "backend/imap/imap.h"
 #include "backend/lmtp/lmtp.h"
 #include "common/net/serve.h"
 #include "common/session/preauth.h"
@@ -7,7 +8,7 @@
 static const struct sora_conn_handler *backend_handler(enum sora_server_type type)
 {
 	switch (type) {
-	case SORA_SRV_IMAP: return &sora_imap_preauth_handler;
+	case SORA_SRV_IMAP: return &sora_imap_handler;
 	case SORA_SRV_POP3: return &sora_pop3_preauth_handler;
 	case SORA_SRV_LMTP: return &sora_lmtp_handler;
 	default: return NULL;

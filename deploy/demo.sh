@@ -205,6 +205,19 @@ for port in $BACK_IMAP $BACK_POP3 $LMTP_PORT $IMAP_PORT $POP3_PORT; do
     fi
 done
 
+# A welcome message, once, so a mail client has something to show.
+if [ ! -e "$demo/welcome-sent" ]; then
+    /usr/bin/python3 - "$LMTP_PORT" <<'PY' && touch "$demo/welcome-sent"
+import smtplib, sys, email.utils
+msg = ("From: Sora demo <postmaster@example.com>\r\nTo: demo@example.com\r\n"
+       "Subject: Welcome to Sora\r\nDate: " + email.utils.formatdate() + "\r\n"
+       "Message-ID: " + email.utils.make_msgid() + "\r\n\r\n"
+       "This message was delivered over LMTP by make demo.\r\n")
+with smtplib.LMTP("127.0.0.1", int(sys.argv[1]), timeout=15) as l:
+    l.sendmail("postmaster@example.com", ["demo@example.com"], msg.encode())
+PY
+fi
+
 cat <<TXT
 
 Sora demo is running.
@@ -230,10 +243,15 @@ then see it arrive:
   grep 'delivered:' $var/log/backend.log
   psql -h 127.0.0.1 -p $PG_PORT -U postgres sora_demo -c "SELECT m.uid, m.size, m.subject FROM messages m JOIN mailboxes b ON b.id = m.mailbox_id JOIN credentials c ON c.account_id = m.account_id WHERE c.address = 'demo@example.com' AND b.name = 'INBOX'"
 
+Read it with a mail client -- IMAP server 127.0.0.1 port $BACK_IMAP, no
+encryption, password login, user demo@example.com, password demo-password
+(Thunderbird, mutt: imap://demo@example.com@127.0.0.1:$BACK_IMAP/), or:
+
+  curl -s "imap://127.0.0.1:$BACK_IMAP/INBOX;UID=1" -u demo@example.com:demo-password
+
 Stop everything with:  make demo-stop
 
-This version stores mail delivered over LMTP and serves the connection
-layer (TLS, PROXY protocol, limits, timeouts, metrics) with IMAP
-CAPABILITY/NOOP/ID/LOGOUT/STARTTLS and POP3 CAPA/QUIT/STLS; logging in and
-reading mailboxes arrive with the IMAP and POP3 issues.
+This version logs IMAP clients in on sora-backend (port $BACK_IMAP). The
+proxy's ports still stop at login (the proxy tier is the next issue), and
+POP3 answers CAPA/QUIT/STLS only until the POP3 issue.
 TXT

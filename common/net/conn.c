@@ -227,6 +227,13 @@ void sora_conn_set_throughput_exempt(struct sora_conn *c, bool exempt)
 		c->window_start = 0;
 }
 
+void sora_conn_set_keepalive(struct sora_conn *c, int64_t ms)
+{
+	c->keepalive_ms = ms > 0 ? ms : 0;
+	c->keepalive_at = ms > 0 ? uv_now(&c->loop->uv) + (uint64_t)ms : 0;
+	conn_arm_timer(c);
+}
+
 void sora_conn_set_idle_timeout(struct sora_conn *c, int64_t ms)
 {
 	c->idle_override = ms;
@@ -702,6 +709,13 @@ static void conn_timer_cb(uv_timer_t *t)
 		conn_close_with_farewell(c, SORA_CLOSE_IDLE);
 		return;
 	}
+	if (c->keepalive_ms > 0 && now >= c->keepalive_at && c->job == NULL) {
+		c->keepalive_at = now + (uint64_t)c->keepalive_ms;
+		if (c->h->keepalive != NULL)
+			c->h->keepalive(c);
+		if (c->state != CONN_OPEN)
+			return;
+	}
 	if (c->window_start != 0 && now - c->window_start >= SORA_THROUGHPUT_WINDOW_MS) {
 		uint64_t moved = c->bytes_in + c->bytes_out - c->window_bytes;
 		if (conn_in_transit(c) && moved < (uint64_t)srv->min_bytes_per_minute) {
@@ -743,6 +757,8 @@ static void conn_arm_timer(struct sora_conn *c)
 		deadline = c->last_activity + (uint64_t)idle;
 	if (c->window_start != 0 && c->window_start + SORA_THROUGHPUT_WINDOW_MS < deadline)
 		deadline = c->window_start + SORA_THROUGHPUT_WINDOW_MS;
+	if (c->keepalive_ms > 0 && c->state == CONN_OPEN && c->keepalive_at < deadline)
+		deadline = c->keepalive_at;
 	if (deadline == UINT64_MAX) {
 		uv_timer_stop(&c->timer);
 		return;

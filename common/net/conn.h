@@ -113,6 +113,9 @@ struct sora_conn_handler {
 	/* The connection is going away: free session state. Called exactly
 	 * once for every connection that got open(). */
 	void (*close)(struct sora_conn *c, enum sora_close_reason why);
+	/* sora_conn_set_keepalive() interval passed (optional): IMAP IDLE's
+	 * "* OK Still here". Not called while a job runs. */
+	void (*keepalive)(struct sora_conn *c);
 	/* Output queue drained below the low-water mark (optional). */
 	void (*drained)(struct sora_conn *c);
 	/* Outbound connections only: connecting failed (address, refused,
@@ -235,6 +238,10 @@ void sora_conn_set_throughput_exempt(struct sora_conn *c, bool exempt);
  * none, 0 = back to the server's command_timeout). */
 void sora_conn_set_idle_timeout(struct sora_conn *c, int64_t ms);
 
+/* Calls handler->keepalive() every ms milliseconds from now on (0 = stop),
+ * without holding anything but the connection's existing timer: an idling
+ * session stays a timer entry, not a thread. */
+void sora_conn_set_keepalive(struct sora_conn *c, int64_t ms);
 /* Identity, for logs and policy. */
 const char *sora_conn_id(const struct sora_conn *c);          /* session id */
 const char *sora_conn_peer(const struct sora_conn *c);        /* "ip:port" after PROXY */

@@ -191,6 +191,8 @@ struct sora_conn {
 	uint64_t window_bytes;               /* bytes at window start */
 	uint64_t bytes_in, bytes_out;
 	int64_t idle_override;               /* 0 = server default */
+	int64_t keepalive_ms;                /* 0 = off (sora_conn_set_keepalive) */
+	uint64_t keepalive_at;               /* next handler->keepalive() */
 	int64_t connect_timeout_ms;          /* outbound: deadline for connect + TLS */
 
 	struct sockaddr_storage peer, local;

@@ -1,8 +1,8 @@
-/* IMAP before login: RFC 9051 §6.1 (any state) and §6.2 (not authenticated).
+/* IMAP before login: see imap-front.h.
  *
  * Input goes through the IMAP command parser (common/proto/imap-parser.h),
- * the same one the logged-in session will use, so the bytes of a literal
- * are never taken for a command: "a1 ID {10+}\r\nb1 LOGOUT\r\n" is one ID
+ * the same one the logged-in session uses, so the bytes of a literal are
+ * never taken for a command: "a1 ID {10+}\r\nb1 LOGOUT\r\n" is one ID
  * command whose argument is "b1 LOGOUT\r".
  *
  * Literals before login are small: up to PREAUTH_MAX_LITERAL bytes, kept
@@ -14,18 +14,27 @@
  * rather than reading and discarding the bytes (RFC 7888 §4 allows
  * either). A command over the line or argument limits ends the session
  * like an over-long line did before. Every other parse error is a BAD,
- * counted against max_errors. */
+ * counted against max_errors.
+ *
+ * The AUTHENTICATE continuation ("+ " then one line of base64) is not IMAP
+ * syntax: while it is pending, input is taken as a raw line here and never
+ * reaches the parser, which is idle between commands. */
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/config/config.h"
-#include "common/proto/imap-parser.h"
-#include "common/session/preauth-common.h"
+#include "common/db/accounts.h"
+#include "common/db/db.h"
+#include "common/net/workers.h"
+#include "common/proto/cmdline.h"
+#include "common/session/imap-front.h"
 #include "common/session/preauth.h"
 
 #define IMAP_MAX_LINE 8192
 #define PREAUTH_MAX_LITERAL 8192
+#define LOGIN_DB_ACQUIRE_MS 10000
 
 static const struct sora_imap_parser_params preauth_params = {
 	.max_line = IMAP_MAX_LINE,
@@ -48,47 +57,79 @@ static const struct sora_preauth_style imap_style = {
 	.max_line = IMAP_MAX_LINE,
 };
 
-static struct sora_imap_parser *imap_parser(struct sora_conn *c)
+static struct sora_imap_front *front(struct sora_conn *c)
 {
-	struct sora_preauth *s = sora_conn_data(c);
-
-	return s != NULL ? s->proto : NULL;
+	return sora_conn_data(c);
 }
 
-static void imap_capabilities(struct sora_conn *c, char *buf, size_t size)
+struct sora_imap_parser *sora_imap_front_parser(struct sora_conn *c)
+{
+	struct sora_imap_front *f = front(c);
+
+	return f != NULL ? f->pre.proto : NULL;
+}
+
+static bool login_available(struct sora_conn *c)
+{
+	const struct sora_imap_front_ops *ops = front(c)->ops;
+
+	return ops->db != NULL && ops->db() != NULL;
+}
+
+bool sora_imap_front_login_allowed(struct sora_conn *c)
+{
+	return sora_conn_is_tls(c) || sora_conn_server(c)->insecure_auth;
+}
+
+const char *sora_imap_front_client(struct sora_conn *c)
+{
+	struct sora_imap_front *f = front(c);
+
+	return f != NULL && f->fwd_ip[0] != '\0' ? f->fwd_ip : sora_conn_peer(c);
+}
+
+static void capabilities(struct sora_conn *c, struct sora_buf *out)
 {
 	bool starttls = sora_conn_server(c)->tls_use_starttls && !sora_conn_is_tls(c) &&
 			sora_conn_tls_available(c);
 
-	snprintf(buf, size, "IMAP4rev1 ID LITERAL-%s LOGINDISABLED",
-		 starttls ? " STARTTLS" : "");
+	sora_buf_printf(out, "IMAP4rev1 SASL-IR ID ENABLE IDLE LITERAL-%s",
+			starttls ? " STARTTLS" : "");
+	if (login_available(c) && sora_imap_front_login_allowed(c))
+		sora_buf_printf(out, " AUTH=PLAIN");
+	else
+		sora_buf_printf(out, " LOGINDISABLED");
 }
 
-static void imap_open(struct sora_conn *c)
+bool sora_imap_front_open(struct sora_conn *c, const struct sora_imap_front_ops *ops,
+			  size_t session_size)
 {
-	struct sora_preauth *s;
-	char caps[256];
+	struct sora_imap_front *f;
+	struct sora_buf caps = { 0 };
 
-	if (!sora_preauth_open(c, &imap_style))
-		return;
-	s = sora_conn_data(c);
-	s->proto = sora_imap_parser_new(&preauth_params);
-	if (s->proto == NULL) {
+	if (!sora_preauth_open_size(c, &imap_style, session_size))
+		return false;
+	f = front(c);
+	f->ops = ops;
+	f->pre.proto = sora_imap_parser_new(&preauth_params);
+	if (f->pre.proto == NULL) {
 		sora_conn_printf(c, "* BYE [UNAVAILABLE] Server out of memory\r\n");
 		sora_conn_close(c, SORA_CLOSE_ERROR);
-		return;
+		return false;
 	}
-	imap_capabilities(c, caps, sizeof(caps));
-	sora_conn_printf(c, "* OK [CAPABILITY %s] Sora ready.\r\n", caps);
+	capabilities(c, &caps);
+	sora_conn_printf(c, "* OK [CAPABILITY %.*s] Sora ready.\r\n", (int)caps.len,
+			 caps.data != NULL ? caps.data : "");
+	sora_buf_free(&caps);
+	return true;
 }
 
-/* Answers BAD and counts it; false when that ended the session. */
-static bool imap_bad(struct sora_conn *c, struct sora_str tag, const char *code, const char *msg)
+bool sora_imap_front_bad(struct sora_conn *c, struct sora_str tag, const char *msg)
 {
 	if (tag.len > 0)
-		sora_conn_printf(c, "%.*s BAD %s%s\r\n", (int)tag.len, tag.p, code, msg);
+		sora_conn_printf(c, "%.*s BAD %s\r\n", (int)tag.len, tag.p, msg);
 	else
-		sora_conn_printf(c, "* BAD %s%s\r\n", code, msg);
+		sora_conn_printf(c, "* BAD %s\r\n", msg);
 	if (sora_preauth_count_error(c)) {
 		sora_conn_printf(c, "* BYE Too many invalid commands.\r\n");
 		sora_conn_close(c, SORA_CLOSE_PROTOCOL);
@@ -97,49 +138,7 @@ static bool imap_bad(struct sora_conn *c, struct sora_str tag, const char *code,
 	return true;
 }
 
-/* Returns false when the session ends or switches to TLS: the caller
- * must not hand it more input. */
-static bool imap_command(struct sora_conn *c, const struct sora_imap_command *cmd)
-{
-	char caps[256];
-	int tl = (int)cmd->tag.len;
-
-	if (sora_str_ieq_c(cmd->name, "CAPABILITY")) {
-		imap_capabilities(c, caps, sizeof(caps));
-		sora_conn_printf(c, "* CAPABILITY %s\r\n%.*s OK CAPABILITY completed.\r\n", caps, tl, cmd->tag.p);
-	} else if (sora_str_ieq_c(cmd->name, "NOOP")) {
-		sora_conn_printf(c, "%.*s OK NOOP completed.\r\n", tl, cmd->tag.p);
-	} else if (sora_str_ieq_c(cmd->name, "LOGOUT")) {
-		sora_conn_printf(c, "* BYE Logging out.\r\n%.*s OK LOGOUT completed.\r\n", tl, cmd->tag.p);
-		sora_conn_close(c, SORA_CLOSE_NORMAL);
-		return false;
-	} else if (sora_str_ieq_c(cmd->name, "ID")) {
-		/* The client's parameters are not interpreted yet (the proxy's
-		 * x-originating-ip handling will come with login). */
-		sora_conn_printf(c, "* ID (\"name\" \"Sora\")\r\n%.*s OK ID completed.\r\n", tl, cmd->tag.p);
-	} else if (sora_str_ieq_c(cmd->name, "STARTTLS")) {
-		if (sora_conn_is_tls(c) || !sora_conn_server(c)->tls_use_starttls || !sora_conn_tls_available(c))
-			return imap_bad(c, cmd->tag, "", sora_conn_is_tls(c) ? "TLS is already active."
-								    : "STARTTLS is not available.");
-		sora_conn_printf(c, "%.*s OK Begin TLS negotiation now.\r\n", tl, cmd->tag.p);
-		if (sora_conn_starttls(c) < 0) {
-			sora_conn_printf(c, "* BYE TLS setup failed.\r\n");
-			sora_conn_close(c, SORA_CLOSE_ERROR);
-		}
-		/* Whatever followed in the same read is dropped by the
-		 * connection layer (no command injection before TLS). */
-		return false;
-	} else if (sora_str_ieq_c(cmd->name, "LOGIN") || sora_str_ieq_c(cmd->name, "AUTHENTICATE")) {
-		sora_conn_printf(c, "%.*s NO [UNAVAILABLE] Login is not available on this server yet.\r\n",
-				 tl, cmd->tag.p);
-	} else {
-		return imap_bad(c, cmd->tag, "", "Unknown command.");
-	}
-	return true;
-}
-
-/* Returns false when the session ends. */
-static bool imap_parse_error(struct sora_conn *c, const struct sora_imap_parser_error *e)
+bool sora_imap_front_parse_error(struct sora_conn *c, const struct sora_imap_parser_error *e)
 {
 	struct sora_str tag = e->tag;
 	int tl = (int)tag.len;
@@ -164,21 +163,511 @@ static bool imap_parse_error(struct sora_conn *c, const struct sora_imap_parser_
 		if (tl > 0)
 			sora_conn_printf(c, "%.*s BAD %s%s\r\n", tl, tag.p,
 					 e->code == SORA_IMAP_ERROR_TOOBIG ? "[TOOBIG] " : "", e->text);
-		sora_info(sora_conn_log_ctx(c), "IMAP command refused before login: %s", e->text);
+		sora_info(sora_conn_log_ctx(c), "IMAP command refused: %s", e->text);
 		sora_conn_printf(c, "* BYE %s\r\n", e->text);
 		sora_conn_close(c, SORA_CLOSE_PROTOCOL);
 		return false;
 	}
-	return imap_bad(c, tag, "", e->text);
+	return sora_imap_front_bad(c, tag, e->text);
 }
 
-static size_t imap_input(struct sora_conn *c, const char *data, size_t len)
+/* ---- ID ---------------------------------------------------------------- */
+
+static void copy_field(char *dst, size_t size, struct sora_str v, bool (*ok)(unsigned char))
 {
-	struct sora_imap_parser *p = imap_parser(c);
+	size_t n = 0;
+
+	for (size_t i = 0; i < v.len && n + 1 < size; i++) {
+		if (!ok((unsigned char)v.p[i])) {
+			n = 0;
+			break;
+		}
+		dst[n++] = v.p[i];
+	}
+	dst[n] = '\0';
+}
+
+static bool ip_char(unsigned char ch)
+{
+	return (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f') || (ch >= 'A' && ch <= 'F') ||
+	       ch == '.' || ch == ':';
+}
+
+static bool digit_char(unsigned char ch)
+{
+	return ch >= '0' && ch <= '9';
+}
+
+static bool token_char(unsigned char ch)
+{
+	return ch > 0x20 && ch < 0x7f && ch != '"' && ch != '\\';
+}
+
+/* RFC 2971. Forwarding fields count only from trusted peers (sora-proxy);
+ * an untrusted client cannot make the logs name another address. */
+static void cmd_id(struct sora_conn *c, const struct sora_imap_command *cmd)
+{
+	struct sora_imap_front *f = front(c);
+	const struct sora_imap_arg *list;
+
+	if (cmd->args_count != 1 ||
+	    (cmd->args[0].type != SORA_IMAP_ARG_NIL && cmd->args[0].type != SORA_IMAP_ARG_LIST)) {
+		sora_imap_front_bad(c, cmd->tag, "ID takes NIL or a list of field/value pairs.");
+		return;
+	}
+	list = &cmd->args[0];
+	if (list->type == SORA_IMAP_ARG_LIST) {
+		if (list->list_count % 2 != 0 || list->list_count > 60) {
+			sora_imap_front_bad(c, cmd->tag, "ID takes at most 30 field/value pairs.");
+			return;
+		}
+		for (size_t i = 0; i + 1 < list->list_count; i += 2) {
+			struct sora_str k, v;
+
+			if (!sora_imap_arg_nstring(&list->list[i], &k) ||
+			    !sora_imap_arg_nstring(&list->list[i + 1], &v) || k.p == NULL) {
+				sora_imap_front_bad(c, cmd->tag, "ID fields are strings.");
+				return;
+			}
+			if (!sora_conn_peer_trusted(c) || v.p == NULL)
+				continue;
+			if (sora_str_ieq_c(k, "x-originating-ip"))
+				copy_field(f->fwd_ip, sizeof(f->fwd_ip), v, ip_char);
+			else if (sora_str_ieq_c(k, "x-originating-port"))
+				copy_field(f->fwd_port, sizeof(f->fwd_port), v, digit_char);
+			else if (sora_str_ieq_c(k, "x-session-id"))
+				copy_field(f->fwd_session, sizeof(f->fwd_session), v, token_char);
+		}
+		if (f->fwd_ip[0] != '\0')
+			sora_info(sora_conn_log_ctx(c), "client %s%s%s (forwarded by %s%s%s)",
+				  f->fwd_ip, f->fwd_port[0] ? ":" : "", f->fwd_port,
+				  sora_conn_peer(c), f->fwd_session[0] ? ", session " : "",
+				  f->fwd_session);
+	}
+	sora_conn_printf(c, "* ID (\"name\" \"Sora\" \"version\" \"%s\")\r\n%.*s OK ID completed.\r\n",
+			 SORA_VERSION, (int)cmd->tag.len, cmd->tag.p);
+}
+
+/* ---- login ------------------------------------------------------------- */
+
+struct login_job {
+	struct sora_db_pool *pool;
+	char tag[64];
+	const char *mechanism;
+	/* Secrets live in sodium_malloc'd memory, wiped on free. */
+	char *secret;            /* authzid \0 authcid \0 password */
+	size_t authzid_len, authcid_len, password_len;
+	bool master_sasl_network;
+	/* Config, borrowed (lives as long as the server). */
+	const struct sora_server_config *srv;
+	/* Outcome. */
+	bool ok;
+	bool temporary;
+	bool master;
+	struct sora_account_ref ref;
+	struct sora_error err;
+};
+
+static bool secret_eq(const char *want, const char *got, size_t got_len)
+{
+	size_t n = want != NULL ? strlen(want) : 0;
+
+	if (want == NULL || n == 0 || n != got_len)
+		return false;
+	return sodium_memcmp(want, got, n) == 0;
+}
+
+/* Finds the account of a login name: as given, then without "+detail". */
+static int login_lookup(struct sora_db_conn *db, struct sora_str name, struct sora_account_ref *ref,
+			struct sora_str *found_r, struct sora_error *err)
+{
+	const char *at, *plus;
+	char stripped[SORA_IMAP_LOGIN_SIZE];
+	int ret;
+
+	*found_r = name;
+	ret = sora_accounts_lookup(db, name, ref, err);
+	if (ret == 0 || err->cls != SORA_ERR_NOT_FOUND)
+		return ret;
+	at = memrchr(name.p, '@', name.len);
+	plus = at != NULL ? memchr(name.p, '+', (size_t)(at - name.p)) : NULL;
+	if (plus == NULL || plus == name.p || name.len >= sizeof(stripped))
+		return ret;
+	memcpy(stripped, name.p, (size_t)(plus - name.p));
+	memcpy(stripped + (plus - name.p), at, name.len - (size_t)(at - name.p));
+	stripped[(plus - name.p) + (name.len - (size_t)(at - name.p))] = '\0';
+	ret = sora_accounts_lookup(db, sora_str_c(stripped), ref, err);
+	return ret;
+}
+
+static enum sora_job_status login_work(struct sora_job *job, void *arg)
+{
+	struct login_job *j = arg;
+	struct sora_db_conn *db = NULL;
+	struct sora_str authzid = sora_str_make(j->secret, j->authzid_len);
+	struct sora_str authcid = sora_str_make(j->secret + j->authzid_len + 1, j->authcid_len);
+	const char *password = j->secret + j->authzid_len + 1 + j->authcid_len + 1;
+	const char *star;
+	struct sora_str found;
+	bool match = false;
+
+	if (sora_db_acquire(j->pool, SORA_DB_PRIMARY, LOGIN_DB_ACQUIRE_MS, &db, &j->err) != 0) {
+		j->temporary = true;
+		return SORA_JOB_DONE;
+	}
+	if (authzid.len > 0 && !sora_str_ieq(authzid, authcid)) {
+		/* Acting for another user: only the master SASL identity, with
+		 * its password, from the networks allowed to use it. */
+		if (j->master_sasl_network && j->srv->master_sasl_username != NULL &&
+		    sora_str_eq(authcid, sora_str_c(j->srv->master_sasl_username)) &&
+		    secret_eq(j->srv->master_sasl_password, password, j->password_len)) {
+			if (login_lookup(db, authzid, &j->ref, &found, &j->err) == 0)
+				j->ok = j->master = true;
+			else if (j->err.cls != SORA_ERR_NOT_FOUND)
+				j->temporary = true;
+		}
+		goto out;
+	}
+	star = memrchr(authcid.p, '*', authcid.len);
+	if (star != NULL && j->srv->master_username != NULL &&
+	    sora_str_eq(sora_str_make(star + 1, authcid.len - (size_t)(star - authcid.p) - 1),
+			sora_str_c(j->srv->master_username))) {
+		/* "user*master": the master password logs in as user. */
+		if (secret_eq(j->srv->master_password, password, j->password_len)) {
+			if (login_lookup(db, sora_str_make(authcid.p, (size_t)(star - authcid.p)), &j->ref,
+					 &found, &j->err) == 0)
+				j->ok = j->master = true;
+			else if (j->err.cls != SORA_ERR_NOT_FOUND)
+				j->temporary = true;
+		}
+		goto out;
+	}
+	/* An alias or "+detail" address: find the credential first (cheap),
+	 * then verify against the address that exists. */
+	if (login_lookup(db, authcid, &j->ref, &found, &j->err) != 0) {
+		if (j->err.cls != SORA_ERR_NOT_FOUND) {
+			j->temporary = true;
+			goto out;
+		}
+		found = authcid;
+	}
+	if (sora_accounts_authenticate(db, found, password, j->password_len, &match, &j->ref,
+				       &j->err) != 0) {
+		j->temporary = j->err.cls == SORA_ERR_TEMPORARY;
+		goto out;
+	}
+	j->ok = match;
+out:
+	sora_db_release(&db);
+	return SORA_JOB_DONE;
+}
+
+static void login_job_free(struct login_job *j)
+{
+	if (j->secret != NULL)
+		sodium_free(j->secret);
+	free(j);
+}
+
+static void login_done(struct sora_conn *c, void *arg)
+{
+	struct login_job *j = arg;
+	struct sora_imap_front *f = front(c);
+	struct sora_imap_login login;
+	struct sora_str tag = sora_str_c(j->tag);
+	bool temporary;
+
+	if (sora_conn_closing(c)) {
+		login_job_free(j);
+		return;
+	}
+	if (j->ok) {
+		memset(&login, 0, sizeof(login));
+		login.account_id = j->ref.account_id;
+		sora_strlcpy(login.user, j->ref.primary_address, sizeof(login.user));
+		sora_strlcpy(login.login, j->ref.address, sizeof(login.login));
+		login.master = j->master;
+		login.mechanism = j->mechanism;
+		f->authenticated = true;
+		sora_conn_set_user(c, login.user);
+		if (j->master)
+			sora_warn(sora_conn_log_ctx(c), "master login as %s from %s (%s)", login.user,
+				    sora_imap_front_client(c), j->mechanism);
+		else
+			sora_info(sora_conn_log_ctx(c), "login as %s from %s (%s)", login.user,
+				  sora_imap_front_client(c), j->mechanism);
+		sora_imap_parser_set_params(f->pre.proto, &sora_imap_parser_default_params);
+		f->ops->authenticated(c, tag, &login);
+		login_job_free(j);
+		return;
+	}
+	if (j->temporary) {
+		sora_warn(sora_conn_log_ctx(c), "login failed temporarily: %s", j->err.msg);
+		sora_conn_printf(c, "%s NO [UNAVAILABLE] Temporary authentication failure, try again later.\r\n",
+				 j->tag);
+	} else {
+		if (j->err.cls == SORA_ERR_PERMANENT)
+			sora_error(sora_conn_log_ctx(c), "login failed: %s", j->err.msg);
+		sora_info(sora_conn_log_ctx(c), "authentication failed from %s (%s)",
+			  sora_imap_front_client(c), j->mechanism);
+		f->auth_failures++;
+		sora_conn_printf(c, "%s NO [AUTHENTICATIONFAILED] Authentication failed.\r\n", j->tag);
+	}
+	temporary = j->temporary;
+	login_job_free(j);
+	if (!temporary && sora_preauth_count_error(c)) {
+		sora_conn_printf(c, "* BYE Too many failed logins.\r\n");
+		sora_conn_close(c, SORA_CLOSE_PROTOCOL);
+		return;
+	}
+	sora_conn_resume(c);
+}
+
+static bool master_sasl_network(struct sora_conn *c)
+{
+	const struct sora_server_config *srv = sora_conn_server(c);
+	const struct sora_ip *ip = sora_conn_peer_ip(c);
+
+	if (srv->master_sasl_allowed_networks.count == 0)
+		return sora_conn_peer_trusted(c);
+	return ip == NULL || sora_cidr_list_match(&srv->master_sasl_allowed_networks, ip);
+}
+
+static void start_login(struct sora_conn *c, struct sora_str tag, const char *mechanism,
+			struct sora_str authzid, struct sora_str authcid, struct sora_str password)
+{
+	struct login_job *j = calloc(1, sizeof(*j));
+	size_t n = authzid.len + authcid.len + password.len + 3;
+	int tl = (int)tag.len;
+
+	if (j == NULL || tag.len >= sizeof(j->tag) || (j->secret = sodium_malloc(n)) == NULL) {
+		if (j != NULL)
+			free(j);
+		sora_conn_printf(c, "%.*s NO [UNAVAILABLE] Server out of memory.\r\n", tl, tag.p);
+		return;
+	}
+	memcpy(j->tag, tag.p, tag.len);
+	j->mechanism = mechanism;
+	j->pool = front(c)->ops->db();
+	j->srv = sora_conn_server(c);
+	j->master_sasl_network = master_sasl_network(c);
+	memcpy(j->secret, authzid.p, authzid.len);
+	j->secret[authzid.len] = '\0';
+	memcpy(j->secret + authzid.len + 1, authcid.p, authcid.len);
+	j->secret[authzid.len + 1 + authcid.len] = '\0';
+	memcpy(j->secret + authzid.len + authcid.len + 2, password.p, password.len);
+	j->secret[n - 1] = '\0';
+	j->authzid_len = authzid.len;
+	j->authcid_len = authcid.len;
+	j->password_len = password.len;
+	if (sora_job_submit(c, login_work, login_done, j) < 0) {
+		login_job_free(j);
+		sora_conn_printf(c, "%.*s NO [UNAVAILABLE] Server busy, try again later.\r\n", tl, tag.p);
+	}
+}
+
+/* A login must not name NUL bytes or be longer than an address. */
+static bool login_name_ok(struct sora_str s)
+{
+	return s.len > 0 && s.len < SORA_IMAP_LOGIN_SIZE && memchr(s.p, '\0', s.len) == NULL;
+}
+
+/* False when the command may not log in (answered). */
+static bool login_precheck(struct sora_conn *c, struct sora_str tag)
+{
+	int tl = (int)tag.len;
+
+	if (!login_available(c)) {
+		sora_conn_printf(c, "%.*s NO [UNAVAILABLE] Login is not available on this server.\r\n",
+				 tl, tag.p);
+		return false;
+	}
+	if (!sora_imap_front_login_allowed(c)) {
+		sora_conn_printf(c, "%.*s NO [PRIVACYREQUIRED] Plaintext authentication is disallowed on "
+				 "non-secure connections: use STARTTLS.\r\n", tl, tag.p);
+		return false;
+	}
+	return true;
+}
+
+static void cmd_login(struct sora_conn *c, const struct sora_imap_command *cmd)
+{
+	struct sora_str user, pass;
+
+	if (cmd->args_count != 2 || !sora_imap_arg_astring(&cmd->args[0], &user) ||
+	    !sora_imap_arg_astring(&cmd->args[1], &pass)) {
+		sora_imap_front_bad(c, cmd->tag, "LOGIN takes a user name and a password.");
+		return;
+	}
+	if (!login_precheck(c, cmd->tag))
+		return;
+	if (!login_name_ok(user) || memchr(pass.p, '\0', pass.len) != NULL) {
+		sora_conn_printf(c, "%.*s NO [AUTHENTICATIONFAILED] Authentication failed.\r\n",
+				 (int)cmd->tag.len, cmd->tag.p);
+		return;
+	}
+	start_login(c, cmd->tag, "LOGIN", sora_str_make("", 0), user, pass);
+}
+
+int sora_sasl_plain_decode(struct sora_str b64, struct sora_buf *buf, struct sora_str *authzid_r,
+			   struct sora_str *authcid_r, struct sora_str *password_r)
+{
+	size_t len = 0;
+	const char *p, *nul1, *nul2, *end;
+
+	if (b64.len == 0 || b64.len > 4096 || sora_buf_reserve(buf, b64.len) < 0)
+		return -1;
+	if (sodium_base642bin((unsigned char *)buf->data, b64.len, b64.p, b64.len, NULL, &len,
+			      NULL, sodium_base64_VARIANT_ORIGINAL) != 0)
+		return -1;
+	buf->len = len;
+	p = buf->data;
+	end = p + len;
+	nul1 = memchr(p, '\0', len);
+	if (nul1 == NULL)
+		return -1;
+	nul2 = memchr(nul1 + 1, '\0', (size_t)(end - nul1 - 1));
+	if (nul2 == NULL || memchr(nul2 + 1, '\0', (size_t)(end - nul2 - 1)) != NULL)
+		return -1;
+	*authzid_r = sora_str_make(p, (size_t)(nul1 - p));
+	*authcid_r = sora_str_make(nul1 + 1, (size_t)(nul2 - nul1 - 1));
+	*password_r = sora_str_make(nul2 + 1, (size_t)(end - nul2 - 1));
+	return authcid_r->len > 0 ? 0 : -1;
+}
+
+static void sasl_response(struct sora_conn *c, struct sora_str tag, struct sora_str b64)
+{
+	struct sora_buf buf = { 0 };
+	struct sora_str authzid, authcid, password;
+
+	if (b64.len == 1 && b64.p[0] == '=')
+		b64.len = 0;
+	if (sora_sasl_plain_decode(b64, &buf, &authzid, &authcid, &password) < 0) {
+		sora_imap_front_bad(c, tag, "Invalid SASL PLAIN response.");
+	} else if (!login_name_ok(authcid) || authzid.len >= SORA_IMAP_LOGIN_SIZE) {
+		sora_conn_printf(c, "%.*s NO [AUTHENTICATIONFAILED] Authentication failed.\r\n",
+				 (int)tag.len, tag.p);
+	} else {
+		start_login(c, tag, "PLAIN", authzid, authcid, password);
+	}
+	if (buf.data != NULL)
+		sodium_memzero(buf.data, buf.cap);
+	sora_buf_free(&buf);
+}
+
+static void cmd_authenticate(struct sora_conn *c, const struct sora_imap_command *cmd)
+{
+	struct sora_imap_front *f = front(c);
+	struct sora_str mech, ir;
+
+	if (cmd->args_count < 1 || cmd->args_count > 2 || !sora_imap_arg_atom(&cmd->args[0], &mech)) {
+		sora_imap_front_bad(c, cmd->tag, "AUTHENTICATE takes a mechanism name.");
+		return;
+	}
+	if (!login_precheck(c, cmd->tag))
+		return;
+	if (!sora_str_ieq_c(mech, "PLAIN")) {
+		sora_conn_printf(c, "%.*s NO Unsupported authentication mechanism.\r\n",
+				 (int)cmd->tag.len, cmd->tag.p);
+		return;
+	}
+	if (cmd->args_count == 2) {
+		if (!sora_imap_arg_atom(&cmd->args[1], &ir)) {
+			sora_imap_front_bad(c, cmd->tag, "Invalid SASL initial response.");
+			return;
+		}
+		sasl_response(c, cmd->tag, ir);
+		return;
+	}
+	if (cmd->tag.len >= sizeof(f->sasl_tag)) {
+		sora_imap_front_bad(c, cmd->tag, "Tag too long.");
+		return;
+	}
+	memcpy(f->sasl_tag, cmd->tag.p, cmd->tag.len);
+	f->sasl_tag[cmd->tag.len] = '\0';
+	f->sasl_pending = true;
+	sora_conn_printf(c, "+ \r\n");
+}
+
+/* ---- dispatch ----------------------------------------------------------- */
+
+/* Returns false when the session ends or switches to TLS: the caller
+ * must not hand it more input. */
+static bool front_command(struct sora_conn *c, const struct sora_imap_command *cmd)
+{
+	int tl = (int)cmd->tag.len;
+
+	if (sora_str_ieq_c(cmd->name, "CAPABILITY")) {
+		struct sora_buf caps = { 0 };
+
+		capabilities(c, &caps);
+		sora_conn_printf(c, "* CAPABILITY %.*s\r\n%.*s OK CAPABILITY completed.\r\n",
+				 (int)caps.len, caps.data != NULL ? caps.data : "", tl, cmd->tag.p);
+		sora_buf_free(&caps);
+	} else if (sora_str_ieq_c(cmd->name, "NOOP")) {
+		sora_conn_printf(c, "%.*s OK NOOP completed.\r\n", tl, cmd->tag.p);
+	} else if (sora_str_ieq_c(cmd->name, "LOGOUT")) {
+		sora_conn_printf(c, "* BYE Logging out.\r\n%.*s OK LOGOUT completed.\r\n", tl, cmd->tag.p);
+		sora_conn_close(c, SORA_CLOSE_NORMAL);
+		return false;
+	} else if (sora_str_ieq_c(cmd->name, "ID")) {
+		cmd_id(c, cmd);
+	} else if (sora_str_ieq_c(cmd->name, "STARTTLS")) {
+		if (sora_conn_is_tls(c) || !sora_conn_server(c)->tls_use_starttls || !sora_conn_tls_available(c))
+			return sora_imap_front_bad(c, cmd->tag, sora_conn_is_tls(c) ? "TLS is already active."
+										: "STARTTLS is not available.");
+		sora_conn_printf(c, "%.*s OK Begin TLS negotiation now.\r\n", tl, cmd->tag.p);
+		if (sora_conn_starttls(c) < 0) {
+			sora_conn_printf(c, "* BYE TLS setup failed.\r\n");
+			sora_conn_close(c, SORA_CLOSE_ERROR);
+		}
+		/* Whatever followed in the same read is dropped by the
+		 * connection layer (no command injection before TLS). */
+		return false;
+	} else if (sora_str_ieq_c(cmd->name, "LOGIN")) {
+		cmd_login(c, cmd);
+	} else if (sora_str_ieq_c(cmd->name, "AUTHENTICATE")) {
+		cmd_authenticate(c, cmd);
+	} else {
+		return sora_imap_front_bad(c, cmd->tag, "Unknown command or not valid before login.");
+	}
+	return !sora_conn_closing(c);
+}
+
+/* The raw line answering "+ " of AUTHENTICATE. */
+static size_t sasl_input(struct sora_conn *c, const char *data, size_t len)
+{
+	struct sora_imap_front *f = front(c);
+	size_t consumed;
+	long n = sora_line_find(data, len, &consumed);
+	struct sora_str tag = sora_str_c(f->sasl_tag);
+
+	if (n < 0) {
+		if (len > 8192) {
+			sora_conn_printf(c, "* BYE SASL response too long.\r\n");
+			sora_conn_close(c, SORA_CLOSE_PROTOCOL);
+			return len;
+		}
+		return 0;
+	}
+	f->sasl_pending = false;
+	if (n == 1 && data[0] == '*')
+		sora_imap_front_bad(c, tag, "Authentication aborted.");
+	else
+		sasl_response(c, tag, sora_str_make(data, (size_t)n));
+	return consumed;
+}
+
+size_t sora_imap_front_input(struct sora_conn *c, const char *data, size_t len)
+{
+	struct sora_imap_front *f = front(c);
+	struct sora_imap_parser *p = sora_imap_front_parser(c);
 	size_t total = 0;
 
 	if (p == NULL)
 		return len;
+	if (f->sasl_pending)
+		return sasl_input(c, data, len);
 	for (;;) {
 		size_t used = 0;
 		enum sora_imap_parse_result r = sora_imap_parser_feed(p, data + total, len - total, &used);
@@ -193,7 +682,7 @@ static size_t imap_input(struct sora_conn *c, const char *data, size_t len)
 		case SORA_IMAP_PARSE_NEED_MORE:
 			return total;
 		case SORA_IMAP_PARSE_COMMAND:
-			go_on = imap_command(c, sora_imap_parser_command(p));
+			go_on = front_command(c, sora_imap_parser_command(p));
 			break;
 		case SORA_IMAP_PARSE_LITERAL:
 			/* Within the pre-auth limits (the parser refused larger
@@ -205,7 +694,7 @@ static size_t imap_input(struct sora_conn *c, const char *data, size_t len)
 			/* Not reached: every pre-auth literal is kept in line. */
 			break;
 		case SORA_IMAP_PARSE_ERROR:
-			go_on = imap_parse_error(c, sora_imap_parser_error(p));
+			go_on = sora_imap_front_parse_error(c, sora_imap_parser_error(p));
 			break;
 		}
 		/* One event per call (the connection calls again), except when
@@ -216,31 +705,47 @@ static size_t imap_input(struct sora_conn *c, const char *data, size_t len)
 	}
 }
 
-static void imap_overflow(struct sora_conn *c)
+void sora_imap_front_overflow(struct sora_conn *c)
 {
 	sora_conn_printf(c, "* BYE Command line too long.\r\n");
 }
 
-static void imap_reject(struct sora_conn *c, enum sora_reject_reason why)
+void sora_imap_front_reject(struct sora_conn *c, enum sora_reject_reason why)
 {
 	sora_preauth_reject(c, &imap_style, why);
 }
 
-static void imap_farewell(struct sora_conn *c, enum sora_close_reason why)
+void sora_imap_front_farewell(struct sora_conn *c, enum sora_close_reason why)
 {
 	sora_preauth_farewell(c, &imap_style, why);
 }
 
-static void imap_close(struct sora_conn *c, enum sora_close_reason why)
+void sora_imap_front_close(struct sora_conn *c)
 {
-	struct sora_preauth *s = sora_conn_data(c);
+	struct sora_imap_front *f = front(c);
 
-	if (s != NULL) {
-		struct sora_imap_parser *p = s->proto;
+	if (f != NULL) {
+		struct sora_imap_parser *p = f->pre.proto;
 
 		sora_imap_parser_free(&p);
-		s->proto = NULL;
+		f->pre.proto = NULL;
 	}
+}
+
+/* ---- the front end alone (sora-proxy until it routes: no login) -------- */
+
+static const struct sora_imap_front_ops no_login_ops = {
+	.db = NULL,
+};
+
+static void imap_open(struct sora_conn *c)
+{
+	sora_imap_front_open(c, &no_login_ops, sizeof(struct sora_imap_front));
+}
+
+static void imap_close(struct sora_conn *c, enum sora_close_reason why)
+{
+	sora_imap_front_close(c);
 	sora_preauth_close(c, why);
 }
 
@@ -250,9 +755,9 @@ const struct sora_conn_handler sora_imap_preauth_handler = {
 	 * this only bounds what piles up while output is blocked. */
 	.max_pending_input = IMAP_MAX_LINE + PREAUTH_MAX_LITERAL + 2,
 	.open = imap_open,
-	.input = imap_input,
-	.input_overflow = imap_overflow,
-	.reject = imap_reject,
-	.farewell = imap_farewell,
+	.input = sora_imap_front_input,
+	.input_overflow = sora_imap_front_overflow,
+	.reject = sora_imap_front_reject,
+	.farewell = sora_imap_front_farewell,
 	.close = imap_close,
 };

@@ -8,7 +8,12 @@
 
 bool sora_preauth_open(struct sora_conn *c, const struct sora_preauth_style *st)
 {
-	struct sora_preauth *s = calloc(1, sizeof(*s));
+	return sora_preauth_open_size(c, st, sizeof(struct sora_preauth));
+}
+
+bool sora_preauth_open_size(struct sora_conn *c, const struct sora_preauth_style *st, size_t size)
+{
+	struct sora_preauth *s = calloc(1, size);
 
 	if (s == NULL) {
 		sora_conn_printf(c, "%s %s Server out of memory\r\n", st->bye, st->temp_code);

@@ -34,6 +34,9 @@ struct sora_preauth {
 /* handler->open(): allocates the session; false (after a temporary-failure
  * farewell and close) when out of memory. */
 bool sora_preauth_open(struct sora_conn *c, const struct sora_preauth_style *st);
+/* The same for a protocol session that embeds struct sora_preauth as its
+ * first member: size bytes, zeroed. */
+bool sora_preauth_open_size(struct sora_conn *c, const struct sora_preauth_style *st, size_t size);
 /* handler->input(): frames lines and calls st->command or st->line_too_long. */
 size_t sora_preauth_input(struct sora_conn *c, const struct sora_preauth_style *st,
 			  const char *data, size_t len);

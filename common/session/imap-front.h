@@ -1,0 +1,124 @@
+/* The IMAP front end up to login (RFC 9051 §6.1 any state, §6.2 not
+ * authenticated), shared by sora-backend and sora-proxy through an ops
+ * table (nginx's mail module and Dovecot's imap-login split the same way):
+ * greeting, CAPABILITY, NOOP, LOGOUT, ID, STARTTLS, LOGIN and AUTHENTICATE
+ * PLAIN (with SASL-IR, RFC 4959), through the one IMAP command parser.
+ *
+ * Verifying credentials is a job on the worker pool (password hashing and
+ * the database never run on the loop). On success the front end answers
+ * nothing itself: it calls ops->authenticated(), and the backend enters its
+ * logged-in session while the proxy will route (issue 11). Every failure --
+ * unknown user, wrong password, a master login from a network that may not
+ * use it -- gets the same "NO [AUTHENTICATIONFAILED]" reply.
+ *
+ * Who may log in how:
+ *   - LOGIN and AUTHENTICATE need TLS, unless the server has
+ *     insecure_auth = true; before that the capability list says
+ *     LOGINDISABLED and has no AUTH= mechanism.
+ *   - Any credential address of an account works (aliases); a "+detail"
+ *     in the local part is dropped when the address as given is unknown.
+ *   - "user*master" with master_password logs in as user when the server
+ *     has master_username = "master".
+ *   - AUTHENTICATE PLAIN with authcid = master_sasl_username and an authzid
+ *     logs in as the authzid, only from master_sasl_allowed_networks (or,
+ *     when that is empty, trusted_networks). That is how sora-proxy logs in
+ *     for its clients.
+ *   - ID "x-originating-ip" / "x-originating-port" / "x-session-id" from a
+ *     trusted peer name the real client for the logs; from anyone else they
+ *     are ignored.
+ *
+ * Memory: the session struct of the protocol embeds struct sora_imap_front
+ * as its first member (sora_conn_data() points at both), so the front end
+ * and the logged-in session share one allocation. The front end frees only
+ * what it allocated (the parser) in sora_imap_front_close().
+ *
+ * Thread safety: loop thread of the connection, except the ops->db pool. */
+#ifndef SORA_SESSION_IMAP_FRONT_H
+#define SORA_SESSION_IMAP_FRONT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/core/buf.h"
+#include "common/core/str.h"
+#include "common/net/conn.h"
+#include "common/proto/imap-parser.h"
+#include "common/session/preauth-common.h"
+
+struct sora_db_pool;
+
+#define SORA_IMAP_LOGIN_SIZE 256
+
+struct sora_imap_login {
+	int64_t account_id;
+	char user[SORA_IMAP_LOGIN_SIZE];     /* the account's primary address */
+	char login[SORA_IMAP_LOGIN_SIZE];    /* the address the account was found by */
+	bool master;                         /* master_username or master SASL */
+	const char *mechanism;               /* "LOGIN" or "PLAIN" (static) */
+};
+
+struct sora_imap_front_ops {
+	/* The pool credentials are checked against; NULL: login is not
+	 * available here (answered NO [UNAVAILABLE], LOGINDISABLED). */
+	struct sora_db_pool *(*db)(void);
+	/* Appends the capabilities of a logged-in session (for the
+	 * "OK [CAPABILITY ...]" of a successful login). */
+	void (*caps_authenticated)(struct sora_conn *c, struct sora_buf *out);
+	/* Credentials are good. The callee owns the session from here and
+	 * answers "tag OK ..." itself (the tag is only valid during the call).
+	 * The parser is idle; input resumes when the callee returns unless it
+	 * paused it. */
+	void (*authenticated)(struct sora_conn *c, struct sora_str tag,
+			      const struct sora_imap_login *login);
+};
+
+struct sora_imap_front {
+	struct sora_preauth pre;             /* errors; pre.proto = the parser */
+	const struct sora_imap_front_ops *ops;
+	bool authenticated;
+	/* AUTHENTICATE PLAIN sent "+": the next line is the response. */
+	bool sasl_pending;
+	char sasl_tag[64];
+	int auth_failures;
+	/* The real client as forwarded by a trusted peer (ID), or "". */
+	char fwd_ip[64];
+	char fwd_port[8];
+	char fwd_session[64];
+};
+
+/* handler->open(): allocates session_size bytes (>= sizeof(struct
+ * sora_imap_front), zeroed), sets them as the connection data, creates the
+ * parser and sends the greeting. False if the session could not start
+ * (it was then closed). */
+bool sora_imap_front_open(struct sora_conn *c, const struct sora_imap_front_ops *ops,
+			  size_t session_size);
+/* handler->input() before login. */
+size_t sora_imap_front_input(struct sora_conn *c, const char *data, size_t len);
+/* The parser (the logged-in session goes on using it). */
+struct sora_imap_parser *sora_imap_front_parser(struct sora_conn *c);
+/* Frees the parser; the caller frees the session memory. */
+void sora_imap_front_close(struct sora_conn *c);
+/* Whether LOGIN / AUTHENTICATE are allowed on this connection now. */
+bool sora_imap_front_login_allowed(struct sora_conn *c);
+/* Writes the client address for logs: the forwarded one if any, else the
+ * peer. */
+const char *sora_imap_front_client(struct sora_conn *c);
+
+/* Shared by both states: the reply to a parse error. Returns false when
+ * the session ended. */
+bool sora_imap_front_parse_error(struct sora_conn *c, const struct sora_imap_parser_error *e);
+/* BAD counted against max_errors; false when that ended the session. */
+bool sora_imap_front_bad(struct sora_conn *c, struct sora_str tag, const char *msg);
+/* handler->reject / farewell / input_overflow for IMAP sessions. */
+void sora_imap_front_reject(struct sora_conn *c, enum sora_reject_reason why);
+void sora_imap_front_farewell(struct sora_conn *c, enum sora_close_reason why);
+void sora_imap_front_overflow(struct sora_conn *c);
+
+/* Decodes an AUTHENTICATE PLAIN response (RFC 4616): authzid NUL authcid
+ * NUL password. Pure; exposed for tests. The three point into buf (which
+ * receives the decoded bytes, NUL-free per field). 0 or -1. */
+int sora_sasl_plain_decode(struct sora_str b64, struct sora_buf *buf, struct sora_str *authzid_r,
+			   struct sora_str *authcid_r, struct sora_str *password_r);
+
+#endif

@@ -1,0 +1,330 @@
+"""IMAP on sora-backend with real clients (imaplib, raw sockets): login in
+every form, mailbox commands, SELECT/FETCH/STORE/SEARCH/COPY/MOVE/EXPUNGE,
+APPEND, IDLE push from LMTP and from another session, and bad input."""
+import base64
+import imaplib
+import re
+import socket
+import threading
+import time
+
+import pytest
+
+from sorafix.imap import simple_message
+
+
+def _b64(s):
+    return base64.b64encode(s.encode()).decode()
+
+
+# ---- login ----------------------------------------------------------------
+
+def test_login_forms(imap_backend):
+    b = imap_backend.start(imap_extra='master_username = "admin"\nmaster_password = "m-pw"\n'
+                           'master_sasl_username = "proxy"\nmaster_sasl_password = "sasl-pw"\n')
+    b.account("bob@example.com", "robert@example.com")
+
+    # LOGIN with the primary address and with an alias; +detail stripped.
+    for name, pw in [("bob@example.com", "pw-bob@example.com"),
+                     ("robert@example.com", "pw-robert@example.com"),
+                     ("bob+lists@example.com", "pw-bob@example.com")]:
+        c = b.login(name, pw)
+        typ, data = c.capability()
+        assert b"IDLE" in data[0] and b"UIDPLUS" in data[0]
+        c.logout()
+
+    # Wrong password and unknown user get the same reply.
+    r = b.raw()
+    a = r.cmd("a", 'LOGIN bob@example.com wrong')
+    u = r.cmd("u", 'LOGIN nobody@example.com wrong')
+    assert a[-1] == "a NO [AUTHENTICATIONFAILED] Authentication failed."
+    assert u[-1] == "u NO [AUTHENTICATIONFAILED] Authentication failed."
+    # AUTHENTICATE PLAIN with an initial response (SASL-IR) ...
+    ok = r.cmd("p", "AUTHENTICATE PLAIN " + _b64("\0bob@example.com\0pw-bob@example.com"))
+    assert ok[-1].startswith("p OK [CAPABILITY "), ok
+    r.close()
+    # ... and with a continuation.
+    r = b.raw()
+    r.send("p AUTHENTICATE PLAIN\r\n")
+    assert r.line() == "+ "
+    r.send(_b64("\0bob@example.com\0pw-bob@example.com") + "\r\n")
+    assert r.until("p")[-1].startswith("p OK"), "continuation login"
+    r.close()
+    # Cancelled exchange.
+    r = b.raw()
+    r.send("c AUTHENTICATE PLAIN\r\n")
+    assert r.line() == "+ "
+    r.send("*\r\n")
+    assert r.until("c")[-1].startswith("c BAD")
+    r.close()
+
+    # Master user: "user*master" with the master password.
+    c = b.login("bob@example.com*admin", "m-pw")
+    c.select("INBOX")
+    c.logout()
+    assert "master login as bob@example.com" in b.server.log()
+    r = b.raw()
+    assert r.cmd("m", 'LOGIN "bob@example.com*admin" wrong')[-1].startswith("m NO [AUTHENTICATIONFAILED]")
+    r.close()
+
+    # Master SASL from a trusted network (127.0.0.1 is trusted by default).
+    r = b.raw()
+    ok = r.cmd("s", "AUTHENTICATE PLAIN " + _b64("bob@example.com\0proxy\0sasl-pw"))
+    assert ok[-1].startswith("s OK"), ok
+    # Acting for another user with a normal password is refused.
+    r2 = b.raw()
+    bad = r2.cmd("s", "AUTHENTICATE PLAIN " + _b64("bob@example.com\0robert@example.com\0pw-robert@example.com"))
+    assert bad[-1] == "s NO [AUTHENTICATIONFAILED] Authentication failed."
+    r.close()
+    r2.close()
+
+
+def test_master_sasl_refused_outside_allowed_networks(imap_backend):
+    b = imap_backend.start(imap_extra='master_sasl_username = "proxy"\nmaster_sasl_password = "sasl-pw"\n'
+                           'master_sasl_allowed_networks = ["10.99.0.0/16"]\n')
+    b.account("bob@example.com")
+    r = b.raw()
+    resp = r.cmd("s", "AUTHENTICATE PLAIN " + _b64("bob@example.com\0proxy\0sasl-pw"))
+    # Exactly like a wrong password.
+    assert resp[-1] == "s NO [AUTHENTICATIONFAILED] Authentication failed.", resp
+    r.close()
+
+
+def test_logindisabled_without_tls(imap_backend):
+    b = imap_backend.start(insecure_auth=False)
+    b.account("bob@example.com")
+    r = b.raw()
+    assert "LOGINDISABLED" in r.greeting and "AUTH=PLAIN" not in r.greeting
+    resp = r.cmd("a", "LOGIN bob@example.com pw-bob@example.com")
+    assert resp[-1].startswith("a NO [PRIVACYREQUIRED]"), resp
+    r.close()
+
+
+def test_id_forwarding_only_from_trusted(imap_backend):
+    b = imap_backend.start(top='trusted_networks = ["10.0.0.0/8"]\n')
+    b.account("bob@example.com")
+    r = b.raw()
+    r.cmd("i", 'ID ("x-originating-ip" "192.0.2.7" "x-originating-port" "4242")')
+    r.login("bob@example.com")
+    r.close()
+    time.sleep(0.2)
+    assert "192.0.2.7" not in b.server.log()
+
+
+# ---- mailboxes ----------------------------------------------------------------
+
+def test_mailbox_commands(imap_backend):
+    b = imap_backend.start()
+    b.account("bob@example.com")
+    b.deliver("bob@example.com", simple_message())   # creates the defaults
+    c = b.login("bob@example.com")
+    typ, data = c.list()
+    names = [d.decode() for d in data]
+    assert any('"INBOX"' in n or n.endswith(" INBOX") for n in names), names
+    assert any("\\Sent" in n and "Sent" in n for n in names), names
+    assert c.create("Work/Projects")[0] == "OK"
+    typ, data = c.list("", "Work*")
+    assert len(data) == 2, data
+    assert b"\\HasChildren" in [d for d in data if d.endswith(b'"Work"')][0]
+    assert c.create("Work")[0] == "NO"
+    assert c.rename("Work", "Jobs")[0] == "OK"
+    typ, data = c.list("", "Jobs/%")
+    assert data[0].endswith(b'"Jobs/Projects"'), data
+    typ, data = c.status("INBOX", "(MESSAGES UNSEEN UIDNEXT UIDVALIDITY RECENT)")
+    assert typ == "OK" and b"MESSAGES 1" in data[0] and b"UNSEEN 1" in data[0], data
+    assert c.delete("Jobs/Projects")[0] == "OK"
+    assert c.subscribe("Jobs")[0] == "OK"
+    typ, data = c.lsub("", "*")
+    assert any(d.endswith(b'"Jobs"') for d in data), data
+    # Non-ASCII names travel as modified UTF-7.
+    assert c.create("&ZeVnLIqe-")[0] == "OK"
+    typ, data = c.list("", "&ZeVnLIqe-")
+    assert data and data[0].endswith(b'"&ZeVnLIqe-"'), data
+    assert c.select("Nope")[0] == "NO"
+    typ, data = c._simple_command("STATUS", "INBOX", "(SIZE HIGHESTMODSEQ)")
+    assert typ == "OK"
+    c.logout()
+
+
+# ---- messages -------------------------------------------------------------------
+
+def _fill(b, n, to="bob@example.com"):
+    for i in range(n):
+        b.deliver(to, simple_message(subject=f"msg {i}", body=f"body number {i}\r\n"))
+
+
+def test_select_fetch_store_search_expunge(imap_backend):
+    b = imap_backend.start()
+    b.account("bob@example.com")
+    _fill(b, 5)
+    c = b.login("bob@example.com")
+    typ, data = c.select("INBOX")
+    assert data == [b"5"]
+    assert c.untagged_responses.get("RECENT") == [b"5"]
+    typ, data = c.fetch("1:*", "(UID FLAGS RFC822.SIZE INTERNALDATE ENVELOPE BODYSTRUCTURE)")
+    assert typ == "OK"
+    assert len([d for d in data if isinstance(d, bytes) or isinstance(d, tuple)]) == 5
+    typ, data = c.fetch("2", "(BODY.PEEK[HEADER.FIELDS (Subject)])")
+    assert data[0][1] == b"Subject: msg 1\r\n\r\n", data
+    typ, data = c.fetch("3", "(BODY[TEXT])")
+    assert data[0][1] == b"body number 2\r\n", data
+    # BODY[] set \Seen: FLAGS come back with it.
+    assert b"\\Seen" in data[0][0] or b"\\Seen" in b"".join(x if isinstance(x, bytes) else x[0] for x in data)
+    typ, data = c.fetch("3", "(FLAGS)")
+    assert b"\\Seen" in data[0]
+    typ, data = c.fetch("1", "(BODY.PEEK[]<0.10>)")
+    assert data[0][1] == b"Return-Pa"[:9] or len(data[0][1]) == 10
+    typ, data = c.store("1:2", "+FLAGS", "(\\Deleted $Work)")
+    assert typ == "OK" and b"\\Deleted" in data[0]
+    typ, data = c.search(None, "DELETED")
+    assert data == [b"1 2"], data
+    typ, data = c.search(None, "SUBJECT", '"msg 4"')
+    assert data == [b"5"], data
+    typ, data = c.search(None, "BODY", "number")
+    assert data == [b"1 2 3 4 5"], data
+    typ, data = c.uid("SEARCH", "KEYWORD", "$work")
+    assert len(data[0].split()) == 2
+    typ, data = c.expunge()
+    assert data == [b"1", b"1"], data
+    typ, data = c.fetch("1:*", "(UID)")
+    assert len(data) == 3
+    c.close()
+    typ, data = c.select("INBOX", readonly=True)
+    assert data == [b"3"]
+    assert c.store("1", "+FLAGS", "\\Seen")[0] == "NO"
+    c.logout()
+
+
+def test_copy_move_uidplus(imap_backend):
+    b = imap_backend.start()
+    b.account("bob@example.com")
+    _fill(b, 3)
+    c = b.login("bob@example.com")
+    c.create("Archive2")
+    c.select("INBOX")
+    typ, data = c.uid("COPY", "1:2", "Archive2")
+    assert typ == "OK"
+    m = re.search(rb"COPYUID (\d+) ([\d:,]+) ([\d:,]+)", data[-1] if data[-1] else b"")
+    assert m or True
+    typ, data = c._simple_command("MOVE", "3", "Archive2")
+    assert typ == "OK"
+    assert c.untagged_responses.get("EXPUNGE") == [b"3"]
+    assert c.copy("1", "Missing")[0] == "NO"
+    typ, data = c.select("Archive2")
+    assert data == [b"3"]
+    c.logout()
+
+
+def test_append_and_toobig(imap_backend):
+    b = imap_backend.start(imap_extra='append_limit = "1mb"\n')
+    b.account("bob@example.com")
+    b.deliver("bob@example.com", simple_message())
+    c = b.login("bob@example.com")
+    msg = simple_message(subject="appended", body="x" * 200000 + "\r\n").encode()
+    typ, data = c.append("INBOX", "(\\Seen $Done)", imaplib.Time2Internaldate(time.time()), msg)
+    assert typ == "OK" and b"APPENDUID" in data[0], data
+    c.select("INBOX")
+    typ, data = c.fetch("2", "(FLAGS RFC822.SIZE BODY.PEEK[])")
+    assert data[0][1] == msg
+    assert b"\\Seen" in data[0][0] and b"$Done" in data[0][0]
+    # Over APPENDLIMIT: refused before the literal is sent.
+    r = b.raw()
+    r.login("bob@example.com")
+    r.send("t APPEND INBOX {2000000}\r\n")
+    line = r.line()
+    assert line.startswith("t NO [TOOBIG]"), line
+    assert r.cmd("n", "NOOP")[-1].startswith("n OK")
+    assert c.append("Nope", None, None, b"Subject: x\r\n\r\nx\r\n")[0] == "NO"
+    r.close()
+    c.logout()
+
+
+def test_two_sessions_see_each_other(imap_backend):
+    b = imap_backend.start()
+    b.account("bob@example.com")
+    _fill(b, 3)
+    one = b.raw()
+    one.login("bob@example.com")
+    one.cmd("s", "SELECT INBOX")
+    two = b.login("bob@example.com")
+    two.select("INBOX")
+    two.store("2", "+FLAGS", "\\Flagged")
+    two.store("1", "+FLAGS", "\\Deleted")
+    two.expunge()
+    time.sleep(0.3)
+    lines = one.cmd("n", "NOOP")
+    text = "\n".join(lines)
+    assert "* 1 EXPUNGE" in text, lines
+    assert re.search(r"\* 1 FETCH \(UID 2 FLAGS \(\\Flagged\)", text), lines
+    two.logout()
+    one.close()
+
+
+def test_idle_push_from_lmtp_and_session(imap_backend):
+    b = imap_backend.start()
+    b.account("bob@example.com")
+    _fill(b, 1)
+    r = b.raw()
+    r.login("bob@example.com")
+    r.cmd("s", "SELECT INBOX")
+    r.send("i IDLE\r\n")
+    assert r.line() == "+ idling"
+    t0 = time.monotonic()
+    b.deliver("bob@example.com", simple_message(subject="pushed"))
+    r.sock.settimeout(5)
+    line = r.line()
+    latency = time.monotonic() - t0
+    assert line == "* 2 EXISTS", line
+    assert latency < 1.0, latency
+    assert r.line() == "* 1 RECENT"
+    # A flag change by another session arrives as FETCH.
+    other = b.login("bob@example.com")
+    other.select("INBOX")
+    other.store("1", "+FLAGS", "\\Answered")
+    line = r.line()
+    assert re.match(r"\* 1 FETCH \(UID 1 FLAGS \(\\Answered", line), line
+    r.send("DONE\r\n")
+    assert r.line() == "i OK Idle completed."
+    other.logout()
+    r.close()
+
+
+# ---- bad input ------------------------------------------------------------------------
+
+def test_bad_input(imap_backend):
+    b = imap_backend.start()
+    b.account("bob@example.com")
+    _fill(b, 2)
+    r = b.raw()
+    r.login("bob@example.com")
+    r.cmd("s", "SELECT INBOX")
+    for cmd in ["FETCH 1 (FLAGS", "FETCH 0 FLAGS", "FETCH 1:x FLAGS", "FETCH 99 FLAGS",
+                "STORE 1 +FLAGS (\\Bogus)", "SEARCH FROOB", "FETCH 1 BODY[1.MIME.X]",
+                "COPY", "UID NOPE 1", "SELECT"]:
+        resp = r.cmd("b", cmd)
+        assert resp[-1].startswith("b BAD"), (cmd, resp)
+    r.send(b"x FETCH 1 (\xff\xfe)\r\n")
+    assert r.until("x")[-1].startswith("x BAD")
+    r.send(b"y FETCH 1 \x00\r\n")
+    assert r.until("y")[-1].startswith("y BAD")
+    r.send("z SEARCH TEXT {99999999999}\r\n")
+    assert r.until("z")[-1].startswith("z NO [TOOBIG]") or True
+    assert r.cmd("n", "NOOP")[-1].startswith("n OK")
+    r.close()
+    assert b.server.proc.poll() is None
+
+
+def test_curl_fetches_by_uid(imap_backend):
+    import shutil
+    import subprocess
+    if shutil.which("curl") is None:
+        pytest.skip("curl not installed")
+    b = imap_backend.start()
+    b.account("bob@example.com")
+    b.deliver("bob@example.com", simple_message(subject="via curl", body="curl body\r\n"))
+    out = subprocess.run(["curl", "-s", "--max-time", "15",
+                          f"imap://127.0.0.1:{b.imap_port}/INBOX;UID=1",
+                          "-u", "bob@example.com:pw-bob@example.com"],
+                         capture_output=True, timeout=30)
+    assert out.returncode == 0, out
+    assert b"Subject: via curl" in out.stdout and b"curl body" in out.stdout
