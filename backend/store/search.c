@@ -42,9 +42,11 @@
  * invalid byte, so the block is read as LATIN1 instead: every byte becomes
  * exactly one character (U+0000..U+00FF), conversion cannot fail, and a
  * match in that text is a match of the same bytes in the block. ASCII
- * letters are then folded with translate() (not lower(), which would also
- * fold the LATIN1 reading of UTF-8 lead bytes and make unrelated byte
- * sequences equal). The needle gets the same treatment in C: ASCII folded,
+ * letters are then folded with lower() in the "C" collation, which folds
+ * A-Z only (lower() in the database's locale would also fold the LATIN1
+ * reading of UTF-8 lead bytes, 0xC3 to 0xE3, and make unrelated byte
+ * sequences equal; translate() does the same job about ten times more
+ * slowly). The needle gets the same treatment in C: ASCII folded,
  * every other byte mapped to its LATIN1 character. So matching over raw
  * headers is byte-exact and case-insensitive for ASCII only; encoded words
  * (RFC 2047) and non-ASCII case differences are matched through the
@@ -81,8 +83,7 @@
  * usable block (see above). */
 #define HEADERS_EXPR \
 	"(CASE WHEN position('\\x00'::bytea IN m.raw_headers) = 0" \
-	" THEN translate(convert_from(m.raw_headers, 'LATIN1')," \
-	" 'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'abcdefghijklmnopqrstuvwxyz') END)"
+	" THEN lower(convert_from(m.raw_headers, 'LATIN1') COLLATE \"C\") END)"
 
 #define BODY_EXPR "lower(coalesce(mc.text_body, ''))"
 
@@ -454,7 +455,11 @@ static int param_day(struct compiler *c, uint64_t day)
 static void emit_date(struct compiler *c, const char *col, enum sora_imap_search_type t,
 		      uint64_t day)
 {
-	int a = param_day(c, day);
+	int a;
+
+	if (day > DAY_MAX)
+		day = DAY_MAX;
+	a = param_day(c, day);
 
 	switch (t) {
 	case SORA_SEARCH_BEFORE:
@@ -536,6 +541,9 @@ static void emit_header(struct compiler *c, const struct sora_imap_search_key *k
 	      needle, re);
 }
 
+/* TEXT: the decoded header columns (which find encoded words and
+ * non-ASCII text in any case), the raw block (every other field) and the
+ * body text. */
 static void emit_text(struct compiler *c, const char *s)
 {
 	int like = param_like(c, s), needle = param_raw_needle(c, s);
@@ -543,10 +551,12 @@ static void emit_text(struct compiler *c, const char *s)
 	c->need_body = true;
 	emitf(c, "(lower(m.subject) LIKE lower($%d::text) OR lower(m.from_text) LIKE lower($%d)"
 		 " OR lower(m.to_text) LIKE lower($%d) OR lower(m.cc_text) LIKE lower($%d)"
-		 " OR lower(m.bcc_text) LIKE lower($%d)"
+		 " OR lower(m.bcc_text) LIKE lower($%d) OR lower(m.message_id) LIKE lower($%d)"
+		 " OR lower(m.in_reply_to) LIKE lower($%d)"
+		 " OR lower(m.references_hdr) LIKE lower($%d)"
 		 " OR coalesce(strpos(" HEADERS_EXPR ", $%d::text) > 0, false)"
 		 " OR " BODY_EXPR " LIKE lower($%d))",
-	      like, like, like, like, like, needle, like);
+	      like, like, like, like, like, like, like, like, needle, like);
 }
 
 static void emit_key(struct compiler *c, const struct sora_imap_search_key *k, unsigned depth);
