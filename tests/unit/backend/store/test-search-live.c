@@ -259,7 +259,8 @@ static void view_load(int64_t mbox)
 
 static void view_set(const uint32_t *uids, size_t count)
 {
-	memcpy(view_uids, uids, count * sizeof(*uids));
+	if (count > 0)
+		memcpy(view_uids, uids, count * sizeof(*uids));
 	view.uids = view_uids;
 	view.count = count;
 }
