@@ -63,7 +63,12 @@ struct sora_search_result {
 };
 
 /* Runs prog over the live messages of mailbox_id. max_results 0 means
- * SORA_SEARCH_MAX_RESULTS. */
+ * SORA_SEARCH_MAX_RESULTS (larger values are held at it). view NULL is an
+ * empty view: sequence numbers, "$", "*" and \Recent then match nothing.
+ * "*" in a UID set is the last UID of the view. A program the parser
+ * could not have produced (OR without two operands, an unknown flag or
+ * key, nesting past SORA_IMAP_SEARCH_DEPTH_MAX) fails with
+ * SORA_ERR_INVALID; database failures keep the database's class. */
 int sora_search_run(struct sora_db_conn *conn, int64_t mailbox_id,
 		    const struct sora_imap_search_program *prog,
 		    const struct sora_search_view *view, size_t max_results,
