@@ -27,14 +27,16 @@ the scripts were written against it:
   `user N: $user2` are supported.
 
 Deliberate differences from imaptest: literals are sent as synchronizing
-literals when the server lacks LITERAL+ (imaptest aborts); literal contents are
-compared as bytes including NULs (imaptest compares C strings); a failed attempt
+literals when the server lacks LITERAL+ (imaptest aborts); a failed attempt
 to match one element of an unordered list forgets the variables it captured;
 `messages:` defaults to all messages, as FORMAT.md says; a reply line for a
 multi-connection script may omit the connection number (the `append` script
 does). imaptest's own mailbox-state tracking (which complains about e.g.
 inconsistent FLAGS between sessions independently of the script) is not
-reproduced: only what the script states is checked.
+reproduced: only what the script states is checked. As in imaptest, strings
+are compared as C strings, so a NUL ends the comparison (append-binary needs
+that: its expected literal is one byte shorter than the binary.size it states).
+$modseqN: see run_script(modseq_rule=...).
 
 Public API: parse_script(), run_script(), run_scripts(), list_scripts(),
 format_results(). Nothing here depends on pytest.
@@ -857,7 +859,10 @@ class _Runner:
     MAX_FAILURES = 25
 
     def __init__(self, script, host, port, creds, mailbox, timeout, literal_plus,
-                 ignore_capabilities, host_for_domain):
+                 ignore_capabilities, host_for_domain, modseq_rule="increasing"):
+        if modseq_rule not in ("increasing", "format", "plain"):
+            raise ValueError("modseq_rule must be increasing, format or plain")
+        self.modseq_rule = modseq_rule
         self.s = script
         self.host, self.port = host, port
         self.creds = creds            # {conn index 0..: (user, password)}
@@ -1053,6 +1058,14 @@ class _Runner:
     def _new_modseq(self, idx, value):
         if not value.isdigit():
             return "$modseq-not-number"
+        if self.modseq_rule == "plain":
+            return value
+        if self.modseq_rule == "increasing":
+            v = int(value)
+            if v <= self.modseq_val and self.modseq_idx:
+                return "$modseq-not-increasing-after-%d" % self.modseq_val
+            self.modseq_idx, self.modseq_val = idx, v
+            return value
         if self.modseq_idx > idx:
             return "$modseq-order-mismatch"
         v = int(value)
@@ -1093,10 +1106,13 @@ class _Runner:
                 else:
                     if a is None or not a.is_astring():
                         return ret
-                    out, icase = self.expand_input(ms, a.val)
+                    # imaptest compares C strings: a NUL ends both sides.
+                    # (append-binary relies on it: its expected literal is
+                    # one byte shorter than the binary.size it states.)
+                    av = a.val.split("\0", 1)[0]
+                    out, icase = self.expand_input(ms.split("\0", 1)[0], av)
                     if out is None:
                         return ret
-                    av = a.val
                     if prefix and mi == len(match) - 1:
                         av = av[:len(out)]
                     if (icase and _up(av) != _up(out)) or (not icase and av != out):
@@ -1492,7 +1508,15 @@ class _Runner:
             for _ in range(count):
                 self.simple(first, "APPEND")
         if s.state == "selected":
-            for conn in self.conns:
+            # Only connections of the main user SELECT: the test mailbox was
+            # created for that user alone, and a second user's connection
+            # (urlauth2's `user 2: $user2`) only needs to be authenticated.
+            # imaptest would try to SELECT the second user's own `$mailbox`
+            # and fail unless some earlier run had left one behind.
+            main_user = self.creds[0][0]
+            for i, conn in enumerate(self.conns):
+                if self.creds.get(i, self.creds[0])[0] != main_user:
+                    continue
                 conn.exists = 0
                 self.simple(conn, "SELECT " + _imap_quote(self.mailbox))
                 conn.storage = self.mailbox
@@ -1573,13 +1597,22 @@ def list_scripts(directory=DEFAULT_DIR):
 
 def run_script(path, host, port, user, password, *, user2=None, password2=None,
                mailbox="imaptest", timeout=30.0, literal_plus=None,
-               ignore_capabilities=(), env=None, domain=None):
+               ignore_capabilities=(), env=None, domain=None, modseq_rule="increasing"):
     """Run one script file against host:port and return a ScriptResult.
 
     user/password log in every connection; user2/password2 serve scripts
     with `user N: $user2` (skipped without them). literal_plus: None uses
     LITERAL+ when advertised, True/False force it. ignore_capabilities are
-    treated as not advertised. timeout bounds the whole script."""
+    treated as not advertised. timeout bounds the whole script.
+
+    modseq_rule decides what a newly captured $modseqN must satisfy:
+    "format" is FORMAT.md's rule (indices in increasing order, each value at
+    least the previous one plus the index gap); the shipped
+    esearch-condstore captures $modseq3 before $modseq2 and expects
+    consecutive values, so no server can pass it under that rule (the
+    imaptest that passes all scripts treats them as plain variables).
+    "increasing" (default) requires each new $modseqN to be a number larger
+    than every one captured before it in the script; "plain" only captures."""
     name = os.path.basename(path)
     t0 = time.monotonic()
     try:
@@ -1597,7 +1630,7 @@ def run_script(path, host, port, user, password, *, user2=None, password2=None,
     runner = None
     try:
         runner = _Runner(script, host, port, creds, mailbox, timeout, literal_plus,
-                         ignore_capabilities, domain or host)
+                         ignore_capabilities, domain or host, modseq_rule)
         runner.run()
     except _Skip as e:
         return ScriptResult(name, "skipped", str(e), transcript=runner.transcript,
@@ -1625,7 +1658,7 @@ def run_scripts(host, port, user, password, *, directory=DEFAULT_DIR,
                 only_capabilities: Optional[Iterable[str]] = None,
                 reset: Optional[Callable[[str], Optional[dict]]] = None,
                 user2=None, password2=None, mailbox="imaptest", timeout=30.0,
-                literal_plus=None, env=None, domain=None,
+                literal_plus=None, env=None, domain=None, modseq_rule="increasing",
                 progress: Optional[Callable[[ScriptResult], None]] = None):
     """Run scripts from `directory` and return {name: ScriptResult}.
 
@@ -1669,7 +1702,7 @@ def run_scripts(host, port, user, password, *, directory=DEFAULT_DIR,
                                  user2=o.get("user2", user2), password2=o.get("password2", password2),
                                  mailbox=o.get("mailbox", mailbox), timeout=timeout,
                                  literal_plus=literal_plus, ignore_capabilities=ignore_capabilities,
-                                 env=env, domain=domain)
+                                 env=env, domain=domain, modseq_rule=modseq_rule)
         results[name] = res
         if progress:
             progress(res)
