@@ -70,3 +70,23 @@ def test_run_scripts_summary(dovecot):
     assert res["id"].status == "excluded" and res["id"].reason
     assert not [r.name for r in res.values() if r.status == "failed"], summary
     assert sum(r.status == "passed" for r in res.values()) >= 60, summary
+
+
+def test_runner_detects_failures_and_sync_literals(dovecot, tmp_path):
+    """Negative control: a wrong expected reply fails, with the command and
+    what the server said; scripts with literals pass without LITERAL+."""
+    import shutil
+    src = imaptest.DEFAULT_DIR
+    for n in ("default.mbox", "search-sets", "catenate", "multiappend"):
+        shutil.copy(os.path.join(src, n), tmp_path / n)
+    p = tmp_path / "search-sets"
+    p.chmod(0o644)
+    p.write_text(p.read_text().replace("* search 1 2 4\n", "* search 1 2 5\n"))
+    res = imaptest.run_scripts(dovecot.host, dovecot.port, "unused", DovecotIMAP.PASSWORD,
+                               directory=str(tmp_path), reset=fresh_users, literal_plus=False)
+    bad = res["search-sets"]
+    assert bad.status == "failed"
+    text = bad.details()
+    assert "* search 1 2 5" in text and "SEARCH 1 2 4" in text and "search uid" in text
+    assert res["catenate"].status == "passed", res["catenate"].details()
+    assert res["multiappend"].status == "passed", res["multiappend"].details()

@@ -685,6 +685,9 @@ class Connection:
             text = text[:2000] + "...(%d bytes)" % len(text)
         self.transcript.append("%d%s %s" % (self.id, direction, text))
 
+    def id_of_next_tag(self):
+        return "%d.%d" % (self.id, self.tagn + 1)
+
     def next_tag(self):
         self.tagn += 1
         return "%d.%d" % (self.id, self.tagn)
@@ -885,6 +888,7 @@ class _Runner:
         self.host_for_domain = host_for_domain
         self.cur_group = None
         self.cur_cmdline = ""
+        self.sending_cmd = None
 
     # -- helpers
     def deadline(self):
@@ -1361,7 +1365,9 @@ class _Runner:
             elif resp.tag in pending:
                 del pending[resp.tag]
                 replies[resp.tag] = resp
-                cmd = by_tag[resp.tag]
+                # A reply can arrive while a synchronizing literal of the
+                # command itself is still being sent.
+                cmd = by_tag.get(resp.tag) or self.sending_cmd
                 self.vars["tag"] = resp.tag
                 self.added = []
                 r = self.match_args(cmd.reply, resp.args, prefix=True)
@@ -1385,7 +1391,10 @@ class _Runner:
                     # Commands already sent still get their replies read.
                     self.fail(str(e), cmd.linenum, cmd.text)
                     break
+                self.sending_cmd = cmd
+                self.cur_sent[conn.id_of_next_tag()] = cmdline
                 tag = self._send_test_command(conn, cmdline, pending, on_response)
+                self.sending_cmd = None
                 by_tag[tag] = cmd
                 self.cur_sent[tag] = cmdline
                 if first_tag[0] is None:
@@ -1637,11 +1646,13 @@ def run_script(path, host, port, user, password, *, user2=None, password2=None,
                             seconds=time.monotonic() - t0)
     except _Abort:
         pass
-    except (OSError, ScriptError) as e:
+    except Exception as e:   # a runner bug must not stop the other scripts
         if runner is None:
             return ScriptResult(name, "failed", "could not start: %s" % e,
                                 seconds=time.monotonic() - t0)
-        runner.fail("aborted: %s" % e)
+        import traceback
+        runner.failures.append(Failure(runner.group_idx, 0, runner.cur_cmdline,
+                                       "aborted: %r\n%s" % (e, traceback.format_exc())))
     finally:
         if runner is not None:
             runner.close()
