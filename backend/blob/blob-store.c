@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <dirent.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -396,16 +397,88 @@ void sora_blob_writer_abort(struct sora_blob_writer **wp)
 	*wp = NULL;
 }
 
-int sora_blob_writer_commit(struct sora_blob_writer **wp, struct sora_blob_ref *ref_r,
-			    struct sora_error *err)
+/* ---- holds (see blob-store.h, "Shared bodies") ---- */
+
+struct sora_blob_hold {
+	struct sora_blob_store *store;
+	int64_t account_id;
+	char hash[SORA_BLOB_HASH_HEX_SIZE];
+	int fd;                    /* the body's inode, flock(LOCK_SH) held */
+	struct timespec stamp;     /* its mtime as this hold last set it */
+};
+
+/* Where a body lives until it is uploaded: staging, or the direct store. */
+static int body_path(struct sora_blob_store *s, int64_t account_id, const char *hash,
+		     char *dst, size_t size, struct sora_error *err)
+{
+	if (s->direct_root != NULL)
+		return direct_path(s, account_id, hash, dst, size, err);
+	return staged_path(s, account_id, hash, dst, size, err);
+}
+
+/* The temp directory on the same file system as body_path(). */
+static const char *body_tmpdir(struct sora_blob_store *s)
+{
+	return s->direct_tmp != NULL ? s->direct_tmp : s->staging_tmp;
+}
+
+/* Sets the file's mtime to a value no other stamp of this process has
+ * (the clock's microseconds plus a counter in the nanoseconds) and records
+ * it as the file system stored it. A hold that finds a different mtime
+ * later knows that another hold used the body meanwhile. The mtime is also
+ * what the orphan sweep reads as "last written or reused". */
+static int hold_stamp(struct sora_blob_hold *h)
+{
+	static unsigned int seq;
+	struct timespec times[2];
+	struct stat st;
+
+	clock_gettime(CLOCK_REALTIME, &times[1]);
+	times[1].tv_nsec = times[1].tv_nsec / 1000 * 1000 +
+			   (long)(__atomic_fetch_add(&seq, 1, __ATOMIC_RELAXED) % 1000);
+	times[0].tv_sec = 0;
+	times[0].tv_nsec = UTIME_OMIT;
+	if (futimens(h->fd, times) < 0 || fstat(h->fd, &st) < 0)
+		return -1;
+	h->stamp = st.st_mtim;
+	return 0;
+}
+
+/* True when fd is still the file at path. */
+static bool same_file(int fd, const char *path, struct stat *st_r)
+{
+	struct stat pst;
+
+	return fstat(fd, st_r) == 0 && st_r->st_nlink > 0 && stat(path, &pst) == 0 &&
+	       pst.st_dev == st_r->st_dev && pst.st_ino == st_r->st_ino;
+}
+
+static int flock_retry(int fd, int op)
+{
+	int rc;
+
+	do
+		rc = flock(fd, op);
+	while (rc < 0 && errno == EINTR);
+	return rc;
+}
+
+/* A writer that gave up puts the hash into this many more attempts before
+ * it fails: each retry means a concurrent discard removed the body that
+ * was found in place, and the next attempt writes it itself. */
+#define HOLD_ATTEMPTS 8
+
+int sora_blob_writer_commit_held(struct sora_blob_writer **wp, struct sora_blob_ref *ref_r,
+				 struct sora_blob_hold **hold_r, struct sora_error *err)
 {
 	struct sora_blob_writer *w = *wp;
 	struct sora_blob_store *s = w->store;
+	struct sora_blob_hold *h = NULL;
 	char path[PATH_MAX];
-	const char *what;
-	struct stat st;
+	bool synced = false;
 	int ret = -1;
 
+	*hold_r = NULL;
 	if (w->failed) {
 		sora_error_set(err, SORA_ERR_PERMANENT, "staging: writer already failed");
 		goto out;
@@ -413,46 +486,190 @@ int sora_blob_writer_commit(struct sora_blob_writer **wp, struct sora_blob_ref *
 	ref_r->size = w->hasher.size;
 	ref_r->existed = false;
 	sora_blob_hash_final(&w->hasher, ref_r->hash);
-	if (s->direct_root != NULL) {
-		/* Straight into the store. Nothing sweeps the store for bodies
-		 * without a row, so an object already there is in use and
-		 * complete (it got there by rename): no touch needed. */
-		if (direct_path(s, w->account_id, ref_r->hash, path, sizeof(path), err) < 0)
-			goto out;
-		if (stat(path, &st) == 0 && S_ISREG(st.st_mode) &&
-		    (uint64_t)st.st_size == ref_r->size) {
-			ref_r->existed = true;
-			ret = 0;
-			goto out;
+	if (body_path(s, w->account_id, ref_r->hash, path, sizeof(path), err) < 0)
+		goto out;
+	h = calloc(1, sizeof(*h));
+	if (h == NULL) {
+		sora_error_set(err, SORA_ERR_TEMPORARY, "out of memory");
+		goto out;
+	}
+	h->store = s;
+	h->account_id = w->account_id;
+	memcpy(h->hash, ref_r->hash, sizeof(h->hash));
+	h->fd = -1;
+	for (int attempt = 0; attempt < HOLD_ATTEMPTS; attempt++) {
+		struct stat st;
+		int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+
+		if (fd >= 0) {
+			/* Same hash, same bytes: a copy in place is complete (it
+			 * got there by link) and need not be written again. The
+			 * shared lock waits for a discard that is deciding about
+			 * it; if the discard removed it, the file is no longer at
+			 * path and this attempt starts over. */
+			if (flock_retry(fd, LOCK_SH) == 0 && same_file(fd, path, &st)) {
+				if (S_ISREG(st.st_mode) && (uint64_t)st.st_size == ref_r->size) {
+					h->fd = fd;
+					ref_r->existed = true;
+					break;
+				}
+				/* A damaged copy (wrong size for its hash): replaced
+				 * below by this one, as a rename over it. */
+				close(fd);
+				if (!synced && fsync(w->fd) < 0)
+					goto io_error;
+				synced = true;
+				if (flock_retry(w->fd, LOCK_SH) < 0 || rename(w->tmp, path) < 0)
+					goto io_error;
+				w->tmp[0] = '\0';
+				goto placed;
+			}
+			close(fd);
+			continue;
 		}
-		goto commit;
+		if (errno != ENOENT)
+			goto io_error;
+		/* Not there: this writer's file becomes the body. It is locked
+		 * before anyone can see it, and linked without replacing
+		 * anything: a body another writer put in place meanwhile is
+		 * taken as found above. */
+		if (!synced) {
+			if (fsync(w->fd) < 0 || sora_blob_mkdirs_parent_durable(path, 0750) < 0)
+				goto io_error;
+			synced = true;
+		}
+		if (flock_retry(w->fd, LOCK_SH) < 0)
+			goto io_error;
+		if (link(w->tmp, path) < 0) {
+			if (errno == EEXIST)
+				continue;
+			goto io_error;
+		}
+placed:
+		h->fd = w->fd;
+		w->fd = -1;
+		if (sora_blob_fsync_parent(path) < 0)
+			goto io_error;
+		break;
 	}
-	if (staged_path(s, w->account_id, ref_r->hash, path, sizeof(path), err) < 0)
-		goto out;
-	/* Same hash, same bytes: an existing staged copy is complete (it got
-	 * there by rename) and need not be written again. Touching it first
-	 * tells the orphan sweep (sora_blob_unstage_orphan) that it is in use
-	 * again; if the sweep took it away meanwhile, it is written anew. */
-	if (utimensat(AT_FDCWD, path, NULL, 0) == 0 && stat(path, &st) == 0 &&
-	    S_ISREG(st.st_mode) && (uint64_t)st.st_size == ref_r->size) {
-		ref_r->existed = true;
-		ret = 0;
+	if (h->fd < 0) {
+		sora_error_set(err, SORA_ERR_TEMPORARY,
+			       "staging %s: removed again on each of %d attempts", path,
+			       HOLD_ATTEMPTS);
 		goto out;
 	}
-commit:
-	if (sora_blob_commit_file(w->fd, w->tmp, path, &what) < 0) {
-		sora_error_set(err, sora_error_class_errno(errno), "staging %s: %s: %s", path, what,
-			       strerror(errno));
-		goto out;
-	}
+	if (hold_stamp(h) < 0)
+		goto io_error;
+	*hold_r = h;
+	h = NULL;
 	ret = 0;
+	goto out;
+io_error:
+	sora_error_set(err, sora_error_class_errno(errno), "staging %s: %s", path,
+		       strerror(errno));
 out:
-	close(w->fd);
+	if (h != NULL) {
+		/* A body this writer linked into place stays: another hold
+		 * may have found it already. The orphan sweep (staging) or a
+		 * later discard decides about it. */
+		if (h->fd >= 0)
+			close(h->fd);
+		free(h);
+	}
+	if (w->fd >= 0)
+		close(w->fd);
 	w->fd = -1;
 	if (w->tmp[0] != '\0')
 		unlink(w->tmp);
 	free(w);
 	*wp = NULL;
+	return ret;
+}
+
+void sora_blob_hold_release(struct sora_blob_hold **hp)
+{
+	struct sora_blob_hold *h;
+
+	if (hp == NULL || *hp == NULL)
+		return;
+	h = *hp;
+	/* A new stamp: a discard by a hold taken before this release sees
+	 * that the body was used meanwhile, and keeps it. That covers an
+	 * outcome the caller does not know (a commit that may still land
+	 * after this release), which no database check could see yet. */
+	(void)hold_stamp(h);
+	close(h->fd);
+	free(h);
+	*hp = NULL;
+}
+
+int sora_blob_hold_discard(struct sora_blob_hold **hp, sora_blob_unreferenced_cb *cb,
+			   void *ctx, struct sora_error *err)
+{
+	struct sora_blob_hold *h = *hp;
+	struct sora_blob_store *s = h->store;
+	char path[PATH_MAX], tmp[PATH_MAX];
+	struct stat st, ast;
+	int ret = 0, n;
+
+	*hp = NULL;
+	if (body_path(s, h->account_id, h->hash, path, sizeof(path), err) < 0) {
+		ret = -1;
+		goto out;
+	}
+	/* Exclusive: no other hold is on the body now, and none can start
+	 * until this one is done. If another hold has it, that hold decides
+	 * when it ends. (A failed conversion leaves no lock at all, so of
+	 * two holds discarding at once the later one wins the lock.) */
+	if (flock(h->fd, LOCK_EX | LOCK_NB) < 0 || !same_file(h->fd, path, &st))
+		goto out;
+	/* Another hold used the body since this one stamped it (and has
+	 * released it: it would still hold its lock otherwise). */
+	if (st.st_mtim.tv_sec != h->stamp.tv_sec || st.st_mtim.tv_nsec != h->stamp.tv_nsec)
+		goto out;
+	/* No row may refer to it: a hold that committed and ended before
+	 * this one stamped leaves nothing here but its row. */
+	if (cb == NULL || cb(ctx, h->account_id, h->hash) != 1)
+		goto out;
+	/* Out of the way first, then make sure it was this inode: anything
+	 * else that moved into its place stays. A crash in between leaves it
+	 * in the temp directory, which is emptied at start-up. */
+	n = snprintf(tmp, sizeof(tmp), "%s/discard.%lld.%s", body_tmpdir(s),
+		     (long long)h->account_id, h->hash);
+	if (n < 0 || (size_t)n >= sizeof(tmp)) {
+		ret = sora_error_set(err, SORA_ERR_PERMANENT, "staging path too long");
+		goto out;
+	}
+	if (rename(path, tmp) < 0) {
+		if (errno != ENOENT)
+			ret = sora_error_set(err, sora_error_class_errno(errno),
+					     "staging: rename %s: %s", path, strerror(errno));
+		goto out;
+	}
+	if (stat(tmp, &ast) == 0 && (ast.st_dev != st.st_dev || ast.st_ino != st.st_ino)) {
+		if (link(tmp, path) < 0 && errno != EEXIST)
+			ret = sora_error_set(err, SORA_ERR_PERMANENT,
+					     "staging: cannot restore %s: %s (kept as %s)", path,
+					     strerror(errno), tmp);
+		else
+			unlink(tmp);
+		goto out;
+	}
+	unlink(tmp);
+	ret = 1;
+out:
+	close(h->fd);
+	free(h);
+	return ret;
+}
+
+int sora_blob_writer_commit(struct sora_blob_writer **wp, struct sora_blob_ref *ref_r,
+			    struct sora_error *err)
+{
+	struct sora_blob_hold *h = NULL;
+	int ret = sora_blob_writer_commit_held(wp, ref_r, &h, err);
+
+	sora_blob_hold_release(&h);
 	return ret;
 }
 
@@ -599,12 +816,14 @@ int sora_blob_staged_walk(struct sora_blob_store *s, int64_t min_age, sora_blob_
 	return seen;
 }
 
+static int unstage_orphan_locked(const char *path, const char *aside, int64_t min_age,
+				 struct sora_error *err);
+
 int sora_blob_unstage_orphan(struct sora_blob_store *s, int64_t account_id, const char *hash,
 			     int64_t min_age, struct sora_error *err)
 {
 	char path[PATH_MAX], aside[PATH_MAX];
-	struct stat st;
-	int n;
+	int n, lfd, ret;
 
 	if (staged_path(s, account_id, hash, path, sizeof(path), err) < 0)
 		return -1;
@@ -612,11 +831,33 @@ int sora_blob_unstage_orphan(struct sora_blob_store *s, int64_t account_id, cons
 		     hash);
 	if (n < 0 || (size_t)n >= sizeof(aside))
 		return sora_error_set(err, SORA_ERR_PERMANENT, "staging path too long");
-	/* Out of the way first, then look: a delivery that reuses the file
-	 * touches it before relying on it (see sora_blob_writer_commit), so
-	 * either the touch happened before this rename and shows in the
-	 * mtime below, or it comes after, fails, and the delivery writes its
-	 * own copy. */
+	/* A body some hold is on (a delivery or APPEND between staging and
+	 * its commit, see "Shared bodies" in blob-store.h) is in use, however
+	 * old its mtime. The exclusive lock also keeps new holds out until the
+	 * decision is made; they find the file gone and write their own. */
+	lfd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (lfd < 0)
+		return errno == ENOENT ? 0 : sora_error_set(err, sora_error_class_errno(errno),
+							     "staging: open %s: %s", path,
+							     strerror(errno));
+	if (flock(lfd, LOCK_EX | LOCK_NB) < 0) {
+		close(lfd);
+		return 1;
+	}
+	ret = unstage_orphan_locked(path, aside, min_age, err);
+	close(lfd);
+	return ret;
+}
+
+static int unstage_orphan_locked(const char *path, const char *aside, int64_t min_age,
+				 struct sora_error *err)
+{
+	struct stat st;
+
+	/* Out of the way first, then look: a hold released after the lock
+	 * above was taken cannot exist, but one released just before it
+	 * stamped the file (see sora_blob_writer_commit_held), and that shows
+	 * in the mtime below. */
 	if (rename(path, aside) < 0) {
 		if (errno == ENOENT)
 			return 0;

@@ -130,6 +130,69 @@ int sora_blob_writer_commit(struct sora_blob_writer **w, struct sora_blob_ref *r
 /* Discards an unfinished body. NULL-safe; clears the caller's pointer. */
 void sora_blob_writer_abort(struct sora_blob_writer **w);
 
+/* ---- shared bodies: holds ----
+ *
+ * Bodies are content-addressed per account, so two writers of identical
+ * bytes into one account (an IMAP APPEND and an LMTP delivery, two
+ * APPENDs, two processes on one staging area) share one file. The race
+ * this guards against: writer A stages a new body; writer B stages the
+ * same bytes, finds A's file in place (ref.existed) and commits a row
+ * naming it; A's commit fails and A takes "its" body back, and B's
+ * committed row has no body. Whether a body was written or found says
+ * nothing about whether someone else relies on it now.
+ *
+ * A hold is taken from staging until the caller knows the fate of its
+ * row, and is a shared flock(2) on the body's inode (so it works between
+ * threads, each with its own descriptor, and between processes):
+ *   - sora_blob_writer_commit_held() makes the body durable and returns
+ *     a hold on it. A new body is locked before it is linked into place,
+ *     and linked without replacing anything; a body found in place is
+ *     locked, then checked to still be in place (a discard may have
+ *     removed it while the lock was awaited: then it is written anew).
+ *     Each hold stamps the file's mtime with a value unique to it.
+ *   - sora_blob_hold_release(): the row committed, or its outcome is
+ *     unknown (a broken connection): the body stays. The mtime is stamped
+ *     again, so any discard by an older hold sees that it was used.
+ *   - sora_blob_hold_discard(): the row certainly did not commit. The body
+ *     is removed only if all of these hold: the shared lock converts to
+ *     an exclusive one without waiting (no other hold is on it; the other
+ *     hold decides when it ends), the mtime is still this hold's stamp (no
+ *     hold was taken or released since), and cb, asked while the lock is
+ *     held, says that no row refers to the body (a hold that committed and
+ *     ended before this one began leaves nothing but its row). Otherwise
+ *     it stays: the orphan sweep removes unreferenced staged bodies later
+ *     (sora_blob_unstage_orphan, which also leaves a held body alone); in
+ *     a direct store an unreferenced body that stays is not swept.
+ * File systems that keep only whole seconds in mtime weaken the stamp
+ * check; the database check still covers every committed row, so only an
+ * outcome-unknown commit landing after a discard's check remains open
+ * there.
+ *
+ * Cost: one open descriptor per hold; a caller holding many at once (a
+ * MULTIAPPEND) must bound their number. */
+struct sora_blob_hold;
+
+/* Whether a body is referenced: 1 when the caller is certain nothing
+ * (no message row, no pending upload) refers to (account_id, hash), 0 when
+ * something does, -1 when it cannot tell (the body then stays). */
+typedef int sora_blob_unreferenced_cb(void *ctx, int64_t account_id, const char *hash);
+
+/* sora_blob_writer_commit() that keeps a hold on the body: *hold_r is set
+ * on success (owned by the caller, who ends it with exactly one of
+ * sora_blob_hold_release or sora_blob_hold_discard, from any thread),
+ * NULL on failure. Frees the writer and clears the caller's pointer
+ * whatever the outcome. */
+int sora_blob_writer_commit_held(struct sora_blob_writer **w, struct sora_blob_ref *ref_r,
+				 struct sora_blob_hold **hold_r, struct sora_error *err);
+/* Ends a hold, keeping the body. NULL-safe; clears the caller's pointer. */
+void sora_blob_hold_release(struct sora_blob_hold **hold);
+/* Ends a hold whose row did not commit, removing the body when that is
+ * safe (see above). Always frees the hold and clears the pointer. Returns
+ * 1 when the body was removed, 0 when it stays, -1 with err set when
+ * removing it failed. */
+int sora_blob_hold_discard(struct sora_blob_hold **hold, sora_blob_unreferenced_cb *cb,
+			   void *ctx, struct sora_error *err);
+
 /* Stages a body held in memory. */
 int sora_blob_stage_buf(struct sora_blob_store *store, int64_t account_id,
 			const void *data, size_t len, struct sora_blob_ref *ref_r,
@@ -147,9 +210,9 @@ bool sora_blob_is_staged(struct sora_blob_store *store, int64_t account_id,
 int sora_blob_unstage(struct sora_blob_store *store, int64_t account_id,
 		      const char *hash, struct sora_error *err);
 
-/* Takes back a body this process just staged (ref->existed false) whose
- * metadata certainly did not commit: from staging, or from a direct store.
- * Missing is fine. */
+/* Removes a body from staging, or from a direct store, unconditionally.
+ * Missing is fine. Not safe for a body that another writer may share (see
+ * "Shared bodies" above): use a hold and sora_blob_hold_discard instead. */
 int sora_blob_discard(struct sora_blob_store *store, int64_t account_id,
 		      const char *hash, struct sora_error *err);
 
@@ -166,9 +229,9 @@ typedef int sora_blob_staged_cb(void *ctx, int64_t account_id, const char *hash)
  * read. */
 int sora_blob_staged_walk(struct sora_blob_store *store, int64_t min_age,
 			  sora_blob_staged_cb *cb, void *ctx);
-/* Removes a staged body unless it was written or reused within the last
- * min_age seconds. Safe against a concurrent delivery of the same body
- * (which touches a staged file before reusing it). Returns 0 when removed
+/* Removes a staged body unless a hold is on it or it was written or
+ * reused within the last min_age seconds. Safe against a concurrent
+ * delivery of the same body (which holds it, see "Shared bodies"). Returns 0 when removed
  * (or already gone), 1 when it stays because it is in use, or -1 with err
  * set. The caller must know that no row refers to the body. */
 int sora_blob_unstage_orphan(struct sora_blob_store *store, int64_t account_id,

@@ -6,9 +6,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "backend/store/mailbox.h"
 #include "common/core/log.h"
 #include "common/proto/mime/mime-json.h"
 #include "common/proto/smtp.h"
@@ -214,54 +216,51 @@ void sora_store_delivery_key(const struct sora_store_message *m, struct sora_str
 	sora_blob_hash_final(&h, key_r);
 }
 
-/* ---- delivery ---- */
+/* ---- the message row, shared by delivery and APPEND ---- */
 
-/* One statement, so one transaction and one round trip, for everything the
- * database holds about a new copy. mbx finds the mailbox. The delivery key
- * goes in next: if an earlier or concurrent delivery recorded it, d is
- * empty and nothing else is written (ON CONFLICT waits for a concurrent
- * inserter to finish, then sees its outcome). The UPDATE takes the mailbox
- * row lock, which orders concurrent deliveries into one mailbox, and
- * allocates UID and modseq. The result tells the three outcomes apart: no
- * mailbox (first column NULL), a duplicate (second column NULL), stored. */
-static const char sql_insert[] =
-	"WITH mbx AS ("
-	"  SELECT id FROM mailboxes WHERE account_id = $1::bigint AND name = $2::text"
-	"     AND NOT noselect"
-	"), d AS ("
-	"  INSERT INTO message_deliveries (mailbox_id, delivery_key)"
-	"  SELECT id, $3::text FROM mbx"
-	"  ON CONFLICT DO NOTHING RETURNING mailbox_id"
-	"), mb AS ("
-	"  UPDATE mailboxes SET uid_next = uid_next + 1, highest_modseq = highest_modseq + 1,"
-	"         updated_at = now()"
-	"   WHERE id = (SELECT mailbox_id FROM d)"
-	"  RETURNING id, uid_next - 1 AS uid, highest_modseq AS modseq"
-	"), msg AS ("
-	"  INSERT INTO messages (account_id, mailbox_id, uid, content_hash, size, sent_date,"
-	"         subject, message_id, in_reply_to, references_hdr, from_text, to_text, cc_text,"
-	"         bcc_text, sort_subject, sort_from, sort_to, sort_cc, sort_display_from,"
-	"         sort_display_to, envelope, bodystructure, raw_headers, created_modseq,"
-	"         updated_modseq)"
-	"  SELECT $1::bigint, mb.id, mb.uid, $4::text, $5::bigint,"
-	"         to_timestamp($6::double precision), $7::text, $8::text, $9::text, $10::text,"
-	"         $11::text, $12::text, $13::text, $14::text, $15::text, $16::text, $17::text,"
-	"         $18::text, $19::text, $20::text, $21::jsonb, $22::jsonb, $23::bytea,"
-	"         mb.modseq, mb.modseq FROM mb"
-	"  RETURNING id, uid"
-	"), c AS ("
-	"  INSERT INTO message_contents (content_hash, text_body)"
-	"  SELECT $4::text, $24::text FROM msg"
-	"  ON CONFLICT (content_hash) DO NOTHING"
-	"), p AS ("
-	"  INSERT INTO pending_uploads (account_id, content_hash, size, instance_id)"
-	"  SELECT $1::bigint, $4::text, $5::bigint, $25::text FROM msg WHERE $25::text IS NOT NULL"
-	"  ON CONFLICT (account_id, content_hash) DO NOTHING"
-	") SELECT (SELECT id FROM mbx), (SELECT id FROM msg), (SELECT uid FROM msg)";
+/* Both statements insert a new copy the same way: the messages row, its
+ * searchable text (shared by every copy of the body) and, unless the store
+ * is direct, the pending_uploads row. They share parameters $1 (account)
+ * and $4..$25 (row_params_fill); $2 and $3 and anything after $25 are
+ * their own. mb is a relation (id, uid, modseq) holding the mailbox and
+ * the allocated UID and modseq; FLAGS, KEYWORDS and IDATE are SQL
+ * expressions for the state columns. Statements whose text differs only
+ * in those are still one definition of a row. */
+#define SQL_ROW(FLAGS, KEYWORDS, IDATE)                                                      \
+	"), msg AS ("                                                                        \
+	"  INSERT INTO messages (account_id, mailbox_id, uid, content_hash, size, sent_date,"  \
+	"         subject, message_id, in_reply_to, references_hdr, from_text, to_text, cc_text," \
+	"         bcc_text, sort_subject, sort_from, sort_to, sort_cc, sort_display_from,"     \
+	"         sort_display_to, envelope, bodystructure, raw_headers, created_modseq,"      \
+	"         updated_modseq, flags, keywords, internal_date)"                             \
+	"  SELECT $1::bigint, mb.id, mb.uid, $4::text, $5::bigint,"                            \
+	"         to_timestamp($6::double precision), $7::text, $8::text, $9::text, $10::text," \
+	"         $11::text, $12::text, $13::text, $14::text, $15::text, $16::text, $17::text," \
+	"         $18::text, $19::text, $20::text, $21::jsonb, $22::jsonb, $23::bytea,"         \
+	"         mb.modseq, mb.modseq, " FLAGS ", " KEYWORDS ", " IDATE " FROM mb"          \
+	"  RETURNING id, uid"                                                                \
+	"), c AS ("                                                                          \
+	"  INSERT INTO message_contents (content_hash, text_body)"                           \
+	"  SELECT $4::text, $24::text FROM msg"                                              \
+	"  ON CONFLICT (content_hash) DO NOTHING"                                            \
+	"), p AS ("                                                                          \
+	"  INSERT INTO pending_uploads (account_id, content_hash, size, instance_id)"        \
+	"  SELECT $1::bigint, $4::text, $5::bigint, $25::text FROM msg WHERE $25::text IS NOT NULL" \
+	"  ON CONFLICT (account_id, content_hash) DO NOTHING"                                \
+	")"
 
-#define INSERT_PARAMS 25
-/* Prepared once per connection under this name. */
-#define DELIVER_STMT "sora_deliver_v2"
+/* Parameters of the shared part; APPEND adds four. */
+#define ROW_PARAMS 25
+#define APPEND_PARAMS 29
+
+/* The values of one row's parameters and the memory behind them. */
+struct row_params {
+	const char *values[APPEND_PARAMS];
+	int lengths[APPEND_PARAMS];
+	int formats[APPEND_PARAMS];
+	char size[24], sent[32];
+	struct sora_buf bodystructure, headers;
+};
 
 static const char *buf_param(const struct sora_buf *b)
 {
@@ -302,21 +301,107 @@ static void message_set_prefix(struct sora_store_message *m, int64_t prefix_len)
 	}
 }
 
-/* Writes prefix + message into staging. */
+/* prefix + the message's own header block, for messages.raw_headers; an
+ * empty buffer (NULL in the row) when it is too large. Bounded by
+ * SORA_STORE_RAW_HEADERS_MAX: the body itself is never read whole. */
+static int raw_headers(const struct sora_store_message *m, struct sora_str prefix,
+		       struct sora_buf *out)
+{
+	uint64_t own = m->mime->root->header_size - (uint64_t)m->prefix_len;
+	ssize_t n;
+
+	if (m->mime->root->header_size > SORA_STORE_RAW_HEADERS_MAX)
+		return 0;
+	if (sora_buf_reserve(out, prefix.len + (size_t)own) < 0 ||
+	    sora_buf_append(out, prefix.p, prefix.len) < 0)
+		return -1;
+	n = sora_store_body_read(&m->body, 0, out->data + out->len, (size_t)own);
+	if (n < 0 || (uint64_t)n != own)
+		return -1;
+	out->len += (size_t)n;
+	return 0;
+}
+
+static void row_params_init(struct row_params *rp)
+{
+	memset(rp, 0, sizeof(*rp));
+	sora_buf_init(&rp->bodystructure, 0);
+	sora_buf_init(&rp->headers, 0);
+}
+
+static void row_params_free(struct row_params *rp)
+{
+	sora_buf_free(&rp->bodystructure);
+	sora_buf_free(&rp->headers);
+}
+
+/* Fills $4..$25 for a copy of m with prefix (staged as ref). The one place
+ * that knows how a parsed message becomes a row. */
+static int row_params_fill(struct row_params *rp, struct sora_store_message *m,
+			   struct sora_str prefix, const struct sora_blob_ref *ref,
+			   struct sora_blob_store *blobs, const char *instance_id,
+			   struct sora_error *err)
+{
+	const char **values = rp->values;
+	const char *error;
+
+	rp->bodystructure.len = 0;
+	rp->headers.len = 0;
+	message_set_prefix(m, (int64_t)prefix.len);
+	if (sora_mime_json_serialize(m->mime, 0, &rp->bodystructure, &error) < 0 ||
+	    buf_terminate(&rp->bodystructure) < 0 || raw_headers(m, prefix, &rp->headers) < 0 ||
+	    meta_terminate(&m->meta, &m->envelope_json) < 0)
+		return sora_error_set(err, SORA_ERR_TEMPORARY,
+				      "preparing the metadata: out of memory");
+	snprintf(rp->size, sizeof(rp->size), "%" PRIu64, ref->size);
+	snprintf(rp->sent, sizeof(rp->sent), "%" PRId64, m->meta.sent_date);
+	values[3] = ref->hash;
+	values[4] = rp->size;
+	values[5] = m->meta.has_sent_date ? rp->sent : NULL;
+	values[6] = buf_param(&m->meta.subject);
+	values[7] = buf_param(&m->meta.message_id);
+	values[8] = buf_param(&m->meta.in_reply_to);
+	values[9] = buf_param(&m->meta.references);
+	values[10] = buf_param(&m->meta.from_text);
+	values[11] = buf_param(&m->meta.to_text);
+	values[12] = buf_param(&m->meta.cc_text);
+	values[13] = buf_param(&m->meta.bcc_text);
+	values[14] = buf_param(&m->meta.sort_subject);
+	values[15] = buf_param(&m->meta.sort_from);
+	values[16] = buf_param(&m->meta.sort_to);
+	values[17] = buf_param(&m->meta.sort_cc);
+	values[18] = buf_param(&m->meta.sort_display_from);
+	values[19] = buf_param(&m->meta.sort_display_to);
+	values[20] = buf_param(&m->envelope_json);
+	values[21] = buf_param(&rp->bodystructure);
+	/* raw_headers is bytes (8-bit headers exist): a binary parameter. */
+	values[22] = rp->headers.len > 0 ? rp->headers.data : NULL;
+	rp->lengths[22] = (int)rp->headers.len;
+	rp->formats[22] = 1;
+	values[23] = buf_param(&m->meta.text_body);
+	/* A direct store (fs) stored the body already: nothing to upload. */
+	values[24] = sora_blob_store_direct(blobs) ? NULL : instance_id;
+	return 0;
+}
+
+/* Writes prefix + message into staging, keeping a hold on the body until
+ * the caller knows whether its row committed (blob-store.h, "Shared
+ * bodies"). Streams in READ_CHUNK pieces. */
 static int stage_copy(struct sora_blob_store *blobs, struct sora_store_message *m,
-		      const struct sora_store_delivery *d, struct sora_blob_ref *ref,
-		      struct sora_error *err)
+		      int64_t account_id, struct sora_str prefix, struct sora_blob_ref *ref,
+		      struct sora_blob_hold **hold_r, struct sora_error *err)
 {
 	struct sora_blob_writer *w = NULL;
 	char *chunk = malloc(READ_CHUNK);
 	uint64_t off = 0;
 	int rc;
 
+	*hold_r = NULL;
 	if (chunk == NULL)
 		return sora_error_set(err, SORA_ERR_TEMPORARY, "out of memory");
-	rc = sora_blob_writer_new(blobs, d->account_id, 0, &w, err);
+	rc = sora_blob_writer_new(blobs, account_id, 0, &w, err);
 	if (rc == 0)
-		rc = sora_blob_writer_write(w, d->prefix.p, d->prefix.len, err);
+		rc = sora_blob_writer_write(w, prefix.p, prefix.len, err);
 	while (rc == 0 && off < m->body.size) {
 		ssize_t n = sora_store_body_read(&m->body, off, chunk, READ_CHUNK);
 
@@ -329,31 +414,82 @@ static int stage_copy(struct sora_blob_store *blobs, struct sora_store_message *
 		off += (uint64_t)n;
 	}
 	if (rc == 0)
-		rc = sora_blob_writer_commit(&w, ref, err);
+		rc = sora_blob_writer_commit_held(&w, ref, hold_r, err);
 	sora_blob_writer_abort(&w);
 	free(chunk);
 	return rc;
 }
 
-/* prefix + the message's own header block, for messages.raw_headers; an
- * empty buffer (NULL in the row) when it is too large. */
-static int raw_headers(const struct sora_store_message *m, const struct sora_store_delivery *d,
-		       struct sora_buf *out)
+/* Asked by a discard while it holds a body exclusively (blob-store.h):
+ * does any committed row of the account still name it? A message row
+ * needs the body; a pending_uploads row makes the uploader look for it. */
+static int body_unreferenced(void *ctx, int64_t account_id, const char *hash)
 {
-	uint64_t own = m->mime->root->header_size - (uint64_t)m->prefix_len;
-	ssize_t n;
+	static const char sql[] =
+		"SELECT EXISTS (SELECT 1 FROM messages WHERE account_id = $1::bigint"
+		"                 AND content_hash = $2::text)"
+		"    OR EXISTS (SELECT 1 FROM pending_uploads WHERE account_id = $1::bigint"
+		"                 AND content_hash = $2::text)";
+	struct sora_db_conn *conn = ctx;
+	char acc[24];
+	const char *params[2] = { acc, hash };
+	struct sora_error err;
+	PGresult *r = NULL;
+	int ret = -1;
 
-	if (m->mime->root->header_size > SORA_STORE_RAW_HEADERS_MAX)
-		return 0;
-	if (sora_buf_reserve(out, d->prefix.len + (size_t)own) < 0 ||
-	    sora_buf_append(out, d->prefix.p, d->prefix.len) < 0)
-		return -1;
-	n = sora_store_body_read(&m->body, 0, out->data + out->len, (size_t)own);
-	if (n < 0 || (uint64_t)n != own)
-		return -1;
-	out->len += (size_t)n;
-	return 0;
+	snprintf(acc, sizeof(acc), "%" PRId64, account_id);
+	if (sora_db_exec(conn, SORA_DB_CLASS_DEFAULT, sql, 2, params, &r, NULL, &err) == 0 &&
+	    PQntuples(r) == 1 && !PQgetisnull(r, 0, 0))
+		ret = strcmp(PQgetvalue(r, 0, 0), "f") == 0 ? 1 : 0;
+	PQclear(r);
+	return ret;
 }
+
+/* Ends a hold: the body goes away when the row certainly did not commit
+ * and nothing else needs it, else it stays. */
+static void hold_end(struct sora_blob_hold **hold, bool absent, struct sora_db_conn *conn)
+{
+	struct sora_error uerr;
+
+	if (*hold == NULL)
+		return;
+	if (!absent) {
+		sora_blob_hold_release(hold);
+		return;
+	}
+	if (sora_blob_hold_discard(hold, body_unreferenced, conn, &uerr) < 0)
+		sora_warn(NULL, "taking back a staged body: %s", uerr.msg);
+}
+
+/* ---- delivery ---- */
+
+/* One statement, so one transaction and one round trip, for everything the
+ * database holds about a new copy. mbx finds the mailbox. The delivery key
+ * goes in next: if an earlier or concurrent delivery recorded it, d is
+ * empty and nothing else is written (ON CONFLICT waits for a concurrent
+ * inserter to finish, then sees its outcome). The UPDATE takes the mailbox
+ * row lock, which orders concurrent deliveries into one mailbox, and
+ * allocates UID and modseq. The result tells the three outcomes apart: no
+ * mailbox (first column NULL), a duplicate (second column NULL), stored. */
+static const char sql_insert[] =
+	"WITH mbx AS ("
+	"  SELECT id FROM mailboxes WHERE account_id = $1::bigint AND name = $2::text"
+	"     AND NOT noselect"
+	"), d AS ("
+	"  INSERT INTO message_deliveries (mailbox_id, delivery_key)"
+	"  SELECT id, $3::text FROM mbx"
+	"  ON CONFLICT DO NOTHING RETURNING mailbox_id"
+	"), mb AS ("
+	"  UPDATE mailboxes SET uid_next = uid_next + 1, highest_modseq = highest_modseq + 1,"
+	"         updated_at = now()"
+	"   WHERE id = (SELECT mailbox_id FROM d)"
+	"  RETURNING id, uid_next - 1 AS uid, highest_modseq AS modseq"
+	SQL_ROW("0", "'{}'::text[]", "now()")
+	" SELECT (SELECT id FROM mbx), (SELECT id FROM msg), (SELECT uid FROM msg)";
+
+#define INSERT_PARAMS ROW_PARAMS
+/* Prepared once per connection under this name. */
+#define DELIVER_STMT "sora_deliver_v3"
 
 int sora_store_warm_conn(struct sora_db_conn *conn, struct sora_error *err)
 {
@@ -395,74 +531,38 @@ int sora_store_deliver(struct sora_db_conn *conn, struct sora_blob_store *blobs,
 		       struct sora_store_delivery_result *res)
 {
 	const char *mailbox = d->mailbox != NULL ? d->mailbox : SORA_STORE_INBOX;
-	char acc[24], size[24], sent[32], key[SORA_BLOB_HASH_HEX_SIZE];
-	const char *values[INSERT_PARAMS];
-	int lengths[INSERT_PARAMS] = { 0 }, formats[INSERT_PARAMS] = { 0 };
-	struct sora_buf bodystructure, headers;
+	char acc[24], key[SORA_BLOB_HASH_HEX_SIZE];
 	struct sora_error *err = &res->error;
+	struct sora_blob_hold *hold = NULL;
 	struct sora_blob_ref ref;
+	struct row_params rp;
 	PGresult *r = NULL;
 	char sqlstate[6] = "";
-	const char *error;
-	/* True once it is certain that no row refers to a body staged here. */
-	bool staged = false, absent = false;
+	/* True once it is certain that no row of this copy was committed. */
+	bool absent = false;
 	int rc = 0;
 
 	memset(res, 0, sizeof(*res));
 	res->status = SORA_STORE_FAILED;
-	sora_buf_init(&bodystructure, 0);
-	sora_buf_init(&headers, 0);
+	row_params_init(&rp);
 	sora_store_delivery_key(m, d->rcpt, key);
 	snprintf(acc, sizeof(acc), "%" PRId64, d->account_id);
 
 	/* 1. The body, durable in staging. */
-	rc = stage_copy(blobs, m, d, &ref, err);
+	rc = stage_copy(blobs, m, d->account_id, d->prefix, &ref, &hold, err);
 	if (rc != 0)
 		goto out;
-	staged = true;
 	memcpy(res->hash, ref.hash, sizeof(res->hash));
 	res->size = ref.size;
 
 	/* 2. The metadata, with offsets for this recipient's prefix. */
-	message_set_prefix(m, (int64_t)d->prefix.len);
-	if (sora_mime_json_serialize(m->mime, 0, &bodystructure, &error) < 0 ||
-	    buf_terminate(&bodystructure) < 0 || raw_headers(m, d, &headers) < 0 ||
-	    meta_terminate(&m->meta, &m->envelope_json) < 0) {
-		sora_error_set(err, SORA_ERR_TEMPORARY, "preparing the metadata: out of memory");
+	if (row_params_fill(&rp, m, d->prefix, &ref, blobs, instance_id, err) < 0) {
 		absent = true;
 		goto out;
 	}
-	snprintf(size, sizeof(size), "%" PRIu64, ref.size);
-	snprintf(sent, sizeof(sent), "%" PRId64, m->meta.sent_date);
-	values[0] = acc;
-	values[1] = mailbox;
-	values[2] = key;
-	values[3] = ref.hash;
-	values[4] = size;
-	values[5] = m->meta.has_sent_date ? sent : NULL;
-	values[6] = buf_param(&m->meta.subject);
-	values[7] = buf_param(&m->meta.message_id);
-	values[8] = buf_param(&m->meta.in_reply_to);
-	values[9] = buf_param(&m->meta.references);
-	values[10] = buf_param(&m->meta.from_text);
-	values[11] = buf_param(&m->meta.to_text);
-	values[12] = buf_param(&m->meta.cc_text);
-	values[13] = buf_param(&m->meta.bcc_text);
-	values[14] = buf_param(&m->meta.sort_subject);
-	values[15] = buf_param(&m->meta.sort_from);
-	values[16] = buf_param(&m->meta.sort_to);
-	values[17] = buf_param(&m->meta.sort_cc);
-	values[18] = buf_param(&m->meta.sort_display_from);
-	values[19] = buf_param(&m->meta.sort_display_to);
-	values[20] = buf_param(&m->envelope_json);
-	values[21] = buf_param(&bodystructure);
-	/* raw_headers is bytes (8-bit headers exist): a binary parameter. */
-	values[22] = headers.len > 0 ? headers.data : NULL;
-	lengths[22] = (int)headers.len;
-	formats[22] = 1;
-	values[23] = buf_param(&m->meta.text_body);
-	/* A direct store (fs) stored the body already: nothing to upload. */
-	values[24] = sora_blob_store_direct(blobs) ? NULL : instance_id;
+	rp.values[0] = acc;
+	rp.values[1] = mailbox;
+	rp.values[2] = key;
 
 	/* 3. Everything else, in one statement. The first delivery to an
 	 * account finds no INBOX: the defaults are created, then it goes on. */
@@ -470,8 +570,8 @@ int sora_store_deliver(struct sora_db_conn *conn, struct sora_blob_store *blobs,
 		PQclear(r);
 		r = NULL;
 		rc = sora_db_exec_prepared(conn, SORA_DB_CLASS_WRITE, DELIVER_STMT, sql_insert,
-					   INSERT_PARAMS, values, lengths, formats, 0, &r, sqlstate,
-					   err);
+					   INSERT_PARAMS, rp.values, rp.lengths, rp.formats, 0, &r,
+					   sqlstate, err);
 		if (rc != 0) {
 			/* An error the server reported (sqlstate set, not a
 			 * connection exception) rolled the statement back; a
@@ -516,22 +616,263 @@ int sora_store_deliver(struct sora_db_conn *conn, struct sora_blob_store *blobs,
 		sora_error_clear(err);
 	}
 out:
-	/* A body staged for this copy alone goes away again when the database
-	 * certainly holds no row for it; after a broken connection it stays,
-	 * since a committed row may refer to it (if none does, the janitor
-	 * removes it an hour later). "For this copy alone" needs the prefix:
-	 * its trace lines name this session and the time, so no concurrent
-	 * delivery can have found the same body in place and be about to
-	 * commit a row naming it. A body without a prefix (an IMAP APPEND)
-	 * could be shared that way, so it is never taken back here: removing
-	 * it could leave another message without its body. */
-	if (staged && !ref.existed && absent && d->prefix.len > 0) {
-		struct sora_error uerr;
-
-		sora_blob_discard(blobs, d->account_id, ref.hash, &uerr);
-	}
+	/* The body goes away again only when the database certainly holds no
+	 * row of this copy and nothing else uses it (hold_end, blob-store.h
+	 * "Shared bodies": another delivery or an APPEND of the same bytes may
+	 * have found it in place). After a broken connection it stays, since
+	 * a committed row may refer to it; if none does, the janitor removes
+	 * it an hour later. */
+	hold_end(&hold, absent, conn);
 	PQclear(r);
-	sora_buf_free(&bodystructure);
-	sora_buf_free(&headers);
+	row_params_free(&rp);
 	return res->status == SORA_STORE_DELIVERED || res->status == SORA_STORE_DUPLICATE ? 0 : -1;
+}
+
+/* ---- APPEND ---- */
+
+/* RFC 3501 atom-specials and list-wildcards, which no keyword contains. */
+static bool keyword_char(unsigned char c)
+{
+	return c > 0x20 && c < 0x7f && strchr("(){%*\"\\]", c) == NULL;
+}
+
+int sora_store_keywords_normalize(const char *keywords, struct sora_buf *out,
+				  struct sora_error *err)
+{
+	size_t count = 0;
+	const char *p = keywords;
+
+	out->len = 0;
+	while (*p != '\0') {
+		const char *start;
+		size_t len;
+		bool dup = false;
+
+		while (*p == ' ')
+			p++;
+		if (*p == '\0')
+			break;
+		start = p;
+		while (*p != '\0' && *p != ' ') {
+			if (!keyword_char((unsigned char)*p))
+				return sora_error_set(err, SORA_ERR_INVALID,
+						      "invalid character in a keyword");
+			p++;
+		}
+		len = (size_t)(p - start);
+		/* Keywords compare case-insensitively (RFC 3501 2.3.2): the
+		 * first spelling is kept. The count cap keeps this quadratic
+		 * scan small. */
+		for (size_t at = 0; at < out->len && !dup;) {
+			size_t end = at;
+
+			while (end < out->len && out->data[end] != ' ')
+				end++;
+			dup = end - at == len && strncasecmp(out->data + at, start, len) == 0;
+			at = end + 1;
+		}
+		if (dup)
+			continue;
+		if (++count > SORA_STORE_KEYWORDS_MAX)
+			return sora_error_set(err, SORA_ERR_LIMIT, "more than %d keywords",
+					      SORA_STORE_KEYWORDS_MAX);
+		if ((out->len > 0 && sora_buf_append(out, " ", 1) < 0) ||
+		    sora_buf_append(out, start, len) < 0)
+			return sora_error_set(err, SORA_ERR_TEMPORARY, "out of memory");
+	}
+	if (buf_terminate(out) < 0)
+		return sora_error_set(err, SORA_ERR_TEMPORARY, "out of memory");
+	return 0;
+}
+
+/* Locks the mailbox row (which orders this APPEND against deliveries and
+ * other APPENDs into the mailbox, and against DELETE and RENAME) and takes
+ * $3 consecutive UIDs and one modseq for all of them. No row: the mailbox
+ * does not exist or is \Noselect. A uid_next beyond 2^32 violates
+ * mailboxes_uid_next_check: the UID space is used up. */
+static const char sql_append_lock[] =
+	"UPDATE mailboxes SET uid_next = uid_next + $3::bigint,"
+	"       highest_modseq = highest_modseq + 1, updated_at = now()"
+	" WHERE account_id = $1::bigint AND name = $2::text AND NOT noselect"
+	" RETURNING id, uid_validity, uid_next - $3::bigint, highest_modseq";
+
+/* One appended row: $2 mailbox id, $3 UID, $26 modseq, $27 flags, $28
+ * keywords (normalised, space-separated, "" for none), $29 internal date
+ * (seconds, NULL for now). */
+static const char sql_append_row[] =
+	"WITH mb AS ("
+	"  SELECT $2::bigint AS id, $3::bigint AS uid, $26::bigint AS modseq"
+	SQL_ROW("$27::integer", "string_to_array($28::text, ' ')",
+		"coalesce(to_timestamp($29::double precision), now())")
+	" SELECT id FROM msg";
+
+#define APPEND_STMT "sora_append_v1"
+
+/* RFC 3501 date-time covers years 1..9999. */
+#define IDATE_MIN INT64_C(-62135596800)
+#define IDATE_MAX INT64_C(253402300799)
+
+void sora_store_append_result_free(struct sora_store_append_result *res)
+{
+	free(res->uids);
+	res->uids = NULL;
+	res->count = 0;
+}
+
+int sora_store_append(struct sora_db_conn *conn, struct sora_blob_store *blobs,
+		      const char *instance_id, int64_t account_id, const char *mailbox,
+		      const struct sora_store_append_item *items, size_t count,
+		      struct sora_store_append_result *res_r, struct sora_error *err)
+{
+	char name[SORA_MAILBOX_NAME_MAX + 1], acc[24], n[24], mbid[24], uid[24], modseq[24];
+	char flags[16], idate[24];
+	const char *lock_params[3] = { acc, name, n };
+	struct sora_blob_hold **holds = NULL;
+	struct sora_blob_ref *refs = NULL;
+	struct sora_buf *keywords = NULL;
+	struct row_params rp;
+	PGresult *r = NULL;
+	char sqlstate[6] = "";
+	int64_t id = 0, validity = 0, first = 0, ms = 0;
+	/* Until the commit is sent, failing means nothing was stored. */
+	bool absent = true, in_tx = false;
+	int ret = -1;
+	size_t i;
+
+	memset(res_r, 0, sizeof(*res_r));
+	row_params_init(&rp);
+	if (count == 0)
+		return sora_error_set(err, SORA_ERR_INVALID, "APPEND of no message");
+	if (count > SORA_STORE_APPEND_MAX)
+		return sora_error_set(err, SORA_ERR_LIMIT, "APPEND of more than %d messages",
+				      SORA_STORE_APPEND_MAX);
+	if (sora_mailbox_name_normalize(mailbox, name, sizeof(name), err) < 0)
+		return -1;
+	holds = calloc(count, sizeof(*holds));
+	refs = calloc(count, sizeof(*refs));
+	keywords = calloc(count, sizeof(*keywords));
+	res_r->uids = calloc(count, sizeof(*res_r->uids));
+	if (holds == NULL || refs == NULL || keywords == NULL || res_r->uids == NULL) {
+		sora_error_set(err, SORA_ERR_TEMPORARY, "out of memory");
+		goto out;
+	}
+	/* Everything that can be refused is refused before anything is
+	 * written. */
+	for (i = 0; i < count; i++) {
+		sora_buf_init(&keywords[i], 0);
+		if (items[i].flags > SORA_STORE_FLAGS_ALL) {
+			sora_error_set(err, SORA_ERR_INVALID, "message %zu: invalid flags %#x",
+				       i + 1, items[i].flags);
+			goto out;
+		}
+		if (items[i].internal_date < IDATE_MIN || items[i].internal_date > IDATE_MAX) {
+			sora_error_set(err, SORA_ERR_INVALID,
+				       "message %zu: internal date out of range", i + 1);
+			goto out;
+		}
+		if (sora_store_keywords_normalize(items[i].keywords != NULL ? items[i].keywords : "",
+						  &keywords[i], err) < 0) {
+			sora_error_prefix(err, "message %zu", i + 1);
+			goto out;
+		}
+	}
+
+	/* 1. Every body, durable in staging, held until the outcome is known. */
+	for (i = 0; i < count; i++) {
+		if (stage_copy(blobs, items[i].msg, account_id, sora_str_make("", 0), &refs[i],
+			       &holds[i], err) < 0) {
+			sora_error_prefix(err, "message %zu", i + 1);
+			goto out;
+		}
+	}
+
+	/* 2. One transaction: the mailbox locked once, N UIDs, one modseq. */
+	snprintf(acc, sizeof(acc), "%" PRId64, account_id);
+	snprintf(n, sizeof(n), "%zu", count);
+	if (sora_db_begin(conn, SORA_DB_CLASS_WRITE, err) < 0)
+		goto out;
+	in_tx = true;
+	if (sora_db_exec(conn, SORA_DB_CLASS_WRITE, sql_append_lock, 3, lock_params, &r, sqlstate,
+			 err) < 0) {
+		if (strcmp(sqlstate, "23514") == 0)
+			sora_error_set(err, SORA_ERR_LIMIT, "mailbox %s: no UIDs left", name);
+		goto out;
+	}
+	if (PQntuples(r) != 1) {
+		sora_error_set(err, SORA_ERR_NOT_FOUND, "mailbox %s does not exist", name);
+		goto out;
+	}
+	if (sora_db_get_i64(r, 0, 0, &id, err) < 0 || sora_db_get_i64(r, 0, 1, &validity, err) < 0 ||
+	    sora_db_get_i64(r, 0, 2, &first, err) < 0 || sora_db_get_i64(r, 0, 3, &ms, err) < 0)
+		goto out;
+	PQclear(r);
+	r = NULL;
+	snprintf(mbid, sizeof(mbid), "%" PRId64, id);
+	snprintf(modseq, sizeof(modseq), "%" PRId64, ms);
+	for (i = 0; i < count; i++) {
+		const struct sora_store_append_item *it = &items[i];
+
+		if (row_params_fill(&rp, it->msg, sora_str_make("", 0), &refs[i], blobs,
+				    instance_id, err) < 0)
+			goto out;
+		snprintf(uid, sizeof(uid), "%" PRId64, first + (int64_t)i);
+		snprintf(flags, sizeof(flags), "%u", it->flags);
+		snprintf(idate, sizeof(idate), "%" PRId64, it->internal_date);
+		rp.values[0] = acc;
+		rp.values[1] = mbid;
+		rp.values[2] = uid;
+		rp.values[25] = modseq;
+		rp.values[26] = flags;
+		rp.values[27] = keywords[i].data != NULL ? keywords[i].data : "";
+		rp.values[28] = it->internal_date != 0 ? idate : NULL;
+		if (sora_db_exec_prepared(conn, SORA_DB_CLASS_WRITE, APPEND_STMT, sql_append_row,
+					  APPEND_PARAMS, rp.values, rp.lengths, rp.formats, 0, &r,
+					  NULL, err) < 0) {
+			sora_error_prefix(err, "message %zu", i + 1);
+			goto out;
+		}
+		if (PQntuples(r) != 1) {
+			sora_error_set(err, SORA_ERR_PERMANENT,
+				       "message %zu: append statement returned %d rows", i + 1,
+				       PQntuples(r));
+			goto out;
+		}
+		PQclear(r);
+		r = NULL;
+		res_r->uids[i] = (uint32_t)(first + (int64_t)i);
+	}
+
+	/* 3. The commit. If it fails because the connection broke, it may
+	 * have happened all the same: the outcome is unknown. */
+	in_tx = false;
+	if (sora_db_commit(conn, err) < 0) {
+		if (PQstatus(sora_db_conn_pg(conn)) != CONNECTION_OK) {
+			absent = false;
+			err->cls = SORA_ERR_TEMPORARY;
+		}
+		goto out;
+	}
+	absent = false;
+	res_r->uid_validity = (uint32_t)validity;
+	res_r->mailbox_id = id;
+	res_r->count = count;
+	ret = 0;
+out:
+	PQclear(r);
+	if (in_tx)
+		sora_db_rollback(conn);
+	/* Bodies whose rows certainly did not commit go away unless another
+	 * writer uses them (blob-store.h, "Shared bodies"); after an unknown
+	 * commit they stay (the janitor sweeps unreferenced staged ones). */
+	for (i = 0; holds != NULL && i < count; i++)
+		hold_end(&holds[i], absent, conn);
+	for (i = 0; keywords != NULL && i < count; i++)
+		sora_buf_free(&keywords[i]);
+	row_params_free(&rp);
+	free(keywords);
+	free(refs);
+	free(holds);
+	if (ret < 0)
+		sora_store_append_result_free(res_r);
+	return ret;
 }

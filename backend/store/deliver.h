@@ -19,8 +19,9 @@
  *   3. only when that statement succeeded is the result DELIVERED, which
  *      the caller may acknowledge (LMTP 250).
  * If step 2 fails with an error from the server, nothing of the message is
- * in the database (the statement is atomic) and a body staged only for it
- * is removed again. If the connection broke while the statement was under
+ * in the database (the statement is atomic) and the body staged for it is
+ * removed again unless another writer of the same bytes uses it
+ * (blob-store.h, "Shared bodies"). If the connection broke while the statement was under
  * way the outcome is unknown: the staged body is kept (a committed row may
  * refer to it) and the result is FAILED with SORA_ERR_TEMPORARY, so the MTA
  * retries, and the retry
@@ -169,6 +170,99 @@ int sora_store_deliver(struct sora_db_conn *conn, struct sora_blob_store *blobs,
 		       const char *instance_id, struct sora_store_message *m,
 		       const struct sora_store_delivery *d,
 		       struct sora_store_delivery_result *res);
+
+/* ---- IMAP APPEND (RFC 3501 6.3.11, RFC 3502 MULTIAPPEND, RFC 4315
+ * APPENDUID) ----
+ *
+ * The same pipeline as a delivery, with what differs for a client's own
+ * message: no trace prefix (the body is stored as the client sent it), no
+ * delivery key (a client's retry is a new message), no default mailboxes
+ * (a missing mailbox is the client's to CREATE: NOT_FOUND, answered
+ * NO [TRYCREATE]), and flags, keywords and internal date from the client.
+ *
+ * Durability as for deliveries (DESIGN.md §6): every body is written into
+ * staging and fsynced first; then one transaction locks the mailbox row
+ * once, takes N consecutive UIDs and one modseq, inserts the N rows and
+ * commits; success is returned only after the commit. MULTIAPPEND is all
+ * or nothing: any failure rolls the whole transaction back.
+ *
+ * Bodies and sharing: each body is held from staging until the outcome is
+ * known (blob-store.h, "Shared bodies"). When the transaction certainly
+ * did not commit, each body is removed unless another writer (a delivery,
+ * another APPEND, of identical bytes into the account) holds or used it
+ * meanwhile, or a committed row names it; what stays and is unreferenced
+ * is removed by the janitor's orphan sweep after SORA_JANITOR_ORPHAN_AGE
+ * (staging; a direct fs store is not swept). When the commit's outcome is
+ * unknown (the connection broke during COMMIT) every body stays.
+ *
+ * Memory: bodies are read from the message's body (a staging file the
+ * IMAP layer wrote the literal into) in 64 KiB pieces; what is held per
+ * message is its parsed metadata (bounded by msg-meta.h) and its header
+ * block up to SORA_STORE_RAW_HEADERS_MAX. The caller enforces
+ * append_limit while receiving the literal. Each message holds one file
+ * descriptor from staging to the end of the call. */
+
+/* Storable system flags (messages.flags). \Recent is not storable. */
+#define SORA_STORE_FLAG_SEEN 1u
+#define SORA_STORE_FLAG_ANSWERED 2u
+#define SORA_STORE_FLAG_FLAGGED 4u
+#define SORA_STORE_FLAG_DELETED 8u
+#define SORA_STORE_FLAG_DRAFT 16u
+#define SORA_STORE_FLAGS_ALL 31u
+
+/* Limits: messages in one APPEND (MULTIAPPEND), distinct keywords on one
+ * message. Past them: SORA_ERR_LIMIT. */
+#define SORA_STORE_APPEND_MAX 1000
+#define SORA_STORE_KEYWORDS_MAX 256
+
+struct sora_store_append_item {
+	/* Prepared with sora_store_message_prepare (sender ""), body
+	 * normally in a file; borrowed. Its offsets are moved to prefix 0. */
+	struct sora_store_message *msg;
+	unsigned int flags;          /* SORA_STORE_FLAG_* bits; others INVALID */
+	/* Keywords separated by spaces, "" or NULL for none; borrowed. Each
+	 * must be an atom without '\' (system flags go into flags), else
+	 * INVALID. Stored once per case-insensitive spelling (the first). */
+	const char *keywords;
+	/* Seconds since the epoch, years 1..9999 (else INVALID); 0 = now. */
+	int64_t internal_date;
+};
+
+struct sora_store_append_result {
+	uint32_t uid_validity;       /* APPENDUID's first value */
+	uint32_t *uids;              /* owned: count UIDs, consecutive, in item order */
+	size_t count;
+	int64_t mailbox_id;
+};
+
+/* Stores items[0..count) into the mailbox named mailbox (any INBOX
+ * spelling; normalised with sora_mailbox_name_normalize) of account_id.
+ * instance_id as for sora_store_deliver. Worker threads only; conn is
+ * borrowed and left outside any transaction.
+ *
+ * Returns 0 with *res_r filled (free it with
+ * sora_store_append_result_free), or -1 with err set and *res_r empty:
+ * SORA_ERR_NOT_FOUND: no such mailbox, or a \Noselect one (TRYCREATE);
+ * SORA_ERR_INVALID: a bad name, flags, keyword or internal date, or count
+ * 0; SORA_ERR_LIMIT: too many messages or keywords, or the mailbox's UID
+ * space is used up; SORA_ERR_TEMPORARY: the database or blob store failed
+ * in a way worth retrying, which includes an unknown commit outcome
+ * (nothing was acknowledged, but the messages may be stored); else the
+ * failing layer's class. Nothing is stored on any error but the unknown
+ * outcome. */
+int sora_store_append(struct sora_db_conn *conn, struct sora_blob_store *blobs,
+		      const char *instance_id, int64_t account_id, const char *mailbox,
+		      const struct sora_store_append_item *items, size_t count,
+		      struct sora_store_append_result *res_r, struct sora_error *err);
+/* Frees res->uids and empties res; safe on an empty result. */
+void sora_store_append_result_free(struct sora_store_append_result *res);
+
+/* Checks space-separated keywords and writes them into out without
+ * duplicates (case-insensitive, first spelling kept), separated by one
+ * space, NUL-terminated ("" for none). Pure; exposed for tests. Returns 0,
+ * or -1 with err set (INVALID, LIMIT, TEMPORARY for memory). */
+int sora_store_keywords_normalize(const char *keywords, struct sora_buf *out,
+				  struct sora_error *err);
 
 /* Readies a fresh database connection for deliveries without writing
  * anything: looks up a recipient that cannot exist and runs the delivery
