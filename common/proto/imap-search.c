@@ -366,7 +366,7 @@ static int parse_key(struct search_ctx *ctx, const struct sora_imap_arg *args, s
 		key->type = SORA_SEARCH_AND;
 		return parse_keys(ctx, arg->list, arg->list_count, depth + 1, key);
 	}
-	if (arg->type != SORA_IMAP_ARG_ATOM || !sora_imap_arg_atom(arg, &name))
+	if (arg->type != SORA_IMAP_ARG_ATOM || !sora_imap_arg_atom(arg, &name) || name.len == 0)
 		return fail(ctx, "Invalid SEARCH key.");
 
 	/* A sequence set: digits, "*" or "$". */
