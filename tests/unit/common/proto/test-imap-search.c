@@ -512,6 +512,19 @@ static void test_bad_keys(void **state)
 	assert_int_equal(sora_imap_search_parse(NULL, 0, true, &prog, &error),
 			 SORA_IMAP_SEARCH_SYNTAX);
 	assert_string_equal(error, "Missing SEARCH keys.");
+
+	/* Arguments built by hand may hold an empty atom, which the command
+	 * parser never produces: refused, not read past its end. */
+	{
+		struct sora_imap_arg empty;
+
+		memset(&empty, 0, sizeof(empty));
+		empty.type = SORA_IMAP_ARG_ATOM;
+		empty.str = sora_str_make("", 0);
+		assert_int_equal(sora_imap_search_parse(&empty, 1, false, &prog, &error),
+				 SORA_IMAP_SEARCH_SYNTAX);
+		assert_string_equal(error, "Invalid SEARCH key.");
+	}
 }
 
 /* Keys in every position of a larger program, so a partly built tree is
