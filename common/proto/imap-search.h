@@ -52,7 +52,9 @@ enum sora_imap_search_type {
 	SORA_SEARCH_NEW,          /* RECENT and UNSEEN */
 	SORA_SEARCH_OLD,          /* NOT RECENT */
 	SORA_SEARCH_RECENT,
-	/* dates: number = day number (UTC days since the epoch) */
+	/* dates: number = day number (UTC days since the epoch); a date
+	 * before 1970 is a negative day number stored as its two's
+	 * complement, so read dates back as (int64_t)number */
 	SORA_SEARCH_BEFORE,       /* internal date */
 	SORA_SEARCH_ON,
 	SORA_SEARCH_SINCE,
