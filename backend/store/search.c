@@ -73,7 +73,7 @@
 /* Largest values passed on, so that PostgreSQL's timestamp and interval
  * arithmetic cannot overflow: day numbers up to the year 10000, intervals
  * of about 3,000 years. Larger values mean the same as these. */
-#define DAY_MAX 2932897u
+#define DAY_MAX INT64_C(2932897)
 #define SECONDS_MAX 100000000000ull
 
 #define ALL_FLAGS (SORA_IMAP_FLAG_SEEN | SORA_IMAP_FLAG_ANSWERED | SORA_IMAP_FLAG_FLAGGED | \
@@ -445,20 +445,26 @@ static void emit_recent(struct compiler *c)
 
 /* Start of day `day` (UTC) in seconds, as a float8 parameter for
  * to_timestamp(). */
-static int param_day(struct compiler *c, uint64_t day)
+static int param_day(struct compiler *c, int64_t day)
 {
 	if (day > DAY_MAX)
 		day = DAY_MAX;
-	return param_i64(c, (int64_t)day * 86400);
+	if (day < -DAY_MAX)
+		day = -DAY_MAX;
+	return param_i64(c, day * 86400);
 }
 
+/* day is a signed day number: the parser stores dates before 1970 as the
+ * two's complement in the key's unsigned number (imap-search.h). */
 static void emit_date(struct compiler *c, const char *col, enum sora_imap_search_type t,
-		      uint64_t day)
+		      int64_t day)
 {
 	int a;
 
 	if (day > DAY_MAX)
 		day = DAY_MAX;
+	if (day < -DAY_MAX)
+		day = -DAY_MAX;
 	a = param_day(c, day);
 
 	switch (t) {
@@ -650,12 +656,12 @@ static void emit_key(struct compiler *c, const struct sora_imap_search_key *k, u
 	case SORA_SEARCH_BEFORE:
 	case SORA_SEARCH_ON:
 	case SORA_SEARCH_SINCE:
-		emit_date(c, "m.internal_date", k->type, k->number);
+		emit_date(c, "m.internal_date", k->type, (int64_t)k->number);
 		break;
 	case SORA_SEARCH_SENTBEFORE:
 	case SORA_SEARCH_SENTON:
 	case SORA_SEARCH_SENTSINCE:
-		emit_date(c, "coalesce(m.sent_date, m.internal_date)", k->type, k->number);
+		emit_date(c, "coalesce(m.sent_date, m.internal_date)", k->type, (int64_t)k->number);
 		break;
 	case SORA_SEARCH_OLDER:
 	case SORA_SEARCH_YOUNGER:
