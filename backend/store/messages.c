@@ -846,6 +846,17 @@ out:
 	return s;
 }
 
+/* Number of keywords in a joined list. */
+static size_t kw_count(const char *s)
+{
+	size_t n = 0;
+
+	for (; *s != '\0'; s++)
+		if (*s != ' ' && (s[1] == ' ' || s[1] == '\0'))
+			n++;
+	return n;
+}
+
 /* Appends s to a text[] literal as a quoted element. */
 static void append_quoted(char **p, const char *s)
 {
@@ -904,6 +915,12 @@ static int store_locked(struct sora_db_conn *conn, const char *mbox, const char 
 		nkw = apply_keywords(st->keywords, req, op, &kw_changed);
 		if (nkw == NULL) {
 			oom(err);
+			goto out;
+		}
+		if (kw_changed && kw_count(nkw) > SORA_MSGS_KEYWORDS_MAX) {
+			free(nkw);
+			sora_error_set(err, SORA_ERR_LIMIT, "UID %" PRIu32 " would have more than %d"
+				       " keywords", st->uid, SORA_MSGS_KEYWORDS_MAX);
 			goto out;
 		}
 		if (nflags == st->flags && !kw_changed) {

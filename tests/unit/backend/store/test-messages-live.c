@@ -606,6 +606,39 @@ static void test_store(void **state)
 		sora_msgs_rows_free(&rows);
 	}
 
+	/* At most SORA_MSGS_KEYWORDS_MAX keywords per message; a STORE that
+	 * would pass it changes nothing. */
+	{
+		char kw[2][2048];
+		size_t p[2] = { 0, 0 };
+		int i, k;
+		int64_t before = mailbox_modseq(inbox);
+
+		for (k = 0; k < 2; k++)
+			for (i = 0; i < 200; i++)
+				p[k] += (size_t)snprintf(kw[k] + p[k], sizeof(kw[k]) - p[k], "%s%c%d",
+							 i ? " " : "", 'a' + k, i);
+		ok(sora_msgs_store(conn, inbox, all, 1, SORA_MSGS_STORE_ADD, 0, kw[0], 0, &r,
+				   &err), &err);
+		sora_msgs_store_result_free(&r);
+		before = mailbox_modseq(inbox);
+		fails(sora_msgs_store(conn, inbox, all, 3, SORA_MSGS_STORE_ADD,
+				      SORA_IMAP_FLAG_SEEN, kw[1], 0, &r, &err), &err, SORA_ERR_LIMIT);
+		sora_msgs_store_result_free(&r);
+		assert_int_equal(mailbox_modseq(inbox), before);
+		{
+			char bs[24];
+
+			assert_int_equal(q("SELECT count(*) FROM messages WHERE mailbox_id = $1"
+					   " AND updated_modseq > $2", s64(m, inbox),
+					   s64(bs, before), NULL),
+					 0);
+		}
+		ok(sora_msgs_store(conn, inbox, all, 1, SORA_MSGS_STORE_SET, 0, "", 0, &r, &err),
+		   &err);
+		sora_msgs_store_result_free(&r);
+	}
+
 	/* A mailbox that is gone. */
 	fails(sora_msgs_store(conn, inbox + 1000000, all, 1, SORA_MSGS_STORE_ADD, 1, "", 0, &r,
 			      &err), &err, SORA_ERR_CONFLICT);
@@ -1222,6 +1255,35 @@ static void test_open_large(void **state)
 		sora_msgs_open_result_free(&o);
 	}
 	print_message("open of %d messages: best %.1f ms\n", BIG, best);
+	/* For the record: STORE and EXPUNGE of the whole mailbox. */
+	{
+		struct sora_msgs_store_result r;
+		struct sora_msgs_uids ex;
+		uint32_t *all = malloc(BIG * sizeof(*all));
+
+		assert_non_null(all);
+		for (i = 0; i < BIG; i++)
+			all[i] = (uint32_t)i + 1;
+		clock_gettime(CLOCK_MONOTONIC, &t0);
+		ok(sora_msgs_store(conn, inbox, all, BIG, SORA_MSGS_STORE_ADD,
+				   SORA_IMAP_FLAG_DELETED, "", 0, &r, &err), &err);
+		clock_gettime(CLOCK_MONOTONIC, &t1);
+		assert_int_equal(r.state_count, BIG);
+		sora_msgs_store_result_free(&r);
+		print_message("STORE +FLAGS \\Deleted of %d messages: %.1f ms\n", BIG,
+			      (double)(t1.tv_sec - t0.tv_sec) * 1e3 +
+				      (double)(t1.tv_nsec - t0.tv_nsec) / 1e6);
+		counters_exact(acc);
+		clock_gettime(CLOCK_MONOTONIC, &t0);
+		ok(sora_msgs_expunge(conn, inbox, NULL, 0, &ex, NULL, &err), &err);
+		clock_gettime(CLOCK_MONOTONIC, &t1);
+		assert_int_equal(ex.count, BIG);
+		sora_msgs_uids_free(&ex);
+		print_message("EXPUNGE of %d messages: %.1f ms\n", BIG,
+			      (double)(t1.tv_sec - t0.tv_sec) * 1e3 +
+				      (double)(t1.tv_nsec - t0.tv_nsec) / 1e6);
+		free(all);
+	}
 	/* Generous: a regression to one row per message shows as seconds. */
 	assert_true(best < 3000);
 	counters_exact(acc);
