@@ -331,11 +331,17 @@ char *sora_msgs_keywords_normalize(const char *keywords)
  * committed value (after waiting for a concurrent claim), so two sessions
  * never claim the same UID, and because the claim ends at the snapshot's
  * uid_next every claimed UID is in the UID list this statement returns.
- * live: the live messages, read once for all the aggregates. */
+ * The UIDs come as one array (one row and one text value instead of a row
+ * per message) from an index-only scan of messages_mailbox_live_uid_idx,
+ * already in order; the keywords from messages_mailbox_keywords_idx, which
+ * only holds messages that have some (migration 0004). The unseen count is
+ * the trigger-kept one, from the same snapshot. */
 #define SQL_OPEN_HEAD \
 	"WITH mb AS (" \
-	"  SELECT id, uid_validity, uid_next, highest_modseq, coalesce(special_use, '') AS su," \
-	"         noselect, recent_uid FROM mailboxes WHERE account_id = $1 AND name = $2" \
+	"  SELECT b.id, b.uid_validity, b.uid_next, b.highest_modseq," \
+	"         coalesce(b.special_use, '') AS su, b.noselect, b.recent_uid, s.unseen_count" \
+	"    FROM mailboxes b JOIN mailbox_stats s ON s.mailbox_id = b.id" \
+	"   WHERE b.account_id = $1 AND b.name = $2" \
 	")"
 #define SQL_OPEN_CLAIM \
 	", claim AS (" \
@@ -347,17 +353,16 @@ char *sora_msgs_keywords_normalize(const char *keywords)
 	"  RETURNING o.recent_uid" \
 	")"
 #define SQL_OPEN_TAIL(claimed) \
-	", live AS MATERIALIZED (" \
-	"  SELECT uid, flags, keywords FROM messages" \
-	"   WHERE mailbox_id = (SELECT id FROM mb WHERE NOT noselect) AND expunged_at IS NULL" \
-	") " \
-	"SELECT mb.id, mb.uid_validity, mb.uid_next, mb.highest_modseq, mb.su, mb.noselect," \
+	" SELECT mb.id, mb.uid_validity, mb.uid_next, mb.highest_modseq, mb.su, mb.noselect," \
 	"       mb.recent_uid, " claimed "," \
-	"       (SELECT array_agg(uid ORDER BY uid)::text FROM live)," \
-	"       (SELECT min(uid) FROM live WHERE flags & 1 = 0)," \
-	"       (SELECT count(*) FROM live WHERE flags & 1 = 0)," \
+	"       ARRAY(SELECT uid FROM messages" \
+	"              WHERE mailbox_id = mb.id AND expunged_at IS NULL ORDER BY uid)::text," \
+	"       (SELECT min(uid) FROM messages" \
+	"         WHERE mailbox_id = mb.id AND expunged_at IS NULL AND flags & 1 = 0)," \
+	"       mb.unseen_count," \
 	"       (SELECT string_agg(k, ' ' ORDER BY lower(k)) FROM (" \
-	"          SELECT min(k) AS k FROM live, unnest(live.keywords) AS k" \
+	"          SELECT min(k) AS k FROM messages, unnest(keywords) AS k" \
+	"           WHERE mailbox_id = mb.id AND expunged_at IS NULL AND keywords <> '{}'" \
 	"           GROUP BY lower(k) ORDER BY lower(k) LIMIT 256) kw)" \
 	"  FROM mb"
 
