@@ -173,9 +173,9 @@ struct sora_msgs_rows {
 
 /* Reads rows for uids[0..count) (any order, duplicates allowed), expunged
  * ones included. One query per call: callers fetch in batches. The state
- * and basic fields are always filled for found rows (state.keywords is
- * "" for a row not found); want selects the large columns
- * (ENVELOPE, STRUCTURE, HEADERS). */
+ * and basic fields are always filled for found rows (a row not found has
+ * only uid set; its state.keywords is NULL); want selects the large
+ * columns (ENVELOPE, STRUCTURE, HEADERS). */
 int sora_msgs_fetch(struct sora_db_conn *conn, int64_t mailbox_id, const uint32_t *uids,
 		    size_t count, unsigned int want, struct sora_msgs_rows *rows_r,
 		    struct sora_error *err);
