@@ -25,6 +25,14 @@
  * cannot contain a space. The session validates client keywords (atoms, no
  * '\') before calling.
  *
+ * Concurrency: every function that changes messages (STORE, EXPUNGE,
+ * COPY/MOVE) runs in one transaction that first locks the mailbox row (FOR
+ * UPDATE; several mailboxes in ascending id order, so COPY a->b and b->a at
+ * once cannot deadlock), as deliveries do with their UPDATE of uid_next.
+ * Anything else that changes message state must lock the mailbox row
+ * first too. Reads (open, changes, fetch) are one statement each, so one
+ * consistent snapshot.
+ *
  * Blocking: PostgreSQL; worker threads only. Connections are borrowed and
  * left outside any transaction.
  *
@@ -34,7 +42,10 @@
  * Errors (common/core/error.h): 0 or -1 with err set. SORA_ERR_NOT_FOUND:
  * no such mailbox (or a \Noselect one; for COPY/MOVE the target: the session
  * answers NO [TRYCREATE]). SORA_ERR_CONFLICT: the mailbox was deleted or
- * recreated (UIDVALIDITY changed) under the session. Otherwise the
+ * recreated (UIDVALIDITY changed) under the session. SORA_ERR_INVALID: a
+ * mailbox name that mailbox.h refuses. SORA_ERR_LIMIT: a STORE that would
+ * give a message more than SORA_MSGS_KEYWORDS_MAX keywords (nothing is
+ * changed), a COPY that would pass the largest UID. Otherwise the
  * database's class. */
 #ifndef SORA_STORE_MESSAGES_H
 #define SORA_STORE_MESSAGES_H
@@ -59,7 +70,8 @@ struct sora_msgs_mailbox {
 	char *keywords;
 };
 
-/* Keywords listed per mailbox (FLAGS response). */
+/* Keywords listed per mailbox (FLAGS response), and the most one message
+ * may have (STORE answers SORA_ERR_LIMIT beyond). */
 #define SORA_MSGS_KEYWORDS_MAX 256
 
 /* The live (not expunged) UIDs of a mailbox in ascending order: the
@@ -74,7 +86,8 @@ struct sora_msgs_open_result {
 	struct sora_msgs_uids uids;
 	/* UIDs >= first_recent are \Recent in this session (claimed when
 	 * claim_recent; else the unclaimed ones are reported as RECENT count
-	 * only). 0 when none. */
+	 * only: first_recent is then the first unclaimed UID and nothing is
+	 * claimed). 0 when none. recent_count: live UIDs >= first_recent. */
 	uint32_t first_recent;
 	uint32_t recent_count;
 	/* Sequence number of the first message without \Seen, 0 if none. */
@@ -112,13 +125,15 @@ struct sora_msgs_changes {
 	struct sora_msgs_state *changed;
 	size_t changed_count;
 	/* With claim_recent: the first UID claimed as \Recent for this
-	 * session (0 if none). */
+	 * session (0 if none); never below since_uid_next. Added UIDs >=
+	 * first_recent are \Recent in the session. */
 	uint32_t first_recent;
 };
 
 /* Changes of mailbox_id since (since_modseq, since_uid_next). With
  * claim_recent, new UIDs not yet claimed by another session become this
- * session's \Recent. CONFLICT if the mailbox no longer exists. */
+ * session's \Recent. CONFLICT if the mailbox no longer exists or is now
+ * \Noselect. */
 int sora_msgs_changes(struct sora_db_conn *conn, int64_t mailbox_id, uint64_t since_modseq,
 		      uint32_t since_uid_next, bool claim_recent,
 		      struct sora_msgs_changes *ch_r, struct sora_error *err);
@@ -157,7 +172,10 @@ struct sora_msgs_rows {
 };
 
 /* Reads rows for uids[0..count) (any order, duplicates allowed), expunged
- * ones included. One query per call: callers fetch in batches. */
+ * ones included. One query per call: callers fetch in batches. The state
+ * and basic fields are always filled for found rows (a row not found has
+ * only uid set; its state.keywords is NULL); want selects the large
+ * columns (ENVELOPE, STRUCTURE, HEADERS). */
 int sora_msgs_fetch(struct sora_db_conn *conn, int64_t mailbox_id, const uint32_t *uids,
 		    size_t count, unsigned int want, struct sora_msgs_rows *rows_r,
 		    struct sora_error *err);
@@ -183,9 +201,15 @@ struct sora_msgs_store_result {
 };
 
 /* STORE on the live messages among uids[0..count) (ascending, no
- * duplicates). All changed rows get one new modseq. unchangedsince 0 means
- * no UNCHANGEDSINCE; otherwise rows with modseq > unchangedsince are left
- * alone and listed in modified. keywords: space separated, "" for none. */
+ * duplicates). All changed rows get one new modseq; a STORE that changes
+ * nothing takes none (highest_modseq is then the current one). A row is
+ * changed when its flags or its keyword set (compared case-insensitively)
+ * differ; a keyword the message already has keeps its stored spelling.
+ * unchangedsince 0 means no UNCHANGEDSINCE; otherwise rows with modseq >
+ * unchangedsince are left alone and listed in modified (even when the
+ * STORE would not have changed them, RFC 7162 3.1.3). Note that RFC 7162
+ * gives UNCHANGEDSINCE 0 a meaning (it fails for every message): the
+ * session answers that itself. keywords: space separated, "" for none. */
 int sora_msgs_store(struct sora_db_conn *conn, int64_t mailbox_id, const uint32_t *uids,
 		    size_t count, enum sora_msgs_store_op op, unsigned int flags,
 		    const char *keywords, uint64_t unchangedsince,
@@ -215,7 +239,11 @@ struct sora_msgs_copy_result {
  * (normalised UTF-8) of the same account, in one transaction: flags and
  * keywords are kept (\Recent is not), internal date kept, bodies shared
  * (no blob is copied). MOVE expunges the originals in the same
- * transaction. NOT_FOUND if dest does not exist (TRYCREATE). */
+ * transaction. NOT_FOUND if dest does not exist or is \Noselect
+ * (TRYCREATE); CONFLICT if mailbox_id is gone or not the account's. The
+ * copies get consecutive new UIDs from dest's uid_next and one new modseq
+ * of dest; MOVE expunges the originals with one new modseq of the source
+ * (the same one when dest is the source mailbox). */
 int sora_msgs_copy(struct sora_db_conn *conn, int64_t account_id, int64_t mailbox_id,
 		   const uint32_t *uids, size_t count, const char *dest, bool move,
 		   struct sora_msgs_copy_result *res_r, struct sora_error *err);
