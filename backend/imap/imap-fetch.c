@@ -606,6 +606,12 @@ static int load_batch(struct fetch_cmd *f, struct sora_db_conn *db, bool **chang
 		if (sora_msgs_store(db, s->sel->mailbox_id, f->uids + f->next, n, SORA_MSGS_STORE_ADD,
 				    SORA_IMAP_FLAG_SEEN, "", 0, &st, &f->err) < 0)
 			return -1;
+		for (size_t i = 0; i < st.state_count; i++) {
+			if (st.changed != NULL && st.changed[i]) {
+				imap_own_modseq(s->sel, st.highest_modseq);
+				break;
+			}
+		}
 		if (st.state_count > 0) {
 			changed = calloc(n, sizeof(*changed));
 			if (changed != NULL) {

@@ -44,8 +44,7 @@ static void report_expunged(struct imap_cmd *cmd, struct sora_job *job, const st
 	}
 	imap_job_buf(job, &out);
 	sora_buf_free(&out);
-	if (modseq == sel->known_modseq + 1)
-		sel->known_modseq = modseq;
+	imap_own_modseq(sel, modseq);
 }
 
 /* Forces a full sync (EXPUNGE, MOVE, COPY, APPEND want the client to see
@@ -137,8 +136,13 @@ static enum sora_job_status store_run(struct imap_cmd *cmd, struct sora_job *job
 			break;
 	}
 	imap_job_buf(job, &out);
-	if (res.highest_modseq == sel->known_modseq + 1)
-		sel->known_modseq = res.highest_modseq;
+	for (size_t i = 0; i < res.state_count; i++) {
+		/* A STORE that changed nothing took no modseq. */
+		if (res.changed != NULL && res.changed[i]) {
+			imap_own_modseq(sel, res.highest_modseq);
+			break;
+		}
+	}
 	if (res.modified.count > 0) {
 		sora_buf_append_str(&out, cmd->tag);
 		sora_buf_append_str(&out, " OK [MODIFIED ");

@@ -47,6 +47,10 @@ struct imap_selected {
 	/* SEARCHRES: the saved result, ascending UIDs. */
 	uint32_t *saved;
 	size_t saved_count;
+	/* Modseqs this session's own changes took since the last sync: those
+	 * changes were reported already, so the sync skips them. */
+	uint64_t own[32];
+	size_t own_count;
 	/* Registered for change notifications (imap-notify.c). */
 	bool registered;
 };
@@ -146,6 +150,8 @@ void imap_capabilities(struct imap_session *s, struct sora_buf *out);
  * error (RFC 9051 §6.4.8: "BAD"); UIDs that do not exist are skipped. */
 int imap_seqset_uids(struct imap_selected *sel, const struct sora_imap_arg *arg, bool is_uid,
 		     uint32_t **uids_r, size_t *count_r, const char **error_r);
+/* Records a modseq taken by this session's own change (see own[]). */
+void imap_own_modseq(struct imap_selected *sel, uint64_t modseq);
 /* Appends a sorted UID list as a compact set ("1:3,7"). */
 void imap_uidset_append(struct sora_buf *out, const uint32_t *v, size_t n);
 /* Sequence number of uid in the map, 0 if absent. */

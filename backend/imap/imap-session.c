@@ -486,6 +486,27 @@ void imap_uidset_append(struct sora_buf *out, const uint32_t *v, size_t n)
 	}
 }
 
+void imap_own_modseq(struct imap_selected *sel, uint64_t modseq)
+{
+	if (modseq == 0)
+		return;
+	if (modseq == sel->known_modseq + 1 && sel->own_count == 0) {
+		/* Nothing else happened in between: simply move on. */
+		sel->known_modseq = modseq;
+		return;
+	}
+	if (sel->own_count < sizeof(sel->own) / sizeof(sel->own[0]))
+		sel->own[sel->own_count++] = modseq;
+}
+
+static bool own_change(const struct imap_selected *sel, uint64_t modseq)
+{
+	for (size_t i = 0; i < sel->own_count; i++)
+		if (sel->own[i] == modseq)
+			return true;
+	return false;
+}
+
 int imap_sync(struct imap_cmd *cmd, struct sora_job *job, struct sora_db_conn *db,
 	      bool allow_expunge)
 {
@@ -554,7 +575,7 @@ int imap_sync(struct imap_cmd *cmd, struct sora_job *job, struct sora_db_conn *d
 		const struct sora_msgs_state *st = &ch.changed[i];
 		uint32_t seq = imap_seq_of(sel, st->uid);
 
-		if (seq == 0)
+		if (seq == 0 || own_change(sel, st->modseq))
 			continue;
 		sora_buf_printf(&out, "* %u FETCH (UID %u FLAGS ", seq, st->uid);
 		imap_flags_format(&out, st->flags, st->keywords,
@@ -577,6 +598,7 @@ int imap_sync(struct imap_cmd *cmd, struct sora_job *job, struct sora_db_conn *d
 	}
 	if (ch.highest_modseq > sel->known_modseq)
 		sel->known_modseq = ch.highest_modseq;
+	sel->own_count = 0;
 	if (ch.uid_next > sel->known_uid_next)
 		sel->known_uid_next = ch.uid_next;
 	ret = imap_job_buf(job, &out);
@@ -636,6 +658,8 @@ static void cmd_done(struct sora_conn *c, void *arg)
 	}
 	if (s->idling) {
 		s->idle_sync_running = false;
+		/* Input waits for DONE again (it may be buffered already). */
+		sora_conn_resume(c);
 		idle_maybe_sync(s);
 		return;
 	}

@@ -350,6 +350,10 @@ static enum sora_job_status login_work(struct sora_job *job, void *arg)
 			goto out;
 		}
 		found = authcid;
+	} else {
+		/* The credential as stored (the "+detail"-less one when the
+		 * detail was dropped). */
+		found = sora_str_c(j->ref.address);
 	}
 	if (sora_accounts_authenticate(db, found, password, j->password_len, &match, &j->ref,
 				       &j->err) != 0) {
