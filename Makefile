@@ -48,6 +48,10 @@ $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -MMD -MP -c $< -o $@
 
+# The migrations are embedded with .incbin, which the compiler's dependency
+# files do not see.
+$(BUILD)/obj/backend/store/migrations-embed.o: $(wildcard backend/store/migrations/*.sql)
+
 $(LIB_COMMON): $(call obj,$(COMMON_SRC))
 	@mkdir -p $(dir $@)
 	@rm -f $@; ar rcs $@ $^

@@ -95,15 +95,12 @@ bool imap_append_literal(struct imap_session *s, const struct sora_imap_command 
 		sora_imap_parser_refuse_literal(p);
 		return true;
 	}
-	if (lit->size > append_limit(s) || lit->binary) {
+	/* A literal8 (~{n}, RFC 3516 §4.4) is stored as it is, NULs and all. */
+	if (lit->size > append_limit(s)) {
 		sora_imap_parser_refuse_literal(p);
 		imap_append_abort(s);
-		if (lit->binary)
-			sora_conn_printf(s->c, "%.*s NO Binary literals are not accepted by APPEND.\r\n", tl,
-					 partial->tag.p);
-		else
-			sora_conn_printf(s->c, "%.*s NO [TOOBIG] Message larger than APPENDLIMIT %llu.\r\n",
-					 tl, partial->tag.p, (unsigned long long)append_limit(s));
+		sora_conn_printf(s->c, "%.*s NO [TOOBIG] Message larger than APPENDLIMIT %llu.\r\n",
+				 tl, partial->tag.p, (unsigned long long)append_limit(s));
 		return true;
 	}
 	if (lit->streamed) {

@@ -326,6 +326,11 @@ static int plan_section(struct fetch_cmd *f, const struct sora_msgs_row *row,
 		bool nul;
 
 		if (sec->path_len == 0) {
+			/* The whole message: no transfer encoding to undo. */
+			if (sec->kind == SORA_FETCH_KIND_BINARY_SIZE) {
+				sora_buf_printf(out, "%" PRIu64, mime->size);
+				return 0;
+			}
 			off = 0;
 			len = mime->size;
 			goto plain;
@@ -544,11 +549,28 @@ struct emit {
 	struct sora_job *job;
 };
 
+/* Body bytes go out in plain literals, which may not contain NUL (RFC
+ * 3501 §4.3; only BINARY's literal8 may): a NUL in a stored body (APPEND
+ * of a literal8) is sent as 0x80, as Dovecot does. */
 static int emit_cb(void *ctx, const void *data, size_t len)
 {
 	struct emit *e = ctx;
+	const char *p = data;
 
-	return sora_job_write(e->job, data, len) < 0 ? -1 : 0;
+	while (len > 0) {
+		const char *nul = memchr(p, '\0', len);
+		size_t run = nul != NULL ? (size_t)(nul - p) : len;
+
+		if (run > 0 && sora_job_write(e->job, p, run) < 0)
+			return -1;
+		if (nul == NULL)
+			break;
+		if (sora_job_write(e->job, "\x80", 1) < 0)
+			return -1;
+		p = nul + 1;
+		len -= run + 1;
+	}
+	return 0;
 }
 
 /* Sends planned pieces; 1 when the output is full (come back later), 0
@@ -796,7 +818,7 @@ void imap_cmd_fetch(struct imap_session *s, const struct sora_imap_command *cmd,
 	if (f->spec.vanished)
 		f->vanished_set = sora_str_dup(cmd->args[0].str);
 	if (f->spec.items & SORA_FETCH_MODSEQ)
-		s->condstore = true;
+		imap_condstore_used(s);
 	if (s->sel->readonly)
 		f->spec.sets_seen = false;
 	f->want = want_of(&f->spec, s->condstore);

@@ -144,6 +144,7 @@ struct list_cmd {
 	char *reference;            /* UTF-8 */
 	char **patterns;            /* UTF-8, reference joined */
 	size_t pattern_count;
+	struct sora_buf *out;       /* run(): the reply being built */
 };
 
 static void list_free(struct imap_cmd *cmd)
@@ -165,18 +166,122 @@ static bool list_matches(const struct list_cmd *l, const char *name)
 	return false;
 }
 
-/* Whether a subscribed mailbox lies below name (RECURSIVEMATCH, LSUB). */
-static bool has_subscribed_child(const struct sora_mailbox_list *all, size_t i)
+/* RECURSIVEMATCH (RFC 5258 §3): whether a subscribed name below entry i
+ * does not match the patterns itself, so that entry i is reported with
+ * CHILDINFO ("SUBSCRIBED") on its behalf. */
+static bool subscribed_child_unmatched(const struct list_cmd *l, const struct sora_mailbox_list *all,
+				       size_t i)
 {
 	size_t n = strlen(all->items[i].name);
 
 	for (size_t k = i + 1; k < all->count; k++) {
-		if (strncmp(all->items[k].name, all->items[i].name, n) != 0)
+		const char *name = all->items[k].name;
+
+		if (strncmp(name, all->items[i].name, n) != 0)
 			break;
-		if (all->items[k].name[n] == SORA_MAILBOX_DELIMITER && all->items[k].subscribed)
+		if (name[n] == SORA_MAILBOX_DELIMITER && all->items[k].subscribed &&
+		    !list_matches(l, name))
 			return true;
 	}
 	return false;
+}
+
+static const struct sora_mailbox_info *find_name(const struct sora_mailbox_list *all, const char *name)
+{
+	size_t lo = 0, hi = all->count;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int c = strcmp(all->items[mid].name, name);
+
+		if (c == 0)
+			return &all->items[mid];
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return NULL;
+}
+
+struct list_out {
+	struct sora_buf *out;
+	const char *sep;
+};
+
+static void attr(struct list_out *o, bool cond, const char *text)
+{
+	if (!cond)
+		return;
+	sora_buf_printf(o->out, "%s%s", o->sep, text);
+	o->sep = " ";
+}
+
+static void list_line(struct list_cmd *l, const struct sora_mailbox_info *m, bool childinfo)
+{
+	struct imap_session *s = l->base.s;
+	struct sora_buf *out = l->out;
+	struct list_out o = { out, "" };
+	bool subscribed_attr = m->subscribed && ((l->ret & LR_SUBSCRIBED) || (l->sel & LS_SUBSCRIBED));
+
+	sora_buf_printf(out, "* %s (", l->lsub ? "LSUB" : "LIST");
+	if (l->lsub) {
+		attr(&o, m->noselect || m->nonexistent, "\\Noselect");
+	} else {
+		attr(&o, m->nonexistent, "\\NonExistent");
+		attr(&o, m->noselect && !m->nonexistent, "\\Noselect");
+		attr(&o, !m->nonexistent && m->has_children, "\\HasChildren");
+		attr(&o, !m->nonexistent && !m->has_children, "\\HasNoChildren");
+		attr(&o, subscribed_attr, "\\Subscribed");
+	}
+	/* Special-use attributes always (RFC 6154 §2: servers SHOULD). */
+	attr(&o, m->special_use[0] != '\0', m->special_use);
+	sora_buf_append_str(out, ") \"/\" ");
+	imap_mailbox_write(s, out, m->name);
+	if (childinfo)
+		sora_buf_append_str(out, " (\"CHILDINFO\" (\"SUBSCRIBED\"))");
+	sora_buf_append_str(out, "\r\n");
+}
+
+/* LSUB (RFC 3501 §6.3.9): a name that matches only because '%' stopped at
+ * a delimiter is shown as \Noselect when it is not subscribed itself but
+ * something below it is. */
+static void lsub_parents(struct list_cmd *l, const struct sora_mailbox_list *all,
+			 const struct sora_mailbox_info *m, char **shown, size_t *nshown)
+{
+	char buf[SORA_MAILBOX_NAME_MAX + 1];
+	size_t len = strlen(m->name);
+
+	if (len >= sizeof(buf))
+		return;
+	memcpy(buf, m->name, len + 1);
+	for (size_t cut = len; cut > 0; cut--) {
+		const struct sora_mailbox_info *p;
+		struct sora_mailbox_info fake;
+		bool seen = false;
+
+		if (buf[cut] != SORA_MAILBOX_DELIMITER)
+			continue;
+		buf[cut] = '\0';
+		if (!list_matches(l, buf))
+			continue;
+		p = find_name(all, buf);
+		if (p != NULL && p->subscribed)
+			continue;
+		for (size_t i = 0; i < *nshown; i++)
+			if (strcmp(shown[i], buf) == 0)
+				seen = true;
+		if (seen || *nshown >= 256)
+			continue;
+		shown[*nshown] = strdup(buf);
+		if (shown[*nshown] == NULL)
+			return;
+		(*nshown)++;
+		memset(&fake, 0, sizeof(fake));
+		fake.name = buf;
+		fake.noselect = true;
+		list_line(l, &fake, false);
+	}
 }
 
 static enum sora_job_status list_run(struct imap_cmd *cmd, struct sora_job *job,
@@ -187,54 +292,42 @@ static enum sora_job_status list_run(struct imap_cmd *cmd, struct sora_job *job,
 	struct sora_mailbox_list all;
 	struct sora_buf out = { 0 };
 	const char *verb = l->lsub ? "LSUB" : "LIST";
+	char *shown[256];
+	size_t nshown = 0;
+	bool subscribed_only = l->lsub || (l->sel & LS_SUBSCRIBED);
 
-	if (l->pattern_count == 1 && l->patterns[0][0] == '\0' && !l->lsub) {
+	if (l->pattern_count == 1 && l->patterns[0][0] == '\0' && !l->extended) {
 		/* LIST "" "": the hierarchy delimiter and root. */
-		sora_job_printf(job, "* LIST (\\Noselect) \"/\" \"\"\r\n%s OK List completed.\r\n",
-				cmd->tag);
+		sora_job_printf(job, "* %s (\\Noselect) \"/\" \"\"\r\n%s OK %s completed.\r\n", verb,
+				cmd->tag, l->lsub ? "Lsub" : "List");
 		return SORA_JOB_DONE;
 	}
 	if (sora_mailbox_list(db, s->account_id, &all, &cmd->err) < 0) {
 		imap_job_error(job, cmd, verb, &cmd->err);
 		return SORA_JOB_DONE;
 	}
+	l->out = &out;
 	for (size_t i = 0; i < all.count; i++) {
 		const struct sora_mailbox_info *m = &all.items[i];
-		bool child_sub = false;
-		const char *sep = "";
+		bool matches = list_matches(l, m->name);
+		bool childinfo = false;
 
-		if (!list_matches(l, m->name))
-			continue;
-		if (l->lsub || (l->sel & LS_SUBSCRIBED)) {
-			child_sub = (l->sel & LS_RECURSIVEMATCH) && has_subscribed_child(&all, i);
-			if (!m->subscribed && !child_sub)
+		if (subscribed_only) {
+			if (l->lsub && m->subscribed && !matches)
+				lsub_parents(l, &all, m, shown, &nshown);
+			if (!matches)
 				continue;
+			if (!l->lsub && (l->sel & LS_RECURSIVEMATCH))
+				childinfo = subscribed_child_unmatched(l, &all, i);
+			if (!m->subscribed && !childinfo)
+				continue;
+		} else if (!matches || m->nonexistent) {
+			continue;
 		}
 		if ((l->sel & LS_SPECIALUSE) && m->special_use[0] == '\0')
 			continue;
-		sora_buf_printf(&out, "* %s (", verb);
-#define ATTR(cond, text) \
-	if (cond) { \
-		sora_buf_printf(&out, "%s%s", sep, text); \
-		sep = " "; \
-	}
-		ATTR(m->noselect, "\\Noselect")
-		if (!l->lsub) {
-			ATTR(m->has_children, "\\HasChildren")
-			ATTR(!m->has_children, "\\HasNoChildren")
-			ATTR(m->subscribed && (l->ret & LR_SUBSCRIBED || l->sel & LS_SUBSCRIBED),
-			     "\\Subscribed")
-		}
-		ATTR(m->special_use[0] != '\0' && (!l->extended || (l->ret & LR_SPECIALUSE) ||
-						   (l->sel & LS_SPECIALUSE) || !l->lsub),
-		     m->special_use)
-#undef ATTR
-		sora_buf_append_str(&out, ") \"/\" ");
-		imap_mailbox_write(s, &out, m->name);
-		if (child_sub && !l->lsub)
-			sora_buf_append_str(&out, " (\"CHILDINFO\" (\"SUBSCRIBED\"))");
-		sora_buf_append_str(&out, "\r\n");
-		if ((l->ret & LR_STATUS) && !m->noselect) {
+		list_line(l, m, childinfo);
+		if ((l->ret & LR_STATUS) && !m->noselect && !m->nonexistent) {
 			struct sora_error err;
 
 			/* A mailbox deleted meanwhile just has no STATUS. */
@@ -243,6 +336,8 @@ static enum sora_job_status list_run(struct imap_cmd *cmd, struct sora_job *job,
 		if (out.len > 32768 && imap_job_buf(job, &out) < 0)
 			break;
 	}
+	for (size_t i = 0; i < nshown; i++)
+		free(shown[i]);
 	sora_mailbox_list_free(&all);
 	imap_job_buf(job, &out);
 	sora_buf_free(&out);
@@ -265,8 +360,11 @@ static char *pattern_arg(struct imap_session *s, const struct sora_imap_arg *arg
 		if (sora_buf_append(&b, v.p, v.len) < 0)
 			return NULL;
 	} else if (sora_imap_mutf7_to_utf8(v, &b, &error) < 0) {
-		sora_buf_free(&b);
-		return NULL;
+		/* Not valid modified UTF-7: the pattern is taken as it is
+		 * (it then matches nothing that is stored in UTF-8). */
+		sora_buf_reset(&b);
+		if (sora_buf_append(&b, v.p, v.len) < 0)
+			return NULL;
 	}
 	if (sora_buf_append(&b, "", 1) < 0) {
 		sora_buf_free(&b);
@@ -661,7 +759,7 @@ void imap_cmd_status(struct imap_session *s, const struct sora_imap_command *cmd
 		return;
 	m->status_items = items;
 	if (items & ST_HIGHESTMODSEQ)
-		s->condstore = true;
+		imap_condstore_used(s);
 	imap_cmd_submit(s, &m->base);
 }
 
@@ -778,7 +876,8 @@ static enum sora_job_status select_run(struct imap_cmd *cmd, struct sora_job *jo
 	sel->uids = r.uids.uids;
 	sel->count = sel->cap = r.uids.count;
 	r.uids.uids = NULL;
-	sel->first_recent = sc->readonly ? 0 : r.first_recent;
+	/* EXAMINE shows the unclaimed \Recent messages without claiming. */
+	sel->first_recent = r.first_recent;
 
 	sora_buf_append_str(&out, "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft");
 	if (r.mailbox.keywords != NULL && r.mailbox.keywords[0] != '\0')
@@ -792,8 +891,7 @@ static enum sora_job_status select_run(struct imap_cmd *cmd, struct sora_job *jo
 			sora_buf_printf(&out, " %s", r.mailbox.keywords);
 		sora_buf_append_str(&out, " \\*)] Flags permitted.\r\n");
 	}
-	sora_buf_printf(&out, "* %zu EXISTS\r\n* %u RECENT\r\n", sel->count,
-			sc->readonly ? 0 : r.recent_count);
+	sora_buf_printf(&out, "* %zu EXISTS\r\n* %u RECENT\r\n", sel->count, r.recent_count);
 	if (r.first_unseen_seq != 0)
 		sora_buf_printf(&out, "* OK [UNSEEN %u] First unseen.\r\n", r.first_unseen_seq);
 	sora_buf_printf(&out, "* OK [UIDVALIDITY %u] UIDs valid\r\n* OK [UIDNEXT %u] Predicted next UID\r\n",

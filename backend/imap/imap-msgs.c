@@ -204,7 +204,7 @@ void imap_cmd_store(struct imap_session *s, const struct sora_imap_command *cmd,
 			goto bad;
 		}
 		st->has_unchangedsince = true;
-		s->condstore = true;
+		imap_condstore_used(s);
 		a++;
 	}
 	if (a + 2 != cmd->args_count || !sora_imap_arg_atom(&cmd->args[a], &item))
@@ -371,6 +371,12 @@ static enum sora_job_status copy_run(struct imap_cmd *cmd, struct sora_job *job,
 		if (code.len > 0)
 			sora_job_printf(job, "* OK %.*sMoved UIDs.\r\n", (int)code.len, code.data);
 		report_expunged(cmd, job, &res.src_uids, res.source_modseq);
+		/* A move into the selected mailbox itself shows up at once. */
+		if (!full_sync(cmd, job, db)) {
+			sora_buf_free(&code);
+			sora_msgs_copy_result_free(&res);
+			return SORA_JOB_DONE;
+		}
 		sora_job_printf(job, "%s OK Move completed.\r\n", cmd->tag);
 	} else {
 		if (!full_sync(cmd, job, db)) {
@@ -539,8 +545,32 @@ static enum sora_job_status search_run(struct imap_cmd *cmd, struct sora_job *jo
 				sora_buf_append_str(&out, " ALL ");
 				number_list(&out, sel, res.uids.uids, visible, cmd->uid, true);
 			}
-			if (p->has_modseq && visible > 0)
-				sora_buf_printf(&out, " MODSEQ %" PRIu64, res.highest_modseq);
+			if (p->has_modseq && visible > 0) {
+				uint64_t modseq = res.highest_modseq;
+
+				/* With only MIN and/or MAX the modseq is that of
+				 * the messages returned (RFC 7162 §3.1.5). */
+				if ((r & (SORA_SEARCH_RETURN_ALL | SORA_SEARCH_RETURN_COUNT)) == 0) {
+					uint32_t pick[2];
+					size_t np = 0;
+					struct sora_msgs_rows rows = { 0 };
+
+					if (r & SORA_SEARCH_RETURN_MIN)
+						pick[np++] = res.uids.uids[0];
+					if (r & SORA_SEARCH_RETURN_MAX)
+						pick[np++] = res.uids.uids[visible - 1];
+					if (np > 0 && sora_msgs_fetch(db, sel->mailbox_id, pick, np,
+								      SORA_MSGS_WANT_STATE, &rows,
+								      &cmd->err) == 0) {
+						modseq = 0;
+						for (size_t i = 0; i < rows.count; i++)
+							if (rows.rows[i].state.modseq > modseq)
+								modseq = rows.rows[i].state.modseq;
+					}
+					sora_msgs_rows_free(&rows);
+				}
+				sora_buf_printf(&out, " MODSEQ %" PRIu64, modseq);
+			}
 			sora_buf_append_str(&out, "\r\n");
 		}
 	} else {
@@ -587,6 +617,6 @@ void imap_cmd_search(struct imap_session *s, const struct sora_imap_command *cmd
 		return;
 	}
 	if (sc->prog.has_modseq)
-		s->condstore = true;
+		imap_condstore_used(s);
 	imap_cmd_submit(s, &sc->base);
 }

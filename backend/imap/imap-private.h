@@ -70,6 +70,9 @@ struct imap_session {
 	char user[SORA_IMAP_LOGIN_SIZE];
 	/* ENABLE (RFC 5161) */
 	bool condstore;              /* CONDSTORE enabled, or a CONDSTORE-using command */
+	/* A command just turned CONDSTORE on while a mailbox is selected:
+	 * the job first sends "* OK [HIGHESTMODSEQ n]" (RFC 7162 §3.1). */
+	bool announce_modseq;
 	bool qresync;
 	bool utf8;                   /* UTF8=ACCEPT */
 	struct imap_selected *sel;
@@ -142,6 +145,8 @@ void imap_job_error(struct sora_job *job, const struct imap_cmd *cmd, const char
  * cmd->err set. */
 int imap_sync(struct imap_cmd *cmd, struct sora_job *job, struct sora_db_conn *db,
 	      bool allow_expunge);
+/* Loop: a command uses CONDSTORE (MODSEQ, CHANGEDSINCE, UNCHANGEDSINCE). */
+void imap_condstore_used(struct imap_session *s);
 /* Appends the logged-in capability list. */
 void imap_capabilities(struct imap_session *s, struct sora_buf *out);
 /* Sequence set -> UIDs of the selected mailbox (ascending, unique):

@@ -9,6 +9,7 @@
 #include "backend/backend.h"
 #include "backend/imap/imap-private.h"
 #include "backend/imap/imap.h"
+#include "backend/store/deliver.h"
 #include "backend/store/mailbox.h"
 #include "common/config/config.h"
 #include "common/proto/cmdline.h"
@@ -197,14 +198,15 @@ int imap_flags_parse(const struct sora_imap_arg *arg, bool allow_single, unsigne
 		     struct sora_buf *kw, const char **error_r)
 {
 	*flags_r = 0;
-	if (arg->type == SORA_IMAP_ARG_ATOM && allow_single)
+	/* NIL is the keyword "NIL" here (an atom that happens to spell NIL). */
+	if ((arg->type == SORA_IMAP_ARG_ATOM || arg->type == SORA_IMAP_ARG_NIL) && allow_single)
 		return flag_one(arg->str, flags_r, kw, error_r);
 	if (arg->type != SORA_IMAP_ARG_LIST) {
 		*error_r = "Flags must be a parenthesised list.";
 		return -1;
 	}
 	for (size_t i = 0; i < arg->list_count; i++) {
-		if (arg->list[i].type != SORA_IMAP_ARG_ATOM) {
+		if (arg->list[i].type != SORA_IMAP_ARG_ATOM && arg->list[i].type != SORA_IMAP_ARG_NIL) {
 			*error_r = "Flags are atoms.";
 			return -1;
 		}
@@ -610,6 +612,13 @@ out:
 
 /* ---- jobs ------------------------------------------------------------------ */
 
+void imap_condstore_used(struct imap_session *s)
+{
+	if (!s->condstore && s->sel != NULL)
+		s->announce_modseq = true;
+	s->condstore = true;
+}
+
 static enum sora_job_status cmd_work(struct sora_job *job, void *arg)
 {
 	struct imap_cmd *cmd = arg;
@@ -625,6 +634,11 @@ static enum sora_job_status cmd_work(struct sora_job *job, void *arg)
 		sora_job_printf(job, "%s NO [UNAVAILABLE] Temporary failure, try again later.\r\n",
 				cmd->tag);
 		return SORA_JOB_DONE;
+	}
+	if (cmd->s->announce_modseq && cmd->s->sel != NULL) {
+		cmd->s->announce_modseq = false;
+		sora_job_printf(job, "* OK [HIGHESTMODSEQ %llu] Highest\r\n",
+				(unsigned long long)cmd->s->sel->known_modseq);
 	}
 	st = cmd->run(cmd, job, db);
 	sora_db_release(&db);
@@ -798,12 +812,12 @@ static void cmd_enable(struct imap_session *s, const struct sora_imap_command *c
 			return;
 		}
 		if (sora_str_ieq_c(cap, "CONDSTORE") && !s->condstore) {
-			s->condstore = true;
+			imap_condstore_used(s);
 			sora_buf_append_str(&out, " CONDSTORE");
 		} else if (sora_str_ieq_c(cap, "QRESYNC") && !s->qresync) {
 			/* QRESYNC implies CONDSTORE (RFC 7162 §3.2.3). */
 			s->qresync = true;
-			s->condstore = true;
+			imap_condstore_used(s);
 			sora_buf_append_str(&out, " QRESYNC");
 		} else if (sora_str_ieq_c(cap, "UTF8=ACCEPT") && !s->utf8) {
 			s->utf8 = true;
@@ -1072,19 +1086,46 @@ static size_t session_input(struct sora_conn *c, const char *data, size_t len)
 
 /* ---- life cycle -------------------------------------------------------------- */
 
+/* After login: INBOX always exists (RFC 3501 §5.1), so an account that
+ * never received mail gets its default mailboxes now; then the tagged OK.
+ * One indexed query when they exist already. */
+static enum sora_job_status login_run(struct imap_cmd *cmd, struct sora_job *job,
+				      struct sora_db_conn *db)
+{
+	struct imap_session *s = cmd->s;
+	struct sora_buf caps = { 0 };
+
+	if (sora_store_ensure_default_mailboxes(db, s->account_id, NULL, &cmd->err) < 0) {
+		sora_warn(sora_conn_log_ctx(s->c), "cannot create the default mailboxes: %s",
+			  cmd->err.msg);
+		sora_job_printf(job, "%s NO [UNAVAILABLE] Temporary failure, try again later.\r\n",
+				cmd->tag);
+		s->state = IMAP_STATE_LOGOUT;
+		return SORA_JOB_DONE;
+	}
+	imap_capabilities(s, &caps);
+	sora_job_printf(job, "%s OK [CAPABILITY %.*s] Logged in.\r\n", cmd->tag, (int)caps.len,
+			caps.data);
+	sora_buf_free(&caps);
+	return SORA_JOB_DONE;
+}
+
 static void authenticated(struct sora_conn *c, struct sora_str tag, const struct sora_imap_login *login)
 {
 	struct imap_session *s = sess(c);
-	struct sora_buf caps = { 0 };
+	struct imap_cmd *cmd = calloc(1, sizeof(*cmd));
+	struct sora_imap_command pc = { .tag = tag };
 
 	s->state = IMAP_STATE_AUTH;
 	s->account_id = login->account_id;
 	sora_strlcpy(s->user, login->user, sizeof(s->user));
-	imap_capabilities(s, &caps);
-	sora_conn_printf(c, "%.*s OK [CAPABILITY %.*s] Logged in.\r\n", (int)tag.len, tag.p,
-			 (int)caps.len, caps.data);
-	sora_buf_free(&caps);
-	sora_conn_resume(c);
+	if (cmd == NULL) {
+		sora_conn_printf(c, "%.*s NO [UNAVAILABLE] Out of memory.\r\n", (int)tag.len, tag.p);
+		sora_conn_close(c, SORA_CLOSE_ERROR);
+		return;
+	}
+	imap_cmd_init(cmd, s, &pc, "LOGIN", login_run);
+	imap_cmd_submit(s, cmd);
 }
 
 static struct sora_db_pool *backend_pool(void)

@@ -23,11 +23,14 @@
  * backslashes are literal: standard_conforming_strings is on by default
  * since PostgreSQL 9.1 and the pool does not change it. */
 static const char sql_create_defaults[] =
-	"INSERT INTO mailboxes (account_id, name, special_use) "
-	"SELECT $1, v.name, v.special_use FROM (VALUES "
-	"('INBOX', NULL), ('Sent', '\\Sent'), ('Drafts', '\\Drafts'), ('Junk', '\\Junk'), "
-	"('Trash', '\\Trash'), ('Archive', '\\Archive')) AS v (name, special_use) "
-	"WHERE NOT EXISTS (SELECT 1 FROM mailboxes WHERE account_id = $1 AND name = 'INBOX') "
+	"WITH ins AS ("
+	"  INSERT INTO mailboxes (account_id, name, special_use) "
+	"  SELECT $1, v.name, v.special_use FROM (VALUES "
+	"  ('INBOX', NULL), ('Sent', '\\Sent'), ('Drafts', '\\Drafts'), ('Junk', '\\Junk'), "
+	"  ('Trash', '\\Trash'), ('Archive', '\\Archive')) AS v (name, special_use) "
+	"  WHERE NOT EXISTS (SELECT 1 FROM mailboxes WHERE account_id = $1 AND name = 'INBOX') "
+	"  ON CONFLICT (account_id, name) DO NOTHING RETURNING account_id, name"
+	") INSERT INTO mailbox_subscriptions (account_id, name) SELECT account_id, name FROM ins "
 	"ON CONFLICT (account_id, name) DO NOTHING";
 
 static const char sql_inbox_id[] =
@@ -221,7 +224,7 @@ void sora_store_delivery_key(const struct sora_store_message *m, struct sora_str
 /* Both statements insert a new copy the same way: the messages row, its
  * searchable text (shared by every copy of the body) and, unless the store
  * is direct, the pending_uploads row. They share parameters $1 (account)
- * and $4..$25 (row_params_fill); $2 and $3 and anything after $25 are
+ * and $4..$26 (row_params_fill); $2 and $3 and anything after $26 are
  * their own. mb is a relation (id, uid, modseq) holding the mailbox and
  * the allocated UID and modseq; FLAGS, KEYWORDS and IDATE are SQL
  * expressions for the state columns. Statements whose text differs only
@@ -232,12 +235,13 @@ void sora_store_delivery_key(const struct sora_store_message *m, struct sora_str
 	"         subject, message_id, in_reply_to, references_hdr, from_text, to_text, cc_text," \
 	"         bcc_text, sort_subject, sort_from, sort_to, sort_cc, sort_display_from,"     \
 	"         sort_display_to, envelope, bodystructure, raw_headers, created_modseq,"      \
-	"         updated_modseq, flags, keywords, internal_date)"                             \
+	"         updated_modseq, flags, keywords, internal_date, sent_tz)"                    \
 	"  SELECT $1::bigint, mb.id, mb.uid, $4::text, $5::bigint,"                            \
 	"         to_timestamp($6::double precision), $7::text, $8::text, $9::text, $10::text," \
 	"         $11::text, $12::text, $13::text, $14::text, $15::text, $16::text, $17::text," \
 	"         $18::text, $19::text, $20::text, $21::jsonb, $22::jsonb, $23::bytea,"         \
-	"         mb.modseq, mb.modseq, " FLAGS ", " KEYWORDS ", " IDATE " FROM mb"          \
+	"         mb.modseq, mb.modseq, " FLAGS ", " KEYWORDS ", " IDATE ", $26::smallint"    \
+	"  FROM mb"                                                                          \
 	"  RETURNING id, uid"                                                                \
 	"), c AS ("                                                                          \
 	"  INSERT INTO message_contents (content_hash, text_body)"                           \
@@ -250,15 +254,15 @@ void sora_store_delivery_key(const struct sora_store_message *m, struct sora_str
 	")"
 
 /* Parameters of the shared part; APPEND adds four. */
-#define ROW_PARAMS 25
-#define APPEND_PARAMS 29
+#define ROW_PARAMS 26
+#define APPEND_PARAMS 30
 
 /* The values of one row's parameters and the memory behind them. */
 struct row_params {
 	const char *values[APPEND_PARAMS];
 	int lengths[APPEND_PARAMS];
 	int formats[APPEND_PARAMS];
-	char size[24], sent[32];
+	char size[24], sent[32], tz[8];
 	struct sora_buf bodystructure, headers;
 };
 
@@ -335,7 +339,7 @@ static void row_params_free(struct row_params *rp)
 	sora_buf_free(&rp->headers);
 }
 
-/* Fills $4..$25 for a copy of m with prefix (staged as ref). The one place
+/* Fills $4..$26 for a copy of m with prefix (staged as ref). The one place
  * that knows how a parsed message becomes a row. */
 static int row_params_fill(struct row_params *rp, struct sora_store_message *m,
 			   struct sora_str prefix, const struct sora_blob_ref *ref,
@@ -381,6 +385,9 @@ static int row_params_fill(struct row_params *rp, struct sora_store_message *m,
 	values[23] = buf_param(&m->meta.text_body);
 	/* A direct store (fs) stored the body already: nothing to upload. */
 	values[24] = sora_blob_store_direct(blobs) ? NULL : instance_id;
+	/* The Date header's zone: SEARCH SENT* compare the date as written. */
+	snprintf(rp->tz, sizeof(rp->tz), "%d", m->meta.has_sent_date ? m->meta.sent_tz_min : 0);
+	values[25] = rp->tz;
 	return 0;
 }
 
@@ -489,7 +496,7 @@ static const char sql_insert[] =
 
 #define INSERT_PARAMS ROW_PARAMS
 /* Prepared once per connection under this name. */
-#define DELIVER_STMT "sora_deliver_v3"
+#define DELIVER_STMT "sora_deliver_v4"
 
 int sora_store_warm_conn(struct sora_db_conn *conn, struct sora_error *err)
 {
@@ -696,17 +703,17 @@ static const char sql_append_lock[] =
 	" WHERE account_id = $1::bigint AND name = $2::text AND NOT noselect"
 	" RETURNING id, uid_validity, uid_next - $3::bigint, highest_modseq";
 
-/* One appended row: $2 mailbox id, $3 UID, $26 modseq, $27 flags, $28
- * keywords (normalised, space-separated, "" for none), $29 internal date
+/* One appended row: $2 mailbox id, $3 UID, $27 modseq, $28 flags, $29
+ * keywords (normalised, space-separated, "" for none), $30 internal date
  * (seconds, NULL for now). */
 static const char sql_append_row[] =
 	"WITH mb AS ("
-	"  SELECT $2::bigint AS id, $3::bigint AS uid, $26::bigint AS modseq"
-	SQL_ROW("$27::integer", "string_to_array($28::text, ' ')",
-		"coalesce(to_timestamp($29::double precision), now())")
+	"  SELECT $2::bigint AS id, $3::bigint AS uid, $27::bigint AS modseq"
+	SQL_ROW("$28::integer", "string_to_array($29::text, ' ')",
+		"coalesce(to_timestamp($30::double precision), now())")
 	" SELECT id FROM msg";
 
-#define APPEND_STMT "sora_append_v1"
+#define APPEND_STMT "sora_append_v2"
 
 /* RFC 3501 date-time covers years 1..9999. */
 #define IDATE_MIN INT64_C(-62135596800)
@@ -821,10 +828,10 @@ int sora_store_append(struct sora_db_conn *conn, struct sora_blob_store *blobs,
 		rp.values[0] = acc;
 		rp.values[1] = mbid;
 		rp.values[2] = uid;
-		rp.values[25] = modseq;
-		rp.values[26] = flags;
-		rp.values[27] = keywords[i].data != NULL ? keywords[i].data : "";
-		rp.values[28] = it->internal_date != 0 ? idate : NULL;
+		rp.values[26] = modseq;
+		rp.values[27] = flags;
+		rp.values[28] = keywords[i].data != NULL ? keywords[i].data : "";
+		rp.values[29] = it->internal_date != 0 ? idate : NULL;
 		if (sora_db_exec_prepared(conn, SORA_DB_CLASS_WRITE, APPEND_STMT, sql_append_row,
 					  APPEND_PARAMS, rp.values, rp.lengths, rp.formats, 0, &r,
 					  NULL, err) < 0) {

@@ -293,10 +293,19 @@ static int finish(struct sora_db_conn *conn, int rc, struct sora_error *err)
 
 /* ---- LIST ---- */
 
+/* Mailboxes with their subscription, then subscribed names that have no
+ * mailbox (\NonExistent in LIST (SUBSCRIBED)), in one byte-ordered list. */
 static const char sql_list[] =
-	"SELECT m.id, m.name, m.noselect, m.subscribed, coalesce(m.special_use, ''), "
-	"EXISTS (SELECT 1 FROM mailboxes c WHERE c.parent_id = m.id) "
-	"FROM mailboxes m WHERE m.account_id = $1 ORDER BY m.name";
+	"SELECT m.id, m.name, m.noselect, s.name IS NOT NULL, coalesce(m.special_use, ''), "
+	"EXISTS (SELECT 1 FROM mailboxes c WHERE c.parent_id = m.id), false "
+	"FROM mailboxes m LEFT JOIN mailbox_subscriptions s "
+	"  ON s.account_id = m.account_id AND s.name = m.name "
+	"WHERE m.account_id = $1 "
+	"UNION ALL "
+	"SELECT 0, s.name, true, true, '', false, true FROM mailbox_subscriptions s "
+	"WHERE s.account_id = $1 AND NOT EXISTS "
+	"  (SELECT 1 FROM mailboxes m WHERE m.account_id = $1 AND m.name = s.name) "
+	"ORDER BY 2";
 
 int sora_mailbox_list(struct sora_db_conn *conn, int64_t account_id,
 		      struct sora_mailbox_list *list_r, struct sora_error *err)
@@ -333,6 +342,7 @@ int sora_mailbox_list(struct sora_db_conn *conn, int64_t account_id,
 		mb->subscribed = PQgetvalue(res, i, 3)[0] == 't';
 		snprintf(mb->special_use, sizeof(mb->special_use), "%s", PQgetvalue(res, i, 4));
 		mb->has_children = PQgetvalue(res, i, 5)[0] == 't';
+		mb->nonexistent = PQgetvalue(res, i, 6)[0] == 't';
 	}
 	PQclear(res);
 	return 0;
@@ -503,6 +513,17 @@ int sora_mailbox_delete(struct sora_db_conn *conn, int64_t account_id, const cha
 static const char sql_rename_tree[] =
 	"UPDATE mailboxes SET name = $3 || substr(name, length($2) + 1), updated_at = now() "
 	"WHERE account_id = $1 AND (name = $2 OR starts_with(name, $2 || '/'))";
+/* Subscriptions of the subtree follow it (a client that shows subscribed
+ * folders keeps showing the renamed ones); a name already subscribed under
+ * the new name stays as it is. */
+static const char sql_rename_subscriptions[] =
+	"INSERT INTO mailbox_subscriptions (account_id, name) "
+	"SELECT account_id, $3 || substr(name, length($2) + 1) FROM mailbox_subscriptions "
+	"WHERE account_id = $1 AND (name = $2 OR starts_with(name, $2 || '/')) "
+	"ON CONFLICT (account_id, name) DO NOTHING";
+static const char sql_drop_subscriptions[] =
+	"DELETE FROM mailbox_subscriptions WHERE account_id = $1 "
+	"AND (name = $2 OR starts_with(name, $2 || '/'))";
 static const char sql_set_parent[] =
 	"UPDATE mailboxes SET parent_id = $2 WHERE id = $1";
 /* INBOX: the new mailbox continues INBOX's UIDs; INBOX keeps its UIDNEXT
@@ -558,7 +579,9 @@ static int rename_locked(struct sora_db_conn *conn, const char *acc, const char 
 	{
 		const char *params[3] = { acc, old_name, new_name };
 
-		if (exec(conn, sql_rename_tree, 3, params, NULL, err) < 0)
+		if (exec(conn, sql_rename_tree, 3, params, NULL, err) < 0 ||
+		    exec(conn, sql_rename_subscriptions, 3, params, NULL, err) < 0 ||
+		    exec(conn, sql_drop_subscriptions, 2, params, NULL, err) < 0)
 			return -1;
 	}
 	fmt_i64(parent, parent_id);
@@ -591,26 +614,30 @@ int sora_mailbox_rename(struct sora_db_conn *conn, int64_t account_id, const cha
 /* ---- SUBSCRIBE ---- */
 
 static const char sql_subscribe[] =
-	"UPDATE mailboxes SET subscribed = $3, updated_at = now() "
-	"WHERE account_id = $1 AND name = $2 RETURNING id";
+	"INSERT INTO mailbox_subscriptions (account_id, name) VALUES ($1, $2) "
+	"ON CONFLICT (account_id, name) DO NOTHING";
+static const char sql_unsubscribe[] =
+	"DELETE FROM mailbox_subscriptions WHERE account_id = $1 AND name = $2 RETURNING name";
 
 int sora_mailbox_subscribe(struct sora_db_conn *conn, int64_t account_id, const char *name,
 			   bool subscribed, struct sora_error *err)
 {
 	char norm[SORA_MAILBOX_NAME_MAX + 1], acc[I64_SIZE];
-	const char *params[3] = { acc, norm, subscribed ? "true" : "false" };
+	const char *params[2] = { acc, norm };
 	PGresult *res = NULL;
 	int n;
 
 	if (sora_mailbox_name_normalize(name, norm, sizeof(norm), err) < 0)
 		return -1;
 	fmt_i64(acc, account_id);
-	if (exec(conn, sql_subscribe, 3, params, &res, err) < 0)
+	if (subscribed)
+		return exec(conn, sql_subscribe, 2, params, NULL, err) < 0 ? -1 : 0;
+	if (exec(conn, sql_unsubscribe, 2, params, &res, err) < 0)
 		return -1;
 	n = PQntuples(res);
 	PQclear(res);
 	if (n != 1)
-		return sora_error_set(err, SORA_ERR_NOT_FOUND, "no such mailbox");
+		return sora_error_set(err, SORA_ERR_NOT_FOUND, "not subscribed");
 	return 0;
 }
 

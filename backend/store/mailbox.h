@@ -27,8 +27,12 @@
  *     HIGHESTMODSEQ) and leaves INBOX empty, with its children untouched
  *     (RFC 3501 6.3.5); the new name may be under INBOX ("INBOX/old"). INBOX
  *     gets a new UIDVALIDITY; its expunged rows stay with it.
- *   - Subscriptions are a flag on the mailbox (mailboxes.subscribed, true on
- *     creation): subscribing a name that does not exist is NOT_FOUND.
+ *   - Subscriptions are names of their own (mailbox_subscriptions,
+ *     migration 0004): any valid name may be subscribed, existing or not,
+ *     and a subscription outlives DELETE of its mailbox. CREATE does not
+ *     subscribe; the default mailboxes are subscribed when created. RENAME
+ *     moves the subtree's subscriptions along. UNSUBSCRIBE of a name that
+ *     is not subscribed is NOT_FOUND.
  *   - Blobs are never deleted here: bodies are content-addressed and may be
  *     shared; the janitor owns them.
  *
@@ -73,6 +77,9 @@ struct sora_mailbox_info {
 	bool noselect;                   /* \Noselect */
 	bool has_children;               /* \HasChildren, else \HasNoChildren */
 	bool subscribed;                 /* \Subscribed (LIST-EXTENDED) / LSUB */
+	/* A subscribed name without a mailbox (\NonExistent): id 0,
+	 * noselect and subscribed set. */
+	bool nonexistent;
 	char special_use[SORA_MAILBOX_SPECIAL_USE_SIZE];  /* "\Sent" or "" */
 };
 

@@ -502,59 +502,158 @@ static int b64_feed(struct sora_msg_cte_decoder *d, const unsigned char *in, siz
 	return sora_buf_append(out, chunk, n);
 }
 
-/* Quoted-printable. An "=" and the two bytes after it wait in pend until
- * they are complete: "=\r\n" and "=\n" are soft line breaks, "=XY" a hex
- * escape; anything else keeps the "=" and the two bytes are read again as
- * ordinary input (at most one level of re-reading: two bytes can never
- * complete another escape by themselves). White space before a line break,
- * which RFC 2045 says to drop, is kept: it changes nothing a substring
- * search would find. */
+/* Quoted-printable (RFC 2045 6.7), byte by byte so any split of the input
+ * decodes the same:
+ *  - "=XY" is the byte XY (hex, either case);
+ *  - "=" at the end of a line, optionally followed by white space
+ *    (transport padding), is a soft line break: nothing is output;
+ *  - white space at the end of a line is dropped (rule 3);
+ *  - anything else after "=" is kept as it was ("= x", "=G1").
+ * Line ends are kept as they came (CRLF or a bare LF). White space is
+ * held in ws until the next byte says whether it was trailing; a run
+ * longer than ws is passed on in pieces (such lines are not QP anyway). */
+enum { QP_TEXT = 0, QP_CR, QP_EQ, QP_EQ_HEX, QP_EQ_WS, QP_EQ_CR };
+
+static int qp_out(struct sora_buf *out, const void *p, size_t n)
+{
+	return n > 0 ? sora_buf_append(out, p, n) : 0;
+}
+
+static int qp_flush_ws(struct sora_msg_cte_decoder *d, struct sora_buf *out)
+{
+	int rc = qp_out(out, d->ws, d->nws);
+
+	d->nws = 0;
+	return rc;
+}
+
+static int qp_byte(struct sora_msg_cte_decoder *d, unsigned char c, struct sora_buf *out)
+{
+	for (;;) {
+		switch (d->qp_state) {
+		case QP_TEXT:
+			if (c == ' ' || c == '\t') {
+				if (d->nws == sizeof(d->ws) && qp_flush_ws(d, out) < 0)
+					return -1;
+				d->ws[d->nws++] = (char)c;
+				return 0;
+			}
+			if (c == '\r') {
+				d->qp_state = QP_CR;
+				return 0;
+			}
+			if (c == '\n') {
+				d->nws = 0;
+				return qp_out(out, "\n", 1);
+			}
+			if (qp_flush_ws(d, out) < 0)
+				return -1;
+			if (c == '=') {
+				d->qp_state = QP_EQ;
+				d->npend = 0;
+				return 0;
+			}
+			return qp_out(out, &c, 1);
+		case QP_CR:
+			d->qp_state = QP_TEXT;
+			if (c == '\n') {
+				d->nws = 0;
+				return qp_out(out, "\r\n", 2);
+			}
+			if (qp_flush_ws(d, out) < 0 || qp_out(out, "\r", 1) < 0)
+				return -1;
+			continue;     /* c again, as text */
+		case QP_EQ:
+			if (sora_hex_value(c) >= 0) {
+				d->pend[0] = (char)c;
+				d->qp_state = QP_EQ_HEX;
+				return 0;
+			}
+			if (c == ' ' || c == '\t') {
+				d->ws[0] = (char)c;
+				d->nws = 1;
+				d->qp_state = QP_EQ_WS;
+				return 0;
+			}
+			if (c == '\r') {
+				d->qp_state = QP_EQ_CR;
+				return 0;
+			}
+			d->qp_state = QP_TEXT;
+			if (c == '\n')
+				return 0;     /* soft line break */
+			if (qp_out(out, "=", 1) < 0)
+				return -1;
+			continue;
+		case QP_EQ_HEX:
+			d->qp_state = QP_TEXT;
+			if (sora_hex_value(c) >= 0) {
+				char ch = (char)(sora_hex_value((unsigned char)d->pend[0]) * 16 + sora_hex_value(c));
+
+				return qp_out(out, &ch, 1);
+			}
+			if (qp_out(out, "=", 1) < 0 || qp_out(out, d->pend, 1) < 0)
+				return -1;
+			continue;
+		case QP_EQ_WS:
+			if (c == ' ' || c == '\t') {
+				if (d->nws < sizeof(d->ws)) {
+					d->ws[d->nws++] = (char)c;
+					return 0;
+				}
+				/* Not padding any more: keep it all. */
+				d->qp_state = QP_TEXT;
+				if (qp_out(out, "=", 1) < 0)
+					return -1;
+				continue;
+			}
+			if (c == '\r') {
+				d->nws = 0;
+				d->qp_state = QP_EQ_CR;
+				return 0;
+			}
+			if (c == '\n') {
+				d->nws = 0;
+				d->qp_state = QP_TEXT;
+				return 0;     /* soft line break after padding */
+			}
+			d->qp_state = QP_TEXT;
+			if (qp_out(out, "=", 1) < 0 || qp_flush_ws(d, out) < 0)
+				return -1;
+			continue;
+		case QP_EQ_CR:
+			d->qp_state = QP_TEXT;
+			if (c == '\n')
+				return 0;     /* soft line break */
+			if (qp_out(out, "=\r", 2) < 0)
+				return -1;
+			continue;
+		}
+		return 0;
+	}
+}
+
 static int qp_feed(struct sora_msg_cte_decoder *d, const unsigned char *in, size_t len,
 		   struct sora_buf *out)
 {
-	size_t i = 0;
+	for (size_t i = 0; i < len; i++) {
+		/* Fast path: plain text outside any pending state. */
+		if (d->qp_state == QP_TEXT && d->nws == 0) {
+			size_t run = 0;
 
-	while (i < len) {
-		unsigned char a, b;
-
-		if (d->npend == 0) {
-			const unsigned char *eq = memchr(in + i, '=', len - i);
-			size_t run = eq != NULL ? (size_t)(eq - (in + i)) : len - i;
-
-			if (sora_buf_append(out, in + i, run) < 0)
-				return -1;
-			i += run;
-			if (eq != NULL) {
-				d->pend[0] = '=';
-				d->npend = 1;
-				i++;
+			while (i + run < len && in[i + run] != '=' && in[i + run] != ' ' &&
+			       in[i + run] != '\t' && in[i + run] != '\r' && in[i + run] != '\n')
+				run++;
+			if (run > 0) {
+				if (qp_out(out, in + i, run) < 0)
+					return -1;
+				i += run;
+				if (i == len)
+					break;
 			}
-			continue;
 		}
-		d->pend[d->npend++] = (char)in[i++];
-		if (d->npend == 2) {
-			if (d->pend[1] == '\n')
-				d->npend = 0;
-			continue;
-		}
-		a = (unsigned char)d->pend[1];
-		b = (unsigned char)d->pend[2];
-		d->npend = 0;
-		if (a == '\r' && b == '\n')
-			continue;
-		if (sora_hex_value((unsigned char)a) >= 0 && sora_hex_value((unsigned char)b) >= 0) {
-			char ch = (char)(sora_hex_value((unsigned char)a) * 16 + sora_hex_value((unsigned char)b));
-
-			if (sora_buf_append(out, &ch, 1) < 0)
-				return -1;
-			continue;
-		}
-		{
-			const unsigned char again[2] = { a, b };
-
-			if (sora_buf_append(out, "=", 1) < 0 || qp_feed(d, again, 2, out) < 0)
-				return -1;
-		}
+		if (qp_byte(d, in[i], out) < 0)
+			return -1;
 	}
 	return 0;
 }
@@ -577,9 +676,29 @@ int sora_msg_cte_finish(struct sora_msg_cte_decoder *d, struct sora_buf *out)
 {
 	int rc = 0;
 
-	/* An escape cut off by the end of the part is kept as it was. */
-	if (d->cte == SORA_MSG_CTE_QP && d->npend > 0)
-		rc = sora_buf_append(out, d->pend, d->npend);
+	/* An escape cut off by the end of the part is kept as it was; white
+	 * space at the very end is trailing, so dropped. */
+	if (d->cte == SORA_MSG_CTE_QP) {
+		switch (d->qp_state) {
+		case QP_CR:
+			rc = qp_out(out, "\r", 1);
+			break;
+		case QP_EQ:
+		case QP_EQ_WS:
+			rc = qp_out(out, "=", 1);
+			break;
+		case QP_EQ_HEX:
+			rc = qp_out(out, "=", 1) < 0 ? -1 : qp_out(out, d->pend, 1);
+			break;
+		case QP_EQ_CR:
+			rc = qp_out(out, "=\r", 2);
+			break;
+		default:
+			break;
+		}
+	}
+	d->qp_state = QP_TEXT;
+	d->nws = 0;
 	d->npend = 0;
 	d->nbits = 0;
 	d->bits = 0;
@@ -696,6 +815,47 @@ static int put_sort_display(struct sora_buf *out, const struct sora_mime_address
 	return rc;
 }
 
+/* Appends "\nName <local@domain>, <local2@domain2>": the addresses of a
+ * list in normalised form, after the decoded header value, so a SEARCH
+ * for "local@domain" matches however the header wrote it (Dovecot
+ * searches the parsed addresses the same way). */
+static int put_addresses(struct sora_buf *out, const struct sora_mime_address *list)
+{
+	struct sora_buf tmp;
+	const char *sep = "\n";
+	int rc = 0;
+
+	if (list == NULL)
+		return 0;
+	sora_buf_init(&tmp, 0);
+	for (const struct sora_mime_address *a = list; a != NULL && rc == 0; a = a->next) {
+		if (a->domain.p == NULL || a->mailbox.p == NULL)
+			continue;   /* group markers */
+		rc = sora_buf_append_str(&tmp, sep);
+		if (rc == 0 && a->name.p != NULL && a->name.len > 0) {
+			rc = sora_mime_decode_header(a->name, SORA_MIME_DECODE_VALID_UTF8, &tmp);
+			if (rc == 0)
+				rc = sora_buf_append(&tmp, " ", 1);
+		}
+		if (rc == 0)
+			rc = sora_buf_append(&tmp, "<", 1);
+		if (rc == 0)
+			rc = sora_buf_append(&tmp, a->mailbox.p, a->mailbox.len);
+		if (rc == 0 && a->domain.len > 0) {
+			rc = sora_buf_append(&tmp, "@", 1);
+			if (rc == 0)
+				rc = sora_buf_append(&tmp, a->domain.p, a->domain.len);
+		}
+		if (rc == 0)
+			rc = sora_buf_append(&tmp, ">", 1);
+		sep = ", ";
+	}
+	if (rc == 0)
+		rc = utf8_clean_capped(sora_buf_str(&tmp), SORA_MSG_FIELD_MAX, out);
+	sora_buf_free(&tmp);
+	return rc;
+}
+
 int sora_msg_meta_headers(const struct sora_mime_message *msg, struct sora_msg_meta *meta)
 {
 	const struct sora_mime_part *root = msg->root;
@@ -707,6 +867,7 @@ int sora_msg_meta_headers(const struct sora_mime_message *msg, struct sora_msg_m
 		return 0;
 	meta->has_sent_date = false;
 	if (sora_msg_date_parse(env->raw[SORA_MIME_ENV_DATE], &meta->sent_date, &tz) == 0) {
+		meta->sent_tz_min = tz;
 		/* PostgreSQL timestamps span years 4713 BC..294276 AD, IMAP
 		 * clients 1..9999: keep what both can show. */
 		const int64_t min_t = days_from_civil(1, 1, 1) * 86400;
@@ -718,9 +879,13 @@ int sora_msg_meta_headers(const struct sora_mime_message *msg, struct sora_msg_m
 	    put_raw(&meta->message_id, env->raw[SORA_MIME_ENV_MESSAGE_ID]) < 0 ||
 	    put_raw(&meta->in_reply_to, env->raw[SORA_MIME_ENV_IN_REPLY_TO]) < 0 ||
 	    put_decoded(&meta->from_text, env->raw[SORA_MIME_ENV_FROM]) < 0 ||
+	    put_addresses(&meta->from_text, env->addr[SORA_MIME_ENV_FROM]) < 0 ||
 	    put_decoded(&meta->to_text, env->raw[SORA_MIME_ENV_TO]) < 0 ||
+	    put_addresses(&meta->to_text, env->addr[SORA_MIME_ENV_TO]) < 0 ||
 	    put_decoded(&meta->cc_text, env->raw[SORA_MIME_ENV_CC]) < 0 ||
+	    put_addresses(&meta->cc_text, env->addr[SORA_MIME_ENV_CC]) < 0 ||
 	    put_decoded(&meta->bcc_text, env->raw[SORA_MIME_ENV_BCC]) < 0 ||
+	    put_addresses(&meta->bcc_text, env->addr[SORA_MIME_ENV_BCC]) < 0 ||
 	    sora_msg_base_subject(sora_buf_str(&meta->subject), &meta->sort_subject) < 0 ||
 	    put_sort_mailbox(&meta->sort_from, env->addr[SORA_MIME_ENV_FROM]) < 0 ||
 	    put_sort_mailbox(&meta->sort_to, env->addr[SORA_MIME_ENV_TO]) < 0 ||

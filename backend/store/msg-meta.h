@@ -9,7 +9,13 @@
  *    joined by "\n"), for SEARCH SUBJECT/FROM/TO/CC/BCC substring matches;
  *  - message_id, in_reply_to, references_hdr: the raw unfolded values;
  *  - sent_date: the Date header as an instant (NULL if it does not parse
- *    or lies outside the years 1..9999);
+ *    or lies outside the years 1..9999), and sent_tz its zone, so SEARCH
+ *    SENTBEFORE/SENTON/SENTSINCE compare the date as the sender wrote it
+ *    (RFC 3501: "disregarding time and timezone");
+ *  - from_text, to_text, cc_text and bcc_text also hold the addresses in
+ *    normalised form ("Name <local@domain>", one per line after the
+ *    decoded value), so SEARCH FROM finds "user@domain" however the
+ *    header spelled it (comments, routes, quoting);
  *  - sort_subject: the RFC 5256 base subject (not case-folded: SORT compares
  *    it with a case-insensitive collation);
  *  - sort_from/sort_to/sort_cc: the addr-mailbox (local part) of the first
@@ -46,6 +52,7 @@
 struct sora_msg_meta {
 	bool has_sent_date;
 	int64_t sent_date;      /* seconds since the epoch, UTC */
+	int sent_tz_min;        /* the Date header's zone, minutes east of UTC */
 
 	struct sora_buf subject;
 	struct sora_buf message_id;
@@ -108,8 +115,13 @@ struct sora_msg_cte_decoder {
 	uint32_t bits;
 	int nbits;
 	bool b64_end;
+	int qp_state;
 	char pend[3];
 	size_t npend;
+	/* quoted-printable: white space not yet known to be trailing (RFC
+	 * 2045 6.7 rule 3 drops it before a line break). */
+	char ws[64];
+	size_t nws;
 };
 
 /* encoding: the lowercased token from the part (p == NULL for none). */

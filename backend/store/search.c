@@ -661,7 +661,10 @@ static void emit_key(struct compiler *c, const struct sora_imap_search_key *k, u
 	case SORA_SEARCH_SENTBEFORE:
 	case SORA_SEARCH_SENTON:
 	case SORA_SEARCH_SENTSINCE:
-		emit_date(c, "coalesce(m.sent_date, m.internal_date)", k->type, (int64_t)k->number);
+		/* The date as the sender wrote it: the instant moved by the
+		 * header's own zone, compared with UTC day boundaries. */
+		emit_date(c, "coalesce(m.sent_date + m.sent_tz * interval '1 minute', m.internal_date)",
+			  k->type, (int64_t)k->number);
 		break;
 	case SORA_SEARCH_OLDER:
 	case SORA_SEARCH_YOUNGER:

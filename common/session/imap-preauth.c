@@ -32,14 +32,15 @@
 #include "common/session/imap-front.h"
 #include "common/session/preauth.h"
 
-#define IMAP_MAX_LINE 8192
+/* ID may carry 30 pairs of 1024-byte values (RFC 2971 §3.3): about 32 KiB. */
+#define IMAP_MAX_LINE 65536
 #define PREAUTH_MAX_LITERAL 8192
 #define LOGIN_DB_ACQUIRE_MS 10000
 
 static const struct sora_imap_parser_params preauth_params = {
 	.max_line = IMAP_MAX_LINE,
-	.max_atom = IMAP_MAX_LINE,
-	.max_quoted = IMAP_MAX_LINE,
+	.max_atom = 8192,
+	.max_quoted = 8192,
 	.max_literal = PREAUTH_MAX_LITERAL,
 	.max_inline_literal = PREAUTH_MAX_LITERAL,
 	.max_nonsync_literal = PREAUTH_MAX_LITERAL,

@@ -19,6 +19,10 @@ from sorafix.imap import ImapBackend
 # not advertised (SORT, THREAD, ESORT, CONTEXT=SORT, NOTIFY, URLAUTH,
 # CATENATE) are skipped by the runner on their own.
 EXCLUDE = {
+    "append-binary": "APPEND of a literal8 whose part has Content-Transfer-Encoding binary and "
+                     "NUL bytes: the script wants the part stored re-encoded as base64 (what "
+                     "Dovecot does), Sora stores the bytes as sent and sends NULs as 0x80 in "
+                     "BODY[] (BINARY[] returns them exactly); re-encoding on APPEND is not built",
 }
 
 _users = itertools.count(1)
@@ -26,15 +30,14 @@ _users = itertools.count(1)
 
 @pytest.fixture(scope="module")
 def backend(pg, tmp_path_factory):
-    from sorafix.common import SoraServer  # noqa: F401 (fixture helpers)
     dbname = "imaptest_%d" % free_port()
     pg.create_db(dbname)
     tmp = tmp_path_factory.mktemp("imaptest")
     servers = []
 
     def make(binary, config_text, wait_ports=(), name=None):
-        from sorafix.common import SoraServer as S
-        s = S(binary, str(tmp), config_text, name=name or binary)
+        from sorafix.common import SoraServer as S, bin_path
+        s = S(bin_path(binary), str(tmp), config_text, name=name or binary)
         s.start(wait_ports)
         servers.append(s)
         return s

@@ -32,3 +32,29 @@ CREATE INDEX messages_mailbox_live_uid_idx ON messages (mailbox_id, uid) INCLUDE
     WHERE expunged_at IS NULL;
 CREATE INDEX messages_mailbox_keywords_idx ON messages (mailbox_id) INCLUDE (keywords)
     WHERE expunged_at IS NULL AND keywords <> '{}';
+
+-- 3. Subscriptions become names of their own (RFC 3501 6.3.6, RFC 5258):
+--    a client may subscribe to a name that does not exist (yet), and a
+--    subscription outlives DELETE of its mailbox, which LIST (SUBSCRIBED)
+--    then shows as \NonExistent. CREATE no longer subscribes (clients that
+--    want it send SUBSCRIBE); the default mailboxes are subscribed when
+--    they are created. mailboxes.subscribed carried the old flag: what it
+--    said is copied over, then the column goes.
+CREATE TABLE mailbox_subscriptions (
+    account_id  bigint NOT NULL REFERENCES accounts (id) ON DELETE CASCADE,
+    name        text COLLATE "C" NOT NULL,
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (account_id, name),
+    CONSTRAINT mailbox_subscriptions_name_check CHECK (length(name) BETWEEN 1 AND 1024)
+);
+
+INSERT INTO mailbox_subscriptions (account_id, name)
+    SELECT account_id, name FROM mailboxes WHERE subscribed AND NOT noselect;
+ALTER TABLE mailboxes DROP COLUMN subscribed;
+
+-- 4. messages.sent_tz: the zone of the Date header, minutes east of UTC.
+--    SEARCH SENTBEFORE/SENTON/SENTSINCE compare the date as the sender
+--    wrote it ("disregarding time and timezone", RFC 3501 6.4.4), which
+--    the instant in sent_date alone cannot give back.
+ALTER TABLE messages ADD COLUMN sent_tz smallint NOT NULL DEFAULT 0;
+ALTER TABLE messages ADD CONSTRAINT messages_sent_tz_check CHECK (sent_tz BETWEEN -1440 AND 1440);

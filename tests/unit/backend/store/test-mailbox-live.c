@@ -464,8 +464,29 @@ static void test_subscribe(void **state)
 	ok(sora_mailbox_list(conn, acc, &l, &err), &err);
 	assert_true(find(&l, "Sent")->subscribed);
 	sora_mailbox_list_free(&l);
-	fails(sora_mailbox_subscribe(conn, acc, "Nope", true, &err), &err, SORA_ERR_NOT_FOUND);
+	/* A name without a mailbox may be subscribed (RFC 3501 6.3.6) and is
+	 * listed as \NonExistent; a subscription outlives DELETE. */
+	ok(sora_mailbox_subscribe(conn, acc, "Nope", true, &err), &err);
+	ok(sora_mailbox_create(conn, acc, "Gone", NULL, NULL, &err), &err);
+	ok(sora_mailbox_subscribe(conn, acc, "Gone", true, &err), &err);
+	ok(sora_mailbox_delete(conn, acc, "Gone", &err), &err);
+	ok(sora_mailbox_list(conn, acc, &l, &err), &err);
+	assert_true(find(&l, "Nope")->nonexistent);
+	assert_true(find(&l, "Nope")->subscribed);
+	assert_true(find(&l, "Gone")->nonexistent);
+	assert_false(find(&l, "Sent")->nonexistent);
+	sora_mailbox_list_free(&l);
+	ok(sora_mailbox_subscribe(conn, acc, "Nope", false, &err), &err);
 	fails(sora_mailbox_subscribe(conn, acc, "Nope", false, &err), &err, SORA_ERR_NOT_FOUND);
+	/* CREATE does not subscribe; RENAME takes subscriptions along. */
+	ok(sora_mailbox_create(conn, acc, "Fresh/Child", NULL, NULL, &err), &err);
+	ok(sora_mailbox_subscribe(conn, acc, "Fresh/Child", true, &err), &err);
+	ok(sora_mailbox_rename(conn, acc, "Fresh", "Renamed", &err), &err);
+	ok(sora_mailbox_list(conn, acc, &l, &err), &err);
+	assert_false(find(&l, "Renamed")->subscribed);
+	assert_true(find(&l, "Renamed/Child")->subscribed);
+	assert_null(find(&l, "Fresh/Child"));
+	sora_mailbox_list_free(&l);
 	fails(sora_mailbox_subscribe(conn, acc, "", true, &err), &err, SORA_ERR_INVALID);
 }
 

@@ -175,6 +175,14 @@ static void test_cte(void **state)
 	CHECK_CTE("quoted-printable", "a=4", "a=4");
 	CHECK_CTE("quoted-printable", "end=", "end=");
 	CHECK_CTE("quoted-printable", "x=\ry", "x=\ry");
+	/* RFC 2045 6.7: trailing white space is dropped, "=" plus padding
+	 * before a line break is a soft break (imaptest fetch-binary-mime-qp). */
+	CHECK_CTE("quoted-printable", "hello  \r\nbar", "hello\r\nbar");
+	CHECK_CTE("quoted-printable", "foo\t \t= \r\n=62", "foo\t \tb");
+	CHECK_CTE("quoted-printable", "foo = \t\nbar", "foo bar");
+	CHECK_CTE("quoted-printable", "a = \tb", "a = \tb");
+	CHECK_CTE("quoted-printable", "tail  ", "tail");
+	CHECK_CTE("quoted-printable", "in  side", "in  side");
 	CHECK_CTE("QUOTED-PRINTABLE", "=41=42", "AB");
 	CHECK_CTE("7bit", "as=41is", "as=41is");
 	CHECK_CTE("x-unknown", "aGk=", "aGk=");
@@ -258,9 +266,13 @@ static void test_meta_headers_and_text(void **state)
 	assert_int_equal(meta.sent_date, 1057049557);
 	assert_buf(&meta.subject, "Re: [list] \xc3\xa9l\xc3\xa8ve report (fwd)");
 	assert_buf(&meta.sort_subject, "\xc3\xa9l\xc3\xa8ve report");
-	assert_buf(&meta.from_text, "Andr\xc3\xa9 Pirard <PIRARD@vm1.ulg.ac.be>");
-	assert_buf(&meta.to_text, "Keld <keld@dkuug.dk>, \"B. Smith\" <bs@example.com>");
-	assert_buf(&meta.cc_text, "group: a@b.c, d@e.f;");
+	assert_int_equal(meta.sent_tz_min, 120);
+	/* The decoded value, then the addresses in normalised form. */
+	assert_buf(&meta.from_text, "Andr\xc3\xa9 Pirard <PIRARD@vm1.ulg.ac.be>\n"
+		   "Andr\xc3\xa9 Pirard <PIRARD@vm1.ulg.ac.be>");
+	assert_buf(&meta.to_text, "Keld <keld@dkuug.dk>, \"B. Smith\" <bs@example.com>\n"
+		   "Keld <keld@dkuug.dk>, B. Smith <bs@example.com>");
+	assert_buf(&meta.cc_text, "group: a@b.c, d@e.f;\n<a@b.c>, <d@e.f>");
 	assert_buf(&meta.message_id, "<1234@local.machine.example>");
 	assert_buf(&meta.in_reply_to, "<parent@x>");
 	assert_buf(&meta.references, "<a@x> <parent@x>");
