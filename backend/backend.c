@@ -161,7 +161,7 @@ static void backend_warm_pool(const struct sora_config *cfg)
 			sora_db_release(&conns[i]);
 	}
 	free(conns);
-	sora_debug(NULL, "database: %d connection(s) ready for deliveries", warmed);
+	sora_info(NULL, "database: %d connection(s) ready for deliveries", warmed);
 }
 
 int sora_backend_start(const struct sora_config *cfg, struct sora_net *net, bool check_only,

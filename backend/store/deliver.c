@@ -526,6 +526,7 @@ int sora_store_warm_conn(struct sora_db_conn *conn, struct sora_error *err)
 	values[22] = NULL;
 	formats[22] = 1;
 	values[24] = NULL;
+	values[25] = "0";         /* sent_tz */
 	rc = sora_db_exec_prepared(conn, SORA_DB_CLASS_WRITE, DELIVER_STMT, sql_insert,
 				   INSERT_PARAMS, values, lengths, formats, 0, &r, sqlstate, err);
 	PQclear(r);

@@ -74,6 +74,8 @@
  * arithmetic cannot overflow: day numbers up to the year 10000, intervals
  * of about 3,000 years. Larger values mean the same as these. */
 #define DAY_MAX INT64_C(2932897)
+/* 0001-01-01: PostgreSQL timestamps start in 4713 BC, IMAP dates in year 1. */
+#define DAY_MIN INT64_C(-719162)
 #define SECONDS_MAX 100000000000ull
 
 #define ALL_FLAGS (SORA_IMAP_FLAG_SEEN | SORA_IMAP_FLAG_ANSWERED | SORA_IMAP_FLAG_FLAGGED | \
@@ -449,8 +451,8 @@ static int param_day(struct compiler *c, int64_t day)
 {
 	if (day > DAY_MAX)
 		day = DAY_MAX;
-	if (day < -DAY_MAX)
-		day = -DAY_MAX;
+	if (day < DAY_MIN)
+		day = DAY_MIN;
 	return param_i64(c, day * 86400);
 }
 
@@ -463,8 +465,8 @@ static void emit_date(struct compiler *c, const char *col, enum sora_imap_search
 
 	if (day > DAY_MAX)
 		day = DAY_MAX;
-	if (day < -DAY_MAX)
-		day = -DAY_MAX;
+	if (day < DAY_MIN)
+		day = DAY_MIN;
 	a = param_day(c, day);
 
 	switch (t) {

@@ -108,7 +108,7 @@ def test_imap_bad_commands_end_session(tmp_path, sora_servers, shared_db):
     s = socket.create_connection(("127.0.0.1", port))
     recv_line(s)
     s.sendall(b"a1 FROBNICATE\r\n")
-    assert recv_line(s) == b"a1 BAD Unknown command.\r\n"
+    assert recv_line(s) == b"a1 BAD Unknown command or not valid before login.\r\n"
     s.sendall(b"\r\n")
     assert recv_line(s).startswith(b"* BAD")
     s.sendall(b"a3 NOOP extra\r\nbad{tag NOOP\r\n")
@@ -123,9 +123,9 @@ def test_imap_line_too_long_is_refused(tmp_path, sora_servers, shared_db):
     sora_servers("sora-backend", cfg, [port])
     s = socket.create_connection(("127.0.0.1", port))
     recv_line(s)
-    s.sendall(b"a1 NOOP " + b"x" * 20000)  # no CRLF: buffer cap reached
+    s.sendall(b"a1 NOOP" + (b" " + b"x" * 7000) * 10)  # no CRLF: past the 64 KiB line cap
     rest = recv_all(s)
-    assert b"* BYE Command line too long." in rest
+    assert b"* BYE" in rest and b"too long" in rest, rest
 
 
 def test_pipelined_commands_in_one_packet(tmp_path, sora_servers, shared_db):

@@ -405,9 +405,13 @@ static void test_dates_sizes(void **state)
 	expect(mb, KN(SORA_SEARCH_SINCE, day("2024-03-02")), "2,3,4,5,7");
 	expect(mb, KN(SORA_SEARCH_SINCE, day("2024-03-04")), "4,5,7");
 	/* Beyond every representable date: clamped, not an error. */
-	expect(mb, KN(SORA_SEARCH_SINCE, UINT64_MAX), "");
-	expect(mb, KN(SORA_SEARCH_BEFORE, UINT64_MAX), "1,2,3,4,5,7");
-	expect(mb, KN(SORA_SEARCH_ON, UINT64_MAX), "");
+	expect(mb, KN(SORA_SEARCH_SINCE, (uint64_t)INT64_MAX), "");
+	expect(mb, KN(SORA_SEARCH_BEFORE, (uint64_t)INT64_MAX), "1,2,3,4,5,7");
+	expect(mb, KN(SORA_SEARCH_ON, (uint64_t)INT64_MAX), "");
+	/* Day numbers are signed (imap-search.h): before 1970 is negative. */
+	expect(mb, KN(SORA_SEARCH_SINCE, (uint64_t)(int64_t)-1), "1,2,3,4,5,7");
+	expect(mb, KN(SORA_SEARCH_BEFORE, (uint64_t)(int64_t)-1), "");
+	expect(mb, KN(SORA_SEARCH_SINCE, (uint64_t)INT64_MIN), "1,2,3,4,5,7");
 	/* SENT*: the Date: header, else the internal date. */
 	expect(mb, KN(SORA_SEARCH_SENTBEFORE, day("2024-03-01")), "1");
 	expect(mb, KN(SORA_SEARCH_SENTON, day("2024-02-28")), "1");
