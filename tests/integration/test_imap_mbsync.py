@@ -36,7 +36,8 @@ def test_mbsync_round_trip(imap_backend, tmp_path):
     with smtplib.LMTP("127.0.0.1", b.port, timeout=60) as l:
         for i in range(N):
             l.sendmail("s@example.org", ["bob@example.com"],
-                       simple_message(subject=f"message {i}", body=f"text {i}\r\n").encode())
+                       simple_message(subject=f"message {i}",
+                                      body=f"text {i} " + "x" * 2000 + "\r\n").encode())
     maildir = tmp_path / "mail"
     maildir.mkdir()
     cfg = tmp_path / "mbsyncrc"
@@ -92,8 +93,17 @@ SyncState *
     c.logout()
 
     # Nothing left to do: no message, flag or expunge moves either way.
+    before = sorted(os.path.basename(p) for p in glob.glob(str(maildir / "INBOX" / "*" / "*")))
+    log_len = len(b.server.log())
     out = _mbsync(str(cfg))
     counts = _counts(out)
     if counts is not None:
         assert counts == (0, 0, 0, 0, 0, 0, 0, 0), out[-2000:]
-    assert len(glob.glob(str(maildir / "INBOX" / "*" / "*"))) == N - 5
+    after = sorted(os.path.basename(p) for p in glob.glob(str(maildir / "INBOX" / "*" / "*")))
+    assert after == before
+    # The server sent flags, not bodies: 995 bodies are about 2 MB.
+    from sorafix.common import wait_for
+    wait_for(lambda: "session ended" in b.server.log()[log_len:], what="mbsync session end")
+    sent = [int(x) for x in re.findall(r"proto=imap .*session ended: .* out=(\d+) bytes",
+                                       b.server.log()[log_len:])]
+    assert sent and max(sent) < 200000, sent
