@@ -464,7 +464,7 @@ static int plan_message(struct fetch_cmd *f, const struct sora_msgs_row *row, bo
 	if ((spec->items & SORA_FETCH_FLAGS) || flags_changed) {
 		sora_buf_printf(out, "%sFLAGS ", sep);
 		imap_flags_format(out, row->state.flags, row->state.keywords,
-				  sel->first_recent != 0 && row->uid >= sel->first_recent);
+				  imap_recent(s, row->uid));
 		sep = " ";
 	}
 	if (spec->items & SORA_FETCH_INTERNALDATE) {

@@ -832,7 +832,8 @@ static int select_qresync(struct select_cmd *sc, struct sora_job *job, struct so
 			continue;
 		sora_buf_printf(out, "* %u FETCH (UID %u FLAGS ", seq, st->uid);
 		imap_flags_format(out, st->flags, st->keywords,
-				  sel->first_recent != 0 && st->uid >= sel->first_recent);
+				  !sc->base.s->rev2 && sel->first_recent != 0 &&
+				  st->uid >= sel->first_recent);
 		sora_buf_printf(out, " MODSEQ (%llu))\r\n", (unsigned long long)st->modseq);
 		if (out->len > 32768 && imap_job_buf(job, out) < 0)
 			break;
@@ -891,8 +892,11 @@ static enum sora_job_status select_run(struct imap_cmd *cmd, struct sora_job *jo
 			sora_buf_printf(&out, " %s", r.mailbox.keywords);
 		sora_buf_append_str(&out, " \\*)] Flags permitted.\r\n");
 	}
-	sora_buf_printf(&out, "* %zu EXISTS\r\n* %u RECENT\r\n", sel->count, r.recent_count);
-	if (r.first_unseen_seq != 0)
+	sora_buf_printf(&out, "* %zu EXISTS\r\n", sel->count);
+	/* IMAP4rev2 has neither RECENT nor the UNSEEN code (RFC 9051 E.). */
+	if (!s->rev2)
+		sora_buf_printf(&out, "* %u RECENT\r\n", r.recent_count);
+	if (r.first_unseen_seq != 0 && !s->rev2)
 		sora_buf_printf(&out, "* OK [UNSEEN %u] First unseen.\r\n", r.first_unseen_seq);
 	sora_buf_printf(&out, "* OK [UIDVALIDITY %u] UIDs valid\r\n* OK [UIDNEXT %u] Predicted next UID\r\n",
 			sel->uid_validity, r.mailbox.uid_next);

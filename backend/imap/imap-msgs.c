@@ -123,7 +123,7 @@ static enum sora_job_status store_run(struct imap_cmd *cmd, struct sora_job *job
 		if (!st->silent) {
 			sora_buf_append_str(&out, "FLAGS ");
 			imap_flags_format(&out, m->flags, m->keywords,
-					  sel->first_recent != 0 && m->uid >= sel->first_recent);
+					  imap_recent(s, m->uid));
 			if (cmd->uid || s->condstore)
 				sora_buf_append_str(&out, " ");
 		}
@@ -522,8 +522,10 @@ static enum sora_job_status search_run(struct imap_cmd *cmd, struct sora_job *jo
 			}
 		}
 	}
-	if (p->esearch) {
-		unsigned int r = p->return_opts;
+	if (p->esearch || s->rev2) {
+		/* IMAP4rev2 answers every SEARCH with ESEARCH (RFC 9051
+		 * §6.4.4): no RETURN means RETURN (ALL). */
+		unsigned int r = p->esearch ? p->return_opts : SORA_SEARCH_RETURN_ALL;
 
 		if (r == SORA_SEARCH_RETURN_SAVE) {
 			/* SAVE alone: no ESEARCH response (RFC 5182 §2.4). */

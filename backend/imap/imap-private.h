@@ -74,7 +74,10 @@ struct imap_session {
 	 * the job first sends "* OK [HIGHESTMODSEQ n]" (RFC 7162 §3.1). */
 	bool announce_modseq;
 	bool qresync;
-	bool utf8;                   /* UTF8=ACCEPT */
+	bool utf8;                   /* UTF8=ACCEPT (also implied by IMAP4rev2) */
+	/* ENABLE IMAP4rev2 (RFC 9051): no \Recent, SEARCH answers with
+	 * ESEARCH, mailbox names in UTF-8. */
+	bool rev2;
 	struct imap_selected *sel;
 	/* Set from any thread (posts) when the selected mailbox changed;
 	 * read and cleared by the job that syncs. Atomic. */
@@ -147,6 +150,8 @@ int imap_sync(struct imap_cmd *cmd, struct sora_job *job, struct sora_db_conn *d
 	      bool allow_expunge);
 /* Loop: a command uses CONDSTORE (MODSEQ, CHANGEDSINCE, UNCHANGEDSINCE). */
 void imap_condstore_used(struct imap_session *s);
+/* Whether uid is \Recent in this session (never under IMAP4rev2). */
+bool imap_recent(const struct imap_session *s, uint32_t uid);
 /* Appends the logged-in capability list. */
 void imap_capabilities(struct imap_session *s, struct sora_buf *out);
 /* Sequence set -> UIDs of the selected mailbox (ascending, unique):

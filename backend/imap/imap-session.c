@@ -106,7 +106,7 @@ void imap_capabilities(struct imap_session *s, struct sora_buf *out)
 	uint64_t limit = srv->append_limit > 0 ? srv->append_limit : IMAP_APPEND_LIMIT_DEFAULT;
 
 	sora_buf_printf(out,
-			"IMAP4rev1 SASL-IR LITERAL+ ID ENABLE IDLE NAMESPACE UNSELECT UIDPLUS MOVE "
+			"IMAP4rev1 IMAP4rev2 SASL-IR LITERAL+ ID ENABLE IDLE NAMESPACE UNSELECT UIDPLUS MOVE "
 			"CHILDREN SPECIAL-USE CREATE-SPECIAL-USE LIST-EXTENDED LIST-STATUS STATUS=SIZE "
 			"ESEARCH SEARCHRES WITHIN BINARY MULTIAPPEND APPENDLIMIT=%llu CONDSTORE QRESYNC "
 			"UTF8=ACCEPT",
@@ -581,7 +581,7 @@ int imap_sync(struct imap_cmd *cmd, struct sora_job *job, struct sora_db_conn *d
 			continue;
 		sora_buf_printf(&out, "* %u FETCH (UID %u FLAGS ", seq, st->uid);
 		imap_flags_format(&out, st->flags, st->keywords,
-				  sel->first_recent != 0 && st->uid >= sel->first_recent);
+				  imap_recent(s, st->uid));
 		if (s->condstore)
 			sora_buf_printf(&out, " MODSEQ (%llu)", (unsigned long long)st->modseq);
 		sora_buf_append_str(&out, ")\r\n");
@@ -596,7 +596,9 @@ int imap_sync(struct imap_cmd *cmd, struct sora_job *job, struct sora_db_conn *d
 			sora_error_set(&cmd->err, SORA_ERR_TEMPORARY, "out of memory");
 			goto out;
 		}
-		sora_buf_printf(&out, "* %zu EXISTS\r\n* %u RECENT\r\n", sel->count, recent_count(sel));
+		sora_buf_printf(&out, "* %zu EXISTS\r\n", sel->count);
+		if (!s->rev2)
+			sora_buf_printf(&out, "* %u RECENT\r\n", recent_count(sel));
 	}
 	if (ch.highest_modseq > sel->known_modseq)
 		sel->known_modseq = ch.highest_modseq;
@@ -611,6 +613,11 @@ out:
 }
 
 /* ---- jobs ------------------------------------------------------------------ */
+
+bool imap_recent(const struct imap_session *s, uint32_t uid)
+{
+	return !s->rev2 && s->sel != NULL && s->sel->first_recent != 0 && uid >= s->sel->first_recent;
+}
 
 void imap_condstore_used(struct imap_session *s)
 {
@@ -823,6 +830,12 @@ static void cmd_enable(struct imap_session *s, const struct sora_imap_command *c
 			s->utf8 = true;
 			sora_imap_parser_set_params(sora_imap_front_parser(s->c), &utf8_params);
 			sora_buf_append_str(&out, " UTF8=ACCEPT");
+		} else if (sora_str_ieq_c(cap, "IMAP4rev2") && !s->rev2) {
+			/* RFC 9051: mailbox names are UTF-8 from now on. */
+			s->rev2 = true;
+			s->utf8 = true;
+			sora_imap_parser_set_params(sora_imap_front_parser(s->c), &utf8_params);
+			sora_buf_append_str(&out, " IMAP4rev2");
 		}
 	}
 	sora_conn_printf(s->c, "* ENABLED%.*s\r\n", (int)out.len, out.data != NULL ? out.data : "");

@@ -94,7 +94,7 @@ static void capabilities(struct sora_conn *c, struct sora_buf *out)
 	bool starttls = sora_conn_server(c)->tls_use_starttls && !sora_conn_is_tls(c) &&
 			sora_conn_tls_available(c);
 
-	sora_buf_printf(out, "IMAP4rev1 SASL-IR ID ENABLE IDLE LITERAL-%s",
+	sora_buf_printf(out, "IMAP4rev1 IMAP4rev2 SASL-IR ID ENABLE IDLE LITERAL-%s",
 			starttls ? " STARTTLS" : "");
 	if (login_available(c) && sora_imap_front_login_allowed(c))
 		sora_buf_printf(out, " AUTH=PLAIN");

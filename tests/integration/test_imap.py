@@ -330,3 +330,32 @@ def test_curl_fetches_by_uid(imap_backend):
                          capture_output=True, timeout=30)
     assert out.returncode == 0, out
     assert b"Subject: via curl" in out.stdout and b"curl body" in out.stdout
+
+
+def test_imap4rev2_mode(imap_backend):
+    """ENABLE IMAP4rev2 (RFC 9051): no \\Recent/RECENT, no UNSEEN code,
+    SEARCH answers with ESEARCH, mailbox names are UTF-8."""
+    b = imap_backend.start()
+    b.account("bob@example.com")
+    _fill(b, 3)
+    r = b.raw()
+    assert "IMAP4rev2" in r.greeting
+    r.login("bob@example.com")
+    assert r.cmd("e", "ENABLE IMAP4rev2")[0] == "* ENABLED IMAP4rev2"
+    sel = r.cmd("s", "SELECT INBOX")
+    assert "* 3 EXISTS" in sel and not any("RECENT" in l or "UNSEEN" in l for l in sel), sel
+    f = r.cmd("f", "FETCH 1 FLAGS")
+    assert "\\Recent" not in f[0], f
+    srch = r.cmd("q", "SEARCH ALL")
+    assert srch[0] == '* ESEARCH (TAG "q") ALL 1:3', srch
+    usrch = r.cmd("u", "UID SEARCH SUBJECT nothing-matches")
+    assert usrch[0] == '* ESEARCH (TAG "u") UID', usrch
+    assert r.cmd("c", 'CREATE "Müll"')[-1].startswith("c OK")
+    lst = r.cmd("l", 'LIST "" "M*"')
+    assert lst[0].endswith('"Müll"'), lst
+    r.close()
+    # A rev1 client sees the same mailbox in modified UTF-7.
+    c = b.login("bob@example.com")
+    typ, data = c.list('""', "M*")
+    assert data[0].endswith(b'"M&APw-ll"'), data
+    c.logout()
