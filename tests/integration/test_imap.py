@@ -359,3 +359,116 @@ def test_imap4rev2_mode(imap_backend):
     typ, data = c.list('""', "M*")
     assert data[0].endswith(b'"M&APw-ll"'), data
     c.logout()
+
+
+def test_idle_push_from_another_backend_process(imap_backend, sora_servers):
+    """Two sora-backend processes on one database: a delivery through the
+    second reaches a client idling on the first within a second."""
+    from sorafix.common import free_port
+    b = imap_backend.start()
+    b.account("bob@example.com")
+    _fill(b, 1)
+    lmtp2 = free_port()
+    cfg2 = (f'hostname = "mx2.test"\nevent_loops = 1\nworker_threads = 2\n'
+            + b.pg.config_block(b.dbname)
+            + f'[storage]\nbackend = "fs"\nfs_path = "{b.blobs}"\n'
+            f'[uploader]\npath = "{b.staging}2"\n'
+            f'[servers.lmtp]\naddr = "127.0.0.1:{lmtp2}"\n')
+    sora_servers("sora-backend", cfg2, [lmtp2], name="backend2")
+    r = b.raw()
+    r.login("bob@example.com")
+    r.cmd("s", "SELECT INBOX")
+    r.send("i IDLE\r\n")
+    assert r.line() == "+ idling"
+    import smtplib
+    t0 = time.monotonic()
+    with smtplib.LMTP("127.0.0.1", lmtp2, timeout=15) as l:
+        l.sendmail("s@example.org", ["bob@example.com"], simple_message(subject="via 2").encode())
+    r.sock.settimeout(5)
+    assert r.line() == "* 2 EXISTS"
+    assert time.monotonic() - t0 < 1.0
+    r.send("DONE\r\n")
+    r.until("i")
+    r.close()
+
+
+def test_fetch_memory_limit_keeps_session(imap_backend):
+    """A BINARY section larger than session_memory_limit: NO [LIMIT], and
+    the session goes on."""
+    b = imap_backend.start(imap_extra='session_memory_limit = "64kb"\n')
+    b.account("bob@example.com")
+    big = base64.encodebytes(b"\x01" * 300000).replace(b"\n", b"\r\n").decode()
+    msg = ("From: a@example.org\r\nSubject: big\r\nMIME-Version: 1.0\r\n"
+           "Content-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+           + big)
+    b.deliver("bob@example.com", msg)
+    r = b.raw()
+    r.login("bob@example.com")
+    r.cmd("s", "SELECT INBOX")
+    resp = r.cmd("f", "FETCH 1 BINARY.PEEK[1]")
+    assert resp[-1].startswith("f NO [LIMIT]"), resp[-1]
+    # BODY[] streams from the store and is not limited by it.
+    r.send("g FETCH 1 BODY.PEEK[]\r\n")
+    head = r.line()
+    n = int(re.search(r"\{(\d+)\}$", head).group(1))
+    assert n > 300000
+    r.read_exact(n)
+    assert r.until("g")[-1].startswith("g OK")
+    r.close()
+
+
+def test_qresync_resync_returns_exactly_the_changes(imap_backend):
+    b = imap_backend.start()
+    b.account("bob@example.com")
+    _fill(b, 6)
+    r = b.raw()
+    r.login("bob@example.com")
+    r.cmd("e", "ENABLE QRESYNC")
+    sel = r.cmd("s", "SELECT INBOX")
+    uidvalidity = re.search(r"UIDVALIDITY (\d+)", "\n".join(sel)).group(1)
+    modseq = int(re.search(r"HIGHESTMODSEQ (\d+)", "\n".join(sel)).group(1))
+    r.cmd("l", "LOGOUT")
+    r.close()
+    # Another session changes things: flags on 2 and 5, expunges 3.
+    c = b.login("bob@example.com")
+    c.select("INBOX")
+    c.uid("STORE", "2", "+FLAGS", "(\\Flagged)")
+    c.uid("STORE", "5", "+FLAGS", "(\\Seen)")
+    c.uid("STORE", "3", "+FLAGS", "(\\Deleted)")
+    c.expunge()
+    c.logout()
+    r = b.raw()
+    r.login("bob@example.com")
+    r.cmd("e", "ENABLE QRESYNC")
+    sel = r.cmd("s", f"SELECT INBOX (QRESYNC ({uidvalidity} {modseq} 1:6))")
+    vanished = [l for l in sel if l.startswith("* VANISHED")]
+    fetches = [l for l in sel if l.startswith("* ") and " FETCH " in l]
+    assert vanished == ["* VANISHED (EARLIER) 3"], sel
+    assert len(fetches) == 2, sel
+    assert any("UID 2 " in f and "\\Flagged" in f for f in fetches), fetches
+    assert any("UID 5 " in f and "\\Seen" in f for f in fetches), fetches
+    # CHANGEDSINCE on FETCH gives the same two.
+    f = r.cmd("f", f"UID FETCH 1:* (FLAGS) (CHANGEDSINCE {modseq} VANISHED)")
+    assert [l for l in f if l.startswith("* VANISHED")] == ["* VANISHED (EARLIER) 3"], f
+    assert len([l for l in f if l.startswith("* ") and " FETCH " in l]) == 2, f
+    r.close()
+
+
+def test_rehash_on_login(imap_backend):
+    """A cheaper stored bcrypt hash is upgraded when the user logs in over
+    IMAP (the check runs on a worker)."""
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import crypt
+    b = imap_backend.start()
+    weak = "{BLF-CRYPT}" + crypt.crypt("secret", crypt.mksalt(crypt.METHOD_BLOWFISH, rounds=16))
+    b.admin.ok("accounts", "create", "--email", "old@example.com", "--hash-import", weak)
+    before = b.sql("SELECT password_hash FROM credentials WHERE address = 'old@example.com'")
+    assert "$04$" in before
+    c = b.login("old@example.com", "secret")
+    c.logout()
+    after = b.sql("SELECT password_hash FROM credentials WHERE address = 'old@example.com'")
+    assert after != before and "$04$" not in after, after
+    c = b.login("old@example.com", "secret")
+    c.logout()
