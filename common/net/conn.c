@@ -204,6 +204,28 @@ void sora_conn_set_user(struct sora_conn *c, const char *user)
 	c->log.user = c->user;
 }
 
+static bool ip_trusted(const struct sora_conn *c, const struct sora_ip *ip)
+{
+	const struct sora_server_config *srv = c->listener->srv;
+	const struct sora_config *cfg = sora_net_config(c->listener->net);
+
+	if (srv->trusted_networks.count > 0)
+		return sora_cidr_list_match(&srv->trusted_networks, ip);
+	return sora_cidr_list_match(&cfg->trusted_networks, ip);
+}
+
+const struct sora_ip *sora_conn_link_ip(const struct sora_conn *c)
+{
+	return c->has_link_ip ? &c->link_ip : NULL;
+}
+
+bool sora_conn_link_trusted(const struct sora_conn *c)
+{
+	if (c->is_unix)
+		return true;
+	return c->has_link_ip && ip_trusted(c, &c->link_ip);
+}
+
 bool sora_conn_peer_trusted(const struct sora_conn *c)
 {
 	const struct sora_server_config *srv = c->listener->srv;
@@ -1445,6 +1467,8 @@ void sora_conn__accept(struct sora_loop_listen *ll)
 		len = sizeof(c->local);
 		uv_tcp_getsockname(&c->s.tcp, (struct sockaddr *)&c->local, &len);
 		c->has_peer_ip = sora_ip_from_sockaddr((struct sockaddr *)&c->peer, &c->peer_ip) == 0;
+		c->link_ip = c->peer_ip;
+		c->has_link_ip = c->has_peer_ip;
 		sora_sockaddr_format((struct sockaddr *)&c->peer, c->peer_str, sizeof(c->peer_str));
 		uv_tcp_nodelay(&c->s.tcp, 1);
 	}

@@ -251,6 +251,12 @@ const struct sockaddr *sora_conn_local_addr(const struct sora_conn *c);
 /* True when the peer address is in the server's (or top-level)
  * trusted_networks. Unix-socket peers are trusted. */
 bool sora_conn_peer_trusted(const struct sora_conn *c);
+/* The host connected to us: the peer, or the proxy that sent a PROXY
+ * header (then sora_conn_peer_ip() is the client it spoke for). NULL for
+ * unix sockets. Who may use master credentials is decided on this. */
+const struct sora_ip *sora_conn_link_ip(const struct sora_conn *c);
+/* True when that host is in trusted_networks (unix peers are trusted). */
+bool sora_conn_link_trusted(const struct sora_conn *c);
 /* Session id received in the PROXY v2 header from a trusted proxy, or NULL. */
 const char *sora_conn_proxy_session(const struct sora_conn *c);
 void sora_conn_set_user(struct sora_conn *c, const char *user);  /* copied, escaped */

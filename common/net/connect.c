@@ -106,6 +106,8 @@ static int connect_to(struct sora_conn *c, const struct sockaddr *sa)
 	memcpy(&c->peer, sa, sa->sa_family == AF_INET ? sizeof(struct sockaddr_in)
 						       : sizeof(struct sockaddr_in6));
 	c->has_peer_ip = sora_ip_from_sockaddr(sa, &c->peer_ip) == 0;
+	c->link_ip = c->peer_ip;
+	c->has_link_ip = c->has_peer_ip;
 	c->creq.data = c;
 	return uv_tcp_connect(&c->creq, &c->s.tcp, sa, connect_cb);
 }

@@ -198,6 +198,10 @@ struct sora_conn {
 	struct sockaddr_storage peer, local;
 	struct sora_ip peer_ip;
 	bool has_peer_ip;
+	/* The host at the other end of the socket: the same as peer_ip,
+	 * except after a PROXY header (then the proxy, peer_ip the client). */
+	struct sora_ip link_ip;
+	bool has_link_ip;
 	char id[20];
 	char peer_str[64];
 	char user[128];

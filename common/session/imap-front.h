@@ -13,8 +13,9 @@
  *
  * Who may log in how:
  *   - LOGIN and AUTHENTICATE need TLS, unless the server has
- *     insecure_auth = true; before that the capability list says
- *     LOGINDISABLED and has no AUTH= mechanism.
+ *     insecure_auth = true or the connection comes from trusted_networks
+ *     (sora-proxy on the internal network); before that the capability
+ *     list says LOGINDISABLED and has no AUTH= mechanism.
  *   - Any credential address of an account works (aliases); a "+detail"
  *     in the local part is dropped when the address as given is unknown.
  *   - "user*master" with master_password logs in as user when the server
@@ -22,7 +23,8 @@
  *   - AUTHENTICATE PLAIN with authcid = master_sasl_username and an authzid
  *     logs in as the authzid, only from master_sasl_allowed_networks (or,
  *     when that is empty, trusted_networks). That is how sora-proxy logs in
- *     for its clients.
+ *     for its clients. With a PROXY header the host that counts is the
+ *     proxy that connected, not the client address it sent.
  *   - ID "x-originating-ip" / "x-originating-port" / "x-session-id" from a
  *     trusted peer name the real client for the logs; from anyone else they
  *     are ignored.

@@ -77,9 +77,14 @@ static bool login_available(struct sora_conn *c)
 	return ops->db != NULL && ops->db() != NULL;
 }
 
+/* Plaintext passwords only over TLS, unless the server allows it
+ * (insecure_auth) or the connection comes from trusted_networks -- the
+ * internal network sora-proxy logs in from, after terminating the
+ * client's TLS itself. */
 bool sora_imap_front_login_allowed(struct sora_conn *c)
 {
-	return sora_conn_is_tls(c) || sora_conn_server(c)->insecure_auth;
+	return sora_conn_is_tls(c) || sora_conn_server(c)->insecure_auth ||
+	       sora_conn_link_trusted(c);
 }
 
 const char *sora_imap_front_client(struct sora_conn *c)
@@ -230,7 +235,7 @@ static void cmd_id(struct sora_conn *c, const struct sora_imap_command *cmd)
 				sora_imap_front_bad(c, cmd->tag, "ID fields are strings.");
 				return;
 			}
-			if (!sora_conn_peer_trusted(c) || v.p == NULL)
+			if (!sora_conn_link_trusted(c) || v.p == NULL)
 				continue;
 			if (sora_str_ieq_c(k, "x-originating-ip"))
 				copy_field(f->fwd_ip, sizeof(f->fwd_ip), v, ip_char);
@@ -428,13 +433,15 @@ static void login_done(struct sora_conn *c, void *arg)
 	sora_conn_resume(c);
 }
 
+/* Decided on the host connected to us (with a PROXY header: the proxy,
+ * not the client it speaks for). */
 static bool master_sasl_network(struct sora_conn *c)
 {
 	const struct sora_server_config *srv = sora_conn_server(c);
-	const struct sora_ip *ip = sora_conn_peer_ip(c);
+	const struct sora_ip *ip = sora_conn_link_ip(c);
 
 	if (srv->master_sasl_allowed_networks.count == 0)
-		return sora_conn_peer_trusted(c);
+		return sora_conn_link_trusted(c);
 	return ip == NULL || sora_cidr_list_match(&srv->master_sasl_allowed_networks, ip);
 }
 

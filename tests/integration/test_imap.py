@@ -91,13 +91,46 @@ def test_master_sasl_refused_outside_allowed_networks(imap_backend):
 
 
 def test_logindisabled_without_tls(imap_backend):
-    b = imap_backend.start(insecure_auth=False)
+    # 127.0.0.1 is not trusted here, so nothing waives the TLS rule.
+    b = imap_backend.start(insecure_auth=False, top='trusted_networks = ["10.0.0.0/8"]\n')
     b.account("bob@example.com")
     r = b.raw()
     assert "LOGINDISABLED" in r.greeting and "AUTH=PLAIN" not in r.greeting
     resp = r.cmd("a", "LOGIN bob@example.com pw-bob@example.com")
     assert resp[-1].startswith("a NO [PRIVACYREQUIRED]"), resp
     r.close()
+
+
+def test_plaintext_login_from_trusted_network(imap_backend):
+    # sora-proxy terminates TLS and logs in over the internal network:
+    # trusted_networks (default: loopback) may use plaintext login.
+    b = imap_backend.start(insecure_auth=False)
+    b.account("bob@example.com")
+    r = b.raw()
+    assert "AUTH=PLAIN" in r.greeting and "LOGINDISABLED" not in r.greeting
+    r.login("bob@example.com")
+    r.close()
+
+
+def test_master_sasl_decided_on_the_proxy_not_the_client(imap_backend):
+    # With a PROXY header the client address is the forwarded one, but
+    # master SASL is allowed because the proxy that connected is trusted.
+    b = imap_backend.start(imap_extra='master_sasl_username = "proxy"\n'
+                           'master_sasl_password = "sasl-pw"\n'
+                           'master_sasl_allowed_networks = ["127.0.0.0/8"]\n'
+                           '[servers.imap.proxy_protocol]\nenabled = true\n'
+                           'trusted_proxies = ["127.0.0.0/8"]\n')
+    b.account("bob@example.com")
+    import socket
+    from sorafix.imap import RawImap
+    s = socket.create_connection(("127.0.0.1", b.imap_port), timeout=10)
+    s.sendall(b"PROXY TCP4 203.0.113.9 127.0.0.1 40000 143\r\n")
+    r = RawImap(s)
+    ok = r.cmd("s", "AUTHENTICATE PLAIN " + _b64("bob@example.com\0proxy\0sasl-pw"))
+    assert ok[-1].startswith("s OK"), ok
+    r.close()
+    time.sleep(0.2)
+    assert "master login as bob@example.com from 203.0.113.9" in b.server.log()
 
 
 def test_id_forwarding_only_from_trusted(imap_backend):
