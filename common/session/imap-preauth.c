@@ -19,6 +19,7 @@
  * The AUTHENTICATE continuation ("+ " then one line of base64) is not IMAP
  * syntax: while it is pending, input is taken as a raw line here and never
  * reaches the parser, which is idle between commands. */
+#include <pthread.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,6 +28,7 @@
 #include "common/config/config.h"
 #include "common/db/accounts.h"
 #include "common/db/db.h"
+#include "common/metrics/metrics.h"
 #include "common/net/workers.h"
 #include "common/proto/cmdline.h"
 #include "common/session/imap-front.h"
@@ -61,6 +63,26 @@ static const struct sora_preauth_style imap_style = {
 static struct sora_imap_front *front(struct sora_conn *c)
 {
 	return sora_conn_data(c);
+}
+
+/* ---- metrics ---- */
+
+static pthread_once_t metrics_once = PTHREAD_ONCE_INIT;
+static struct sora_metric_series *m_login_ok, *m_login_master, *m_login_failed;
+static struct sora_metric_series *m_login_tempfail, *m_bad;
+
+static void metrics_init(void)
+{
+	struct sora_metric *l = sora_metric_counter(
+		"sora_logins_total", "Login attempts by protocol and outcome.", "protocol,result");
+	struct sora_metric *b = sora_metric_counter(
+		"sora_protocol_errors_total", "Commands answered BAD (or -ERR for syntax).", "protocol");
+
+	m_login_ok = sora_metric_with(l, "imap", "success");
+	m_login_master = sora_metric_with(l, "imap", "master");
+	m_login_failed = sora_metric_with(l, "imap", "failed");
+	m_login_tempfail = sora_metric_with(l, "imap", "tempfail");
+	m_bad = sora_metric_with(b, "imap");
 }
 
 struct sora_imap_parser *sora_imap_front_parser(struct sora_conn *c)
@@ -132,6 +154,8 @@ bool sora_imap_front_open(struct sora_conn *c, const struct sora_imap_front_ops 
 
 bool sora_imap_front_bad(struct sora_conn *c, struct sora_str tag, const char *msg)
 {
+	pthread_once(&metrics_once, metrics_init);
+	sora_metric_inc(m_bad);
 	if (tag.len > 0)
 		sora_conn_printf(c, "%.*s BAD %s\r\n", (int)tag.len, tag.p, msg);
 	else
@@ -387,10 +411,13 @@ static void login_done(struct sora_conn *c, void *arg)
 	struct sora_str tag = sora_str_c(j->tag);
 	bool temporary;
 
+	pthread_once(&metrics_once, metrics_init);
 	if (sora_conn_closing(c)) {
 		login_job_free(j);
 		return;
 	}
+	sora_metric_inc(j->ok ? (j->master ? m_login_master : m_login_ok)
+			      : (j->temporary ? m_login_tempfail : m_login_failed));
 	if (j->ok) {
 		memset(&login, 0, sizeof(login));
 		login.account_id = j->ref.account_id;

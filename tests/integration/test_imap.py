@@ -80,14 +80,24 @@ def test_login_forms(imap_backend):
 
 
 def test_master_sasl_refused_outside_allowed_networks(imap_backend):
+    from sorafix.common import free_port
+    import urllib.request
+    mport = free_port()
     b = imap_backend.start(imap_extra='master_sasl_username = "proxy"\nmaster_sasl_password = "sasl-pw"\n'
-                           'master_sasl_allowed_networks = ["10.99.0.0/16"]\n')
+                           'master_sasl_allowed_networks = ["10.99.0.0/16"]\n'
+                           f'[servers.metrics]\naddr = "127.0.0.1:{mport}"\n')
     b.account("bob@example.com")
     r = b.raw()
     resp = r.cmd("s", "AUTHENTICATE PLAIN " + _b64("bob@example.com\0proxy\0sasl-pw"))
     # Exactly like a wrong password.
     assert resp[-1] == "s NO [AUTHENTICATIONFAILED] Authentication failed.", resp
+    r.login("bob@example.com")
+    r.cmd("x", "FROOB")
     r.close()
+    text = urllib.request.urlopen(f"http://127.0.0.1:{mport}/metrics", timeout=10).read().decode()
+    assert 'sora_logins_total{protocol="imap",result="failed"} 1' in text, text
+    assert 'sora_logins_total{protocol="imap",result="success"} 1' in text, text
+    assert 'sora_protocol_errors_total{protocol="imap"} 1' in text, text
 
 
 def test_logindisabled_without_tls(imap_backend):
