@@ -20,13 +20,18 @@
  * Memory: in-memory pieces of one message (BINARY decoding, header
  * fields) are bounded by session_memory_limit (default 100 MB); a message
  * that would need more gets "NO [LIMIT]" and the session goes on. */
+#include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "backend/backend.h"
+#include "common/config/config.h"
 #include "backend/blob/blob-store.h"
 #include "backend/imap/imap-private.h"
 #include "backend/store/msg-meta.h"
@@ -49,6 +54,7 @@ struct piece {
 	enum piece_kind kind;
 	struct sora_buf buf;      /* PIECE_BUF */
 	uint64_t offset, length;  /* PIECE_BLOB: range of the stored body */
+	int fd;                   /* PIECE_BLOB: the range spooled locally, or -1 */
 };
 
 struct fetch_cmd {
@@ -74,8 +80,11 @@ struct fetch_cmd {
 
 static void pieces_clear(struct fetch_cmd *f)
 {
-	for (size_t i = 0; i < f->piece_count; i++)
+	for (size_t i = 0; i < f->piece_count; i++) {
 		sora_buf_free(&f->pieces[i].buf);
+		if (f->pieces[i].fd >= 0)
+			close(f->pieces[i].fd);
+	}
 	f->piece_count = f->piece = 0;
 	f->piece_off = 0;
 	f->memory = 0;
@@ -111,6 +120,7 @@ static struct piece *piece_add(struct fetch_cmd *f, enum piece_kind kind)
 	p = &f->pieces[f->piece_count++];
 	memset(p, 0, sizeof(*p));
 	p->kind = kind;
+	p->fd = -1;
 	return p;
 }
 
@@ -573,6 +583,41 @@ static int emit_cb(void *ctx, const void *data, size_t len)
 	return 0;
 }
 
+/* A large range of a body that is not on local disk (S3, or encrypted):
+ * read it once into an unnamed temporary file beside the staging area and
+ * send it from there. Reading it slice by slice from the store instead
+ * would download (and decrypt from the start) the object once per slice.
+ * Returns 0 with p->fd set, or -1. */
+static int spool_range(struct fetch_cmd *f, struct piece *p)
+{
+	const struct sora_backend *be = sora_backend();
+	const char *dir = be->cfg->uploader.path != NULL ? be->cfg->uploader.path : "var/staging";
+	int fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+
+	if (fd < 0) {
+		char tmpl[PATH_MAX];
+
+		snprintf(tmpl, sizeof(tmpl), "%s/.fetch-XXXXXX", dir);
+		fd = mkostemp(tmpl, O_CLOEXEC);
+		if (fd < 0)
+			return sora_error_set(&f->err, SORA_ERR_TEMPORARY, "FETCH spool in %s: %s", dir,
+					      strerror(errno));
+		unlink(tmpl);
+	}
+	if (sora_blob_read_to_fd(be->blobs, f->base.s->account_id, f->hash, p->offset, p->length, fd,
+				 &f->err) < 0) {
+		close(fd);
+		return -1;
+	}
+	p->fd = fd;
+	return 0;
+}
+
+static bool spool_wanted(const struct piece *p)
+{
+	return p->length > 4 * FETCH_SLICE && !sora_blob_store_direct(sora_backend()->blobs);
+}
+
 /* Sends planned pieces; 1 when the output is full (come back later), 0
  * when the message is complete, -1 on errors. */
 static int emit_pieces(struct fetch_cmd *f, struct sora_job *job)
@@ -584,15 +629,28 @@ static int emit_pieces(struct fetch_cmd *f, struct sora_job *job)
 			if (p->buf.len > 0 && sora_job_write(job, p->buf.data, p->buf.len) < 0)
 				return -1;
 		} else {
+			if (p->fd < 0 && spool_wanted(p) && spool_range(f, p) < 0)
+				return -1;
 			while (f->piece_off < p->length) {
 				uint64_t n = p->length - f->piece_off;
 				struct emit e = { job };
 
 				if (n > FETCH_SLICE)
 					n = FETCH_SLICE;
-				if (sora_blob_read(sora_backend()->blobs, f->base.s->account_id, f->hash,
-						   p->offset + f->piece_off, n, emit_cb, &e, &f->err) < 0)
+				if (p->fd >= 0) {
+					char slice[FETCH_SLICE];
+					ssize_t got = pread(p->fd, slice, (size_t)n, (off_t)f->piece_off);
+
+					if (got != (ssize_t)n) {
+						sora_error_set(&f->err, SORA_ERR_TEMPORARY, "FETCH spool: short read");
+						return -1;
+					}
+					if (emit_cb(&e, slice, (size_t)n) < 0)
+						return -1;
+				} else if (sora_blob_read(sora_backend()->blobs, f->base.s->account_id, f->hash,
+							  p->offset + f->piece_off, n, emit_cb, &e, &f->err) < 0) {
 					return -1;
+				}
 				f->piece_off += n;
 				if (sora_job_cancelled(job))
 					return -1;
