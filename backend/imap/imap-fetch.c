@@ -824,6 +824,12 @@ static enum sora_job_status fetch_run(struct imap_cmd *cmd, struct sora_job *job
 		}
 		break;
 	}
+	/* New mail and flag changes by others go out now; expunges only
+	 * after UID FETCH (RFC 3501 §7.4.1). */
+	if (imap_sync(cmd, job, db, cmd->uid) == -2) {
+		cmd->s->state = IMAP_STATE_LOGOUT;
+		return SORA_JOB_DONE;
+	}
 	sora_job_printf(job, "%s OK %s completed.\r\n", cmd->tag, cmd->uid ? "UID FETCH" : "FETCH");
 	return SORA_JOB_DONE;
 }

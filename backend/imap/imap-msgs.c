@@ -143,6 +143,12 @@ static enum sora_job_status store_run(struct imap_cmd *cmd, struct sora_job *job
 			break;
 		}
 	}
+	if (imap_sync(cmd, job, db, cmd->uid) == -2) {
+		s->state = IMAP_STATE_LOGOUT;
+		sora_buf_free(&out);
+		sora_msgs_store_result_free(&res);
+		return SORA_JOB_DONE;
+	}
 	if (res.modified.count > 0) {
 		sora_buf_append_str(&out, cmd->tag);
 		sora_buf_append_str(&out, " OK [MODIFIED ");
@@ -584,6 +590,11 @@ static enum sora_job_status search_run(struct imap_cmd *cmd, struct sora_job *jo
 	}
 	imap_job_buf(job, &out);
 	sora_buf_free(&out);
+	if (imap_sync(cmd, job, db, cmd->uid) == -2) {
+		s->state = IMAP_STATE_LOGOUT;
+		sora_search_result_free(&res);
+		return SORA_JOB_DONE;
+	}
 	if (res.truncated)
 		sora_job_printf(job, "%s OK Search completed (only the first %d results are returned).\r\n",
 				cmd->tag, SORA_SEARCH_MAX_RESULTS);

@@ -516,15 +516,11 @@ int imap_sync(struct imap_cmd *cmd, struct sora_job *job, struct sora_db_conn *d
 	struct imap_selected *sel = s->sel;
 	struct sora_msgs_changes ch;
 	struct sora_buf out = { 0 };
+	bool keep_modseq = false;
 	int ret = 0;
 
 	if (sel == NULL)
 		return 0;
-	if (!allow_expunge) {
-		/* FETCH, STORE and SEARCH may not renumber (RFC 3501 §7.4.1):
-		 * the sync waits for the next command that may. */
-		return 0;
-	}
 	if (!__atomic_exchange_n(&s->dirty, 0, __ATOMIC_ACQ_REL))
 		return 0;
 	memset(&ch, 0, sizeof(ch));
@@ -542,7 +538,13 @@ int imap_sync(struct imap_cmd *cmd, struct sora_job *job, struct sora_db_conn *d
 		sora_job_printf(job, "* BYE [UNAVAILABLE] The selected mailbox was recreated.\r\n");
 		return -2;
 	}
-	if (ch.expunged.count > 0) {
+	if (ch.expunged.count > 0 && !allow_expunge) {
+		/* FETCH, STORE and SEARCH may not renumber (RFC 3501 §7.4.1):
+		 * new messages and flag changes go out now, the expunges with
+		 * the next command that may send them, so the known modseq
+		 * stays where it is and the session stays dirty. */
+		keep_modseq = true;
+	} else if (ch.expunged.count > 0) {
 		if (s->qresync) {
 			size_t n = 0;
 
@@ -600,9 +602,13 @@ int imap_sync(struct imap_cmd *cmd, struct sora_job *job, struct sora_db_conn *d
 		if (!s->rev2)
 			sora_buf_printf(&out, "* %u RECENT\r\n", recent_count(sel));
 	}
-	if (ch.highest_modseq > sel->known_modseq)
-		sel->known_modseq = ch.highest_modseq;
-	sel->own_count = 0;
+	if (keep_modseq) {
+		__atomic_store_n(&s->dirty, 1, __ATOMIC_RELEASE);
+	} else {
+		if (ch.highest_modseq > sel->known_modseq)
+			sel->known_modseq = ch.highest_modseq;
+		sel->own_count = 0;
+	}
 	if (ch.uid_next > sel->known_uid_next)
 		sel->known_uid_next = ch.uid_next;
 	ret = imap_job_buf(job, &out);

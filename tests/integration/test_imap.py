@@ -515,3 +515,36 @@ def test_rehash_on_login(imap_backend):
     assert after != before and "$04$" not in after, after
     c = b.login("old@example.com", "secret")
     c.logout()
+
+
+def test_fetch_tells_new_mail_but_never_expunges(imap_backend):
+    """RFC 3501 §7.4.1: during FETCH/STORE/SEARCH the server may send EXISTS
+    and flag changes, never EXPUNGE; the next NOOP brings the EXPUNGE."""
+    b = imap_backend.start()
+    b.account("bob@example.com")
+    _fill(b, 3)
+    one = b.raw()
+    one.login("bob@example.com")
+    one.cmd("s", "SELECT INBOX")
+    two = b.login("bob@example.com")
+    two.select("INBOX")
+    two.store("1", "+FLAGS", "\\Deleted")
+    two.expunge()
+    two.logout()
+    b.deliver("bob@example.com", simple_message(subject="new"))
+    time.sleep(0.3)
+    f = one.cmd("f", "FETCH 1 (FLAGS)")
+    assert not any("EXPUNGE" in l for l in f), f
+    assert "* 4 EXISTS" in f, f
+    n = one.cmd("n", "NOOP")
+    assert "* 1 EXPUNGE" in n, n
+    # UID FETCH may send it at once.
+    three = b.login("bob@example.com")
+    three.select("INBOX")
+    three.store("1", "+FLAGS", "\\Deleted")
+    three.expunge()
+    three.logout()
+    time.sleep(0.3)
+    u = one.cmd("u", "UID FETCH 1:* (FLAGS)")
+    assert "* 1 EXPUNGE" in u, u
+    one.close()
