@@ -30,14 +30,19 @@
 #include "common/proto/imap-search.h"
 
 #define APPEND_MAX_MESSAGES 1000
+/* All literals of one APPEND together, on disk: append_limit times this. */
+#define APPEND_TOTAL_FACTOR 10
 #define APPEND_LIMIT_DEFAULT (64ull * 1024 * 1024)
 /* Literals of other commands are small (a search string, a name). */
 #define OTHER_LITERAL_MAX (64 * 1024)
 
 struct imap_append {
-	/* Streamed literals in arrival order. */
+	/* Streamed literals in arrival order. Only the last one may hold
+	 * memory; earlier ones are spilled to their files when the next one
+	 * starts, so a MULTIAPPEND of many messages holds one spool buffer. */
 	struct sora_lmtp_spool *spools;
 	size_t count, cap;
+	uint64_t total;            /* bytes announced so far */
 	bool refused;              /* TOOBIG answered: drop the command */
 	bool in_literal;
 };
@@ -81,6 +86,13 @@ bool imap_append_literal(struct imap_session *s, const struct sora_imap_command 
 	int tl = (int)partial->tag.len;
 
 	if (!is_append) {
+		if (lit->binary) {
+			/* literal8 belongs to APPEND only (RFC 3516 §4.3). */
+			sora_imap_parser_refuse_literal(p);
+			sora_conn_printf(s->c, "%.*s BAD Binary literals are only allowed in APPEND.\r\n",
+					 tl, partial->tag.p);
+			return true;
+		}
 		if (lit->streamed || lit->size > OTHER_LITERAL_MAX) {
 			sora_imap_parser_refuse_literal(p);
 			sora_conn_printf(s->c, "%.*s NO [TOOBIG] Literal too large for this command.\r\n",
@@ -111,10 +123,11 @@ bool imap_append_literal(struct imap_session *s, const struct sora_imap_command 
 			if (a == NULL)
 				goto oom;
 		}
-		if (a->count >= APPEND_MAX_MESSAGES) {
+		if (a->count >= APPEND_MAX_MESSAGES ||
+		    a->total + lit->size > APPEND_TOTAL_FACTOR * append_limit(s)) {
 			sora_imap_parser_refuse_literal(p);
 			imap_append_abort(s);
-			sora_conn_printf(s->c, "%.*s NO [LIMIT] Too many messages in one APPEND.\r\n", tl,
+			sora_conn_printf(s->c, "%.*s NO [LIMIT] Too many messages or bytes in one APPEND.\r\n", tl,
 					 partial->tag.p);
 			return true;
 		}
@@ -127,7 +140,12 @@ bool imap_append_literal(struct imap_session *s, const struct sora_imap_command 
 			a->spools = ns;
 			a->cap = ncap;
 		}
+		/* The previous message is complete: to its file, so that a
+		 * MULTIAPPEND holds at most one spool buffer in memory. */
+		if (a->count > 0 && a->spools[a->count - 1].fd < 0)
+			sora_lmtp_spool_spill(&a->spools[a->count - 1]);
 		sora_lmtp_spool_init(&a->spools[a->count++], spool_dir());
+		a->total += lit->size;
 		a->in_literal = true;
 	}
 	if (lit->sync)
