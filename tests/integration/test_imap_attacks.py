@@ -239,14 +239,15 @@ def test_slow_reader_gets_every_byte(imap_backend):
     r.buf = b""
     t0 = time.monotonic()
     peak = 0
-    # 10 KB/s for 4 s (the server stalls and resumes many times), then
-    # 1 MB/s for the rest.
+    # 10 KB/s for 4 s (the server stalls and resumes many times), then as
+    # fast as a 4 KB receive buffer allows.
     while not data.endswith(b"f OK FETCH completed.\r\n"):
         slow = time.monotonic() - t0 < 4
-        chunk = r.sock.recv(1024 if slow else 100 * 1024)
+        chunk = r.sock.recv(1024 if slow else 256 * 1024)
         assert chunk, "closed mid-FETCH"
         data += chunk
-        time.sleep(0.1 if slow else 0.1)
+        if slow:
+            time.sleep(0.1)
         peak = max(peak, rss_kb(pid) - base)
         assert time.monotonic() - t0 < 40
     took = time.monotonic() - t0
@@ -278,32 +279,41 @@ def test_pipelined_flood_never_reading(imap_backend, command):
     r.cmd("s", "SELECT INBOX")
     time.sleep(0.2)
     base = rss_kb(pid)
+    # 100,000 commands in one write, then more of them for 6 s: the kernel
+    # buffers on loopback hold a few MB, a server reading at line rate would
+    # take hundreds of MB.
     payload = command * 100000
     s = r.sock
     s.setblocking(False)
-    sent, curve = 0, []
+    sent, curve, closed = 0, [], False
     t0 = time.monotonic()
-    while time.monotonic() - t0 < 5 and sent < len(payload):
+    next_sample = t0
+    while time.monotonic() - t0 < 6:
         try:
-            sent += s.send(payload[sent:sent + 1 << 20])
+            sent += s.send(payload[sent % len(payload):])
         except BlockingIOError:
-            time.sleep(0.02)
+            time.sleep(0.01)
         except OSError:
-            break  # closed by the server: fine
-        curve.append((round(time.monotonic() - t0, 2), rss_kb(pid) - base, sent))
-    time.sleep(1)
-    peak = max(c[1] for c in curve + [(0, rss_kb(pid) - base, 0)])
-    print(f"\n[3] flood of 100,000 x {command!r}: {sent} of {len(payload)} bytes accepted, "
-          f"RSS growth peak {peak} KB")
-    assert peak < 16 * 1024, curve[-5:]
-    # Stalled: the server did not take all 100,000 commands in 5 s while
-    # nobody read the replies (or it closed the session).
-    assert sent < len(payload), sent
+            closed = True  # closed by the server: fine
+            break
+        if time.monotonic() >= next_sample:
+            curve.append((round(time.monotonic() - t0, 1), rss_kb(pid) - base, sent))
+            next_sample += 0.5
+    curve.append((round(time.monotonic() - t0, 1), rss_kb(pid) - base, sent))
+    peak = max(c[1] for c in curve)
+    print(f"\n[3] flood of {command!r}: {sent} bytes ({sent // len(command)} commands) accepted "
+          f"in 6 s, closed={closed}; RSS growth peak {peak} KB; (s, KB, sent): {curve[::3]}")
+    assert peak < 16 * 1024, curve
+    # Stalled (or closed): the last 2 seconds moved nothing, and what went
+    # in is what the kernel buffers hold, not what a line-rate reader takes.
+    # (The kernel still trickles a little in as it compacts the server's
+    # receive queue: well under 1 MB in 3 s.)
+    assert closed or (curve[-1][2] - curve[-7][2] < MB and sent < 64 * MB), curve
     # Others are served meanwhile, promptly.
     o = b.raw()
     out, lat = timed_cmd(o, "L", 'LOGIN "bob@example.com" "pw-bob@example.com"')
     assert out[-1].startswith("L OK") and lat < 1.5, (out, lat)
-    out, lat = timed_cmd(o, "f", "FETCH 1:* FLAGS") if False else timed_cmd(o, "s", "SELECT INBOX")
+    out, lat = timed_cmd(o, "s", "SELECT INBOX")
     assert out[-1].startswith("s OK") and lat < 1.5, (out, lat)
     o.close()
     s.close()
