@@ -34,6 +34,13 @@ from sorafix.imap import RawImap, simple_message
 from test_runtime_bounds import rss_kb
 
 MB = 1024 * 1024
+# SORA_ATTACK_BOUND_SCALE=0.01 shrinks every numeric bound (memory, latency)
+# to show that each test fails when the server exceeds it.
+SCALE = float(os.environ.get("SORA_ATTACK_BOUND_SCALE", "1"))
+
+
+def bound(x):
+    return x * SCALE
 
 
 # ---- helpers ------------------------------------------------------------------------
@@ -197,9 +204,9 @@ def test_stalled_fetch_holds_neither_memory_nor_a_worker(imap_backend):
           f"fifth client latencies (s): { {k: round(v, 3) for k, v in lat.items()} }")
     # 256 KB of output + one 64 KB slice per session, plus allocator slack;
     # the FETCH is 1 GB in all.
-    assert peak < 16 * 1024, curve
-    assert max(lat.values()) < 1.5, lat
-    assert threads <= base_threads + 1, (base_threads, threads)
+    assert peak < bound(16 * 1024), curve
+    assert max(lat.values()) < bound(1.5), lat
+    assert threads <= base_threads + bound(1), (base_threads, threads)
     # The stalled clients really are stalled mid-FETCH: one of them gets
     # the rest now, byte for byte, once it starts reading.
     s0 = stalled[0]
@@ -260,7 +267,8 @@ def test_slow_reader_gets_every_byte(imap_backend):
         text = m.split(b"\r\n\r\n", 1)[1]
         assert items["BODY[TEXT]"] == text, i
         assert items["BODY[]<1000>"] == m[1000:71000], i
-    assert peak < 16 * 1024
+    assert peak < bound(16 * 1024)
+    assert took < bound(20), took
     r.close()
     alive_and_serving(b)
 
@@ -278,7 +286,7 @@ def test_pipelined_flood_never_reading(imap_backend, command):
     r.login("bob@example.com")
     r.cmd("s", "SELECT INBOX")
     time.sleep(0.2)
-    base = rss_kb(pid)
+    base, base_threads = rss_kb(pid), threads_of(pid)
     # 100,000 commands in one write, then more of them for 6 s: the kernel
     # buffers on loopback hold a few MB, a server reading at line rate would
     # take hundreds of MB.
@@ -303,7 +311,8 @@ def test_pipelined_flood_never_reading(imap_backend, command):
     peak = max(c[1] for c in curve)
     print(f"\n[3] flood of {command!r}: {sent} bytes ({sent // len(command)} commands) accepted "
           f"in 6 s, closed={closed}; RSS growth peak {peak} KB; (s, KB, sent): {curve[::3]}")
-    assert peak < 16 * 1024, curve
+    assert peak < bound(16 * 1024), curve
+    assert threads_of(pid) <= base_threads + bound(1)
     # Stalled (or closed): the last 2 seconds moved nothing, and what went
     # in is what the kernel buffers hold, not what a line-rate reader takes.
     # (The kernel still trickles a little in as it compacts the server's
@@ -312,9 +321,9 @@ def test_pipelined_flood_never_reading(imap_backend, command):
     # Others are served meanwhile, promptly.
     o = b.raw()
     out, lat = timed_cmd(o, "L", 'LOGIN "bob@example.com" "pw-bob@example.com"')
-    assert out[-1].startswith("L OK") and lat < 1.5, (out, lat)
+    assert out[-1].startswith("L OK") and lat < bound(1.5), (out, lat)
     out, lat = timed_cmd(o, "s", "SELECT INBOX")
-    assert out[-1].startswith("s OK") and lat < 1.5, (out, lat)
+    assert out[-1].startswith("s OK") and lat < bound(1.5), (out, lat)
     o.close()
     s.close()
     alive_and_serving(b)
@@ -546,7 +555,7 @@ def test_garbage_after_select(imap_backend):
           f"closed: {sorted(k for k, v in outcomes.items() if v == 'closed')}, "
           f"silent: {sorted(k for k, v in outcomes.items() if v == 'silent')}")
     assert not problems, "\n".join(problems)
-    assert grown < 32 * 1024
+    assert grown < bound(32 * 1024)
     # The account is intact and the server answers a real client.
     c = b.login("bob@example.com")
     assert c.select("INBOX")[0] == "OK"
@@ -778,9 +787,52 @@ def test_300_idle_sessions_all_see_a_delivery(imap_backend):
           f"{len(lat)} sessions: max {max(lat) if lat else None:.3f} s, "
           f"median {sorted(lat)[len(lat) // 2] if lat else 0:.3f} s")
     assert not pending, f"{len(pending)} sessions got no EXISTS within 5 s"
-    assert max(lat) < 2.0, max(lat)
-    assert per <= 16 * 1024, per
-    assert threads <= base_threads + 1
+    assert max(lat) < bound(2.0), max(lat)
+    assert per <= bound(16 * 1024), per
+    assert threads <= base_threads + bound(1)
     for r in socks + warm:
         r.close()
     alive_and_serving(b)
+
+
+# ---- bugs found -------------------------------------------------------------------------------
+
+@pytest.mark.xfail(strict=True, reason=(
+    "MULTIAPPEND keeps up to 128 KiB of every message literal in memory until the command "
+    "completes (one lmtp spool per message, SORA_LMTP_SPOOL_MEM each, up to 1,000 messages): "
+    "one session holds ~110 MB, above session_memory_limit, and N sessions N times that "
+    "(backend/imap/imap-append.c: imap_append_literal / imap_append_data)"))
+def test_unfinished_multiappend_memory_is_bounded(imap_backend):
+    b = start(imap_backend, workers=2)
+    b.account("bob@example.com")
+    b.login("bob@example.com").logout()
+    pid = b.server.proc.pid
+    base = rss_kb(pid)
+    r = b.raw(timeout=30)
+    r.login("bob@example.com")
+    m = big_message(0, 120 * 1024)
+    # 900 literals of 120 KB (each under the 128 KiB in-memory spool), the
+    # command never finished.
+    r.send(b"m APPEND INBOX" + b"".join(f" {{{len(m)}+}}\r\n".encode() + m
+                                        for _ in range(900)))
+    time.sleep(1.0)
+    grown = rss_kb(pid) - base
+    print(f"\n[bug] unfinished MULTIAPPEND of 900 x 120 KB: RSS +{grown} KB")
+    r.close()
+    alive_and_serving(b)
+    assert grown < bound(32 * 1024), f"one session holds {grown} KB"
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "a literal8 (~{n}) is accepted as an ordinary string in every command after login "
+    "(SELECT ~{5+} INBOX selects INBOX); RFC 3516 allows it only in APPEND, and the "
+    "pre-login parser refuses it (common/proto/imap-parser.c: literal_announced with "
+    "params.binary = true for the whole session; no command checks arg.literal_binary)"))
+def test_literal8_outside_append_is_refused(imap_backend):
+    b = start(imap_backend, workers=2)
+    b.account("bob@example.com")
+    r = b.raw()
+    r.login("bob@example.com")
+    resp = r.cmd("g", "SELECT ~{5+}\r\nINBOX")
+    r.close()
+    assert resp[-1].startswith(("g BAD", "g NO")), resp
