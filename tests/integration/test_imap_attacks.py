@@ -795,13 +795,11 @@ def test_300_idle_sessions_all_see_a_delivery(imap_backend):
     alive_and_serving(b)
 
 
-# ---- bugs found -------------------------------------------------------------------------------
+# ---- regressions: bugs these attacks found -------------------------------------------------------
 
-@pytest.mark.xfail(strict=True, reason=(
-    "MULTIAPPEND keeps up to 128 KiB of every message literal in memory until the command "
-    "completes (one lmtp spool per message, SORA_LMTP_SPOOL_MEM each, up to 1,000 messages): "
-    "one session holds ~110 MB, above session_memory_limit, and N sessions N times that "
-    "(backend/imap/imap-append.c: imap_append_literal / imap_append_data)"))
+# MULTIAPPEND kept up to 128 KiB of every message literal in memory until
+# the command completed (one spool per message): one session held ~110 MB.
+# Finished messages now spill to their files (backend/imap/imap-append.c).
 def test_unfinished_multiappend_memory_is_bounded(imap_backend):
     b = start(imap_backend, workers=2)
     b.account("bob@example.com")
@@ -823,11 +821,9 @@ def test_unfinished_multiappend_memory_is_bounded(imap_backend):
     assert grown < bound(32 * 1024), f"one session holds {grown} KB"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "a literal8 (~{n}) is accepted as an ordinary string in every command after login "
-    "(SELECT ~{5+} INBOX selects INBOX); RFC 3516 allows it only in APPEND, and the "
-    "pre-login parser refuses it (common/proto/imap-parser.c: literal_announced with "
-    "params.binary = true for the whole session; no command checks arg.literal_binary)"))
+# A literal8 (~{n}) was accepted as an ordinary string in every command
+# after login (SELECT ~{5+} INBOX selected INBOX); RFC 3516 allows it only
+# in APPEND.
 def test_literal8_outside_append_is_refused(imap_backend):
     b = start(imap_backend, workers=2)
     b.account("bob@example.com")
