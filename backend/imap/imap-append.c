@@ -16,6 +16,7 @@
  * transaction through the delivery pipeline (backend/store/deliver.h):
  * bodies fsynced in staging, then the rows committed, then "OK". A
  * MULTIAPPEND is all or nothing. */
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -180,6 +181,9 @@ struct append_msg {
 	char *copy;
 	struct sora_store_message prepared;
 	bool prepared_ok;
+	bool binary;                         /* sent as literal8 (~{n}) */
+	struct sora_lmtp_spool converted;    /* binary parts re-encoded */
+	bool has_converted;
 };
 
 struct append_cmd {
@@ -197,6 +201,8 @@ static void append_free(struct imap_cmd *cmd)
 	for (size_t i = 0; i < ac->count; i++) {
 		if (ac->msgs[i].prepared_ok)
 			sora_store_message_free(&ac->msgs[i].prepared);
+		if (ac->msgs[i].has_converted)
+			sora_lmtp_spool_reset(&ac->msgs[i].converted);
 		free(ac->msgs[i].keywords);
 		free(ac->msgs[i].copy);
 	}
@@ -239,6 +245,144 @@ static int date_time_parse(struct sora_str s, int64_t *t_r)
 	return 0;
 }
 
+/* ---- literal8: binary parts become base64 ----
+ *
+ * A message APPENDed as a literal8 may carry parts with
+ * Content-Transfer-Encoding: binary, NUL bytes and all, which a plain
+ * literal (BODY[], RFC822) can never return. Like Dovecot, such parts are
+ * stored re-encoded as base64 (RFC 3516 §4.4 lets the server convert);
+ * BINARY[] decodes them back to the exact bytes the client sent. */
+
+#define HEADER_REWRITE_MAX (1024 * 1024)
+
+static bool part_is_binary(const struct sora_mime_part *p)
+{
+	return p->children == NULL && p->encoding.p != NULL &&
+	       sora_str_ieq_c(p->encoding, "binary");
+}
+
+static bool any_binary(const struct sora_mime_part *p)
+{
+	for (; p != NULL; p = p->next)
+		if (part_is_binary(p) || any_binary(p->children))
+			return true;
+	return false;
+}
+
+static int copy_range(const struct sora_store_body *in, uint64_t from, uint64_t to,
+		      struct sora_lmtp_spool *out)
+{
+	char chunk[65536];
+
+	while (from < to) {
+		size_t n = to - from > sizeof(chunk) ? sizeof(chunk) : (size_t)(to - from);
+		ssize_t got = sora_store_body_read(in, from, chunk, n);
+
+		if (got <= 0 || sora_lmtp_spool_write(out, chunk, (size_t)got) < 0)
+			return -1;
+		from += (uint64_t)got;
+	}
+	return 0;
+}
+
+/* The part's header with its Content-Transfer-Encoding field replaced. */
+static int rewrite_header(const struct sora_store_body *in, const struct sora_mime_part *p,
+			  struct sora_lmtp_spool *out)
+{
+	char *hdr;
+	size_t len = (size_t)p->header_size, i = 0;
+	bool skipping = false;
+	int ret = -1;
+
+	if (p->header_size > HEADER_REWRITE_MAX || (hdr = malloc(len + 1)) == NULL)
+		return -1;
+	if (sora_store_body_read(in, p->header_offset, hdr, len) != (ssize_t)len)
+		goto out;
+	while (i < len) {
+		const char *eol = memchr(hdr + i, '\n', len - i);
+		size_t n = eol != NULL ? (size_t)(eol - (hdr + i)) + 1 : len - i;
+		const char *line = hdr + i;
+
+		if (line[0] == ' ' || line[0] == '\t') {
+			if (!skipping && sora_lmtp_spool_write(out, line, n) < 0)
+				goto out;
+		} else if (n > 26 && strncasecmp(line, "Content-Transfer-Encoding:", 26) == 0) {
+			skipping = true;
+			if (sora_lmtp_spool_write(out, "Content-Transfer-Encoding: base64\r\n", 35) < 0)
+				goto out;
+		} else {
+			skipping = false;
+			if (sora_lmtp_spool_write(out, line, n) < 0)
+				goto out;
+		}
+		i += n;
+	}
+	ret = 0;
+out:
+	free(hdr);
+	return ret;
+}
+
+static int encode_body(const struct sora_store_body *in, uint64_t from, uint64_t to,
+		       struct sora_lmtp_spool *out)
+{
+	/* 57 bytes make one 76-character line (RFC 2045 §6.8). */
+	unsigned char chunk[57 * 1024];
+	char line[80];
+
+	while (from < to) {
+		size_t n = to - from > sizeof(chunk) ? sizeof(chunk) : (size_t)(to - from);
+		ssize_t got = sora_store_body_read(in, from, chunk, n);
+
+		if (got <= 0)
+			return -1;
+		for (size_t k = 0; k < (size_t)got; k += 57) {
+			size_t m = (size_t)got - k < 57 ? (size_t)got - k : 57;
+
+			sodium_bin2base64(line, sizeof(line), chunk + k, m, sodium_base64_VARIANT_ORIGINAL);
+			if (sora_lmtp_spool_write(out, line, strlen(line)) < 0 ||
+			    sora_lmtp_spool_write(out, "\r\n", 2) < 0)
+				return -1;
+		}
+		from += (uint64_t)got;
+	}
+	return 0;
+}
+
+/* Walks the parts in document order, copying everything and re-encoding
+ * binary leaf parts. *pos is how far the input has been written. */
+static int convert_parts(const struct sora_store_body *in, const struct sora_mime_part *p,
+			 uint64_t *pos, struct sora_lmtp_spool *out)
+{
+	for (; p != NULL; p = p->next) {
+		if (part_is_binary(p)) {
+			uint64_t body = sora_mime_part_body_offset(p);
+
+			if (copy_range(in, *pos, p->header_offset, out) < 0 ||
+			    rewrite_header(in, p, out) < 0 ||
+			    encode_body(in, body, body + p->body_size, out) < 0)
+				return -1;
+			*pos = body + p->body_size;
+		} else if (convert_parts(in, p->children, pos, out) < 0) {
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static int convert_binary(struct append_msg *m, const struct sora_store_body *in)
+{
+	uint64_t pos = 0;
+
+	sora_lmtp_spool_init(&m->converted, spool_dir());
+	m->has_converted = true;
+	if (convert_parts(in, m->prepared.mime->root, &pos, &m->converted) < 0 ||
+	    copy_range(in, pos, in->size, &m->converted) < 0 ||
+	    sora_lmtp_spool_finish(&m->converted) < 0)
+		return -1;
+	return 0;
+}
+
 static enum sora_job_status append_run(struct imap_cmd *cmd, struct sora_job *job,
 				       struct sora_db_conn *db)
 {
@@ -278,6 +422,24 @@ static enum sora_job_status append_run(struct imap_cmd *cmd, struct sora_job *jo
 			goto out;
 		}
 		m->prepared_ok = true;
+		if (m->binary && any_binary(m->prepared.mime->root)) {
+			struct sora_store_body conv;
+
+			if (convert_binary(m, &body) < 0) {
+				sora_job_printf(job, "%s NO [UNAVAILABLE] Could not convert the binary "
+						"parts of the message.\r\n", cmd->tag);
+				goto out;
+			}
+			sora_store_message_free(&m->prepared);
+			m->prepared_ok = false;
+			sora_lmtp_spool_body(&m->converted, &conv);
+			if (sora_store_message_prepare(&m->prepared, &conv,
+						       sora_str_make("", 0), &cmd->err) < 0) {
+				imap_job_error(job, cmd, "APPEND", &cmd->err);
+				goto out;
+			}
+			m->prepared_ok = true;
+		}
 		items[i].msg = &m->prepared;
 		items[i].flags = m->flags;
 		items[i].keywords = m->keywords != NULL ? m->keywords : "";
@@ -364,6 +526,7 @@ void imap_cmd_append(struct imap_session *s, const struct sora_imap_command *cmd
 			error = "APPEND needs a message literal.";
 			goto bad;
 		}
+		m->binary = arg->literal_binary;
 		if (arg->literal_streamed) {
 			if (state == NULL || streamed >= state->count)
 				goto bad;

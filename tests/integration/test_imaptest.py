@@ -19,10 +19,6 @@ from sorafix.imap import ImapBackend
 # not advertised (SORT, THREAD, ESORT, CONTEXT=SORT, NOTIFY, URLAUTH,
 # CATENATE) are skipped by the runner on their own.
 EXCLUDE = {
-    "append-binary": "APPEND of a literal8 whose part has Content-Transfer-Encoding binary and "
-                     "NUL bytes: the script wants the part stored re-encoded as base64 (what "
-                     "Dovecot does), Sora stores the bytes as sent and sends NULs as 0x80 in "
-                     "BODY[] (BINARY[] returns them exactly); re-encoding on APPEND is not built",
 }
 
 _users = itertools.count(1)
