@@ -11,66 +11,28 @@ with the rows, no UID or modseq is past its mailbox's counters, and no UID
 is claimed \\Recent beyond uid_next.
 """
 import os
-import re
-import subprocess
 
-import pytest
 
 from sorafix.common import ROOT
+from sorafix.live import assert_counters_exact, live_binary, run_with_database, run_without_database
 
-BUILD = os.environ.get("SORA_BUILD", os.path.join(ROOT, "build"))
-LIVE = os.path.join(BUILD, "tests", "backend", "store", "test-messages-live")
-
-
-def _need_binary():
-    if not os.path.exists(LIVE):
-        pytest.fail(f"{LIVE} not built (make {os.path.relpath(LIVE, ROOT)})")
+LIVE = "test-messages-live"
 
 
 def test_live_program_skips_without_database():
     """Without the environment the program must skip, not pass vacuously."""
-    _need_binary()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SORA_TEST_PG_")}
-    p = subprocess.run([LIVE], env=env, capture_output=True, text=True, timeout=60)
-    out = p.stdout + p.stderr
-    assert p.returncode == 0, out
-    assert re.search(r"^\[  PASSED  \] 0 test", out, re.M), out
-    assert "SKIPPED" in out
+    run_without_database(live_binary(LIVE), passed=0)
 
 
 def test_messages_live(admin, pg):
-    _need_binary()
-    env = dict(os.environ)
-    env.update({
-        "SORA_TEST_PG_HOST": pg.host,
-        "SORA_TEST_PG_PORT": str(pg.port),
-        "SORA_TEST_PG_DBNAME": admin.dbname,
-        "SORA_TEST_PG_USER": "postgres",
-    })
-    p = subprocess.run([LIVE], env=env, capture_output=True, text=True, timeout=600)
-    out = p.stdout + p.stderr
-    print(out)
-    assert p.returncode == 0, out
-    ran = re.search(r"^\[=+\] (\d+) test\(s\) run", out, re.M)
-    passed = re.search(r"^\[  PASSED  \] (\d+) test", out, re.M)
-    assert ran and passed, out
-    assert int(ran.group(1)) >= 10, out
-    assert passed.group(1) == ran.group(1), out
-    assert "SKIPPED" not in out and "FAILED" not in out, out
+    out = run_with_database(live_binary(LIVE), admin, pg, min_tests=10)
     for line in ("concurrent STORE:", "concurrent COPY/MOVE:", "concurrent \\Recent:",
                  "open of 100000 messages: best"):
         assert line in out, out
 
     # The counters the triggers keep agree with the rows, for every
     # mailbox the program touched.
-    drift = admin.sql(
-        "SELECT s.mailbox_id FROM mailbox_stats s LEFT JOIN LATERAL"
-        " (SELECT count(*) AS c, count(*) FILTER (WHERE flags & 1 = 0) AS u,"
-        "  count(*) FILTER (WHERE flags & 8 <> 0) AS d, coalesce(sum(size), 0) AS sz"
-        "  FROM messages m WHERE m.mailbox_id = s.mailbox_id AND m.expunged_at IS NULL) r"
-        " ON true WHERE s.message_count <> r.c OR s.unseen_count <> r.u"
-        " OR s.deleted_count <> r.d OR s.total_size <> r.sz")
-    assert drift.strip() == "", drift
+    assert_counters_exact(admin)
     # No message is past its mailbox's UID or modseq counters, and \\Recent
     # claims never run ahead of uid_next.
     bad = admin.sql(
