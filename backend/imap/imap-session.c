@@ -292,17 +292,9 @@ void imap_mailbox_write(struct imap_session *s, struct sora_buf *out, const char
 
 uint32_t imap_seq_of(const struct imap_selected *sel, uint32_t uid)
 {
-	size_t lo = 0, hi = sel->count;
+	long i = sora_imap_uids_find(sel->uids, sel->count, uid);
 
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-
-		if (sel->uids[mid] < uid)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return lo < sel->count && sel->uids[lo] == uid ? (uint32_t)lo + 1 : 0;
+	return i >= 0 ? (uint32_t)i + 1 : 0;
 }
 
 static int cmp_u32(const void *a, const void *b)
@@ -323,20 +315,6 @@ static size_t sort_unique(uint32_t *v, size_t n)
 	return out;
 }
 
-static size_t lower_bound(const uint32_t *v, size_t n, uint32_t x)
-{
-	size_t lo = 0, hi = n;
-
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-
-		if (v[mid] < x)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return lo;
-}
 
 int imap_seqset_uids(struct imap_selected *sel, const struct sora_imap_arg *arg, bool is_uid,
 		     uint32_t **uids_r, size_t *count_r, const char **error_r)
@@ -375,33 +353,16 @@ int imap_seqset_uids(struct imap_selected *sel, const struct sora_imap_arg *arg,
 		size_t from, to;
 
 		if (is_uid) {
-			uint32_t star = sel->count > 0 ? sel->uids[sel->count - 1] : 0;
-
-			if (lo == SORA_IMAP_SEQ_STAR)
-				lo = star;
-			if (hi == SORA_IMAP_SEQ_STAR)
-				hi = star;
-			if (lo > hi) {
-				uint32_t t = lo;
-				lo = hi;
-				hi = t;
-			}
+			sora_imap_range_resolve(set.ranges[r],
+						sel->count > 0 ? sel->uids[sel->count - 1] : 0, &lo, &hi);
 			if (sel->count == 0 || hi == 0)
 				continue;
-			from = lower_bound(sel->uids, sel->count, lo);
-			to = lower_bound(sel->uids, sel->count, hi);
+			from = sora_imap_uids_lower_bound(sel->uids, sel->count, lo);
+			to = sora_imap_uids_lower_bound(sel->uids, sel->count, hi);
 			if (to < sel->count && sel->uids[to] == hi)
 				to++;
 		} else {
-			if (lo == SORA_IMAP_SEQ_STAR)
-				lo = (uint32_t)sel->count;
-			if (hi == SORA_IMAP_SEQ_STAR)
-				hi = (uint32_t)sel->count;
-			if (lo > hi) {
-				uint32_t t = lo;
-				lo = hi;
-				hi = t;
-			}
+			sora_imap_range_resolve(set.ranges[r], (uint32_t)sel->count, &lo, &hi);
 			if (lo == 0 || hi > sel->count) {
 				sora_imap_seqset_free(&set);
 				free(out);
@@ -467,7 +428,7 @@ static uint32_t recent_count(const struct imap_selected *sel)
 {
 	if (sel->first_recent == 0)
 		return 0;
-	return (uint32_t)(sel->count - lower_bound(sel->uids, sel->count, sel->first_recent));
+	return (uint32_t)(sel->count - sora_imap_uids_lower_bound(sel->uids, sel->count, sel->first_recent));
 }
 
 /* Appends "1:3,7" for a sorted UID list. */

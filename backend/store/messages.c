@@ -14,6 +14,8 @@
  * one statement each, so one snapshot. */
 #include "backend/store/messages.h"
 
+#include "common/proto/imap-types.h"
+
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -153,35 +155,13 @@ static int parse_uid_array(const char *text, struct sora_msgs_uids *out, struct 
 /* Index of uid in the ascending array, or -1. */
 static long uid_index(const struct sora_msgs_uids *u, uint32_t uid)
 {
-	size_t lo = 0, hi = u->count;
-
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-
-		if (u->uids[mid] < uid)
-			lo = mid + 1;
-		else if (u->uids[mid] > uid)
-			hi = mid;
-		else
-			return (long)mid;
-	}
-	return -1;
+	return sora_imap_uids_find(u->uids, u->count, uid);
 }
 
 /* Number of entries >= uid in the ascending array. */
 static size_t uids_at_or_above(const struct sora_msgs_uids *u, uint32_t uid)
 {
-	size_t lo = 0, hi = u->count;
-
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-
-		if (u->uids[mid] < uid)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return u->count - lo;
+	return u->count - sora_imap_uids_lower_bound(u->uids, u->count, uid);
 }
 
 static int cmp_u32(const void *a, const void *b)

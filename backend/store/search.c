@@ -301,19 +301,7 @@ static int ranges_add(struct ranges *rs, uint32_t lo, uint32_t hi)
 /* Index of uid in the view, or -1. */
 static ssize_t view_find(const struct sora_search_view *v, uint32_t uid)
 {
-	size_t lo = 0, hi = v->count;
-
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-
-		if (v->uids[mid] == uid)
-			return (ssize_t)mid;
-		if (v->uids[mid] < uid)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return -1;
+	return sora_imap_uids_find(v->uids, v->count, uid);
 }
 
 /* The saved result as ranges: UIDs that are neighbours in the view merge

@@ -409,3 +409,35 @@ toolong:
 	*error_r = "Mailbox name too long.";
 	return -1;
 }
+
+size_t sora_imap_uids_lower_bound(const uint32_t *v, size_t n, uint32_t x)
+{
+	size_t lo = 0, hi = n;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (v[mid] < x)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+long sora_imap_uids_find(const uint32_t *v, size_t n, uint32_t x)
+{
+	size_t i = sora_imap_uids_lower_bound(v, n, x);
+
+	return i < n && v[i] == x ? (long)i : -1;
+}
+
+void sora_imap_range_resolve(struct sora_imap_seq_range r, uint32_t star, uint32_t *lo_r,
+			     uint32_t *hi_r)
+{
+	uint32_t lo = r.lo == SORA_IMAP_SEQ_STAR ? star : r.lo;
+	uint32_t hi = r.hi == SORA_IMAP_SEQ_STAR ? star : r.hi;
+
+	*lo_r = lo < hi ? lo : hi;
+	*hi_r = lo < hi ? hi : lo;
+}

@@ -43,6 +43,15 @@ void sora_imap_seqset_free(struct sora_imap_seqset *set);
 /* Whether n (1-based) is in the set, with "*" meaning star_value. */
 bool sora_imap_seqset_contains(const struct sora_imap_seqset *set, uint32_t n, uint32_t star_value);
 
+/* UID and sequence arrays (ascending uint32_t), shared by the session's
+ * sequence map and the store: the index of the first element >= x (n when
+ * there is none), and the index of x or -1. */
+size_t sora_imap_uids_lower_bound(const uint32_t *v, size_t n, uint32_t x);
+long sora_imap_uids_find(const uint32_t *v, size_t n, uint32_t x);
+/* A range with "*" resolved to star and put in order (lo <= hi). */
+void sora_imap_range_resolve(struct sora_imap_seq_range r, uint32_t star, uint32_t *lo_r,
+			     uint32_t *hi_r);
+
 /* Modified UTF-7 -> UTF-8, strictly: printable US-ASCII except '&'
  * stands for itself, "&-" is '&', "&...-" is modified BASE64 (',' for '/')
  * of UTF-16BE without padding. Refused: other bytes, unterminated or empty
