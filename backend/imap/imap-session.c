@@ -1021,47 +1021,46 @@ static void dispatch(struct imap_session *s, const struct sora_imap_command *cmd
 	imap_bad(s, cmd->tag, "Unknown command.");
 }
 
+static bool ev_command(struct sora_conn *c, const struct sora_imap_command *cmd)
+{
+	struct imap_session *s = sess(c);
+
+	dispatch(s, cmd);
+	return s->cmd == NULL && !s->idling;
+}
+
+static bool ev_literal(struct sora_conn *c, const struct sora_imap_command *partial,
+		       const struct sora_imap_literal_info *lit)
+{
+	return imap_append_literal(sess(c), partial, lit);
+}
+
+static bool ev_literal_data(struct sora_conn *c, struct sora_str chunk)
+{
+	return imap_append_data(sess(c), chunk);
+}
+
+static void ev_error(struct sora_conn *c)
+{
+	imap_append_abort(sess(c));
+}
+
+static const struct sora_imap_events session_events = {
+	.command = ev_command,
+	.literal = ev_literal,
+	.literal_data = ev_literal_data,
+	.error = ev_error,
+};
+
 static size_t session_input(struct sora_conn *c, const char *data, size_t len)
 {
 	struct imap_session *s = sess(c);
-	struct sora_imap_parser *p = sora_imap_front_parser(c);
-	size_t total = 0;
 
 	if (!s->front.authenticated)
 		return sora_imap_front_input(c, data, len);
 	if (s->idling)
 		return idle_input(s, data, len);
-	for (;;) {
-		size_t used = 0;
-		enum sora_imap_parse_result r = sora_imap_parser_feed(p, data + total, len - total, &used);
-		bool go_on = true;
-
-		total += used;
-		sora_conn_set_transfer(c, !sora_imap_parser_idle(p));
-		switch (r) {
-		case SORA_IMAP_PARSE_NEED_MORE:
-			return total;
-		case SORA_IMAP_PARSE_COMMAND:
-			dispatch(s, sora_imap_parser_command(p));
-			go_on = !sora_conn_closing(c) && s->cmd == NULL && !s->idling;
-			break;
-		case SORA_IMAP_PARSE_LITERAL:
-			go_on = imap_append_literal(s, sora_imap_parser_command(p),
-						    sora_imap_parser_literal(p));
-			break;
-		case SORA_IMAP_PARSE_LITERAL_DATA:
-			go_on = imap_append_data(s, sora_imap_parser_literal_chunk(p));
-			break;
-		case SORA_IMAP_PARSE_ERROR:
-			imap_append_abort(s);
-			go_on = sora_imap_front_parse_error(c, sora_imap_parser_error(p));
-			break;
-		}
-		if (!go_on)
-			return total;
-		if (used == 0 && r != SORA_IMAP_PARSE_ERROR)
-			return total;
-	}
+	return sora_imap_front_feed(c, data, len, &session_events);
 }
 
 /* ---- life cycle -------------------------------------------------------------- */

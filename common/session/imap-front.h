@@ -82,6 +82,7 @@ struct sora_imap_front {
 	/* AUTHENTICATE PLAIN sent "+": the next line is the response. */
 	bool sasl_pending;
 	char sasl_tag[64];
+	bool login_running;              /* the credentials job is out */
 	int auth_failures;
 	/* The real client as forwarded by a trusted peer (ID), or "". */
 	char fwd_ip[64];
@@ -97,6 +98,27 @@ bool sora_imap_front_open(struct sora_conn *c, const struct sora_imap_front_ops 
 			  size_t session_size);
 /* handler->input() before login. */
 size_t sora_imap_front_input(struct sora_conn *c, const char *data, size_t len);
+
+/* What a protocol does with the parser's events. The front end before
+ * login and the logged-in session share one input loop, so both treat
+ * literals, errors and pipelined input alike. Each callback returns false
+ * when no more input may be taken now (the session is closing, a job
+ * runs, IDLE began). */
+struct sora_imap_events {
+	bool (*command)(struct sora_conn *c, const struct sora_imap_command *cmd);
+	/* A literal was announced in the command parsed so far: ask for it
+	 * ("+ OK" when synchronising) or refuse it. */
+	bool (*literal)(struct sora_conn *c, const struct sora_imap_command *partial,
+			const struct sora_imap_literal_info *lit);
+	/* Bytes of a streamed literal (optional: only with streaming). */
+	bool (*literal_data)(struct sora_conn *c, struct sora_str chunk);
+	/* Before the reply to a parse error (optional). */
+	void (*error)(struct sora_conn *c);
+};
+/* Feeds input through the parser until it needs more or a callback says
+ * stop; returns the bytes consumed. */
+size_t sora_imap_front_feed(struct sora_conn *c, const char *data, size_t len,
+			    const struct sora_imap_events *ev);
 /* The parser (the logged-in session goes on using it). */
 struct sora_imap_parser *sora_imap_front_parser(struct sora_conn *c);
 /* Frees the parser; the caller frees the session memory. */

@@ -412,6 +412,7 @@ static void login_done(struct sora_conn *c, void *arg)
 	bool temporary;
 
 	pthread_once(&metrics_once, metrics_init);
+	f->login_running = false;
 	if (sora_conn_closing(c)) {
 		login_job_free(j);
 		return;
@@ -499,7 +500,9 @@ static void start_login(struct sora_conn *c, struct sora_str tag, const char *me
 	j->authzid_len = authzid.len;
 	j->authcid_len = authcid.len;
 	j->password_len = password.len;
+	front(c)->login_running = true;
 	if (sora_job_submit(c, login_work, login_done, j) < 0) {
+		front(c)->login_running = false;
 		login_job_free(j);
 		sora_conn_printf(c, "%.*s NO [UNAVAILABLE] Server busy, try again later.\r\n", tl, tag.p);
 	}
@@ -670,7 +673,9 @@ static bool front_command(struct sora_conn *c, const struct sora_imap_command *c
 	} else {
 		return sora_imap_front_bad(c, cmd->tag, "Unknown command or not valid before login.");
 	}
-	return !sora_conn_closing(c);
+	/* Stop after a command that started the login job (input is paused
+	 * until it is done) or asked for a SASL response (a raw line next). */
+	return !sora_conn_closing(c) && !front(c)->login_running && !front(c)->sasl_pending;
 }
 
 /* The raw line answering "+ " of AUTHENTICATE. */
@@ -697,16 +702,14 @@ static size_t sasl_input(struct sora_conn *c, const char *data, size_t len)
 	return consumed;
 }
 
-size_t sora_imap_front_input(struct sora_conn *c, const char *data, size_t len)
+size_t sora_imap_front_feed(struct sora_conn *c, const char *data, size_t len,
+			    const struct sora_imap_events *ev)
 {
-	struct sora_imap_front *f = front(c);
 	struct sora_imap_parser *p = sora_imap_front_parser(c);
 	size_t total = 0;
 
 	if (p == NULL)
 		return len;
-	if (f->sasl_pending)
-		return sasl_input(c, data, len);
 	for (;;) {
 		size_t used = 0;
 		enum sora_imap_parse_result r = sora_imap_parser_feed(p, data + total, len - total, &used);
@@ -721,27 +724,55 @@ size_t sora_imap_front_input(struct sora_conn *c, const char *data, size_t len)
 		case SORA_IMAP_PARSE_NEED_MORE:
 			return total;
 		case SORA_IMAP_PARSE_COMMAND:
-			go_on = front_command(c, sora_imap_parser_command(p));
+			go_on = ev->command(c, sora_imap_parser_command(p));
 			break;
 		case SORA_IMAP_PARSE_LITERAL:
-			/* Within the pre-auth limits (the parser refused larger
-			 * ones): ask for the bytes of a synchronising literal. */
-			if (sora_imap_parser_literal(p)->sync)
-				sora_conn_printf(c, "+ OK\r\n");
+			go_on = ev->literal(c, sora_imap_parser_command(p), sora_imap_parser_literal(p));
 			break;
 		case SORA_IMAP_PARSE_LITERAL_DATA:
-			/* Not reached: every pre-auth literal is kept in line. */
+			go_on = ev->literal_data == NULL ||
+				ev->literal_data(c, sora_imap_parser_literal_chunk(p));
 			break;
 		case SORA_IMAP_PARSE_ERROR:
+			if (ev->error != NULL)
+				ev->error(c);
 			go_on = sora_imap_front_parse_error(c, sora_imap_parser_error(p));
 			break;
 		}
-		/* One event per call (the connection calls again), except when
-		 * the event consumed nothing: an error noticed at the first
-		 * byte offered; then go on so as not to stall pipelined input. */
-		if (!go_on || used > 0)
+		if (!go_on || sora_conn_closing(c))
+			return total;
+		/* An event that consumed nothing is an error noticed at the
+		 * first byte offered: go on so as not to stall pipelined input;
+		 * any other empty step waits for more. */
+		if (used == 0 && r != SORA_IMAP_PARSE_ERROR)
 			return total;
 	}
+}
+
+/* Before login every literal is small and kept in line (the parser
+ * refused larger ones): ask for the bytes of a synchronising one. */
+static bool front_literal(struct sora_conn *c, const struct sora_imap_command *partial,
+			  const struct sora_imap_literal_info *lit)
+{
+	if (lit->sync)
+		sora_conn_printf(c, "+ OK\r\n");
+	return true;
+}
+
+static const struct sora_imap_events front_events = {
+	.command = front_command,
+	.literal = front_literal,
+};
+
+size_t sora_imap_front_input(struct sora_conn *c, const char *data, size_t len)
+{
+	struct sora_imap_front *f = front(c);
+
+	if (f == NULL)
+		return len;
+	if (f->sasl_pending)
+		return sasl_input(c, data, len);
+	return sora_imap_front_feed(c, data, len, &front_events);
 }
 
 void sora_imap_front_overflow(struct sora_conn *c)

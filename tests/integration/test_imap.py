@@ -548,3 +548,25 @@ def test_fetch_tells_new_mail_but_never_expunges(imap_backend):
     u = one.cmd("u", "UID FETCH 1:* (FLAGS)")
     assert "* 1 EXPUNGE" in u, u
     one.close()
+
+
+def test_commands_pipelined_after_login(imap_backend):
+    """Commands sent in the same write as LOGIN / AUTHENTICATE wait for the
+    login to finish and then run logged in, in order."""
+    b = imap_backend.start()
+    b.account("bob@example.com")
+    _fill(b, 2)
+    r = b.raw()
+    r.send("a LOGIN bob@example.com pw-bob@example.com\r\nb SELECT INBOX\r\nc FETCH 2 (UID)\r\n")
+    assert r.until("a")[-1].startswith("a OK")
+    assert r.until("b")[-1].startswith("b OK [READ-WRITE]")
+    out = r.until("c")
+    assert out[-1].startswith("c OK") and out[0].startswith("* 2 FETCH (UID 2)"), out
+    r.close()
+    r = b.raw()
+    r.send("p AUTHENTICATE PLAIN\r\n")
+    assert r.line() == "+ "
+    r.send(_b64("\0bob@example.com\0pw-bob@example.com") + "\r\nq NOOP\r\n")
+    assert r.until("p")[-1].startswith("p OK")
+    assert r.until("q")[-1].startswith("q OK")
+    r.close()
