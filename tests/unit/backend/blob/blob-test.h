@@ -1,5 +1,6 @@
 /* Helpers shared by the blob store's unit tests (header-only: every test
- * is its own program). */
+ * is its own program). Also used by tests/unit/backend/store/
+ * test-append-live.c for its fs blob stores. Include it after <cmocka.h>. */
 #ifndef SORA_TEST_BLOB_TEST_H
 #define SORA_TEST_BLOB_TEST_H
 
@@ -12,6 +13,8 @@
 
 #include <sodium.h>
 
+#include "backend/blob/blob-fs.h"
+#include "backend/blob/blob-store.h"
 #include "common/core/error.h"
 
 /* What a call of the blob API came to: SORA_ERR_OK when it returned 0, the
@@ -87,6 +90,26 @@ static inline int make_tempdir(char *path, const char *tag)
 {
 	snprintf(path, 64, "/tmp/sora-blob-%s-XXXXXX", tag);
 	return mkdtemp(path) != NULL ? 0 : -1;
+}
+
+/* A store on an fs driver at root/tag/blobs, staging in root/tag/staging;
+ * direct: the store writes straight into the blob directory. */
+static inline struct sora_blob_store *make_fs_store(const char *root, const char *tag,
+						    bool direct)
+{
+	struct sora_blob_store_params p = { 0 };
+	struct sora_blob_store *s = NULL;
+	char blobs[128], staging[128];
+	struct sora_error err;
+
+	snprintf(blobs, sizeof(blobs), "%s/%s/blobs", root, tag);
+	snprintf(staging, sizeof(staging), "%s/%s/staging", root, tag);
+	assert_int_equal(sora_blob_fs_create(blobs, &p.driver, &err), 0);
+	p.staging_path = staging;
+	p.direct_root = direct ? blobs : NULL;
+	if (sora_blob_store_new(&p, &s, &err) != 0)
+		fail_msg("store: %s", err.msg);
+	return s;
 }
 
 /* Counts regular files below dir (recursively). */

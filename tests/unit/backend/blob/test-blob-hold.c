@@ -36,23 +36,6 @@ static int teardown_dir(void **state)
 	return 0;
 }
 
-static struct sora_blob_store *make_store(const char *tag, bool direct)
-{
-	struct sora_blob_store_params p = { 0 };
-	struct sora_blob_store *s = NULL;
-	char blobs[128], staging[128];
-	struct sora_error err;
-
-	snprintf(blobs, sizeof(blobs), "%s/%s/blobs", dir, tag);
-	snprintf(staging, sizeof(staging), "%s/%s/staging", dir, tag);
-	assert_int_equal(sora_blob_fs_create(blobs, &p.driver, &err), 0);
-	p.staging_path = staging;
-	p.direct_root = direct ? blobs : NULL;
-	if (sora_blob_store_new(&p, &s, &err) != 0)
-		fail_msg("store: %s", err.msg);
-	return s;
-}
-
 static struct sora_blob_hold *hold_body(struct sora_blob_store *s, const char *body,
 					struct sora_blob_ref *ref)
 {
@@ -87,7 +70,7 @@ static int cb_answer(void *ctx, int64_t account_id, const char *hash)
 
 static void orders(bool direct)
 {
-	struct sora_blob_store *s = make_store(direct ? "od" : "os", direct);
+	struct sora_blob_store *s = make_fs_store(dir, direct ? "od" : "os", direct);
 	struct sora_blob_ref a, b;
 	struct sora_blob_hold *ha, *hb;
 	struct sora_error err;
@@ -157,7 +140,7 @@ static void test_orders_direct(void **state)
 /* The orphan sweep leaves a held body alone however old it looks. */
 static void test_orphan_sweep_skips_held(void **state)
 {
-	struct sora_blob_store *s = make_store("orphan", false);
+	struct sora_blob_store *s = make_fs_store(dir, "orphan", false);
 	struct sora_blob_ref a;
 	struct sora_blob_hold *h = hold_body(s, "orphan?\r\n", &a);
 	struct sora_error err;
@@ -263,7 +246,7 @@ static void race(bool direct)
 
 	for (int b = 0; b < BODIES; b++)
 		snprintf(race_bodies[b], sizeof(race_bodies[b]), "Subject: %d\r\n\r\nsame\r\n", b);
-	r.s = make_store(direct ? "rd" : "rs", direct);
+	r.s = make_fs_store(dir, direct ? "rd" : "rs", direct);
 	pthread_mutex_init(&r.lock, NULL);
 	for (int i = 0; i < THREADS; i++)
 		assert_int_equal(pthread_create(&th[i], NULL, race_thread, &r), 0);

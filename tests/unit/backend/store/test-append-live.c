@@ -16,7 +16,6 @@
 #include <cmocka.h>
 
 #include <fcntl.h>
-#include <ftw.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -30,103 +29,26 @@
 #include "backend/store/deliver.h"
 #include "backend/store/mailbox.h"
 #include "common/db/db.h"
+#include "live-db.h"
+#include "tests/unit/backend/blob/blob-test.h"
 
 #define RACE_THREADS 6
 #define RACE_OPS 150
 #define INSTANCE "test-append"
 
-static struct sora_db_pool *pool;
-static struct sora_db_conn *conn;
 static char tmpdir[64];
-
-static void need_db(void)
-{
-	if (conn == NULL)
-		skip();
-}
-
-static int64_t qc(struct sora_db_conn *c, const char *sql, const char *p1, const char *p2)
-{
-	const char *params[2] = { p1, p2 };
-	int n = p2 != NULL ? 2 : p1 != NULL ? 1 : 0;
-	struct sora_error err = { 0 };
-	PGresult *res = NULL;
-	int64_t v = 0;
-
-	if (sora_db_exec(c, SORA_DB_CLASS_DEFAULT, sql, n, params, &res, NULL, &err) != 0)
-		fail_msg("%s: %s", sql, err.msg);
-	if (PQntuples(res) > 0 && !PQgetisnull(res, 0, 0))
-		assert_int_equal(sora_db_get_i64(res, 0, 0, &v, &err), 0);
-	PQclear(res);
-	return v;
-}
-
-static int64_t q(const char *sql, const char *p1, const char *p2)
-{
-	return qc(conn, sql, p1, p2);
-}
 
 /* The first column of the first row as text (owned by the caller). */
 static char *qs(const char *sql, const char *p1)
 {
 	const char *params[1] = { p1 };
-	struct sora_error err = { 0 };
-	PGresult *res = NULL;
+	PGresult *res = qexec(conn, sql, 1, params);
 	char *v;
 
-	if (sora_db_exec(conn, SORA_DB_CLASS_DEFAULT, sql, 1, params, &res, NULL, &err) != 0)
-		fail_msg("%s: %s", sql, err.msg);
 	assert_int_equal(PQntuples(res), 1);
 	v = strdup(PQgetvalue(res, 0, 0));
 	PQclear(res);
 	return v;
-}
-
-static const char *s64(char buf[24], int64_t v)
-{
-	snprintf(buf, 24, "%" PRId64, v);
-	return buf;
-}
-
-static int64_t new_account(void)
-{
-	struct sora_error err = { 0 };
-	int64_t acc = q("INSERT INTO accounts DEFAULT VALUES RETURNING id", NULL, NULL);
-
-	assert_true(acc > 0);
-	if (sora_store_ensure_default_mailboxes(conn, acc, NULL, &err) != 0)
-		fail_msg("defaults: %s", err.msg);
-	return acc;
-}
-
-static void ok(int rc, const struct sora_error *err)
-{
-	if (rc != 0)
-		fail_msg("unexpected failure: class %d: %s", err->cls, err->msg);
-}
-
-static void fails(int rc, const struct sora_error *err, enum sora_error_class cls)
-{
-	assert_int_equal(rc, -1);
-	if (err->cls != cls)
-		fail_msg("class %d, wanted %d: %s", err->cls, cls, err->msg);
-}
-
-static struct sora_blob_store *make_store(const char *tag, bool direct)
-{
-	struct sora_blob_store_params p = { 0 };
-	struct sora_blob_store *s = NULL;
-	char blobs[128], staging[128];
-	struct sora_error err;
-
-	snprintf(blobs, sizeof(blobs), "%s/%s/blobs", tmpdir, tag);
-	snprintf(staging, sizeof(staging), "%s/%s/staging", tmpdir, tag);
-	assert_int_equal(sora_blob_fs_create(blobs, &p.driver, &err), 0);
-	p.staging_path = staging;
-	p.direct_root = direct ? blobs : NULL;
-	if (sora_blob_store_new(&p, &s, &err) != 0)
-		fail_msg("store: %s", err.msg);
-	return s;
 }
 
 /* A message as the IMAP layer would hand it over: the literal in a file. */
@@ -208,11 +130,11 @@ static void test_flags_keywords_date(void **state)
 	int64_t acc, inbox, uid_next, now;
 
 	need_db();
-	s = make_store("flags", false);
+	s = make_fs_store(tmpdir, "flags", false);
 	acc = new_account();
 	inbox = q("SELECT id FROM mailboxes WHERE account_id = $1 AND name = 'INBOX'",
-		  s64(a, acc), NULL);
-	uid_next = q("SELECT uid_next FROM mailboxes WHERE id = $1", s64(m, inbox), NULL);
+		  s64(a, acc), NULL, NULL);
+	uid_next = q("SELECT uid_next FROM mailboxes WHERE id = $1", s64(m, inbox), NULL, NULL);
 	msg_open(&x, msg1);
 	it.msg = &x.m;
 	it.flags = SORA_STORE_FLAG_SEEN | SORA_STORE_FLAG_FLAGGED | SORA_STORE_FLAG_DRAFT;
@@ -224,28 +146,29 @@ static void test_flags_keywords_date(void **state)
 	assert_int_equal(res.mailbox_id, inbox);
 	assert_int_equal(res.uids[0], uid_next);
 	assert_int_equal(res.uid_validity,
-			 q("SELECT uid_validity FROM mailboxes WHERE id = $1", m, NULL));
-	assert_int_equal(q("SELECT flags FROM messages WHERE mailbox_id = $1", m, NULL), 21);
+			 q("SELECT uid_validity FROM mailboxes WHERE id = $1", m, NULL, NULL));
+	assert_int_equal(q("SELECT flags FROM messages WHERE mailbox_id = $1", m, NULL, NULL), 21);
 	kw = qs("SELECT keywords::text FROM messages WHERE mailbox_id = $1", m);
 	assert_string_equal(kw, "{$Label1,foo,Bar}");
 	free(kw);
 	assert_int_equal(q("SELECT extract(epoch FROM internal_date)::bigint FROM messages"
-			   " WHERE mailbox_id = $1", m, NULL), 1000000000);
-	assert_int_equal(q("SELECT size FROM messages WHERE mailbox_id = $1", m, NULL),
+			   " WHERE mailbox_id = $1", m, NULL, NULL), 1000000000);
+	assert_int_equal(q("SELECT size FROM messages WHERE mailbox_id = $1", m, NULL, NULL),
 			 (int64_t)strlen(msg1));
 	subject = qs("SELECT subject || '|' || message_id || '|' ||"
 		     " extract(epoch FROM sent_date)::bigint FROM messages WHERE mailbox_id = $1", m);
 	assert_string_equal(subject, "first draft|<one@example.org>|1704103200");
 	free(subject);
 	/* created and updated modseq are the mailbox's new highest. */
-	assert_int_equal(q("SELECT created_modseq FROM messages WHERE mailbox_id = $1", m, NULL),
-			 q("SELECT highest_modseq FROM mailboxes WHERE id = $1", m, NULL));
+	assert_int_equal(q("SELECT created_modseq FROM messages WHERE mailbox_id = $1", m, NULL,
+			   NULL),
+			 q("SELECT highest_modseq FROM mailboxes WHERE id = $1", m, NULL, NULL));
 	/* Stored as sent: no trace prefix; queued for upload (not direct). */
 	assert_int_equal(check_bodies(s, acc), 1);
 	assert_int_equal(q("SELECT count(*) FROM pending_uploads WHERE account_id = $1",
-			   a, NULL), 1);
+			   a, NULL, NULL), 1);
 	assert_int_equal(q("SELECT count(*) FROM message_deliveries WHERE mailbox_id = $1",
-			   m, NULL), 0);
+			   m, NULL, NULL), 0);
 	sora_store_append_result_free(&res);
 	assert_null(res.uids);
 
@@ -257,7 +180,8 @@ static void test_flags_keywords_date(void **state)
 	ok(sora_store_append(conn, s, INSTANCE, acc, "INBOX", &it, 1, &res, &err), &err);
 	assert_int_equal(res.uids[0], uid_next + 1);
 	assert_true(llabs(q("SELECT extract(epoch FROM internal_date)::bigint FROM messages"
-			    " WHERE mailbox_id = $1 ORDER BY uid DESC LIMIT 1", m, NULL) - now) < 60);
+			    " WHERE mailbox_id = $1 ORDER BY uid DESC LIMIT 1", m, NULL, NULL) -
+			  now) < 60);
 	kw = qs("SELECT keywords::text FROM messages WHERE mailbox_id = $1 ORDER BY uid DESC"
 		" LIMIT 1", m);
 	assert_string_equal(kw, "{}");
@@ -283,7 +207,8 @@ static void test_flags_keywords_date(void **state)
 	it.internal_date = 0;
 	fails(sora_store_append(conn, s, INSTANCE, acc, "INBOX", &it, 0, &res, &err), &err,
 	      SORA_ERR_INVALID);
-	assert_int_equal(q("SELECT count(*) FROM messages WHERE mailbox_id = $1", m, NULL), 2);
+	assert_int_equal(q("SELECT count(*) FROM messages WHERE mailbox_id = $1", m, NULL, NULL),
+			 2);
 	msg_close(&x);
 	sora_blob_store_free(&s);
 }
@@ -319,12 +244,12 @@ static void test_multiappend_uids(void **state)
 	int64_t acc, id = 0, uid_next, modseq;
 
 	need_db();
-	s = make_store("multi", true);
+	s = make_fs_store(tmpdir, "multi", true);
 	acc = new_account();
 	ok(sora_mailbox_create(conn, acc, "Work/Projects", NULL, &id, &err), &err);
 	s64(m, id);
-	uid_next = q("SELECT uid_next FROM mailboxes WHERE id = $1", m, NULL);
-	modseq = q("SELECT highest_modseq FROM mailboxes WHERE id = $1", m, NULL);
+	uid_next = q("SELECT uid_next FROM mailboxes WHERE id = $1", m, NULL, NULL);
+	modseq = q("SELECT highest_modseq FROM mailboxes WHERE id = $1", m, NULL, NULL);
 	msg_open(&x[0], msg1);
 	msg_open(&x[1], msg2);
 	msg_open(&x[2], msg1);   /* the same body twice: one blob */
@@ -335,17 +260,18 @@ static void test_multiappend_uids(void **state)
 	assert_int_equal(res.mailbox_id, id);
 	for (int i = 0; i < 3; i++)
 		assert_int_equal(res.uids[i], uid_next + i);
-	assert_int_equal(q("SELECT uid_next FROM mailboxes WHERE id = $1", m, NULL), uid_next + 3);
+	assert_int_equal(q("SELECT uid_next FROM mailboxes WHERE id = $1", m, NULL, NULL),
+			 uid_next + 3);
 	/* One modseq for the whole MULTIAPPEND. */
-	assert_int_equal(q("SELECT highest_modseq FROM mailboxes WHERE id = $1", m, NULL),
+	assert_int_equal(q("SELECT highest_modseq FROM mailboxes WHERE id = $1", m, NULL, NULL),
 			 modseq + 1);
 	assert_int_equal(q("SELECT count(DISTINCT created_modseq) FROM messages"
-			   " WHERE mailbox_id = $1", m, NULL), 1);
+			   " WHERE mailbox_id = $1", m, NULL, NULL), 1);
 	assert_int_equal(q("SELECT count(DISTINCT content_hash) FROM messages"
-			   " WHERE mailbox_id = $1", m, NULL), 2);
+			   " WHERE mailbox_id = $1", m, NULL, NULL), 2);
 	/* Direct store: nothing to upload. */
 	assert_int_equal(q("SELECT count(*) FROM pending_uploads WHERE account_id = $1",
-			   s64(m, acc), NULL), 0);
+			   s64(m, acc), NULL, NULL), 0);
 	assert_int_equal(check_bodies(s, acc), 3);
 	sora_store_append_result_free(&res);
 	for (int i = 0; i < 3; i++)
@@ -365,10 +291,10 @@ static void test_all_or_nothing(void **state)
 	int64_t acc, inbox;
 
 	need_db();
-	s = make_store("aon", false);
+	s = make_fs_store(tmpdir, "aon", false);
 	acc = new_account();
 	inbox = q("SELECT id FROM mailboxes WHERE account_id = $1 AND name = 'INBOX'",
-		  s64(a, acc), NULL);
+		  s64(a, acc), NULL, NULL);
 	s64(m, inbox);
 	msg_open(&x[0], msg1);
 	msg_open(&x[1], msg2);
@@ -387,9 +313,10 @@ static void test_all_or_nothing(void **state)
 	assert_int_equal(after.messages, before.messages);
 	assert_int_equal(after.uid_next, before.uid_next);
 	assert_int_equal(after.highest_modseq, before.highest_modseq);
-	assert_int_equal(q("SELECT count(*) FROM messages WHERE account_id = $1", a, NULL), 0);
-	assert_int_equal(q("SELECT count(*) FROM pending_uploads WHERE account_id = $1", a, NULL),
+	assert_int_equal(q("SELECT count(*) FROM messages WHERE account_id = $1", a, NULL, NULL),
 			 0);
+	assert_int_equal(q("SELECT count(*) FROM pending_uploads WHERE account_id = $1", a, NULL,
+			   NULL), 0);
 	/* Nothing is left staged: no row names the bodies and no other
 	 * writer uses them, so the failed APPEND took them back at once. */
 	for (int i = 0; i < 3; i++)
@@ -430,7 +357,7 @@ static void test_not_found(void **state)
 	int64_t acc;
 
 	need_db();
-	s = make_store("nf", false);
+	s = make_fs_store(tmpdir, "nf", false);
 	acc = new_account();
 	msg_open(&x, msg2);
 	it.msg = &x.m;
@@ -438,16 +365,16 @@ static void test_not_found(void **state)
 	      SORA_ERR_NOT_FOUND);
 	assert_false(sora_blob_is_staged(s, acc, x.m.body_hash));
 	/* No default mailboxes for an account without them. */
-	q("DELETE FROM mailboxes WHERE account_id = $1 AND name = 'Sent'", s64(a, acc), NULL);
+	q("DELETE FROM mailboxes WHERE account_id = $1 AND name = 'Sent'", s64(a, acc), NULL, NULL);
 	fails(sora_store_append(conn, s, INSTANCE, acc, "Sent", &it, 1, &res, &err), &err,
 	      SORA_ERR_NOT_FOUND);
 	assert_int_equal(q("SELECT count(*) FROM mailboxes WHERE account_id = $1 AND name = 'Sent'",
-			   a, NULL), 0);
+			   a, NULL, NULL), 0);
 	/* \Noselect. */
 	ok(sora_mailbox_create(conn, acc, "P/C", NULL, NULL, &err), &err);
 	ok(sora_mailbox_delete(conn, acc, "P", &err), &err);
 	assert_int_equal(q("SELECT count(*) FROM mailboxes WHERE account_id = $1 AND name = 'P'"
-			   " AND noselect", a, NULL), 1);
+			   " AND noselect", a, NULL, NULL), 1);
 	fails(sora_store_append(conn, s, INSTANCE, acc, "P", &it, 1, &res, &err), &err,
 	      SORA_ERR_NOT_FOUND);
 	ok(sora_store_append(conn, s, INSTANCE, acc, "P/C", &it, 1, &res, &err), &err);
@@ -457,7 +384,8 @@ static void test_not_found(void **state)
 	      SORA_ERR_NOT_FOUND);
 	fails(sora_store_append(conn, s, INSTANCE, acc, "a//b", &it, 1, &res, &err), &err,
 	      SORA_ERR_INVALID);
-	assert_int_equal(q("SELECT count(*) FROM messages WHERE account_id = $1", a, NULL), 1);
+	assert_int_equal(q("SELECT count(*) FROM messages WHERE account_id = $1", a, NULL, NULL),
+			 1);
 	msg_close(&x);
 	sora_blob_store_free(&s);
 }
@@ -474,7 +402,7 @@ static void test_counters(void **state)
 	int64_t acc, id = 0;
 
 	need_db();
-	s = make_store("counters", false);
+	s = make_fs_store(tmpdir, "counters", false);
 	acc = new_account();
 	ok(sora_mailbox_create(conn, acc, "Stats", NULL, &id, &err), &err);
 	msg_open(&x[0], msg1);
@@ -492,7 +420,7 @@ static void test_counters(void **state)
 	assert_int_equal(st.unseen, 1);
 	assert_int_equal(st.size, (int64_t)(strlen(msg1) + strlen(msg2) + strlen(msg3)));
 	assert_int_equal(q("SELECT deleted_count FROM mailbox_stats WHERE mailbox_id = $1",
-			   s64(m, id), NULL), 1);
+			   s64(m, id), NULL, NULL), 1);
 	/* A failed one changes nothing. */
 	it[2].keywords = "sora-test-fail";
 	fails(sora_store_append(conn, s, INSTANCE, acc, "Stats", it, 3, &res, &err), &err,
@@ -611,7 +539,7 @@ static void race(bool direct)
 	acc = new_account();
 	ok(sora_mailbox_create(conn, acc, "FailHere", NULL, NULL, &err), &err);
 	for (int i = 0; i < RACE_THREADS; i++) {
-		races[i].s = make_store(direct ? "race-d" : "race-s", direct);
+		races[i].s = make_fs_store(tmpdir, direct ? "race-d" : "race-s", direct);
 		races[i].acc = acc;
 		races[i].seed = 77u + (unsigned)i;
 	}
@@ -636,7 +564,8 @@ static void race(bool direct)
 	assert_true(rows >= committed);
 	/* Counters agree with the rows. */
 	assert_int_equal(q("SELECT sum(s.message_count) FROM mailbox_stats s JOIN mailboxes m"
-			   " ON m.id = s.mailbox_id WHERE m.account_id = $1", s64(a, acc), NULL),
+			   " ON m.id = s.mailbox_id WHERE m.account_id = $1", s64(a, acc), NULL,
+			   NULL),
 			 rows);
 	for (int i = 0; i < RACE_THREADS; i++)
 		sora_blob_store_free(&races[i].s);
@@ -654,34 +583,15 @@ static void test_concurrent_shared_bodies_direct(void **state)
 
 static int setup(void **state)
 {
-	const char *host = getenv("SORA_TEST_PG_HOST"), *port = getenv("SORA_TEST_PG_PORT");
-	const char *db = getenv("SORA_TEST_PG_DBNAME"), *user = getenv("SORA_TEST_PG_USER");
-	struct sora_database_config cfg = { 0 };
 	struct sora_error err = { 0 };
 
 	snprintf(tmpdir, sizeof(tmpdir), "/tmp/sora-append-XXXXXX");
 	if (mkdtemp(tmpdir) == NULL)
 		return -1;
-	if (host == NULL || host[0] == '\0' || port == NULL || db == NULL)
-		return 0;
-	cfg.host = (char *)host;
-	cfg.port = atoi(port);
-	cfg.dbname = (char *)db;
-	cfg.user = (char *)(user != NULL ? user : "postgres");
-	cfg.password = "";
-	cfg.sslmode = "disable";
-	cfg.max_conns = RACE_THREADS + 1;
-	cfg.min_conns = 0;
-	cfg.max_conn_lifetime_ms = 3600000;
-	cfg.max_conn_idle_time_ms = 3600000;
-	cfg.query_timeout_ms = 30000;
-	cfg.search_query_timeout_ms = 30000;
-	cfg.write_timeout_ms = 30000;
-	if (sora_db_pool_create(&cfg, "sora-test-append", &pool, &err) != 0 ||
-	    sora_db_acquire(pool, SORA_DB_PRIMARY, 10000, &conn, &err) != 0) {
-		fprintf(stderr, "database: %s\n", err.msg);
+	if (live_db_open("sora-test-append", RACE_THREADS + 1, 30000) != 0)
 		return -1;
-	}
+	if (conn == NULL)
+		return 0;
 	/* The failure injection (see the top of this file). */
 	ok(sora_db_exec(conn, SORA_DB_CLASS_DEFAULT,
 			"CREATE OR REPLACE FUNCTION sora_test_fail() RETURNS trigger"
@@ -699,11 +609,6 @@ static int setup(void **state)
 	return 0;
 }
 
-static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	return remove(path);
-}
-
 static int teardown(void **state)
 {
 	struct sora_error err = { 0 };
@@ -712,9 +617,8 @@ static int teardown(void **state)
 		sora_db_exec(conn, SORA_DB_CLASS_DEFAULT,
 			     "DROP TRIGGER IF EXISTS sora_test_fail ON messages", 0, NULL, NULL, NULL,
 			     &err);
-	sora_db_release(&conn);
-	sora_db_pool_destroy(&pool);
-	nftw(tmpdir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	live_db_teardown(state);
+	rm_rf(tmpdir);
 	return 0;
 }
 

@@ -19,58 +19,7 @@
 #include "backend/store/deliver.h"
 #include "backend/store/mailbox.h"
 #include "common/db/db.h"
-
-static struct sora_db_pool *pool;
-static struct sora_db_conn *conn;
-
-static void need_db(void)
-{
-	if (conn == NULL)
-		skip();
-}
-
-/* Runs sql with up to 3 parameters and returns the first column of the
- * first row as an integer (0 when there is no row). */
-static int64_t q(const char *sql, const char *p1, const char *p2, const char *p3)
-{
-	const char *params[3] = { p1, p2, p3 };
-	int n = p3 != NULL ? 3 : p2 != NULL ? 2 : p1 != NULL ? 1 : 0;
-	struct sora_error err = { 0 };
-	PGresult *res = NULL;
-	int64_t v = 0;
-
-	if (sora_db_exec(conn, SORA_DB_CLASS_DEFAULT, sql, n, params, &res, NULL, &err) != 0)
-		fail_msg("%s: %s", sql, err.msg);
-	if (PQntuples(res) > 0 && !PQgetisnull(res, 0, 0))
-		assert_int_equal(sora_db_get_i64(res, 0, 0, &v, &err), 0);
-	PQclear(res);
-	return v;
-}
-
-static const char *s64(char buf[24], int64_t v)
-{
-	snprintf(buf, 24, "%" PRId64, v);
-	return buf;
-}
-
-static int64_t new_account(void)
-{
-	struct sora_error err = { 0 };
-	int64_t acc = q("INSERT INTO accounts DEFAULT VALUES RETURNING id", NULL, NULL, NULL);
-
-	assert_true(acc > 0);
-	if (sora_store_ensure_default_mailboxes(conn, acc, NULL, &err) != 0)
-		fail_msg("defaults: %s", err.msg);
-	return acc;
-}
-
-static int64_t mbox_id(int64_t acc, const char *name)
-{
-	char a[24];
-
-	return q("SELECT id FROM mailboxes WHERE account_id = $1 AND name = $2", s64(a, acc), name,
-		 NULL);
-}
+#include "live-db.h"
 
 static int64_t parent_of(int64_t acc, const char *name)
 {
@@ -102,19 +51,6 @@ static int64_t count_messages(int64_t mailbox_id)
 
 	return q("SELECT count(*) FROM messages WHERE mailbox_id = $1", s64(m, mailbox_id), NULL,
 		 NULL);
-}
-
-static void ok(int rc, const struct sora_error *err)
-{
-	if (rc != 0)
-		fail_msg("unexpected failure: class %d: %s", err->cls, err->msg);
-}
-
-static void fails(int rc, const struct sora_error *err, enum sora_error_class cls)
-{
-	assert_int_equal(rc, -1);
-	if (err->cls != cls)
-		fail_msg("class %d, wanted %d: %s", err->cls, cls, err->msg);
 }
 
 static const struct sora_mailbox_info *find(const struct sora_mailbox_list *l, const char *name)
@@ -629,39 +565,7 @@ static void test_concurrent_tree_changes(void **state)
 
 static int setup(void **state)
 {
-	const char *host = getenv("SORA_TEST_PG_HOST"), *port = getenv("SORA_TEST_PG_PORT");
-	const char *db = getenv("SORA_TEST_PG_DBNAME"), *user = getenv("SORA_TEST_PG_USER");
-	struct sora_database_config cfg = { 0 };
-	struct sora_error err = { 0 };
-
-	if (host == NULL || host[0] == '\0' || port == NULL || db == NULL)
-		return 0;
-	cfg.host = (char *)host;
-	cfg.port = atoi(port);
-	cfg.dbname = (char *)db;
-	cfg.user = (char *)(user != NULL ? user : "postgres");
-	cfg.password = "";
-	cfg.sslmode = "disable";
-	cfg.max_conns = RACE_THREADS + 1;
-	cfg.min_conns = 0;
-	cfg.max_conn_lifetime_ms = 3600000;
-	cfg.max_conn_idle_time_ms = 3600000;
-	cfg.query_timeout_ms = 30000;
-	cfg.search_query_timeout_ms = 30000;
-	cfg.write_timeout_ms = 30000;
-	if (sora_db_pool_create(&cfg, "sora-test-mailbox", &pool, &err) != 0 ||
-	    sora_db_acquire(pool, SORA_DB_PRIMARY, 10000, &conn, &err) != 0) {
-		fprintf(stderr, "database: %s\n", err.msg);
-		return -1;
-	}
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	sora_db_release(&conn);
-	sora_db_pool_destroy(&pool);
-	return 0;
+	return live_db_open("sora-test-mailbox", RACE_THREADS + 1, 30000);
 }
 
 int main(void)
@@ -677,5 +581,5 @@ int main(void)
 		cmocka_unit_test(test_concurrent_tree_changes),
 	};
 
-	return cmocka_run_group_tests(tests, setup, teardown);
+	return cmocka_run_group_tests(tests, setup, live_db_teardown);
 }

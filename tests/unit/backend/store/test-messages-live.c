@@ -23,42 +23,9 @@
 #include "backend/store/messages.h"
 #include "common/db/db.h"
 #include "common/proto/imap-search.h"
+#include "live-db.h"
 
 #define THREADS 2
-
-static struct sora_db_pool *pool;
-static struct sora_db_conn *conn;
-
-static void need_db(void)
-{
-	if (conn == NULL)
-		skip();
-}
-
-static PGresult *qres(const char *sql, const char *p1, const char *p2, const char *p3)
-{
-	const char *params[3] = { p1, p2, p3 };
-	int n = p3 != NULL ? 3 : p2 != NULL ? 2 : p1 != NULL ? 1 : 0;
-	struct sora_error err = { 0 };
-	PGresult *res = NULL;
-
-	if (sora_db_exec(conn, SORA_DB_CLASS_DEFAULT, sql, n, params, &res, NULL, &err) != 0)
-		fail_msg("%s: %s", sql, err.msg);
-	return res;
-}
-
-/* The first column of the first row as an integer (0 when none). */
-static int64_t q(const char *sql, const char *p1, const char *p2, const char *p3)
-{
-	struct sora_error err = { 0 };
-	PGresult *res = qres(sql, p1, p2, p3);
-	int64_t v = 0;
-
-	if (PQntuples(res) > 0 && !PQgetisnull(res, 0, 0))
-		assert_int_equal(sora_db_get_i64(res, 0, 0, &v, &err), 0);
-	PQclear(res);
-	return v;
-}
 
 /* The first column of the first row as text, into buf. */
 static const char *qs(char *buf, size_t size, const char *sql, const char *p1, const char *p2)
@@ -68,43 +35,6 @@ static const char *qs(char *buf, size_t size, const char *sql, const char *p1, c
 	snprintf(buf, size, "%s", PQntuples(res) > 0 ? PQgetvalue(res, 0, 0) : "(none)");
 	PQclear(res);
 	return buf;
-}
-
-static const char *s64(char buf[24], int64_t v)
-{
-	snprintf(buf, 24, "%" PRId64, v);
-	return buf;
-}
-
-static void ok(int rc, const struct sora_error *err)
-{
-	if (rc != 0)
-		fail_msg("unexpected failure: class %d: %s", err->cls, err->msg);
-}
-
-static void fails(int rc, const struct sora_error *err, enum sora_error_class cls)
-{
-	assert_int_equal(rc, -1);
-	if (err->cls != cls)
-		fail_msg("class %d, wanted %d: %s", err->cls, cls, err->msg);
-}
-
-static int64_t new_account(void)
-{
-	struct sora_error err = { 0 };
-	int64_t acc = q("INSERT INTO accounts DEFAULT VALUES RETURNING id", NULL, NULL, NULL);
-
-	assert_true(acc > 0);
-	ok(sora_store_ensure_default_mailboxes(conn, acc, NULL, &err), &err);
-	return acc;
-}
-
-static int64_t mbox_id(int64_t acc, const char *name)
-{
-	char a[24];
-
-	return q("SELECT id FROM mailboxes WHERE account_id = $1 AND name = $2", s64(a, acc), name,
-		 NULL);
 }
 
 /* A message row as the delivery statement writes it (next UID and modseq
@@ -890,6 +820,30 @@ struct worker {
 	char last[SORA_ERROR_MSG_SIZE + 32];
 };
 
+/* Runs fn in THREADS workers, w[t] zeroed but for acc, mailbox_id, id and
+ * ops; waits for all of them and fails on any unexpected result. */
+static void run_workers(struct worker *w, void *(*fn)(void *), int64_t acc, int64_t mailbox_id,
+			int ops)
+{
+	pthread_t th[THREADS];
+	int t;
+
+	for (t = 0; t < THREADS; t++) {
+		memset(&w[t], 0, sizeof(w[t]));
+		w[t].acc = acc;
+		w[t].mailbox_id = mailbox_id;
+		w[t].id = t;
+		w[t].ops = ops;
+		assert_int_equal(pthread_create(&th[t], NULL, fn, &w[t]), 0);
+	}
+	for (t = 0; t < THREADS; t++)
+		pthread_join(th[t], NULL);
+	for (t = 0; t < THREADS; t++)
+		if (w[t].unexpected != 0)
+			fail_msg("thread %d: %d unexpected results, last: %s", t, w[t].unexpected,
+				 w[t].last);
+}
+
 /* Two sessions STORE on the same messages: one toggles \Flagged, the
  * other a keyword, so every call changes every message and must take a
  * modseq of its own. */
@@ -950,7 +904,6 @@ static int cmp_u64(const void *a, const void *b)
 static void test_concurrent_store(void **state)
 {
 	struct worker w[THREADS];
-	pthread_t th[THREADS];
 	uint64_t all[THREADS * 200];
 	int64_t acc, inbox, m0;
 	size_t n = 0, i;
@@ -963,19 +916,8 @@ static void test_concurrent_store(void **state)
 	for (t = 0; t < 8; t++)
 		add_message(inbox, 0, "{}");
 	m0 = mailbox_modseq(inbox);
+	run_workers(w, store_thread, 0, inbox, 100);
 	for (t = 0; t < THREADS; t++) {
-		memset(&w[t], 0, sizeof(w[t]));
-		w[t].mailbox_id = inbox;
-		w[t].id = t;
-		w[t].ops = 100;
-		assert_int_equal(pthread_create(&th[t], NULL, store_thread, &w[t]), 0);
-	}
-	for (t = 0; t < THREADS; t++)
-		pthread_join(th[t], NULL);
-	for (t = 0; t < THREADS; t++) {
-		if (w[t].unexpected != 0)
-			fail_msg("thread %d: %d unexpected results, last: %s", t, w[t].unexpected,
-				 w[t].last);
 		/* Each session sees its modseqs strictly increase. */
 		for (i = 1; i < (size_t)w[t].nmodseqs; i++)
 			assert_true(w[t].modseqs[i] > w[t].modseqs[i - 1]);
@@ -1055,7 +997,6 @@ static void *move_thread(void *arg)
 static void test_concurrent_copy(void **state)
 {
 	struct worker w[THREADS];
-	pthread_t th[THREADS];
 	int64_t acc, inbox, archive, total;
 	int t, copied = 0, moved = 0;
 	char a[24];
@@ -1068,19 +1009,8 @@ static void test_concurrent_copy(void **state)
 		add_message(inbox, t % 3 == 0 ? SORA_IMAP_FLAG_SEEN : 0, "{}");
 		add_message(archive, 0, "{}");
 	}
+	run_workers(w, move_thread, acc, 0, 40);
 	for (t = 0; t < THREADS; t++) {
-		memset(&w[t], 0, sizeof(w[t]));
-		w[t].acc = acc;
-		w[t].id = t;
-		w[t].ops = 40;
-		assert_int_equal(pthread_create(&th[t], NULL, move_thread, &w[t]), 0);
-	}
-	for (t = 0; t < THREADS; t++)
-		pthread_join(th[t], NULL);
-	for (t = 0; t < THREADS; t++) {
-		if (w[t].unexpected != 0)
-			fail_msg("thread %d: %d unexpected results, last: %s", t, w[t].unexpected,
-				 w[t].last);
 		copied += w[t].copied;
 		moved += w[t].moved;
 	}
@@ -1291,39 +1221,7 @@ static void test_open_large(void **state)
 
 static int setup(void **state)
 {
-	const char *host = getenv("SORA_TEST_PG_HOST"), *port = getenv("SORA_TEST_PG_PORT");
-	const char *db = getenv("SORA_TEST_PG_DBNAME"), *user = getenv("SORA_TEST_PG_USER");
-	struct sora_database_config cfg = { 0 };
-	struct sora_error err = { 0 };
-
-	if (host == NULL || host[0] == '\0' || port == NULL || db == NULL)
-		return 0;
-	cfg.host = (char *)host;
-	cfg.port = atoi(port);
-	cfg.dbname = (char *)db;
-	cfg.user = (char *)(user != NULL ? user : "postgres");
-	cfg.password = "";
-	cfg.sslmode = "disable";
-	cfg.max_conns = THREADS + 2;
-	cfg.min_conns = 0;
-	cfg.max_conn_lifetime_ms = 3600000;
-	cfg.max_conn_idle_time_ms = 3600000;
-	cfg.query_timeout_ms = 60000;
-	cfg.search_query_timeout_ms = 60000;
-	cfg.write_timeout_ms = 60000;
-	if (sora_db_pool_create(&cfg, "sora-test-messages", &pool, &err) != 0 ||
-	    sora_db_acquire(pool, SORA_DB_PRIMARY, 10000, &conn, &err) != 0) {
-		fprintf(stderr, "database: %s\n", err.msg);
-		return -1;
-	}
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	sora_db_release(&conn);
-	sora_db_pool_destroy(&pool);
-	return 0;
+	return live_db_open("sora-test-messages", THREADS + 2, 60000);
 }
 
 int main(void)
@@ -1341,5 +1239,5 @@ int main(void)
 		cmocka_unit_test(test_open_large),
 	};
 
-	return cmocka_run_group_tests(tests, setup, teardown);
+	return cmocka_run_group_tests(tests, setup, live_db_teardown);
 }

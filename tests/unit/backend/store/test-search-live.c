@@ -22,57 +22,19 @@
 
 #include "backend/store/search.h"
 #include "common/db/db.h"
-
-static struct sora_db_conn *conn;
-static struct sora_db_pool *pool;
-
-static void need_db(void)
-{
-	if (conn == NULL)
-		skip();
-}
+#include "live-db.h"
 
 /* ---- SQL helpers ---- */
 
 #define MAXP 16
 
-static PGresult *qres(const char *sql, int n, const char *const *params)
-{
-	struct sora_error err = { 0 };
-	PGresult *res = NULL;
-
-	if (sora_db_exec(conn, SORA_DB_CLASS_DEFAULT, sql, n, params, &res, NULL, &err) != 0)
-		fail_msg("%s: %s", sql, err.msg);
-	return res;
-}
-
-static int64_t q(const char *sql, const char *p1, const char *p2)
-{
-	const char *params[2] = { p1, p2 };
-	int n = p2 != NULL ? 2 : p1 != NULL ? 1 : 0;
-	struct sora_error err = { 0 };
-	PGresult *res = qres(sql, n, params);
-	int64_t v = 0;
-
-	if (PQntuples(res) > 0 && !PQgetisnull(res, 0, 0))
-		assert_int_equal(sora_db_get_i64(res, 0, 0, &v, &err), 0);
-	PQclear(res);
-	return v;
-}
-
-static const char *s64(char buf[24], int64_t v)
-{
-	snprintf(buf, 24, "%" PRId64, v);
-	return buf;
-}
-
 static int64_t new_mailbox(void)
 {
 	char a[24];
-	int64_t acc = q("INSERT INTO accounts DEFAULT VALUES RETURNING id", NULL, NULL);
+	int64_t acc = q("INSERT INTO accounts DEFAULT VALUES RETURNING id", NULL, NULL, NULL);
 
 	return q("INSERT INTO mailboxes (account_id, name) VALUES ($1, 'INBOX') RETURNING id",
-		 s64(a, acc), NULL);
+		 s64(a, acc), NULL, NULL);
 }
 
 /* A message row. Strings NULL mean the column default ('' / NULL);
@@ -109,27 +71,29 @@ static void add(int64_t mbox, const struct msg *m)
 	};
 	PGresult *res;
 
-	res = qres("INSERT INTO messages (account_id, mailbox_id, uid, content_hash, flags,"
-		   " keywords, internal_date, sent_date, size, subject, from_text, to_text,"
-		   " cc_text, bcc_text, message_id, references_hdr, raw_headers, created_modseq,"
-		   " updated_modseq)"
-		   " SELECT account_id, id, $2, encode(sha256(convert_to(id || '/' || $2::bigint, 'UTF8')),"
-		   " 'hex'), $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14,"
-		   " decode($15, 'escape'), 1, $16 FROM mailboxes WHERE id = $1",
-		   MAXP, p);
+	res = qexec(conn, "INSERT INTO messages (account_id, mailbox_id, uid, content_hash, flags,"
+		    " keywords, internal_date, sent_date, size, subject, from_text, to_text,"
+		    " cc_text, bcc_text, message_id, references_hdr, raw_headers, created_modseq,"
+		    " updated_modseq)"
+		    " SELECT account_id, id, $2,"
+		    " encode(sha256(convert_to(id || '/' || $2::bigint, 'UTF8')),"
+		    " 'hex'), $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14,"
+		    " decode($15, 'escape'), 1, $16 FROM mailboxes WHERE id = $1",
+		    MAXP, p);
 	PQclear(res);
 	if (m->body != NULL) {
 		const char *pb[3] = { p[0], p[1], m->body };
 
-		PQclear(qres("INSERT INTO message_contents (content_hash, text_body)"
-			     " VALUES (encode(sha256(convert_to($1 || '/' || $2, 'UTF8')), 'hex'), $3)",
-			     3, pb));
+		PQclear(qexec(conn, "INSERT INTO message_contents (content_hash, text_body)"
+			      " VALUES (encode(sha256(convert_to($1 || '/' || $2, 'UTF8')),"
+			      " 'hex'), $3)",
+			      3, pb));
 	}
 	if (m->expunged) {
 		const char *pe[2] = { p[0], p[1] };
 
-		PQclear(qres("UPDATE messages SET expunged_at = now(), expunged_modseq ="
-			     " updated_modseq WHERE mailbox_id = $1 AND uid = $2", 2, pe));
+		PQclear(qexec(conn, "UPDATE messages SET expunged_at = now(), expunged_modseq ="
+			      " updated_modseq WHERE mailbox_id = $1 AND uid = $2", 2, pe));
 	}
 }
 
@@ -231,7 +195,7 @@ static key_t_ AND2(key_t_ a, key_t_ b)
 /* Day number of a date. */
 static uint64_t day(const char *date)
 {
-	return (uint64_t)q("SELECT $1::date - '1970-01-01'::date", date, NULL);
+	return (uint64_t)q("SELECT $1::date - '1970-01-01'::date", date, NULL, NULL);
 }
 
 /* ---- the session's view ---- */
@@ -244,8 +208,8 @@ static void view_load(int64_t mbox)
 {
 	char m[24];
 	const char *p[1] = { s64(m, mbox) };
-	PGresult *res = qres("SELECT uid FROM messages WHERE mailbox_id = $1 AND"
-			     " expunged_at IS NULL ORDER BY uid", 1, p);
+	PGresult *res = qexec(conn, "SELECT uid FROM messages WHERE mailbox_id = $1 AND"
+			      " expunged_at IS NULL ORDER BY uid", 1, p);
 	int i;
 
 	assert_true(PQntuples(res) <= (int)(sizeof(view_uids) / sizeof(view_uids[0])));
@@ -356,9 +320,9 @@ static int64_t fixture(void)
 		char m[24];
 
 		q("UPDATE messages SET internal_date = now() - interval '10 days'"
-		  " WHERE mailbox_id = $1 AND uid = 7 RETURNING 1", s64(m, mb), NULL);
+		  " WHERE mailbox_id = $1 AND uid = 7 RETURNING 1", s64(m, mb), NULL, NULL);
 		q("UPDATE messages SET internal_date = now() - interval '1 hour'"
-		  " WHERE mailbox_id = $1 AND uid = 5 RETURNING 1", s64(m, mb), NULL);
+		  " WHERE mailbox_id = $1 AND uid = 5 RETURNING 1", s64(m, mb), NULL, NULL);
 	}
 	view_load(mb);
 	return mb;
@@ -774,7 +738,7 @@ static void test_injection_literal(void **state)
 	/* Still there, all of it. */
 	expect(mb, K(SORA_SEARCH_ALL), "1,2,3,4,5,7");
 	assert_int_equal(q("SELECT count(*) FROM messages WHERE mailbox_id = $1",
-			   s64((char[24]){ 0 }, mb), NULL), 7);
+			   s64((char[24]){ 0 }, mb), NULL, NULL), 7);
 }
 
 static void test_cap_and_total(void **state)
@@ -790,7 +754,7 @@ static void test_cap_and_total(void **state)
 	  " SELECT account_id, id, g, encode(sha256(convert_to(id || '/' || g, 'UTF8')), 'hex'),"
 	  " g, CASE WHEN g % 10 = 0 THEN 'other' ELSE 'bulk ' || g END, g"
 	  " FROM mailboxes, generate_series(1, 1700) g WHERE id = $1 RETURNING 1",
-	  s64(m, mb), NULL);
+	  s64(m, mb), NULL, NULL);
 	view_load(mb);
 	assert_int_equal(view.count, 1700);
 
@@ -906,7 +870,7 @@ static void test_timing_10k(void **state)
 	  " SELECT encode(sha256(convert_to($1 || '/' || g, 'UTF8')), 'hex'),"
 	  " repeat('lorem ipsum dolor sit amet consectetur adipiscing elit ', 36) ||"
 	  " CASE WHEN g % 100 = 0 THEN ' zanzibar ' ELSE '' END || g"
-	  " FROM generate_series(1, 10000) g RETURNING 1", s64(m, mb), NULL);
+	  " FROM generate_series(1, 10000) g RETURNING 1", s64(m, mb), NULL, NULL);
 	q("INSERT INTO messages (account_id, mailbox_id, uid, content_hash, size, subject,"
 	  " from_text, raw_headers)"
 	  " SELECT account_id, id, g, encode(sha256(convert_to(id || '/' || g, 'UTF8')), 'hex'),"
@@ -914,9 +878,9 @@ static void test_timing_10k(void **state)
 	  " convert_to('From: s' || (g % 500) || '@example.com' || E'\\r\\nSubject: message ' || g"
 	  " || E'\\r\\nX-Filler: ' || repeat('x', 500) || E'\\r\\n\\r\\n', 'UTF8')"
 	  " FROM mailboxes, generate_series(1, 10000) g WHERE id = $1 RETURNING 1",
-	  s64(m, mb), NULL);
-	q("ANALYZE messages", NULL, NULL);
-	q("ANALYZE message_contents", NULL, NULL);
+	  s64(m, mb), NULL, NULL);
+	q("ANALYZE messages", NULL, NULL, NULL);
+	q("ANALYZE message_contents", NULL, NULL, NULL);
 	view_load(mb);
 
 	/* Warm the cache once, then measure. */
@@ -946,39 +910,7 @@ static void test_timing_10k(void **state)
 
 static int setup(void **state)
 {
-	const char *host = getenv("SORA_TEST_PG_HOST"), *port = getenv("SORA_TEST_PG_PORT");
-	const char *db = getenv("SORA_TEST_PG_DBNAME"), *user = getenv("SORA_TEST_PG_USER");
-	struct sora_database_config cfg = { 0 };
-	struct sora_error err = { 0 };
-
-	if (host == NULL || host[0] == '\0' || port == NULL || db == NULL)
-		return 0;
-	cfg.host = (char *)host;
-	cfg.port = atoi(port);
-	cfg.dbname = (char *)db;
-	cfg.user = (char *)(user != NULL ? user : "postgres");
-	cfg.password = "";
-	cfg.sslmode = "disable";
-	cfg.max_conns = 2;
-	cfg.min_conns = 0;
-	cfg.max_conn_lifetime_ms = 3600000;
-	cfg.max_conn_idle_time_ms = 3600000;
-	cfg.query_timeout_ms = 60000;
-	cfg.search_query_timeout_ms = 60000;
-	cfg.write_timeout_ms = 60000;
-	if (sora_db_pool_create(&cfg, "sora-test-search", &pool, &err) != 0 ||
-	    sora_db_acquire(pool, SORA_DB_PRIMARY, 10000, &conn, &err) != 0) {
-		fprintf(stderr, "database: %s\n", err.msg);
-		return -1;
-	}
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	sora_db_release(&conn);
-	sora_db_pool_destroy(&pool);
-	return 0;
+	return live_db_open("sora-test-search", 2, 60000);
 }
 
 int main(void)
@@ -996,5 +928,5 @@ int main(void)
 		cmocka_unit_test(test_timing_10k),
 	};
 
-	return cmocka_run_group_tests(tests, setup, teardown);
+	return cmocka_run_group_tests(tests, setup, live_db_teardown);
 }
