@@ -23,49 +23,9 @@ import sys
 import tempfile
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
-sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
-from sorafix.common import Certs, free_port, wait_port  # noqa: E402
-from sorafix.pg import PgCluster  # noqa: E402
-
-
-def tree_pids(root):
-    """root and its descendants (only this run's processes, never another
-    Dovecot on the machine)."""
-    kids = {}
-    for pid in os.listdir("/proc"):
-        if pid.isdigit():
-            try:
-                with open(f"/proc/{pid}/stat") as f:
-                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-            except OSError:
-                continue
-            kids.setdefault(ppid, []).append(int(pid))
-    out, todo = [], [root]
-    while todo:
-        p = todo.pop()
-        out.append(p)
-        todo.extend(kids.get(p, []))
-    return out
-
-
-def comm(pid):
-    try:
-        with open(f"/proc/{pid}/comm") as f:
-            return f.read().strip()
-    except OSError:
-        return ""
-
-
-def rss_kb(pids):
-    total = 0
-    for pid in pids:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
-    return total
+from benchlib import ROOT, comm, rss_kb, tree_pids
+from sorafix.common import Certs, free_port, wait_port
+from sorafix.pg import PgCluster
 
 
 def open_idle(port, n, ctx):

@@ -47,18 +47,13 @@ import signal
 import socket
 import statistics
 import subprocess
-import sys
 import tempfile
 import threading
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
-sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
-from sorafix.common import free_port, wait_port  # noqa: E402
-from sorafix.pg import PgCluster  # noqa: E402
+from benchlib import pct, proc_table, tree_cpu, tree_pids
+import benchlib
 
-BIN = os.environ.get("SORA_BIN", os.path.join(ROOT, "bin"))
 # Accounts user0..user{N-1}@example.com; the throughput runs use fresh
 # ones for every scenario and repetition (see bench()).
 ACCOUNTS = 40
@@ -135,53 +130,6 @@ class Client(threading.Thread):
             self.error = e
 
 
-TICK = os.sysconf("SC_CLK_TCK")
-
-
-def proc_table():
-    """{pid: (ppid, stat fields)} of every live process."""
-    out = {}
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        out[int(pid)] = (int(fields[1]), fields)
-    return out
-
-
-def tree_pids(root, table=None):
-    table = table if table is not None else proc_table()
-    kids = {}
-    for pid, (ppid, _) in table.items():
-        kids.setdefault(ppid, []).append(pid)
-    out, todo = [], [root]
-    while todo:
-        p = todo.pop()
-        if p in table:
-            out.append(p)
-        todo.extend(kids.get(p, []))
-    return out
-
-
-def tree_cpu(root):
-    """CPU seconds used by a process tree: every live process's own time
-    plus what its reaped children used (cutime/cstime), so processes that
-    exited still count and nothing counts twice."""
-    table = proc_table()
-    return sum(sum(int(x) for x in table[p][1][11:15]) / TICK for p in tree_pids(root, table))
-
-
-def pct(values, q):
-    if not values:
-        return float("nan")
-    v = sorted(values)
-    return v[min(len(v) - 1, int(q * len(v)))]
-
-
 def run_clients(port, rcpt_sets, seconds, size, cpu_roots):
     """rcpt_sets: one list of recipients per client. Returns a dict with
     rate (deliveries/s), cpu (s per delivery), p50, p99 (s), fail."""
@@ -204,139 +152,21 @@ def run_clients(port, rcpt_sets, seconds, size, cpu_roots):
             "p50": pct(lat, 0.50), "p99": pct(lat, 0.99), "fail": sum(t.fail for t in ts)}
 
 
-class Sora:
-    name = "sora-backend"
-
+class Sora(benchlib.Sora):
     def __init__(self, tmp, accounts=ACCOUNTS):
-        self.tmp = tmp
-        self.proc = None
-        self.log = None
-        # A durable cluster: the test fixture's fsync=off would flatter Sora.
-        self.pg = PgCluster()
-        try:
-            self._setup(tmp, accounts)
-        except BaseException:
-            # Nothing may outlive the run, not even after a failed start.
-            self.close()
-            raise
-
-    def _setup(self, tmp, accounts):
-        self.pg.stop()
-        self.pg._as_pg([os.path.join(self.pg.bindir, "pg_ctl"), "-D", self.pg.data, "-l",
-                        os.path.join(self.pg.dir, "log"), "-w", "-o",
-                        f"-p {self.pg.port} -k {self.pg.dir} -c listen_addresses=127.0.0.1 "
-                        f"-c max_connections=100", "start"])
-        self.pg.create_db("bench")
-        self.cfg = os.path.join(tmp, "sora.toml")
-        self.port = free_port()
-        # Default log level (info): one line per delivery, as Dovecot.
-        with open(self.cfg, "w") as f:
-            f.write('hostname = "mx.bench"\n' + self.pg.config_block("bench") +
-                    f'[storage]\nbackend = "fs"\nfs_path = "{tmp}/blobs"\n'
-                    f'[uploader]\npath = "{tmp}/staging"\n'
-                    f'[servers.lmtp]\naddr = "127.0.0.1:{self.port}"\n')
-        admin = os.path.join(BIN, "sora-admin")
-        subprocess.run([admin, "--config", self.cfg, "migrate", "up"], check=True,
-                       capture_output=True)
-        subprocess.run([admin, "--config", self.cfg, "accounts", "create", "--email",
-                        "user0@example.com", "--password", "x", "--hash", "ssha512"],
-                       check=True, capture_output=True)
-        # The rest in one statement, with the same password hash: only
-        # the address lookup matters here.
-        self.pg.psql(f"""WITH a AS (INSERT INTO accounts SELECT FROM generate_series(1, {accounts - 1})
-                            RETURNING id)
-                         INSERT INTO credentials (account_id, address, password_hash,
-                                                  primary_identity)
-                         SELECT a.id, 'user' || (row_number() OVER (ORDER BY a.id)) || '@example.com',
-                                (SELECT password_hash FROM credentials LIMIT 1), true FROM a""",
-                     db="bench")
-        self.log = open(os.path.join(tmp, "sora.log"), "a")
-        self.start()
-        with open(os.path.join(self.pg.data, "postmaster.pid")) as f:
-            self.postmaster = int(f.readline())
-
-    def start(self):
-        self.proc = subprocess.Popen([os.path.join(BIN, "sora-backend"), "--config", self.cfg],
-                                     stdout=self.log, stderr=subprocess.STDOUT, cwd=self.tmp)
-        wait_port(self.port, proc=self.proc)
-
-    def stop_backend(self):
-        self.proc.terminate()
-        self.proc.wait()
-
-    def roots(self):
-        return (self.proc.pid, self.postmaster)
-
-    def pending(self):
-        return int(self.pg.psql("SELECT count(*) FROM pending_uploads", db="bench"))
-
-    def settle(self):
-        """Waits until the uploader has nothing left (its work belongs to
-        the deliveries that caused it)."""
-        for _ in range(600):
-            if self.pending() == 0:
-                return
-            time.sleep(0.1)
-
-    def close(self):
-        if self.proc is not None and self.proc.poll() is None:
-            self.stop_backend()
-        if self.log is not None:
-            self.log.close()
-        self.pg.destroy()
+        super().__init__(tmp, {"lmtp": ""}, accounts)
 
 
-class Dovecot:
-    name = "dovecot lmtp"
-
+class Dovecot(benchlib.Dovecot):
     def __init__(self, tmp):
-        base = os.path.join(tmp, "dovecot")
-        self.mail = os.path.join(base, "mail")
-        os.makedirs(self.mail)
-        shutil.chown(self.mail, "nobody", "nogroup")
-        self.port = free_port()
-        conf = os.path.join(base, "dovecot.conf")
-        with open(conf, "w") as f:
-            f.write(f"""protocols = lmtp
-base_dir = {base}/run
-state_dir = {base}/state
-log_path = {base}/dovecot.log
-ssl = no
-default_login_user = dovenull
-default_internal_user = dovecot
-mail_location = maildir:{self.mail}/%n/Maildir
-mail_fsync = optimized
-mail_uid = nobody
-mail_gid = nogroup
-first_valid_uid = 1
-passdb {{
-  driver = static
-  args = nopassword=y
-}}
-userdb {{
-  driver = static
-  args = uid=nobody gid=nogroup home={self.mail}/%n allow_all_users=yes
-}}
-service lmtp {{
-  inet_listener lmtp {{
+        super().__init__(tmp, "lmtp", """service lmtp {
+  inet_listener lmtp {
     address = 127.0.0.1
-    port = {self.port}
-  }}
+    port = {port}
+  }
   process_min_avail = 2
-}}
-""")
-        self.proc = subprocess.Popen(["dovecot", "-F", "-c", conf], stderr=subprocess.DEVNULL)
-        wait_port(self.port, proc=self.proc, timeout=20)
-
-    def roots(self):
-        return (self.proc.pid,)
-
-    def settle(self):
-        pass
-
-    def close(self):
-        self.proc.terminate()
-        self.proc.wait()
+}
+""", "dovecot lmtp")
 
 
 def scenarios(quick, rcpts):
@@ -367,10 +197,6 @@ def rcpt_sets(first, clients, n, one_mailbox):
     return [[f"user{first + i * n + j}@example.com" for j in range(n)] for i in range(clients)]
 
 
-def loadavg():
-    return "%.2f %.2f %.2f" % os.getloadavg()
-
-
 def bench(a, tmp):
     scen = scenarios(a.quick, a.rcpts)
     runs = 1 if a.quick else a.runs
@@ -386,7 +212,7 @@ def bench(a, tmp):
         sides[0].close()
         raise
     results = {}   # (scenario index, side name) -> [result dicts]
-    load0 = loadavg()
+    load0 = benchlib.loadavg()
     t0 = time.time()
     try:
         first = 1
@@ -407,7 +233,7 @@ def bench(a, tmp):
     finally:
         for s in sides:
             s.close()
-    load1 = loadavg()
+    load1 = benchlib.loadavg()
     lines = [f"{runs} run(s) of {a.seconds:.0f} s per scenario and server, alternating; "
              f"{os.cpu_count()} CPUs; load average {load0} before, {load1} after "
              f"({time.time() - t0:.0f} s); {pending} bodies left for the uploader.", "",
@@ -497,7 +323,7 @@ def strace_mode(a, tmp):
         dov.close()
     print(f"{a.strace} one-recipient 10 KB deliveries from one client into one mailbox, after "
           f"{a.warm + 1} untraced ones; calls per delivery "
-          f"(strace -f -c, every process of each server; load average {loadavg()}):")
+          f"(strace -f -c, every process of each server; load average {benchlib.loadavg()}):")
     print("| process | " + " | ".join(TRACED) + " | flushes (fsync + fdatasync) |")
     print("|---|" + "---|" * (len(TRACED) + 1))
     for g, counts in res.items():

@@ -4,7 +4,9 @@
 # BENCH_QUICK=1: a smaller run (fewer connections, one LMTP repetition of a
 # few scenarios) for checking that everything starts; the numbers in
 # docs/lmtp.md come from the full run.
-# The LMTP table is also written to $BENCH_BIN/lmtp-results.md.
+# The LMTP table is also written to $BENCH_BIN/lmtp-results.md, the IMAP
+# table (tests/bench/imap_bench.py, numbers in docs/imap.md) to
+# $BENCH_BIN/imap-results.md.
 set -u
 cd "$(dirname "$0")/../.."
 BENCH_BIN=${BENCH_BIN:-build/bench}
@@ -22,5 +24,8 @@ echo "== blob upload throughput to the local S3 server (encryption off/on) =="
 echo
 echo "== LMTP delivery, sora-backend vs dovecot lmtp (maildir), alternating runs =="
 /usr/bin/python3 tests/bench/lmtp_bench.py --markdown "$BENCH_BIN/lmtp-results.md"
+echo
+echo "== IMAP, sora-backend vs dovecot imap (maildir), alternating runs =="
+/usr/bin/python3 tests/bench/imap_bench.py --markdown "$BENCH_BIN/imap-results.md"
 echo
 echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg); $(( $(date +%s) - started )) s in total"
