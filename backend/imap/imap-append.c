@@ -38,10 +38,13 @@
 #define OTHER_LITERAL_MAX (64 * 1024)
 
 struct imap_append {
-	/* Streamed literals in arrival order. Only the last one may hold
-	 * memory; earlier ones are spilled to their files when the next one
-	 * starts, so a MULTIAPPEND of many messages holds one spool buffer. */
-	struct sora_lmtp_spool *spools;
+	/* Every message literal of the command, one after the other, in one
+	 * spool: one buffer of at most SORA_LMTP_SPOOL_MEM in memory and at
+	 * most one temporary file, however many messages a MULTIAPPEND has. */
+	struct sora_lmtp_spool spool;
+	bool spool_open;
+	/* Where each message starts in the spool, in arrival order. */
+	uint64_t *starts;
 	size_t count, cap;
 	uint64_t total;            /* bytes announced so far */
 	bool refused;              /* TOOBIG answered: drop the command */
@@ -67,9 +70,9 @@ static void append_state_free(struct imap_append *a)
 {
 	if (a == NULL)
 		return;
-	for (size_t i = 0; i < a->count; i++)
-		sora_lmtp_spool_reset(&a->spools[i]);
-	free(a->spools);
+	if (a->spool_open)
+		sora_lmtp_spool_reset(&a->spool);
+	free(a->starts);
 	free(a);
 }
 
@@ -133,19 +136,19 @@ bool imap_append_literal(struct imap_session *s, const struct sora_imap_command 
 			return true;
 		}
 		if (a->count == a->cap) {
-			size_t ncap = a->cap ? a->cap * 2 : 4;
-			struct sora_lmtp_spool *ns = realloc(a->spools, ncap * sizeof(*ns));
+			size_t ncap = a->cap ? a->cap * 2 : 16;
+			uint64_t *ns = realloc(a->starts, ncap * sizeof(*ns));
 
 			if (ns == NULL)
 				goto oom;
-			a->spools = ns;
+			a->starts = ns;
 			a->cap = ncap;
 		}
-		/* The previous message is complete: to its file, so that a
-		 * MULTIAPPEND holds at most one spool buffer in memory. */
-		if (a->count > 0 && a->spools[a->count - 1].fd < 0)
-			sora_lmtp_spool_spill(&a->spools[a->count - 1]);
-		sora_lmtp_spool_init(&a->spools[a->count++], spool_dir());
+		if (!a->spool_open) {
+			sora_lmtp_spool_init(&a->spool, spool_dir());
+			a->spool_open = true;
+		}
+		a->starts[a->count++] = a->spool.size;
 		a->total += lit->size;
 		a->in_literal = true;
 	}
@@ -166,7 +169,7 @@ bool imap_append_data(struct imap_session *s, struct sora_str chunk)
 	if (a == NULL || a->count == 0)
 		return true;
 	/* A failed write is reported when the command completes. */
-	sora_lmtp_spool_write(&a->spools[a->count - 1], chunk.p, chunk.len);
+	sora_lmtp_spool_write(&a->spool, chunk.p, chunk.len);
 	return true;
 }
 
@@ -176,7 +179,8 @@ struct append_msg {
 	unsigned int flags;
 	char *keywords;
 	int64_t internal_date;
-	struct sora_lmtp_spool *spool;      /* streamed, or NULL */
+	bool streamed;                       /* in the command's spool */
+	uint64_t start, size;                /* where in the spool */
 	struct sora_str inline_bytes;        /* in-line literal (copied) */
 	char *copy;
 	struct sora_store_message prepared;
@@ -401,13 +405,21 @@ static enum sora_job_status append_run(struct imap_cmd *cmd, struct sora_job *jo
 		struct append_msg *m = &ac->msgs[i];
 		struct sora_store_body body;
 
-		if (m->spool != NULL) {
-			if (sora_lmtp_spool_finish(m->spool) < 0) {
+		memset(&body, 0, sizeof(body));
+		if (m->streamed) {
+			struct sora_store_body all;
+
+			if (sora_lmtp_spool_finish(&ac->state->spool) < 0) {
 				sora_job_printf(job, "%s NO [UNAVAILABLE] Could not spool the message.\r\n",
 						cmd->tag);
 				goto out;
 			}
-			sora_lmtp_spool_body(m->spool, &body);
+			/* This message's part of the shared spool. */
+			sora_lmtp_spool_body(&ac->state->spool, &all);
+			body.fd = all.fd;
+			body.mem = all.mem != NULL ? all.mem + m->start : NULL;
+			body.base = all.mem != NULL ? 0 : m->start;
+			body.size = m->size;
 		} else {
 			body.mem = m->inline_bytes.p;
 			body.fd = -1;
@@ -530,12 +542,15 @@ void imap_cmd_append(struct imap_session *s, const struct sora_imap_command *cmd
 		if (arg->literal_streamed) {
 			if (state == NULL || streamed >= state->count)
 				goto bad;
-			m->spool = &state->spools[streamed++];
-			if (m->spool->error != 0) {
+			if (state->spool.error != 0) {
 				append_free(&ac->base);
 				imap_reply(s, cmd->tag, "NO [UNAVAILABLE] Could not spool the message.");
 				return;
 			}
+			m->streamed = true;
+			m->start = state->starts[streamed];
+			m->size = arg->literal_size;
+			streamed++;
 		} else {
 			m->copy = malloc(arg->str.len + 1);
 			if (m->copy == NULL)

@@ -756,23 +756,11 @@ static void cmd_namespace(struct imap_session *s, const struct sora_imap_command
 	imap_reply(s, cmd->tag, "OK Namespace completed.");
 }
 
-/* After ENABLE UTF8=ACCEPT quoted strings may carry UTF-8 (RFC 6855). */
-static struct sora_imap_parser_params utf8_params;
-
-static void utf8_params_init(void)
-{
-	utf8_params = sora_imap_parser_default_params;
-	utf8_params.utf8_quoted = true;
-}
-
 /* RFC 5161. */
 static void cmd_enable(struct imap_session *s, const struct sora_imap_command *cmd, bool uid)
 {
 	struct sora_buf out = { 0 };
 
-	static pthread_once_t once = PTHREAD_ONCE_INIT;
-
-	pthread_once(&once, utf8_params_init);
 	if (cmd->args_count == 0) {
 		imap_bad(s, cmd->tag, "ENABLE takes capability names.");
 		return;
@@ -795,13 +783,15 @@ static void cmd_enable(struct imap_session *s, const struct sora_imap_command *c
 			sora_buf_append_str(&out, " QRESYNC");
 		} else if (sora_str_ieq_c(cap, "UTF8=ACCEPT") && !s->utf8) {
 			s->utf8 = true;
-			sora_imap_parser_set_params(sora_imap_front_parser(s->c), &utf8_params);
+			sora_imap_parser_set_params(sora_imap_front_parser(s->c),
+						    sora_imap_front_session_params(true));
 			sora_buf_append_str(&out, " UTF8=ACCEPT");
 		} else if (sora_str_ieq_c(cap, "IMAP4rev2") && !s->rev2) {
 			/* RFC 9051: mailbox names are UTF-8 from now on. */
 			s->rev2 = true;
 			s->utf8 = true;
-			sora_imap_parser_set_params(sora_imap_front_parser(s->c), &utf8_params);
+			sora_imap_parser_set_params(sora_imap_front_parser(s->c),
+						    sora_imap_front_session_params(true));
 			sora_buf_append_str(&out, " IMAP4rev2");
 		}
 	}

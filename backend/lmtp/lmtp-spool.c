@@ -107,22 +107,10 @@ int sora_lmtp_spool_finish(struct sora_lmtp_spool *sp)
 	return 0;
 }
 
-int sora_lmtp_spool_spill(struct sora_lmtp_spool *sp)
-{
-	if (sp->error != 0)
-		return -1;
-	if (spool_flush(sp) < 0) {
-		sp->error = errno != 0 ? errno : EIO;
-		return -1;
-	}
-	sora_buf_free(&sp->mem);
-	sora_buf_init(&sp->mem, SORA_LMTP_SPOOL_MEM);
-	return 0;
-}
-
 void sora_lmtp_spool_body(const struct sora_lmtp_spool *sp, struct sora_store_body *body_r)
 {
 	body_r->size = sp->size;
+	body_r->base = 0;
 	body_r->fd = sp->fd;
 	body_r->mem = sp->fd < 0 ? (sp->mem.data != NULL ? sp->mem.data : "") : NULL;
 }

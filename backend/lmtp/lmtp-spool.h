@@ -45,10 +45,6 @@ int sora_lmtp_spool_write(void *sp, const char *data, size_t len);
 /* Flushes buffered bytes to the file (if any). Returns 0 or -1. */
 int sora_lmtp_spool_finish(struct sora_lmtp_spool *sp);
 
-/* Moves the message into the file (creating it) and releases the memory
- * buffer: for callers that keep several finished spools (IMAP
- * MULTIAPPEND), so only the one being written holds memory. 0 or -1. */
-int sora_lmtp_spool_spill(struct sora_lmtp_spool *sp);
 /* A view of the finished message for the store (borrowed from sp). */
 void sora_lmtp_spool_body(const struct sora_lmtp_spool *sp, struct sora_store_body *body_r);
 

@@ -115,7 +115,8 @@ ssize_t sora_store_body_read(const struct sora_store_body *body, uint64_t offset
 		return (ssize_t)len;
 	}
 	while (done < len) {
-		ssize_t n = pread(body->fd, (char *)buf + done, len - done, (off_t)(offset + done));
+		ssize_t n = pread(body->fd, (char *)buf + done, len - done,
+				  (off_t)(body->base + offset + done));
 
 		if (n < 0 && errno == EINTR)
 			continue;

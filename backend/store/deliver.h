@@ -103,6 +103,8 @@ int sora_store_resolve_recipient(struct sora_db_conn *conn, struct sora_str addr
 struct sora_store_body {
 	const char *mem;    /* the whole message, or NULL */
 	int fd;             /* used when mem is NULL */
+	uint64_t base;      /* where the message starts in fd (several
+			     * messages may share one file: IMAP MULTIAPPEND) */
 	uint64_t size;
 };
 

@@ -15,6 +15,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "common/proto/imap-types.h"
 
@@ -407,6 +408,12 @@ static enum sora_imap_parse_result literal_announced(struct sora_imap_parser *p)
 			      ? "Non-synchronizing literals are not supported."
 			      : "Non-synchronizing literal too big.", size, false);
 	streamed = size > p->params.max_inline_literal;
+	/* APPEND's messages always stream (params.stream_append): a
+	 * MULTIAPPEND of many small messages must not count against the
+	 * bytes kept for one command. */
+	if (p->params.stream_append && p->name_len == 6 && p->store.data != NULL &&
+	    strncasecmp(p->store.data + p->name_off, "APPEND", 6) == 0)
+		streamed = true;
 	if (!streamed && size > p->store.max - p->store.len)
 		return refuse(p, SORA_IMAP_ERROR_TOO_LONG, "Command too long.", size, sync);
 	idx = node_add(p, SORA_IMAP_ARG_LITERAL);

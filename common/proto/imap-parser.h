@@ -112,11 +112,15 @@ struct sora_imap_parser_params {
 	bool binary;
 	/* Accept 8-bit bytes (valid UTF-8 only) in quoted strings. */
 	bool utf8_quoted;
+	/* Every literal of an APPEND command is streamed (LITERAL_DATA),
+	 * whatever its size, so messages never count towards max_command. */
+	bool stream_append;
 };
 
 /* Defaults for a logged-in session: 64 KiB lines, 8 KiB atoms and quoted
  * strings, 64 MiB literals (in-line up to 64 KiB), LITERAL+, depth 32,
- * 10,000 arguments, 1 MiB per command, BINARY, no UTF-8. */
+ * 10,000 arguments, 1 MiB per command, BINARY, no UTF-8, APPEND literals
+ * in line like any other (servers that stream them set stream_append). */
 extern const struct sora_imap_parser_params sora_imap_parser_default_params;
 
 enum sora_imap_arg_type {

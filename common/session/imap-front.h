@@ -121,6 +121,10 @@ size_t sora_imap_front_feed(struct sora_conn *c, const char *data, size_t len,
 			    const struct sora_imap_events *ev);
 /* The parser (the logged-in session goes on using it). */
 struct sora_imap_parser *sora_imap_front_parser(struct sora_conn *c);
+/* The parser limits of a logged-in session (the defaults, with APPEND's
+ * messages always streamed), with or without UTF-8 quoted strings
+ * (UTF8=ACCEPT, IMAP4rev2). Static storage. */
+const struct sora_imap_parser_params *sora_imap_front_session_params(bool utf8);
 /* Frees the parser; the caller frees the session memory. */
 void sora_imap_front_close(struct sora_conn *c);
 /* Whether LOGIN / AUTHENTICATE are allowed on this connection now. */

@@ -54,6 +54,23 @@ static const struct sora_imap_parser_params preauth_params = {
 	.utf8_quoted = false,
 };
 
+static pthread_once_t session_params_once = PTHREAD_ONCE_INIT;
+static struct sora_imap_parser_params session_params, session_params_utf8;
+
+static void session_params_init(void)
+{
+	session_params = sora_imap_parser_default_params;
+	session_params.stream_append = true;
+	session_params_utf8 = session_params;
+	session_params_utf8.utf8_quoted = true;
+}
+
+const struct sora_imap_parser_params *sora_imap_front_session_params(bool utf8)
+{
+	pthread_once(&session_params_once, session_params_init);
+	return utf8 ? &session_params_utf8 : &session_params;
+}
+
 static const struct sora_preauth_style imap_style = {
 	.bye = "* BYE",
 	.temp_code = "[UNAVAILABLE]",
@@ -434,7 +451,7 @@ static void login_done(struct sora_conn *c, void *arg)
 		else
 			sora_info(sora_conn_log_ctx(c), "login as %s from %s (%s)", login.user,
 				  sora_imap_front_client(c), j->mechanism);
-		sora_imap_parser_set_params(f->pre.proto, &sora_imap_parser_default_params);
+		sora_imap_parser_set_params(f->pre.proto, sora_imap_front_session_params(false));
 		f->ops->authenticated(c, tag, &login);
 		login_job_free(j);
 		return;

@@ -570,3 +570,27 @@ def test_commands_pipelined_after_login(imap_backend):
     assert r.until("p")[-1].startswith("p OK")
     assert r.until("q")[-1].startswith("q OK")
     r.close()
+
+
+def test_multiappend_of_1000_messages(imap_backend):
+    """One MULTIAPPEND of 1,000 messages (4 MB in all, more than the 1 MiB a
+    command may otherwise hold): all stored, in order, with one
+    APPENDUID; the messages stream to one spool."""
+    b = imap_backend.start()
+    b.account("bob@example.com")
+    r = b.raw(timeout=60)
+    r.login("bob@example.com")
+    msgs = [simple_message(subject=f"m{i}", body="y" * 4000 + "\r\n").encode() for i in range(1000)]
+    cmd = b"m APPEND INBOX" + b"".join(b" {%d+}\r\n" % len(m) + m for m in msgs) + b"\r\n"
+    r.send(cmd)
+    resp = r.until("m")
+    assert resp[-1].startswith("m OK [APPENDUID "), resp[-1]
+    assert re.search(r"APPENDUID \d+ 1:1000\]", resp[-1]), resp[-1]
+    sel = r.cmd("s", "EXAMINE INBOX")
+    assert "* 1000 EXISTS" in sel, sel
+    r.send("f FETCH 1000 BODY.PEEK[]\r\n")
+    head = r.line()
+    n = int(re.search(r"\{(\d+)\}$", head).group(1))
+    assert r.read_exact(n) == msgs[999]
+    r.until("f")
+    r.close()
