@@ -44,6 +44,11 @@ def backend(pg, tmp_path_factory):
     yield b
     for s in servers:
         s.stop()
+    # As sora_servers does: an ASan build's reports fail the run.
+    for s in servers:
+        text = s.log()
+        for marker in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"):
+            assert marker not in text, f"sanitizer report in {s.log_path}:\n{text[-4000:]}"
 
 
 def _fresh(backend, name):
