@@ -575,9 +575,14 @@ static const char sql_fetch[] =
 	"SELECT o.uid, m.uid IS NOT NULL, m.expunged_at IS NOT NULL, m.flags,"
 	"       array_to_string(m.keywords, ' '), m.updated_modseq, m.size,"
 	"       floor(extract(epoch FROM m.internal_date))::bigint, m.content_hash,"
-	"       CASE WHEN $3::int & 4 <> 0 THEN m.envelope::text END,"
-	"       CASE WHEN $3::int & 8 <> 0 THEN m.bodystructure::text END,"
-	"       CASE WHEN $3::int & 16 <> 0 THEN m.raw_headers END"
+	"       CASE WHEN $3::int & 4 <> 0 AND m.imap_envelope IS NULL"
+	"            THEN m.envelope::text END,"
+	"       CASE WHEN $3::int & 8 <> 0"
+	"              OR ($3::int & 32 <> 0 AND m.imap_bodystructure IS NULL)"
+	"            THEN m.bodystructure::text END,"
+	"       CASE WHEN $3::int & 16 <> 0 THEN m.raw_headers END,"
+	"       CASE WHEN $3::int & 4 <> 0 THEN m.imap_envelope END,"
+	"       CASE WHEN $3::int & 32 <> 0 THEN m.imap_bodystructure END"
 	"  FROM unnest($2::bigint[]) WITH ORDINALITY AS o (uid, ord)"
 	"  LEFT JOIN LATERAL (SELECT * FROM messages x"
 	"                      WHERE x.mailbox_id = $1 AND x.uid = o.uid LIMIT 1) m ON true"
@@ -637,6 +642,12 @@ static int fetch_row(const PGresult *res, int i, struct sora_msgs_row *row,
 	if (!PQgetisnull(res, i, 11) &&
 	    bytea_decode(PQgetvalue(res, i, 11), &row->raw_headers, &row->raw_headers_len, err) < 0)
 		return -1;
+	if (!PQgetisnull(res, i, 12) &&
+	    (row->imap_envelope = strdup(PQgetvalue(res, i, 12))) == NULL)
+		return oom(err);
+	if (!PQgetisnull(res, i, 13) &&
+	    (row->imap_bodystructure = strdup(PQgetvalue(res, i, 13))) == NULL)
+		return oom(err);
 	return 0;
 }
 
@@ -666,7 +677,10 @@ int sora_msgs_fetch(struct sora_db_conn *conn, int64_t mailbox_id, const uint32_
 	fmt_i64(mbox, mailbox_id);
 	snprintf(wants, sizeof(wants), "%u", want);
 	params[1] = arr;
-	if (run(conn, SORA_DB_CLASS_DEFAULT, sql_fetch, 3, params, &res, err) < 0)
+	/* Prepared: FETCH runs it once per batch, and the LATERAL probe's
+	 * plan never depends on the parameters. */
+	if (sora_db_exec_prepared(conn, SORA_DB_CLASS_DEFAULT, "sora_msgs_fetch_v2", sql_fetch, 3,
+				  params, NULL, NULL, 0, &res, NULL, err) < 0)
 		goto out;
 	if ((size_t)PQntuples(res) != count) {
 		sora_error_set(err, SORA_ERR_PERMANENT, "FETCH: %d rows for %zu UIDs",
@@ -697,6 +711,8 @@ void sora_msgs_rows_free(struct sora_msgs_rows *rows)
 		free(rows->rows[i].state.keywords);
 		free(rows->rows[i].envelope_json);
 		free(rows->rows[i].structure_json);
+		free(rows->rows[i].imap_envelope);
+		free(rows->rows[i].imap_bodystructure);
 		free(rows->rows[i].raw_headers);
 	}
 	free(rows->rows);
@@ -1149,12 +1165,13 @@ static const char sql_copy_insert[] =
 	"       sent_date, subject, message_id, in_reply_to, references_hdr, from_text, to_text,"
 	"       cc_text, bcc_text, sort_subject, sort_from, sort_to, sort_cc, sort_display_from,"
 	"       sort_display_to, envelope, bodystructure, raw_headers, flags, keywords,"
-	"       created_modseq, updated_modseq, sent_tz)"
+	"       created_modseq, updated_modseq, sent_tz, imap_envelope, imap_bodystructure)"
 	" SELECT m.account_id, $2, v.dst, m.content_hash, m.size, m.internal_date, m.sent_date,"
 	"       m.subject, m.message_id, m.in_reply_to, m.references_hdr, m.from_text, m.to_text,"
 	"       m.cc_text, m.bcc_text, m.sort_subject, m.sort_from, m.sort_to, m.sort_cc,"
 	"       m.sort_display_from, m.sort_display_to, m.envelope, m.bodystructure,"
-	"       m.raw_headers, m.flags, m.keywords, $3, $3, m.sent_tz"
+	"       m.raw_headers, m.flags, m.keywords, $3, $3, m.sent_tz, m.imap_envelope,"
+	"       m.imap_bodystructure"
 	"  FROM unnest($4::bigint[], $5::bigint[]) AS v (src, dst)"
 	"  JOIN messages m ON m.mailbox_id = $1 AND m.uid = v.src AND m.expunged_at IS NULL"
 	" ORDER BY v.src";
