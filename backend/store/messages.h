@@ -55,6 +55,7 @@
 #include <stdint.h>
 
 #include "common/core/error.h"
+#include "backend/store/uid-cache.h"
 #include "common/db/db.h"
 
 /* A mailbox as SELECT/EXAMINE report it. */
@@ -96,9 +97,11 @@ struct sora_msgs_open_result {
 };
 
 /* SELECT (claim_recent) / EXAMINE / STATUS-like open of a mailbox by its
- * normalised UTF-8 name. */
-int sora_msgs_open(struct sora_db_conn *conn, int64_t account_id, const char *name,
-		   bool claim_recent, struct sora_msgs_open_result *res_r, struct sora_error *err);
+ * normalised UTF-8 name. cache (may be NULL): the backend's UID lists
+ * (uid-cache.h), used when it has the mailbox and updated after. */
+int sora_msgs_open(struct sora_db_conn *conn, struct sora_uid_cache *cache, int64_t account_id,
+		   const char *name, bool claim_recent, struct sora_msgs_open_result *res_r,
+		   struct sora_error *err);
 void sora_msgs_open_result_free(struct sora_msgs_open_result *res);
 
 /* Flag state of one message. */
