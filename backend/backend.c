@@ -29,7 +29,8 @@ const char *sora_backend_instance_id(void)
 
 void sora_backend_kick_uploader(void)
 {
-	if (backend_started)
+	/* A direct store (fs) queues no uploads: nothing to wake. */
+	if (backend_started && !sora_blob_store_direct(backend.blobs))
 		sora_uploader_kick(backend.uploader);
 }
 

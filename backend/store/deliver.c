@@ -734,6 +734,24 @@ static const char sql_append_row[] =
 
 #define APPEND_STMT "sora_append_v3"
 
+/* APPEND of one message as one statement in its own transaction: the UID
+ * allocation, the row and the commit in one round trip (the general path
+ * takes four: BEGIN, lock, row, COMMIT). $2 mailbox name, $3 and $29 the
+ * UID and modseq steps (both 1); the rest as sql_append_row. Returns the
+ * mailbox id, UIDVALIDITY and UID, or no row when the mailbox does not
+ * exist or is \Noselect. */
+static const char sql_append_one[] =
+	"WITH mb AS ("
+	"  UPDATE mailboxes SET uid_next = uid_next + $3::bigint,"
+	"         highest_modseq = highest_modseq + $29::bigint, updated_at = now()"
+	"   WHERE account_id = $1::bigint AND name = $2::text AND NOT noselect"
+	"  RETURNING id, uid_validity, uid_next - 1 AS uid, highest_modseq AS modseq"
+	SQL_ROW("$30::integer", "string_to_array($31::text, ' ')",
+		"coalesce(to_timestamp($32::double precision), now())")
+	" SELECT mb.id, mb.uid_validity, mb.uid FROM mb, msg";
+
+#define APPEND_ONE_STMT "sora_append_one_v1"
+
 /* RFC 3501 date-time covers years 1..9999. */
 #define IDATE_MIN INT64_C(-62135596800)
 #define IDATE_MAX INT64_C(253402300799)
@@ -743,6 +761,61 @@ void sora_store_append_result_free(struct sora_store_append_result *res)
 	free(res->uids);
 	res->uids = NULL;
 	res->count = 0;
+}
+
+/* The row of a one-message APPEND whose body is staged (refs): one
+ * statement, committed by itself. *absent_r stays true while nothing can
+ * have been stored. */
+static int append_one(struct sora_db_conn *conn, struct sora_blob_store *blobs,
+		      const char *instance_id, const char *acc, const char *name,
+		      const struct sora_store_append_item *it, const struct sora_buf *keywords,
+		      const struct sora_blob_ref *ref, struct row_params *rp,
+		      struct sora_store_append_result *res_r, bool *absent_r, struct sora_error *err)
+{
+	char flags[16], idate[24], sqlstate[6] = "";
+	int64_t id = 0, validity = 0, uid = 0;
+	PGresult *r = NULL;
+	int ret = -1;
+
+	if (row_params_fill(rp, it->msg, sora_str_make("", 0), ref, blobs, instance_id, err) < 0)
+		return -1;
+	snprintf(flags, sizeof(flags), "%u", it->flags);
+	snprintf(idate, sizeof(idate), "%" PRId64, it->internal_date);
+	rp->values[0] = acc;
+	rp->values[1] = name;
+	rp->values[2] = "1";
+	rp->values[28] = "1";
+	rp->values[29] = flags;
+	rp->values[30] = keywords->data != NULL ? keywords->data : "";
+	rp->values[31] = it->internal_date != 0 ? idate : NULL;
+	if (sora_db_exec_prepared(conn, SORA_DB_CLASS_WRITE, APPEND_ONE_STMT, sql_append_one,
+				  APPEND_PARAMS, rp->values, rp->lengths, rp->formats, 0, &r, sqlstate,
+				  err) < 0) {
+		/* A statement that never came back may have committed. */
+		if (PQstatus(sora_db_conn_pg(conn)) != CONNECTION_OK) {
+			*absent_r = false;
+			err->cls = SORA_ERR_TEMPORARY;
+		} else if (strcmp(sqlstate, "23514") == 0) {
+			sora_error_set(err, SORA_ERR_LIMIT, "mailbox %s: no UIDs left", name);
+		}
+		goto out;
+	}
+	if (PQntuples(r) != 1) {
+		sora_error_set(err, SORA_ERR_NOT_FOUND, "mailbox %s does not exist", name);
+		goto out;
+	}
+	*absent_r = false;
+	if (sora_db_get_i64(r, 0, 0, &id, err) < 0 || sora_db_get_i64(r, 0, 1, &validity, err) < 0 ||
+	    sora_db_get_i64(r, 0, 2, &uid, err) < 0)
+		goto out;
+	res_r->uids[0] = (uint32_t)uid;
+	res_r->uid_validity = (uint32_t)validity;
+	res_r->mailbox_id = id;
+	res_r->count = 1;
+	ret = 0;
+out:
+	PQclear(r);
+	return ret;
 }
 
 int sora_store_append(struct sora_db_conn *conn, struct sora_blob_store *blobs,
@@ -812,9 +885,15 @@ int sora_store_append(struct sora_db_conn *conn, struct sora_blob_store *blobs,
 		}
 	}
 
-	/* 2. One transaction: the mailbox locked once, N UIDs, one modseq. */
 	snprintf(acc, sizeof(acc), "%" PRId64, account_id);
 	snprintf(n, sizeof(n), "%zu", count);
+	if (count == 1) {
+		ret = append_one(conn, blobs, instance_id, acc, name, &items[0], &keywords[0],
+				 &refs[0], &rp, res_r, &absent, err);
+		goto out;
+	}
+
+	/* 2. One transaction: the mailbox locked once, N UIDs, one modseq. */
 	if (sora_db_begin(conn, SORA_DB_CLASS_WRITE, err) < 0)
 		goto out;
 	in_tx = true;
