@@ -140,6 +140,7 @@ static enum sora_job_status store_run(struct imap_cmd *cmd, struct sora_job *job
 		/* A STORE that changed nothing took no modseq. */
 		if (res.changed != NULL && res.changed[i]) {
 			imap_own_modseq(sel, res.highest_modseq);
+			sora_imap_mailbox_changed(sel->mailbox_id);
 			break;
 		}
 	}
@@ -283,6 +284,8 @@ static enum sora_job_status expunge_run(struct imap_cmd *cmd, struct sora_job *j
 		return SORA_JOB_DONE;
 	}
 	report_expunged(cmd, job, &gone, modseq);
+	if (gone.count > 0)
+		sora_imap_mailbox_changed(s->sel->mailbox_id);
 	sora_msgs_uids_free(&gone);
 	if (s->qresync)
 		sora_job_printf(job, "%s OK [HIGHESTMODSEQ %" PRIu64 "] Expunge completed.\r\n", cmd->tag,
@@ -365,6 +368,9 @@ static enum sora_job_status copy_run(struct imap_cmd *cmd, struct sora_job *job,
 		return SORA_JOB_DONE;
 	}
 	if (res.src_uids.count > 0) {
+		sora_imap_mailbox_changed(res.dest_mailbox_id);
+		if (cp->move)
+			sora_imap_mailbox_changed(s->sel->mailbox_id);
 		sora_buf_printf(&code, "[COPYUID %u ", res.dest_uid_validity);
 		imap_uidset_append(&code, res.src_uids.uids, res.src_uids.count);
 		sora_buf_append_str(&code, " ");

@@ -20,6 +20,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "backend/imap/imap.h"
 #include "backend/store/messages.h"
 #include "common/core/buf.h"
 #include "common/core/error.h"
