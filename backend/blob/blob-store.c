@@ -20,6 +20,7 @@
 
 #define STAGING_TMPDIR "tmp"
 #define STAGING_ASIDEDIR "aside"
+#define STAGING_LOCKFILE ".sora-lock"
 #define IO_CHUNK (64 * 1024)
 
 struct sora_blob_store {
@@ -32,6 +33,7 @@ struct sora_blob_store {
 	char *staging_aside;   /* orphans being removed, see unstage_orphan */
 	char *direct_root;     /* direct fs store: its root, else NULL */
 	char *direct_tmp;      /* and its temp directory (same file system) */
+	int lock_fd;           /* <staging>/.sora-lock, flock(LOCK_EX) while open */
 };
 
 /* Memory for structs that embed a struct sora_blob_hasher, whose libsodium
@@ -112,6 +114,7 @@ int sora_blob_store_new(struct sora_blob_store_params *p, struct sora_blob_store
 		sora_error_set(err, SORA_ERR_TEMPORARY, "out of memory");
 		return -1;
 	}
+	s->lock_fd = -1;
 	len = strlen(p->staging_path);
 	while (len > 1 && p->staging_path[len - 1] == '/')
 		len--;
@@ -128,6 +131,26 @@ int sora_blob_store_new(struct sora_blob_store_params *p, struct sora_blob_store
 	    sora_blob_mkdirs(s->staging_aside, 0750) < 0) {
 		sora_error_set(err, SORA_ERR_PERMANENT, "blob store: cannot create %s: %s",
 			       s->staging_tmp, strerror(errno));
+		goto fail;
+	}
+	/* One process per staging directory: opening it clears temp files
+	 * and restores set-aside bodies, which would break the writes and
+	 * the sweep of another process using it (two sora-backends started
+	 * with one configuration). */
+	if (sora_blob_path_join(tmp, sizeof(tmp), s->staging, STAGING_LOCKFILE) < 0) {
+		sora_error_set(err, SORA_ERR_PERMANENT, "blob store: staging path too long");
+		goto fail;
+	}
+	s->lock_fd = open(tmp, O_RDWR | O_CREAT | O_CLOEXEC, 0640);
+	if (s->lock_fd < 0 || flock(s->lock_fd, LOCK_EX | LOCK_NB) < 0) {
+		if (s->lock_fd >= 0 && errno == EWOULDBLOCK)
+			sora_error_set(err, SORA_ERR_PERMANENT,
+				       "blob store: staging directory %s is in use by another "
+				       "process (is another sora-backend running with the same "
+				       "[uploader] path?)", s->staging);
+		else
+			sora_error_set(err, SORA_ERR_PERMANENT, "blob store: cannot lock %s: %s",
+				       tmp, strerror(errno));
 		goto fail;
 	}
 	/* Temp files belong to writers of a previous run that never
@@ -170,6 +193,8 @@ int sora_blob_store_new(struct sora_blob_store_params *p, struct sora_blob_store
 	*store_r = s;
 	return 0;
 fail:
+	if (s->lock_fd >= 0)
+		close(s->lock_fd);
 	free(s->staging);
 	free(s->staging_tmp);
 	free(s->staging_aside);
@@ -256,6 +281,8 @@ void sora_blob_store_free(struct sora_blob_store **sp)
 	free(s->staging_aside);
 	free(s->direct_root);
 	free(s->direct_tmp);
+	if (s->lock_fd >= 0)
+		close(s->lock_fd);
 	free(s);
 	*sp = NULL;
 }

@@ -690,10 +690,11 @@ static void test_direct_fs_store(void **state)
 	assert_int_equal(stat(path, &st), 0);
 	assert_int_equal(st.st_nlink, 1);
 	assert_int_equal(st.st_size, sizeof(body) - 1);
-	/* Stored once: the object is the only file; staging and the temp
-	 * directories are empty, no cache directory was made. */
+	/* Stored once: the object is the only file; staging holds only its
+	 * lock file and the temp directories are empty, no cache directory
+	 * was made. */
 	assert_int_equal(count_files(blobs), 1);
-	assert_int_equal(count_files(staging), 0);
+	assert_int_equal(count_files(staging), 1);
 	assert_false(sora_blob_is_staged(s, ACCT, ref.hash));
 	assert_int_not_equal(stat(cache, &st), 0);
 	expect_body(s, ref.hash, (const unsigned char *)body, sizeof(body) - 1, 0,
@@ -727,6 +728,32 @@ static void test_direct_fs_store(void **state)
 	sora_blob_store_free(&s);
 }
 
+/* A second store on the same staging directory is refused (it would clear
+ * the first one's temp files); once the first is closed it opens. */
+static void test_one_process_per_staging_dir(void **state)
+{
+	struct sora_blob_store_params p = { 0 };
+	struct sora_blob_store *a = make_store("locked", NULL, NULL, false, 0, 0), *b = NULL;
+	char blobs[128], staging[128];
+	struct sora_error err;
+
+	(void)state;
+	snprintf(blobs, sizeof(blobs), "%s/locked/blobs2", dir);
+	snprintf(staging, sizeof(staging), "%s/locked/staging", dir);
+	if (sora_blob_fs_create(blobs, &p.driver, &err) < 0)
+		fail_msg("%s", err.msg);
+	p.staging_path = staging;
+	assert_int_equal(sora_blob_store_new(&p, &b, &err), -1);
+	assert_null(b);
+	assert_non_null(strstr(err.msg, "in use by another process"));
+	sora_blob_driver_free(&p.driver);   /* the caller's after a failure */
+	sora_blob_store_free(&a);
+	if (sora_blob_fs_create(blobs, &p.driver, &err) < 0)
+		fail_msg("%s", err.msg);
+	assert_int_equal(sora_blob_store_new(&p, &b, &err), 0);
+	sora_blob_store_free(&b);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -740,6 +767,7 @@ int main(void)
 		cmocka_unit_test(test_orphan_sweep),
 		cmocka_unit_test(test_no_cache_streams_and_read_to_fd),
 		cmocka_unit_test(test_open_from_config),
+		cmocka_unit_test(test_one_process_per_staging_dir),
 	};
 
 	return cmocka_run_group_tests(tests, setup_dir, teardown_dir);
