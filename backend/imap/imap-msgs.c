@@ -581,7 +581,11 @@ static enum sora_job_status search_run(struct imap_cmd *cmd, struct sora_job *jo
 	struct sora_search_result res;
 	struct sora_buf out = { 0 };
 	struct sora_imap_search_program *p = &sc->prog;
-	bool update = p->esearch && (p->return_opts & SORA_SEARCH_RETURN_UPDATE);
+	/* Kept apart: an updating search moves the program into its
+	 * context below. */
+	const bool esearch = p->esearch;
+	const unsigned int return_opts = p->return_opts;
+	bool update = esearch && (return_opts & SORA_SEARCH_RETURN_UPDATE);
 	uint32_t *part = NULL;
 	size_t visible = 0, npart = 0;
 	bool cut = false;
@@ -708,8 +712,8 @@ static enum sora_job_status search_run(struct imap_cmd *cmd, struct sora_job *jo
 		sora_search_result_free(&res);
 		return SORA_JOB_DONE;
 	}
-	if (cut || (res.truncated && (!p->esearch || (r & (SORA_SEARCH_RETURN_ALL | SORA_SEARCH_RETURN_MAX)) ||
-				      (p->return_opts & SORA_SEARCH_RETURN_SAVE))))
+	if (cut || (res.truncated && (!esearch || (r & (SORA_SEARCH_RETURN_ALL | SORA_SEARCH_RETURN_MAX)) ||
+				      (return_opts & SORA_SEARCH_RETURN_SAVE))))
 		sora_job_printf(job, "%s OK Search completed (only the first %d results are returned).\r\n",
 				cmd->tag, SORA_SEARCH_MAX_RESULTS);
 	else
