@@ -13,6 +13,7 @@
 #include "backend/store/mailbox.h"
 #include "common/core/log.h"
 #include "common/proto/mime/mime-json.h"
+#include "common/proto/pop3.h"
 #include "common/proto/smtp.h"
 
 #define READ_CHUNK (64 * 1024)
@@ -139,6 +140,7 @@ int sora_store_message_prepare(struct sora_store_message *m, const struct sora_s
 {
 	struct sora_mime_parser *parser = NULL;
 	struct sora_blob_hasher hasher;
+	struct sora_pop3_dot pop3;
 	const char *error;
 	char *chunk = NULL;
 	uint64_t off = 0;
@@ -158,6 +160,7 @@ int sora_store_message_prepare(struct sora_store_message *m, const struct sora_s
 	/* One pass over the raw bytes feeds both the parser and the hash the
 	 * delivery key is built from. */
 	sora_blob_hash_init(&hasher);
+	sora_pop3_size_init(&pop3);
 	while (off < body->size) {
 		ssize_t n = sora_store_body_read(body, off, chunk, READ_CHUNK);
 
@@ -167,11 +170,13 @@ int sora_store_message_prepare(struct sora_store_message *m, const struct sora_s
 			goto out;
 		}
 		sora_blob_hash_update(&hasher, chunk, (size_t)n);
+		sora_pop3_size_feed(&pop3, chunk, (size_t)n);
 		if (sora_mime_parser_feed(parser, chunk, (size_t)n) < 0)
 			break;  /* finish reports it */
 		off += (uint64_t)n;
 	}
 	sora_blob_hash_final(&hasher, m->body_hash);
+	m->pop3_size = sora_pop3_size_final(&pop3);
 	if (sora_mime_parser_finish(&parser, &m->mime, &error) < 0) {
 		sora_error_set(err, SORA_ERR_PERMANENT, "parsing the message: %s", error);
 		goto out;
@@ -225,7 +230,7 @@ void sora_store_delivery_key(const struct sora_store_message *m, struct sora_str
 /* Both statements insert a new copy the same way: the messages row, its
  * searchable text (shared by every copy of the body) and, unless the store
  * is direct, the pending_uploads row. They share parameters $1 (account)
- * and $4..$26 (row_params_fill); $2 and $3 and anything after $26 are
+ * and $4..$27 (row_params_fill); $2 and $3 and anything after $27 are
  * their own. mb is a relation (id, uid, modseq) holding the mailbox and
  * the allocated UID and modseq; FLAGS, KEYWORDS and IDATE are SQL
  * expressions for the state columns. Statements whose text differs only
@@ -236,12 +241,13 @@ void sora_store_delivery_key(const struct sora_store_message *m, struct sora_str
 	"         subject, message_id, in_reply_to, references_hdr, from_text, to_text, cc_text," \
 	"         bcc_text, sort_subject, sort_from, sort_to, sort_cc, sort_display_from,"     \
 	"         sort_display_to, envelope, bodystructure, raw_headers, created_modseq,"      \
-	"         updated_modseq, flags, keywords, internal_date, sent_tz)"                    \
+	"         updated_modseq, flags, keywords, internal_date, sent_tz, pop3_size)"         \
 	"  SELECT $1::bigint, mb.id, mb.uid, $4::text, $5::bigint,"                            \
 	"         to_timestamp($6::double precision), $7::text, $8::text, $9::text, $10::text," \
 	"         $11::text, $12::text, $13::text, $14::text, $15::text, $16::text, $17::text," \
 	"         $18::text, $19::text, $20::text, $21::jsonb, $22::jsonb, $23::bytea,"         \
-	"         mb.modseq, mb.modseq, " FLAGS ", " KEYWORDS ", " IDATE ", $26::smallint"    \
+	"         mb.modseq, mb.modseq, " FLAGS ", " KEYWORDS ", " IDATE ", $26::smallint,"   \
+	"         $27::bigint"                                                                 \
 	"  FROM mb"                                                                          \
 	"  RETURNING id, uid"                                                                \
 	"), c AS ("                                                                          \
@@ -255,15 +261,15 @@ void sora_store_delivery_key(const struct sora_store_message *m, struct sora_str
 	")"
 
 /* Parameters of the shared part; APPEND adds four. */
-#define ROW_PARAMS 26
-#define APPEND_PARAMS 30
+#define ROW_PARAMS 27
+#define APPEND_PARAMS 31
 
 /* The values of one row's parameters and the memory behind them. */
 struct row_params {
 	const char *values[APPEND_PARAMS];
 	int lengths[APPEND_PARAMS];
 	int formats[APPEND_PARAMS];
-	char size[24], sent[32], tz[8];
+	char size[24], sent[32], tz[8], pop3_size[24];
 	struct sora_buf bodystructure, headers;
 };
 
@@ -340,7 +346,7 @@ static void row_params_free(struct row_params *rp)
 	sora_buf_free(&rp->headers);
 }
 
-/* Fills $4..$26 for a copy of m with prefix (staged as ref). The one place
+/* Fills $4..$27 for a copy of m with prefix (staged as ref). The one place
  * that knows how a parsed message becomes a row. */
 static int row_params_fill(struct row_params *rp, struct sora_store_message *m,
 			   struct sora_str prefix, const struct sora_blob_ref *ref,
@@ -389,6 +395,10 @@ static int row_params_fill(struct row_params *rp, struct sora_store_message *m,
 	/* The Date header's zone: SEARCH SENT* compare the date as written. */
 	snprintf(rp->tz, sizeof(rp->tz), "%d", m->meta.has_sent_date ? m->meta.sent_tz_min : 0);
 	values[25] = rp->tz;
+	/* POP3's size (migration 0005): the prefix is CRLF-terminated lines,
+	 * which count as they are. */
+	snprintf(rp->pop3_size, sizeof(rp->pop3_size), "%" PRIu64, (uint64_t)prefix.len + m->pop3_size);
+	values[26] = rp->pop3_size;
 	return 0;
 }
 
@@ -497,7 +507,7 @@ static const char sql_insert[] =
 
 #define INSERT_PARAMS ROW_PARAMS
 /* Prepared once per connection under this name. */
-#define DELIVER_STMT "sora_deliver_v4"
+#define DELIVER_STMT "sora_deliver_v5"
 
 int sora_store_warm_conn(struct sora_db_conn *conn, struct sora_error *err)
 {
@@ -528,6 +538,7 @@ int sora_store_warm_conn(struct sora_db_conn *conn, struct sora_error *err)
 	formats[22] = 1;
 	values[24] = NULL;
 	values[25] = "0";         /* sent_tz */
+	values[26] = "0";         /* pop3_size */
 	rc = sora_db_exec_prepared(conn, SORA_DB_CLASS_WRITE, DELIVER_STMT, sql_insert,
 				   INSERT_PARAMS, values, lengths, formats, 0, &r, sqlstate, err);
 	PQclear(r);
@@ -705,17 +716,17 @@ static const char sql_append_lock[] =
 	" WHERE account_id = $1::bigint AND name = $2::text AND NOT noselect"
 	" RETURNING id, uid_validity, uid_next - $3::bigint, highest_modseq";
 
-/* One appended row: $2 mailbox id, $3 UID, $27 modseq, $28 flags, $29
- * keywords (normalised, space-separated, "" for none), $30 internal date
+/* One appended row: $2 mailbox id, $3 UID, $28 modseq, $29 flags, $30
+ * keywords (normalised, space-separated, "" for none), $31 internal date
  * (seconds, NULL for now). */
 static const char sql_append_row[] =
 	"WITH mb AS ("
-	"  SELECT $2::bigint AS id, $3::bigint AS uid, $27::bigint AS modseq"
-	SQL_ROW("$28::integer", "string_to_array($29::text, ' ')",
-		"coalesce(to_timestamp($30::double precision), now())")
+	"  SELECT $2::bigint AS id, $3::bigint AS uid, $28::bigint AS modseq"
+	SQL_ROW("$29::integer", "string_to_array($30::text, ' ')",
+		"coalesce(to_timestamp($31::double precision), now())")
 	" SELECT id FROM msg";
 
-#define APPEND_STMT "sora_append_v2"
+#define APPEND_STMT "sora_append_v3"
 
 /* RFC 3501 date-time covers years 1..9999. */
 #define IDATE_MIN INT64_C(-62135596800)
@@ -830,10 +841,10 @@ int sora_store_append(struct sora_db_conn *conn, struct sora_blob_store *blobs,
 		rp.values[0] = acc;
 		rp.values[1] = mbid;
 		rp.values[2] = uid;
-		rp.values[26] = modseq;
-		rp.values[27] = flags;
-		rp.values[28] = keywords[i].data != NULL ? keywords[i].data : "";
-		rp.values[29] = it->internal_date != 0 ? idate : NULL;
+		rp.values[27] = modseq;
+		rp.values[28] = flags;
+		rp.values[29] = keywords[i].data != NULL ? keywords[i].data : "";
+		rp.values[30] = it->internal_date != 0 ? idate : NULL;
 		if (sora_db_exec_prepared(conn, SORA_DB_CLASS_WRITE, APPEND_STMT, sql_append_row,
 					  APPEND_PARAMS, rp.values, rp.lengths, rp.formats, 0, &r,
 					  NULL, err) < 0) {
