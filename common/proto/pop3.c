@@ -92,16 +92,17 @@ static enum sora_pop3_parse_result fail(struct sora_pop3_parser *p, enum sora_po
 static enum sora_pop3_parse_result split(struct sora_pop3_parser *p, struct sora_str line)
 {
 	struct sora_pop3_command *c = &p->cmd;
+	bool raw = p->raw;
 	size_t i = 0;
 
+	/* Raw mode lasts one line, whatever that line turns out to be. */
+	p->raw = false;
 	memset(c, 0, sizeof(*c));
 	c->line = line;
 	if (memchr(line.p, '\0', line.len) != NULL)
 		return fail(p, SORA_POP3_ERR_NUL);
-	if (p->raw) {
-		p->raw = false;
+	if (raw)
 		return SORA_POP3_PARSE_COMMAND;
-	}
 	if (line.len == 0)
 		return fail(p, SORA_POP3_ERR_EMPTY);
 	while (i < line.len && line.p[i] != ' ') {
@@ -346,8 +347,6 @@ size_t sora_pop3_dot_encode(struct sora_pop3_dot *d, const char *in, size_t len,
 		line_end(d, empty);
 	}
 	*used_r = (size_t)(p - in);
-	if (d->done)
-		*used_r = (size_t)(p - in);
 	return n;
 }
 

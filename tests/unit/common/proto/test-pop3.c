@@ -173,6 +173,12 @@ static void test_raw_mode(void **state)
 			 SORA_POP3_PARSE_COMMAND);
 	assert_int_equal(sora_pop3_parser_command(p)->line.len, 15);
 	assert_int_equal(sora_pop3_parser_command(p)->name.len, 0);
+	/* A raw line that is an error (NUL, too long) ends raw mode too:
+	 * regression, the next command was taken as a SASL response. */
+	sora_pop3_parser_set_raw(p, true);
+	assert_int_equal(sora_pop3_parser_feed(p, "\0\r\n", 3, &used), SORA_POP3_PARSE_ERROR);
+	assert_int_equal(sora_pop3_parser_feed(p, "CAPA\r\n", 6, &used), SORA_POP3_PARSE_COMMAND);
+	assert_int_equal(sora_pop3_parser_command(p)->name.len, 4);
 	sora_pop3_parser_free(&p);
 }
 
