@@ -369,6 +369,20 @@ def test_stls(pop3_backend, certs):
     tls.close()
 
 
+def test_capa_after_login_without_tls_has_no_stls(pop3_backend, certs):
+    b = pop3_backend.start(insecure_auth=True, certs=certs)
+    b.account("bob@example.com")
+    p = poplib.POP3("127.0.0.1", b.pop3_port, timeout=10)
+    assert {"STLS", "USER", "SASL"} <= set(p.capa())
+    p.user("bob@example.com")
+    p.pass_("pw-bob@example.com")
+    caps = p.capa()
+    assert "STLS" not in caps and "USER" not in caps and "SASL" not in caps, caps
+    with pytest.raises(poplib.error_proto):
+        p._shortcmd("STLS")
+    p.quit()
+
+
 def test_master_user_and_master_sasl(pop3_backend):
     from sorafix.common import free_port as fp
     mport = fp()

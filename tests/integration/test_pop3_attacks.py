@@ -1,10 +1,10 @@
 """The POP3 server of sora-backend against hostile clients, measured on the
 server process (/proc/<pid>/status: VmRSS, Threads):
 
-1. RETR of 64 x 1 MB from clients that never read: RSS stays flat and no
-   worker thread is held (worker_threads = 2 and 4 stalled clients; a
-   fifth client is served at once); one stalled client later gets every
-   byte, exactly.
+1. RETR of an 8 MB message (twice the output hard cap) by 4 clients that
+   never read: RSS stays flat and no worker thread is held
+   (worker_threads = 2; a fifth client is served at once); one stalled
+   client later gets every byte, exactly.
 2. 100,000 pipelined commands in one write, never read: RSS flat, others
    served.
 3. Garbage and NUL bytes before and after login, and in the AUTH
@@ -57,44 +57,33 @@ def alive_and_serving(b):
     r.close()
 
 
-def fill_copies(b, email, size, doublings):
-    b.deliver(email, big_message(0, size))
-    r = b.raw()
-    r.login(email)
-    r.cmd("s", "SELECT INBOX")
-    for k in range(doublings):
-        assert r.cmd(f"c{k}", "COPY 1:* INBOX")[-1].startswith(f"c{k} OK")
-    r.cmd("l", "LOGOUT")
-    r.close()
-    return 2 ** doublings
-
-
 def test_stalled_retr_holds_neither_memory_nor_a_worker(pop3_backend):
+    """Four clients RETR an 8 MB message (twice the connection's hard
+    output cap) and never read: a RETR that did not wait for the client
+    would pile it up in memory or overflow and close the session."""
     b = start(pop3_backend, workers=2)
     emails = [f"u{i}@example.com" for i in range(5)]
     for e in emails:
         b.account(e)
-    n = fill_copies(b, emails[0], MB, 6)  # 64 x 1 MB
-    for e in emails[1:]:
-        b.deliver(e, big_message(1, 4096))
+    big = big_message(0, 8 * MB)
+    for e in emails[:4]:
+        b.deliver(e, big)
+    b.deliver(emails[4], big_message(1, 4096))
     pid = b.server.proc.pid
     w = connect(b)
-    w.login(emails[0])
+    w.login(emails[4])
     assert w.cmd("RETR 1").startswith("+OK")
-    one = w.multi()
+    w.multi()
     w.cmd("QUIT")
     w.close()
     time.sleep(0.3)
     base, base_threads = rss_kb(pid), threads_of(pid)
     stalled = []
-    # Four clients (the maildrop lock allows one session per account, so
-    # three of them RETR a mailbox of their own) that never read.
-    for i, e in enumerate(emails[:4]):
-        if i > 0:
-            fill_copies(b, e, MB, 4)
+    # The maildrop lock allows one session per account: one each.
+    for e in emails[:4]:
         r = connect(b, rcvbuf=4096)
         r.login(e)
-        r.send("".join(f"RETR {k}\r\n" for k in range(1, 17)))
+        r.send("RETR 1\r\nRETR 1\r\n")
         stalled.append(r)
     curve = []
     for _ in range(8):
@@ -109,7 +98,7 @@ def test_stalled_retr_holds_neither_memory_nor_a_worker(pop3_backend):
     r.multi()
     lat = time.monotonic() - t0
     threads = threads_of(pid)
-    print(f"\n[1] 4 stalled clients pipelining 16 x RETR of 1 MB: RSS growth peak {peak} KB "
+    print(f"\n[1] 4 stalled clients, 2 x RETR of 8 MB each: RSS growth peak {peak} KB "
           f"(curve {[c - base for c in curve]}); threads {base_threads} -> {threads}; "
           f"fifth client login+STAT+RETR {lat:.3f} s")
     assert peak < bound(16 * 1024), curve
@@ -118,10 +107,13 @@ def test_stalled_retr_holds_neither_memory_nor_a_worker(pop3_backend):
     # The first stalled client gets all of it, exactly, once it reads.
     s0 = stalled[0]
     s0.sock.settimeout(30)
-    for k in range(16):
+    want = big.replace(b"\r\n.", b"\r\n..")
+    for k in range(2):
         line = s0.line()
         assert line.startswith("+OK"), line
-        assert s0.multi() == one, k
+        got = s0.multi()
+        # The delivered copy starts with the LMTP trace header lines.
+        assert got.endswith(want) and len(got) - len(want) < 1000, (k, len(got))
     for s in stalled:
         s.close()
     r.close()
