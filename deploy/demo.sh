@@ -249,9 +249,16 @@ encryption, password login, user demo@example.com, password demo-password
 
   curl -s "imap://127.0.0.1:$BACK_IMAP/INBOX;UID=1" -u demo@example.com:demo-password
 
+or over POP3 (port $BACK_POP3; the maildrop is the INBOX, UIDL is the IMAP
+UID; pop3://demo@example.com@127.0.0.1:$BACK_POP3 in a mail client):
+
+  curl -s "pop3://127.0.0.1:$BACK_POP3/" -u demo@example.com:demo-password      # LIST
+  curl -s "pop3://127.0.0.1:$BACK_POP3/1" -u demo@example.com:demo-password     # RETR 1
+  python3 -c 'import poplib; p = poplib.POP3("127.0.0.1", $BACK_POP3); p.user("demo@example.com"); p.pass_("demo-password"); print(p.stat(), p.uidl()[1]); p.quit()'
+
 Stop everything with:  make demo-stop
 
-This version logs IMAP clients in on sora-backend (port $BACK_IMAP). The
-proxy's ports still stop at login (the proxy tier is the next issue), and
-POP3 answers CAPA/QUIT/STLS only until the POP3 issue.
+This version logs IMAP and POP3 clients in on sora-backend (ports
+$BACK_IMAP and $BACK_POP3). The proxy's ports still stop at login (the
+proxy tier is the next issue).
 TXT

@@ -1110,7 +1110,7 @@ static enum sora_job_status login_run(struct imap_cmd *cmd, struct sora_job *job
 	return SORA_JOB_DONE;
 }
 
-static void authenticated(struct sora_conn *c, struct sora_str tag, const struct sora_imap_login *login)
+static void authenticated(struct sora_conn *c, struct sora_str tag, const struct sora_login *login)
 {
 	struct imap_session *s = sess(c);
 	struct imap_cmd *cmd = calloc(1, sizeof(*cmd));
