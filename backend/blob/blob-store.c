@@ -133,35 +133,42 @@ int sora_blob_store_new(struct sora_blob_store_params *p, struct sora_blob_store
 			       s->staging_tmp, strerror(errno));
 		goto fail;
 	}
-	/* One process per staging directory: opening it clears temp files
-	 * and restores set-aside bodies, which would break the writes and
-	 * the sweep of another process using it (two sora-backends started
-	 * with one configuration). */
+	/* Opening a staging directory clears the temp files of writers that
+	 * died and restores set-aside bodies; a process still using the
+	 * directory (two sora-backends started with one configuration, or a
+	 * second store in tests) would lose in-flight writes to that. So
+	 * every open store holds a shared flock on <staging>/.sora-lock, and
+	 * only an opener that gets it exclusively -- nobody else has the
+	 * directory open -- cleans up, then keeps it shared. */
 	if (sora_blob_path_join(tmp, sizeof(tmp), s->staging, STAGING_LOCKFILE) < 0) {
 		sora_error_set(err, SORA_ERR_PERMANENT, "blob store: staging path too long");
 		goto fail;
 	}
 	s->lock_fd = open(tmp, O_RDWR | O_CREAT | O_CLOEXEC, 0640);
-	if (s->lock_fd < 0 || flock(s->lock_fd, LOCK_EX | LOCK_NB) < 0) {
-		if (s->lock_fd >= 0 && errno == EWOULDBLOCK)
-			sora_error_set(err, SORA_ERR_PERMANENT,
-				       "blob store: staging directory %s is in use by another "
-				       "process (is another sora-backend running with the same "
-				       "[uploader] path?)", s->staging);
-		else
-			sora_error_set(err, SORA_ERR_PERMANENT, "blob store: cannot lock %s: %s",
-				       tmp, strerror(errno));
+	if (s->lock_fd < 0) {
+		sora_error_set(err, SORA_ERR_PERMANENT, "blob store: cannot open %s: %s", tmp,
+			       strerror(errno));
 		goto fail;
 	}
-	/* Temp files belong to writers of a previous run that never
-	 * committed: those bodies were never acknowledged. */
-	sora_blob_clean_dir(s->staging_tmp);
-	/* Bodies the orphan sweep had set aside when the process stopped go
-	 * back: the sweep decides again on its next pass. */
-	if (restore_aside(s) < 0) {
-		sora_error_set(err, SORA_ERR_PERMANENT,
-			       "blob store: cannot restore staged bodies from %s: %s",
-			       s->staging_aside, strerror(errno));
+	if (flock(s->lock_fd, LOCK_EX | LOCK_NB) == 0) {
+		/* Temp files belong to writers of a previous run that never
+		 * committed: those bodies were never acknowledged. */
+		sora_blob_clean_dir(s->staging_tmp);
+		/* Bodies the orphan sweep had set aside when the process
+		 * stopped go back: the sweep decides again on its next pass. */
+		if (restore_aside(s) < 0) {
+			sora_error_set(err, SORA_ERR_PERMANENT,
+				       "blob store: cannot restore staged bodies from %s: %s",
+				       s->staging_aside, strerror(errno));
+			goto fail;
+		}
+	} else {
+		sora_info(NULL, "blob store: staging directory %s is in use by another process; "
+			  "leaving its temporary files alone", s->staging);
+	}
+	if (flock(s->lock_fd, LOCK_SH) < 0) {
+		sora_error_set(err, SORA_ERR_PERMANENT, "blob store: cannot lock %s: %s", tmp,
+			       strerror(errno));
 		goto fail;
 	}
 	if (p->direct_root != NULL) {
