@@ -678,7 +678,8 @@ static enum sora_job_status search_run(struct imap_cmd *cmd, struct sora_job *jo
 							pick[np++] = res.uids.uids[0];
 						if (r & SORA_SEARCH_RETURN_MAX)
 							pick[np++] = res.uids.uids[visible - 1];
-						memcpy(pick + np, part, npart * sizeof(*pick));
+						if (npart > 0)
+							memcpy(pick + np, part, npart * sizeof(*pick));
 						np += npart;
 						modseq = modseq_of(cmd, db, pick, np, modseq);
 						free(pick);
