@@ -63,12 +63,18 @@ static const struct admin_cmd commands[] = {
 	  "password schemes. Password hashes are never shown.",
 	  { "email=", NULL }, true, admin_cmd_accounts_show },
 	{ "accounts", "update",
-	  "--email E [(--password P | --password-stdin) [--hash SCHEME]] [--make-primary]",
-	  "change a password or the primary identity",
+	  "--email E [(--password P | --password-stdin) [--hash SCHEME]] [--make-primary]\n"
+	  "                  [--backend HOST]",
+	  "change a password, the primary identity or the backend",
 	  "Changes the password of the credential E (only that address; other\n"
 	  "addresses of the account keep theirs) and/or makes E the account's\n"
-	  "primary identity.",
-	  { "email=", "password=", "password-stdin", "hash=", "make-primary", NULL }, true,
+	  "primary identity. --backend pins the account to one backend (a host,\n"
+	  "or host:port, as in the proxies' remote_addrs) instead of the one the\n"
+	  "proxies' consistent-hash ring chooses; --backend \"\" removes the pin.\n"
+	  "New sessions follow at once; open ones stay where they are (see\n"
+	  "connections kick).",
+	  { "email=", "password=", "password-stdin", "hash=", "make-primary", "backend=", NULL },
+	  true,
 	  admin_cmd_accounts_update },
 	{ "accounts", "delete", "--email E",
 	  "soft-delete an account",

@@ -1,0 +1,222 @@
+"""sora-proxy tests: two sora-backends (on 127.0.0.1 and 127.0.0.2, so each
+is a host of its own as in production) sharing one database and one blob
+directory (standing in for S3), one or more sora-proxies in front, and
+HAProxy in front of those (send-proxy-v2).
+
+Each backend has an imap listener that requires a PROXY header from the
+loopback network (what proxies with remote_use_proxy_protocol use), an
+imap_plain listener without one (for ID forwarding), and an lmtp listener.
+Both backends accept master SASL (proxy/proxy) from the loopback network.
+"""
+import imaplib
+import os
+import re
+import socket
+import subprocess
+import urllib.request
+
+import pytest
+
+from .common import free_port, wait_for, wait_port, which
+from .sora_admin import Admin
+
+MASTER_SASL = ("proxy", "proxy-secret")
+HOSTS = ["127.0.0.1", "127.0.0.2"]
+
+
+def free_port_on(host):
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+class SourceIMAP(imaplib.IMAP4):
+    """imaplib from a chosen source address (the 'client address' tests
+    look for in the backends' logs)."""
+
+    def __init__(self, host, port, source="127.0.0.3", timeout=15):
+        self._source = source
+        super().__init__(host, port, timeout=timeout)
+
+    def _create_socket(self, timeout):
+        s = socket.socket()
+        s.settimeout(timeout)
+        s.bind((self._source, 0))
+        s.connect((self.host, self.port))
+        self.source_port = s.getsockname()[1]
+        return s
+
+
+class Backend:
+    def __init__(self, cluster, i):
+        self.cluster = cluster
+        self.i = i
+        self.host = HOSTS[i]
+        self.name = f"be{i + 1}"
+        self.imap_port = free_port_on(self.host)
+        self.imap_plain_port = free_port_on(self.host)
+        self.lmtp_port = free_port_on(self.host)
+        self.server = None
+
+    def config(self, extra=""):
+        c = self.cluster
+        user, pw = MASTER_SASL
+        return (f'hostname = "{self.name}"\nevent_loops = 1\nworker_threads = 4\n'
+                + c.pg.config_block(c.dbname)
+                + '[logging]\nlevel = "info"\nformat = "console"\noutput = "stderr"\n'
+                f'[storage]\nbackend = "fs"\nfs_path = "{c.blobs}"\n'
+                f'[uploader]\npath = "{c.dir}/staging-{self.name}"\n'
+                f'[servers.imap]\naddr = "{self.host}:{self.imap_port}"\n'
+                f'master_sasl_username = "{user}"\nmaster_sasl_password = "{pw}"\n'
+                '[servers.imap.proxy_protocol]\nenabled = true\n'
+                'trusted_proxies = ["127.0.0.0/8"]\n'
+                f'[servers.imap_plain]\ntype = "imap"\naddr = "{self.host}:{self.imap_plain_port}"\n'
+                f'master_sasl_username = "{user}"\nmaster_sasl_password = "{pw}"\n'
+                f'[servers.lmtp]\naddr = "{self.host}:{self.lmtp_port}"\n'
+                + extra)
+
+    def start(self, extra=""):
+        self.server = self.cluster.sora_servers(
+            "sora-backend", self.config(extra), [], name=self.name)
+        for p in (self.imap_port, self.imap_plain_port, self.lmtp_port):
+            wait_port(p, host=self.host, proc=self.server.proc, timeout=20)
+        return self
+
+    def kill(self):
+        self.server.proc.kill()
+        self.server.proc.wait()
+        self.server.logf.close()
+
+    def logins(self):
+        """(user, client) of every login the backend logged."""
+        return re.findall(r"login as (\S+) from (\S+)", self.server.log())
+
+
+class Proxy:
+    def __init__(self, cluster, i):
+        self.cluster = cluster
+        self.name = f"proxy{i + 1}"
+        self.port = free_port()          # direct
+        self.hap_port = free_port()      # behind HAProxy (PROXY v2 required)
+        self.metrics_port = free_port()
+        self.server = None
+
+    def config(self, extra="", remote_proxy=True, connect_timeout="3s", backends=None, top=""):
+        c = self.cluster
+        user, pw = MASTER_SASL
+        bes = backends if backends is not None else c.backends
+        remotes = ", ".join(
+            f'"{b.host}:{b.imap_port if remote_proxy else b.imap_plain_port}"' for b in bes)
+        common = (f'remote_addrs = [{remotes}]\n'
+                  f'remote_use_proxy_protocol = {"true" if remote_proxy else "false"}\n'
+                  f'master_sasl_username = "{user}"\nmaster_sasl_password = "{pw}"\n'
+                  f'connect_timeout = "{connect_timeout}"\nhealth_check_interval = "500ms"\n'
+                  'insecure_auth = true\n')
+        return (f'hostname = "{self.name}"\nevent_loops = 2\nworker_threads = 4\n{top}'
+                + c.pg.config_block(c.dbname)
+                + '[logging]\nlevel = "info"\nformat = "console"\noutput = "stderr"\n'
+                f'[servers.imap]\ntype = "imap_proxy"\naddr = "127.0.0.1:{self.port}"\n{common}'
+                f'[servers.imap_hap]\ntype = "imap_proxy"\naddr = "127.0.0.1:{self.hap_port}"\n'
+                f'{common}'
+                '[servers.imap_hap.proxy_protocol]\nenabled = true\ntrusted_proxies = ["127.0.0.1/32"]\n'
+                f'[servers.metrics]\naddr = "127.0.0.1:{self.metrics_port}"\n'
+                + extra)
+
+    def start(self, **kw):
+        self.server = self.cluster.sora_servers(
+            "sora-proxy", self.config(**kw), [self.port, self.hap_port], name=self.name)
+        return self
+
+    def login(self, email, password=None, source="127.0.0.3"):
+        c = SourceIMAP("127.0.0.1", self.port, source=source)
+        c.login(email, password or "pw-" + email)
+        return c
+
+    def metrics(self):
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as r:
+            return r.read().decode()
+
+    def metric(self, name, **labels):
+        sel = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+        pat = re.compile(r"^" + re.escape(name) + r"\{([^}]*)\} (\S+)$", re.M)
+        total = 0.0
+        for m in pat.finditer(self.metrics()):
+            have = dict(kv.split("=", 1) for kv in m.group(1).split(","))
+            if all(have.get(k) == f'"{v}"' for k, v in labels.items()):
+                total += float(m.group(2))
+        return total
+
+
+class Cluster:
+    def __init__(self, pg, dbname, tmp_path, sora_servers):
+        self.pg = pg
+        self.dbname = dbname
+        self.dir = str(tmp_path)
+        self.sora_servers = sora_servers
+        self.blobs = os.path.join(self.dir, "blobs")
+        self.admin = Admin(pg, dbname, self.dir)
+        self.admin.ok("migrate", "up")
+        self.backends = [Backend(self, i) for i in range(2)]
+        self.proxies = []
+        self.haproxy_proc = None
+        self.haproxy_port = None
+
+    def start_backends(self):
+        for b in self.backends:
+            b.start()
+        return self
+
+    def add_proxy(self, **kw):
+        p = Proxy(self, len(self.proxies))
+        self.proxies.append(p)
+        return p.start(**kw)
+
+    def account(self, email):
+        self.admin.ok("accounts", "create", "--email", email, "--password", "pw-" + email,
+                      "--hash", "ssha512")
+        return int(self.admin.sql(
+            f"SELECT account_id FROM credentials WHERE address = '{email}'").strip())
+
+    def backend_of(self, email):
+        """The backend whose log has the last login of email (None)."""
+        for b in self.backends:
+            if b.server and any(u == email for u, _ in b.logins()):
+                return b
+        return None
+
+    def start_haproxy(self):
+        self.haproxy_port = free_port()
+        servers = "\n".join(f"    server {p.name} 127.0.0.1:{p.hap_port} send-proxy-v2"
+                            for p in self.proxies)
+        cfg = os.path.join(self.dir, "haproxy.cfg")
+        with open(cfg, "w") as f:
+            f.write(f"""global
+    maxconn 200
+defaults
+    mode tcp
+    timeout connect 5s
+    timeout client 60s
+    timeout server 60s
+frontend f
+    bind 127.0.0.1:{self.haproxy_port}
+    default_backend b
+backend b
+    balance roundrobin
+{servers}
+""")
+        self.haproxy_proc = subprocess.Popen([which("haproxy"), "-db", "-f", cfg],
+                                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_port(self.haproxy_port, proc=self.haproxy_proc)
+        return self
+
+    def stop(self):
+        if self.haproxy_proc is not None:
+            self.haproxy_proc.terminate()
+            self.haproxy_proc.wait(10)
+
+
+@pytest.fixture
+def cluster(pg, pgdb, tmp_path, sora_servers):
+    c = Cluster(pg, pgdb, tmp_path, sora_servers)
+    yield c
+    c.stop()
