@@ -3,6 +3,7 @@
 #include "common/net/serve.h"
 #include "common/session/preauth.h"
 #include "proxy/imap-proxy.h"
+#include "proxy/lmtp-proxy.h"
 #include "proxy/proxy.h"
 
 static const struct sora_conn_handler *proxy_handler(enum sora_server_type type)
@@ -10,6 +11,7 @@ static const struct sora_conn_handler *proxy_handler(enum sora_server_type type)
 	switch (type) {
 	case SORA_SRV_IMAP_PROXY: return &sora_imap_proxy_handler;
 	case SORA_SRV_POP3_PROXY: return &sora_pop3_preauth_handler;
+	case SORA_SRV_LMTP_PROXY: return &sora_lmtp_proxy_handler;
 	default: return NULL;
 	}
 }

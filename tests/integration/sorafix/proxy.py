@@ -56,6 +56,7 @@ class Backend:
         self.imap_port = free_port_on(self.host)
         self.imap_plain_port = free_port_on(self.host)
         self.lmtp_port = free_port_on(self.host)
+        self.lmtp_pp_port = free_port_on(self.host)
         self.server = None
 
     def config(self, extra=""):
@@ -73,12 +74,15 @@ class Backend:
                 f'[servers.imap_plain]\ntype = "imap"\naddr = "{self.host}:{self.imap_plain_port}"\n'
                 f'master_sasl_username = "{user}"\nmaster_sasl_password = "{pw}"\n'
                 f'[servers.lmtp]\naddr = "{self.host}:{self.lmtp_port}"\n'
+                f'[servers.lmtp_pp]\ntype = "lmtp"\naddr = "{self.host}:{self.lmtp_pp_port}"\n'
+                '[servers.lmtp_pp.proxy_protocol]\nenabled = true\n'
+                'trusted_proxies = ["127.0.0.0/8"]\n'
                 + extra)
 
     def start(self, extra=""):
         self.server = self.cluster.sora_servers(
             "sora-backend", self.config(extra), [], name=self.name)
-        for p in (self.imap_port, self.imap_plain_port, self.lmtp_port):
+        for p in (self.imap_port, self.imap_plain_port, self.lmtp_port, self.lmtp_pp_port):
             wait_port(p, host=self.host, proc=self.server.proc, timeout=20)
         return self
 
@@ -86,6 +90,10 @@ class Backend:
         self.server.proc.kill()
         self.server.proc.wait()
         self.server.logf.close()
+
+    def deliveries(self):
+        """rcpt of every LMTP delivery the backend logged."""
+        return re.findall(r"delivered: from=<[^>]*> rcpt=<([^>]*)>", self.server.log())
 
     def logins(self):
         """(user, client) of every login the backend logged."""
@@ -99,14 +107,18 @@ class Proxy:
         self.port = free_port()          # direct
         self.hap_port = free_port()      # behind HAProxy (PROXY v2 required)
         self.metrics_port = free_port()
+        self.lmtp_port = free_port()
         self.server = None
 
-    def config(self, extra="", remote_proxy=True, connect_timeout="3s", backends=None, top=""):
+    def config(self, extra="", remote_proxy=True, connect_timeout="3s", backends=None, top="",
+               lmtp_remote_proxy=False, max_message_size="1mb"):
         c = self.cluster
         user, pw = MASTER_SASL
         bes = backends if backends is not None else c.backends
         remotes = ", ".join(
             f'"{b.host}:{b.imap_port if remote_proxy else b.imap_plain_port}"' for b in bes)
+        lmtp_remotes = ", ".join(
+            f'"{b.host}:{b.lmtp_pp_port if lmtp_remote_proxy else b.lmtp_port}"' for b in bes)
         common = (f'remote_addrs = [{remotes}]\n'
                   f'remote_use_proxy_protocol = {"true" if remote_proxy else "false"}\n'
                   f'master_sasl_username = "{user}"\nmaster_sasl_password = "{pw}"\n'
@@ -120,11 +132,16 @@ class Proxy:
                 f'{common}'
                 '[servers.imap_hap.proxy_protocol]\nenabled = true\ntrusted_proxies = ["127.0.0.1/32"]\n'
                 f'[servers.metrics]\naddr = "127.0.0.1:{self.metrics_port}"\n'
+                f'[servers.lmtp]\ntype = "lmtp_proxy"\naddr = "127.0.0.1:{self.lmtp_port}"\n'
+                f'remote_addrs = [{lmtp_remotes}]\nmax_message_size = "{max_message_size}"\n'
+                f'remote_use_proxy_protocol = {"true" if lmtp_remote_proxy else "false"}\n'
+                f'connect_timeout = "{connect_timeout}"\nhealth_check_interval = "500ms"\n'
                 + extra)
 
     def start(self, **kw):
         self.server = self.cluster.sora_servers(
-            "sora-proxy", self.config(**kw), [self.port, self.hap_port], name=self.name)
+            "sora-proxy", self.config(**kw), [self.port, self.hap_port, self.lmtp_port],
+            name=self.name)
         return self
 
     def login(self, email, password=None, source="127.0.0.3"):
