@@ -51,6 +51,7 @@ int proxy_pool_create(const struct sora_server_config *srv, struct proxy_pool **
 	if (p == NULL)
 		goto oom;
 	p->srv = srv;
+	pthread_mutex_init(&p->lock, NULL);
 	p->proto = proto_of(srv->type);
 	p->protocol = sora_server_type_protocol(srv->type);
 	p->n = srv->remote_addrs_count;
@@ -147,6 +148,7 @@ void proxy_pool_free(struct proxy_pool **pool)
 	*pool = NULL;
 	if (p->tls != NULL)
 		SSL_CTX_free(p->tls);
+	pthread_mutex_destroy(&p->lock);
 	sora_ring_free(&p->ring);
 	free(p->b);
 	free(p);
@@ -230,6 +232,28 @@ void proxy_backend_ok(struct proxy_pool *pool, size_t i)
 	atomic_store(&b->fails, 0);
 	sora_metric_inc(b->m_routed);
 	set_down(pool, b, false, "");
+}
+
+void proxy_pool_sieve_ext(struct proxy_pool *pool, char *out, size_t size)
+{
+	pthread_mutex_lock(&pool->lock);
+	snprintf(out, size, "%s", pool->sieve_ext);
+	pthread_mutex_unlock(&pool->lock);
+}
+
+void proxy_pool_set_sieve_ext(struct proxy_pool *pool, const char *ext, size_t len)
+{
+	/* Only printable ASCII without quotes: it is echoed to clients. */
+	for (size_t i = 0; i < len; i++) {
+		if (ext[i] < 0x20 || ext[i] > 0x7e || ext[i] == '"' || ext[i] == '\\')
+			return;
+	}
+	if (len >= sizeof(pool->sieve_ext))
+		return;
+	pthread_mutex_lock(&pool->lock);
+	memcpy(pool->sieve_ext, ext, len);
+	pool->sieve_ext[len] = '\0';
+	pthread_mutex_unlock(&pool->lock);
 }
 
 void proxy_backend_session(struct proxy_pool *pool, size_t i, int delta)
@@ -443,6 +467,10 @@ int proxy_health_check(const struct proxy_pool *pool, const struct proxy_backend
 				break;
 			if (line[0] != '"')
 				goto bad;
+			if (strncasecmp(line, "\"SIEVE\" \"", 9) == 0 && strlen(line) > 10 &&
+			    line[strlen(line) - 1] == '"')
+				proxy_pool_set_sieve_ext((struct proxy_pool *)pool, line + 9,
+							 strlen(line) - 10);
 		}
 		hc_write(&io, "LOGOUT\r\n", 8);
 		break;

@@ -34,6 +34,7 @@
 #include <stdint.h>
 
 #include <openssl/ssl.h>
+#include <pthread.h>
 
 #include "proxy/ring.h"
 
@@ -69,7 +70,15 @@ struct proxy_pool {
 	struct sora_ring *ring;
 	SSL_CTX *tls;                           /* client context or NULL (owned) */
 	struct sora_metric_series *m_failover, *m_route_ring, *m_route_override;
+	/* ManageSieve: the SIEVE capability a backend announced (health
+	 * checks and logins refresh it), shown to clients before login. */
+	pthread_mutex_t lock;
+	char sieve_ext[1024];
 };
+
+/* Copies the pool's cached SIEVE capability into out ("" if none yet). */
+void proxy_pool_sieve_ext(struct proxy_pool *pool, char *out, size_t size);
+void proxy_pool_set_sieve_ext(struct proxy_pool *pool, const char *ext, size_t len);
 
 enum proxy_route_reason {
 	PROXY_ROUTE_RING,            /* the ring's owner */

@@ -5,6 +5,7 @@
 #include "proxy/imap-proxy.h"
 #include "proxy/lmtp-proxy.h"
 #include "proxy/proxy.h"
+#include "proxy/sieve-proxy.h"
 
 static const struct sora_conn_handler *proxy_handler(enum sora_server_type type)
 {
@@ -12,6 +13,7 @@ static const struct sora_conn_handler *proxy_handler(enum sora_server_type type)
 	case SORA_SRV_IMAP_PROXY: return &sora_imap_proxy_handler;
 	case SORA_SRV_POP3_PROXY: return &sora_pop3_preauth_handler;
 	case SORA_SRV_LMTP_PROXY: return &sora_lmtp_proxy_handler;
+	case SORA_SRV_MANAGESIEVE_PROXY: return &sora_sieve_proxy_handler;
 	default: return NULL;
 	}
 }

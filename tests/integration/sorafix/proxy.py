@@ -11,8 +11,10 @@ Both backends accept master SASL (proxy/proxy) from the loopback network.
 import imaplib
 import os
 import re
+import shutil
 import socket
 import subprocess
+import tempfile
 import urllib.request
 
 import pytest
@@ -100,6 +102,93 @@ class Backend:
         return re.findall(r"login as (\S+) from (\S+)", self.server.log())
 
 
+class DovecotSieve:
+    """A private Dovecot managesieve on host: PROXY v2 required from the
+    loopback network (haproxy = yes), a master user for the proxies
+    (MASTER_SASL), any user name, a home of its own per user."""
+
+    def __init__(self, host):
+        if shutil.which("dovecot") is None:
+            pytest.skip("dovecot is not installed")
+        self.host = host
+        self.dir = tempfile.mkdtemp(prefix="sora-dovecot-sieve-")
+        os.chmod(self.dir, 0o755)
+        self.mail = os.path.join(self.dir, "mail")
+        os.makedirs(self.mail)
+        shutil.chown(self.mail, "nobody", "nogroup")
+        self.port = free_port_on(host)
+        self.log_path = os.path.join(self.dir, "dovecot.log")
+        user, pw = MASTER_SASL
+        with open(os.path.join(self.dir, "master.passwd"), "w") as f:
+            f.write(f"{user}:{{PLAIN}}{pw}\n")
+        conf = os.path.join(self.dir, "dovecot.conf")
+        with open(conf, "w") as f:
+            f.write(f"""protocols = sieve
+base_dir = {self.dir}/run
+state_dir = {self.dir}/state
+log_path = {self.log_path}
+info_log_path = {self.log_path}
+ssl = no
+disable_plaintext_auth = no
+auth_mechanisms = plain
+default_login_user = dovenull
+default_internal_user = dovecot
+mail_location = maildir:~/Maildir
+mail_uid = nobody
+mail_gid = nogroup
+first_valid_uid = 1
+haproxy_trusted_networks = 127.0.0.0/8
+login_trusted_networks = 127.0.0.0/8
+auth_master_user_separator = *
+passdb {{
+  driver = passwd-file
+  args = {self.dir}/master.passwd
+  master = yes
+}}
+passdb {{
+  driver = static
+  args = password=not-for-users-{os.getpid()}
+}}
+userdb {{
+  driver = static
+  args = uid=nobody gid=nogroup home={self.mail}/%u allow_all_users=yes
+}}
+service managesieve-login {{
+  inet_listener sieve {{
+    address = {host}
+    port = {self.port}
+    haproxy = yes
+  }}
+}}
+service anvil {{
+  chroot =
+}}
+plugin {{
+  sieve = file:~/sieve;active=~/.dovecot.sieve
+}}
+""")
+        self.proc = subprocess.Popen(["dovecot", "-F", "-c", conf],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_port(self.port, host=host, proc=self.proc, timeout=20)
+
+    def log(self):
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
 class Proxy:
     def __init__(self, cluster, i):
         self.cluster = cluster
@@ -108,10 +197,12 @@ class Proxy:
         self.hap_port = free_port()      # behind HAProxy (PROXY v2 required)
         self.metrics_port = free_port()
         self.lmtp_port = free_port()
+        self.sieve_port = free_port()
+        self.sieve_hap_port = free_port()
         self.server = None
 
     def config(self, extra="", remote_proxy=True, connect_timeout="3s", backends=None, top="",
-               lmtp_remote_proxy=False, max_message_size="1mb"):
+               lmtp_remote_proxy=False, max_message_size="1mb", sieve_backends=None):
         c = self.cluster
         user, pw = MASTER_SASL
         bes = backends if backends is not None else c.backends
@@ -136,12 +227,29 @@ class Proxy:
                 f'remote_addrs = [{lmtp_remotes}]\nmax_message_size = "{max_message_size}"\n'
                 f'remote_use_proxy_protocol = {"true" if lmtp_remote_proxy else "false"}\n'
                 f'connect_timeout = "{connect_timeout}"\nhealth_check_interval = "500ms"\n'
+                + self.sieve_config(sieve_backends, connect_timeout)
                 + extra)
 
+    def sieve_config(self, sieve_backends, connect_timeout):
+        if not sieve_backends:
+            return ""
+        user, pw = MASTER_SASL
+        remotes = ", ".join(f'"{d.host}:{d.port}"' for d in sieve_backends)
+        common = (f'remote_addrs = [{remotes}]\nremote_use_proxy_protocol = true\n'
+                  f'master_sasl_username = "{user}"\nmaster_sasl_password = "{pw}"\n'
+                  f'connect_timeout = "{connect_timeout}"\nhealth_check_interval = "500ms"\n'
+                  'insecure_auth = true\n')
+        self.wait_ports += [self.sieve_port, self.sieve_hap_port]
+        return (f'[servers.sieve]\ntype = "managesieve_proxy"\naddr = "127.0.0.1:{self.sieve_port}"\n'
+                f'{common}'
+                f'[servers.sieve_hap]\ntype = "managesieve_proxy"\n'
+                f'addr = "127.0.0.1:{self.sieve_hap_port}"\n{common}'
+                '[servers.sieve_hap.proxy_protocol]\nenabled = true\ntrusted_proxies = ["127.0.0.1/32"]\n')
+
     def start(self, **kw):
-        self.server = self.cluster.sora_servers(
-            "sora-proxy", self.config(**kw), [self.port, self.hap_port, self.lmtp_port],
-            name=self.name)
+        self.wait_ports = [self.port, self.hap_port, self.lmtp_port]
+        cfg = self.config(**kw)
+        self.server = self.cluster.sora_servers("sora-proxy", cfg, self.wait_ports, name=self.name)
         return self
 
     def login(self, email, password=None, source="127.0.0.3"):
@@ -201,10 +309,10 @@ class Cluster:
                 return b
         return None
 
-    def start_haproxy(self):
+    def start_haproxy(self, sieve=False):
         self.haproxy_port = free_port()
-        servers = "\n".join(f"    server {p.name} 127.0.0.1:{p.hap_port} send-proxy-v2"
-                            for p in self.proxies)
+        servers = "\n".join(f"    server {p.name} 127.0.0.1:{p.sieve_hap_port if sieve else p.hap_port}"
+                            " send-proxy-v2" for p in self.proxies)
         cfg = os.path.join(self.dir, "haproxy.cfg")
         with open(cfg, "w") as f:
             f.write(f"""global
@@ -226,10 +334,16 @@ backend b
         wait_port(self.haproxy_port, proc=self.haproxy_proc)
         return self
 
+    def start_dovecots(self):
+        self.dovecots = [DovecotSieve(b.host) for b in self.backends]
+        return self.dovecots
+
     def stop(self):
         if self.haproxy_proc is not None:
             self.haproxy_proc.terminate()
             self.haproxy_proc.wait(10)
+        for d in getattr(self, "dovecots", []):
+            d.stop()
 
 
 @pytest.fixture
