@@ -15,6 +15,7 @@
 #include "common/core/str.h"
 #include "common/db/db.h"
 #include "proxy/backends.h"
+#include "proxy/sessions.h"
 
 #define MAX_POOLS 32
 #define OVERRIDE_ACQUIRE_MS 5000
@@ -103,6 +104,10 @@ int sora_proxy_start(const struct sora_config *cfg, struct sora_net *net, bool c
 	}
 	if (proxy_health_start(proxy.pools, proxy.npools, errbuf, errsize) < 0)
 		goto fail;
+	if (proxy_sessions_start(net, errbuf, errsize) < 0) {
+		proxy_health_stop();
+		goto fail;
+	}
 	proxy.started = true;
 	for (size_t i = 0; i < proxy.npools; i++) {
 		const struct proxy_pool *p = proxy.pools[i];
@@ -131,6 +136,7 @@ void sora_proxy_stop(void)
 	if (!proxy.started)
 		return;
 	proxy.started = false;
+	proxy_sessions_stop();
 	proxy_health_stop();
 	for (size_t i = 0; i < proxy.npools; i++)
 		proxy_pool_free(&proxy.pools[i]);

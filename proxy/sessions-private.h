@@ -29,4 +29,8 @@ struct proxy_session_list {
 
 extern struct proxy_session_list proxy_sessions;
 
+/* sessions-db.c: mirror a registration / removal into the database. */
+void proxy_sessions_db_insert(const struct proxy_session_entry *e);
+void proxy_sessions_db_delete(const char *session);
+
 #endif

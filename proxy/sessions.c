@@ -35,6 +35,7 @@ void proxy_sessions_add(struct sora_conn *c, const char *protocol, const char *u
 	proxy_sessions.count++;
 	proxy_sessions.changed = true;
 	pthread_mutex_unlock(&proxy_sessions.lock);
+	proxy_sessions_db_insert(e);
 }
 
 void proxy_sessions_remove(struct sora_conn *c)
@@ -54,6 +55,8 @@ void proxy_sessions_remove(struct sora_conn *c)
 		}
 	}
 	pthread_mutex_unlock(&proxy_sessions.lock);
+	if (e != NULL)
+		proxy_sessions_db_delete(e->session);
 	free(e);
 }
 
