@@ -9,6 +9,7 @@
 #include "backend/imap/imap.h"
 #include "backend/store/deliver.h"
 #include "backend/store/janitor.h"
+#include "backend/store/uid-cache.h"
 #include "backend/store/migrate.h"
 #include "backend/store/uploader.h"
 #include "common/config/config.h"
@@ -28,7 +29,8 @@ const char *sora_backend_instance_id(void)
 
 void sora_backend_kick_uploader(void)
 {
-	if (backend_started)
+	/* A direct store (fs) queues no uploads: nothing to wake. */
+	if (backend_started && !sora_blob_store_direct(backend.blobs))
 		sora_uploader_kick(backend.uploader);
 }
 
@@ -194,6 +196,7 @@ int sora_backend_start(const struct sora_config *cfg, struct sora_net *net, bool
 		goto fail;
 	}
 	backend_warm_pool(cfg);
+	backend.uid_cache = sora_uid_cache_new(SORA_BACKEND_UID_CACHE_BYTES);
 	backend_started = true;
 	sora_info(NULL, "database %s ready (schema up to date), blob store: %s", cfg->database.dbname,
 		  cfg->storage.backend);
@@ -218,4 +221,5 @@ void sora_backend_stop(void)
 	sora_uploader_stop(&backend.uploader);
 	sora_blob_store_free(&backend.blobs);
 	sora_db_pool_destroy(&backend.db);
+	sora_uid_cache_free(&backend.uid_cache);
 }

@@ -17,6 +17,7 @@ struct sora_blob_store;
 struct sora_uploader;
 struct sora_janitor;
 struct sora_db_listener;
+struct sora_uid_cache;
 
 struct sora_backend {
 	const struct sora_config *cfg;   /* borrowed from main */
@@ -26,7 +27,12 @@ struct sora_backend {
 	struct sora_uploader *uploader;  /* owned */
 	struct sora_janitor *janitor;    /* owned */
 	struct sora_db_listener *listen; /* owned: LISTEN sora_mailbox */
+	struct sora_uid_cache *uid_cache;  /* owned; NULL if it could not be made */
 };
+
+/* Bytes of UIDs the backend keeps for SELECT of large mailboxes
+ * (backend/store/uid-cache.h): 64 MiB is 16 million messages' UIDs. */
+#define SORA_BACKEND_UID_CACHE_BYTES (64u * 1024 * 1024)
 
 /* This node's name in pending_uploads.instance_id: staged bodies live on
  * this machine's disk, so only this node can upload them. It is the

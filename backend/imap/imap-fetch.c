@@ -41,7 +41,11 @@
 #include "common/proto/mime/mime-imap.h"
 #include "common/proto/mime/mime-json.h"
 
-#define FETCH_BATCH 100
+/* Rows per database round trip: metadata rows are small (the stored
+ * ENVELOPE and BODYSTRUCTURE, a few KB); raw header blocks may be up to
+ * SORA_STORE_RAW_HEADERS_MAX each; bodies are read per message. */
+#define FETCH_BATCH 250
+#define FETCH_BATCH_HEADERS 100
 #define FETCH_BATCH_BODIES 20
 #define FETCH_SLICE (64 * 1024)
 /* A header block read from the blob for HEADER.FIELDS is kept in memory:
@@ -487,20 +491,27 @@ static int plan_message(struct fetch_cmd *f, const struct sora_msgs_row *row, bo
 		sep = " ";
 	}
 	if (spec->items & SORA_FETCH_ENVELOPE) {
-		struct sora_mime_envelope *env = NULL;
-		const char *error;
-
 		sora_buf_printf(out, "%sENVELOPE ", sep);
-		arena = sora_mime_arena_new();
-		if (arena == NULL)
-			return -1;
-		if (row->envelope_json != NULL)
-			sora_mime_json_envelope_parse(row->envelope_json, strlen(row->envelope_json), arena,
-						      &env, &error);
-		sora_mime_imap_envelope(env, out);
+		if (row->imap_envelope != NULL) {
+			sora_buf_append_str(out, row->imap_envelope);
+		} else {
+			/* A row written before the IMAP form was stored. */
+			struct sora_mime_envelope *env = NULL;
+			const char *error;
+
+			arena = sora_mime_arena_new();
+			if (arena == NULL)
+				return -1;
+			if (row->envelope_json != NULL)
+				sora_mime_json_envelope_parse(row->envelope_json,
+							      strlen(row->envelope_json), arena,
+							      &env, &error);
+			sora_mime_imap_envelope(env, out);
+		}
 		sep = " ";
 	}
-	if ((spec->items & (SORA_FETCH_BODY | SORA_FETCH_BODYSTRUCTURE)) || spec->section_count > 0) {
+	if ((spec->items & SORA_FETCH_BODY) || spec->section_count > 0 ||
+	    ((spec->items & SORA_FETCH_BODYSTRUCTURE) && row->imap_bodystructure == NULL)) {
 		const char *error;
 
 		if (row->structure_json == NULL ||
@@ -519,7 +530,10 @@ static int plan_message(struct fetch_cmd *f, const struct sora_msgs_row *row, bo
 	}
 	if (spec->items & SORA_FETCH_BODYSTRUCTURE) {
 		sora_buf_printf(out, "%sBODYSTRUCTURE ", sep);
-		sora_mime_imap_bodystructure(mime, true, 0, out);
+		if (row->imap_bodystructure != NULL)
+			sora_buf_append_str(out, row->imap_bodystructure);
+		else
+			sora_mime_imap_bodystructure(mime, true, 0, out);
 		sep = " ";
 	}
 	if ((spec->items & SORA_FETCH_MODSEQ) || s->condstore) {
@@ -671,7 +685,8 @@ static int emit_pieces(struct fetch_cmd *f, struct sora_job *job)
 static int load_batch(struct fetch_cmd *f, struct sora_db_conn *db, bool **changed_r)
 {
 	struct imap_session *s = f->base.s;
-	size_t batch = f->spec.needs_body ? FETCH_BATCH_BODIES : FETCH_BATCH;
+	size_t batch = f->spec.needs_body ? FETCH_BATCH_BODIES :
+		       (f->want & SORA_MSGS_WANT_HEADERS) ? FETCH_BATCH_HEADERS : FETCH_BATCH;
 	size_t n = f->count - f->next;
 	bool *changed = NULL;
 
@@ -840,7 +855,11 @@ static unsigned int want_of(const struct sora_imap_fetch_spec *spec, bool condst
 
 	if (spec->items & SORA_FETCH_ENVELOPE)
 		want |= SORA_MSGS_WANT_ENVELOPE;
-	if ((spec->items & (SORA_FETCH_BODY | SORA_FETCH_BODYSTRUCTURE)) || spec->section_count > 0)
+	/* The stored BODYSTRUCTURE answers BODYSTRUCTURE; BODY and sections
+	 * need the structure itself. */
+	if (spec->items & SORA_FETCH_BODYSTRUCTURE)
+		want |= SORA_MSGS_WANT_IMAP_STRUCTURE;
+	if ((spec->items & SORA_FETCH_BODY) || spec->section_count > 0)
 		want |= SORA_MSGS_WANT_STRUCTURE;
 	for (size_t i = 0; i < spec->section_count; i++)
 		if (spec->sections[i].path_len == 0 &&

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend/backend.h"
 #include "backend/imap/imap-private.h"
 #include "backend/store/mailbox.h"
 #include "backend/store/messages.h"
@@ -853,7 +854,7 @@ static enum sora_job_status select_run(struct imap_cmd *cmd, struct sora_job *jo
 	struct imap_selected *sel;
 
 	memset(&r, 0, sizeof(r));
-	if (sora_msgs_open(db, s->account_id, sc->name, !sc->readonly, &r, &cmd->err) < 0) {
+	if (sora_msgs_open(db, sora_backend()->uid_cache, s->account_id, sc->name, !sc->readonly, &r, &cmd->err) < 0) {
 		sora_msgs_open_result_free(&r);
 		if (cmd->err.cls == SORA_ERR_NOT_FOUND)
 			sora_job_printf(job, "%s NO [NONEXISTENT] Mailbox does not exist.\r\n", cmd->tag);

@@ -331,9 +331,8 @@ static enum sora_job_status deliver_work(struct sora_job *job, void *arg)
 			stored = true;
 	}
 	sora_db_release(&conn);
-	/* New pending_uploads rows: the uploader need not wait for its poll.
-	 * A direct store (fs) queues none. */
-	if (stored && !sora_blob_store_direct(be->blobs))
+	/* New pending_uploads rows: the uploader need not wait for its poll. */
+	if (stored)
 		sora_backend_kick_uploader();
 	sora_store_message_free(&msg);
 	return SORA_JOB_DONE;

@@ -12,6 +12,7 @@
 
 #include "backend/store/mailbox.h"
 #include "common/core/log.h"
+#include "common/proto/mime/mime-imap.h"
 #include "common/proto/mime/mime-json.h"
 #include "common/proto/smtp.h"
 
@@ -225,7 +226,7 @@ void sora_store_delivery_key(const struct sora_store_message *m, struct sora_str
 /* Both statements insert a new copy the same way: the messages row, its
  * searchable text (shared by every copy of the body) and, unless the store
  * is direct, the pending_uploads row. They share parameters $1 (account)
- * and $4..$26 (row_params_fill); $2 and $3 and anything after $26 are
+ * and $4..$28 (row_params_fill); $2 and $3 and anything after $28 are
  * their own. mb is a relation (id, uid, modseq) holding the mailbox and
  * the allocated UID and modseq; FLAGS, KEYWORDS and IDATE are SQL
  * expressions for the state columns. Statements whose text differs only
@@ -236,12 +237,14 @@ void sora_store_delivery_key(const struct sora_store_message *m, struct sora_str
 	"         subject, message_id, in_reply_to, references_hdr, from_text, to_text, cc_text," \
 	"         bcc_text, sort_subject, sort_from, sort_to, sort_cc, sort_display_from,"     \
 	"         sort_display_to, envelope, bodystructure, raw_headers, created_modseq,"      \
-	"         updated_modseq, flags, keywords, internal_date, sent_tz)"                    \
+	"         updated_modseq, flags, keywords, internal_date, sent_tz, imap_envelope,"      \
+	"         imap_bodystructure)"                                                         \
 	"  SELECT $1::bigint, mb.id, mb.uid, $4::text, $5::bigint,"                            \
 	"         to_timestamp($6::double precision), $7::text, $8::text, $9::text, $10::text," \
 	"         $11::text, $12::text, $13::text, $14::text, $15::text, $16::text, $17::text," \
 	"         $18::text, $19::text, $20::text, $21::jsonb, $22::jsonb, $23::bytea,"         \
-	"         mb.modseq, mb.modseq, " FLAGS ", " KEYWORDS ", " IDATE ", $26::smallint"    \
+	"         mb.modseq, mb.modseq, " FLAGS ", " KEYWORDS ", " IDATE ", $26::smallint,"   \
+	"         $27::text, $28::text"                                                         \
 	"  FROM mb"                                                                          \
 	"  RETURNING id, uid"                                                                \
 	"), c AS ("                                                                          \
@@ -255,8 +258,8 @@ void sora_store_delivery_key(const struct sora_store_message *m, struct sora_str
 	")"
 
 /* Parameters of the shared part; APPEND adds four. */
-#define ROW_PARAMS 26
-#define APPEND_PARAMS 30
+#define ROW_PARAMS 28
+#define APPEND_PARAMS 32
 
 /* The values of one row's parameters and the memory behind them. */
 struct row_params {
@@ -264,7 +267,7 @@ struct row_params {
 	int lengths[APPEND_PARAMS];
 	int formats[APPEND_PARAMS];
 	char size[24], sent[32], tz[8];
-	struct sora_buf bodystructure, headers;
+	struct sora_buf bodystructure, headers, imap_envelope, imap_bodystructure;
 };
 
 static const char *buf_param(const struct sora_buf *b)
@@ -332,15 +335,19 @@ static void row_params_init(struct row_params *rp)
 	memset(rp, 0, sizeof(*rp));
 	sora_buf_init(&rp->bodystructure, 0);
 	sora_buf_init(&rp->headers, 0);
+	sora_buf_init(&rp->imap_envelope, 0);
+	sora_buf_init(&rp->imap_bodystructure, 0);
 }
 
 static void row_params_free(struct row_params *rp)
 {
 	sora_buf_free(&rp->bodystructure);
 	sora_buf_free(&rp->headers);
+	sora_buf_free(&rp->imap_envelope);
+	sora_buf_free(&rp->imap_bodystructure);
 }
 
-/* Fills $4..$26 for a copy of m with prefix (staged as ref). The one place
+/* Fills $4..$28 for a copy of m with prefix (staged as ref). The one place
  * that knows how a parsed message becomes a row. */
 static int row_params_fill(struct row_params *rp, struct sora_store_message *m,
 			   struct sora_str prefix, const struct sora_blob_ref *ref,
@@ -352,10 +359,18 @@ static int row_params_fill(struct row_params *rp, struct sora_store_message *m,
 
 	rp->bodystructure.len = 0;
 	rp->headers.len = 0;
+	rp->imap_envelope.len = 0;
+	rp->imap_bodystructure.len = 0;
 	message_set_prefix(m, (int64_t)prefix.len);
+	/* The IMAP forms come from the parsed message after the prefix moved
+	 * its offsets: exactly what FETCH would render from the JSON. */
 	if (sora_mime_json_serialize(m->mime, 0, &rp->bodystructure, &error) < 0 ||
 	    buf_terminate(&rp->bodystructure) < 0 || raw_headers(m, prefix, &rp->headers) < 0 ||
-	    meta_terminate(&m->meta, &m->envelope_json) < 0)
+	    meta_terminate(&m->meta, &m->envelope_json) < 0 ||
+	    sora_mime_imap_envelope(m->mime->root->envelope, &rp->imap_envelope) < 0 ||
+	    buf_terminate(&rp->imap_envelope) < 0 ||
+	    sora_mime_imap_bodystructure(m->mime, true, 0, &rp->imap_bodystructure) < 0 ||
+	    buf_terminate(&rp->imap_bodystructure) < 0)
 		return sora_error_set(err, SORA_ERR_TEMPORARY,
 				      "preparing the metadata: out of memory");
 	snprintf(rp->size, sizeof(rp->size), "%" PRIu64, ref->size);
@@ -389,6 +404,8 @@ static int row_params_fill(struct row_params *rp, struct sora_store_message *m,
 	/* The Date header's zone: SEARCH SENT* compare the date as written. */
 	snprintf(rp->tz, sizeof(rp->tz), "%d", m->meta.has_sent_date ? m->meta.sent_tz_min : 0);
 	values[25] = rp->tz;
+	values[26] = rp->imap_envelope.data;
+	values[27] = rp->imap_bodystructure.data;
 	return 0;
 }
 
@@ -497,7 +514,7 @@ static const char sql_insert[] =
 
 #define INSERT_PARAMS ROW_PARAMS
 /* Prepared once per connection under this name. */
-#define DELIVER_STMT "sora_deliver_v4"
+#define DELIVER_STMT "sora_deliver_v5"
 
 int sora_store_warm_conn(struct sora_db_conn *conn, struct sora_error *err)
 {
@@ -705,17 +722,35 @@ static const char sql_append_lock[] =
 	" WHERE account_id = $1::bigint AND name = $2::text AND NOT noselect"
 	" RETURNING id, uid_validity, uid_next - $3::bigint, highest_modseq";
 
-/* One appended row: $2 mailbox id, $3 UID, $27 modseq, $28 flags, $29
- * keywords (normalised, space-separated, "" for none), $30 internal date
+/* One appended row: $2 mailbox id, $3 UID, $29 modseq, $30 flags, $31
+ * keywords (normalised, space-separated, "" for none), $32 internal date
  * (seconds, NULL for now). */
 static const char sql_append_row[] =
 	"WITH mb AS ("
-	"  SELECT $2::bigint AS id, $3::bigint AS uid, $27::bigint AS modseq"
-	SQL_ROW("$28::integer", "string_to_array($29::text, ' ')",
-		"coalesce(to_timestamp($30::double precision), now())")
+	"  SELECT $2::bigint AS id, $3::bigint AS uid, $29::bigint AS modseq"
+	SQL_ROW("$30::integer", "string_to_array($31::text, ' ')",
+		"coalesce(to_timestamp($32::double precision), now())")
 	" SELECT id FROM msg";
 
-#define APPEND_STMT "sora_append_v2"
+#define APPEND_STMT "sora_append_v3"
+
+/* APPEND of one message as one statement in its own transaction: the UID
+ * allocation, the row and the commit in one round trip (the general path
+ * takes four: BEGIN, lock, row, COMMIT). $2 mailbox name, $3 and $29 the
+ * UID and modseq steps (both 1); the rest as sql_append_row. Returns the
+ * mailbox id, UIDVALIDITY and UID, or no row when the mailbox does not
+ * exist or is \Noselect. */
+static const char sql_append_one[] =
+	"WITH mb AS ("
+	"  UPDATE mailboxes SET uid_next = uid_next + $3::bigint,"
+	"         highest_modseq = highest_modseq + $29::bigint, updated_at = now()"
+	"   WHERE account_id = $1::bigint AND name = $2::text AND NOT noselect"
+	"  RETURNING id, uid_validity, uid_next - 1 AS uid, highest_modseq AS modseq"
+	SQL_ROW("$30::integer", "string_to_array($31::text, ' ')",
+		"coalesce(to_timestamp($32::double precision), now())")
+	" SELECT mb.id, mb.uid_validity, mb.uid FROM mb, msg";
+
+#define APPEND_ONE_STMT "sora_append_one_v1"
 
 /* RFC 3501 date-time covers years 1..9999. */
 #define IDATE_MIN INT64_C(-62135596800)
@@ -726,6 +761,61 @@ void sora_store_append_result_free(struct sora_store_append_result *res)
 	free(res->uids);
 	res->uids = NULL;
 	res->count = 0;
+}
+
+/* The row of a one-message APPEND whose body is staged (refs): one
+ * statement, committed by itself. *absent_r stays true while nothing can
+ * have been stored. */
+static int append_one(struct sora_db_conn *conn, struct sora_blob_store *blobs,
+		      const char *instance_id, const char *acc, const char *name,
+		      const struct sora_store_append_item *it, const struct sora_buf *keywords,
+		      const struct sora_blob_ref *ref, struct row_params *rp,
+		      struct sora_store_append_result *res_r, bool *absent_r, struct sora_error *err)
+{
+	char flags[16], idate[24], sqlstate[6] = "";
+	int64_t id = 0, validity = 0, uid = 0;
+	PGresult *r = NULL;
+	int ret = -1;
+
+	if (row_params_fill(rp, it->msg, sora_str_make("", 0), ref, blobs, instance_id, err) < 0)
+		return -1;
+	snprintf(flags, sizeof(flags), "%u", it->flags);
+	snprintf(idate, sizeof(idate), "%" PRId64, it->internal_date);
+	rp->values[0] = acc;
+	rp->values[1] = name;
+	rp->values[2] = "1";
+	rp->values[28] = "1";
+	rp->values[29] = flags;
+	rp->values[30] = keywords->data != NULL ? keywords->data : "";
+	rp->values[31] = it->internal_date != 0 ? idate : NULL;
+	if (sora_db_exec_prepared(conn, SORA_DB_CLASS_WRITE, APPEND_ONE_STMT, sql_append_one,
+				  APPEND_PARAMS, rp->values, rp->lengths, rp->formats, 0, &r, sqlstate,
+				  err) < 0) {
+		/* A statement that never came back may have committed. */
+		if (PQstatus(sora_db_conn_pg(conn)) != CONNECTION_OK) {
+			*absent_r = false;
+			err->cls = SORA_ERR_TEMPORARY;
+		} else if (strcmp(sqlstate, "23514") == 0) {
+			sora_error_set(err, SORA_ERR_LIMIT, "mailbox %s: no UIDs left", name);
+		}
+		goto out;
+	}
+	if (PQntuples(r) != 1) {
+		sora_error_set(err, SORA_ERR_NOT_FOUND, "mailbox %s does not exist", name);
+		goto out;
+	}
+	*absent_r = false;
+	if (sora_db_get_i64(r, 0, 0, &id, err) < 0 || sora_db_get_i64(r, 0, 1, &validity, err) < 0 ||
+	    sora_db_get_i64(r, 0, 2, &uid, err) < 0)
+		goto out;
+	res_r->uids[0] = (uint32_t)uid;
+	res_r->uid_validity = (uint32_t)validity;
+	res_r->mailbox_id = id;
+	res_r->count = 1;
+	ret = 0;
+out:
+	PQclear(r);
+	return ret;
 }
 
 int sora_store_append(struct sora_db_conn *conn, struct sora_blob_store *blobs,
@@ -795,9 +885,15 @@ int sora_store_append(struct sora_db_conn *conn, struct sora_blob_store *blobs,
 		}
 	}
 
-	/* 2. One transaction: the mailbox locked once, N UIDs, one modseq. */
 	snprintf(acc, sizeof(acc), "%" PRId64, account_id);
 	snprintf(n, sizeof(n), "%zu", count);
+	if (count == 1) {
+		ret = append_one(conn, blobs, instance_id, acc, name, &items[0], &keywords[0],
+				 &refs[0], &rp, res_r, &absent, err);
+		goto out;
+	}
+
+	/* 2. One transaction: the mailbox locked once, N UIDs, one modseq. */
 	if (sora_db_begin(conn, SORA_DB_CLASS_WRITE, err) < 0)
 		goto out;
 	in_tx = true;
@@ -830,10 +926,10 @@ int sora_store_append(struct sora_db_conn *conn, struct sora_blob_store *blobs,
 		rp.values[0] = acc;
 		rp.values[1] = mbid;
 		rp.values[2] = uid;
-		rp.values[26] = modseq;
-		rp.values[27] = flags;
-		rp.values[28] = keywords[i].data != NULL ? keywords[i].data : "";
-		rp.values[29] = it->internal_date != 0 ? idate : NULL;
+		rp.values[28] = modseq;
+		rp.values[29] = flags;
+		rp.values[30] = keywords[i].data != NULL ? keywords[i].data : "";
+		rp.values[31] = it->internal_date != 0 ? idate : NULL;
 		if (sora_db_exec_prepared(conn, SORA_DB_CLASS_WRITE, APPEND_STMT, sql_append_row,
 					  APPEND_PARAMS, rp.values, rp.lengths, rp.formats, 0, &r,
 					  NULL, err) < 0) {

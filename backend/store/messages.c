@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include "backend/store/mailbox.h"
 #include "common/core/str.h"
@@ -332,43 +333,127 @@ char *sora_msgs_keywords_normalize(const char *keywords)
 	"     AND o.recent_uid < mb.uid_next" \
 	"  RETURNING o.recent_uid" \
 	")"
+/* $3..$6: the cached entry's mailbox id, UIDVALIDITY, modseq and uid_next
+ * (uid-cache.h), or NULL. With an entry that still describes this
+ * mailbox (delta), column 14 holds the live UIDs from its uid_next on and
+ * column 12 the UIDs below it expunged since its modseq; otherwise column
+ * 8 holds every live UID. Each list is its own CASE branch, so only one
+ * subquery runs, and the delta's is a range on uid that the planner
+ * reads by index (a bound that depended on the CASE made it estimate a
+ * third of the mailbox and scan the table). */
+#define SQL_OPEN_DELTA \
+	", d AS (" \
+	"  SELECT coalesce(mb.id = $3::bigint AND mb.uid_validity = $4::bigint" \
+	"                  AND mb.highest_modseq >= $5::bigint, false) AS delta FROM mb" \
+	")"
 #define SQL_OPEN_TAIL(claimed) \
 	" SELECT mb.id, mb.uid_validity, mb.uid_next, mb.highest_modseq, mb.su, mb.noselect," \
 	"       mb.recent_uid, " claimed "," \
-	"       ARRAY(SELECT uid FROM messages" \
-	"              WHERE mailbox_id = mb.id AND expunged_at IS NULL ORDER BY uid)::text," \
+	"       CASE WHEN NOT d.delta THEN" \
+	"         ARRAY(SELECT uid FROM messages" \
+	"                WHERE mailbox_id = mb.id AND expunged_at IS NULL ORDER BY uid)::text" \
+	"       END," \
 	"       (SELECT min(uid) FROM messages" \
 	"         WHERE mailbox_id = mb.id AND expunged_at IS NULL AND flags & 1 = 0)," \
 	"       mb.unseen_count," \
 	"       (SELECT string_agg(k, ' ' ORDER BY lower(k)) FROM (" \
 	"          SELECT min(k) AS k FROM messages, unnest(keywords) AS k" \
 	"           WHERE mailbox_id = mb.id AND expunged_at IS NULL AND keywords <> '{}'" \
-	"           GROUP BY lower(k) ORDER BY lower(k) LIMIT 256) kw)" \
-	"  FROM mb"
+	"           GROUP BY lower(k) ORDER BY lower(k) LIMIT 256) kw)," \
+	"       CASE WHEN d.delta THEN" \
+	"         (SELECT array_agg(uid ORDER BY uid) FROM messages" \
+	"           WHERE mailbox_id = mb.id AND expunged_at IS NOT NULL" \
+	"             AND expunged_modseq > $5::bigint AND uid < $6::bigint)::text END," \
+	"       d.delta," \
+	"       CASE WHEN d.delta THEN" \
+	"         ARRAY(SELECT uid FROM messages" \
+	"                WHERE mailbox_id = mb.id AND expunged_at IS NULL" \
+	"                  AND uid >= $6::bigint AND uid < mb.uid_next ORDER BY uid)::text" \
+	"       END" \
+	"  FROM mb, d"
 
 static const char sql_open_claim[] =
-	SQL_OPEN_HEAD SQL_OPEN_CLAIM SQL_OPEN_TAIL("(SELECT recent_uid FROM claim)");
-static const char sql_open_examine[] = SQL_OPEN_HEAD SQL_OPEN_TAIL("NULL::bigint");
+	SQL_OPEN_HEAD SQL_OPEN_CLAIM SQL_OPEN_DELTA
+	SQL_OPEN_TAIL("(SELECT recent_uid FROM claim)");
+static const char sql_open_examine[] =
+	SQL_OPEN_HEAD SQL_OPEN_DELTA SQL_OPEN_TAIL("NULL::bigint");
+
+static uint64_t monotonic_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* The live UIDs from a cached entry, the UIDs expunged since it (some of
+ * which it may not hold) and the new UIDs (all above it), into *out. */
+static int uids_apply_delta(const struct sora_uid_cache_entry *e,
+			    const struct sora_msgs_uids *gone, const struct sora_msgs_uids *added,
+			    struct sora_msgs_uids *out, struct sora_error *err)
+{
+	size_t i, k = 0, n = 0;
+
+	out->uids = malloc((e->count + added->count + 1) * sizeof(*out->uids));
+	if (out->uids == NULL)
+		return oom(err);
+	for (i = 0; i < e->count; i++) {
+		while (k < gone->count && gone->uids[k] < e->uids[i])
+			k++;
+		if (k < gone->count && gone->uids[k] == e->uids[i])
+			continue;
+		out->uids[n++] = e->uids[i];
+	}
+	for (i = 0; i < added->count; i++) {
+		if (n > 0 && added->uids[i] <= out->uids[n - 1]) {
+			free(out->uids);
+			out->uids = NULL;
+			return sora_error_set(err, SORA_ERR_PERMANENT,
+					      "UID delta out of order (cached list stale)");
+		}
+		out->uids[n++] = added->uids[i];
+	}
+	out->count = n;
+	return 0;
+}
 
 _Static_assert(SORA_MSGS_KEYWORDS_MAX == 256, "keep the LIMIT in SQL_OPEN_TAIL in step");
 
-int sora_msgs_open(struct sora_db_conn *conn, int64_t account_id, const char *name,
-		   bool claim_recent, struct sora_msgs_open_result *res_r, struct sora_error *err)
+int sora_msgs_open(struct sora_db_conn *conn, struct sora_uid_cache *cache, int64_t account_id,
+		   const char *name, bool claim_recent, struct sora_msgs_open_result *res_r,
+		   struct sora_error *err)
 {
-	char norm[SORA_MAILBOX_NAME_MAX + 1], acc[I64_SIZE];
-	const char *params[2] = { acc, norm };
+	char norm[SORA_MAILBOX_NAME_MAX + 1], acc[I64_SIZE], cid[I64_SIZE], cval[I64_SIZE],
+	     cmod[I64_SIZE], cnext[I64_SIZE];
+	const char *params[6] = { acc, norm, NULL, NULL, NULL, NULL };
 	struct sora_msgs_open_result *r = res_r;
+	struct sora_uid_cache_entry cached;
 	PGresult *res = NULL;
 	uint32_t unclaimed = 0;
-	uint64_t unseen = 0;
+	uint64_t unseen = 0, now = monotonic_ms();
 
 	memset(r, 0, sizeof(*r));
+	memset(&cached, 0, sizeof(cached));
 	if (sora_mailbox_name_normalize(name, norm, sizeof(norm), err) < 0)
 		return -1;
 	fmt_i64(acc, account_id);
-	if (run(conn, claim_recent ? SORA_DB_CLASS_WRITE : SORA_DB_CLASS_DEFAULT,
-		claim_recent ? sql_open_claim : sql_open_examine, 2, params, &res, err) < 0)
+	if (sora_uid_cache_get(cache, account_id, norm, now, &cached) == 1) {
+		fmt_i64(cid, cached.mailbox_id);
+		fmt_i64(cval, cached.uid_validity);
+		fmt_i64(cmod, (int64_t)cached.modseq);
+		fmt_i64(cnext, cached.uid_next);
+		params[2] = cid;
+		params[3] = cval;
+		params[4] = cmod;
+		params[5] = cnext;
+	}
+	if (sora_db_exec_prepared(conn, claim_recent ? SORA_DB_CLASS_WRITE : SORA_DB_CLASS_DEFAULT,
+				  claim_recent ? "sora_msgs_open_claim_v2" : "sora_msgs_open_examine_v2",
+				  claim_recent ? sql_open_claim : sql_open_examine, 6, params, NULL,
+				  NULL, 0, &res, NULL, err) < 0) {
+		sora_uid_cache_entry_free(&cached);
 		return -1;
+	}
 	if (PQntuples(res) != 1 || PQgetvalue(res, 0, 5)[0] == 't') {
 		PQclear(res);
 		return sora_error_set(err, SORA_ERR_NOT_FOUND, "no such selectable mailbox");
@@ -381,9 +466,32 @@ int sora_msgs_open(struct sora_db_conn *conn, int64_t account_id, const char *na
 		goto fail;
 	snprintf(r->mailbox.special_use, sizeof(r->mailbox.special_use), "%s",
 		 PQgetvalue(res, 0, 4));
-	if (parse_uid_array(PQgetisnull(res, 0, 8) ? NULL : PQgetvalue(res, 0, 8), &r->uids,
-			    err) < 0)
+	if (PQgetvalue(res, 0, 13)[0] == 't') {
+		struct sora_msgs_uids gone = { 0 }, added = { 0 };
+		int rc = -1;
+
+		if (parse_uid_array(PQgetisnull(res, 0, 12) ? NULL : PQgetvalue(res, 0, 12), &gone,
+				    err) == 0 &&
+		    parse_uid_array(PQgetisnull(res, 0, 14) ? NULL : PQgetvalue(res, 0, 14), &added,
+				    err) == 0)
+			rc = uids_apply_delta(&cached, &gone, &added, &r->uids, err);
+		sora_msgs_uids_free(&gone);
+		sora_msgs_uids_free(&added);
+		if (rc < 0)
+			goto fail;
+	} else if (parse_uid_array(PQgetisnull(res, 0, 8) ? NULL : PQgetvalue(res, 0, 8),
+				   &r->uids, err) < 0) {
 		goto fail;
+	}
+	sora_uid_cache_entry_free(&cached);
+	cached.mailbox_id = r->mailbox.id;
+	cached.uid_validity = r->mailbox.uid_validity;
+	cached.modseq = r->mailbox.highest_modseq;
+	cached.uid_next = r->mailbox.uid_next;
+	cached.uids = r->uids.uids;
+	cached.count = r->uids.count;
+	sora_uid_cache_put(cache, account_id, norm, now, &cached);
+	memset(&cached, 0, sizeof(cached));
 	if (claim_recent) {
 		if (!PQgetisnull(res, 0, 7) && get_u32(res, 0, 7, &r->first_recent, err) < 0)
 			goto fail;
@@ -415,6 +523,7 @@ int sora_msgs_open(struct sora_db_conn *conn, int64_t account_id, const char *na
 	return 0;
 fail:
 	PQclear(res);
+	sora_uid_cache_entry_free(&cached);
 	sora_msgs_open_result_free(r);
 	return -1;
 }
@@ -575,9 +684,14 @@ static const char sql_fetch[] =
 	"SELECT o.uid, m.uid IS NOT NULL, m.expunged_at IS NOT NULL, m.flags,"
 	"       array_to_string(m.keywords, ' '), m.updated_modseq, m.size,"
 	"       floor(extract(epoch FROM m.internal_date))::bigint, m.content_hash,"
-	"       CASE WHEN $3::int & 4 <> 0 THEN m.envelope::text END,"
-	"       CASE WHEN $3::int & 8 <> 0 THEN m.bodystructure::text END,"
-	"       CASE WHEN $3::int & 16 <> 0 THEN m.raw_headers END"
+	"       CASE WHEN $3::int & 4 <> 0 AND m.imap_envelope IS NULL"
+	"            THEN m.envelope::text END,"
+	"       CASE WHEN $3::int & 8 <> 0"
+	"              OR ($3::int & 32 <> 0 AND m.imap_bodystructure IS NULL)"
+	"            THEN m.bodystructure::text END,"
+	"       CASE WHEN $3::int & 16 <> 0 THEN m.raw_headers END,"
+	"       CASE WHEN $3::int & 4 <> 0 THEN m.imap_envelope END,"
+	"       CASE WHEN $3::int & 32 <> 0 THEN m.imap_bodystructure END"
 	"  FROM unnest($2::bigint[]) WITH ORDINALITY AS o (uid, ord)"
 	"  LEFT JOIN LATERAL (SELECT * FROM messages x"
 	"                      WHERE x.mailbox_id = $1 AND x.uid = o.uid LIMIT 1) m ON true"
@@ -637,6 +751,12 @@ static int fetch_row(const PGresult *res, int i, struct sora_msgs_row *row,
 	if (!PQgetisnull(res, i, 11) &&
 	    bytea_decode(PQgetvalue(res, i, 11), &row->raw_headers, &row->raw_headers_len, err) < 0)
 		return -1;
+	if (!PQgetisnull(res, i, 12) &&
+	    (row->imap_envelope = strdup(PQgetvalue(res, i, 12))) == NULL)
+		return oom(err);
+	if (!PQgetisnull(res, i, 13) &&
+	    (row->imap_bodystructure = strdup(PQgetvalue(res, i, 13))) == NULL)
+		return oom(err);
 	return 0;
 }
 
@@ -666,7 +786,10 @@ int sora_msgs_fetch(struct sora_db_conn *conn, int64_t mailbox_id, const uint32_
 	fmt_i64(mbox, mailbox_id);
 	snprintf(wants, sizeof(wants), "%u", want);
 	params[1] = arr;
-	if (run(conn, SORA_DB_CLASS_DEFAULT, sql_fetch, 3, params, &res, err) < 0)
+	/* Prepared: FETCH runs it once per batch, and the LATERAL probe's
+	 * plan never depends on the parameters. */
+	if (sora_db_exec_prepared(conn, SORA_DB_CLASS_DEFAULT, "sora_msgs_fetch_v2", sql_fetch, 3,
+				  params, NULL, NULL, 0, &res, NULL, err) < 0)
 		goto out;
 	if ((size_t)PQntuples(res) != count) {
 		sora_error_set(err, SORA_ERR_PERMANENT, "FETCH: %d rows for %zu UIDs",
@@ -697,6 +820,8 @@ void sora_msgs_rows_free(struct sora_msgs_rows *rows)
 		free(rows->rows[i].state.keywords);
 		free(rows->rows[i].envelope_json);
 		free(rows->rows[i].structure_json);
+		free(rows->rows[i].imap_envelope);
+		free(rows->rows[i].imap_bodystructure);
 		free(rows->rows[i].raw_headers);
 	}
 	free(rows->rows);
@@ -1149,12 +1274,13 @@ static const char sql_copy_insert[] =
 	"       sent_date, subject, message_id, in_reply_to, references_hdr, from_text, to_text,"
 	"       cc_text, bcc_text, sort_subject, sort_from, sort_to, sort_cc, sort_display_from,"
 	"       sort_display_to, envelope, bodystructure, raw_headers, flags, keywords,"
-	"       created_modseq, updated_modseq, sent_tz)"
+	"       created_modseq, updated_modseq, sent_tz, imap_envelope, imap_bodystructure)"
 	" SELECT m.account_id, $2, v.dst, m.content_hash, m.size, m.internal_date, m.sent_date,"
 	"       m.subject, m.message_id, m.in_reply_to, m.references_hdr, m.from_text, m.to_text,"
 	"       m.cc_text, m.bcc_text, m.sort_subject, m.sort_from, m.sort_to, m.sort_cc,"
 	"       m.sort_display_from, m.sort_display_to, m.envelope, m.bodystructure,"
-	"       m.raw_headers, m.flags, m.keywords, $3, $3, m.sent_tz"
+	"       m.raw_headers, m.flags, m.keywords, $3, $3, m.sent_tz, m.imap_envelope,"
+	"       m.imap_bodystructure"
 	"  FROM unnest($4::bigint[], $5::bigint[]) AS v (src, dst)"
 	"  JOIN messages m ON m.mailbox_id = $1 AND m.uid = v.src AND m.expunged_at IS NULL"
 	" ORDER BY v.src";

@@ -55,6 +55,7 @@
 #include <stdint.h>
 
 #include "common/core/error.h"
+#include "backend/store/uid-cache.h"
 #include "common/db/db.h"
 
 /* A mailbox as SELECT/EXAMINE report it. */
@@ -96,9 +97,11 @@ struct sora_msgs_open_result {
 };
 
 /* SELECT (claim_recent) / EXAMINE / STATUS-like open of a mailbox by its
- * normalised UTF-8 name. */
-int sora_msgs_open(struct sora_db_conn *conn, int64_t account_id, const char *name,
-		   bool claim_recent, struct sora_msgs_open_result *res_r, struct sora_error *err);
+ * normalised UTF-8 name. cache (may be NULL): the backend's UID lists
+ * (uid-cache.h), used when it has the mailbox and updated after. */
+int sora_msgs_open(struct sora_db_conn *conn, struct sora_uid_cache *cache, int64_t account_id,
+		   const char *name, bool claim_recent, struct sora_msgs_open_result *res_r,
+		   struct sora_error *err);
 void sora_msgs_open_result_free(struct sora_msgs_open_result *res);
 
 /* Flag state of one message. */
@@ -143,9 +146,10 @@ void sora_msgs_changes_free(struct sora_msgs_changes *ch);
 enum sora_msgs_want {
 	SORA_MSGS_WANT_STATE     = 1u << 0,   /* flags, keywords, modseq */
 	SORA_MSGS_WANT_BASIC     = 1u << 1,   /* size, internal date, content hash */
-	SORA_MSGS_WANT_ENVELOPE  = 1u << 2,   /* envelope JSON */
+	SORA_MSGS_WANT_ENVELOPE  = 1u << 2,   /* IMAP ENVELOPE, or its JSON */
 	SORA_MSGS_WANT_STRUCTURE = 1u << 3,   /* bodystructure JSON */
 	SORA_MSGS_WANT_HEADERS   = 1u << 4,   /* raw header block */
+	SORA_MSGS_WANT_IMAP_STRUCTURE = 1u << 5, /* IMAP BODYSTRUCTURE, or the JSON */
 };
 
 struct sora_msgs_row {
@@ -156,8 +160,16 @@ struct sora_msgs_row {
 	uint64_t size;
 	int64_t internal_date;   /* seconds since the epoch (UTC) */
 	char content_hash[65];
+	/* The IMAP ENVELOPE and BODYSTRUCTURE as rendered when the row was
+	 * written (migration 0005), owned, NUL-terminated; NULL when not
+	 * wanted or not stored (rows older than 0005). */
+	char *imap_envelope;
+	char *imap_bodystructure;
 	/* JSON as stored (mime-json.h), owned, NUL-terminated; NULL when not
-	 * wanted or not stored. */
+	 * wanted or not stored. WANT_ENVELOPE gives envelope_json only when
+	 * imap_envelope is not stored; WANT_IMAP_STRUCTURE gives
+	 * structure_json only when imap_bodystructure is not stored;
+	 * WANT_STRUCTURE always gives structure_json. */
 	char *envelope_json;
 	char *structure_json;
 	/* The header block as received (may contain any byte), owned; NULL

@@ -34,12 +34,14 @@ EMBED(sora_migration_0001_sql, "backend/store/migrations/0001_init.sql");
 EMBED(sora_migration_0002_sql, "backend/store/migrations/0002_message_deliveries.sql");
 EMBED(sora_migration_0003_sql, "backend/store/migrations/0003_delivery_cost.sql");
 EMBED(sora_migration_0004_sql, "backend/store/migrations/0004_imap.sql");
+EMBED(sora_migration_0005_sql, "backend/store/migrations/0005_imap_fetch.sql");
 
 static const struct sora_migration migrations[] = {
 	{ 1, "init", sora_migration_0001_sql },
 	{ 2, "message_deliveries", sora_migration_0002_sql },
 	{ 3, "delivery_cost", sora_migration_0003_sql },
 	{ 4, "imap", sora_migration_0004_sql },
+	{ 5, "imap_fetch", sora_migration_0005_sql },
 };
 
 const struct sora_migration *sora_store_migrations(size_t *count_r)

@@ -115,7 +115,7 @@ static void test_open(void **state)
 	add_message(inbox, SORA_IMAP_FLAG_DELETED, "{Other}");
 
 	/* SELECT claims every message as \Recent. */
-	ok(sora_msgs_open(conn, acc, "inbox", true, &r, &err), &err);
+	ok(sora_msgs_open(conn, NULL, acc, "inbox", true, &r, &err), &err);
 	assert_int_equal(r.mailbox.id, inbox);
 	uids_are(&r.uids, want, 5);
 	assert_int_equal(r.mailbox.uid_next, 6);
@@ -134,7 +134,7 @@ static void test_open(void **state)
 			 6);
 
 	/* A second SELECT sees nothing \Recent. */
-	ok(sora_msgs_open(conn, acc, "INBOX", true, &r, &err), &err);
+	ok(sora_msgs_open(conn, NULL, acc, "INBOX", true, &r, &err), &err);
 	assert_int_equal(r.first_recent, 0);
 	assert_int_equal(r.recent_count, 0);
 	assert_int_equal(r.uids.count, 5);
@@ -142,14 +142,14 @@ static void test_open(void **state)
 
 	/* EXAMINE reports new mail as RECENT but claims nothing. */
 	add_message(inbox, SORA_IMAP_FLAG_SEEN, "{}");
-	ok(sora_msgs_open(conn, acc, "INBOX", false, &r, &err), &err);
+	ok(sora_msgs_open(conn, NULL, acc, "INBOX", false, &r, &err), &err);
 	assert_int_equal(r.first_recent, 6);
 	assert_int_equal(r.recent_count, 1);
 	sora_msgs_open_result_free(&r);
-	ok(sora_msgs_open(conn, acc, "INBOX", false, &r, &err), &err);
+	ok(sora_msgs_open(conn, NULL, acc, "INBOX", false, &r, &err), &err);
 	assert_int_equal(r.recent_count, 1);
 	sora_msgs_open_result_free(&r);
-	ok(sora_msgs_open(conn, acc, "INBOX", true, &r, &err), &err);
+	ok(sora_msgs_open(conn, NULL, acc, "INBOX", true, &r, &err), &err);
 	assert_int_equal(r.first_recent, 6);
 	assert_int_equal(r.recent_count, 1);
 	assert_int_equal(r.uids.count, 6);
@@ -158,7 +158,7 @@ static void test_open(void **state)
 	/* Expunged messages are not in the map; all seen: no first unseen. */
 	q("UPDATE messages SET expunged_at = now(), expunged_modseq = updated_modseq"
 	  " WHERE mailbox_id = $1 AND uid IN (1, 3)", s64(a, inbox), NULL, NULL);
-	ok(sora_msgs_open(conn, acc, "INBOX", false, &r, &err), &err);
+	ok(sora_msgs_open(conn, NULL, acc, "INBOX", false, &r, &err), &err);
 	{
 		const uint32_t live[] = { 2, 4, 5, 6 };
 
@@ -170,7 +170,7 @@ static void test_open(void **state)
 	sora_msgs_open_result_free(&r);
 
 	/* An empty mailbox with a special use. */
-	ok(sora_msgs_open(conn, acc, "Sent", true, &r, &err), &err);
+	ok(sora_msgs_open(conn, NULL, acc, "Sent", true, &r, &err), &err);
 	assert_int_equal(r.uids.count, 0);
 	assert_null(r.uids.uids);
 	assert_string_equal(r.mailbox.special_use, "\\Sent");
@@ -179,15 +179,15 @@ static void test_open(void **state)
 	assert_int_equal(r.first_recent, 0);
 	sora_msgs_open_result_free(&r);
 
-	fails(sora_msgs_open(conn, acc, "Nope", true, &r, &err), &err, SORA_ERR_NOT_FOUND);
+	fails(sora_msgs_open(conn, NULL, acc, "Nope", true, &r, &err), &err, SORA_ERR_NOT_FOUND);
 	sora_msgs_open_result_free(&r);
-	fails(sora_msgs_open(conn, acc, "bad//name", true, &r, &err), &err, SORA_ERR_INVALID);
+	fails(sora_msgs_open(conn, NULL, acc, "bad//name", true, &r, &err), &err, SORA_ERR_INVALID);
 	/* \Noselect: DELETE of a mailbox with children. */
 	ok(sora_mailbox_create(conn, acc, "p/c", NULL, NULL, &err), &err);
 	ok(sora_mailbox_delete(conn, acc, "p", &err), &err);
-	fails(sora_msgs_open(conn, acc, "p", true, &r, &err), &err, SORA_ERR_NOT_FOUND);
+	fails(sora_msgs_open(conn, NULL, acc, "p", true, &r, &err), &err, SORA_ERR_NOT_FOUND);
 	/* Another account's INBOX is not ours. */
-	fails(sora_msgs_open(conn, acc + 1000000, "INBOX", true, &r, &err), &err,
+	fails(sora_msgs_open(conn, NULL, acc + 1000000, "INBOX", true, &r, &err), &err,
 	      SORA_ERR_NOT_FOUND);
 	counters_exact(acc);
 }
@@ -210,7 +210,7 @@ static void test_changes(void **state)
 	add_message(inbox, 0, "{}");
 	add_message(inbox, 0, "{}");
 	add_message(inbox, 0, "{}");
-	ok(sora_msgs_open(conn, acc, "INBOX", true, &r, &err), &err);
+	ok(sora_msgs_open(conn, NULL, acc, "INBOX", true, &r, &err), &err);
 	modseq = r.mailbox.highest_modseq;
 	next = r.mailbox.uid_next;
 	validity = r.mailbox.uid_validity;
@@ -278,7 +278,7 @@ static void test_changes(void **state)
 	assert_int_equal(ch.first_recent, 0);
 	sora_msgs_changes_free(&ch);
 	/* And a SELECT after that sees none either. */
-	ok(sora_msgs_open(conn, acc, "INBOX", true, &r, &err), &err);
+	ok(sora_msgs_open(conn, NULL, acc, "INBOX", true, &r, &err), &err);
 	assert_int_equal(r.recent_count, 0);
 	sora_msgs_open_result_free(&r);
 
@@ -291,7 +291,7 @@ static void test_changes(void **state)
 	 * new UIDVALIDITY. */
 	ok(sora_mailbox_create(conn, acc, "P/c", NULL, NULL, &err), &err);
 	pid = mbox_id(acc, "P");
-	ok(sora_msgs_open(conn, acc, "P", true, &r, &err), &err);
+	ok(sora_msgs_open(conn, NULL, acc, "P", true, &r, &err), &err);
 	validity = r.mailbox.uid_validity;
 	sora_msgs_open_result_free(&r);
 	ok(sora_mailbox_delete(conn, acc, "P", &err), &err);
@@ -717,7 +717,7 @@ static void test_copy_move(void **state)
 	counters_exact(acc);
 
 	/* The copies are \Recent for the next SELECT of the archive. */
-	ok(sora_msgs_open(conn, acc, "Archive", true, &o, &err), &err);
+	ok(sora_msgs_open(conn, NULL, acc, "Archive", true, &o, &err), &err);
 	assert_int_equal(o.uids.count, 5);
 	assert_int_equal(o.recent_count, 5);
 	sora_msgs_open_result_free(&o);
@@ -962,7 +962,7 @@ static void *move_thread(void *arg)
 		struct sora_msgs_copy_result r;
 		const char *from = names[w->id], *to = names[1 - w->id];
 
-		if (sora_msgs_open(c, w->acc, from, true, &o, &err) != 0) {
+		if (sora_msgs_open(c, NULL, w->acc, from, true, &o, &err) != 0) {
 			w->unexpected++;
 			snprintf(w->last, sizeof(w->last), "open: %s", err.msg);
 			continue;
@@ -1057,7 +1057,7 @@ static void *claim_thread(void *arg)
 	int i;
 
 	if (sora_db_acquire(pool, SORA_DB_PRIMARY, 10000, &c, &err) != 0 ||
-	    sora_msgs_open(c, cl->acc, "INBOX", true, &o, &err) != 0) {
+	    sora_msgs_open(c, NULL, cl->acc, "INBOX", true, &o, &err) != 0) {
 		cl->unexpected++;
 		snprintf(cl->last, sizeof(cl->last), "%s", err.msg);
 		sora_db_release(&c);
@@ -1123,7 +1123,7 @@ static void test_concurrent_recent(void **state)
 		if (cl[t].unexpected != 0)
 			fail_msg("thread %d: %s", t, cl[t].last);
 	/* What the threads did not claim, a last SELECT does. */
-	ok(sora_msgs_open(conn, acc, "INBOX", true, &o, &err), &err);
+	ok(sora_msgs_open(conn, NULL, acc, "INBOX", true, &o, &err), &err);
 	for (i = 0; i < (int)o.uids.count; i++)
 		if (o.first_recent != 0 && o.uids.uids[i] >= o.first_recent)
 			seen[o.uids.uids[i]]++;
@@ -1138,6 +1138,98 @@ static void test_concurrent_recent(void **state)
 
 /* SELECT of a large mailbox. */
 #define BIG 100000
+
+/* The UID cache (uid-cache.h): an open that starts from a cached list
+ * gives exactly what an open from scratch gives, after expunges, new
+ * messages and a mailbox that is no longer the cached one. */
+static void same_as_uncached(struct sora_uid_cache *cache, int64_t acc, const char *name,
+			     size_t want_count)
+{
+	struct sora_msgs_open_result a, b;
+	struct sora_error err = { 0 };
+
+	ok(sora_msgs_open(conn, cache, acc, name, false, &a, &err), &err);
+	ok(sora_msgs_open(conn, NULL, acc, name, false, &b, &err), &err);
+	assert_int_equal(a.uids.count, want_count);
+	assert_int_equal(a.uids.count, b.uids.count);
+	if (b.uids.count > 0)
+		assert_memory_equal(a.uids.uids, b.uids.uids, b.uids.count * sizeof(uint32_t));
+	assert_int_equal(a.first_unseen_seq, b.first_unseen_seq);
+	assert_int_equal(a.mailbox.uid_next, b.mailbox.uid_next);
+	sora_msgs_open_result_free(&a);
+	sora_msgs_open_result_free(&b);
+}
+
+static uint64_t mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void test_open_cached(void **state)
+{
+	enum { N = 3000 };
+	struct sora_uid_cache *cache = sora_uid_cache_new(1024 * 1024);
+	struct sora_msgs_store_result r;
+	struct sora_msgs_uids ex;
+	struct sora_error err = { 0 };
+	const uint32_t del[] = { 1, 100, 1500, 2999 };
+	struct sora_uid_cache_entry e;
+	size_t entries, bytes;
+	int64_t acc, inbox;
+	char m[24], n[24];
+
+	need_db();
+	assert_non_null(cache);
+	acc = new_account();
+	inbox = mbox_id(acc, "INBOX");
+	q("WITH u AS (UPDATE mailboxes SET uid_next = uid_next + $2,"
+	  " highest_modseq = highest_modseq + 1 WHERE id = $1"
+	  " RETURNING account_id, highest_modseq) "
+	  "INSERT INTO messages (account_id, mailbox_id, uid, content_hash, size,"
+	  " created_modseq, updated_modseq) "
+	  "SELECT u.account_id, $1, g, repeat('ab', 32), 100, u.highest_modseq, u.highest_modseq"
+	  "  FROM u, generate_series(1, $2) g",
+	  s64(m, inbox), s64(n, N), NULL);
+
+	same_as_uncached(cache, acc, "INBOX", N);
+	sora_uid_cache_stats(cache, &entries, &bytes);
+	assert_int_equal(entries, 1);
+	assert_int_equal(bytes, N * sizeof(uint32_t));
+
+	/* Expunges below the cached uid_next and new messages above it. */
+	ok(sora_msgs_store(conn, inbox, del, 4, SORA_MSGS_STORE_ADD, SORA_IMAP_FLAG_DELETED, "", 0,
+			   &r, &err), &err);
+	sora_msgs_store_result_free(&r);
+	ok(sora_msgs_expunge(conn, inbox, NULL, 0, &ex, NULL, &err), &err);
+	assert_int_equal(ex.count, 4);
+	sora_msgs_uids_free(&ex);
+	add_message(inbox, 0, "{}");
+	add_message(inbox, 0, "{}");
+	same_as_uncached(cache, acc, "inbox", N - 4 + 2);
+	/* The entry followed: it now holds the new list. */
+	assert_int_equal(sora_uid_cache_get(cache, acc, "INBOX", mono_ms(), &e), 1);
+	assert_int_equal(e.count, N - 4 + 2);
+	assert_int_equal(e.uids[0], 2);
+	assert_int_equal(e.uids[e.count - 1], N + 2);
+	sora_uid_cache_entry_free(&e);
+	/* Nothing changed: the same again. */
+	same_as_uncached(cache, acc, "INBOX", N - 4 + 2);
+
+	/* A mailbox that is not the cached one any more (DELETE and CREATE
+	 * give a new UIDVALIDITY): the whole list is read. */
+	q("UPDATE messages SET expunged_at = now(), expunged_modseq = 1"
+	  " WHERE mailbox_id = $1 AND uid < 2000", s64(m, inbox), NULL, NULL);
+	q("UPDATE mailboxes SET uid_validity = uid_validity + 1 WHERE id = $1", m, NULL, NULL);
+	same_as_uncached(cache, acc, "INBOX", 1002);   /* 2000..3002 but 2999 */
+
+	/* Small mailboxes are not kept. */
+	same_as_uncached(cache, acc, "Sent", 0);
+	assert_int_equal(sora_uid_cache_get(cache, acc, "Sent", mono_ms(), &e), 0);
+	sora_uid_cache_free(&cache);
+}
 
 static void test_open_large(void **state)
 {
@@ -1166,7 +1258,7 @@ static void test_open_large(void **state)
 	q("ANALYZE messages", NULL, NULL, NULL);
 	for (i = 0; i < 3; i++) {
 		clock_gettime(CLOCK_MONOTONIC, &t0);
-		ok(sora_msgs_open(conn, acc, "INBOX", true, &o, &err), &err);
+		ok(sora_msgs_open(conn, NULL, acc, "INBOX", true, &o, &err), &err);
 		clock_gettime(CLOCK_MONOTONIC, &t1);
 		ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
 		if (ms < best)
@@ -1236,6 +1328,7 @@ int main(void)
 		cmocka_unit_test(test_concurrent_store),
 		cmocka_unit_test(test_concurrent_copy),
 		cmocka_unit_test(test_concurrent_recent),
+		cmocka_unit_test(test_open_cached),
 		cmocka_unit_test(test_open_large),
 	};
 
