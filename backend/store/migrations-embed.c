@@ -35,6 +35,7 @@ EMBED(sora_migration_0002_sql, "backend/store/migrations/0002_message_deliveries
 EMBED(sora_migration_0003_sql, "backend/store/migrations/0003_delivery_cost.sql");
 EMBED(sora_migration_0004_sql, "backend/store/migrations/0004_imap.sql");
 EMBED(sora_migration_0005_sql, "backend/store/migrations/0005_imap_fetch.sql");
+EMBED(sora_migration_0006_sql, "backend/store/migrations/0006_proxy.sql");
 
 static const struct sora_migration migrations[] = {
 	{ 1, "init", sora_migration_0001_sql },
@@ -42,6 +43,7 @@ static const struct sora_migration migrations[] = {
 	{ 3, "delivery_cost", sora_migration_0003_sql },
 	{ 4, "imap", sora_migration_0004_sql },
 	{ 5, "imap_fetch", sora_migration_0005_sql },
+	{ 6, "proxy", sora_migration_0006_sql },
 };
 
 const struct sora_migration *sora_store_migrations(size_t *count_r)
