@@ -134,6 +134,9 @@ CFG
 [servers.imap]
 addr = "127.0.0.1:$BACK_IMAP"
 insecure_auth = true
+# sora-proxy logs in here for its clients (from loopback only).
+master_sasl_username = "proxy"
+master_sasl_password = "demo-proxy-secret"
 
 [servers.pop3]
 addr = "127.0.0.1:$BACK_POP3"
@@ -155,6 +158,11 @@ CFG
 addr = "127.0.0.1:$IMAP_PORT"
 remote_addrs = ["127.0.0.1:$BACK_IMAP"]
 insecure_auth = true
+master_sasl_username = "proxy"
+master_sasl_password = "demo-proxy-secret"
+# The backend's demo port also takes clients directly, so it expects no
+# PROXY header: the client address goes over in IMAP ID fields instead.
+remote_use_proxy_protocol = false
 
 [servers.pop3_proxy]
 addr = "127.0.0.1:$POP3_PORT"
@@ -243,15 +251,15 @@ then see it arrive:
   grep 'delivered:' $var/log/backend.log
   psql -h 127.0.0.1 -p $PG_PORT -U postgres sora_demo -c "SELECT m.uid, m.size, m.subject FROM messages m JOIN mailboxes b ON b.id = m.mailbox_id JOIN credentials c ON c.account_id = m.account_id WHERE c.address = 'demo@example.com' AND b.name = 'INBOX'"
 
-Read it with a mail client -- IMAP server 127.0.0.1 port $BACK_IMAP, no
-encryption, password login, user demo@example.com, password demo-password
-(Thunderbird, mutt: imap://demo@example.com@127.0.0.1:$BACK_IMAP/), or:
+Read it with a mail client -- IMAP server 127.0.0.1 port $IMAP_PORT (through
+sora-proxy; $BACK_IMAP is the backend directly), no encryption, password
+login, user demo@example.com, password demo-password
+(Thunderbird, mutt: imap://demo@example.com@127.0.0.1:$IMAP_PORT/), or:
 
-  curl -s "imap://127.0.0.1:$BACK_IMAP/INBOX;UID=1" -u demo@example.com:demo-password
+  curl -s "imap://127.0.0.1:$IMAP_PORT/INBOX;UID=1" -u demo@example.com:demo-password
 
 Stop everything with:  make demo-stop
 
-This version logs IMAP clients in on sora-backend (port $BACK_IMAP). The
-proxy's ports still stop at login (the proxy tier is the next issue), and
-POP3 answers CAPA/QUIT/STLS only until the POP3 issue.
+sora-proxy routes IMAP logins to the backend (docs/proxy.md); POP3 answers
+CAPA/QUIT/STLS only until the POP3 issue.
 TXT
