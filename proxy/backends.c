@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -89,20 +90,25 @@ int proxy_pool_create(const struct sora_server_config *srv, struct proxy_pool **
 		char e[128];
 
 		sora_strlcpy(b->addr, srv->remote_addrs[i], sizeof(b->addr));
-		if (sora_addr_split(b->addr, b->host, sizeof(b->host), &port, e, sizeof(e)) < 0 ||
+		if (strncmp(b->addr, "unix:", 5) == 0) {
+			/* A local socket: its path is its identity. */
+			sora_strlcpy(b->host, b->addr, sizeof(b->host));
+			sora_strlcpy(b->id, b->addr, sizeof(b->id));
+		} else if (sora_addr_split(b->addr, b->host, sizeof(b->host), &port, e, sizeof(e)) < 0 ||
 		    b->host[0] == '\0' || port == 0) {
 			snprintf(err, errsize, "[servers.%s]: remote_addrs: bad address '%s'", srv->name,
 				 b->addr);
 			goto fail;
-		}
-		sora_strlcpy(b->id, b->host, sizeof(b->id));
-		for (size_t j = 0; j < p->n; j++) {
-			char h2[256];
-			uint64_t p2;
+		} else {
+			sora_strlcpy(b->id, b->host, sizeof(b->id));
+			for (size_t j = 0; j < p->n; j++) {
+				char h2[256];
+				uint64_t p2;
 
-			if (j != i && sora_addr_split(srv->remote_addrs[j], h2, sizeof(h2), &p2, e,
-						      sizeof(e)) == 0 && strcmp(h2, b->host) == 0)
-				sora_strlcpy(b->id, b->addr, sizeof(b->id));
+				if (j != i && sora_addr_split(srv->remote_addrs[j], h2, sizeof(h2), &p2,
+							      e, sizeof(e)) == 0 && strcmp(h2, b->host) == 0)
+					sora_strlcpy(b->id, b->addr, sizeof(b->id));
+			}
 		}
 		for (size_t j = 0; j < i; j++) {
 			if (strcmp(p->b[j].addr, b->addr) == 0) {
@@ -305,6 +311,22 @@ static int tcp_connect(const char *host, const char *port, int64_t deadline)
 	return fd;
 }
 
+static int unix_connect(const char *path)
+{
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	int fd;
+
+	if (strlen(path) >= sizeof(sun.sun_path))
+		return -1;
+	memcpy(sun.sun_path, path, strlen(path) + 1);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd >= 0 && connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
 struct hc_io {
 	int fd;
 	SSL *ssl;
@@ -394,7 +416,10 @@ int proxy_health_check(const struct proxy_pool *pool, const struct proxy_backend
 	int rc = -1;
 
 	snprintf(port, sizeof(port), "%s", colon != NULL ? colon + 1 : "0");
-	io.fd = tcp_connect(b->host, port, io.deadline);
+	if (strncmp(b->addr, "unix:", 5) == 0)
+		io.fd = unix_connect(b->addr + 5);
+	else
+		io.fd = tcp_connect(b->host, port, io.deadline);
 	if (io.fd < 0) {
 		*why_r = "connect failed";
 		return -1;

@@ -178,3 +178,31 @@ def test_postfix_through_lmtp_proxy(lmtp_cluster):
         assert "451 4.3.0" in pf.maillog()
     finally:
         pf.stop()
+
+
+def test_backend_on_unix_socket(cluster):
+    """remote_addrs may name a backend's unix socket (its path is its ring
+    identity; the health check connects there too)."""
+    c = cluster
+    sock = os.path.join(c.dir, "be1-lmtp.sock")
+    c.backends[0].start(extra=f'[servers.lmtp_unix]\ntype = "lmtp"\naddr = "unix:{sock}"\n')
+    c.backends[1].start()
+    port = __import__("sorafix.common", fromlist=["free_port"]).free_port()
+    p = c.add_proxy(extra=f'[servers.lmtp_sock]\ntype = "lmtp_proxy"\naddr = "127.0.0.1:{port}"\n'
+                          f'remote_addrs = ["unix:{sock}"]\nremote_use_proxy_protocol = false\n'
+                          'health_check_interval = "500ms"\n')
+    u = USERS[0]
+    c.account(u)
+    conn = lmtp(port, source="127.0.0.7")
+    conn.cmd("LHLO mta.test")
+    assert conn.code("MAIL FROM:<s@example.net>") == 250
+    assert conn.code(f"RCPT TO:<{u}>") == 250
+    assert conn.code("DATA") == 354
+    conn.send(dot_stuff(simple_message()))
+    assert conn.reply()[0].startswith("250 ")
+    assert u in c.backends[0].deliveries()
+    line = next(l for l in c.backends[0].server.log().splitlines()
+                if f"rcpt=<{u}>" in l and "delivered" in l)
+    assert "127.0.0.7" in line, line
+    time.sleep(1.5)
+    assert "is down" not in p.server.log()
