@@ -67,15 +67,15 @@ int proxy_pool_create(const struct sora_server_config *srv, struct proxy_pool **
 		goto oom;
 	up = sora_metric_gauge("proxy_backend_up",
 			       "1 while the proxy considers the backend healthy, else 0.",
-			       "protocol,backend");
+			       "server,protocol,backend");
 	sessions = sora_metric_gauge("proxy_backend_connections",
-				     "Sessions relayed to the backend now.", "protocol,backend");
+				     "Sessions relayed to the backend now.", "server,protocol,backend");
 	routed = sora_metric_counter("proxy_backend_logins_total",
 				     "Sessions logged in on the backend by the proxy.",
-				     "protocol,backend");
+				     "server,protocol,backend");
 	failures = sora_metric_counter("proxy_backend_failures_total",
 				       "Failed connects or logins to the backend (and failed health checks).",
-				       "protocol,backend");
+				       "server,protocol,backend");
 	failover = sora_metric_counter("proxy_failovers_total",
 				       "Sessions that went to another backend than their first choice.",
 				       "protocol");
@@ -118,10 +118,10 @@ int proxy_pool_create(const struct sora_server_config *srv, struct proxy_pool **
 			}
 		}
 		ids[i] = b->id;
-		b->m_up = sora_metric_with(up, p->protocol, b->addr);
-		b->m_sessions = sora_metric_with(sessions, p->protocol, b->addr);
-		b->m_routed = sora_metric_with(routed, p->protocol, b->addr);
-		b->m_failures = sora_metric_with(failures, p->protocol, b->addr);
+		b->m_up = sora_metric_with(up, srv->name, p->protocol, b->addr);
+		b->m_sessions = sora_metric_with(sessions, srv->name, p->protocol, b->addr);
+		b->m_routed = sora_metric_with(routed, srv->name, p->protocol, b->addr);
+		b->m_failures = sora_metric_with(failures, srv->name, p->protocol, b->addr);
 		sora_metric_set(b->m_up, 1);
 	}
 	if (sora_ring_build(ids, p->n, &p->ring) < 0)

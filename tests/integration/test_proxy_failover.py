@@ -61,7 +61,7 @@ def test_kill_backend_failover_and_return(cluster):
         for p in (p1, p2):
             p.login(u).logout()
     assert [refused_attempts(p, be1) for p in (p1, p2)] == before
-    assert p1.metric("sora_proxy_backend_up", protocol="imap",
+    assert p1.metric("sora_proxy_backend_up", server="imap", protocol="imap",
                      backend=f"{be1.host}:{be1.imap_port}") == 0
     assert p1.metric("sora_proxy_failovers_total", protocol="imap") >= len(victims)
     # Users of be2 never moved.
@@ -79,7 +79,7 @@ def test_kill_backend_failover_and_return(cluster):
         p2.login(u).logout()
         be1.server.wait_log(f"login as {u}")
         assert sum(1 for lu, _ in be1.logins() if lu == u) == n + 1
-    assert p1.metric("sora_proxy_backend_up", protocol="imap",
+    assert p1.metric("sora_proxy_backend_up", server="imap", protocol="imap",
                      backend=f"{be1.host}:{be1.imap_port}") == 1
 
 

@@ -188,4 +188,4 @@ def test_silent_backend_marked_down_and_avoided(cluster):
         m = p.login(u)
         m.logout()
         assert time.monotonic() - t0 < 1.0
-    assert p.metric("sora_proxy_backend_up", protocol="imap", backend=f"127.0.0.5:{silent.imap_port}") == 0
+    assert p.metric("sora_proxy_backend_up", server="imap", protocol="imap", backend=f"127.0.0.5:{silent.imap_port}") == 0
