@@ -2,6 +2,7 @@
 #include "backend/backend.h"
 #include "backend/imap/imap.h"
 #include "backend/lmtp/lmtp.h"
+#include "backend/pop3/pop3.h"
 #include "common/net/serve.h"
 #include "common/session/preauth.h"
 
@@ -9,7 +10,7 @@ static const struct sora_conn_handler *backend_handler(enum sora_server_type typ
 {
 	switch (type) {
 	case SORA_SRV_IMAP: return &sora_imap_handler;
-	case SORA_SRV_POP3: return &sora_pop3_preauth_handler;
+	case SORA_SRV_POP3: return &sora_pop3_handler;
 	case SORA_SRV_LMTP: return &sora_lmtp_handler;
 	default: return NULL;
 	}

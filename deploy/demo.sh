@@ -141,6 +141,8 @@ master_sasl_password = "demo-proxy-secret"
 [servers.pop3]
 addr = "127.0.0.1:$BACK_POP3"
 insecure_auth = true
+master_sasl_username = "proxy"
+master_sasl_password = "demo-proxy-secret"
 
 # Mail comes in here (an MTA such as Postfix, or swaks by hand).
 [servers.lmtp]
@@ -168,6 +170,9 @@ remote_use_proxy_protocol = false
 addr = "127.0.0.1:$POP3_PORT"
 remote_addrs = ["127.0.0.1:$BACK_POP3"]
 insecure_auth = true
+master_sasl_username = "proxy"
+master_sasl_password = "demo-proxy-secret"
+remote_use_proxy_protocol = false
 
 [servers.metrics]
 addr = "127.0.0.1:$PROXY_METRICS_PORT"
@@ -258,8 +263,16 @@ login, user demo@example.com, password demo-password
 
   curl -s "imap://127.0.0.1:$IMAP_PORT/INBOX;UID=1" -u demo@example.com:demo-password
 
+or over POP3 (port $POP3_PORT through sora-proxy; the maildrop is the INBOX,
+UIDL is the IMAP UID; pop3://demo@example.com@127.0.0.1:$POP3_PORT in a mail
+client):
+
+  curl -s "pop3://127.0.0.1:$POP3_PORT/" -u demo@example.com:demo-password      # LIST
+  curl -s "pop3://127.0.0.1:$POP3_PORT/1" -u demo@example.com:demo-password     # RETR 1
+  python3 -c 'import poplib; p = poplib.POP3("127.0.0.1", $POP3_PORT); p.user("demo@example.com"); p.pass_("demo-password"); print(p.stat(), p.uidl()[1]); p.quit()'
+
 Stop everything with:  make demo-stop
 
-sora-proxy routes IMAP logins to the backend (docs/proxy.md); POP3 answers
-CAPA/QUIT/STLS only until the POP3 issue.
+sora-proxy routes IMAP and POP3 logins to the backend (docs/proxy.md); the
+backend's ports ($BACK_IMAP, $BACK_POP3) also take clients directly.
 TXT

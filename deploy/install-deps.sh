@@ -11,7 +11,7 @@ build_pkgs=(build-essential pkg-config libssl-dev libuv1-dev libpq-dev libcjson-
             libmicrohttpd-dev libcmocka-dev clang libclang-rt-14-dev)
 test_pkgs=(postgresql postgresql-contrib python3-pytest python3-boto3 haproxy swaks
            sieve-connect isync curl openssl postfix dovecot-imapd dovecot-pop3d
-           dovecot-lmtpd dovecot-managesieved dovecot-sieve procps psmisc
+           dovecot-lmtpd dovecot-managesieved dovecot-sieve fetchmail procps psmisc
            systemd)
 # systemd: only for `systemd-analyze verify` on deploy/systemd/*.service in
 # the tests; installing it in a container starts nothing.

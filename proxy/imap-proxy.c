@@ -139,7 +139,7 @@ static const struct proxy_login_ops imap_login_ops = {
 };
 
 static void authenticated(struct sora_conn *c, struct sora_str tag,
-			  const struct sora_imap_login *login)
+			  const struct sora_login *login)
 {
 	struct imap_proxy_session *s = sess(c);
 	struct proxy_login *l = &s->login;

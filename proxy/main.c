@@ -1,9 +1,9 @@
 /* sora-proxy: stateless front end (TLS, PROXY protocol, limits, auth,
  * routing, relay). See docs/proxy.md. */
 #include "common/net/serve.h"
-#include "common/session/preauth.h"
 #include "proxy/imap-proxy.h"
 #include "proxy/lmtp-proxy.h"
+#include "proxy/pop3-proxy.h"
 #include "proxy/proxy.h"
 #include "proxy/sieve-proxy.h"
 
@@ -11,7 +11,7 @@ static const struct sora_conn_handler *proxy_handler(enum sora_server_type type)
 {
 	switch (type) {
 	case SORA_SRV_IMAP_PROXY: return &sora_imap_proxy_handler;
-	case SORA_SRV_POP3_PROXY: return &sora_pop3_preauth_handler;
+	case SORA_SRV_POP3_PROXY: return &sora_pop3_proxy_handler;
 	case SORA_SRV_LMTP_PROXY: return &sora_lmtp_proxy_handler;
 	case SORA_SRV_MANAGESIEVE_PROXY: return &sora_sieve_proxy_handler;
 	default: return NULL;

@@ -61,7 +61,7 @@ void sora_proxy_lookup_override(int64_t account_id, char *out, size_t size)
 		return;
 	if (sora_db_exec(db, SORA_DB_CLASS_DEFAULT, "SELECT backend FROM accounts WHERE id = $1", 1,
 			 values, &res, NULL, &err) != 0) {
-		/* A database without migration 0006: route by the ring. */
+		/* A database without migration 0007: route by the ring. */
 		sora_debug(NULL, "backend override lookup: %s", err.msg);
 	} else if (PQntuples(res) == 1 && !PQgetisnull(res, 0, 0)) {
 		sora_strlcpy(out, PQgetvalue(res, 0, 0), size);

@@ -1,5 +1,5 @@
 /* The database side of the session registry (sessions.h): the
- * `connections` table and kicks (migration 0006).
+ * `connections` table and kicks (migration 0007).
  *
  * Why the database and not each server's HTTP admin API: sora-admin
  * already reaches the database and nothing else; the proxies are many,

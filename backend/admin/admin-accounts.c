@@ -148,7 +148,7 @@ int admin_cmd_accounts_show(struct admin_ctx *ctx, const struct admin_args *args
 	return ADMIN_EXIT_OK;
 }
 
-/* accounts.backend (migration 0006): the proxies' per-user override. */
+/* accounts.backend (migration 0007): the proxies' per-user override. */
 static int set_backend(struct admin_ctx *ctx, const char *email, const char *backend)
 {
 	const char *values[2] = { email, backend[0] != '\0' ? backend : NULL };

@@ -1,5 +1,5 @@
 /* sora-admin connections list | kick: through the database (the
- * `connections` and `connection_kicks` tables of migration 0006, which
+ * `connections` and `connection_kicks` tables of migration 0007, which
  * every sora-proxy keeps and watches; see proxy/sessions-db.c for why the
  * database rather than each server's HTTP API). */
 #include <stdio.h>

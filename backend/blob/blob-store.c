@@ -20,6 +20,7 @@
 
 #define STAGING_TMPDIR "tmp"
 #define STAGING_ASIDEDIR "aside"
+#define STAGING_LOCKFILE ".sora-lock"
 #define IO_CHUNK (64 * 1024)
 
 struct sora_blob_store {
@@ -32,6 +33,7 @@ struct sora_blob_store {
 	char *staging_aside;   /* orphans being removed, see unstage_orphan */
 	char *direct_root;     /* direct fs store: its root, else NULL */
 	char *direct_tmp;      /* and its temp directory (same file system) */
+	int lock_fd;           /* <staging>/.sora-lock, flock(LOCK_EX) while open */
 };
 
 /* Memory for structs that embed a struct sora_blob_hasher, whose libsodium
@@ -112,6 +114,7 @@ int sora_blob_store_new(struct sora_blob_store_params *p, struct sora_blob_store
 		sora_error_set(err, SORA_ERR_TEMPORARY, "out of memory");
 		return -1;
 	}
+	s->lock_fd = -1;
 	len = strlen(p->staging_path);
 	while (len > 1 && p->staging_path[len - 1] == '/')
 		len--;
@@ -130,15 +133,42 @@ int sora_blob_store_new(struct sora_blob_store_params *p, struct sora_blob_store
 			       s->staging_tmp, strerror(errno));
 		goto fail;
 	}
-	/* Temp files belong to writers of a previous run that never
-	 * committed: those bodies were never acknowledged. */
-	sora_blob_clean_dir(s->staging_tmp);
-	/* Bodies the orphan sweep had set aside when the process stopped go
-	 * back: the sweep decides again on its next pass. */
-	if (restore_aside(s) < 0) {
-		sora_error_set(err, SORA_ERR_PERMANENT,
-			       "blob store: cannot restore staged bodies from %s: %s",
-			       s->staging_aside, strerror(errno));
+	/* Opening a staging directory clears the temp files of writers that
+	 * died and restores set-aside bodies; a process still using the
+	 * directory (two sora-backends started with one configuration, or a
+	 * second store in tests) would lose in-flight writes to that. So
+	 * every open store holds a shared flock on <staging>/.sora-lock, and
+	 * only an opener that gets it exclusively -- nobody else has the
+	 * directory open -- cleans up, then keeps it shared. */
+	if (sora_blob_path_join(tmp, sizeof(tmp), s->staging, STAGING_LOCKFILE) < 0) {
+		sora_error_set(err, SORA_ERR_PERMANENT, "blob store: staging path too long");
+		goto fail;
+	}
+	s->lock_fd = open(tmp, O_RDWR | O_CREAT | O_CLOEXEC, 0640);
+	if (s->lock_fd < 0) {
+		sora_error_set(err, SORA_ERR_PERMANENT, "blob store: cannot open %s: %s", tmp,
+			       strerror(errno));
+		goto fail;
+	}
+	if (flock(s->lock_fd, LOCK_EX | LOCK_NB) == 0) {
+		/* Temp files belong to writers of a previous run that never
+		 * committed: those bodies were never acknowledged. */
+		sora_blob_clean_dir(s->staging_tmp);
+		/* Bodies the orphan sweep had set aside when the process
+		 * stopped go back: the sweep decides again on its next pass. */
+		if (restore_aside(s) < 0) {
+			sora_error_set(err, SORA_ERR_PERMANENT,
+				       "blob store: cannot restore staged bodies from %s: %s",
+				       s->staging_aside, strerror(errno));
+			goto fail;
+		}
+	} else {
+		sora_info(NULL, "blob store: staging directory %s is in use by another process; "
+			  "leaving its temporary files alone", s->staging);
+	}
+	if (flock(s->lock_fd, LOCK_SH) < 0) {
+		sora_error_set(err, SORA_ERR_PERMANENT, "blob store: cannot lock %s: %s", tmp,
+			       strerror(errno));
 		goto fail;
 	}
 	if (p->direct_root != NULL) {
@@ -170,6 +200,8 @@ int sora_blob_store_new(struct sora_blob_store_params *p, struct sora_blob_store
 	*store_r = s;
 	return 0;
 fail:
+	if (s->lock_fd >= 0)
+		close(s->lock_fd);
 	free(s->staging);
 	free(s->staging_tmp);
 	free(s->staging_aside);
@@ -256,6 +288,8 @@ void sora_blob_store_free(struct sora_blob_store **sp)
 	free(s->staging_aside);
 	free(s->direct_root);
 	free(s->direct_tmp);
+	if (s->lock_fd >= 0)
+		close(s->lock_fd);
 	free(s);
 	*sp = NULL;
 }

@@ -467,6 +467,7 @@ static enum sora_job_status append_run(struct imap_cmd *cmd, struct sora_job *jo
 		goto out;
 	}
 	sora_backend_kick_uploader();
+	sora_imap_mailbox_changed(res.mailbox_id);
 	if (s->sel != NULL && res.mailbox_id == s->sel->mailbox_id) {
 		__atomic_store_n(&s->dirty, 1, __ATOMIC_RELEASE);
 		if (imap_sync(cmd, job, db, true) == -2)

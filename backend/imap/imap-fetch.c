@@ -704,9 +704,14 @@ static int load_batch(struct fetch_cmd *f, struct sora_db_conn *db, bool **chang
 		for (size_t i = 0; i < st.state_count; i++) {
 			if (st.changed != NULL && st.changed[i]) {
 				imap_own_modseq(s->sel, st.highest_modseq);
+				sora_imap_mailbox_changed(s->sel->mailbox_id);
 				break;
 			}
 		}
+		/* \Seen may move messages in or out of updating searches. */
+		for (size_t i = 0; i < st.state_count; i++)
+			if (st.changed != NULL && st.changed[i])
+				imap_ctx_touch(s->sel, &st.states[i].uid, 1);
 		if (st.state_count > 0) {
 			changed = calloc(n, sizeof(*changed));
 			if (changed != NULL) {

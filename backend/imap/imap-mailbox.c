@@ -1035,6 +1035,8 @@ static enum sora_job_status close_run(struct imap_cmd *cmd, struct sora_job *job
 		imap_job_error(job, cmd, "CLOSE", &cmd->err);
 		return SORA_JOB_DONE;
 	}
+	if (gone.count > 0)
+		sora_imap_mailbox_changed(cmd->s->sel->mailbox_id);
 	sora_msgs_uids_free(&gone);
 	sora_job_printf(job, "%s OK Close completed.\r\n", cmd->tag);
 	return SORA_JOB_DONE;

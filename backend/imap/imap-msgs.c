@@ -23,6 +23,8 @@ static void report_expunged(struct imap_cmd *cmd, struct sora_job *job, const st
 	uint32_t *v = gone->uids;
 	size_t n = 0;
 
+	/* REMOVEFROM before the expunges (RFC 5267 §4.3.4). */
+	imap_ctx_expunged(s, &out, gone->uids, gone->count);
 	for (size_t i = 0; i < gone->count; i++) {
 		uint32_t seq = imap_seq_of(sel, gone->uids[i]);
 
@@ -140,9 +142,15 @@ static enum sora_job_status store_run(struct imap_cmd *cmd, struct sora_job *job
 		/* A STORE that changed nothing took no modseq. */
 		if (res.changed != NULL && res.changed[i]) {
 			imap_own_modseq(sel, res.highest_modseq);
+			sora_imap_mailbox_changed(sel->mailbox_id);
 			break;
 		}
 	}
+	/* The sync below skips this session's own changes: updating
+	 * searches look at them there all the same. */
+	for (size_t i = 0; i < res.state_count; i++)
+		if (res.changed != NULL && res.changed[i])
+			imap_ctx_touch(sel, &res.states[i].uid, 1);
 	if (imap_sync(cmd, job, db, cmd->uid) == -2) {
 		s->state = IMAP_STATE_LOGOUT;
 		sora_buf_free(&out);
@@ -283,6 +291,8 @@ static enum sora_job_status expunge_run(struct imap_cmd *cmd, struct sora_job *j
 		return SORA_JOB_DONE;
 	}
 	report_expunged(cmd, job, &gone, modseq);
+	if (gone.count > 0)
+		sora_imap_mailbox_changed(s->sel->mailbox_id);
 	sora_msgs_uids_free(&gone);
 	if (s->qresync)
 		sora_job_printf(job, "%s OK [HIGHESTMODSEQ %" PRIu64 "] Expunge completed.\r\n", cmd->tag,
@@ -365,6 +375,9 @@ static enum sora_job_status copy_run(struct imap_cmd *cmd, struct sora_job *job,
 		return SORA_JOB_DONE;
 	}
 	if (res.src_uids.count > 0) {
+		sora_imap_mailbox_changed(res.dest_mailbox_id);
+		if (cp->move)
+			sora_imap_mailbox_changed(s->sel->mailbox_id);
 		sora_buf_printf(&code, "[COPYUID %u ", res.dest_uid_validity);
 		imap_uidset_append(&code, res.src_uids.uids, res.src_uids.count);
 		sora_buf_append_str(&code, " ");
@@ -487,6 +500,74 @@ static void number_list(struct sora_buf *out, const struct imap_selected *sel, c
 	free(v);
 }
 
+/* RETURN (PARTIAL lo:hi), RFC 5267 §4.4: the results at positions lo..hi
+ * (1-based, in mailbox order) of the visible ones, as UIDs in *v_r
+ * (owned). Positions past the capped first query are read with a second
+ * one from offset lo - 1. *cut_r: the range was wider than the cap and
+ * more results follow. */
+static int partial_uids(struct imap_cmd *cmd, struct sora_db_conn *db,
+			const struct sora_imap_search_program *p, const struct sora_search_view *view,
+			const struct sora_search_result *res, size_t visible, uint32_t **v_r,
+			size_t *n_r, bool *cut_r)
+{
+	struct imap_selected *sel = cmd->s->sel;
+	uint64_t lo = p->partial_lo, hi = p->partial_hi;
+	struct sora_search_result win;
+	size_t n = 0;
+
+	*v_r = NULL;
+	*n_r = 0;
+	*cut_r = false;
+	if (!res->truncated || hi <= visible) {
+		if (lo > visible)
+			return 0;
+		n = (size_t)((hi < visible ? hi : visible) - lo + 1);
+		*v_r = malloc(n * sizeof(**v_r));
+		if (*v_r == NULL) {
+			sora_error_set(&cmd->err, SORA_ERR_TEMPORARY, "out of memory");
+			return -1;
+		}
+		memcpy(*v_r, res->uids.uids + lo - 1, n * sizeof(**v_r));
+		*n_r = n;
+		return 0;
+	}
+	memset(&win, 0, sizeof(win));
+	if (sora_search_run_window(db, sel->mailbox_id, p, view, lo - 1,
+				   hi - lo + 1 < SORA_SEARCH_MAX_RESULTS ? (size_t)(hi - lo + 1)
+									 : SORA_SEARCH_MAX_RESULTS,
+				   &win, &cmd->err) < 0)
+		return -1;
+	/* New arrivals the session has not been told of come last. */
+	for (size_t i = 0; i < win.uids.count; i++)
+		if (imap_seq_of(sel, win.uids.uids[i]) != 0)
+			win.uids.uids[n++] = win.uids.uids[i];
+	*cut_r = win.truncated && hi - lo + 1 > SORA_SEARCH_MAX_RESULTS;
+	*v_r = win.uids.uids;
+	*n_r = n;
+	win.uids.uids = NULL;
+	sora_search_result_free(&win);
+	return 0;
+}
+
+/* The highest modseq of some of the matches (RFC 7162 §3.1.5: with only
+ * MIN, MAX or PARTIAL, that of the messages returned). */
+static uint64_t modseq_of(struct imap_cmd *cmd, struct sora_db_conn *db, const uint32_t *pick,
+			  size_t np, uint64_t fallback)
+{
+	struct sora_msgs_rows rows = { 0 };
+	uint64_t modseq = np > 0 ? fallback : 0;
+
+	if (np > 0 && sora_msgs_fetch(db, cmd->s->sel->mailbox_id, pick, np, SORA_MSGS_WANT_STATE,
+				      &rows, &cmd->err) == 0) {
+		modseq = 0;
+		for (size_t i = 0; i < rows.count; i++)
+			if (rows.rows[i].state.modseq > modseq)
+				modseq = rows.rows[i].state.modseq;
+	}
+	sora_msgs_rows_free(&rows);
+	return modseq;
+}
+
 static enum sora_job_status search_run(struct imap_cmd *cmd, struct sora_job *job,
 				       struct sora_db_conn *db)
 {
@@ -500,10 +581,21 @@ static enum sora_job_status search_run(struct imap_cmd *cmd, struct sora_job *jo
 		.saved_count = sel->saved_count,
 		.first_recent = sel->first_recent,
 	};
+	const unsigned int result_opts = SORA_SEARCH_RETURN_MIN | SORA_SEARCH_RETURN_MAX |
+					 SORA_SEARCH_RETURN_ALL | SORA_SEARCH_RETURN_COUNT |
+					 SORA_SEARCH_RETURN_PARTIAL;
 	struct sora_search_result res;
 	struct sora_buf out = { 0 };
-	const struct sora_imap_search_program *p = &sc->prog;
-	size_t visible = 0;
+	struct sora_imap_search_program *p = &sc->prog;
+	/* Kept apart: an updating search moves the program into its
+	 * context below. */
+	const bool esearch = p->esearch;
+	const unsigned int return_opts = p->return_opts;
+	bool update = esearch && (return_opts & SORA_SEARCH_RETURN_UPDATE);
+	uint32_t *part = NULL;
+	size_t visible = 0, npart = 0;
+	bool cut = false;
+	unsigned int r = 0;
 
 	memset(&res, 0, sizeof(res));
 	if (sora_search_run(db, sel->mailbox_id, p, &view, 0, &res, &cmd->err) < 0) {
@@ -516,6 +608,12 @@ static enum sora_job_status search_run(struct imap_cmd *cmd, struct sora_job *jo
 		if (imap_seq_of(sel, res.uids.uids[i]) != 0)
 			res.uids.uids[visible++] = res.uids.uids[i];
 	res.uids.count = visible;
+	if ((p->return_opts & SORA_SEARCH_RETURN_PARTIAL) &&
+	    partial_uids(cmd, db, p, &view, &res, visible, &part, &npart, &cut) < 0) {
+		imap_job_error(job, cmd, "SEARCH", &cmd->err);
+		sora_search_result_free(&res);
+		return SORA_JOB_DONE;
+	}
 	if (p->return_opts & SORA_SEARCH_RETURN_SAVE) {
 		free(sel->saved);
 		sel->saved = NULL;
@@ -531,13 +629,16 @@ static enum sora_job_status search_run(struct imap_cmd *cmd, struct sora_job *jo
 	if (p->esearch || s->rev2) {
 		/* IMAP4rev2 answers every SEARCH with ESEARCH (RFC 9051
 		 * §6.4.4): no RETURN means RETURN (ALL). */
-		unsigned int r = p->esearch ? p->return_opts : SORA_SEARCH_RETURN_ALL;
-
-		if (r == SORA_SEARCH_RETURN_SAVE) {
-			/* SAVE alone: no ESEARCH response (RFC 5182 §2.4). */
+		r = p->esearch ? p->return_opts : SORA_SEARCH_RETURN_ALL;
+		/* Nothing that asks for results (CONTEXT is a hint, UPDATE
+		 * needs a start) is ALL -- except SAVE alone, which has no
+		 * ESEARCH response at all (RFC 5182 §2.4). */
+		if ((r & result_opts) == 0 &&
+		    (!(r & SORA_SEARCH_RETURN_SAVE) || (r & SORA_SEARCH_RETURN_UPDATE)))
+			r |= SORA_SEARCH_RETURN_ALL;
+		if ((r & result_opts) == 0) {
+			/* SAVE alone: no ESEARCH response. */
 		} else {
-			if ((r & ~SORA_SEARCH_RETURN_SAVE) == 0)
-				r |= SORA_SEARCH_RETURN_ALL;
 			sora_buf_printf(&out, "* ESEARCH (TAG \"%s\")%s", cmd->tag, cmd->uid ? " UID" : "");
 			if (visible > 0) {
 				if (r & SORA_SEARCH_RETURN_MIN)
@@ -553,31 +654,38 @@ static enum sora_job_status search_run(struct imap_cmd *cmd, struct sora_job *jo
 				sora_buf_append_str(&out, " ALL ");
 				number_list(&out, sel, res.uids.uids, visible, cmd->uid, true);
 			}
+			if (r & SORA_SEARCH_RETURN_PARTIAL) {
+				/* RFC 5267 §4.4: the range as asked (in order),
+				 * then what is there, or NIL. */
+				sora_buf_printf(&out, " PARTIAL (%u:%u ", p->partial_lo, p->partial_hi);
+				if (npart > 0)
+					number_list(&out, sel, part, npart, cmd->uid, true);
+				else
+					sora_buf_append_str(&out, "NIL");
+				sora_buf_append_str(&out, ")");
+			}
 			if (p->has_modseq && visible > 0) {
 				uint64_t modseq = res.highest_modseq;
 
-				/* With only MIN and/or MAX the modseq is that of
-				 * the messages returned (RFC 7162 §3.1.5). */
+				/* With only MIN, MAX and/or PARTIAL the modseq is
+				 * that of the messages returned (RFC 7162 §3.1.5). */
 				if ((r & (SORA_SEARCH_RETURN_ALL | SORA_SEARCH_RETURN_COUNT)) == 0) {
-					uint32_t pick[2];
+					uint32_t *pick = malloc((npart + 2) * sizeof(*pick));
 					size_t np = 0;
-					struct sora_msgs_rows rows = { 0 };
 
-					if (r & SORA_SEARCH_RETURN_MIN)
-						pick[np++] = res.uids.uids[0];
-					if (r & SORA_SEARCH_RETURN_MAX)
-						pick[np++] = res.uids.uids[visible - 1];
-					if (np > 0 && sora_msgs_fetch(db, sel->mailbox_id, pick, np,
-								      SORA_MSGS_WANT_STATE, &rows,
-								      &cmd->err) == 0) {
-						modseq = 0;
-						for (size_t i = 0; i < rows.count; i++)
-							if (rows.rows[i].state.modseq > modseq)
-								modseq = rows.rows[i].state.modseq;
+					if (pick != NULL) {
+						if (r & SORA_SEARCH_RETURN_MIN)
+							pick[np++] = res.uids.uids[0];
+						if (r & SORA_SEARCH_RETURN_MAX)
+							pick[np++] = res.uids.uids[visible - 1];
+						memcpy(pick + np, part, npart * sizeof(*pick));
+						np += npart;
+						modseq = modseq_of(cmd, db, pick, np, modseq);
+						free(pick);
 					}
-					sora_msgs_rows_free(&rows);
 				}
-				sora_buf_printf(&out, " MODSEQ %" PRIu64, modseq);
+				if (modseq > 0)
+					sora_buf_printf(&out, " MODSEQ %" PRIu64, modseq);
 			}
 			sora_buf_append_str(&out, "\r\n");
 		}
@@ -588,14 +696,30 @@ static enum sora_job_status search_run(struct imap_cmd *cmd, struct sora_job *jo
 			sora_buf_printf(&out, " (MODSEQ %" PRIu64 ")", res.highest_modseq);
 		sora_buf_append_str(&out, "\r\n");
 	}
+	if (update) {
+		/* RFC 5267 §4.3.1: a search that cannot be kept up to date is
+		 * answered all the same, with an untagged NO [NOUPDATE]. */
+		if (sel->context_count >= IMAP_SEARCH_CONTEXTS_MAX)
+			sora_buf_printf(&out, "* NO [NOUPDATE \"%s\"] Too many updating searches (at most %d).\r\n",
+					cmd->tag, IMAP_SEARCH_CONTEXTS_MAX);
+		else if (res.truncated)
+			sora_buf_printf(&out, "* NO [NOUPDATE \"%s\"] Too many results to keep up to date (at most %d).\r\n",
+					cmd->tag, SORA_SEARCH_MAX_RESULTS);
+		else if (imap_ctx_add(sel, cmd->tag, cmd->uid, p, res.uids.uids, visible) < 0)
+			sora_buf_printf(&out, "* NO [NOUPDATE \"%s\"] Out of memory.\r\n", cmd->tag);
+	}
+	free(part);
 	imap_job_buf(job, &out);
 	sora_buf_free(&out);
+	/* Also the first ADDTO / REMOVEFROM of a new context, when something
+	 * changed since the search ran. */
 	if (imap_sync(cmd, job, db, cmd->uid) == -2) {
 		s->state = IMAP_STATE_LOGOUT;
 		sora_search_result_free(&res);
 		return SORA_JOB_DONE;
 	}
-	if (res.truncated)
+	if (cut || (res.truncated && (!esearch || (r & (SORA_SEARCH_RETURN_ALL | SORA_SEARCH_RETURN_MAX)) ||
+				      (return_opts & SORA_SEARCH_RETURN_SAVE))))
 		sora_job_printf(job, "%s OK Search completed (only the first %d results are returned).\r\n",
 				cmd->tag, SORA_SEARCH_MAX_RESULTS);
 	else
@@ -627,6 +751,16 @@ void imap_cmd_search(struct imap_session *s, const struct sora_imap_command *cmd
 	if (r < 0) {
 		search_free(&sc->base);
 		imap_bad(s, cmd->tag, error);
+		return;
+	}
+	if ((sc->prog.return_opts & SORA_SEARCH_RETURN_UPDATE) &&
+	    (cmd->tag.len >= sizeof(sc->base.tag) ||
+	     imap_ctx_find(s->sel, sc->base.tag) != NULL)) {
+		/* RFC 5267 §4.3: the tag names the context; one in use by an
+		 * updating search is refused with BAD. */
+		search_free(&sc->base);
+		imap_bad(s, cmd->tag, cmd->tag.len >= 128 ? "Tag too long for UPDATE."
+							   : "Tag in use by an updating search.");
 		return;
 	}
 	if (sc->prog.has_modseq)

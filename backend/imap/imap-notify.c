@@ -24,7 +24,7 @@ struct watcher {
 	int64_t mailbox_id;
 	struct sora_net *net;
 	struct sora_conn_key key;
-	struct imap_session *s;      /* identity only: never dereferenced off-loop */
+	struct imap_session *s;      /* off its loop only s->dirty is touched */
 };
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
@@ -113,6 +113,11 @@ void sora_imap_mailbox_changed(int64_t mailbox_id)
 	for (struct watcher *w = buckets[bucket_of(mailbox_id)]; w != NULL; w = w->next) {
 		if (w->mailbox_id != mailbox_id)
 			continue;
+		/* dirty is atomic and the session outlives its watcher entry
+		 * (imap_unselect unregisters before anything is freed): the
+		 * next command of that session syncs even if it is read
+		 * before the post below runs. */
+		__atomic_store_n(&w->s->dirty, 1, __ATOMIC_RELEASE);
 		if (n == cap) {
 			struct target *nt = malloc(cap * 2 * sizeof(*nt));
 

@@ -20,6 +20,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "backend/imap/imap.h"
 #include "backend/store/messages.h"
 #include "common/core/buf.h"
 #include "common/core/error.h"
@@ -27,7 +28,26 @@
 #include "common/net/conn.h"
 #include "common/net/workers.h"
 #include "common/proto/imap-parser.h"
+#include "common/proto/imap-search.h"
 #include "common/session/imap-front.h"
+
+/* RFC 5267 CONTEXT=SEARCH: at most this many SEARCH ... RETURN (UPDATE)
+ * results are kept up to date per session (the RFC asks for at least
+ * one); past it a search is answered without updates and an untagged
+ * "NO [NOUPDATE "tag"]". */
+#define IMAP_SEARCH_CONTEXTS_MAX 8
+
+/* One updating search context (imap-context.c). */
+struct imap_search_ctx {
+	struct imap_search_ctx *next;
+	char tag[128];               /* the searching command's tag */
+	bool uid;                    /* UID SEARCH: updates carry UIDs */
+	struct sora_imap_search_program prog;  /* owned */
+	/* The result as the client knows it: ascending UIDs, each in the
+	 * session's sequence map. */
+	uint32_t *uids;
+	size_t count, cap;
+};
 
 /* The selected mailbox as this session sees it. */
 struct imap_selected {
@@ -53,6 +73,13 @@ struct imap_selected {
 	size_t own_count;
 	/* Registered for change notifications (imap-notify.c). */
 	bool registered;
+	/* CONTEXT=SEARCH: the updating searches (owned list) and the UIDs
+	 * this session's own commands changed since the last evaluation
+	 * (the sync skips those, see own[]). */
+	struct imap_search_ctx *contexts;
+	size_t context_count;
+	uint32_t *ctx_touched;
+	size_t ctx_touched_count, ctx_touched_cap;
 };
 
 enum imap_state {
@@ -190,6 +217,32 @@ void imap_notify_register(struct imap_session *s);
 void imap_notify_unregister(struct imap_session *s);
 /* Loop: a posted change arrived for this session. */
 void imap_session_changed(struct imap_session *s);
+
+/* ---- imap-context.c: CONTEXT=SEARCH (RFC 5267 §4) ---- */
+/* The context of tag, or NULL. */
+struct imap_search_ctx *imap_ctx_find(const struct imap_selected *sel, const char *tag);
+/* Worker: keeps prog (moved: *prog is zeroed) and the initial result
+ * (uids, ascending, all in the map; copied) as an updating context. 0, or
+ * -1 when out of memory (nothing kept, *prog left alone). */
+int imap_ctx_add(struct imap_selected *sel, const char *tag, bool uid,
+		 struct sora_imap_search_program *prog, const uint32_t *uids, size_t n);
+/* Frees every context (unselect). */
+void imap_ctx_free_all(struct imap_selected *sel);
+/* Worker: this session's own command changed the flags of uids: they are
+ * evaluated again at the next imap_sync (no-op without contexts). */
+void imap_ctx_touch(struct imap_selected *sel, const uint32_t *uids, size_t n);
+/* Worker: uids (any order) are about to be reported expunged: appends the
+ * REMOVEFROM responses (sequence numbers still valid, RFC 5267 §4.3.4)
+ * to out and drops them from the contexts. Call before the map changes. */
+void imap_ctx_expunged(struct imap_session *s, struct sora_buf *out, const uint32_t *uids,
+		       size_t n);
+/* Worker: the messages cand (ascending, may be empty) and the touched
+ * ones may have entered or left some result: runs each context's program
+ * over them and appends ADDTO / REMOVEFROM to out. Call after EXISTS for
+ * new messages (RFC 5267 §4.3.3). 0, or -1 with cmd->err set. */
+int imap_ctx_evaluate(struct imap_cmd *cmd, struct sora_db_conn *db, struct sora_buf *out,
+		      const uint32_t *cand, size_t n);
+void imap_cmd_cancelupdate(struct imap_session *s, const struct sora_imap_command *cmd, bool uid);
 
 /* ---- command handlers ---- */
 void imap_cmd_list(struct imap_session *s, const struct sora_imap_command *cmd, bool uid);

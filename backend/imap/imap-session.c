@@ -108,8 +108,8 @@ void imap_capabilities(struct imap_session *s, struct sora_buf *out)
 	sora_buf_printf(out,
 			"IMAP4rev1 IMAP4rev2 SASL-IR LITERAL+ ID ENABLE IDLE NAMESPACE UNSELECT UIDPLUS MOVE "
 			"CHILDREN SPECIAL-USE CREATE-SPECIAL-USE LIST-EXTENDED LIST-STATUS STATUS=SIZE "
-			"ESEARCH SEARCHRES WITHIN BINARY MULTIAPPEND APPENDLIMIT=%llu CONDSTORE QRESYNC "
-			"UTF8=ACCEPT",
+			"ESEARCH SEARCHRES CONTEXT=SEARCH WITHIN BINARY MULTIAPPEND APPENDLIMIT=%llu "
+			"CONDSTORE QRESYNC UTF8=ACCEPT",
 			(unsigned long long)limit);
 }
 
@@ -482,8 +482,16 @@ int imap_sync(struct imap_cmd *cmd, struct sora_job *job, struct sora_db_conn *d
 
 	if (sel == NULL)
 		return 0;
-	if (!__atomic_exchange_n(&s->dirty, 0, __ATOMIC_ACQ_REL))
-		return 0;
+	if (!__atomic_exchange_n(&s->dirty, 0, __ATOMIC_ACQ_REL)) {
+		/* Nothing new from others, but this session's own STORE or
+		 * FETCH may have moved messages in or out of a search. */
+		if (sel->ctx_touched_count > 0 && imap_ctx_evaluate(cmd, db, &out, NULL, 0) < 0)
+			ret = -1;
+		else
+			ret = imap_job_buf(job, &out);
+		sora_buf_free(&out);
+		return ret;
+	}
 	memset(&ch, 0, sizeof(ch));
 	if (sora_msgs_changes(db, sel->mailbox_id, sel->known_modseq, sel->known_uid_next,
 			      !sel->readonly, &ch, &cmd->err) < 0) {
@@ -506,6 +514,8 @@ int imap_sync(struct imap_cmd *cmd, struct sora_job *job, struct sora_db_conn *d
 		 * stays where it is and the session stays dirty. */
 		keep_modseq = true;
 	} else if (ch.expunged.count > 0) {
+		/* REMOVEFROM before the expunges (RFC 5267 §4.3.4). */
+		imap_ctx_expunged(s, &out, ch.expunged.uids, ch.expunged.count);
 		if (s->qresync) {
 			size_t n = 0;
 
@@ -562,6 +572,26 @@ int imap_sync(struct imap_cmd *cmd, struct sora_job *job, struct sora_db_conn *d
 		sora_buf_printf(&out, "* %zu EXISTS\r\n", sel->count);
 		if (!s->rev2)
 			sora_buf_printf(&out, "* %u RECENT\r\n", recent_count(sel));
+	}
+	if (sel->contexts != NULL) {
+		/* ADDTO for new messages after their EXISTS (RFC 5267
+		 * §4.3.3); changed flags may move messages either way. */
+		size_t nc = ch.changed_count + ch.added.count;
+		uint32_t *cand = malloc((nc > 0 ? nc : 1) * sizeof(*cand));
+
+		if (cand == NULL) {
+			ret = -1;
+			sora_error_set(&cmd->err, SORA_ERR_TEMPORARY, "out of memory");
+			goto out;
+		}
+		for (size_t i = 0; i < ch.changed_count; i++)
+			cand[i] = ch.changed[i].uid;
+		if (ch.added.count > 0)
+			memcpy(cand + ch.changed_count, ch.added.uids, ch.added.count * sizeof(*cand));
+		ret = imap_ctx_evaluate(cmd, db, &out, cand, nc);
+		free(cand);
+		if (ret < 0)
+			goto out;
 	}
 	if (keep_modseq) {
 		__atomic_store_n(&s->dirty, 1, __ATOMIC_RELEASE);
@@ -972,6 +1002,7 @@ static const struct imap_command_def commands[] = {
 	{ "FETCH", IMAP_ST_SEL, imap_cmd_fetch, true },
 	{ "STORE", IMAP_ST_SEL, imap_cmd_store, true },
 	{ "SEARCH", IMAP_ST_SEL, imap_cmd_search, true },
+	{ "CANCELUPDATE", IMAP_ST_SEL, imap_cmd_cancelupdate, false },
 	{ "COPY", IMAP_ST_SEL, imap_cmd_copy, true },
 	{ "MOVE", IMAP_ST_SEL, imap_cmd_move, true },
 };
@@ -1079,7 +1110,7 @@ static enum sora_job_status login_run(struct imap_cmd *cmd, struct sora_job *job
 	return SORA_JOB_DONE;
 }
 
-static void authenticated(struct sora_conn *c, struct sora_str tag, const struct sora_imap_login *login)
+static void authenticated(struct sora_conn *c, struct sora_str tag, const struct sora_login *login)
 {
 	struct imap_session *s = sess(c);
 	struct imap_cmd *cmd = calloc(1, sizeof(*cmd));
@@ -1132,6 +1163,7 @@ void imap_unselect(struct imap_session *s)
 	s->sel = NULL;
 	s->state = IMAP_STATE_AUTH;
 	__atomic_store_n(&s->dirty, 0, __ATOMIC_RELEASE);
+	imap_ctx_free_all(sel);
 	free(sel->uids);
 	free(sel->saved);
 	free(sel->name);

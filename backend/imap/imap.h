@@ -7,6 +7,10 @@
  * sora_imap_resync_all() after it reconnected (notifications may have been
  * lost). Sessions with that mailbox selected are marked for a resync,
  * through a post to their loop; an idling one sends the changes at once.
+ * A session that changed a mailbox calls it too before it answers its
+ * client, so that the other sessions of this backend see the change at
+ * their very next command (the notification through PostgreSQL may come
+ * later than a client that works two connections in turn).
  *
  * Thread safety: the two notification functions may be called from any
  * thread; everything else runs on the sessions' loops and workers. */

@@ -14,6 +14,7 @@
 #include "common/core/log.h"
 #include "common/proto/mime/mime-imap.h"
 #include "common/proto/mime/mime-json.h"
+#include "common/proto/pop3.h"
 #include "common/proto/smtp.h"
 
 #define READ_CHUNK (64 * 1024)
@@ -140,6 +141,7 @@ int sora_store_message_prepare(struct sora_store_message *m, const struct sora_s
 {
 	struct sora_mime_parser *parser = NULL;
 	struct sora_blob_hasher hasher;
+	struct sora_pop3_dot pop3;
 	const char *error;
 	char *chunk = NULL;
 	uint64_t off = 0;
@@ -159,6 +161,7 @@ int sora_store_message_prepare(struct sora_store_message *m, const struct sora_s
 	/* One pass over the raw bytes feeds both the parser and the hash the
 	 * delivery key is built from. */
 	sora_blob_hash_init(&hasher);
+	sora_pop3_size_init(&pop3);
 	while (off < body->size) {
 		ssize_t n = sora_store_body_read(body, off, chunk, READ_CHUNK);
 
@@ -168,11 +171,13 @@ int sora_store_message_prepare(struct sora_store_message *m, const struct sora_s
 			goto out;
 		}
 		sora_blob_hash_update(&hasher, chunk, (size_t)n);
+		sora_pop3_size_feed(&pop3, chunk, (size_t)n);
 		if (sora_mime_parser_feed(parser, chunk, (size_t)n) < 0)
 			break;  /* finish reports it */
 		off += (uint64_t)n;
 	}
 	sora_blob_hash_final(&hasher, m->body_hash);
+	m->pop3_size = sora_pop3_size_final(&pop3);
 	if (sora_mime_parser_finish(&parser, &m->mime, &error) < 0) {
 		sora_error_set(err, SORA_ERR_PERMANENT, "parsing the message: %s", error);
 		goto out;
@@ -226,7 +231,7 @@ void sora_store_delivery_key(const struct sora_store_message *m, struct sora_str
 /* Both statements insert a new copy the same way: the messages row, its
  * searchable text (shared by every copy of the body) and, unless the store
  * is direct, the pending_uploads row. They share parameters $1 (account)
- * and $4..$28 (row_params_fill); $2 and $3 and anything after $28 are
+ * and $4..$29 (row_params_fill); $2 and $3 and anything after $29 are
  * their own. mb is a relation (id, uid, modseq) holding the mailbox and
  * the allocated UID and modseq; FLAGS, KEYWORDS and IDATE are SQL
  * expressions for the state columns. Statements whose text differs only
@@ -238,13 +243,13 @@ void sora_store_delivery_key(const struct sora_store_message *m, struct sora_str
 	"         bcc_text, sort_subject, sort_from, sort_to, sort_cc, sort_display_from,"     \
 	"         sort_display_to, envelope, bodystructure, raw_headers, created_modseq,"      \
 	"         updated_modseq, flags, keywords, internal_date, sent_tz, imap_envelope,"      \
-	"         imap_bodystructure)"                                                         \
+	"         imap_bodystructure, pop3_size)"                                              \
 	"  SELECT $1::bigint, mb.id, mb.uid, $4::text, $5::bigint,"                            \
 	"         to_timestamp($6::double precision), $7::text, $8::text, $9::text, $10::text," \
 	"         $11::text, $12::text, $13::text, $14::text, $15::text, $16::text, $17::text," \
 	"         $18::text, $19::text, $20::text, $21::jsonb, $22::jsonb, $23::bytea,"         \
 	"         mb.modseq, mb.modseq, " FLAGS ", " KEYWORDS ", " IDATE ", $26::smallint,"   \
-	"         $27::text, $28::text"                                                         \
+	"         $27::text, $28::text, $29::bigint"                                            \
 	"  FROM mb"                                                                          \
 	"  RETURNING id, uid"                                                                \
 	"), c AS ("                                                                          \
@@ -258,15 +263,15 @@ void sora_store_delivery_key(const struct sora_store_message *m, struct sora_str
 	")"
 
 /* Parameters of the shared part; APPEND adds four. */
-#define ROW_PARAMS 28
-#define APPEND_PARAMS 32
+#define ROW_PARAMS 29
+#define APPEND_PARAMS 33
 
 /* The values of one row's parameters and the memory behind them. */
 struct row_params {
 	const char *values[APPEND_PARAMS];
 	int lengths[APPEND_PARAMS];
 	int formats[APPEND_PARAMS];
-	char size[24], sent[32], tz[8];
+	char size[24], sent[32], tz[8], pop3_size[24];
 	struct sora_buf bodystructure, headers, imap_envelope, imap_bodystructure;
 };
 
@@ -347,7 +352,7 @@ static void row_params_free(struct row_params *rp)
 	sora_buf_free(&rp->imap_bodystructure);
 }
 
-/* Fills $4..$28 for a copy of m with prefix (staged as ref). The one place
+/* Fills $4..$29 for a copy of m with prefix (staged as ref). The one place
  * that knows how a parsed message becomes a row. */
 static int row_params_fill(struct row_params *rp, struct sora_store_message *m,
 			   struct sora_str prefix, const struct sora_blob_ref *ref,
@@ -406,6 +411,10 @@ static int row_params_fill(struct row_params *rp, struct sora_store_message *m,
 	values[25] = rp->tz;
 	values[26] = rp->imap_envelope.data;
 	values[27] = rp->imap_bodystructure.data;
+	/* POP3's size (migration 0006): the prefix is CRLF-terminated lines,
+	 * which count as they are. */
+	snprintf(rp->pop3_size, sizeof(rp->pop3_size), "%" PRIu64, (uint64_t)prefix.len + m->pop3_size);
+	values[28] = rp->pop3_size;
 	return 0;
 }
 
@@ -514,7 +523,7 @@ static const char sql_insert[] =
 
 #define INSERT_PARAMS ROW_PARAMS
 /* Prepared once per connection under this name. */
-#define DELIVER_STMT "sora_deliver_v5"
+#define DELIVER_STMT "sora_deliver_v6"
 
 int sora_store_warm_conn(struct sora_db_conn *conn, struct sora_error *err)
 {
@@ -545,6 +554,7 @@ int sora_store_warm_conn(struct sora_db_conn *conn, struct sora_error *err)
 	formats[22] = 1;
 	values[24] = NULL;
 	values[25] = "0";         /* sent_tz */
+	values[28] = "0";         /* pop3_size */
 	rc = sora_db_exec_prepared(conn, SORA_DB_CLASS_WRITE, DELIVER_STMT, sql_insert,
 				   INSERT_PARAMS, values, lengths, formats, 0, &r, sqlstate, err);
 	PQclear(r);
@@ -722,35 +732,35 @@ static const char sql_append_lock[] =
 	" WHERE account_id = $1::bigint AND name = $2::text AND NOT noselect"
 	" RETURNING id, uid_validity, uid_next - $3::bigint, highest_modseq";
 
-/* One appended row: $2 mailbox id, $3 UID, $29 modseq, $30 flags, $31
- * keywords (normalised, space-separated, "" for none), $32 internal date
+/* One appended row: $2 mailbox id, $3 UID, $30 modseq, $31 flags, $32
+ * keywords (normalised, space-separated, "" for none), $33 internal date
  * (seconds, NULL for now). */
 static const char sql_append_row[] =
 	"WITH mb AS ("
-	"  SELECT $2::bigint AS id, $3::bigint AS uid, $29::bigint AS modseq"
-	SQL_ROW("$30::integer", "string_to_array($31::text, ' ')",
-		"coalesce(to_timestamp($32::double precision), now())")
+	"  SELECT $2::bigint AS id, $3::bigint AS uid, $30::bigint AS modseq"
+	SQL_ROW("$31::integer", "string_to_array($32::text, ' ')",
+		"coalesce(to_timestamp($33::double precision), now())")
 	" SELECT id FROM msg";
 
-#define APPEND_STMT "sora_append_v3"
+#define APPEND_STMT "sora_append_v4"
 
 /* APPEND of one message as one statement in its own transaction: the UID
  * allocation, the row and the commit in one round trip (the general path
- * takes four: BEGIN, lock, row, COMMIT). $2 mailbox name, $3 and $29 the
+ * takes four: BEGIN, lock, row, COMMIT). $2 mailbox name, $3 and $30 the
  * UID and modseq steps (both 1); the rest as sql_append_row. Returns the
  * mailbox id, UIDVALIDITY and UID, or no row when the mailbox does not
  * exist or is \Noselect. */
 static const char sql_append_one[] =
 	"WITH mb AS ("
 	"  UPDATE mailboxes SET uid_next = uid_next + $3::bigint,"
-	"         highest_modseq = highest_modseq + $29::bigint, updated_at = now()"
+	"         highest_modseq = highest_modseq + $30::bigint, updated_at = now()"
 	"   WHERE account_id = $1::bigint AND name = $2::text AND NOT noselect"
 	"  RETURNING id, uid_validity, uid_next - 1 AS uid, highest_modseq AS modseq"
-	SQL_ROW("$30::integer", "string_to_array($31::text, ' ')",
-		"coalesce(to_timestamp($32::double precision), now())")
+	SQL_ROW("$31::integer", "string_to_array($32::text, ' ')",
+		"coalesce(to_timestamp($33::double precision), now())")
 	" SELECT mb.id, mb.uid_validity, mb.uid FROM mb, msg";
 
-#define APPEND_ONE_STMT "sora_append_one_v1"
+#define APPEND_ONE_STMT "sora_append_one_v2"
 
 /* RFC 3501 date-time covers years 1..9999. */
 #define IDATE_MIN INT64_C(-62135596800)
@@ -784,10 +794,10 @@ static int append_one(struct sora_db_conn *conn, struct sora_blob_store *blobs,
 	rp->values[0] = acc;
 	rp->values[1] = name;
 	rp->values[2] = "1";
-	rp->values[28] = "1";
-	rp->values[29] = flags;
-	rp->values[30] = keywords->data != NULL ? keywords->data : "";
-	rp->values[31] = it->internal_date != 0 ? idate : NULL;
+	rp->values[29] = "1";
+	rp->values[30] = flags;
+	rp->values[31] = keywords->data != NULL ? keywords->data : "";
+	rp->values[32] = it->internal_date != 0 ? idate : NULL;
 	if (sora_db_exec_prepared(conn, SORA_DB_CLASS_WRITE, APPEND_ONE_STMT, sql_append_one,
 				  APPEND_PARAMS, rp->values, rp->lengths, rp->formats, 0, &r, sqlstate,
 				  err) < 0) {
@@ -926,10 +936,10 @@ int sora_store_append(struct sora_db_conn *conn, struct sora_blob_store *blobs,
 		rp.values[0] = acc;
 		rp.values[1] = mbid;
 		rp.values[2] = uid;
-		rp.values[28] = modseq;
-		rp.values[29] = flags;
-		rp.values[30] = keywords[i].data != NULL ? keywords[i].data : "";
-		rp.values[31] = it->internal_date != 0 ? idate : NULL;
+		rp.values[29] = modseq;
+		rp.values[30] = flags;
+		rp.values[31] = keywords[i].data != NULL ? keywords[i].data : "";
+		rp.values[32] = it->internal_date != 0 ? idate : NULL;
 		if (sora_db_exec_prepared(conn, SORA_DB_CLASS_WRITE, APPEND_STMT, sql_append_row,
 					  APPEND_PARAMS, rp.values, rp.lengths, rp.formats, 0, &r,
 					  NULL, err) < 0) {

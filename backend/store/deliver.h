@@ -122,6 +122,10 @@ struct sora_store_message {
 	struct sora_msg_meta meta;
 	struct sora_buf envelope_json;
 	char body_hash[SORA_BLOB_HASH_HEX_SIZE];  /* of the raw message */
+	/* What POP3 LIST announces for the message without a prefix
+	 * (common/proto/pop3.h: bare LFs count as CRLF, a last line without
+	 * one gets CRLF). */
+	uint64_t pop3_size;
 	char *sender;                    /* envelope sender, "" for <> */
 };
 

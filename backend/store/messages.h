@@ -238,6 +238,7 @@ int sora_msgs_expunge(struct sora_db_conn *conn, int64_t mailbox_id, const uint3
 void sora_msgs_uids_free(struct sora_msgs_uids *uids);
 
 struct sora_msgs_copy_result {
+	int64_t dest_mailbox_id;
 	uint32_t dest_uid_validity;
 	/* Pairs: source UID src_uids[i] became dest_uids[i], ascending by
 	 * source UID. Messages already expunged are skipped. */

@@ -14,7 +14,7 @@
  *     FROM messages m
  *     [LEFT JOIN message_contents mc ON mc.content_hash = m.content_hash]
  *    WHERE m.mailbox_id = $1 AND m.expunged_at IS NULL AND (<program>)
- *    ORDER BY m.uid LIMIT $2
+ *    ORDER BY m.uid LIMIT $2 OFFSET $3
  *
  * The window aggregates run over every match before LIMIT, which gives the
  * exact total and the highest modseq of all matches (ESEARCH COUNT and
@@ -725,6 +725,15 @@ int sora_search_run(struct sora_db_conn *conn, int64_t mailbox_id,
 		    const struct sora_search_view *view, size_t max_results,
 		    struct sora_search_result *res_r, struct sora_error *err)
 {
+	return sora_search_run_window(conn, mailbox_id, prog, view, 0, max_results, res_r, err);
+}
+
+int sora_search_run_window(struct sora_db_conn *conn, int64_t mailbox_id,
+			   const struct sora_imap_search_program *prog,
+			   const struct sora_search_view *view, uint64_t offset,
+			   size_t max_results, struct sora_search_result *res_r,
+			   struct sora_error *err)
+{
 	static const struct sora_search_view empty_view = { 0 };
 	struct compiler c = { 0 };
 	PGresult *res = NULL;
@@ -735,7 +744,10 @@ int sora_search_run(struct sora_db_conn *conn, int64_t mailbox_id,
 	memset(res_r, 0, sizeof(*res_r));
 	sora_buf_init(&c.sql, 0);
 	c.view = view != NULL ? view : &empty_view;
-	if (param_i64(&c, mailbox_id) != 1 || param_i64(&c, (int64_t)limit) != 2)
+	if (offset > (uint64_t)INT64_MAX)
+		offset = (uint64_t)INT64_MAX;
+	if (param_i64(&c, mailbox_id) != 1 || param_i64(&c, (int64_t)limit) != 2 ||
+	    param_i64(&c, (int64_t)offset) != 3)
 		goto oom;
 	/* The WHERE clause first: it decides whether the join is needed. */
 	emit(&c, "m.mailbox_id = $1::bigint AND m.expunged_at IS NULL AND ");
@@ -753,7 +765,8 @@ int sora_search_run(struct sora_db_conn *conn, int64_t mailbox_id,
 		sora_buf_init(&full, 0);
 		if (sora_buf_printf(&full,
 				    "SELECT m.uid, count(*) OVER (), max(m.updated_modseq) OVER ()"
-				    " FROM messages m%s WHERE %.*s ORDER BY m.uid LIMIT $2::bigint",
+				    " FROM messages m%s WHERE %.*s ORDER BY m.uid LIMIT $2::bigint"
+				    " OFFSET $3::bigint",
 				    c.need_body ? " LEFT JOIN message_contents mc"
 						  " ON mc.content_hash = m.content_hash" : "",
 				    (int)where.len, where.data) < 0 ||
@@ -788,7 +801,7 @@ int sora_search_run(struct sora_db_conn *conn, int64_t mailbox_id,
 		    sora_db_get_i64(res, 0, 2, &modseq, err) != 0)
 			goto out;
 		res_r->total = (uint64_t)total;
-		res_r->truncated = res_r->total > (uint64_t)rows;
+		res_r->truncated = res_r->total > offset + (uint64_t)rows;
 		if (prog->has_modseq)
 			res_r->highest_modseq = (uint64_t)modseq;
 	}

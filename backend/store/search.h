@@ -73,6 +73,15 @@ int sora_search_run(struct sora_db_conn *conn, int64_t mailbox_id,
 		    const struct sora_imap_search_program *prog,
 		    const struct sora_search_view *view, size_t max_results,
 		    struct sora_search_result *res_r, struct sora_error *err);
+/* The same, skipping the first offset matches (in UID order): the
+ * results offset+1 .. offset+max_results, for RETURN (PARTIAL) past the
+ * cap (RFC 5267 §4.4). total is only known when at least one row came
+ * back (0 otherwise); truncated says more matched after the window. */
+int sora_search_run_window(struct sora_db_conn *conn, int64_t mailbox_id,
+			   const struct sora_imap_search_program *prog,
+			   const struct sora_search_view *view, uint64_t offset,
+			   size_t max_results, struct sora_search_result *res_r,
+			   struct sora_error *err);
 void sora_search_result_free(struct sora_search_result *res);
 
 #endif

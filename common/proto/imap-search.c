@@ -480,9 +480,36 @@ static int parse_key(struct search_ctx *ctx, const struct sora_imap_arg *args, s
 	return fail(ctx, "Unknown SEARCH key.");
 }
 
-/* RETURN (opts): RFC 4731 §3.1; RFC 9051 makes "RETURN ()" mean ALL. */
+/* partial-range = nz-number ":" nz-number (RFC 5267 §4.4): no "*", no
+ * single number; "500:400" is the same as "400:500". */
+static int parse_partial_range(struct search_ctx *ctx, const struct sora_imap_arg *arg,
+			       uint32_t *lo_r, uint32_t *hi_r)
+{
+	struct sora_str s, a, b;
+	const char *colon;
+	uint64_t x, y;
+
+	if (arg == NULL || arg->type != SORA_IMAP_ARG_ATOM || !sora_imap_arg_atom(arg, &s))
+		return fail(ctx, "PARTIAL needs a range.");
+	colon = memchr(s.p, ':', s.len);
+	if (colon == NULL)
+		return fail(ctx, "PARTIAL needs a range (low:high).");
+	a.p = s.p;
+	a.len = (size_t)(colon - s.p);
+	b.p = colon + 1;
+	b.len = s.len - a.len - 1;
+	if (sora_str_to_u64(a, UINT32_MAX, &x) < 0 || sora_str_to_u64(b, UINT32_MAX, &y) < 0 ||
+	    x == 0 || y == 0)
+		return fail(ctx, "Invalid PARTIAL range.");
+	*lo_r = (uint32_t)(x < y ? x : y);
+	*hi_r = (uint32_t)(x < y ? y : x);
+	return 0;
+}
+
+/* RETURN (opts): RFC 4731 §3.1, RFC 5267 §4; RFC 9051 makes "RETURN ()"
+ * mean ALL. */
 static int parse_return(struct search_ctx *ctx, const struct sora_imap_arg *arg,
-			unsigned int *opts_r)
+			struct sora_imap_search_program *prog)
 {
 	static const struct {
 		const char *name;
@@ -493,7 +520,11 @@ static int parse_return(struct search_ctx *ctx, const struct sora_imap_arg *arg,
 		{ "ALL", SORA_SEARCH_RETURN_ALL },
 		{ "COUNT", SORA_SEARCH_RETURN_COUNT },
 		{ "SAVE", SORA_SEARCH_RETURN_SAVE },
+		{ "UPDATE", SORA_SEARCH_RETURN_UPDATE },
+		{ "CONTEXT", SORA_SEARCH_RETURN_CONTEXT },
+		{ "PARTIAL", SORA_SEARCH_RETURN_PARTIAL },
 	};
+	unsigned int *opts_r = &prog->return_opts;
 
 	if (arg == NULL || arg->type != SORA_IMAP_ARG_LIST)
 		return fail(ctx, "RETURN needs a list of options.");
@@ -510,8 +541,19 @@ static int parse_return(struct search_ctx *ctx, const struct sora_imap_arg *arg,
 		}
 		if (k == N_ELEMENTS(opts))
 			return fail(ctx, "Unknown SEARCH RETURN option.");
+		if (opts[k].opt == SORA_SEARCH_RETURN_PARTIAL) {
+			if (*opts_r & SORA_SEARCH_RETURN_PARTIAL)
+				return fail(ctx, "Only one PARTIAL is allowed.");
+			i++;
+			if (parse_partial_range(ctx, i < arg->list_count ? &arg->list[i] : NULL,
+						&prog->partial_lo, &prog->partial_hi) < 0)
+				return -1;
+		}
 		*opts_r |= opts[k].opt;
 	}
+	/* RFC 5267 §4.4: one PARTIAL, one ALL, or neither. */
+	if ((*opts_r & SORA_SEARCH_RETURN_PARTIAL) && (*opts_r & SORA_SEARCH_RETURN_ALL))
+		return fail(ctx, "PARTIAL and ALL cannot be combined.");
 	if (*opts_r == 0)
 		*opts_r = SORA_SEARCH_RETURN_ALL;
 	return 0;
@@ -533,8 +575,7 @@ int sora_imap_search_parse(const struct sora_imap_arg *args, size_t count, bool 
 			fail(&ctx, "SEARCH RETURN is not supported.");
 			goto out;
 		}
-		if (parse_return(&ctx, i + 1 < count ? &args[i + 1] : NULL,
-				 &prog_r->return_opts) < 0)
+		if (parse_return(&ctx, i + 1 < count ? &args[i + 1] : NULL, prog_r) < 0)
 			goto out;
 		prog_r->esearch = true;
 		i += 2;

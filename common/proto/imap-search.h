@@ -1,6 +1,6 @@
 /* SEARCH programs (RFC 3501 §6.4.4, RFC 9051 §6.4.4, RFC 4731 ESEARCH
  * return options, RFC 5182 SEARCHRES "$", RFC 5032 WITHIN, RFC 7162
- * MODSEQ): the parsed form of the arguments of SEARCH / UID SEARCH. Pure:
+ * MODSEQ, RFC 5267 CONTEXT=SEARCH return options): the parsed form of the arguments of SEARCH / UID SEARCH. Pure:
  * no I/O. The store turns a program into SQL (backend/store/search.h).
  *
  * Grammar accepted: [RETURN (opts)] [CHARSET name] key+, keys ANDed.
@@ -98,13 +98,17 @@ struct sora_imap_search_key {
 	size_t child_count;
 };
 
-/* ESEARCH RETURN options (RFC 4731, RFC 5182 SAVE). */
+/* ESEARCH RETURN options (RFC 4731, RFC 5182 SAVE, RFC 5267 §4 UPDATE,
+ * CONTEXT and PARTIAL). */
 enum sora_imap_search_return {
-	SORA_SEARCH_RETURN_MIN   = 1u << 0,
-	SORA_SEARCH_RETURN_MAX   = 1u << 1,
-	SORA_SEARCH_RETURN_ALL   = 1u << 2,
-	SORA_SEARCH_RETURN_COUNT = 1u << 3,
-	SORA_SEARCH_RETURN_SAVE  = 1u << 4,
+	SORA_SEARCH_RETURN_MIN     = 1u << 0,
+	SORA_SEARCH_RETURN_MAX     = 1u << 1,
+	SORA_SEARCH_RETURN_ALL     = 1u << 2,
+	SORA_SEARCH_RETURN_COUNT   = 1u << 3,
+	SORA_SEARCH_RETURN_SAVE    = 1u << 4,
+	SORA_SEARCH_RETURN_UPDATE  = 1u << 5,   /* keep the result updated (ADDTO/REMOVEFROM) */
+	SORA_SEARCH_RETURN_CONTEXT = 1u << 6,   /* a hint only */
+	SORA_SEARCH_RETURN_PARTIAL = 1u << 7,   /* partial_lo..partial_hi of the result */
 };
 
 struct sora_imap_search_program {
@@ -112,6 +116,9 @@ struct sora_imap_search_program {
 	/* RETURN (...) was given: answer with ESEARCH. "RETURN ()" means ALL. */
 	bool esearch;
 	unsigned int return_opts;          /* enum sora_imap_search_return bits */
+	/* RETURN (PARTIAL lo:hi): 1-based positions in the result,
+	 * lo <= hi ("4:2" is stored as 2..4); 0 without PARTIAL. */
+	uint32_t partial_lo, partial_hi;
 	/* Some key is MODSEQ: the reply carries "(MODSEQ n)" (RFC 7162 §3.1.5). */
 	bool has_modseq;
 	/* Some key uses "$" (the saved result). */
@@ -124,7 +131,12 @@ enum sora_imap_search_error {
 };
 
 /* Parses args[0..count) (everything after "SEARCH"). allow_return: the
- * session advertises ESEARCH (RETURN is a syntax error otherwise).
+ * session advertises ESEARCH and CONTEXT=SEARCH (RETURN is a syntax error
+ * otherwise). RETURN options (RFC 4731, RFC 5267 §4): MIN MAX ALL COUNT
+ * SAVE UPDATE CONTEXT and "PARTIAL lo:hi" (two nz-numbers, no "*"); at
+ * most one of ALL and PARTIAL (RFC 5267 §4.4); an option given twice is
+ * the same as once, except PARTIAL (a syntax error). "RETURN ()" is
+ * ALL.
  * uid_command: a bare "$" or sequence set still means sequence numbers
  * (only the UID key takes UIDs), but it is recorded for the reply form.
  * Returns 0, or a negative enum sora_imap_search_error with *error_r (a

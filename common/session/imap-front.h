@@ -46,19 +46,12 @@
 #include "common/core/str.h"
 #include "common/net/conn.h"
 #include "common/proto/imap-parser.h"
+#include "common/session/login.h"
 #include "common/session/preauth-common.h"
 
 struct sora_db_pool;
 
-#define SORA_IMAP_LOGIN_SIZE 256
-
-struct sora_imap_login {
-	int64_t account_id;
-	char user[SORA_IMAP_LOGIN_SIZE];     /* the account's primary address */
-	char login[SORA_IMAP_LOGIN_SIZE];    /* the address the account was found by */
-	bool master;                         /* master_username or master SASL */
-	const char *mechanism;               /* "LOGIN" or "PLAIN" (static) */
-};
+#define SORA_IMAP_LOGIN_SIZE SORA_LOGIN_NAME_SIZE
 
 struct sora_imap_front_ops {
 	/* The pool credentials are checked against; NULL: login is not
@@ -72,11 +65,11 @@ struct sora_imap_front_ops {
 	 * The parser is idle; input resumes when the callee returns unless it
 	 * paused it. */
 	void (*authenticated)(struct sora_conn *c, struct sora_str tag,
-			      const struct sora_imap_login *login);
+			      const struct sora_login *login);
 };
 
 struct sora_imap_front {
-	struct sora_preauth pre;             /* errors; pre.proto = the parser */
+	struct sora_preauth pre;             /* errors, forwarded client; pre.proto = the parser */
 	const struct sora_imap_front_ops *ops;
 	bool authenticated;
 	/* AUTHENTICATE PLAIN sent "+": the next line is the response. */
@@ -84,10 +77,6 @@ struct sora_imap_front {
 	char sasl_tag[64];
 	bool login_running;              /* the credentials job is out */
 	int auth_failures;
-	/* The real client as forwarded by a trusted peer (ID), or "". */
-	char fwd_ip[64];
-	char fwd_port[8];
-	char fwd_session[64];
 };
 
 /* handler->open(): allocates session_size bytes (>= sizeof(struct
@@ -142,11 +131,5 @@ bool sora_imap_front_bad(struct sora_conn *c, struct sora_str tag, const char *m
 void sora_imap_front_reject(struct sora_conn *c, enum sora_reject_reason why);
 void sora_imap_front_farewell(struct sora_conn *c, enum sora_close_reason why);
 void sora_imap_front_overflow(struct sora_conn *c);
-
-/* Decodes an AUTHENTICATE PLAIN response (RFC 4616): authzid NUL authcid
- * NUL password. Pure; exposed for tests. The three point into buf (which
- * receives the decoded bytes, NUL-free per field). 0 or -1. */
-int sora_sasl_plain_decode(struct sora_str b64, struct sora_buf *buf, struct sora_str *authzid_r,
-			   struct sora_str *authcid_r, struct sora_str *password_r);
 
 #endif

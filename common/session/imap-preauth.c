@@ -32,12 +32,12 @@
 #include "common/net/workers.h"
 #include "common/proto/cmdline.h"
 #include "common/session/imap-front.h"
+#include "common/session/login.h"
 #include "common/session/preauth.h"
 
 /* ID may carry 30 pairs of 1024-byte values (RFC 2971 §3.3): about 32 KiB. */
 #define IMAP_MAX_LINE 65536
 #define PREAUTH_MAX_LITERAL 8192
-#define LOGIN_DB_ACQUIRE_MS 10000
 
 static const struct sora_imap_parser_params preauth_params = {
 	.max_line = IMAP_MAX_LINE,
@@ -85,20 +85,13 @@ static struct sora_imap_front *front(struct sora_conn *c)
 /* ---- metrics ---- */
 
 static pthread_once_t metrics_once = PTHREAD_ONCE_INIT;
-static struct sora_metric_series *m_login_ok, *m_login_master, *m_login_failed;
-static struct sora_metric_series *m_login_tempfail, *m_bad;
+static struct sora_metric_series *m_bad;
 
 static void metrics_init(void)
 {
-	struct sora_metric *l = sora_metric_counter(
-		"sora_logins_total", "Login attempts by protocol and outcome.", "protocol,result");
 	struct sora_metric *b = sora_metric_counter(
 		"sora_protocol_errors_total", "Commands answered BAD (or -ERR for syntax).", "protocol");
 
-	m_login_ok = sora_metric_with(l, "imap", "success");
-	m_login_master = sora_metric_with(l, "imap", "master");
-	m_login_failed = sora_metric_with(l, "imap", "failed");
-	m_login_tempfail = sora_metric_with(l, "imap", "tempfail");
 	m_bad = sora_metric_with(b, "imap");
 }
 
@@ -122,15 +115,12 @@ static bool login_available(struct sora_conn *c)
  * client's TLS itself. */
 bool sora_imap_front_login_allowed(struct sora_conn *c)
 {
-	return sora_conn_is_tls(c) || sora_conn_server(c)->insecure_auth ||
-	       sora_conn_link_trusted(c);
+	return sora_login_plaintext_allowed(c);
 }
 
 const char *sora_imap_front_client(struct sora_conn *c)
 {
-	struct sora_imap_front *f = front(c);
-
-	return f != NULL && f->fwd_ip[0] != '\0' ? f->fwd_ip : sora_conn_peer(c);
+	return sora_preauth_client(c);
 }
 
 static void capabilities(struct sora_conn *c, struct sora_buf *out)
@@ -279,17 +269,13 @@ static void cmd_id(struct sora_conn *c, const struct sora_imap_command *cmd)
 			if (!sora_conn_link_trusted(c) || v.p == NULL)
 				continue;
 			if (sora_str_ieq_c(k, "x-originating-ip"))
-				copy_field(f->fwd_ip, sizeof(f->fwd_ip), v, ip_char);
+				copy_field(f->pre.fwd_ip, sizeof(f->pre.fwd_ip), v, ip_char);
 			else if (sora_str_ieq_c(k, "x-originating-port"))
-				copy_field(f->fwd_port, sizeof(f->fwd_port), v, digit_char);
+				copy_field(f->pre.fwd_port, sizeof(f->pre.fwd_port), v, digit_char);
 			else if (sora_str_ieq_c(k, "x-session-id"))
-				copy_field(f->fwd_session, sizeof(f->fwd_session), v, token_char);
+				copy_field(f->pre.fwd_session, sizeof(f->pre.fwd_session), v, token_char);
 		}
-		if (f->fwd_ip[0] != '\0')
-			sora_info(sora_conn_log_ctx(c), "client %s%s%s (forwarded by %s%s%s)",
-				  f->fwd_ip, f->fwd_port[0] ? ":" : "", f->fwd_port,
-				  sora_conn_peer(c), f->fwd_session[0] ? ", session " : "",
-				  f->fwd_session);
+		sora_preauth_log_forwarded(c);
 	}
 	sora_conn_printf(c, "* ID (\"name\" \"Sora\" \"version\" \"%s\")\r\n%.*s OK ID completed.\r\n",
 			 SORA_VERSION, (int)cmd->tag.len, cmd->tag.p);
@@ -297,196 +283,34 @@ static void cmd_id(struct sora_conn *c, const struct sora_imap_command *cmd)
 
 /* ---- login ------------------------------------------------------------- */
 
-struct login_job {
-	struct sora_db_pool *pool;
-	char tag[64];
-	const char *mechanism;
-	/* Secrets live in sodium_malloc'd memory, wiped on free. */
-	char *secret;            /* authzid \0 authcid \0 password */
-	size_t authzid_len, authcid_len, password_len;
-	bool master_sasl_network;
-	/* Config, borrowed (lives as long as the server). */
-	const struct sora_server_config *srv;
-	/* Outcome. */
-	bool ok;
-	bool temporary;
-	bool master;
-	struct sora_account_ref ref;
-	struct sora_error err;
-};
-
-static bool secret_eq(const char *want, const char *got, size_t got_len)
+/* The outcome of the shared credentials job (login.h). */
+static void login_done(struct sora_conn *c, enum sora_login_result result,
+		       const struct sora_login *login, void *ctx)
 {
-	size_t n = want != NULL ? strlen(want) : 0;
-
-	if (want == NULL || n == 0 || n != got_len)
-		return false;
-	return sodium_memcmp(want, got, n) == 0;
-}
-
-/* Finds the account of a login name: as given, then without "+detail". */
-static int login_lookup(struct sora_db_conn *db, struct sora_str name, struct sora_account_ref *ref,
-			struct sora_str *found_r, struct sora_error *err)
-{
-	const char *at, *plus;
-	char stripped[SORA_IMAP_LOGIN_SIZE];
-	int ret;
-
-	*found_r = name;
-	ret = sora_accounts_lookup(db, name, ref, err);
-	if (ret == 0 || err->cls != SORA_ERR_NOT_FOUND)
-		return ret;
-	at = memrchr(name.p, '@', name.len);
-	plus = at != NULL ? memchr(name.p, '+', (size_t)(at - name.p)) : NULL;
-	if (plus == NULL || plus == name.p || name.len >= sizeof(stripped))
-		return ret;
-	memcpy(stripped, name.p, (size_t)(plus - name.p));
-	memcpy(stripped + (plus - name.p), at, name.len - (size_t)(at - name.p));
-	stripped[(plus - name.p) + (name.len - (size_t)(at - name.p))] = '\0';
-	ret = sora_accounts_lookup(db, sora_str_c(stripped), ref, err);
-	return ret;
-}
-
-/* A refused master login costs what an unknown user's does (one bcrypt
- * verification against a dummy hash), so response times do not tell
- * whether a name is the master identity. */
-static void equalise_timing(struct sora_db_conn *db, const char *password, size_t len)
-{
-	struct sora_account_ref ref;
-	struct sora_error err;
-	bool match;
-
-	sora_accounts_authenticate(db, sora_str_make("", 0), password, len, &match, &ref, &err);
-}
-
-static enum sora_job_status login_work(struct sora_job *job, void *arg)
-{
-	struct login_job *j = arg;
-	struct sora_db_conn *db = NULL;
-	struct sora_str authzid = sora_str_make(j->secret, j->authzid_len);
-	struct sora_str authcid = sora_str_make(j->secret + j->authzid_len + 1, j->authcid_len);
-	const char *password = j->secret + j->authzid_len + 1 + j->authcid_len + 1;
-	const char *star;
-	struct sora_str found;
-	bool match = false;
-
-	if (sora_db_acquire(j->pool, SORA_DB_PRIMARY, LOGIN_DB_ACQUIRE_MS, &db, &j->err) != 0) {
-		j->temporary = true;
-		return SORA_JOB_DONE;
-	}
-	if (authzid.len > 0 && !sora_str_ieq(authzid, authcid)) {
-		/* Acting for another user: only the master SASL identity, with
-		 * its password, from the networks allowed to use it. */
-		if (j->master_sasl_network && j->srv->master_sasl_username != NULL &&
-		    sora_str_eq(authcid, sora_str_c(j->srv->master_sasl_username)) &&
-		    secret_eq(j->srv->master_sasl_password, password, j->password_len)) {
-			if (login_lookup(db, authzid, &j->ref, &found, &j->err) == 0)
-				j->ok = j->master = true;
-			else if (j->err.cls != SORA_ERR_NOT_FOUND)
-				j->temporary = true;
-		} else {
-			equalise_timing(db, password, j->password_len);
-		}
-		goto out;
-	}
-	star = memrchr(authcid.p, '*', authcid.len);
-	if (star != NULL && j->srv->master_username != NULL &&
-	    sora_str_eq(sora_str_make(star + 1, authcid.len - (size_t)(star - authcid.p) - 1),
-			sora_str_c(j->srv->master_username))) {
-		/* "user*master": the master password logs in as user. */
-		if (secret_eq(j->srv->master_password, password, j->password_len)) {
-			if (login_lookup(db, sora_str_make(authcid.p, (size_t)(star - authcid.p)), &j->ref,
-					 &found, &j->err) == 0)
-				j->ok = j->master = true;
-			else if (j->err.cls != SORA_ERR_NOT_FOUND)
-				j->temporary = true;
-		} else {
-			equalise_timing(db, password, j->password_len);
-		}
-		goto out;
-	}
-	/* An alias or "+detail" address: find the credential first (cheap),
-	 * then verify against the address that exists. */
-	if (login_lookup(db, authcid, &j->ref, &found, &j->err) != 0) {
-		if (j->err.cls != SORA_ERR_NOT_FOUND) {
-			j->temporary = true;
-			goto out;
-		}
-		found = authcid;
-	} else {
-		/* The credential as stored (the "+detail"-less one when the
-		 * detail was dropped). */
-		found = sora_str_c(j->ref.address);
-	}
-	if (sora_accounts_authenticate(db, found, password, j->password_len, &match, &j->ref,
-				       &j->err) != 0) {
-		j->temporary = j->err.cls == SORA_ERR_TEMPORARY;
-		goto out;
-	}
-	j->ok = match;
-out:
-	sora_db_release(&db);
-	return SORA_JOB_DONE;
-}
-
-static void login_job_free(struct login_job *j)
-{
-	if (j->secret != NULL)
-		sodium_free(j->secret);
-	free(j);
-}
-
-static void login_done(struct sora_conn *c, void *arg)
-{
-	struct login_job *j = arg;
 	struct sora_imap_front *f = front(c);
-	struct sora_imap_login login;
-	struct sora_str tag = sora_str_c(j->tag);
-	bool temporary;
+	char *tag = ctx;
 
-	pthread_once(&metrics_once, metrics_init);
 	f->login_running = false;
 	if (sora_conn_closing(c)) {
-		login_job_free(j);
+		free(tag);
 		return;
 	}
-	sora_metric_inc(j->ok ? (j->master ? m_login_master : m_login_ok)
-			      : (j->temporary ? m_login_tempfail : m_login_failed));
-	if (j->ok) {
-		memset(&login, 0, sizeof(login));
-		login.account_id = j->ref.account_id;
-		sora_strlcpy(login.user, j->ref.primary_address, sizeof(login.user));
-		sora_strlcpy(login.login, j->ref.address, sizeof(login.login));
-		login.master = j->master;
-		login.mechanism = j->mechanism;
+	if (result == SORA_LOGIN_OK) {
 		f->authenticated = true;
-		sora_conn_set_user(c, login.user);
-		if (j->master)
-			sora_warn(sora_conn_log_ctx(c), "master login as %s from %s (%s)", login.user,
-				    sora_imap_front_client(c), j->mechanism);
-		else
-			sora_info(sora_conn_log_ctx(c), "login as %s from %s (%s)", login.user,
-				  sora_imap_front_client(c), j->mechanism);
 		sora_imap_parser_set_params(f->pre.proto, sora_imap_front_session_params(false));
-		f->ops->authenticated(c, tag, &login);
-		login_job_free(j);
+		f->ops->authenticated(c, sora_str_c(tag), login);
+		free(tag);
 		return;
 	}
-	if (j->temporary) {
-		sora_warn(sora_conn_log_ctx(c), "login failed temporarily: %s", j->err.msg);
+	if (result == SORA_LOGIN_TEMPFAIL) {
 		sora_conn_printf(c, "%s NO [UNAVAILABLE] Temporary authentication failure, try again later.\r\n",
-				 j->tag);
+				 tag);
 	} else {
-		if (j->err.cls == SORA_ERR_PERMANENT)
-			sora_error(sora_conn_log_ctx(c), "login failed: %s", j->err.msg);
-		sora_info(sora_conn_log_ctx(c), "authentication failed from %s (%s)",
-			  sora_imap_front_client(c), j->mechanism);
 		f->auth_failures++;
-		sora_conn_printf(c, "%s NO [AUTHENTICATIONFAILED] Authentication failed.\r\n", j->tag);
+		sora_conn_printf(c, "%s NO [AUTHENTICATIONFAILED] Authentication failed.\r\n", tag);
 	}
-	temporary = j->temporary;
-	login_job_free(j);
-	if (!temporary && sora_preauth_count_error(c)) {
+	free(tag);
+	if (result == SORA_LOGIN_FAILED && sora_preauth_count_error(c)) {
 		sora_conn_printf(c, "* BYE Too many failed logins.\r\n");
 		sora_conn_close(c, SORA_CLOSE_PROTOCOL);
 		return;
@@ -494,57 +318,31 @@ static void login_done(struct sora_conn *c, void *arg)
 	sora_conn_resume(c);
 }
 
-/* Decided on the host connected to us (with a PROXY header: the proxy,
- * not the client it speaks for). */
-static bool master_sasl_network(struct sora_conn *c)
-{
-	const struct sora_server_config *srv = sora_conn_server(c);
-	const struct sora_ip *ip = sora_conn_link_ip(c);
-
-	if (srv->master_sasl_allowed_networks.count == 0)
-		return sora_conn_link_trusted(c);
-	return ip == NULL || sora_cidr_list_match(&srv->master_sasl_allowed_networks, ip);
-}
-
 static void start_login(struct sora_conn *c, struct sora_str tag, const char *mechanism,
 			struct sora_str authzid, struct sora_str authcid, struct sora_str password)
 {
-	struct login_job *j = calloc(1, sizeof(*j));
-	size_t n = authzid.len + authcid.len + password.len + 3;
+	struct sora_login_request req = {
+		.protocol = "imap",
+		.mechanism = mechanism,
+		.pool = front(c)->ops->db(),
+		.authzid = authzid,
+		.authcid = authcid,
+		.password = password,
+		.client = sora_imap_front_client(c),
+	};
+	char *t = tag.len < 64 ? sora_str_dup(tag) : NULL;
 	int tl = (int)tag.len;
 
-	if (j == NULL || tag.len >= sizeof(j->tag) || (j->secret = sodium_malloc(n)) == NULL) {
-		if (j != NULL)
-			free(j);
+	if (t == NULL) {
 		sora_conn_printf(c, "%.*s NO [UNAVAILABLE] Server out of memory.\r\n", tl, tag.p);
 		return;
 	}
-	memcpy(j->tag, tag.p, tag.len);
-	j->mechanism = mechanism;
-	j->pool = front(c)->ops->db();
-	j->srv = sora_conn_server(c);
-	j->master_sasl_network = master_sasl_network(c);
-	memcpy(j->secret, authzid.p, authzid.len);
-	j->secret[authzid.len] = '\0';
-	memcpy(j->secret + authzid.len + 1, authcid.p, authcid.len);
-	j->secret[authzid.len + 1 + authcid.len] = '\0';
-	memcpy(j->secret + authzid.len + authcid.len + 2, password.p, password.len);
-	j->secret[n - 1] = '\0';
-	j->authzid_len = authzid.len;
-	j->authcid_len = authcid.len;
-	j->password_len = password.len;
 	front(c)->login_running = true;
-	if (sora_job_submit(c, login_work, login_done, j) < 0) {
+	if (sora_login_start(c, &req, login_done, t) < 0) {
 		front(c)->login_running = false;
-		login_job_free(j);
+		free(t);
 		sora_conn_printf(c, "%.*s NO [UNAVAILABLE] Server busy, try again later.\r\n", tl, tag.p);
 	}
-}
-
-/* A login must not name NUL bytes or be longer than an address. */
-static bool login_name_ok(struct sora_str s)
-{
-	return s.len > 0 && s.len < SORA_IMAP_LOGIN_SIZE && memchr(s.p, '\0', s.len) == NULL;
 }
 
 /* False when the command may not log in (answered). */
@@ -576,38 +374,12 @@ static void cmd_login(struct sora_conn *c, const struct sora_imap_command *cmd)
 	}
 	if (!login_precheck(c, cmd->tag))
 		return;
-	if (!login_name_ok(user) || memchr(pass.p, '\0', pass.len) != NULL) {
+	if (!sora_login_name_ok(user) || memchr(pass.p, '\0', pass.len) != NULL) {
 		sora_conn_printf(c, "%.*s NO [AUTHENTICATIONFAILED] Authentication failed.\r\n",
 				 (int)cmd->tag.len, cmd->tag.p);
 		return;
 	}
 	start_login(c, cmd->tag, "LOGIN", sora_str_make("", 0), user, pass);
-}
-
-int sora_sasl_plain_decode(struct sora_str b64, struct sora_buf *buf, struct sora_str *authzid_r,
-			   struct sora_str *authcid_r, struct sora_str *password_r)
-{
-	size_t len = 0;
-	const char *p, *nul1, *nul2, *end;
-
-	if (b64.len == 0 || b64.len > 4096 || sora_buf_reserve(buf, b64.len) < 0)
-		return -1;
-	if (sodium_base642bin((unsigned char *)buf->data, b64.len, b64.p, b64.len, NULL, &len,
-			      NULL, sodium_base64_VARIANT_ORIGINAL) != 0)
-		return -1;
-	buf->len = len;
-	p = buf->data;
-	end = p + len;
-	nul1 = memchr(p, '\0', len);
-	if (nul1 == NULL)
-		return -1;
-	nul2 = memchr(nul1 + 1, '\0', (size_t)(end - nul1 - 1));
-	if (nul2 == NULL || memchr(nul2 + 1, '\0', (size_t)(end - nul2 - 1)) != NULL)
-		return -1;
-	*authzid_r = sora_str_make(p, (size_t)(nul1 - p));
-	*authcid_r = sora_str_make(nul1 + 1, (size_t)(nul2 - nul1 - 1));
-	*password_r = sora_str_make(nul2 + 1, (size_t)(end - nul2 - 1));
-	return authcid_r->len > 0 ? 0 : -1;
 }
 
 static void sasl_response(struct sora_conn *c, struct sora_str tag, struct sora_str b64)
@@ -619,7 +391,7 @@ static void sasl_response(struct sora_conn *c, struct sora_str tag, struct sora_
 		b64.len = 0;
 	if (sora_sasl_plain_decode(b64, &buf, &authzid, &authcid, &password) < 0) {
 		sora_imap_front_bad(c, tag, "Invalid SASL PLAIN response.");
-	} else if (!login_name_ok(authcid) || authzid.len >= SORA_IMAP_LOGIN_SIZE) {
+	} else if (!sora_login_name_ok(authcid) || authzid.len >= SORA_IMAP_LOGIN_SIZE) {
 		sora_conn_printf(c, "%.*s NO [AUTHENTICATIONFAILED] Authentication failed.\r\n",
 				 (int)tag.len, tag.p);
 	} else {

@@ -69,6 +69,23 @@ void sora_preauth_farewell(struct sora_conn *c, const struct sora_preauth_style 
 		sora_conn_printf(c, "%s %s\r\n", st->bye, sora_close_reason_text(why));
 }
 
+const char *sora_preauth_client(struct sora_conn *c)
+{
+	struct sora_preauth *s = sora_conn_data(c);
+
+	return s != NULL && s->fwd_ip[0] != '\0' ? s->fwd_ip : sora_conn_peer(c);
+}
+
+void sora_preauth_log_forwarded(struct sora_conn *c)
+{
+	struct sora_preauth *s = sora_conn_data(c);
+
+	if (s->fwd_ip[0] != '\0')
+		sora_info(sora_conn_log_ctx(c), "client %s%s%s (forwarded by %s%s%s)", s->fwd_ip,
+			  s->fwd_port[0] ? ":" : "", s->fwd_port, sora_conn_peer(c),
+			  s->fwd_session[0] ? ", session " : "", s->fwd_session);
+}
+
 void sora_preauth_close(struct sora_conn *c, enum sora_close_reason why)
 {
 	free(sora_conn_data(c));

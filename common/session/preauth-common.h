@@ -26,9 +26,14 @@ struct sora_preauth_style {
 /* The session state both protocols keep before login. */
 struct sora_preauth {
 	int errors;
-	/* Protocol-specific state (the IMAP command parser); owned by the
+	/* Protocol-specific state (the command parser); owned by the
 	 * protocol, which frees it in its close handler. */
 	void *proto;
+	/* The real client as forwarded by a trusted peer (IMAP ID
+	 * x-originating-ip / POP3 XCLIENT), or "". */
+	char fwd_ip[64];
+	char fwd_port[8];
+	char fwd_session[64];
 };
 
 /* handler->open(): allocates the session; false (after a temporary-failure
@@ -47,6 +52,10 @@ void sora_preauth_reject(struct sora_conn *c, const struct sora_preauth_style *s
 			 enum sora_reject_reason why);
 void sora_preauth_farewell(struct sora_conn *c, const struct sora_preauth_style *st,
 			   enum sora_close_reason why);
+/* The client address for logs: the forwarded one if any, else the peer. */
+const char *sora_preauth_client(struct sora_conn *c);
+/* Logs the forwarded client once it was set. */
+void sora_preauth_log_forwarded(struct sora_conn *c);
 /* handler->close(). */
 void sora_preauth_close(struct sora_conn *c, enum sora_close_reason why);
 

@@ -16,11 +16,9 @@
 #include <string.h>
 
 #include "common/config/config.h"
-#include "common/metrics/metrics.h"
 #include "common/net/workers.h"
 #include "common/proto/cmdline.h"
-#include "common/session/imap-front.h"
-#include "common/session/login-check.h"
+#include "common/session/login.h"
 
 #define SIEVE_MAX_LINE 8192
 #define SIEVE_MAX_LITERAL 8192
@@ -36,20 +34,6 @@ static const struct sora_preauth_style sieve_style = {
 	.max_line = SIEVE_MAX_LINE,
 };
 
-static pthread_once_t metrics_once = PTHREAD_ONCE_INIT;
-static struct sora_metric_series *m_ok, *m_master, *m_failed, *m_tempfail;
-
-static void metrics_init(void)
-{
-	struct sora_metric *l = sora_metric_counter(
-		"sora_logins_total", "Login attempts by protocol and outcome.", "protocol,result");
-
-	m_ok = sora_metric_with(l, "managesieve", "success");
-	m_master = sora_metric_with(l, "managesieve", "master");
-	m_failed = sora_metric_with(l, "managesieve", "failed");
-	m_tempfail = sora_metric_with(l, "managesieve", "tempfail");
-}
-
 static struct sora_sieve_front *front(struct sora_conn *c)
 {
 	return sora_conn_data(c);
@@ -64,8 +48,7 @@ static bool login_available(struct sora_conn *c)
 
 static bool login_allowed(struct sora_conn *c)
 {
-	return sora_conn_is_tls(c) || sora_conn_server(c)->insecure_auth ||
-	       sora_conn_link_trusted(c);
+	return sora_login_plaintext_allowed(c);
 }
 
 static void capabilities(struct sora_conn *c)
@@ -89,7 +72,6 @@ static void capabilities(struct sora_conn *c)
 bool sora_sieve_front_open(struct sora_conn *c, const struct sora_sieve_front_ops *ops,
 			   size_t session_size)
 {
-	pthread_once(&metrics_once, metrics_init);
 	if (!sora_preauth_open_size(c, &sieve_style, session_size))
 		return false;
 	front(c)->ops = ops;
@@ -116,65 +98,34 @@ static bool count_error(struct sora_conn *c)
 	return true;
 }
 
-/* ---- login -------------------------------------------------------------- */
+/* ---- login ------------------------------------------------------------- */
 
-struct login_job {
-	struct sora_login_request req;
-	struct sora_login_result res;
-	char *secret;            /* sodium_malloc: authzid, authcid, password */
-	size_t secret_size;
-};
-
-static enum sora_job_status login_work(struct sora_job *job, void *arg)
+/* The outcome of the shared credentials job (login.h: master user, master
+ * SASL, aliases, "+detail", the timing equaliser, metrics). */
+static void login_done(struct sora_conn *c, enum sora_login_result result,
+		       const struct sora_login *login, void *ctx)
 {
-	struct login_job *j = arg;
-
-	sora_login_check(&j->req, &j->res);
-	return SORA_JOB_DONE;
-}
-
-static void login_job_free(struct login_job *j)
-{
-	if (j->secret != NULL)
-		sodium_free(j->secret);
-	free(j);
-}
-
-static void login_done(struct sora_conn *c, void *arg)
-{
-	struct login_job *j = arg;
 	struct sora_sieve_front *f = front(c);
 
 	f->login_running = false;
-	if (sora_conn_closing(c)) {
-		login_job_free(j);
+	if (sora_conn_closing(c))
 		return;
-	}
-	sora_metric_inc(j->res.ok ? (j->res.master ? m_master : m_ok)
-				  : (j->res.temporary ? m_tempfail : m_failed));
-	if (j->res.ok) {
-		struct sora_sieve_login login = { .account_id = j->res.ref.account_id,
-						  .master = j->res.master };
+	if (result == SORA_LOGIN_OK) {
+		struct sora_sieve_login l = { .account_id = login->account_id,
+					      .master = login->master };
 
-		sora_strlcpy(login.user, j->res.ref.primary_address, sizeof(login.user));
+		sora_strlcpy(l.user, login->user, sizeof(l.user));
 		f->authenticated = true;
-		sora_conn_set_user(c, login.user);
-		sora_info(sora_conn_log_ctx(c), "%slogin as %s from %s (PLAIN)",
-			  login.master ? "master " : "", login.user, sora_conn_peer(c));
-		login_job_free(j);
-		f->ops->authenticated(c, &login);
+		sora_conn_set_user(c, l.user);
+		f->ops->authenticated(c, &l);
 		return;
 	}
-	if (j->res.temporary) {
-		sora_warn(sora_conn_log_ctx(c), "login failed temporarily: %s", j->res.err.msg);
+	if (result == SORA_LOGIN_TEMPFAIL) {
 		sora_conn_printf(c, "NO (TRYLATER) \"Temporary authentication failure.\"\r\n");
-		login_job_free(j);
 		sora_conn_resume(c);
 		return;
 	}
-	sora_info(sora_conn_log_ctx(c), "authentication failed from %s (PLAIN)", sora_conn_peer(c));
 	sora_conn_printf(c, "NO \"Authentication failed.\"\r\n");
-	login_job_free(j);
 	if (count_error(c))
 		sora_conn_resume(c);
 }
@@ -183,48 +134,26 @@ static void start_login(struct sora_conn *c, struct sora_str b64)
 {
 	struct sora_sieve_front *f = front(c);
 	struct sora_buf buf = { 0 };
-	struct sora_str authzid, authcid, password;
-	struct login_job *j;
+	struct sora_login_request req = { .protocol = "managesieve", .mechanism = "PLAIN" };
 
 	if (b64.len == 1 && b64.p[0] == '=')
 		b64.len = 0;
-	if (sora_sasl_plain_decode(b64, &buf, &authzid, &authcid, &password) < 0 ||
-	    authcid.len >= SORA_ACCOUNTS_ADDRESS_SIZE || authzid.len >= SORA_ACCOUNTS_ADDRESS_SIZE) {
-		if (buf.data != NULL)
-			sodium_memzero(buf.data, buf.cap);
-		sora_buf_free(&buf);
+	if (sora_sasl_plain_decode(b64, &buf, &req.authzid, &req.authcid, &req.password) < 0 ||
+	    !sora_login_name_ok(req.authcid) || req.authzid.len >= SORA_LOGIN_NAME_SIZE) {
 		sora_conn_printf(c, "NO \"Authentication failed.\"\r\n");
 		count_error(c);
-		return;
+		goto out;
 	}
-	j = calloc(1, sizeof(*j));
-	if (j != NULL) {
-		j->secret_size = buf.len + 1;
-		j->secret = sodium_malloc(j->secret_size);
-	}
-	if (j == NULL || j->secret == NULL) {
-		if (j != NULL)
-			free(j);
-		sodium_memzero(buf.data, buf.cap);
-		sora_buf_free(&buf);
-		sora_conn_printf(c, "NO (TRYLATER) \"Server out of memory.\"\r\n");
-		return;
-	}
-	memcpy(j->secret, buf.data, buf.len);
-	j->req.pool = f->ops->db();
-	j->req.srv = sora_conn_server(c);
-	j->req.master_sasl_network = sora_login_master_network(c);
-	j->req.authzid = sora_str_make(j->secret + (authzid.p - buf.data), authzid.len);
-	j->req.authcid = sora_str_make(j->secret + (authcid.p - buf.data), authcid.len);
-	j->req.password = sora_str_make(j->secret + (password.p - buf.data), password.len);
-	sodium_memzero(buf.data, buf.cap);
-	sora_buf_free(&buf);
+	req.pool = f->ops->db();
 	f->login_running = true;
-	if (sora_job_submit(c, login_work, login_done, j) < 0) {
+	if (sora_login_start(c, &req, login_done, NULL) < 0) {
 		f->login_running = false;
-		login_job_free(j);
 		sora_conn_printf(c, "NO (TRYLATER) \"Server busy, try again later.\"\r\n");
 	}
+out:
+	if (buf.data != NULL)
+		sodium_memzero(buf.data, buf.cap);
+	sora_buf_free(&buf);
 }
 
 static void cmd_authenticate(struct sora_conn *c, const struct sora_sieve_command *cmd)

@@ -5,7 +5,8 @@
  * STARTTLS (capabilities re-issued after the handshake), AUTHENTICATE
  * "PLAIN" with an initial response or a continuation, through one parser
  * (common/proto/managesieve.h). Credentials are checked on the worker pool
- * (login-check.h); every failure gets the same NO "Authentication failed.".
+ * (login.h, shared with IMAP and POP3); every failure gets the same NO
+ * "Authentication failed.".
  * On success ops->authenticated() owns the session (and answers the
  * command). Plaintext logins need TLS unless insecure_auth or a trusted
  * peer, as for IMAP.

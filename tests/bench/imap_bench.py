@@ -257,14 +257,14 @@ class Sora(benchlib.Sora):
                          sort_from, sort_to, sort_cc, sort_display_from, sort_display_to,
                          envelope, bodystructure, raw_headers, flags, keywords,
                          created_modseq, updated_modseq, sent_tz, imap_envelope,
-                         imap_bodystructure)
+                         imap_bodystructure, pop3_size)
                      SELECT m.account_id, m.mailbox_id, g, m.content_hash, m.size,
                          m.internal_date, m.sent_date, m.subject, m.message_id, m.in_reply_to,
                          m.references_hdr, m.from_text, m.to_text, m.cc_text, m.bcc_text,
                          m.sort_subject, m.sort_from, m.sort_to, m.sort_cc, m.sort_display_from,
                          m.sort_display_to, m.envelope, m.bodystructure, m.raw_headers, m.flags,
                          m.keywords, m.created_modseq, m.updated_modseq, m.sent_tz,
-                         m.imap_envelope, m.imap_bodystructure
+                         m.imap_envelope, m.imap_bodystructure, m.pop3_size
                        FROM messages m, generate_series(2, {n}) g
                       WHERE m.mailbox_id = {mid} AND m.uid = 1;
                      UPDATE mailboxes SET uid_next = {n + 1}, updated_at = now()

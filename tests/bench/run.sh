@@ -6,7 +6,8 @@
 # docs/lmtp.md come from the full run.
 # The LMTP table is also written to $BENCH_BIN/lmtp-results.md, the IMAP
 # table (tests/bench/imap_bench.py, numbers in docs/imap.md) to
-# $BENCH_BIN/imap-results.md.
+# $BENCH_BIN/imap-results.md, the POP3 table (tests/bench/pop3_bench.py,
+# numbers in docs/pop3.md) to $BENCH_BIN/pop3-results.md.
 set -u
 cd "$(dirname "$0")/../.."
 BENCH_BIN=${BENCH_BIN:-build/bench}
@@ -27,5 +28,8 @@ echo "== LMTP delivery, sora-backend vs dovecot lmtp (maildir), alternating runs
 echo
 echo "== IMAP, sora-backend vs dovecot imap (maildir), alternating runs =="
 /usr/bin/python3 tests/bench/imap_bench.py --markdown "$BENCH_BIN/imap-results.md"
+echo
+echo "== POP3, sora-backend vs dovecot pop3 (maildir), alternating runs =="
+/usr/bin/python3 tests/bench/pop3_bench.py --markdown "$BENCH_BIN/pop3-results.md"
 echo
 echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg); $(( $(date +%s) - started )) s in total"

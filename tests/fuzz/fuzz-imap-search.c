@@ -7,7 +7,8 @@
  * arguments handed to sora_imap_search_parse(), and a successful program
  * must respect the header's promises: the depth and key limits, OR with
  * two children and NOT with one, NUL-free valid UTF-8 strings, the
- * summary flags matching the tree. Every atom and string also goes
+ * summary flags matching the tree, a PARTIAL range that is ordered and
+ * never comes with ALL. Every atom and string also goes
  * through sora_imap_date_parse(), whose day numbers must stay within
  * years 0-9999. ASan checks that error paths free. */
 #include <stdint.h>
@@ -124,6 +125,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				CHECK(prog.root.type == SORA_SEARCH_AND && prog.root.child_count > 0);
 				CHECK(allow_return || !prog.esearch);
 				CHECK(!prog.esearch || prog.return_opts != 0);
+				/* PARTIAL: 1 <= lo <= hi, never with ALL
+				 * (RFC 5267 §4.4); no range without it. */
+				if (prog.return_opts & SORA_SEARCH_RETURN_PARTIAL) {
+					CHECK(prog.partial_lo >= 1 && prog.partial_lo <= prog.partial_hi);
+					CHECK(!(prog.return_opts & SORA_SEARCH_RETURN_ALL));
+				} else {
+					CHECK(prog.partial_lo == 0 && prog.partial_hi == 0);
+				}
 				check_key(&prog.root, 0, &w);
 				/* The root is not a key the client sent. */
 				CHECK(w.keys - 1 <= SORA_IMAP_SEARCH_KEYS_MAX);

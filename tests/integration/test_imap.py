@@ -305,6 +305,28 @@ def test_two_sessions_see_each_other(imap_backend):
     one.close()
 
 
+def test_change_visible_at_the_next_command_at_once(imap_backend):
+    """A change made by one session is seen by another session of the
+    same backend at its very next command, without waiting for the
+    notification to come back through PostgreSQL (imaptest works two
+    connections in turn like this)."""
+    b = imap_backend.start()
+    b.account("bob@example.com")
+    _fill(b, 2)
+    one, two = b.raw(), b.raw()
+    one.login("bob@example.com")
+    two.login("bob@example.com")
+    one.cmd("s", "SELECT INBOX")
+    two.cmd("s", "SELECT INBOX")
+    for i in range(60):
+        op = "+FLAGS" if i % 2 == 0 else "-FLAGS"
+        two.cmd(f"t{i}", f"STORE 1 {op} (\\Flagged)")
+        lines = one.cmd(f"n{i}", "CHECK")
+        assert any(l.startswith("* 1 FETCH") for l in lines), (i, lines)
+    one.close()
+    two.close()
+
+
 def test_idle_push_from_lmtp_and_session(imap_backend):
     b = imap_backend.start()
     b.account("bob@example.com")

@@ -155,6 +155,7 @@ class Silent:
         self.host = host
         self.imap_port = self.imap_plain_port = self.sock.getsockname()[1]
         self.lmtp_port = self.lmtp_pp_port = self.imap_port
+        self.pop3_port = self.pop3_plain_port = self.imap_port
 
 
 def test_backend_that_never_greets(cluster):

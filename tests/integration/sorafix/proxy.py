@@ -59,6 +59,8 @@ class Backend:
         self.imap_plain_port = free_port_on(self.host)
         self.lmtp_port = free_port_on(self.host)
         self.lmtp_pp_port = free_port_on(self.host)
+        self.pop3_port = free_port_on(self.host)
+        self.pop3_plain_port = free_port_on(self.host)
         self.server = None
 
     def config(self, extra=""):
@@ -75,6 +77,12 @@ class Backend:
                 'trusted_proxies = ["127.0.0.0/8"]\n'
                 f'[servers.imap_plain]\ntype = "imap"\naddr = "{self.host}:{self.imap_plain_port}"\n'
                 f'master_sasl_username = "{user}"\nmaster_sasl_password = "{pw}"\n'
+                f'[servers.pop3]\naddr = "{self.host}:{self.pop3_port}"\n'
+                f'master_sasl_username = "{user}"\nmaster_sasl_password = "{pw}"\n'
+                '[servers.pop3.proxy_protocol]\nenabled = true\n'
+                'trusted_proxies = ["127.0.0.0/8"]\n'
+                f'[servers.pop3_plain]\ntype = "pop3"\naddr = "{self.host}:{self.pop3_plain_port}"\n'
+                f'master_sasl_username = "{user}"\nmaster_sasl_password = "{pw}"\n'
                 f'[servers.lmtp]\naddr = "{self.host}:{self.lmtp_port}"\n'
                 f'[servers.lmtp_pp]\ntype = "lmtp"\naddr = "{self.host}:{self.lmtp_pp_port}"\n'
                 '[servers.lmtp_pp.proxy_protocol]\nenabled = true\n'
@@ -84,7 +92,8 @@ class Backend:
     def start(self, extra=""):
         self.server = self.cluster.sora_servers(
             "sora-backend", self.config(extra), [], name=self.name)
-        for p in (self.imap_port, self.imap_plain_port, self.lmtp_port, self.lmtp_pp_port):
+        for p in (self.imap_port, self.imap_plain_port, self.lmtp_port, self.lmtp_pp_port,
+                  self.pop3_port, self.pop3_plain_port):
             wait_port(p, host=self.host, proc=self.server.proc, timeout=20)
         return self
 
@@ -199,6 +208,8 @@ class Proxy:
         self.lmtp_port = free_port()
         self.sieve_port = free_port()
         self.sieve_hap_port = free_port()
+        self.pop3_port = free_port()
+        self.pop3_hap_port = free_port()
         self.server = None
 
     def config(self, extra="", remote_proxy=True, connect_timeout="3s", backends=None, top="",
@@ -208,6 +219,8 @@ class Proxy:
         bes = backends if backends is not None else c.backends
         remotes = ", ".join(
             f'"{b.host}:{b.imap_port if remote_proxy else b.imap_plain_port}"' for b in bes)
+        pop3_remotes = ", ".join(
+            f'"{b.host}:{b.pop3_port if remote_proxy else b.pop3_plain_port}"' for b in bes)
         lmtp_remotes = ", ".join(
             f'"{b.host}:{b.lmtp_pp_port if lmtp_remote_proxy else b.lmtp_port}"' for b in bes)
         common = (f'remote_addrs = [{remotes}]\n'
@@ -222,6 +235,11 @@ class Proxy:
                 f'[servers.imap_hap]\ntype = "imap_proxy"\naddr = "127.0.0.1:{self.hap_port}"\n'
                 f'{common}'
                 '[servers.imap_hap.proxy_protocol]\nenabled = true\ntrusted_proxies = ["127.0.0.1/32"]\n'
+                f'[servers.pop3]\ntype = "pop3_proxy"\naddr = "127.0.0.1:{self.pop3_port}"\n'
+                + common.replace(f'remote_addrs = [{remotes}]', f'remote_addrs = [{pop3_remotes}]')
+                + f'[servers.pop3_hap]\ntype = "pop3_proxy"\naddr = "127.0.0.1:{self.pop3_hap_port}"\n'
+                + common.replace(f'remote_addrs = [{remotes}]', f'remote_addrs = [{pop3_remotes}]')
+                + '[servers.pop3_hap.proxy_protocol]\nenabled = true\ntrusted_proxies = ["127.0.0.1/32"]\n'
                 f'[servers.metrics]\naddr = "127.0.0.1:{self.metrics_port}"\n'
                 f'[servers.lmtp]\ntype = "lmtp_proxy"\naddr = "127.0.0.1:{self.lmtp_port}"\n'
                 f'remote_addrs = [{lmtp_remotes}]\nmax_message_size = "{max_message_size}"\n'
@@ -247,7 +265,8 @@ class Proxy:
                 '[servers.sieve_hap.proxy_protocol]\nenabled = true\ntrusted_proxies = ["127.0.0.1/32"]\n')
 
     def start(self, **kw):
-        self.wait_ports = [self.port, self.hap_port, self.lmtp_port]
+        self.wait_ports = [self.port, self.hap_port, self.lmtp_port, self.pop3_port,
+                           self.pop3_hap_port]
         cfg = self.config(**kw)
         self.server = self.cluster.sora_servers("sora-proxy", cfg, self.wait_ports, name=self.name)
         return self
@@ -309,10 +328,12 @@ class Cluster:
                 return b
         return None
 
-    def start_haproxy(self, sieve=False):
+    def start_haproxy(self, sieve=False, pop3=False):
         self.haproxy_port = free_port()
-        servers = "\n".join(f"    server {p.name} 127.0.0.1:{p.sieve_hap_port if sieve else p.hap_port}"
-                            " send-proxy-v2" for p in self.proxies)
+        servers = "\n".join(
+            f"    server {p.name} 127.0.0.1:"
+            f"{p.sieve_hap_port if sieve else p.pop3_hap_port if pop3 else p.hap_port}"
+            " send-proxy-v2" for p in self.proxies)
         cfg = os.path.join(self.dir, "haproxy.cfg")
         with open(cfg, "w") as f:
             f.write(f"""global

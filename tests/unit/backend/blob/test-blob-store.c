@@ -690,10 +690,11 @@ static void test_direct_fs_store(void **state)
 	assert_int_equal(stat(path, &st), 0);
 	assert_int_equal(st.st_nlink, 1);
 	assert_int_equal(st.st_size, sizeof(body) - 1);
-	/* Stored once: the object is the only file; staging and the temp
-	 * directories are empty, no cache directory was made. */
+	/* Stored once: the object is the only file; staging holds only its
+	 * lock file and the temp directories are empty, no cache directory
+	 * was made. */
 	assert_int_equal(count_files(blobs), 1);
-	assert_int_equal(count_files(staging), 0);
+	assert_int_equal(count_files(staging), 1);
 	assert_false(sora_blob_is_staged(s, ACCT, ref.hash));
 	assert_int_not_equal(stat(cache, &st), 0);
 	expect_body(s, ref.hash, (const unsigned char *)body, sizeof(body) - 1, 0,
@@ -727,6 +728,40 @@ static void test_direct_fs_store(void **state)
 	sora_blob_store_free(&s);
 }
 
+/* A store opened on a staging directory that another open store uses
+ * leaves that store's temp files alone (clearing them would break its
+ * writes in flight); once nobody uses the directory, the next opener
+ * clears what a dead writer left. */
+static void test_shared_staging_dir_cleanup(void **state)
+{
+	struct sora_blob_store_params p = { 0 };
+	struct sora_blob_store *a = make_store("shared", NULL, NULL, false, 0, 0), *b = NULL;
+	char blobs[128], staging[128], leftover[256];
+	struct sora_error err;
+	struct stat st;
+	int fd;
+
+	(void)state;
+	snprintf(blobs, sizeof(blobs), "%s/shared/blobs2", dir);
+	snprintf(staging, sizeof(staging), "%s/shared/staging", dir);
+	snprintf(leftover, sizeof(leftover), "%s/tmp/in-flight", staging);
+	fd = open(leftover, O_CREAT | O_WRONLY, 0600);
+	assert_true(fd >= 0);
+	close(fd);
+	if (sora_blob_fs_create(blobs, &p.driver, &err) < 0)
+		fail_msg("%s", err.msg);
+	p.staging_path = staging;
+	assert_int_equal(sora_blob_store_new(&p, &b, &err), 0);
+	assert_int_equal(stat(leftover, &st), 0);
+	sora_blob_store_free(&b);
+	sora_blob_store_free(&a);
+	if (sora_blob_fs_create(blobs, &p.driver, &err) < 0)
+		fail_msg("%s", err.msg);
+	assert_int_equal(sora_blob_store_new(&p, &b, &err), 0);
+	assert_int_not_equal(stat(leftover, &st), 0);
+	sora_blob_store_free(&b);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -740,6 +775,7 @@ int main(void)
 		cmocka_unit_test(test_orphan_sweep),
 		cmocka_unit_test(test_no_cache_streams_and_read_to_fd),
 		cmocka_unit_test(test_open_from_config),
+		cmocka_unit_test(test_shared_staging_dir_cleanup),
 	};
 
 	return cmocka_run_group_tests(tests, setup_dir, teardown_dir);

@@ -67,6 +67,10 @@ static void msg_open(struct msg *x, const char *text)
 	assert_true(fd >= 0);
 	unlink(path);
 	assert_int_equal(write(fd, text, len), (ssize_t)len);
+	/* The whole struct: body.base was left uninitialised, and once
+	 * struct sora_store_message grew the stack garbage under it made
+	 * prepare read past the end of the file. */
+	memset(x, 0, sizeof(*x));
 	x->body.mem = NULL;
 	x->body.fd = fd;
 	x->body.size = len;

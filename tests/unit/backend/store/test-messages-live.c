@@ -1171,7 +1171,7 @@ static uint64_t mono_ms(void)
 static void test_open_cached(void **state)
 {
 	enum { N = 3000 };
-	struct sora_uid_cache *cache = sora_uid_cache_new(1024 * 1024);
+	struct sora_uid_cache *cache = NULL;
 	struct sora_msgs_store_result r;
 	struct sora_msgs_uids ex;
 	struct sora_error err = { 0 };
@@ -1182,6 +1182,7 @@ static void test_open_cached(void **state)
 	char m[24], n[24];
 
 	need_db();
+	cache = sora_uid_cache_new(1024 * 1024);
 	assert_non_null(cache);
 	acc = new_account();
 	inbox = mbox_id(acc, "INBOX");

@@ -792,6 +792,37 @@ static void test_cap_and_total(void **state)
 	assert_false(res.truncated);
 	sora_search_result_free(&res);
 
+	/* A window past the cap (RETURN (PARTIAL)): matches 1001..1010 of
+	 * 1530 in UID order; every tenth UID is not a match, so the 1001st
+	 * match is UID 1112. */
+	{
+		struct sora_imap_search_program prog = { 0 };
+		struct sora_error err = { 0 };
+		key_t_ k = KS(SORA_SEARCH_SUBJECT, "bulk");
+
+		prog.root.type = SORA_SEARCH_AND;
+		prog.root.children = &k;
+		prog.root.child_count = 1;
+		assert_int_equal(sora_search_run_window(conn, mb, &prog, &view, 1000, 10, &res, &err), 0);
+		assert_int_equal(res.uids.count, 10);
+		assert_int_equal(res.uids.uids[0], 1112);
+		assert_int_equal(res.uids.uids[9], 1122);
+		assert_int_equal(res.total, 1530);
+		assert_true(res.truncated);
+		sora_search_result_free(&res);
+		/* The last 30, and past the end: nothing, not truncated. */
+		assert_int_equal(sora_search_run_window(conn, mb, &prog, &view, 1500, 100, &res, &err), 0);
+		assert_int_equal(res.uids.count, 30);
+		assert_int_equal(res.uids.uids[29], 1699);
+		assert_false(res.truncated);
+		sora_search_result_free(&res);
+		assert_int_equal(sora_search_run_window(conn, mb, &prog, &view, 1530, 100, &res, &err), 0);
+		assert_int_equal(res.uids.count, 0);
+		assert_false(res.truncated);
+		sora_search_result_free(&res);
+		arena_free();
+	}
+
 	/* 1:* is one range, whatever the size of the view. */
 	search(mb, KSET(SORA_SEARCH_SEQSET, "1:*"), 0, &res);
 	arena_free();

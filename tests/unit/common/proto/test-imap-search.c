@@ -200,6 +200,8 @@ static char *describe(const struct sora_imap_search_program *prog)
 	sora_buf_init(&b, 0);
 	if (prog->esearch)
 		sora_buf_printf(&b, "RETURN:%u ", prog->return_opts);
+	if (prog->return_opts & SORA_SEARCH_RETURN_PARTIAL)
+		sora_buf_printf(&b, "PARTIAL:%u:%u ", prog->partial_lo, prog->partial_hi);
 	if (prog->has_modseq)
 		sora_buf_append_str(&b, "modseq ");
 	if (prog->uses_saved)
@@ -487,6 +489,113 @@ static void test_return(void **state)
 	      "Unknown SEARCH key.");
 }
 
+/* RFC 5267 §4: UPDATE, CONTEXT, PARTIAL. */
+static void test_return_context(void **state)
+{
+	/* UPDATE 32, CONTEXT 64, PARTIAL 128. */
+	ok_ret("RETURN (UPDATE) SEEN", true, "RETURN:32 AND(FLAG:1)");
+	ok_ret("RETURN (update context count) SEEN", true, "RETURN:104 AND(FLAG:1)");
+	ok_ret("RETURN (UPDATE ALL) SEEN", true, "RETURN:36 AND(FLAG:1)");
+	ok_ret("RETURN (PARTIAL 1:500) ALL", true, "RETURN:128 PARTIAL:1:500 AND(ALL)");
+	/* A reversed range is the same range. */
+	ok_ret("RETURN (partial 500:400 MIN) ALL", true, "RETURN:129 PARTIAL:400:500 AND(ALL)");
+	ok_ret("RETURN (PARTIAL 4294967295:4294967295) ALL", true,
+	       "RETURN:128 PARTIAL:4294967295:4294967295 AND(ALL)");
+	ok_ret("RETURN (COUNT PARTIAL 2:2 UPDATE SAVE) SEEN", true,
+	       "RETURN:184 PARTIAL:2:2 AND(FLAG:1)");
+	/* An option given twice is the same as once (not PARTIAL). */
+	ok_ret("RETURN (UPDATE UPDATE) SEEN", true, "RETURN:32 AND(FLAG:1)");
+
+	bad_n("RETURN (PARTIAL 1) ALL", 22, true, SORA_IMAP_SEARCH_SYNTAX,
+	      "PARTIAL needs a range (low:high).");
+	bad_n("RETURN (PARTIAL 1:*) ALL", 24, true, SORA_IMAP_SEARCH_SYNTAX,
+	      "Invalid PARTIAL range.");
+	bad_n("RETURN (PARTIAL *:1) ALL", 24, true, SORA_IMAP_SEARCH_SYNTAX,
+	      "Invalid PARTIAL range.");
+	bad_n("RETURN (PARTIAL 0:5) ALL", 24, true, SORA_IMAP_SEARCH_SYNTAX,
+	      "Invalid PARTIAL range.");
+	bad_n("RETURN (PARTIAL 1:4294967296) ALL", 33, true, SORA_IMAP_SEARCH_SYNTAX,
+	      "Invalid PARTIAL range.");
+	bad_n("RETURN (PARTIAL 1:2:3) ALL", 26, true, SORA_IMAP_SEARCH_SYNTAX,
+	      "Invalid PARTIAL range.");
+	bad_n("RETURN (PARTIAL :5) ALL", 23, true, SORA_IMAP_SEARCH_SYNTAX,
+	      "Invalid PARTIAL range.");
+	bad_n("RETURN (PARTIAL) ALL", 20, true, SORA_IMAP_SEARCH_SYNTAX, "PARTIAL needs a range.");
+	bad_n("RETURN (PARTIAL (1:2)) ALL", 26, true, SORA_IMAP_SEARCH_SYNTAX,
+	      "PARTIAL needs a range.");
+	bad_n("RETURN (PARTIAL \"1:2\") ALL", 26, true, SORA_IMAP_SEARCH_SYNTAX,
+	      "PARTIAL needs a range.");
+	bad_n("RETURN (PARTIAL 1:2 PARTIAL 3:4) ALL", 36, true, SORA_IMAP_SEARCH_SYNTAX,
+	      "Only one PARTIAL is allowed.");
+	bad_n("RETURN (PARTIAL 1:2 ALL) ALL", 28, true, SORA_IMAP_SEARCH_SYNTAX,
+	      "PARTIAL and ALL cannot be combined.");
+	bad_n("RETURN (ALL PARTIAL 1:2) ALL", 28, true, SORA_IMAP_SEARCH_SYNTAX,
+	      "PARTIAL and ALL cannot be combined.");
+	bad_n("RETURN (UPDATES) ALL", 20, true, SORA_IMAP_SEARCH_SYNTAX,
+	      "Unknown SEARCH RETURN option.");
+	/* Without the extension advertised, RETURN is refused as a whole. */
+	bad("RETURN (UPDATE) SEEN", "SEARCH RETURN is not supported.");
+}
+
+/* The command parser is fed one byte at a time (as a slow client sends
+ * it): the program must come out the same as from one piece. */
+static void test_return_context_bytewise(void **state)
+{
+	static const char *const lines[] = {
+		"RETURN (UPDATE PARTIAL 10:1) OR SEEN SUBJECT s33",
+		"RETURN (CONTEXT COUNT) SUBJECT {3}\r\nabc",
+		"RETURN (PARTIAL 2:4) 1:2,4:5",
+	};
+
+	for (size_t l = 0; l < sizeof(lines) / sizeof(lines[0]); l++) {
+		struct sora_imap_parser_params pp = sora_imap_parser_default_params;
+		struct sora_imap_parser *p = sora_imap_parser_new(&pp);
+		struct sora_imap_search_program whole, piece;
+		const struct sora_imap_command *cmd = NULL;
+		struct sora_buf line;
+		const char *error;
+		char *a, *b;
+
+		assert_non_null(p);
+		sora_buf_init(&line, 0);
+		sora_buf_printf(&line, "a SEARCH %s\r\n", lines[l]);
+		for (size_t i = 0; i < line.len && cmd == NULL; i++) {
+			size_t off = 0;
+
+			/* An event may stop short of the byte: offer it again. */
+			while (off < 1 && cmd == NULL) {
+				size_t used = 0;
+				enum sora_imap_parse_result r =
+					sora_imap_parser_feed(p, line.data + i + off, 1 - off, &used);
+
+				off += used;
+				if (r == SORA_IMAP_PARSE_COMMAND) {
+					cmd = sora_imap_parser_command(p);
+					assert_int_equal(i + off, line.len);
+				} else {
+					assert_true(r == SORA_IMAP_PARSE_NEED_MORE ||
+						    r == SORA_IMAP_PARSE_LITERAL ||
+						    r == SORA_IMAP_PARSE_LITERAL_DATA);
+				}
+			}
+		}
+		assert_non_null(cmd);
+		if (sora_imap_search_parse(cmd->args, cmd->args_count, true, &piece, &error) != 0)
+			fail_msg("%s (bytewise): %s", lines[l], error);
+		if (parse(lines[l], true, &whole, &error) != 0)
+			fail_msg("%s: %s", lines[l], error);
+		a = describe(&whole);
+		b = describe(&piece);
+		assert_string_equal(a, b);
+		free(a);
+		free(b);
+		sora_imap_search_free(&whole);
+		sora_imap_search_free(&piece);
+		sora_buf_free(&line);
+		sora_imap_parser_free(&p);
+	}
+}
+
 static void test_charset(void **state)
 {
 	ok("CHARSET \"utf-8\" ALL", "AND(ALL)");
@@ -549,6 +658,8 @@ int main(void)
 		cmocka_unit_test(test_or_not_lists),
 		cmocka_unit_test(test_limits),
 		cmocka_unit_test(test_return),
+		cmocka_unit_test(test_return_context),
+		cmocka_unit_test(test_return_context_bytewise),
 		cmocka_unit_test(test_charset),
 		cmocka_unit_test(test_bad_keys),
 		cmocka_unit_test(test_error_frees),

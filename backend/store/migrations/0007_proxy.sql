@@ -1,4 +1,4 @@
--- Sora schema, migration 0006: what sora-proxy needs (docs/proxy.md).
+-- Sora schema, migration 0007: what sora-proxy needs (docs/proxy.md).
 --
 -- 1. accounts.backend: a per-user routing override. NULL (the default)
 --    lets the consistent-hash ring choose; otherwise it names a backend by
