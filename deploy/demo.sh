@@ -134,10 +134,15 @@ CFG
 [servers.imap]
 addr = "127.0.0.1:$BACK_IMAP"
 insecure_auth = true
+# sora-proxy logs in here for its clients (from loopback only).
+master_sasl_username = "proxy"
+master_sasl_password = "demo-proxy-secret"
 
 [servers.pop3]
 addr = "127.0.0.1:$BACK_POP3"
 insecure_auth = true
+master_sasl_username = "proxy"
+master_sasl_password = "demo-proxy-secret"
 
 # Mail comes in here (an MTA such as Postfix, or swaks by hand).
 [servers.lmtp]
@@ -155,11 +160,19 @@ CFG
 addr = "127.0.0.1:$IMAP_PORT"
 remote_addrs = ["127.0.0.1:$BACK_IMAP"]
 insecure_auth = true
+master_sasl_username = "proxy"
+master_sasl_password = "demo-proxy-secret"
+# The backend's demo port also takes clients directly, so it expects no
+# PROXY header: the client address goes over in IMAP ID fields instead.
+remote_use_proxy_protocol = false
 
 [servers.pop3_proxy]
 addr = "127.0.0.1:$POP3_PORT"
 remote_addrs = ["127.0.0.1:$BACK_POP3"]
 insecure_auth = true
+master_sasl_username = "proxy"
+master_sasl_password = "demo-proxy-secret"
+remote_use_proxy_protocol = false
 
 [servers.metrics]
 addr = "127.0.0.1:$PROXY_METRICS_PORT"
@@ -243,22 +256,23 @@ then see it arrive:
   grep 'delivered:' $var/log/backend.log
   psql -h 127.0.0.1 -p $PG_PORT -U postgres sora_demo -c "SELECT m.uid, m.size, m.subject FROM messages m JOIN mailboxes b ON b.id = m.mailbox_id JOIN credentials c ON c.account_id = m.account_id WHERE c.address = 'demo@example.com' AND b.name = 'INBOX'"
 
-Read it with a mail client -- IMAP server 127.0.0.1 port $BACK_IMAP, no
-encryption, password login, user demo@example.com, password demo-password
-(Thunderbird, mutt: imap://demo@example.com@127.0.0.1:$BACK_IMAP/), or:
+Read it with a mail client -- IMAP server 127.0.0.1 port $IMAP_PORT (through
+sora-proxy; $BACK_IMAP is the backend directly), no encryption, password
+login, user demo@example.com, password demo-password
+(Thunderbird, mutt: imap://demo@example.com@127.0.0.1:$IMAP_PORT/), or:
 
-  curl -s "imap://127.0.0.1:$BACK_IMAP/INBOX;UID=1" -u demo@example.com:demo-password
+  curl -s "imap://127.0.0.1:$IMAP_PORT/INBOX;UID=1" -u demo@example.com:demo-password
 
-or over POP3 (port $BACK_POP3; the maildrop is the INBOX, UIDL is the IMAP
-UID; pop3://demo@example.com@127.0.0.1:$BACK_POP3 in a mail client):
+or over POP3 (port $POP3_PORT through sora-proxy; the maildrop is the INBOX,
+UIDL is the IMAP UID; pop3://demo@example.com@127.0.0.1:$POP3_PORT in a mail
+client):
 
-  curl -s "pop3://127.0.0.1:$BACK_POP3/" -u demo@example.com:demo-password      # LIST
-  curl -s "pop3://127.0.0.1:$BACK_POP3/1" -u demo@example.com:demo-password     # RETR 1
-  python3 -c 'import poplib; p = poplib.POP3("127.0.0.1", $BACK_POP3); p.user("demo@example.com"); p.pass_("demo-password"); print(p.stat(), p.uidl()[1]); p.quit()'
+  curl -s "pop3://127.0.0.1:$POP3_PORT/" -u demo@example.com:demo-password      # LIST
+  curl -s "pop3://127.0.0.1:$POP3_PORT/1" -u demo@example.com:demo-password     # RETR 1
+  python3 -c 'import poplib; p = poplib.POP3("127.0.0.1", $POP3_PORT); p.user("demo@example.com"); p.pass_("demo-password"); print(p.stat(), p.uidl()[1]); p.quit()'
 
 Stop everything with:  make demo-stop
 
-This version logs IMAP and POP3 clients in on sora-backend (ports
-$BACK_IMAP and $BACK_POP3). The proxy's ports still stop at login (the
-proxy tier is the next issue).
+sora-proxy routes IMAP and POP3 logins to the backend (docs/proxy.md); the
+backend's ports ($BACK_IMAP, $BACK_POP3) also take clients directly.
 TXT

@@ -1,5 +1,6 @@
 /* sora-admin accounts ... and credentials ... */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "backend/admin/admin.h"
@@ -91,6 +92,22 @@ static void print_credentials(const struct sora_credential_list *creds)
 	}
 }
 
+static void print_backend(struct admin_ctx *ctx, long long id)
+{
+	char idbuf[24];
+	const char *values[1] = { idbuf };
+	struct sora_error err;
+	PGresult *res = NULL;
+
+	snprintf(idbuf, sizeof(idbuf), "%lld", id);
+	if (sora_db_exec(ctx->conn, SORA_DB_CLASS_DEFAULT, "SELECT backend FROM accounts WHERE id = $1",
+			 1, values, &res, NULL, &err) != 0)
+		return;
+	printf("Backend:     %s\n", PQntuples(res) == 1 && !PQgetisnull(res, 0, 0)
+		? PQgetvalue(res, 0, 0) : "(ring)");
+	PQclear(res);
+}
+
 int admin_cmd_accounts_show(struct admin_ctx *ctx, const struct admin_args *args)
 {
 	struct sora_account_list list;
@@ -120,6 +137,7 @@ int admin_cmd_accounts_show(struct admin_ctx *ctx, const struct admin_args *args
 	else
 		printf("Status:      active\n");
 	printf("Created:     %s\n", a->created_at);
+	print_backend(ctx, a->id);
 	printf("Mailboxes:   %lld\n", (long long)a->mailbox_count);
 	printf("Messages:    %lld\n", (long long)a->message_count);
 	printf("Size:        %s\n", admin_format_size(a->total_size, size, sizeof(size)));
@@ -130,11 +148,38 @@ int admin_cmd_accounts_show(struct admin_ctx *ctx, const struct admin_args *args
 	return ADMIN_EXIT_OK;
 }
 
+/* accounts.backend (migration 0007): the proxies' per-user override. */
+static int set_backend(struct admin_ctx *ctx, const char *email, const char *backend)
+{
+	const char *values[2] = { email, backend[0] != '\0' ? backend : NULL };
+	struct sora_error err;
+	PGresult *res = NULL;
+	int n;
+
+	if (strlen(backend) > 255 || strpbrk(backend, " \t\r\n") != NULL)
+		return admin_fail("--backend: expected a host or host:port");
+	if (sora_db_exec(ctx->conn, SORA_DB_CLASS_WRITE,
+			 "UPDATE accounts SET backend = $2, updated_at = now() WHERE id = "
+			 "(SELECT account_id FROM credentials WHERE lower(address) = lower($1))",
+			 2, values, &res, NULL, &err) != 0)
+		return admin_report(&err);
+	n = (int)strtol(PQcmdTuples(res), NULL, 10);
+	PQclear(res);
+	if (n != 1)
+		return admin_fail("no account has the address %s", email);
+	if (backend[0] != '\0')
+		printf("%s is pinned to backend %s\n", email, backend);
+	else
+		printf("%s is routed by the ring again\n", email);
+	return ADMIN_EXIT_OK;
+}
+
 int admin_cmd_accounts_update(struct admin_ctx *ctx, const struct admin_args *args)
 {
 	bool want_password = admin_opt(args, "password") != NULL ||
 		admin_flag(args, "password-stdin");
 	bool make_primary = admin_flag(args, "make-primary");
+	const char *backend = admin_opt(args, "backend");
 	enum sora_pw_scheme scheme;
 	const char *email;
 	char *password = NULL;
@@ -145,9 +190,9 @@ int admin_cmd_accounts_update(struct admin_ctx *ctx, const struct admin_args *ar
 	email = admin_require(args, "email", &code);
 	if (email == NULL)
 		return code;
-	if (!want_password && !make_primary)
-		return admin_usage_error(args->cmd, "nothing to change: give a new password"
-					 " and/or --make-primary");
+	if (!want_password && !make_primary && backend == NULL)
+		return admin_usage_error(args->cmd, "nothing to change: give a new password,"
+					 " --make-primary and/or --backend");
 	if (!want_password && admin_opt(args, "hash") != NULL)
 		return admin_usage_error(args->cmd, "--hash needs a new password");
 	code = admin_hash_scheme(args, &scheme);
@@ -168,6 +213,11 @@ int admin_cmd_accounts_update(struct admin_ctx *ctx, const struct admin_args *ar
 		if (ret != 0)
 			return admin_report(&err);
 		printf("%s is now the primary identity of its account\n", email);
+	}
+	if (backend != NULL) {
+		code = set_backend(ctx, email, backend);
+		if (code != ADMIN_EXIT_OK)
+			return code;
 	}
 	return ADMIN_EXIT_OK;
 }

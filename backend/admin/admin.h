@@ -102,6 +102,9 @@ int admin_cmd_credentials_delete(struct admin_ctx *ctx, const struct admin_args 
 int admin_cmd_stats_auth(struct admin_ctx *ctx, const struct admin_args *args);
 int admin_cmd_health(struct admin_ctx *ctx, const struct admin_args *args);
 int admin_cmd_auth_test(struct admin_ctx *ctx, const struct admin_args *args);
+/* admin-connections.c */
+int admin_cmd_connections_list(struct admin_ctx *ctx, const struct admin_args *args);
+int admin_cmd_connections_kick(struct admin_ctx *ctx, const struct admin_args *args);
 /* admin-auth.c: auth blocks, auth unblock, and the --hash-import forms of
  * accounts create and credentials add (called by those commands when the
  * option is given). */

@@ -63,12 +63,18 @@ static const struct admin_cmd commands[] = {
 	  "password schemes. Password hashes are never shown.",
 	  { "email=", NULL }, true, admin_cmd_accounts_show },
 	{ "accounts", "update",
-	  "--email E [(--password P | --password-stdin) [--hash SCHEME]] [--make-primary]",
-	  "change a password or the primary identity",
+	  "--email E [(--password P | --password-stdin) [--hash SCHEME]] [--make-primary]\n"
+	  "                  [--backend HOST]",
+	  "change a password, the primary identity or the backend",
 	  "Changes the password of the credential E (only that address; other\n"
 	  "addresses of the account keep theirs) and/or makes E the account's\n"
-	  "primary identity.",
-	  { "email=", "password=", "password-stdin", "hash=", "make-primary", NULL }, true,
+	  "primary identity. --backend pins the account to one backend (a host,\n"
+	  "or host:port, as in the proxies' remote_addrs) instead of the one the\n"
+	  "proxies' consistent-hash ring chooses; --backend \"\" removes the pin.\n"
+	  "New sessions follow at once; open ones stay where they are (see\n"
+	  "connections kick).",
+	  { "email=", "password=", "password-stdin", "hash=", "make-primary", "backend=", NULL },
+	  true,
 	  admin_cmd_accounts_update },
 	{ "accounts", "delete", "--email E",
 	  "soft-delete an account",
@@ -110,6 +116,21 @@ static const struct admin_cmd commands[] = {
 	  "7d), the N (default 10) IPs and usernames with most failures, and every\n"
 	  "IP or username blocked right now.",
 	  { "window=", "top=", NULL }, true, admin_cmd_stats_auth },
+	{ "connections", "list", "[--user E] [--protocol P]",
+	  "list the sessions the proxies relay",
+	  "Lists the sessions every sora-proxy relays now (from the connections\n"
+	  "table the proxies keep): user, protocol, client address, backend, proxy\n"
+	  "node, since when and the session id (which the backend's log lines of\n"
+	  "that session carry too). Rows of a proxy that stopped sending\n"
+	  "heartbeats for 2 minutes are not shown.",
+	  { "user=", "protocol=", NULL }, true, admin_cmd_connections_list },
+	{ "connections", "kick", "[--user E] [--protocol P]",
+	  "disconnect sessions on every proxy",
+	  "Asks every sora-proxy to close the sessions of user E (any case) and/or\n"
+	  "of protocol P (imap, pop3, managesieve): a request row and a NOTIFY;\n"
+	  "proxies act within a second (at once when connected, else at their next\n"
+	  "poll). Closing the proxied session closes its backend session too.",
+	  { "user=", "protocol=", NULL }, true, admin_cmd_connections_kick },
 	{ "health", NULL, "",
 	  "check the database, migrations and storage configuration",
 	  "Connects to the primary database and every read endpoint, checks that\n"

@@ -304,6 +304,8 @@ static const struct sora_config_key server_keys[] = {
 	KEY_BOOL("remote_tls", T, remote_tls, false),
 	KEY_BOOL("remote_tls_verify", T, remote_tls_verify, true),
 	KEY_BOOL("remote_use_proxy_protocol", T, remote_use_proxy_protocol, true),
+	KEY_STRING("remote_tls_ca_file", T, remote_tls_ca_file, NULL, 0),
+	KEY_DURATION("health_check_interval", T, health_check_interval_ms, SECONDS(5), 1, 0),
 
 	KEY_STRING("api_key", T, api_key, NULL, 0),
 	KEY_CIDRS("allowed_hosts", T, allowed_hosts),

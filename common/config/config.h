@@ -136,7 +136,10 @@ struct sora_server_config {
 	bool remote_tls;
 	bool remote_tls_verify;              /* default true */
 	bool remote_use_proxy_protocol;      /* default true */
-	int64_t connect_timeout_ms;          /* default 10s */
+	int64_t connect_timeout_ms;          /* default 10s: one budget for the whole
+					      * backend login, failovers included */
+	char *remote_tls_ca_file;            /* CAs for remote_tls_verify (default: system store) */
+	int64_t health_check_interval_ms;    /* active backend checks, default 5s */
 
 	/* http_api / metrics */
 	char *api_key;

@@ -1148,8 +1148,12 @@ static void conn_tls_opened(struct sora_conn *c)
 	c->tls_handshake_done = true;
 	sora_debug(&c->log, "TLS established: %s %s", SSL_get_version(c->ssl),
 		   SSL_get_cipher_name(c->ssl));
-	if (c->state != CONN_HANDSHAKE)
+	if (c->state != CONN_HANDSHAKE) {
+		/* STARTTLS on an open session. */
+		if (c->state == CONN_OPEN && c->h->tls_ready != NULL)
+			c->h->tls_ready(c);
 		return;
+	}
 	if (c->outbound)
 		sora_conn__connected(c);
 	else

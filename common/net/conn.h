@@ -123,6 +123,10 @@ struct sora_conn_handler {
 	 * is not called. The session data set in the connect params is the
 	 * caller's to free here. */
 	void (*connect_failed)(struct sora_conn *c, const char *why);
+	/* A STARTTLS handshake completed (optional): ManageSieve re-issues
+	 * its capabilities then (RFC 5804 2.2), which cannot be written
+	 * before the handshake. */
+	void (*tls_ready)(struct sora_conn *c);
 };
 
 /* Session data for the handler. */

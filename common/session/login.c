@@ -84,6 +84,18 @@ static int login_lookup(struct sora_db_conn *db, struct sora_str name, struct so
 	return ret;
 }
 
+/* A refused master login costs what an unknown user's does (one bcrypt
+ * verification against a dummy hash), so response times do not tell
+ * whether a name is the master identity or the network may use it. */
+static void equalise_timing(struct sora_db_conn *db, const char *password, size_t len)
+{
+	struct sora_account_ref ref;
+	struct sora_error err;
+	bool match;
+
+	sora_accounts_authenticate(db, sora_str_make("", 0), password, len, &match, &ref, &err);
+}
+
 static enum sora_job_status login_work(struct sora_job *job, void *arg)
 {
 	struct login_job *j = arg;
@@ -109,6 +121,8 @@ static enum sora_job_status login_work(struct sora_job *job, void *arg)
 				j->ok = j->master = true;
 			else if (j->err.cls != SORA_ERR_NOT_FOUND)
 				j->temporary = true;
+		} else {
+			equalise_timing(db, password, j->password_len);
 		}
 		goto out;
 	}
@@ -123,6 +137,8 @@ static enum sora_job_status login_work(struct sora_job *job, void *arg)
 				j->ok = j->master = true;
 			else if (j->err.cls != SORA_ERR_NOT_FOUND)
 				j->temporary = true;
+		} else {
+			equalise_timing(db, password, j->password_len);
 		}
 		goto out;
 	}

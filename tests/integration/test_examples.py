@@ -101,13 +101,6 @@ def test_server_starts_despite_warnings(tmp_path, sora_servers):
 UNAVAILABLE = {
     "managesieve": ("sora-backend", '[servers.managesieve]\naddr = "127.0.0.1:{port}"\n',
                     ":1: [servers.managesieve]: server type 'managesieve' is not available"),
-    "managesieve_proxy": ("sora-proxy",
-                          '[servers.managesieve_proxy]\naddr = "127.0.0.1:{port}"\n'
-                          'remote_addrs = ["127.0.0.1:1"]\n',
-                          ":1: [servers.managesieve_proxy]: server type 'managesieve_proxy' is not available"),
-    "lmtp_proxy": ("sora-proxy",
-                   '[servers.lmtp_proxy]\naddr = "127.0.0.1:{port}"\nremote_addrs = ["127.0.0.1:1"]\n',
-                   ":1: [servers.lmtp_proxy]: server type 'lmtp_proxy' is not available"),
     "http_api": ("sora-proxy",
                  '[[servers]]\ntype = "http_api"\naddr = "127.0.0.1:{port}"\napi_key = "k"\n',
                  ":1: [servers.http_api#1]: server type 'http_api' is not available"),

@@ -2132,7 +2132,8 @@ static void test_example_proxy(void **state)
 			assert_true(c->servers[i].remote_addrs_count > 0);
 		}
 	}
-	assert_int_equal(proxies, 2);   /* imap_proxy, pop3_proxy in this version */
+	/* imap_proxy, pop3_proxy, lmtp_proxy, managesieve_proxy */
+	assert_int_equal(proxies, 4);
 	sora_config_free(&c);
 }
 
