@@ -773,6 +773,28 @@ void sora_store_append_result_free(struct sora_store_append_result *res)
 	res->count = 0;
 }
 
+/* The error of a refused UID allocation: the UID space is used up
+ * (mailboxes_uid_next_check), or err as the database reported it. */
+static void append_refused(const char *sqlstate, const char *name, struct sora_error *err)
+{
+	if (strcmp(sqlstate, "23514") == 0)
+		sora_error_set(err, SORA_ERR_LIMIT, "mailbox %s: no UIDs left", name);
+}
+
+/* The mailbox id, UIDVALIDITY and (first) UID from the row of an
+ * allocation; no row means no such selectable mailbox. */
+static int append_mailbox(const PGresult *r, const char *name, int64_t *id_r,
+			  int64_t *validity_r, int64_t *uid_r, struct sora_error *err)
+{
+	if (PQntuples(r) != 1)
+		return sora_error_set(err, SORA_ERR_NOT_FOUND, "mailbox %s does not exist", name);
+	if (sora_db_get_i64(r, 0, 0, id_r, err) < 0 ||
+	    sora_db_get_i64(r, 0, 1, validity_r, err) < 0 ||
+	    sora_db_get_i64(r, 0, 2, uid_r, err) < 0)
+		return -1;
+	return 0;
+}
+
 /* The row of a one-message APPEND whose body is staged (refs): one
  * statement, committed by itself. *absent_r stays true while nothing can
  * have been stored. */
@@ -805,18 +827,14 @@ static int append_one(struct sora_db_conn *conn, struct sora_blob_store *blobs,
 		if (PQstatus(sora_db_conn_pg(conn)) != CONNECTION_OK) {
 			*absent_r = false;
 			err->cls = SORA_ERR_TEMPORARY;
-		} else if (strcmp(sqlstate, "23514") == 0) {
-			sora_error_set(err, SORA_ERR_LIMIT, "mailbox %s: no UIDs left", name);
+		} else {
+			append_refused(sqlstate, name, err);
 		}
 		goto out;
 	}
-	if (PQntuples(r) != 1) {
-		sora_error_set(err, SORA_ERR_NOT_FOUND, "mailbox %s does not exist", name);
-		goto out;
-	}
-	*absent_r = false;
-	if (sora_db_get_i64(r, 0, 0, &id, err) < 0 || sora_db_get_i64(r, 0, 1, &validity, err) < 0 ||
-	    sora_db_get_i64(r, 0, 2, &uid, err) < 0)
+	if (PQntuples(r) == 1)
+		*absent_r = false;
+	if (append_mailbox(r, name, &id, &validity, &uid, err) < 0)
 		goto out;
 	res_r->uids[0] = (uint32_t)uid;
 	res_r->uid_validity = (uint32_t)validity;
@@ -909,16 +927,11 @@ int sora_store_append(struct sora_db_conn *conn, struct sora_blob_store *blobs,
 	in_tx = true;
 	if (sora_db_exec(conn, SORA_DB_CLASS_WRITE, sql_append_lock, 3, lock_params, &r, sqlstate,
 			 err) < 0) {
-		if (strcmp(sqlstate, "23514") == 0)
-			sora_error_set(err, SORA_ERR_LIMIT, "mailbox %s: no UIDs left", name);
+		append_refused(sqlstate, name, err);
 		goto out;
 	}
-	if (PQntuples(r) != 1) {
-		sora_error_set(err, SORA_ERR_NOT_FOUND, "mailbox %s does not exist", name);
-		goto out;
-	}
-	if (sora_db_get_i64(r, 0, 0, &id, err) < 0 || sora_db_get_i64(r, 0, 1, &validity, err) < 0 ||
-	    sora_db_get_i64(r, 0, 2, &first, err) < 0 || sora_db_get_i64(r, 0, 3, &ms, err) < 0)
+	if (append_mailbox(r, name, &id, &validity, &first, err) < 0 ||
+	    sora_db_get_i64(r, 0, 3, &ms, err) < 0)
 		goto out;
 	PQclear(r);
 	r = NULL;
