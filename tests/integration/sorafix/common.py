@@ -23,11 +23,23 @@ def bin_path(name):
     return p
 
 
-def free_port():
-    """A TCP port that was free a moment ago on 127.0.0.1."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+_handed_out = set()
+
+
+def free_port(host="127.0.0.1"):
+    """A TCP port that was free a moment ago on host, and that this
+    process has not handed out before: the kernel may give the same port
+    to two bind(0) calls in a row once the first socket is closed, and a
+    test that asks for two ports before starting its servers would then
+    configure two servers on one port."""
+    for _ in range(1000):
+        with socket.socket() as s:
+            s.bind((host, 0))
+            port = s.getsockname()[1]
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
+    raise RuntimeError("no fresh free port")
 
 
 def wait_port(port, host="127.0.0.1", timeout=10.0, proc=None):
