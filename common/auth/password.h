@@ -56,6 +56,11 @@ enum sora_pw_scheme {
 #define SORA_PW_DEFAULT_BCRYPT_COST 12
 #define SORA_PW_MIN_BCRYPT_COST 4
 #define SORA_PW_MAX_BCRYPT_COST 31
+/* A login rehashes a bcrypt hash only below this cost (OWASP's minimum):
+ * new hashes get the default, but an operator's cost-10 or cost-11 hashes
+ * stay as chosen -- rehashing them to 12 would quadruple the CPU of every
+ * later login (measured: tests/bench/proxy_bench.py, docs/proxy.md). */
+#define SORA_PW_REHASH_BELOW_BCRYPT_COST 10
 
 /* Longest password accepted at all, in bytes. Longer ones are refused when
  * hashing and never match when verifying; no real password is this long,

@@ -186,8 +186,8 @@ int sora_accounts_authenticate(struct sora_db_conn *conn, struct sora_str addres
 		stored = dummy_hash;
 	}
 	if (stored != NULL &&
-	    sora_password_verify(stored, password, password_len, 0, &match, &rehash,
-				 &error) < 0 && found) {
+	    sora_password_verify(stored, password, password_len, SORA_PW_REHASH_BELOW_BCRYPT_COST,
+				 &match, &rehash, &error) < 0 && found) {
 		char shown[128], label[64];
 
 		/* A bad row, not a database failure: name the address and the

@@ -538,6 +538,13 @@ def test_rehash_on_login(imap_backend):
     assert after != before and "$04$" not in after, after
     c = b.login("old@example.com", "secret")
     c.logout()
+    # Cost 10 is an operator's choice, not a weakness: it stays.
+    ten = "{BLF-CRYPT}" + crypt.crypt("secret", crypt.mksalt(crypt.METHOD_BLOWFISH, rounds=1024))
+    b.admin.ok("accounts", "create", "--email", "ten@example.com", "--hash-import", ten)
+    before = b.sql("SELECT password_hash FROM credentials WHERE address = 'ten@example.com'")
+    assert "$10$" in before
+    b.login("ten@example.com", "secret").logout()
+    assert b.sql("SELECT password_hash FROM credentials WHERE address = 'ten@example.com'") == before
 
 
 def test_fetch_tells_new_mail_but_never_expunges(imap_backend):
