@@ -15,10 +15,18 @@
  * EVP, the figure `openssl speed -evp sha512` gives for 64-byte blocks, to
  * show how much of SSHA512's cost is the digest itself.
  *
+ * bench-password --ceiling T --bcrypt-cost C [--seconds S] instead runs T
+ * threads that each verify one bcrypt hash of cost C for S seconds and
+ * prints the total verifications per second: the machine's ceiling for
+ * logins with such hashes when T worker threads do nothing else
+ * (tests/bench/proxy_bench.py compares the proxy's logins/s with it).
+ *
  * What the numbers mean for capacity: one worker thread can check about
  * that many logins per second for users stored with that scheme; the auth
  * worker pool scales it by the number of cores. */
 #include <openssl/evp.h>
+#include <pthread.h>
+#include <sys/resource.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -117,10 +125,86 @@ static int bench_raw_sha512(double seconds)
 	return 0;
 }
 
+struct ceiling_thread {
+	pthread_t tid;
+	const char *hash;
+	int cost;
+	double seconds;
+	unsigned long n;
+	int failed;
+};
+
+static void *ceiling_run(void *arg)
+{
+	struct ceiling_thread *t = arg;
+	double start = now_seconds();
+	const char *error = NULL;
+
+	do {
+		bool match = false;
+
+		if (sora_password_verify(t->hash, password, sizeof(password) - 1, t->cost,
+					 &match, NULL, &error) < 0 || !match) {
+			t->failed = 1;
+			return NULL;
+		}
+		t->n++;
+	} while (now_seconds() - start < t->seconds);
+	return NULL;
+}
+
+static int bench_ceiling(int threads, int cost, double seconds)
+{
+	struct ceiling_thread t[64];
+	const char *error = NULL;
+	char *hash = NULL;
+	unsigned long total = 0;
+	double start, elapsed;
+	struct rusage ru0, ru;
+	int ret = 0;
+
+	if (sora_password_hash(SORA_PW_BCRYPT, password, sizeof(password) - 1, cost, &hash,
+			       &error) < 0) {
+		fprintf(stderr, "bench-password: hashing bcrypt failed: %s\n", error);
+		return 1;
+	}
+	getrusage(RUSAGE_SELF, &ru0);
+	start = now_seconds();
+	for (int i = 0; i < threads; i++) {
+		t[i] = (struct ceiling_thread){ .hash = hash, .cost = cost, .seconds = seconds };
+		if (pthread_create(&t[i].tid, NULL, ceiling_run, &t[i]) != 0) {
+			fprintf(stderr, "bench-password: pthread_create failed\n");
+			exit(1);
+		}
+	}
+	for (int i = 0; i < threads; i++) {
+		pthread_join(t[i].tid, NULL);
+		total += t[i].n;
+		ret |= t[i].failed;
+	}
+	elapsed = now_seconds() - start;
+	free(hash);
+	getrusage(RUSAGE_SELF, &ru);
+	if (ret) {
+		fprintf(stderr, "bench-password: bcrypt did not verify\n");
+		return 1;
+	}
+	/* CPU seconds per verification: what a login costs at least,
+	 * whatever else shares the machine. */
+	printf("bcrypt cost %d, %d threads: %lu verifies in %.2f s, %.4f CPU s each: "
+	       "%.1f verifies/s\n", cost, threads, total, elapsed,
+	       ((double)(ru.ru_utime.tv_sec - ru0.ru_utime.tv_sec) +
+		(ru.ru_utime.tv_usec - ru0.ru_utime.tv_usec) / 1e6 +
+		(double)(ru.ru_stime.tv_sec - ru0.ru_stime.tv_sec) +
+		(ru.ru_stime.tv_usec - ru0.ru_stime.tv_usec) / 1e6) / (double)total,
+	       (double)total / elapsed);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	double seconds = 2.0;
-	int ret = 0;
+	int ret = 0, threads = 0, cost = 10;
 
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--seconds") == 0 && i + 1 < argc) {
@@ -131,12 +215,27 @@ int main(int argc, char **argv)
 				fprintf(stderr, "bench-password: --seconds wants 0 < S <= 600\n");
 				return 2;
 			}
+		} else if (strcmp(argv[i], "--ceiling") == 0 && i + 1 < argc) {
+			threads = atoi(argv[++i]);
+			if (threads < 1 || threads > 64) {
+				fprintf(stderr, "bench-password: --ceiling wants 1..64 threads\n");
+				return 2;
+			}
+		} else if (strcmp(argv[i], "--bcrypt-cost") == 0 && i + 1 < argc) {
+			cost = atoi(argv[++i]);
+			if (cost < 4 || cost > 31) {
+				fprintf(stderr, "bench-password: --bcrypt-cost wants 4..31\n");
+				return 2;
+			}
 		} else {
-			fprintf(stderr, "usage: bench-password [--seconds S]\n");
+			fprintf(stderr, "usage: bench-password [--seconds S] "
+				"[--ceiling THREADS [--bcrypt-cost C]]\n");
 			return 2;
 		}
 	}
 
+	if (threads > 0)
+		return bench_ceiling(threads, cost, seconds);
 	printf("password verification, single thread, %.1f s per scheme\n", seconds);
 	printf("%-14s %-28s %14s %14s\n", "scheme", "parameters", "verifies/s", "us/verify");
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {

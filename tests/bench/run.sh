@@ -7,7 +7,9 @@
 # The LMTP table is also written to $BENCH_BIN/lmtp-results.md, the IMAP
 # table (tests/bench/imap_bench.py, numbers in docs/imap.md) to
 # $BENCH_BIN/imap-results.md, the POP3 table (tests/bench/pop3_bench.py,
-# numbers in docs/pop3.md) to $BENCH_BIN/pop3-results.md.
+# numbers in docs/pop3.md) to $BENCH_BIN/pop3-results.md, the proxy table
+# (tests/bench/proxy_bench.py, numbers in docs/proxy.md) to
+# $BENCH_BIN/proxy-results.md.
 set -u
 cd "$(dirname "$0")/../.."
 BENCH_BIN=${BENCH_BIN:-build/bench}
@@ -31,5 +33,8 @@ echo "== IMAP, sora-backend vs dovecot imap (maildir), alternating runs =="
 echo
 echo "== POP3, sora-backend vs dovecot pop3 (maildir), alternating runs =="
 /usr/bin/python3 tests/bench/pop3_bench.py --markdown "$BENCH_BIN/pop3-results.md"
+echo
+echo "== sora-proxy: 50 MB FETCH vs direct and HAProxy, idle TLS sessions, bcrypt login storm =="
+/usr/bin/python3 tests/bench/proxy_bench.py --markdown "$BENCH_BIN/proxy-results.md"
 echo
 echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg); $(( $(date +%s) - started )) s in total"
