@@ -110,9 +110,9 @@ static void append_u64(struct sora_buf *b, uint64_t v)
 	sora_buf_printf(b, "%s%" PRIu64, b->len > 1 ? "," : "", v);
 }
 
-/* Computes and stores the sizes of the rows listed in todo (indexes into
+/* Computes and stores the sizes of the rows listed in unsized (indexes into
  * s->msgs, with their hashes). */
-static int fill_sizes(struct pop3_cmd *cmd, const size_t *todo, char (*hashes)[65], size_t n)
+static int fill_sizes(struct pop3_cmd *cmd, const size_t *unsized, char (*hashes)[65], size_t n)
 {
 	struct pop3_session *s = cmd->s;
 	struct sora_buf uids = { 0 }, sizes = { 0 };
@@ -122,7 +122,7 @@ static int fill_sizes(struct pop3_cmd *cmd, const size_t *todo, char (*hashes)[6
 	sora_buf_append_str(&uids, "{");
 	sora_buf_append_str(&sizes, "{");
 	for (size_t i = 0; i < n; i++) {
-		struct pop3_msg *m = &s->msgs[todo[i]];
+		struct pop3_msg *m = &s->msgs[unsized[i]];
 		struct sora_pop3_dot d;
 		struct sora_error err;
 
@@ -164,7 +164,7 @@ static int list(struct pop3_cmd *cmd)
 	char mb[24];
 	const char *params[1] = { mb };
 	PGresult *r = NULL;
-	size_t n, missing = 0, *todo = NULL;
+	size_t n, missing = 0, *unsized = NULL;
 	char (*hashes)[65] = NULL;
 	int ret = -1;
 
@@ -194,27 +194,27 @@ static int list(struct pop3_cmd *cmd)
 	if (missing > 0) {
 		size_t k = 0;
 
-		todo = calloc(missing, sizeof(*todo));
+		unsized = calloc(missing, sizeof(*unsized));
 		hashes = calloc(missing, sizeof(*hashes));
-		if (todo == NULL || hashes == NULL) {
+		if (unsized == NULL || hashes == NULL) {
 			sora_error_set(&cmd->err, SORA_ERR_TEMPORARY, "out of memory");
 			goto out;
 		}
 		for (size_t i = 0; i < n; i++) {
 			if (!PQgetisnull(r, (int)i, 1))
 				continue;
-			todo[k] = i;
+			unsized[k] = i;
 			sora_strlcpy(hashes[k], PQgetvalue(r, (int)i, 2), sizeof(hashes[k]));
 			k++;
 		}
-		if (fill_sizes(cmd, todo, hashes, missing) < 0)
+		if (fill_sizes(cmd, unsized, hashes, missing) < 0)
 			goto out;
 	}
 	for (size_t i = 0; i < n; i++)
 		s->total_octets += s->msgs[i].size;
 	ret = 0;
 out:
-	free(todo);
+	free(unsized);
 	free(hashes);
 	PQclear(r);
 	return ret;

@@ -12,6 +12,7 @@ Used by lmtp_bench.py and imap_bench.py.
 import os
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -287,3 +288,38 @@ userdb {{
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+
+# ---- reporting, shared by the Sora-vs-Dovecot benchmarks ----
+
+def mmm(v, f):
+    """min / median / max of v, each formatted with f."""
+    return " / ".join(f % x for x in (min(v), statistics.median(v), max(v)))
+
+
+def dovecot_version():
+    r = subprocess.run(["dovecot", "--version"], capture_output=True, text=True)
+    return r.stdout.split()[0] if r.stdout else "?"
+
+
+def ratio_table(first_line, rows, results, sora_name, dovecot_name, markdown=None):
+    """Prints (and writes to markdown, if given) first_line and the table
+    of rows (key, label, unit, scale, format) from results[(key, name)]:
+    min / median / max of each side and the ratio of the medians."""
+    lines = [first_line, "",
+             "| test | unit | Sora min / median / max | Dovecot min / median / max | "
+             "ratio Sora/Dovecot (medians) |",
+             "|---|---|---|---|---|"]
+    for key, label, unit, scale, f in rows:
+        s, d = results.get((key, sora_name)), results.get((key, dovecot_name))
+        if not s or not d:
+            continue
+        s = [x * scale for x in s]
+        d = [x * scale for x in d]
+        md = statistics.median(d)
+        ratio = statistics.median(s) / md if md else float("nan")
+        lines.append(f"| {label} | {unit} | {mmm(s, f)} | {mmm(d, f)} | {ratio:.2f} |")
+    print("\n".join(lines))
+    if markdown:
+        with open(markdown, "w") as fh:
+            fh.write("\n".join(lines) + "\n")

@@ -35,7 +35,6 @@ import os
 import random
 import shutil
 import socket
-import statistics
 import subprocess
 import tempfile
 import time
@@ -305,10 +304,6 @@ def t_list(side, n):
     return time.perf_counter() - t0
 
 
-def mmm(v, f):
-    return " / ".join(f % x for x in (min(v), statistics.median(v), max(v)))
-
-
 def bench(a, tmp):
     q = a.quick
     runs = 1 if q else a.runs
@@ -384,29 +379,11 @@ def bench(a, tmp):
         ("uidl", f"login + UIDL of {n_big:,} msgs + QUIT", "s", 1, "%.3f"),
         ("list", f"(for reference) login + STAT + LIST of {n_big:,} msgs + QUIT", "s", 1, "%.3f"),
     ]
-    lines = [f"{runs} repetition(s), alternating; {os.cpu_count()} CPUs; load average {load0} "
-             f"before, {load1} after ({time.time() - t_start:.0f} s); {time.strftime('%Y-%m-%d')}; "
-             f"Dovecot {dovecot_version()}.", "",
-             "| test | unit | Sora min / median / max | Dovecot min / median / max | "
-             "ratio Sora/Dovecot (medians) |",
-             "|---|---|---|---|---|"]
-    for key, label, unit, scale, f in rows:
-        s, d = R.get((key, sora.name)), R.get((key, dov.name))
-        if not s or not d:
-            continue
-        s = [x * scale for x in s]
-        d = [x * scale for x in d]
-        ratio = statistics.median(s) / statistics.median(d) if statistics.median(d) else float("nan")
-        lines.append(f"| {label} | {unit} | {mmm(s, f)} | {mmm(d, f)} | {ratio:.2f} |")
-    print("\n".join(lines))
-    if a.markdown:
-        with open(a.markdown, "w") as fh:
-            fh.write("\n".join(lines) + "\n")
-
-
-def dovecot_version():
-    r = subprocess.run(["dovecot", "--version"], capture_output=True, text=True)
-    return r.stdout.split()[0] if r.stdout else "?"
+    benchlib.ratio_table(
+        f"{runs} repetition(s), alternating; {os.cpu_count()} CPUs; load average {load0} "
+        f"before, {load1} after ({time.time() - t_start:.0f} s); {time.strftime('%Y-%m-%d')}; "
+        f"Dovecot {benchlib.dovecot_version()}.",
+        rows, R, sora.name, dov.name, a.markdown)
 
 
 def main():
