@@ -79,7 +79,7 @@ def test_login_forms(imap_backend):
     r2.close()
 
 
-def test_master_sasl_refused_outside_allowed_networks(imap_backend):
+def test_guide_authentication_master_sasl_refused_outside_allowed_networks(imap_backend):
     from sorafix.common import free_port
     import urllib.request
     mport = free_port()

@@ -256,7 +256,7 @@ def test_implicit_tls_python_and_openssl(tmp_path, sora_servers, certs, shared_d
     assert r.stdout.count(b"-----BEGIN CERTIFICATE-----") == 2
 
 
-def test_tls11_refused(tmp_path, sora_servers, certs, shared_db):
+def test_guide_tls_old_protocol_versions_refused(tmp_path, sora_servers, certs, shared_db):
     port = free_port()
     cfg = base_config(tmp_path, shared_db) + server_block("imaps", port, tls_block(certs), typ="imap")
     srv = sora_servers("sora-backend", cfg, [port])
@@ -298,7 +298,7 @@ def test_starttls_imap_and_pop3(tmp_path, sora_servers, certs, shared_db):
     assert b"a OK LOGOUT completed." in r.stdout, r.stderr
 
 
-def test_starttls_injection_is_discarded(tmp_path, sora_servers, certs, shared_db):
+def test_guide_tls_starttls_injection_discarded(tmp_path, sora_servers, certs, shared_db):
     port = free_port()
     cfg = base_config(tmp_path, shared_db) + server_block("imap", port, starttls_block(certs))
     sora_servers("sora-backend", cfg, [port])
@@ -330,7 +330,7 @@ def test_client_certificate_required(tmp_path, sora_servers, certs, shared_db):
     m.logout()
 
 
-def test_sighup_swaps_certificate(tmp_path, sora_servers, certs, shared_db):
+def test_guide_incident_response_certificate_swapped_by_sighup(tmp_path, sora_servers, certs, shared_db):
     port = free_port()
     crt, key = tmp_path / "live.crt", tmp_path / "live.key"
     shutil.copy(certs.server_chain, crt)
@@ -412,7 +412,7 @@ def test_haproxy_passes_client_address(tmp_path, sora_servers, send, shared_db):
         hp.wait(10)
 
 
-def test_proxy_header_from_untrusted_address_rejected(tmp_path, sora_servers, shared_db):
+def test_guide_proxy_protocol_untrusted_sender_rejected(tmp_path, sora_servers, shared_db):
     port = free_port()
     cfg = base_config(tmp_path, shared_db) + server_block(
         "imap", port, '[servers.imap.proxy_protocol]\nenabled = true\ntrusted_proxies = ["127.0.0.2/32"]\n')
@@ -498,7 +498,7 @@ def test_timeouts_disabled_with_minus_one(tmp_path, sora_servers, shared_db):
     assert recv_line(s) == b"a OK NOOP completed.\r\n"
 
 
-def test_slowloris_cut_by_min_bytes_per_minute(tmp_path, sora_servers, shared_db):
+def test_guide_command_timeouts_slowloris_cut(tmp_path, sora_servers, shared_db):
     """One byte every 2 s never completes a command: the throughput floor
     (1024 bytes over the one-minute window) cuts it, although the idle
     timeout (10 s) never fires."""
@@ -535,7 +535,7 @@ def test_slowloris_cut_by_min_bytes_per_minute(tmp_path, sora_servers, shared_db
 # ---------------------------------------------------------------- limits
 
 
-def test_connection_limits(tmp_path, sora_servers, shared_db):
+def test_guide_connection_limits(tmp_path, sora_servers, shared_db):
     ip, pp = free_port(), free_port()
     # Loopback is trusted by default (and trusted peers are exempt from the
     # per-IP cap), so make it untrusted here.
