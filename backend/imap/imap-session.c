@@ -1150,7 +1150,7 @@ static void session_open(struct sora_conn *c)
 	s = sess(c);
 	s->c = c;
 	s->key = sora_conn_key(c);
-	s->memory_limit = sora_conn_server(c)->session_memory_limit;
+	sora_session_memory_init(&s->memory, "imap", sora_conn_server(c)->session_memory_limit);
 }
 
 void imap_unselect(struct imap_session *s)
@@ -1178,6 +1178,7 @@ static void session_close(struct sora_conn *c, enum sora_close_reason why)
 		return;
 	imap_append_abort(s);
 	imap_unselect(s);
+	sora_session_memory_close(&s->memory, sora_conn_log_ctx(c));
 	sora_imap_front_close(c);
 	sora_preauth_close(c, why);
 }
