@@ -77,7 +77,8 @@ struct fetch_cmd {
 	struct piece *pieces;
 	size_t piece_count, piece_cap, piece;
 	uint64_t piece_off;
-	uint64_t memory;             /* bytes held in pieces */
+	uint64_t memory;             /* bytes reserved for the pieces */
+	bool slice_reserved;         /* a streaming slice is part of memory */
 	bool *seen_set;              /* per row of the batch: \Seen set by this FETCH */
 	bool started;                /* VANISHED sent */
 	char *vanished_set;          /* UID FETCH ... (VANISHED): the set as sent */
@@ -96,6 +97,7 @@ static void pieces_clear(struct fetch_cmd *f)
 	f->piece_off = 0;
 	sora_session_memory_release(&f->base.s->memory, f->memory);
 	f->memory = 0;
+	f->slice_reserved = false;
 }
 
 static void fetch_free(struct imap_cmd *cmd)
@@ -143,17 +145,6 @@ static struct sora_buf *text(struct fetch_cmd *f)
 	return p != NULL ? &p->buf : NULL;
 }
 
-static int blob_range(struct fetch_cmd *f, uint64_t offset, uint64_t length)
-{
-	struct piece *p = piece_add(f, PIECE_BLOB);
-
-	if (p == NULL)
-		return -1;
-	p->offset = offset;
-	p->length = length;
-	return 0;
-}
-
 /* Reserves more bytes in the session's memory account for the pieces of
  * the message being planned (released by pieces_clear()). True when that
  * would pass session_memory_limit: nothing was reserved. */
@@ -164,6 +155,26 @@ static bool over_limit(struct fetch_cmd *f, uint64_t more)
 	f->memory += more;
 	return false;
 }
+
+static int blob_range(struct fetch_cmd *f, uint64_t offset, uint64_t length)
+{
+	struct piece *p;
+
+	/* Streaming holds one slice of the body at a time, whatever its
+	 * size: counted once per message. */
+	if (!f->slice_reserved) {
+		if (over_limit(f, FETCH_SLICE))
+			return -3;
+		f->slice_reserved = true;
+	}
+	p = piece_add(f, PIECE_BLOB);
+	if (p == NULL)
+		return -1;
+	p->offset = offset;
+	p->length = length;
+	return 0;
+}
+
 
 /* ---- reading the body ---- */
 

@@ -1178,7 +1178,8 @@ static void session_close(struct sora_conn *c, enum sora_close_reason why)
 		return;
 	imap_append_abort(s);
 	imap_unselect(s);
-	sora_session_memory_close(&s->memory, sora_conn_log_ctx(c));
+	if (s->account_id != 0)
+		sora_session_memory_close(&s->memory, sora_conn_log_ctx(c));
 	sora_imap_front_close(c);
 	sora_preauth_close(c, why);
 }

@@ -454,7 +454,8 @@ static void session_close(struct sora_conn *c, enum sora_close_reason why)
 		return;
 	if (s->locked)
 		pop3_maildrop_abandon(s);
-	sora_session_memory_close(&s->memory, sora_conn_log_ctx(c));
+	if (s->account_id != 0)
+		sora_session_memory_close(&s->memory, sora_conn_log_ctx(c));
 	pop3_maildrop_free(s);
 	sora_pop3_front_close(c);
 	sora_preauth_close(c, why);

@@ -71,8 +71,6 @@ uint64_t sora_session_memory_available(const struct sora_session_memory *m)
 
 void sora_session_memory_close(struct sora_session_memory *m, const struct sora_log_ctx *ctx)
 {
-	if (m->peak == 0)
-		return;
 	sora_info(ctx, "session memory peak %" PRIu64 " bytes (limit %" PRIu64 "%s)", m->peak,
 		  m->limit, m->limit == 0 ? ", unlimited" : "");
 	sora_metric_observe(sora_metric_with(peak_family(), m->protocol), (double)m->peak);

@@ -46,9 +46,9 @@ void sora_session_memory_release(struct sora_session_memory *m, uint64_t bytes);
 void sora_session_memory_refused(struct sora_session_memory *m, const char *operation);
 /* Bytes that may still be reserved (UINT64_MAX when unlimited). */
 uint64_t sora_session_memory_available(const struct sora_session_memory *m);
-/* At session close: logs the peak at info ("session memory peak N bytes
- * (limit L)") and observes it in the histogram, when anything was
- * reserved. ctx is borrowed. */
+/* At the close of a logged-in session: logs the peak at info ("session
+ * memory peak N bytes (limit L)") and observes it in the histogram. ctx is
+ * borrowed. */
 void sora_session_memory_close(struct sora_session_memory *m, const struct sora_log_ctx *ctx);
 
 #endif
