@@ -473,7 +473,6 @@ void imap_cmd_move(struct imap_session *s, const struct sora_imap_command *cmd, 
 #define SEARCH_ROW_BYTES 112
 #define SEARCH_FIXED_BYTES (16 * 1024)
 
-
 struct search_cmd {
 	struct imap_cmd base;
 	struct sora_imap_search_program prog;
@@ -640,7 +639,10 @@ static enum sora_job_status search_run(struct imap_cmd *cmd, struct sora_job *jo
 		search_memory_refused(job, cmd);
 		return SORA_JOB_DONE;
 	}
-	if (sora_search_run(db, sel->mailbox_id, p, &view, rows_allowed, &res, &cmd->err) < 0) {
+	/* An empty view: nothing the session knows of can match (new
+	 * arrivals are only reported by the next EXISTS). */
+	if (sel->count > 0 &&
+	    sora_search_run(db, sel->mailbox_id, p, &view, rows_allowed, &res, &cmd->err) < 0) {
 		sora_session_memory_release(&s->memory, reserved);
 		imap_job_error(job, cmd, "SEARCH", &cmd->err);
 		return SORA_JOB_DONE;

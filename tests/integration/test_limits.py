@@ -111,6 +111,26 @@ def test_search_result_limits_5000_messages_capped_at_1000(imap_backend):
     r.close()
 
 
+def test_search_result_limits_not_claimed_for_unannounced_arrivals(imap_backend):
+    """Messages the session has not been told of neither take places under
+    the cap nor make it claim [LIMIT] (an empty view included)."""
+    b = imap_backend.start()
+    b.account("bob@example.com")
+    r = b.raw()
+    r.login("bob@example.com")
+    assert "* 0 EXISTS" in r.cmd("s", "SELECT INBOX")
+    for i in range(3):
+        b.deliver("bob@example.com", simple_message(subject=f"late {i}"))
+    resp = r.cmd("a", "SEARCH ALL")
+    exists = max([0] + [int(l.split()[1]) for l in resp if l.endswith(" EXISTS")])
+    found = [int(x) for l in resp if l.startswith("* SEARCH") for x in l.split()[2:]]
+    assert all(1 <= n <= exists for n in found), resp
+    assert resp[-1] == "a OK Search completed.", resp
+    resp = r.cmd("c", "SEARCH RETURN (COUNT MAX) ALL")
+    assert resp[-1] == "c OK Search completed.", resp
+    r.close()
+
+
 # ---- Search Rate Limiting ----------------------------------------------------------------------
 
 def test_search_rate_limiting_flood_gets_no_with_the_wait(imap_backend):
