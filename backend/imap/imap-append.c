@@ -33,7 +33,6 @@
 #define APPEND_MAX_MESSAGES 1000
 /* All literals of one APPEND together, on disk: append_limit times this. */
 #define APPEND_TOTAL_FACTOR 10
-#define APPEND_LIMIT_DEFAULT (64ull * 1024 * 1024)
 /* Literals of other commands are small (a search string, a name). */
 #define OTHER_LITERAL_MAX (64 * 1024)
 
@@ -63,7 +62,7 @@ static uint64_t append_limit(struct imap_session *s)
 {
 	uint64_t l = sora_conn_server(s->c)->append_limit;
 
-	return l > 0 ? l : APPEND_LIMIT_DEFAULT;
+	return l > 0 ? l : SORA_DEFAULT_APPEND_LIMIT;
 }
 
 static void append_state_free(struct imap_append *a)

@@ -18,8 +18,11 @@
  * the stored body located with the structure, so no body is parsed again.
  *
  * Memory: in-memory pieces of one message (BINARY decoding, header
- * fields) are bounded by session_memory_limit (default 100 MB); a message
- * that would need more gets "NO [LIMIT]" and the session goes on. */
+ * fields) are reserved in the session's account (session_memory_limit,
+ * default 100 MB, backend/session/session-memory.h) before they are read
+ * or decoded; a message that would need more gets "NO [LIMIT]" and the
+ * session goes on. Streamed ranges of the body are not held: they cost
+ * one 64 KiB slice. */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -74,7 +77,8 @@ struct fetch_cmd {
 	struct piece *pieces;
 	size_t piece_count, piece_cap, piece;
 	uint64_t piece_off;
-	uint64_t memory;             /* bytes held in pieces */
+	uint64_t memory;             /* bytes reserved for the pieces */
+	bool slice_reserved;         /* a streaming slice is part of memory */
 	bool *seen_set;              /* per row of the batch: \Seen set by this FETCH */
 	bool started;                /* VANISHED sent */
 	char *vanished_set;          /* UID FETCH ... (VANISHED): the set as sent */
@@ -91,7 +95,9 @@ static void pieces_clear(struct fetch_cmd *f)
 	}
 	f->piece_count = f->piece = 0;
 	f->piece_off = 0;
+	sora_session_memory_release(&f->base.s->memory, f->memory);
 	f->memory = 0;
+	f->slice_reserved = false;
 }
 
 static void fetch_free(struct imap_cmd *cmd)
@@ -139,10 +145,29 @@ static struct sora_buf *text(struct fetch_cmd *f)
 	return p != NULL ? &p->buf : NULL;
 }
 
+/* Reserves more bytes in the session's memory account for the pieces of
+ * the message being planned (released by pieces_clear()). True when that
+ * would pass session_memory_limit: nothing was reserved. */
+static bool over_limit(struct fetch_cmd *f, uint64_t more)
+{
+	if (sora_session_memory_reserve(&f->base.s->memory, more, "fetch") < 0)
+		return true;
+	f->memory += more;
+	return false;
+}
+
 static int blob_range(struct fetch_cmd *f, uint64_t offset, uint64_t length)
 {
-	struct piece *p = piece_add(f, PIECE_BLOB);
+	struct piece *p;
 
+	/* Streaming holds one slice of the body at a time, whatever its
+	 * size: counted once per message. */
+	if (!f->slice_reserved) {
+		if (over_limit(f, FETCH_SLICE))
+			return -3;
+		f->slice_reserved = true;
+	}
+	p = piece_add(f, PIECE_BLOB);
 	if (p == NULL)
 		return -1;
 	p->offset = offset;
@@ -150,13 +175,6 @@ static int blob_range(struct fetch_cmd *f, uint64_t offset, uint64_t length)
 	return 0;
 }
 
-static bool over_limit(struct fetch_cmd *f, uint64_t more)
-{
-	uint64_t limit = f->base.s->memory_limit;
-
-	f->memory += more;
-	return limit > 0 && f->memory > limit;
-}
 
 /* ---- reading the body ---- */
 
@@ -336,7 +354,7 @@ static int plan_section(struct fetch_cmd *f, const struct sora_msgs_row *row,
 		const struct sora_mime_part *part;
 		struct decode dc;
 		struct sora_buf decoded = { 0 };
-		uint64_t max = f->base.s->memory_limit > 0 ? f->base.s->memory_limit : UINT64_MAX;
+		uint64_t max;
 		bool nul;
 
 		if (sec->path_len == 0) {
@@ -361,6 +379,14 @@ static int plan_section(struct fetch_cmd *f, const struct sora_msgs_row *row,
 			sora_error_set(&f->err, SORA_ERR_UNSUPPORTED, "unknown transfer encoding");
 			return -2;
 		}
+		/* Checked before anything is read or allocated: no transfer
+		 * encoding decodes to more bytes than it was sent in (base64
+		 * and quoted-printable shrink, the others are identity), so the
+		 * encoded size bounds the decoded buffer. It is reserved for
+		 * the time of the decoding and given back below. */
+		max = part->body_size + 16;
+		if (sora_session_memory_reserve(&f->base.s->memory, max, "fetch") < 0)
+			return -3;
 		sora_msg_cte_init(&dc.d, part->encoding);
 		dc.out = &decoded;
 		dc.max = max;
@@ -369,29 +395,40 @@ static int plan_section(struct fetch_cmd *f, const struct sora_msgs_row *row,
 				   sora_mime_part_body_offset(part), part->body_size, decode_cb, &dc,
 				   &f->err) < 0) {
 			sora_buf_free(&decoded);
+			sora_session_memory_release(&f->base.s->memory, max);
 			if (decoded.len > max || f->err.cls == SORA_ERR_ABORTED)
 				return -3;
 			return -1;
 		}
-		if (sora_msg_cte_finish(&dc.d, &decoded) < 0 || over_limit(f, decoded.len)) {
+		if (sora_msg_cte_finish(&dc.d, &decoded) < 0) {
 			sora_buf_free(&decoded);
+			sora_session_memory_release(&f->base.s->memory, max);
 			return -3;
 		}
 		if (sec->kind == SORA_FETCH_KIND_BINARY_SIZE) {
 			sora_buf_printf(out, "%zu", decoded.len);
 			sora_buf_free(&decoded);
+			sora_session_memory_release(&f->base.s->memory, max);
 			return 0;
 		}
 		off = 0;
 		len = decoded.len;
 		clip(sec, &off, &len);
+		/* The copy kept in the piece until the message is sent. */
+		if (over_limit(f, len)) {
+			sora_buf_free(&decoded);
+			sora_session_memory_release(&f->base.s->memory, max);
+			return -3;
+		}
 		nul = memchr(decoded.data != NULL ? decoded.data + off : "", '\0', (size_t)len) != NULL;
 		literal_head(out, len, nul);
 		if (len > 0 && sora_buf_append(out, decoded.data + off, (size_t)len) < 0) {
 			sora_buf_free(&decoded);
+			sora_session_memory_release(&f->base.s->memory, max);
 			return -1;
 		}
 		sora_buf_free(&decoded);
+		sora_session_memory_release(&f->base.s->memory, max);
 		return 0;
 	}
 

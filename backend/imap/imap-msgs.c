@@ -6,9 +6,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "backend/imap/imap-private.h"
 #include "backend/store/mailbox.h"
+#include "backend/imap/imap-search-rate.h"
 #include "backend/store/search.h"
 #include "common/proto/imap-search.h"
 
@@ -464,6 +466,13 @@ void imap_cmd_move(struct imap_session *s, const struct sora_imap_command *cmd, 
 
 /* ---- SEARCH ---- */
 
+/* Memory of a SEARCH (session_memory_limit), reserved before the query:
+ * per result row, PostgreSQL's copy of the row (four short text values),
+ * the UID and its share of the response line; plus the SQL text and its
+ * parameters, which the command's own size bounds. */
+#define SEARCH_ROW_BYTES 112
+#define SEARCH_FIXED_BYTES (16 * 1024)
+
 struct search_cmd {
 	struct imap_cmd base;
 	struct sora_imap_search_program prog;
@@ -514,6 +523,7 @@ static int partial_uids(struct imap_cmd *cmd, struct sora_db_conn *db,
 	uint64_t lo = p->partial_lo, hi = p->partial_hi;
 	struct sora_search_result win;
 	size_t n = 0;
+	int rc;
 
 	*v_r = NULL;
 	*n_r = 0;
@@ -532,10 +542,13 @@ static int partial_uids(struct imap_cmd *cmd, struct sora_db_conn *db,
 		return 0;
 	}
 	memset(&win, 0, sizeof(win));
-	if (sora_search_run_window(db, sel->mailbox_id, p, view, lo - 1,
-				   hi - lo + 1 < SORA_SEARCH_MAX_RESULTS ? (size_t)(hi - lo + 1)
-									 : SORA_SEARCH_MAX_RESULTS,
-				   &win, &cmd->err) < 0)
+	n = hi - lo + 1 < SORA_SEARCH_MAX_RESULTS ? (size_t)(hi - lo + 1) : SORA_SEARCH_MAX_RESULTS;
+	if (sora_session_memory_reserve(&cmd->s->memory, (uint64_t)n * SEARCH_ROW_BYTES, "search") < 0)
+		return -3;
+	rc = sora_search_run_window(db, sel->mailbox_id, p, view, lo - 1, n, &win, &cmd->err);
+	sora_session_memory_release(&cmd->s->memory, (uint64_t)n * SEARCH_ROW_BYTES);
+	n = 0;
+	if (rc < 0)
 		return -1;
 	/* New arrivals the session has not been told of come last. */
 	for (size_t i = 0; i < win.uids.count; i++)
@@ -568,6 +581,14 @@ static uint64_t modseq_of(struct imap_cmd *cmd, struct sora_db_conn *db, const u
 	return modseq;
 }
 
+static void search_memory_refused(struct sora_job *job, struct imap_cmd *cmd)
+{
+	sora_info(sora_conn_log_ctx(cmd->s->c), "SEARCH refused: session_memory_limit (%" PRIu64
+		  " bytes) reached", cmd->s->memory.limit);
+	sora_job_printf(job, "%s NO [LIMIT] SEARCH would exceed the session memory limit "
+			"(session_memory_limit); narrow the search, e.g. by UID range.\r\n", cmd->tag);
+}
+
 static enum sora_job_status search_run(struct imap_cmd *cmd, struct sora_job *job,
 				       struct sora_db_conn *db)
 {
@@ -580,6 +601,7 @@ static enum sora_job_status search_run(struct imap_cmd *cmd, struct sora_job *jo
 		.saved = sel->saved,
 		.saved_count = sel->saved_count,
 		.first_recent = sel->first_recent,
+		.uid_max = sel->count > 0 ? sel->uids[sel->count - 1] : 0,
 	};
 	const unsigned int result_opts = SORA_SEARCH_RETURN_MIN | SORA_SEARCH_RETURN_MAX |
 					 SORA_SEARCH_RETURN_ALL | SORA_SEARCH_RETURN_COUNT |
@@ -597,9 +619,41 @@ static enum sora_job_status search_run(struct imap_cmd *cmd, struct sora_job *jo
 	bool cut = false;
 	unsigned int r = 0;
 
+	size_t rows_max = sel->count < SORA_SEARCH_MAX_RESULTS ? sel->count : SORA_SEARCH_MAX_RESULTS;
+	size_t rows_allowed = rows_max;
+	uint64_t avail = sora_session_memory_available(&s->memory), reserved;
+
 	memset(&res, 0, sizeof(res));
-	if (sora_search_run(db, sel->mailbox_id, p, &view, 0, &res, &cmd->err) < 0) {
+	if (rows_max == 0)
+		rows_max = rows_allowed = 1;
+	/* The view bounds the matches (uid_max): at most that many rows, and
+	 * at most what the session's memory still allows -- the query's
+	 * LIMIT, so more never arrive. */
+	if (avail < SEARCH_FIXED_BYTES + (uint64_t)rows_max * SEARCH_ROW_BYTES)
+		rows_allowed = avail > SEARCH_FIXED_BYTES + SEARCH_ROW_BYTES ?
+				       (size_t)((avail - SEARCH_FIXED_BYTES) / SEARCH_ROW_BYTES) : 0;
+	reserved = SEARCH_FIXED_BYTES + (uint64_t)rows_allowed * SEARCH_ROW_BYTES;
+	if (rows_allowed == 0 || sora_session_memory_reserve(&s->memory, reserved, "search") < 0) {
+		if (rows_allowed == 0)
+			sora_session_memory_refused(&s->memory, "search");
+		search_memory_refused(job, cmd);
+		return SORA_JOB_DONE;
+	}
+	/* An empty view: nothing the session knows of can match (new
+	 * arrivals are only reported by the next EXISTS). */
+	if (sel->count > 0 &&
+	    sora_search_run(db, sel->mailbox_id, p, &view, rows_allowed, &res, &cmd->err) < 0) {
+		sora_session_memory_release(&s->memory, reserved);
 		imap_job_error(job, cmd, "SEARCH", &cmd->err);
+		return SORA_JOB_DONE;
+	}
+	if (rows_allowed < rows_max && res.truncated) {
+		/* More matched than the memory left allows: refused, not cut
+		 * (the result cap is SORA_SEARCH_MAX_RESULTS, never memory). */
+		sora_search_result_free(&res);
+		sora_session_memory_release(&s->memory, reserved);
+		sora_session_memory_refused(&s->memory, "search");
+		search_memory_refused(job, cmd);
 		return SORA_JOB_DONE;
 	}
 	/* Only messages the session knows of: new arrivals come with the
@@ -608,11 +662,18 @@ static enum sora_job_status search_run(struct imap_cmd *cmd, struct sora_job *jo
 		if (imap_seq_of(sel, res.uids.uids[i]) != 0)
 			res.uids.uids[visible++] = res.uids.uids[i];
 	res.uids.count = visible;
-	if ((p->return_opts & SORA_SEARCH_RETURN_PARTIAL) &&
-	    partial_uids(cmd, db, p, &view, &res, visible, &part, &npart, &cut) < 0) {
-		imap_job_error(job, cmd, "SEARCH", &cmd->err);
-		sora_search_result_free(&res);
-		return SORA_JOB_DONE;
+	if (p->return_opts & SORA_SEARCH_RETURN_PARTIAL) {
+		int pr = partial_uids(cmd, db, p, &view, &res, visible, &part, &npart, &cut);
+
+		if (pr < 0) {
+			if (pr == -3)
+				search_memory_refused(job, cmd);
+			else
+				imap_job_error(job, cmd, "SEARCH", &cmd->err);
+			sora_search_result_free(&res);
+			sora_session_memory_release(&s->memory, reserved);
+			return SORA_JOB_DONE;
+		}
 	}
 	if (p->return_opts & SORA_SEARCH_RETURN_SAVE) {
 		free(sel->saved);
@@ -644,9 +705,13 @@ static enum sora_job_status search_run(struct imap_cmd *cmd, struct sora_job *jo
 				if (r & SORA_SEARCH_RETURN_MIN)
 					sora_buf_printf(&out, " MIN %u", cmd->uid ? res.uids.uids[0]
 								: imap_seq_of(sel, res.uids.uids[0]));
-				if (r & SORA_SEARCH_RETURN_MAX)
-					sora_buf_printf(&out, " MAX %u", cmd->uid ? res.uids.uids[visible - 1]
-								: imap_seq_of(sel, res.uids.uids[visible - 1]));
+				if (r & SORA_SEARCH_RETURN_MAX) {
+					/* Exact past the cap: the query's max(uid). */
+					uint32_t mx = res.truncated && imap_seq_of(sel, res.max_uid) != 0 ?
+							      res.max_uid : res.uids.uids[visible - 1];
+
+					sora_buf_printf(&out, " MAX %u", cmd->uid ? mx : imap_seq_of(sel, mx));
+				}
 			}
 			if (r & SORA_SEARCH_RETURN_COUNT)
 				sora_buf_printf(&out, " COUNT %zu", res.truncated ? (size_t)res.total : visible);
@@ -677,7 +742,8 @@ static enum sora_job_status search_run(struct imap_cmd *cmd, struct sora_job *jo
 						if (r & SORA_SEARCH_RETURN_MIN)
 							pick[np++] = res.uids.uids[0];
 						if (r & SORA_SEARCH_RETURN_MAX)
-							pick[np++] = res.uids.uids[visible - 1];
+							pick[np++] = res.truncated && res.max_uid != 0 ?
+									     res.max_uid : res.uids.uids[visible - 1];
 						if (npart > 0)
 							memcpy(pick + np, part, npart * sizeof(*pick));
 						np += npart;
@@ -717,16 +783,47 @@ static enum sora_job_status search_run(struct imap_cmd *cmd, struct sora_job *jo
 	if (imap_sync(cmd, job, db, cmd->uid) == -2) {
 		s->state = IMAP_STATE_LOGOUT;
 		sora_search_result_free(&res);
+		sora_session_memory_release(&s->memory, reserved);
 		return SORA_JOB_DONE;
 	}
-	if (cut || (res.truncated && (!esearch || (r & (SORA_SEARCH_RETURN_ALL | SORA_SEARCH_RETURN_MAX)) ||
+	/* The client learns of the cap from the tagged reply's [LIMIT] code
+	 * whenever the list it got (SEARCH, ESEARCH ALL, the saved "$") is
+	 * not the whole result; COUNT, MIN and MAX are exact and PARTIAL is
+	 * paged by the client, so they need no warning. */
+	if (cut || (res.truncated && (!esearch || (r & SORA_SEARCH_RETURN_ALL) ||
 				      (return_opts & SORA_SEARCH_RETURN_SAVE))))
-		sora_job_printf(job, "%s OK Search completed (only the first %d results are returned).\r\n",
+		sora_job_printf(job, "%s OK [LIMIT] SEARCH completed (results capped at %d; narrow the "
+				"search, e.g. by UID range, or use ESEARCH PARTIAL).\r\n",
 				cmd->tag, SORA_SEARCH_MAX_RESULTS);
 	else
 		sora_job_printf(job, "%s OK Search completed.\r\n", cmd->tag);
 	sora_search_result_free(&res);
+	sora_session_memory_release(&s->memory, reserved);
 	return SORA_JOB_DONE;
+}
+
+bool imap_search_allowed(struct imap_session *s, struct sora_str tag)
+{
+	const struct sora_server_config *srv = sora_conn_server(s->c);
+	int64_t window_ms = srv->search_rate_limit_window_ms > 0 ? srv->search_rate_limit_window_ms
+								 : 60000;
+	unsigned int wait_s;
+	struct timespec ts;
+
+	if (srv->search_rate_limit_per_min <= 0)
+		return true;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	if (sora_search_rate_check(srv, s->account_id, srv->search_rate_limit_per_min, window_ms,
+				   (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000, "imap",
+				   &wait_s))
+		return true;
+	sora_info(sora_conn_log_ctx(s->c), "search refused: search_rate_limit_per_min (%" PRId64
+		  " per %" PRId64 " s) reached, next in %u s", srv->search_rate_limit_per_min,
+		  window_ms / 1000, wait_s);
+	imap_reply(s, tag, "NO [LIMIT] Too many searches (at most %" PRId64 " per %" PRId64
+		   " seconds): try again in %u seconds.", srv->search_rate_limit_per_min,
+		   window_ms / 1000, wait_s);
+	return false;
 }
 
 void imap_cmd_search(struct imap_session *s, const struct sora_imap_command *cmd, bool uid)
@@ -762,6 +859,10 @@ void imap_cmd_search(struct imap_session *s, const struct sora_imap_command *cmd
 		search_free(&sc->base);
 		imap_bad(s, cmd->tag, cmd->tag.len >= 128 ? "Tag too long for UPDATE."
 							   : "Tag in use by an updating search.");
+		return;
+	}
+	if (!imap_search_allowed(s, cmd->tag)) {
+		search_free(&sc->base);
 		return;
 	}
 	if (sc->prog.has_modseq)

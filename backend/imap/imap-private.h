@@ -21,6 +21,7 @@
 #include <stdint.h>
 
 #include "backend/imap/imap.h"
+#include "backend/session/session-memory.h"
 #include "backend/store/messages.h"
 #include "common/core/buf.h"
 #include "common/core/error.h"
@@ -119,7 +120,9 @@ struct imap_session {
 	struct imap_append *append;
 	/* Consecutive BAD replies since the last good command. */
 	int bad_streak;
-	uint64_t memory_limit;       /* session_memory_limit, 0 = none */
+	/* session_memory_limit: what FETCH and SEARCH hold in memory is
+	 * reserved here before it is allocated. */
+	struct sora_session_memory memory;
 };
 
 struct imap_cmd;
@@ -263,6 +266,11 @@ void imap_cmd_expunge(struct imap_session *s, const struct sora_imap_command *cm
 void imap_cmd_copy(struct imap_session *s, const struct sora_imap_command *cmd, bool uid);
 void imap_cmd_move(struct imap_session *s, const struct sora_imap_command *cmd, bool uid);
 void imap_cmd_search(struct imap_session *s, const struct sora_imap_command *cmd, bool uid);
+/* Loop: the search rate limit (search_rate_limit_per_min, imap-search-rate.h)
+ * for one SEARCH-like command (SEARCH, SORT, THREAD): true when it may run;
+ * false after answering "NO [LIMIT] Too many searches ...: try again in N
+ * seconds." */
+bool imap_search_allowed(struct imap_session *s, struct sora_str tag);
 void imap_cmd_append(struct imap_session *s, const struct sora_imap_command *cmd, bool uid);
 
 /* ---- imap-append.c: literals of APPEND stream to staging ---- */

@@ -24,7 +24,6 @@
  * minutes); after this long without DONE the session ends. */
 #define IMAP_IDLE_TIMEOUT_MS (31 * 60 * 1000)
 /* APPENDLIMIT when the server sets none. */
-#define IMAP_APPEND_LIMIT_DEFAULT (64ull * 1024 * 1024)
 
 static struct imap_session *sess(struct sora_conn *c)
 {
@@ -103,7 +102,7 @@ void imap_job_error(struct sora_job *job, const struct imap_cmd *cmd, const char
 void imap_capabilities(struct imap_session *s, struct sora_buf *out)
 {
 	const struct sora_server_config *srv = sora_conn_server(s->c);
-	uint64_t limit = srv->append_limit > 0 ? srv->append_limit : IMAP_APPEND_LIMIT_DEFAULT;
+	uint64_t limit = srv->append_limit > 0 ? srv->append_limit : SORA_DEFAULT_APPEND_LIMIT;
 
 	sora_buf_printf(out,
 			"IMAP4rev1 IMAP4rev2 SASL-IR LITERAL+ ID ENABLE IDLE NAMESPACE UNSELECT UIDPLUS MOVE "
@@ -1150,7 +1149,7 @@ static void session_open(struct sora_conn *c)
 	s = sess(c);
 	s->c = c;
 	s->key = sora_conn_key(c);
-	s->memory_limit = sora_conn_server(c)->session_memory_limit;
+	sora_session_memory_init(&s->memory, "imap", sora_conn_server(c)->session_memory_limit);
 }
 
 void imap_unselect(struct imap_session *s)
@@ -1178,6 +1177,8 @@ static void session_close(struct sora_conn *c, enum sora_close_reason why)
 		return;
 	imap_append_abort(s);
 	imap_unselect(s);
+	if (s->account_id != 0)
+		sora_session_memory_close(&s->memory, sora_conn_log_ctx(c));
 	sora_imap_front_close(c);
 	sora_preauth_close(c, why);
 }

@@ -172,7 +172,7 @@ static int list(struct pop3_cmd *cmd)
 	if (sora_db_exec(cmd->db, SORA_DB_CLASS_DEFAULT, sql_list, 1, params, &r, NULL, &cmd->err) < 0)
 		return -1;
 	n = (size_t)PQntuples(r);
-	if (pop3_memory_reserve(s, n * sizeof(struct pop3_msg)) < 0) {
+	if (pop3_memory_reserve(s, n * sizeof(struct pop3_msg), "login") < 0) {
 		sora_error_set(&cmd->err, SORA_ERR_LIMIT, "%zu messages exceed session_memory_limit", n);
 		goto out;
 	}
@@ -254,7 +254,7 @@ const char *pop3_maildrop_hash(struct pop3_cmd *cmd, size_t index)
 	    s->hashes[index - s->hash_first][0] != '\0')
 		return s->hashes[index - s->hash_first];
 	if (s->hashes == NULL) {
-		if (pop3_memory_reserve(s, POP3_HASH_WINDOW * sizeof(*s->hashes)) < 0) {
+		if (pop3_memory_reserve(s, POP3_HASH_WINDOW * sizeof(*s->hashes), "retr") < 0) {
 			sora_error_set(&cmd->err, SORA_ERR_LIMIT, "session_memory_limit");
 			return NULL;
 		}

@@ -24,6 +24,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "backend/session/session-memory.h"
 #include "common/core/error.h"
 #include "common/db/db.h"
 #include "common/net/conn.h"
@@ -63,8 +64,7 @@ struct pop3_session {
 	/* The running command job, if any. */
 	struct pop3_cmd *cmd;
 	bool quitting;                    /* QUIT answered: close after the job */
-	uint64_t memory_limit;            /* session_memory_limit, 0 = none */
-	uint64_t memory, memory_peak;
+	struct sora_session_memory memory; /* session_memory_limit */
 };
 
 struct pop3_cmd;
@@ -98,8 +98,9 @@ void pop3_job_error(struct sora_job *job, const struct pop3_cmd *cmd, const stru
  * returns -1 when it is not a live message of the maildrop. */
 long pop3_msg_arg(struct pop3_session *s, struct sora_str arg);
 /* Session memory accounting (see above): 0, or -1 when bytes would pass
- * session_memory_limit (nothing is counted then). */
-int pop3_memory_reserve(struct pop3_session *s, uint64_t bytes);
+ * session_memory_limit (nothing is counted then; the refusal is counted
+ * under op, a static string: "login", "retr", "top"). */
+int pop3_memory_reserve(struct pop3_session *s, uint64_t bytes, const char *op);
 void pop3_memory_release(struct pop3_session *s, uint64_t bytes);
 
 /* ---- pop3-maildrop.c ---- */

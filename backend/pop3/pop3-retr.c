@@ -141,7 +141,7 @@ static int start(struct retr_cmd *r, struct sora_job *job)
 	const char *hash;
 
 	r->slice = m->size < RETR_SLICE ? m->size + 1 : RETR_SLICE;
-	if (pop3_memory_reserve(s, 3 * r->slice) < 0) {
+	if (pop3_memory_reserve(s, 3 * r->slice, r->top ? "top" : "retr") < 0) {
 		sora_job_printf(job, "-ERR [SYS/TEMP] %s would exceed the session memory limit "
 				"(session_memory_limit).\r\n", r->base.name);
 		return -1;

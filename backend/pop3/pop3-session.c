@@ -21,19 +21,14 @@ static struct pop3_session *sess(struct sora_conn *c)
 
 /* ---- memory ---------------------------------------------------------------- */
 
-int pop3_memory_reserve(struct pop3_session *s, uint64_t bytes)
+int pop3_memory_reserve(struct pop3_session *s, uint64_t bytes, const char *op)
 {
-	if (s->memory_limit > 0 && (bytes > s->memory_limit || s->memory > s->memory_limit - bytes))
-		return -1;
-	s->memory += bytes;
-	if (s->memory > s->memory_peak)
-		s->memory_peak = s->memory;
-	return 0;
+	return sora_session_memory_reserve(&s->memory, bytes, op);
 }
 
 void pop3_memory_release(struct pop3_session *s, uint64_t bytes)
 {
-	s->memory = bytes <= s->memory ? s->memory - bytes : 0;
+	sora_session_memory_release(&s->memory, bytes);
 }
 
 /* ---- jobs ------------------------------------------------------------------ */
@@ -448,7 +443,7 @@ static void session_open(struct sora_conn *c)
 		return;
 	s = sess(c);
 	s->c = c;
-	s->memory_limit = sora_conn_server(c)->session_memory_limit;
+	sora_session_memory_init(&s->memory, "pop3", sora_conn_server(c)->session_memory_limit);
 }
 
 static void session_close(struct sora_conn *c, enum sora_close_reason why)
@@ -459,9 +454,8 @@ static void session_close(struct sora_conn *c, enum sora_close_reason why)
 		return;
 	if (s->locked)
 		pop3_maildrop_abandon(s);
-	if (s->memory_peak > 0)
-		sora_info(sora_conn_log_ctx(c), "session memory peak %" PRIu64 " bytes (limit %" PRIu64 ")",
-			  s->memory_peak, s->memory_limit);
+	if (s->account_id != 0)
+		sora_session_memory_close(&s->memory, sora_conn_log_ctx(c));
 	pop3_maildrop_free(s);
 	sora_pop3_front_close(c);
 	sora_preauth_close(c, why);

@@ -10,15 +10,19 @@
  *
  * The query:
  *
- *   SELECT m.uid, count(*) OVER (), max(m.updated_modseq) OVER ()
+ *   SELECT m.uid, count(*) OVER (), max(m.updated_modseq) OVER (),
+ *          max(m.uid) OVER ()
  *     FROM messages m
  *     [LEFT JOIN message_contents mc ON mc.content_hash = m.content_hash]
- *    WHERE m.mailbox_id = $1 AND m.expunged_at IS NULL AND (<program>)
+ *    WHERE m.mailbox_id = $1 AND m.expunged_at IS NULL
+ *          [AND m.uid <= $4 (the view's last UID)] AND (<program>)
  *    ORDER BY m.uid LIMIT $2 OFFSET $3
  *
  * The window aggregates run over every match before LIMIT, which gives the
- * exact total and the highest modseq of all matches (ESEARCH COUNT and
- * CONDSTORE's MODSEQ) in the same statement as the capped UID list.
+ * exact total, the highest modseq and the highest UID of all matches
+ * (ESEARCH COUNT and MAX, CONDSTORE's MODSEQ) in the same statement as the
+ * capped UID list: PostgreSQL counts the matches, the process only ever
+ * receives LIMIT rows.
  *
  * Every condition is two-valued (never NULL), so NOT and OR work as IMAP
  * expects: nullable columns (sent_date, raw_headers, the joined text_body)
@@ -751,6 +755,8 @@ int sora_search_run_window(struct sora_db_conn *conn, int64_t mailbox_id,
 		goto oom;
 	/* The WHERE clause first: it decides whether the join is needed. */
 	emit(&c, "m.mailbox_id = $1::bigint AND m.expunged_at IS NULL AND ");
+	if (c.view->uid_max != 0)
+		emitf(&c, "m.uid <= $%d::bigint AND ", param_i64(&c, c.view->uid_max));
 	emit_key(&c, &prog->root, 0);
 	if (c.invalid != NULL) {
 		sora_error_set(err, SORA_ERR_INVALID, "search program: %s", c.invalid);
@@ -764,7 +770,8 @@ int sora_search_run_window(struct sora_db_conn *conn, int64_t mailbox_id,
 
 		sora_buf_init(&full, 0);
 		if (sora_buf_printf(&full,
-				    "SELECT m.uid, count(*) OVER (), max(m.updated_modseq) OVER ()"
+				    "SELECT m.uid, count(*) OVER (), max(m.updated_modseq) OVER (),"
+				    " max(m.uid) OVER ()"
 				    " FROM messages m%s WHERE %.*s ORDER BY m.uid LIMIT $2::bigint"
 				    " OFFSET $3::bigint",
 				    c.need_body ? " LEFT JOIN message_contents mc"
@@ -784,7 +791,7 @@ int sora_search_run_window(struct sora_db_conn *conn, int64_t mailbox_id,
 	}
 	rows = PQntuples(res);
 	if (rows > 0) {
-		int64_t total, modseq = 0;
+		int64_t total, modseq = 0, max_uid = 0;
 
 		res_r->uids.uids = malloc((size_t)rows * sizeof(uint32_t));
 		if (res_r->uids.uids == NULL)
@@ -798,8 +805,10 @@ int sora_search_run_window(struct sora_db_conn *conn, int64_t mailbox_id,
 			res_r->uids.count++;
 		}
 		if (sora_db_get_i64(res, 0, 1, &total, err) != 0 ||
-		    sora_db_get_i64(res, 0, 2, &modseq, err) != 0)
+		    sora_db_get_i64(res, 0, 2, &modseq, err) != 0 ||
+		    sora_db_get_i64(res, 0, 3, &max_uid, err) != 0)
 			goto out;
+		res_r->max_uid = (uint32_t)max_uid;
 		res_r->total = (uint64_t)total;
 		res_r->truncated = res_r->total > offset + (uint64_t)rows;
 		if (prog->has_modseq)

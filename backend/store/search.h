@@ -23,9 +23,11 @@
  * (messages.sent_date), falling back to the internal date when absent.
  *
  * Result cap: at most SORA_SEARCH_MAX_RESULTS UIDs are returned (the
- * security guide's limit, enforced with LIMIT in the query); *truncated_r
- * says when more matched. The session then answers with what it has and
- * says so in the tagged reply.
+ * security guide's limit, enforced with LIMIT in the query, so no more rows
+ * ever reach the process); truncated says when more matched, while total
+ * (COUNT) and max_uid (MAX) stay exact: window aggregates over all matches
+ * computed by PostgreSQL in the same statement. The session then answers
+ * with what it has and says so in the tagged reply ("OK [LIMIT]").
  *
  * Blocking: PostgreSQL; worker threads only.
  *
@@ -43,6 +45,10 @@
 #include "common/proto/imap-search.h"
 
 #define SORA_SEARCH_MAX_RESULTS 1000
+/* The guide's MaxComplexSortResults: at most this many messages are
+ * returned by a sort that orders by values computed per message (SORT,
+ * ESORT; backend/imap/imap-sort*.c), with the same LIMIT in its query. */
+#define SORA_SEARCH_MAX_SORT_RESULTS 500
 
 /* The session's view of the mailbox, needed to resolve sequence numbers,
  * "$" and \Recent. */
@@ -52,6 +58,10 @@ struct sora_search_view {
 	const uint32_t *saved;       /* the saved result ("$"), ascending UIDs */
 	size_t saved_count;
 	uint32_t first_recent;       /* UIDs >= this are \Recent; 0 = none */
+	/* Nonzero: only messages with UIDs up to this match (the last UID of
+	 * the session's view, so that new arrivals it has not been told of
+	 * neither take places under the cap nor count in total/max_uid). */
+	uint32_t uid_max;
 };
 
 struct sora_search_result {
@@ -60,6 +70,8 @@ struct sora_search_result {
 	uint64_t total;              /* how many matched (exact, also past the cap:
 	                                ESEARCH COUNT) */
 	uint64_t highest_modseq;     /* of the matches, when the program has MODSEQ */
+	uint32_t max_uid;            /* the highest matching UID (exact, also past
+	                                the cap: ESEARCH MAX) */
 };
 
 /* Runs prog over the live messages of mailbox_id. max_results 0 means

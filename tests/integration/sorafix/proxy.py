@@ -63,7 +63,7 @@ class Backend:
         self.pop3_plain_port = free_port_on(self.host)
         self.server = None
 
-    def config(self, extra=""):
+    def config(self, extra="", imap_extra=""):
         c = self.cluster
         user, pw = MASTER_SASL
         return (f'hostname = "{self.name}"\nevent_loops = 1\nworker_threads = 4\n'
@@ -72,11 +72,11 @@ class Backend:
                 f'[storage]\nbackend = "fs"\nfs_path = "{c.blobs}"\n'
                 f'[uploader]\npath = "{c.dir}/staging-{self.name}"\n'
                 f'[servers.imap]\naddr = "{self.host}:{self.imap_port}"\n'
-                f'master_sasl_username = "{user}"\nmaster_sasl_password = "{pw}"\n'
+                f'master_sasl_username = "{user}"\nmaster_sasl_password = "{pw}"\n{imap_extra}'
                 '[servers.imap.proxy_protocol]\nenabled = true\n'
                 'trusted_proxies = ["127.0.0.0/8"]\n'
                 f'[servers.imap_plain]\ntype = "imap"\naddr = "{self.host}:{self.imap_plain_port}"\n'
-                f'master_sasl_username = "{user}"\nmaster_sasl_password = "{pw}"\n'
+                f'master_sasl_username = "{user}"\nmaster_sasl_password = "{pw}"\n{imap_extra}'
                 f'[servers.pop3]\naddr = "{self.host}:{self.pop3_port}"\n'
                 f'master_sasl_username = "{user}"\nmaster_sasl_password = "{pw}"\n'
                 '[servers.pop3.proxy_protocol]\nenabled = true\n'
@@ -89,9 +89,9 @@ class Backend:
                 'trusted_proxies = ["127.0.0.0/8"]\n'
                 + extra)
 
-    def start(self, extra=""):
+    def start(self, extra="", imap_extra=""):
         self.server = self.cluster.sora_servers(
-            "sora-backend", self.config(extra), [], name=self.name)
+            "sora-backend", self.config(extra, imap_extra), [], name=self.name)
         for p in (self.imap_port, self.imap_plain_port, self.lmtp_port, self.lmtp_pp_port,
                   self.pop3_port, self.pop3_plain_port):
             wait_port(p, host=self.host, proc=self.server.proc, timeout=20)
@@ -305,9 +305,9 @@ class Cluster:
         self.haproxy_proc = None
         self.haproxy_port = None
 
-    def start_backends(self):
+    def start_backends(self, imap_extra=""):
         for b in self.backends:
-            b.start()
+            b.start(imap_extra=imap_extra)
         return self
 
     def add_proxy(self, **kw):

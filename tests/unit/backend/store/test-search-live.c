@@ -771,6 +771,20 @@ static void test_cap_and_total(void **state)
 		assert_true(res.uids.uids[i] > res.uids.uids[i - 1]);
 	/* The highest modseq of every match, not only of those returned. */
 	assert_int_equal(res.highest_modseq, 1699);
+	/* The same for the highest UID (ESEARCH MAX past the cap). */
+	assert_int_equal(res.max_uid, 1699);
+	sora_search_result_free(&res);
+
+	/* uid_max: messages past the session's view do not match, and do
+	 * not count in total or max_uid. */
+	view.uid_max = 1500;
+	search(mb, KS(SORA_SEARCH_SUBJECT, "bulk"), 0, &res);
+	arena_free();
+	view.uid_max = 0;
+	assert_int_equal(res.uids.count, SORA_SEARCH_MAX_RESULTS);
+	assert_int_equal(res.total, 1350);
+	assert_int_equal(res.max_uid, 1499);
+	assert_true(res.truncated);
 	sora_search_result_free(&res);
 
 	/* A smaller cap; a larger one is held at the limit. */
