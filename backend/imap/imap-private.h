@@ -2,7 +2,7 @@
  * imap-session.c (handler, dispatch, untagged updates, IDLE),
  * imap-notify.c (LISTEN fan-out), imap-mailbox.c (mailbox commands,
  * SELECT), imap-fetch.c (FETCH), imap-msgs.c (STORE, EXPUNGE, COPY, MOVE,
- * SEARCH) and imap-append.c (APPEND).
+ * SEARCH), imap-sort.c (SORT) and imap-append.c (APPEND).
  *
  * Commands: one table entry per command name (Dovecot's cmd-*.c
  * registered in one table). A handler runs on the loop thread with the
@@ -263,6 +263,8 @@ void imap_cmd_expunge(struct imap_session *s, const struct sora_imap_command *cm
 void imap_cmd_copy(struct imap_session *s, const struct sora_imap_command *cmd, bool uid);
 void imap_cmd_move(struct imap_session *s, const struct sora_imap_command *cmd, bool uid);
 void imap_cmd_search(struct imap_session *s, const struct sora_imap_command *cmd, bool uid);
+/* imap-sort.c: SORT, ESORT, SORT=DISPLAY */
+void imap_cmd_sort(struct imap_session *s, const struct sora_imap_command *cmd, bool uid);
 void imap_cmd_append(struct imap_session *s, const struct sora_imap_command *cmd, bool uid);
 
 /* ---- imap-append.c: literals of APPEND stream to staging ---- */
