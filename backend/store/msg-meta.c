@@ -432,8 +432,14 @@ int sora_msg_base_subject(struct sora_str subject, struct sora_buf *out)
 				s.len -= n;
 				changed = true;
 			}
-			n = subj_blob_len(&s, 0);
-			if (n > 0 && n < s.len) {
+			/* Step 4, for every leading blob at once: once a
+			 * run of blobs is not followed by a subj-refwd (the
+			 * leader check above just failed), it is not after
+			 * removing the first of them either, so the steps
+			 * would only remove them one by one -- rescanning
+			 * the run each time, quadratic in hostile subjects
+			 * such as 64 KiB of "[a]". */
+			while ((n = subj_blob_len(&s, 0)) > 0 && n < s.len) {
 				s.p += n;
 				s.len -= n;
 				changed = true;

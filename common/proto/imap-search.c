@@ -561,12 +561,13 @@ static int parse_return(struct search_ctx *ctx, const struct sora_imap_arg *arg,
 
 /* The charset argument (SEARCH's after "CHARSET", SORT's always): 0, or
  * a negative enum sora_imap_search_error. */
-static int parse_charset(struct search_ctx *ctx, const struct sora_imap_arg *arg)
+static int parse_charset(struct search_ctx *ctx, const struct sora_imap_arg *arg,
+			 const char *missing)
 {
 	struct sora_str s;
 
 	if (arg == NULL || !sora_imap_arg_astring(arg, &s)) {
-		fail(ctx, "Missing charset name.");
+		fail(ctx, missing);
 		return SORA_IMAP_SEARCH_SYNTAX;
 	}
 	if (sora_str_ieq_c(s, "UTF-8")) {
@@ -603,7 +604,8 @@ int sora_imap_search_parse(const struct sora_imap_arg *args, size_t count, bool 
 	}
 	if (i < count && args[i].type == SORA_IMAP_ARG_ATOM && sora_imap_arg_atom(&args[i], &s) &&
 	    sora_str_ieq_c(s, "CHARSET")) {
-		ret = parse_charset(&ctx, i + 1 < count ? &args[i + 1] : NULL);
+		ret = parse_charset(&ctx, i + 1 < count ? &args[i + 1] : NULL,
+				    "CHARSET needs a charset name.");
 		if (ret != 0)
 			goto out;
 		ret = SORA_IMAP_SEARCH_SYNTAX;
@@ -720,7 +722,7 @@ int sora_imap_sort_parse(const struct sora_imap_arg *args, size_t count, unsigne
 		goto out;
 	i++;
 	/* RFC 5256 §5: the charset is not optional in SORT. */
-	ret = parse_charset(&ctx, i < count ? &args[i] : NULL);
+	ret = parse_charset(&ctx, i < count ? &args[i] : NULL, "SORT needs a charset name.");
 	if (ret != 0)
 		goto out;
 	ret = SORA_IMAP_SEARCH_SYNTAX;
