@@ -232,3 +232,39 @@ def test_sort_cap(imap_backend):
     assert resp[0] == '* ESEARCH (TAG "k") ALL ' + ",".join(str(i) for i in range(600, 100, -1)), resp[0][:80]
     assert resp[-1].startswith("k OK [LIMIT]"), resp[-1]
     r.close()
+
+
+def test_migration_0008_fixes_group_keys_of_old_rows(imap_backend):
+    """Rows written before 0008 sorted a group by its first member. The
+    migration recomputes the keys of rows whose field starts with a plain
+    group name, to what delivery now writes, and leaves the rest alone."""
+    import os
+    from sorafix.common import ROOT
+    b = imap_backend.start()
+    b.account("bob@example.com")
+    msgs = [
+        "From: undisclosed-recipients:;\r\nTo: Team Two: a@x.org, b@y.org;\r\nCc: c@x.org\r\n",
+        'From: x@y.org\r\nTo: "Quoted Team": a@x.org;\r\n',
+        "From: x@y.org\r\nTo: =?utf-8?q?T=C3=A9am?=: a@x.org;\r\n",
+        "From: Name <n@x.org>\r\nTo: plain@x.org\r\n",
+    ]
+    for m in msgs:
+        b.deliver("bob@example.com", m + "Subject: s\r\n\r\nbody\r\n")
+    cols = "sort_from, sort_display_from, sort_to, sort_display_to, sort_cc"
+    q = f"SELECT uid, {cols} FROM messages ORDER BY uid"
+    fresh = b.rows(q)
+    assert fresh[0][1:] == ["undisclosed-recipients", "undisclosed-recipients", "Team Two",
+                            "Team Two", "c"], fresh
+    assert fresh[1][3:5] == ["Quoted Team", "Quoted Team"], fresh
+    assert fresh[2][3:5] == ["T\u00e9am", "T\u00e9am"], fresh
+    # As an older version wrote them (any value that differs will do).
+    b.sql(f"UPDATE messages SET ({cols}) = ('old', 'old', 'old', 'old', 'old')")
+    with open(os.path.join(ROOT, "backend/store/migrations/0008_sort_groups.sql")) as f:
+        b.sql(f.read())
+    after = b.rows(q)
+    # Row 1: the group fields restored, Cc (not a group) untouched.
+    assert after[0][1:] == ["undisclosed-recipients", "undisclosed-recipients", "Team Two",
+                            "Team Two", "old"], after
+    # Quoted and encoded group names, and plain addresses: left alone.
+    for row in after[1:]:
+        assert row[1:] == ["old"] * 5, after
