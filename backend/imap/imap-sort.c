@@ -117,6 +117,25 @@ static uint32_t last_in_order(struct imap_cmd *cmd, struct sora_db_conn *db,
 	return uid;
 }
 
+/* RFC 7162 §3.1.5 (via RFC 4731's rules for ESEARCH): with only MIN
+ * and/or MAX, the MODSEQ is that of the messages returned. 0 when it
+ * cannot be read (then no MODSEQ is sent). */
+static uint64_t modseq_of(struct imap_cmd *cmd, struct sora_db_conn *db, const uint32_t *pick,
+			  size_t np)
+{
+	struct sora_msgs_rows rows = { 0 };
+	uint64_t modseq = 0;
+
+	if (np > 0 && sora_msgs_fetch(db, cmd->s->sel->mailbox_id, pick, np, SORA_MSGS_WANT_STATE,
+				      &rows, &cmd->err) == 0) {
+		for (size_t i = 0; i < rows.count; i++)
+			if (rows.rows[i].state.modseq > modseq)
+				modseq = rows.rows[i].state.modseq;
+	}
+	sora_msgs_rows_free(&rows);
+	return modseq;
+}
+
 static enum sora_job_status sort_run(struct imap_cmd *cmd, struct sora_job *job,
 				     struct sora_db_conn *db)
 {
@@ -138,6 +157,7 @@ static enum sora_job_status sort_run(struct imap_cmd *cmd, struct sora_job *job,
 	struct sora_buf out = { 0 };
 	unsigned int r = sp->return_opts;
 	size_t visible = 0;
+	uint32_t max_uid = 0;
 	bool capped;
 
 	if (sora_search_sort(db, sel->mailbox_id, &sc->prog, &view, 0, 0, &res, &cmd->err) < 0) {
@@ -165,6 +185,8 @@ static enum sora_job_status sort_run(struct imap_cmd *cmd, struct sora_job *job,
 			if (visible > 0 && (r & SORA_SEARCH_RETURN_MAX)) {
 				uint32_t uid = last_in_order(cmd, db, &sc->prog, &view, &res, visible);
 
+				max_uid = uid;
+
 				if (uid == 0) {
 					sora_buf_free(&out);
 					sora_search_result_free(&res);
@@ -180,8 +202,22 @@ static enum sora_job_status sort_run(struct imap_cmd *cmd, struct sora_job *job,
 				sora_buf_append_str(&out, " ALL ");
 				sorted_set_append(&out, sel, res.uids.uids, visible, cmd->uid);
 			}
-			if (sp->has_modseq && visible > 0 && res.highest_modseq > 0)
-				sora_buf_printf(&out, " MODSEQ %" PRIu64, res.highest_modseq);
+			if (sp->has_modseq && visible > 0) {
+				uint64_t modseq = res.highest_modseq;
+
+				if ((r & (SORA_SEARCH_RETURN_ALL | SORA_SEARCH_RETURN_COUNT)) == 0) {
+					uint32_t pick[2];
+					size_t np = 0;
+
+					if (r & SORA_SEARCH_RETURN_MIN)
+						pick[np++] = res.uids.uids[0];
+					if (max_uid != 0)
+						pick[np++] = max_uid;
+					modseq = modseq_of(cmd, db, pick, np);
+				}
+				if (modseq > 0)
+					sora_buf_printf(&out, " MODSEQ %" PRIu64, modseq);
+			}
 			sora_buf_append_str(&out, "\r\n");
 		}
 	} else {

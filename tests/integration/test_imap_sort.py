@@ -268,3 +268,26 @@ def test_migration_0008_fixes_group_keys_of_old_rows(imap_backend):
     # Quoted and encoded group names, and plain addresses: left alone.
     for row in after[1:]:
         assert row[1:] == ["old"] * 5, after
+
+
+def test_esort_modseq_of_min_max(sorted_box):
+    """RFC 7162 §3.1.5: with MIN/MAX alone the MODSEQ is that of the
+    messages returned, with ALL or COUNT that of every match."""
+    b, c = sorted_box
+    r = b.raw()
+    r.login("bob@example.com")
+    r.cmd("s", "SELECT INBOX")
+    r.cmd("t", "STORE 4 +FLAGS.SILENT (\\Flagged)")     # 4: the highest modseq now
+
+    def ms(seq):
+        return re.search(r"MODSEQ \((\d+)\)", " ".join(r.cmd("f", f"FETCH {seq} (MODSEQ)"))).group(1)
+    m4, m3, m2 = ms(4), ms(3), ms(2)
+    assert int(m4) > max(int(m3), int(m2))
+    # REVERSE ARRIVAL: 2 4 1 5 3 -> MIN 2, MAX 3; 4 is not among them.
+    resp = [l for l in r.cmd("a", "SORT RETURN (MIN MAX) (REVERSE ARRIVAL) UTF-8 MODSEQ 1")
+            if l.startswith("* ESEARCH")]
+    assert resp == ['* ESEARCH (TAG "a") MIN 2 MAX 3 MODSEQ %d' % max(int(m2), int(m3))], resp
+    resp = [l for l in r.cmd("b", "SORT RETURN (COUNT) (REVERSE ARRIVAL) UTF-8 MODSEQ 1")
+            if l.startswith("* ESEARCH")]
+    assert resp == ['* ESEARCH (TAG "b") COUNT 5 MODSEQ %s' % m4], resp
+    r.close()
