@@ -16,6 +16,10 @@
  *    WHERE m.mailbox_id = $1 AND m.expunged_at IS NULL AND (<program>)
  *    ORDER BY m.uid LIMIT $2 OFFSET $3
  *
+ * SORT (sora_search_sort) is the same statement ordered by its keys --
+ * expressions over messages columns, constants of this file -- and then
+ * m.uid.
+ *
  * The window aggregates run over every match before LIMIT, which gives the
  * exact total and the highest modseq of all matches (ESEARCH COUNT and
  * CONDSTORE's MODSEQ) in the same statement as the capped UID list.
