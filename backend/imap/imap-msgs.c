@@ -470,8 +470,6 @@ void imap_cmd_move(struct imap_session *s, const struct sora_imap_command *cmd, 
  * per result row, PostgreSQL's copy of the row (four short text values),
  * the UID and its share of the response line; plus the SQL text and its
  * parameters, which the command's own size bounds. */
-#define SEARCH_ROW_BYTES 112
-#define SEARCH_FIXED_BYTES (16 * 1024)
 
 struct search_cmd {
 	struct imap_cmd base;
@@ -581,12 +579,13 @@ static uint64_t modseq_of(struct imap_cmd *cmd, struct sora_db_conn *db, const u
 	return modseq;
 }
 
-static void search_memory_refused(struct sora_job *job, struct imap_cmd *cmd)
+void imap_search_memory_refused(struct sora_job *job, struct imap_cmd *cmd, const char *what)
 {
-	sora_info(sora_conn_log_ctx(cmd->s->c), "SEARCH refused: session_memory_limit (%" PRIu64
-		  " bytes) reached", cmd->s->memory.limit);
-	sora_job_printf(job, "%s NO [LIMIT] SEARCH would exceed the session memory limit "
-			"(session_memory_limit); narrow the search, e.g. by UID range.\r\n", cmd->tag);
+	sora_info(sora_conn_log_ctx(cmd->s->c), "%s refused: session_memory_limit (%" PRIu64
+		  " bytes) reached", what, cmd->s->memory.limit);
+	sora_job_printf(job, "%s NO [LIMIT] %s would exceed the session memory limit "
+			"(session_memory_limit); narrow the search, e.g. by UID range.\r\n", cmd->tag,
+			what);
 }
 
 static enum sora_job_status search_run(struct imap_cmd *cmd, struct sora_job *job,
@@ -636,7 +635,7 @@ static enum sora_job_status search_run(struct imap_cmd *cmd, struct sora_job *jo
 	if (rows_allowed == 0 || sora_session_memory_reserve(&s->memory, reserved, "search") < 0) {
 		if (rows_allowed == 0)
 			sora_session_memory_refused(&s->memory, "search");
-		search_memory_refused(job, cmd);
+		imap_search_memory_refused(job, cmd, "SEARCH");
 		return SORA_JOB_DONE;
 	}
 	/* An empty view: nothing the session knows of can match (new
@@ -653,7 +652,7 @@ static enum sora_job_status search_run(struct imap_cmd *cmd, struct sora_job *jo
 		sora_search_result_free(&res);
 		sora_session_memory_release(&s->memory, reserved);
 		sora_session_memory_refused(&s->memory, "search");
-		search_memory_refused(job, cmd);
+		imap_search_memory_refused(job, cmd, "SEARCH");
 		return SORA_JOB_DONE;
 	}
 	/* Only messages the session knows of: new arrivals come with the
@@ -667,7 +666,7 @@ static enum sora_job_status search_run(struct imap_cmd *cmd, struct sora_job *jo
 
 		if (pr < 0) {
 			if (pr == -3)
-				search_memory_refused(job, cmd);
+				imap_search_memory_refused(job, cmd, "SEARCH");
 			else
 				imap_job_error(job, cmd, "SEARCH", &cmd->err);
 			sora_search_result_free(&res);

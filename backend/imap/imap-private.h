@@ -2,7 +2,7 @@
  * imap-session.c (handler, dispatch, untagged updates, IDLE),
  * imap-notify.c (LISTEN fan-out), imap-mailbox.c (mailbox commands,
  * SELECT), imap-fetch.c (FETCH), imap-msgs.c (STORE, EXPUNGE, COPY, MOVE,
- * SEARCH) and imap-append.c (APPEND).
+ * SEARCH), imap-sort.c (SORT) and imap-append.c (APPEND).
  *
  * Commands: one table entry per command name (Dovecot's cmd-*.c
  * registered in one table). A handler runs on the loop thread with the
@@ -271,6 +271,17 @@ void imap_cmd_search(struct imap_session *s, const struct sora_imap_command *cmd
  * false after answering "NO [LIMIT] Too many searches ...: try again in N
  * seconds." */
 bool imap_search_allowed(struct imap_session *s, struct sora_str tag);
+/* Memory of a SEARCH or SORT (session_memory_limit), reserved before the
+ * query: per result row, PostgreSQL's copy of the row (four short text
+ * values), the UID and its share of the response line; plus the SQL text
+ * and its parameters, which the command's own size bounds. */
+#define SEARCH_ROW_BYTES 112
+#define SEARCH_FIXED_BYTES (16 * 1024)
+/* Worker: answers "NO [LIMIT] <what> would exceed the session memory
+ * limit ..." and logs it. */
+void imap_search_memory_refused(struct sora_job *job, struct imap_cmd *cmd, const char *what);
+/* imap-sort.c: SORT, ESORT, SORT=DISPLAY */
+void imap_cmd_sort(struct imap_session *s, const struct sora_imap_command *cmd, bool uid);
 void imap_cmd_append(struct imap_session *s, const struct sora_imap_command *cmd, bool uid);
 
 /* ---- imap-append.c: literals of APPEND stream to staging ---- */

@@ -107,7 +107,8 @@ void imap_capabilities(struct imap_session *s, struct sora_buf *out)
 	sora_buf_printf(out,
 			"IMAP4rev1 IMAP4rev2 SASL-IR LITERAL+ ID ENABLE IDLE NAMESPACE UNSELECT UIDPLUS MOVE "
 			"CHILDREN SPECIAL-USE CREATE-SPECIAL-USE LIST-EXTENDED LIST-STATUS STATUS=SIZE "
-			"ESEARCH SEARCHRES CONTEXT=SEARCH WITHIN BINARY MULTIAPPEND APPENDLIMIT=%llu "
+			"ESEARCH SEARCHRES CONTEXT=SEARCH WITHIN SORT SORT=DISPLAY ESORT BINARY MULTIAPPEND "
+			"APPENDLIMIT=%llu "
 			"CONDSTORE QRESYNC UTF8=ACCEPT",
 			(unsigned long long)limit);
 }
@@ -1001,6 +1002,7 @@ static const struct imap_command_def commands[] = {
 	{ "FETCH", IMAP_ST_SEL, imap_cmd_fetch, true },
 	{ "STORE", IMAP_ST_SEL, imap_cmd_store, true },
 	{ "SEARCH", IMAP_ST_SEL, imap_cmd_search, true },
+	{ "SORT", IMAP_ST_SEL, imap_cmd_sort, true },
 	{ "CANCELUPDATE", IMAP_ST_SEL, imap_cmd_cancelupdate, false },
 	{ "COPY", IMAP_ST_SEL, imap_cmd_copy, true },
 	{ "MOVE", IMAP_ST_SEL, imap_cmd_move, true },

@@ -37,6 +37,7 @@ EMBED(sora_migration_0004_sql, "backend/store/migrations/0004_imap.sql");
 EMBED(sora_migration_0005_sql, "backend/store/migrations/0005_imap_fetch.sql");
 EMBED(sora_migration_0006_sql, "backend/store/migrations/0006_pop3.sql");
 EMBED(sora_migration_0007_sql, "backend/store/migrations/0007_proxy.sql");
+EMBED(sora_migration_0008_sql, "backend/store/migrations/0008_sort_groups.sql");
 
 static const struct sora_migration migrations[] = {
 	{ 1, "init", sora_migration_0001_sql },
@@ -46,6 +47,7 @@ static const struct sora_migration migrations[] = {
 	{ 5, "imap_fetch", sora_migration_0005_sql },
 	{ 6, "pop3", sora_migration_0006_sql },
 	{ 7, "proxy", sora_migration_0007_sql },
+	{ 8, "sort_groups", sora_migration_0008_sql },
 };
 
 const struct sora_migration *sora_store_migrations(size_t *count_r)

@@ -432,8 +432,14 @@ int sora_msg_base_subject(struct sora_str subject, struct sora_buf *out)
 				s.len -= n;
 				changed = true;
 			}
-			n = subj_blob_len(&s, 0);
-			if (n > 0 && n < s.len) {
+			/* Step 4, for every leading blob at once: once a
+			 * run of blobs is not followed by a subj-refwd (the
+			 * leader check above just failed), it is not after
+			 * removing the first of them either, so the steps
+			 * would only remove them one by one -- rescanning
+			 * the run each time, quadratic in hostile subjects
+			 * such as 64 KiB of "[a]". */
+			while ((n = subj_blob_len(&s, 0)) > 0 && n < s.len) {
 				s.p += n;
 				s.len -= n;
 				changed = true;
@@ -770,41 +776,49 @@ static int put_decoded(struct sora_buf *out, struct sora_str v)
 	return rc;
 }
 
-/* The first address of a list that is not a group marker. */
-static const struct sora_mime_address *first_address(const struct sora_mime_address *a)
+/* A part the address parser filled in for a broken address (as Dovecot
+ * does for ENVELOPE): not something to sort by. */
+static bool placeholder(const struct sora_mime_address *a, struct sora_str v)
 {
-	for (; a != NULL; a = a->next) {
-		if (a->domain.p != NULL)
-			return a;
-	}
-	return NULL;
+	return a->invalid && (sora_str_eq(v, sora_str_c("MISSING_MAILBOX")) ||
+			      sora_str_eq(v, sora_str_c("MISSING_DOMAIN")) || sora_str_eq(v, sora_str_c("SYNTAX_ERROR")));
 }
 
+/* RFC 5256 2.2: the addr-mailbox of the first address as IMAP's ENVELOPE
+ * lists it. A group's start marker comes first there, and its
+ * addr-mailbox is the group name (a phrase, so encoded words are
+ * decoded), which is what Dovecot sorts by too. */
 static int put_sort_mailbox(struct sora_buf *out, const struct sora_mime_address *list)
 {
-	const struct sora_mime_address *a = first_address(list);
+	const struct sora_mime_address *a = list;
 
-	if (a == NULL || a->mailbox.p == NULL)
+	if (a == NULL || a->mailbox.p == NULL || placeholder(a, a->mailbox))
 		return 0;
+	if (a->domain.p == NULL)
+		return put_decoded(out, a->mailbox);
 	return put_raw(out, a->mailbox);
 }
 
-/* RFC 5957 DISPLAY: the decoded display name, else "mailbox@domain". */
+/* RFC 5957 DISPLAY: the decoded display name of the first address, else
+ * "mailbox@domain" (without the parts a broken address lacked); for a
+ * group, its name. */
 static int put_sort_display(struct sora_buf *out, const struct sora_mime_address *list)
 {
-	const struct sora_mime_address *a = first_address(list);
+	const struct sora_mime_address *a = list;
 	struct sora_buf spec;
 	int rc;
 
 	if (a == NULL)
 		return 0;
+	if (a->domain.p == NULL)
+		return a->mailbox.p != NULL ? put_decoded(out, a->mailbox) : 0;
 	if (a->name.p != NULL && a->name.len > 0)
 		return put_decoded(out, a->name);
 	sora_buf_init(&spec, 0);
 	rc = 0;
-	if (a->mailbox.p != NULL)
+	if (a->mailbox.p != NULL && !placeholder(a, a->mailbox))
 		rc = sora_buf_append(&spec, a->mailbox.p, a->mailbox.len);
-	if (rc == 0 && a->domain.p != NULL && a->domain.len > 0) {
+	if (rc == 0 && a->domain.len > 0 && !placeholder(a, a->domain)) {
 		rc = sora_buf_append(&spec, "@", 1);
 		if (rc == 0)
 			rc = sora_buf_append(&spec, a->domain.p, a->domain.len);

@@ -18,6 +18,10 @@
  *          [AND m.uid <= $4 (the view's last UID)] AND (<program>)
  *    ORDER BY m.uid LIMIT $2 OFFSET $3
  *
+ * SORT (sora_search_sort) is the same statement ordered by its keys --
+ * expressions over messages columns, constants of this file -- and then
+ * m.uid.
+ *
  * The window aggregates run over every match before LIMIT, which gives the
  * exact total, the highest modseq and the highest UID of all matches
  * (ESEARCH COUNT and MAX, CONDSTORE's MODSEQ) in the same statement as the
@@ -732,17 +736,18 @@ int sora_search_run(struct sora_db_conn *conn, int64_t mailbox_id,
 	return sora_search_run_window(conn, mailbox_id, prog, view, 0, max_results, res_r, err);
 }
 
-int sora_search_run_window(struct sora_db_conn *conn, int64_t mailbox_id,
-			   const struct sora_imap_search_program *prog,
-			   const struct sora_search_view *view, uint64_t offset,
-			   size_t max_results, struct sora_search_result *res_r,
-			   struct sora_error *err)
+/* Runs prog over the mailbox, ordered by `order` (constant SQL text of
+ * this file), at most `cap` rows from offset on. */
+static int run_query(struct sora_db_conn *conn, int64_t mailbox_id,
+		     const struct sora_imap_search_program *prog,
+		     const struct sora_search_view *view, const char *what, const char *order,
+		     uint64_t offset, size_t max_results, size_t cap,
+		     struct sora_search_result *res_r, struct sora_error *err)
 {
 	static const struct sora_search_view empty_view = { 0 };
 	struct compiler c = { 0 };
 	PGresult *res = NULL;
-	size_t limit = max_results == 0 || max_results > SORA_SEARCH_MAX_RESULTS ?
-			       SORA_SEARCH_MAX_RESULTS : max_results;
+	size_t limit = max_results == 0 || max_results > cap ? cap : max_results;
 	int rows, i, rc = -1;
 
 	memset(res_r, 0, sizeof(*res_r));
@@ -759,7 +764,7 @@ int sora_search_run_window(struct sora_db_conn *conn, int64_t mailbox_id,
 		emitf(&c, "m.uid <= $%d::bigint AND ", param_i64(&c, c.view->uid_max));
 	emit_key(&c, &prog->root, 0);
 	if (c.invalid != NULL) {
-		sora_error_set(err, SORA_ERR_INVALID, "search program: %s", c.invalid);
+		sora_error_set(err, SORA_ERR_INVALID, "%s program: %s", what, c.invalid);
 		goto out;
 	}
 	if (c.failed)
@@ -772,11 +777,11 @@ int sora_search_run_window(struct sora_db_conn *conn, int64_t mailbox_id,
 		if (sora_buf_printf(&full,
 				    "SELECT m.uid, count(*) OVER (), max(m.updated_modseq) OVER (),"
 				    " max(m.uid) OVER ()"
-				    " FROM messages m%s WHERE %.*s ORDER BY m.uid LIMIT $2::bigint"
+				    " FROM messages m%s WHERE %.*s ORDER BY %s LIMIT $2::bigint"
 				    " OFFSET $3::bigint",
 				    c.need_body ? " LEFT JOIN message_contents mc"
 						  " ON mc.content_hash = m.content_hash" : "",
-				    (int)where.len, where.data) < 0 ||
+				    (int)where.len, where.data, order) < 0 ||
 		    sora_buf_append(&full, "", 1) < 0) {
 			sora_buf_free(&full);
 			goto oom;
@@ -786,7 +791,7 @@ int sora_search_run_window(struct sora_db_conn *conn, int64_t mailbox_id,
 	}
 	if (sora_db_exec(conn, SORA_DB_CLASS_SEARCH, c.sql.data, c.nparams,
 			 (const char *const *)c.params, &res, NULL, err) != 0) {
-		sora_error_prefix(err, "SEARCH in mailbox %" PRId64, mailbox_id);
+		sora_error_prefix(err, "%s in mailbox %" PRId64, what, mailbox_id);
 		goto out;
 	}
 	rows = PQntuples(res);
@@ -817,13 +822,120 @@ int sora_search_run_window(struct sora_db_conn *conn, int64_t mailbox_id,
 	rc = 0;
 	goto out;
 oom:
-	sora_error_set(err, SORA_ERR_TEMPORARY, "SEARCH in mailbox %" PRId64 ": out of memory",
-		       mailbox_id);
+	sora_error_set(err, SORA_ERR_TEMPORARY, "%s in mailbox %" PRId64 ": out of memory",
+		       what, mailbox_id);
 out:
 	PQclear(res);
 	compiler_free(&c);
 	if (rc != 0)
 		sora_search_result_free(res_r);
+	return rc;
+}
+
+int sora_search_run_window(struct sora_db_conn *conn, int64_t mailbox_id,
+			   const struct sora_imap_search_program *prog,
+			   const struct sora_search_view *view, uint64_t offset,
+			   size_t max_results, struct sora_search_result *res_r,
+			   struct sora_error *err)
+{
+	return run_query(conn, mailbox_id, prog, view, "SEARCH", "m.uid", offset, max_results,
+			 SORA_SEARCH_MAX_RESULTS, res_r, err);
+}
+
+/* ---- SORT ---- */
+
+/* The text keys compare under i;unicode-casemap (RFC 5051) as far as
+ * PostgreSQL gives it: NFKD (compatibility decomposition, so "\u00e9"
+ * sorts as "e" + accent and "\ufb01" as "fi"), then upper case in the
+ * database's LC_CTYPE (Unicode letters under the C.UTF-8 locale the
+ * deployment guide asks for; ASCII only under "C"), compared by code
+ * point ("C" collation). RFC 5051 titlecases; upper and title case
+ * differ only for a handful of digraph letters. normalize() needs a
+ * UTF8 database, which the schema does too. */
+#define TEXT_KEY(col) "upper(normalize(" col ", NFKD)) COLLATE \"C\""
+
+static const char *sort_expr(enum sora_imap_sort_key key)
+{
+	switch (key) {
+	case SORA_SORT_ARRIVAL:
+		return "m.internal_date";
+	case SORA_SORT_DATE:
+		/* RFC 5256 2.2: the sent date as an instant (UTC), the
+		 * internal date when the Date: header is missing or does
+		 * not parse. */
+		return "coalesce(m.sent_date, m.internal_date)";
+	case SORA_SORT_SIZE:
+		return "m.size";
+	case SORA_SORT_SUBJECT:
+		return TEXT_KEY("m.sort_subject");
+	case SORA_SORT_FROM:
+		return TEXT_KEY("m.sort_from");
+	case SORA_SORT_TO:
+		return TEXT_KEY("m.sort_to");
+	case SORA_SORT_CC:
+		return TEXT_KEY("m.sort_cc");
+	case SORA_SORT_DISPLAYFROM:
+		return TEXT_KEY("m.sort_display_from");
+	case SORA_SORT_DISPLAYTO:
+		return TEXT_KEY("m.sort_display_to");
+	}
+	return NULL;
+}
+
+bool sora_search_sort_expensive(const struct sora_imap_sort_program *prog)
+{
+	for (size_t i = 0; i < prog->count; i++) {
+		enum sora_imap_sort_key k = prog->criteria[i].key;
+
+		if (k != SORA_SORT_ARRIVAL && k != SORA_SORT_DATE && k != SORA_SORT_SIZE)
+			return true;
+	}
+	return false;
+}
+
+size_t sora_search_sort_cap(const struct sora_imap_sort_program *prog)
+{
+	return sora_search_sort_expensive(prog) ? SORA_SEARCH_MAX_SORT_RESULTS
+						: SORA_SEARCH_MAX_RESULTS;
+}
+
+int sora_search_sort(struct sora_db_conn *conn, int64_t mailbox_id,
+		     const struct sora_imap_sort_program *prog,
+		     const struct sora_search_view *view, uint64_t offset, size_t max_results,
+		     struct sora_search_result *res_r, struct sora_error *err)
+{
+	struct sora_buf order;
+	int rc = 0;
+
+	memset(res_r, 0, sizeof(*res_r));
+	if (prog->count == 0 || prog->count > SORA_IMAP_SORT_CRITERIA_MAX) {
+		sora_error_set(err, SORA_ERR_INVALID, "SORT program: no sort criteria");
+		return -1;
+	}
+	/* Every key is a constant of this file; ties end in sequence
+	 * (= UID) order, whatever REVERSE said (RFC 5256 §3). */
+	sora_buf_init(&order, 0);
+	for (size_t i = 0; rc == 0 && i < prog->count; i++) {
+		const char *e = sort_expr(prog->criteria[i].key);
+
+		if (e == NULL) {
+			sora_buf_free(&order);
+			sora_error_set(err, SORA_ERR_INVALID, "SORT program: unknown sort key");
+			return -1;
+		}
+		rc = sora_buf_printf(&order, "%s%s, ", e, prog->criteria[i].reverse ? " DESC" : "");
+	}
+	if (rc == 0)
+		rc = sora_buf_append(&order, "m.uid", 6);   /* with the NUL */
+	if (rc < 0) {
+		sora_buf_free(&order);
+		sora_error_set(err, SORA_ERR_TEMPORARY, "SORT in mailbox %" PRId64 ": out of memory",
+			       mailbox_id);
+		return -1;
+	}
+	rc = run_query(conn, mailbox_id, &prog->search, view, "SORT", order.data, offset,
+		       max_results, sora_search_sort_cap(prog), res_r, err);
+	sora_buf_free(&order);
 	return rc;
 }
 

@@ -45,9 +45,8 @@
 #include "common/proto/imap-search.h"
 
 #define SORA_SEARCH_MAX_RESULTS 1000
-/* The guide's MaxComplexSortResults: at most this many messages are
- * returned by a sort that orders by values computed per message (SORT,
- * ESORT; backend/imap/imap-sort*.c), with the same LIMIT in its query. */
+/* The security guide's MaxComplexSortResults: SORT by a text key (see
+ * sora_search_sort_expensive) returns at most this many. */
 #define SORA_SEARCH_MAX_SORT_RESULTS 500
 
 /* The session's view of the mailbox, needed to resolve sequence numbers,
@@ -94,6 +93,26 @@ int sora_search_run_window(struct sora_db_conn *conn, int64_t mailbox_id,
 			   const struct sora_search_view *view, uint64_t offset,
 			   size_t max_results, struct sora_search_result *res_r,
 			   struct sora_error *err);
+/* SORT (RFC 5256, RFC 5957 DISPLAYFROM/DISPLAYTO): prog's search part
+ * as sora_search_run_window() runs it, the UIDs in sort order (ties in
+ * UID order), in the same single statement. Keys:
+ *   ARRIVAL  internal_date        DATE  sent_date, else internal_date
+ *   SIZE     size                 SUBJECT  sort_subject (base subject)
+ *   FROM TO CC  sort_from/to/cc   DISPLAYFROM DISPLAYTO  sort_display_*
+ * (the sort_* columns are computed when the row is written,
+ * backend/store/msg-meta.h); text keys compare case-insensitively (see
+ * search.c). Cap: sora_search_sort_cap(prog) results (max_results 0 or
+ * larger is held at it); total and truncated as for SEARCH. */
+int sora_search_sort(struct sora_db_conn *conn, int64_t mailbox_id,
+		     const struct sora_imap_sort_program *prog,
+		     const struct sora_search_view *view, uint64_t offset, size_t max_results,
+		     struct sora_search_result *res_r, struct sora_error *err);
+/* A sort by a text key (SUBJECT, FROM, TO, CC, DISPLAYFROM, DISPLAYTO):
+ * every matching row's key is computed and sorted, no index serves it.
+ * Such sorts are capped at SORA_SEARCH_MAX_SORT_RESULTS, the others
+ * (ARRIVAL, DATE, SIZE) at SORA_SEARCH_MAX_RESULTS like SEARCH. */
+bool sora_search_sort_expensive(const struct sora_imap_sort_program *prog);
+size_t sora_search_sort_cap(const struct sora_imap_sort_program *prog);
 void sora_search_result_free(struct sora_search_result *res);
 
 #endif

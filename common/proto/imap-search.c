@@ -559,6 +559,28 @@ static int parse_return(struct search_ctx *ctx, const struct sora_imap_arg *arg,
 	return 0;
 }
 
+/* The charset argument (SEARCH's after "CHARSET", SORT's always): 0, or
+ * a negative enum sora_imap_search_error. */
+static int parse_charset(struct search_ctx *ctx, const struct sora_imap_arg *arg,
+			 const char *missing)
+{
+	struct sora_str s;
+
+	if (arg == NULL || !sora_imap_arg_astring(arg, &s)) {
+		fail(ctx, missing);
+		return SORA_IMAP_SEARCH_SYNTAX;
+	}
+	if (sora_str_ieq_c(s, "UTF-8")) {
+		ctx->charset = CHARSET_UTF8;
+	} else if (sora_str_ieq_c(s, "US-ASCII")) {
+		ctx->charset = CHARSET_ASCII;
+	} else {
+		fail(ctx, "Unsupported charset.");
+		return SORA_IMAP_SEARCH_BADCHARSET;
+	}
+	return 0;
+}
+
 int sora_imap_search_parse(const struct sora_imap_arg *args, size_t count, bool allow_return,
 			   struct sora_imap_search_program *prog_r, const char **error_r)
 {
@@ -582,19 +604,11 @@ int sora_imap_search_parse(const struct sora_imap_arg *args, size_t count, bool 
 	}
 	if (i < count && args[i].type == SORA_IMAP_ARG_ATOM && sora_imap_arg_atom(&args[i], &s) &&
 	    sora_str_ieq_c(s, "CHARSET")) {
-		if (i + 1 >= count || !sora_imap_arg_astring(&args[i + 1], &s)) {
-			fail(&ctx, "CHARSET needs a charset name.");
+		ret = parse_charset(&ctx, i + 1 < count ? &args[i + 1] : NULL,
+				    "CHARSET needs a charset name.");
+		if (ret != 0)
 			goto out;
-		}
-		if (sora_str_ieq_c(s, "UTF-8")) {
-			ctx.charset = CHARSET_UTF8;
-		} else if (sora_str_ieq_c(s, "US-ASCII")) {
-			ctx.charset = CHARSET_ASCII;
-		} else {
-			fail(&ctx, "Unsupported charset.");
-			ret = SORA_IMAP_SEARCH_BADCHARSET;
-			goto out;
-		}
+		ret = SORA_IMAP_SEARCH_SYNTAX;
 		i += 2;
 	}
 	if (i >= count) {
@@ -609,6 +623,122 @@ int sora_imap_search_parse(const struct sora_imap_arg *args, size_t count, bool 
 out:
 	if (ret != 0) {
 		sora_imap_search_free(prog_r);
+		*error_r = ctx.error;
+	}
+	return ret;
+}
+
+/* ------------------------------------------------------------------ SORT */
+
+void sora_imap_sort_free(struct sora_imap_sort_program *prog)
+{
+	if (prog == NULL)
+		return;
+	sora_imap_search_free(&prog->search);
+	prog->count = 0;
+}
+
+/* sort-criteria = "(" sort-criterion *(SP sort-criterion) ")";
+ * sort-criterion = ["REVERSE" SP] sort-key (RFC 5256 §5, RFC 5957 §3). */
+static int parse_sort_criteria(struct search_ctx *ctx, const struct sora_imap_arg *arg,
+			       unsigned int flags, struct sora_imap_sort_program *prog)
+{
+	static const struct {
+		const char *name;
+		enum sora_imap_sort_key key;
+		bool display;
+	} keys[] = {
+		{ "ARRIVAL", SORA_SORT_ARRIVAL, false }, { "CC", SORA_SORT_CC, false },
+		{ "DATE", SORA_SORT_DATE, false },       { "FROM", SORA_SORT_FROM, false },
+		{ "SIZE", SORA_SORT_SIZE, false },       { "SUBJECT", SORA_SORT_SUBJECT, false },
+		{ "TO", SORA_SORT_TO, false },           { "DISPLAYFROM", SORA_SORT_DISPLAYFROM, true },
+		{ "DISPLAYTO", SORA_SORT_DISPLAYTO, true },
+	};
+	bool reverse = false;
+
+	if (arg == NULL || arg->type != SORA_IMAP_ARG_LIST || arg->list_count == 0)
+		return fail(ctx, "SORT needs a list of sort criteria.");
+	for (size_t i = 0; i < arg->list_count; i++) {
+		struct sora_str s;
+		size_t k;
+
+		if (arg->list[i].type != SORA_IMAP_ARG_ATOM || !sora_imap_arg_atom(&arg->list[i], &s))
+			return fail(ctx, "Invalid sort criterion.");
+		if (sora_str_ieq_c(s, "REVERSE")) {
+			if (reverse)
+				return fail(ctx, "REVERSE must be followed by a sort key.");
+			reverse = true;
+			continue;
+		}
+		for (k = 0; k < N_ELEMENTS(keys); k++) {
+			if (sora_str_ieq_c(s, keys[k].name))
+				break;
+		}
+		if (k == N_ELEMENTS(keys) ||
+		    (keys[k].display && !(flags & SORA_IMAP_SORT_ALLOW_DISPLAY)))
+			return fail(ctx, "Unknown sort key.");
+		if (prog->count == SORA_IMAP_SORT_CRITERIA_MAX)
+			return fail(ctx, "Too many sort criteria.");
+		prog->criteria[prog->count].key = keys[k].key;
+		prog->criteria[prog->count].reverse = reverse;
+		prog->count++;
+		reverse = false;
+	}
+	if (reverse)
+		return fail(ctx, "REVERSE must be followed by a sort key.");
+	return 0;
+}
+
+int sora_imap_sort_parse(const struct sora_imap_arg *args, size_t count, unsigned int flags,
+			 struct sora_imap_sort_program *prog_r, const char **error_r)
+{
+	struct search_ctx ctx = { .error = NULL, .charset = CHARSET_UTF8 };
+	struct sora_imap_search_program *sp = &prog_r->search;
+	struct sora_str s;
+	size_t i = 0;
+	int ret = SORA_IMAP_SEARCH_SYNTAX;
+
+	memset(prog_r, 0, sizeof(*prog_r));
+	sp->root.type = SORA_SEARCH_AND;
+	if (i < count && args[i].type == SORA_IMAP_ARG_ATOM && sora_imap_arg_atom(&args[i], &s) &&
+	    sora_str_ieq_c(s, "RETURN")) {
+		if (!(flags & SORA_IMAP_SORT_ALLOW_RETURN)) {
+			fail(&ctx, "SORT RETURN is not supported.");
+			goto out;
+		}
+		if (parse_return(&ctx, i + 1 < count ? &args[i + 1] : NULL, sp) < 0)
+			goto out;
+		/* UPDATE, CONTEXT and PARTIAL belong to CONTEXT=SORT (RFC 5267
+		 * §4), which is not offered. */
+		if (sp->return_opts & (SORA_SEARCH_RETURN_UPDATE | SORA_SEARCH_RETURN_CONTEXT |
+				       SORA_SEARCH_RETURN_PARTIAL)) {
+			fail(&ctx, "SORT RETURN supports MIN, MAX, ALL, COUNT and SAVE only.");
+			goto out;
+		}
+		sp->esearch = true;
+		i += 2;
+	}
+	if (parse_sort_criteria(&ctx, i < count ? &args[i] : NULL, flags, prog_r) < 0)
+		goto out;
+	i++;
+	/* RFC 5256 §5: the charset is not optional in SORT. */
+	ret = parse_charset(&ctx, i < count ? &args[i] : NULL, "SORT needs a charset name.");
+	if (ret != 0)
+		goto out;
+	ret = SORA_IMAP_SEARCH_SYNTAX;
+	i++;
+	if (i >= count) {
+		fail(&ctx, "Missing SEARCH keys.");
+		goto out;
+	}
+	if (parse_keys(&ctx, args + i, count - i, 1, &sp->root) < 0)
+		goto out;
+	sp->has_modseq = ctx.has_modseq;
+	sp->uses_saved = ctx.uses_saved;
+	ret = 0;
+out:
+	if (ret != 0) {
+		sora_imap_sort_free(prog_r);
 		*error_r = ctx.error;
 	}
 	return ret;

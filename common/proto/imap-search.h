@@ -145,6 +145,52 @@ int sora_imap_search_parse(const struct sora_imap_arg *args, size_t count, bool 
 			   struct sora_imap_search_program *prog_r, const char **error_r);
 void sora_imap_search_free(struct sora_imap_search_program *prog);
 
+/* ---- SORT (RFC 5256), ESORT (RFC 5267 §3), SORT=DISPLAY (RFC 5957) ----
+ *
+ * Grammar accepted: [RETURN (opts)] (sort-criteria) charset key+, where
+ * sort-criteria is one or more [REVERSE] sort-key and the charset is
+ * required (US-ASCII or UTF-8, as for SEARCH). The search part is a
+ * SEARCH program in .search; its esearch/return_opts carry ESORT's
+ * RETURN (MIN MAX ALL COUNT SAVE; UPDATE, CONTEXT and PARTIAL, which
+ * belong to CONTEXT=SORT, are a syntax error). */
+enum sora_imap_sort_key {
+	SORA_SORT_ARRIVAL = 1,    /* INTERNALDATE */
+	SORA_SORT_CC,             /* addr-mailbox of the first Cc address */
+	SORA_SORT_DATE,           /* Date: header, else INTERNALDATE */
+	SORA_SORT_FROM,
+	SORA_SORT_SIZE,           /* RFC822.SIZE */
+	SORA_SORT_SUBJECT,        /* base subject */
+	SORA_SORT_TO,
+	SORA_SORT_DISPLAYFROM,    /* RFC 5957 */
+	SORA_SORT_DISPLAYTO,
+};
+
+/* More criteria than this is a syntax error (there are nine keys; a
+ * longer list only repeats them). */
+#define SORA_IMAP_SORT_CRITERIA_MAX 16
+
+struct sora_imap_sort_criterion {
+	enum sora_imap_sort_key key;
+	bool reverse;
+};
+
+struct sora_imap_sort_program {
+	struct sora_imap_sort_criterion criteria[SORA_IMAP_SORT_CRITERIA_MAX];
+	size_t count;                          /* >= 1 */
+	struct sora_imap_search_program search;
+};
+
+/* Flags of sora_imap_sort_parse(). */
+#define SORA_IMAP_SORT_ALLOW_RETURN  1u    /* ESORT advertised */
+#define SORA_IMAP_SORT_ALLOW_DISPLAY 2u    /* SORT=DISPLAY advertised */
+
+/* Parses args[0..count) (everything after "SORT"). Returns 0, or a
+ * negative enum sora_imap_search_error with *error_r (a static sentence)
+ * and the program freed. */
+int sora_imap_sort_parse(const struct sora_imap_arg *args, size_t count, unsigned int flags,
+			 struct sora_imap_sort_program *prog_r, const char **error_r);
+void sora_imap_sort_free(struct sora_imap_sort_program *prog);
+
 /* Parses an RFC 3501 date ("1-Feb-1994", day 1-2 digits, month
  * case-insensitive) into a day number. 0 or -1. Exposed for APPEND's
  * neighbours and tests. */

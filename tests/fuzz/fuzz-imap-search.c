@@ -10,7 +10,11 @@
  * summary flags matching the tree, a PARTIAL range that is ordered and
  * never comes with ALL. Every atom and string also goes
  * through sora_imap_date_parse(), whose day numbers must stay within
- * years 0-9999. ASan checks that error paths free. */
+ * years 0-9999. The same arguments also go to sora_imap_sort_parse()
+ * (bit 0 also allows ESORT's RETURN, bit 3 SORT=DISPLAY's keys): a SORT
+ * program has 1..SORA_IMAP_SORT_CRITERIA_MAX known keys, DISPLAY keys
+ * only when allowed, no CONTEXT=SORT options, and a search part that
+ * keeps the same promises. ASan checks that error paths free. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -81,6 +85,40 @@ static void check_dates(const struct sora_imap_arg *args, size_t count)
 	}
 }
 
+static void check_sort(const struct sora_imap_command *cmd, unsigned int flags)
+{
+	struct sora_imap_sort_program prog;
+	const char *error = NULL;
+	int ret = sora_imap_sort_parse(cmd->args, cmd->args_count, flags, &prog, &error);
+
+	if (ret != 0) {
+		CHECK(ret == SORA_IMAP_SEARCH_SYNTAX || ret == SORA_IMAP_SEARCH_BADCHARSET);
+		CHECK(error != NULL && prog.search.root.children == NULL && prog.count == 0);
+		return;
+	}
+	struct walk w = { 0, false, false };
+
+	CHECK(error == NULL);
+	CHECK(prog.count >= 1 && prog.count <= SORA_IMAP_SORT_CRITERIA_MAX);
+	for (size_t i = 0; i < prog.count; i++) {
+		enum sora_imap_sort_key k = prog.criteria[i].key;
+
+		CHECK(k >= SORA_SORT_ARRIVAL && k <= SORA_SORT_DISPLAYTO);
+		if (k == SORA_SORT_DISPLAYFROM || k == SORA_SORT_DISPLAYTO)
+			CHECK(flags & SORA_IMAP_SORT_ALLOW_DISPLAY);
+	}
+	CHECK((flags & SORA_IMAP_SORT_ALLOW_RETURN) || !prog.search.esearch);
+	CHECK(!prog.search.esearch || prog.search.return_opts != 0);
+	CHECK((prog.search.return_opts & (SORA_SEARCH_RETURN_UPDATE | SORA_SEARCH_RETURN_CONTEXT |
+					  SORA_SEARCH_RETURN_PARTIAL)) == 0);
+	CHECK(prog.search.root.type == SORA_SEARCH_AND && prog.search.root.child_count > 0);
+	check_key(&prog.search.root, 0, &w);
+	CHECK(w.keys - 1 <= SORA_IMAP_SEARCH_KEYS_MAX);
+	CHECK(w.modseq == prog.search.has_modseq && w.saved == prog.search.uses_saved);
+	sora_imap_sort_free(&prog);
+	CHECK(prog.search.root.children == NULL);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct sora_imap_parser_params pp = sora_imap_parser_default_params;
@@ -116,6 +154,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			int ret;
 
 			check_dates(cmd->args, cmd->args_count);
+			check_sort(cmd, (allow_return ? SORA_IMAP_SORT_ALLOW_RETURN : 0u) |
+					((data[0] & 8) ? SORA_IMAP_SORT_ALLOW_DISPLAY : 0u));
 			ret = sora_imap_search_parse(cmd->args, cmd->args_count, allow_return, &prog,
 						     &error);
 			if (ret == 0) {

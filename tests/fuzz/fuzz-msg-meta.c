@@ -3,7 +3,8 @@
  *
  * The input is used as:
  *  - a date, a subject and a transfer-encoded body: the date parser must
- *    return a sane time, the base subject must be no longer than its input,
+ *    return a sane time, the base subject must be no longer than its input
+ *    and be its own base subject,
  *    and the transfer decoders must give the same output in one piece, byte
  *    by byte and in chunks whose sizes come from the input;
  *  - a whole message: parsed, every metadata column derived and the
@@ -136,6 +137,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	sora_buf_init(&subj, 0);
 	CHECK(sora_msg_base_subject(s, &subj) == 0);
 	CHECK(subj.len <= size);
+	{
+		/* A base subject is its own base subject (RFC 5256 2.1
+		 * strips until nothing is left to strip). */
+		struct sora_buf again;
+
+		sora_buf_init(&again, 0);
+		CHECK(sora_msg_base_subject(sora_buf_str(&subj), &again) == 0);
+		CHECK(again.len == subj.len &&
+		      (subj.len == 0 || memcmp(again.data, subj.data, subj.len) == 0));
+		sora_buf_free(&again);
+	}
 	sora_buf_free(&subj);
 	check_cte("base64", data, size);
 	check_cte("quoted-printable", data, size);

@@ -16,7 +16,7 @@ from sorafix.common import free_port
 from sorafix.imap import ImapBackend
 
 # Scripts that cannot pass yet, each with the reason. Extensions that are
-# not advertised (SORT, THREAD, ESORT, CONTEXT=SORT, NOTIFY, URLAUTH,
+# not advertised (THREAD, CONTEXT=SORT, NOTIFY, URLAUTH,
 # CATENATE) are skipped by the runner on their own.
 EXCLUDE = {
 }

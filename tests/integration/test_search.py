@@ -27,6 +27,10 @@ def test_search_live(admin, pg):
     timing = re.search(r"search timing over 10000 messages: BODY ([\d.]+) ms, FROM ([\d.]+) ms",
                        out)
     assert timing, out
+    # SORT over the same size of mailbox: one statement each (the cmocka
+    # program checks the cap and the order).
+    assert re.search(r"sort timing over 10000 messages: FROM ([\d.]+) ms, REVERSE ARRIVAL ([\d.]+) ms",
+                     out), out
 
     # "'; DROP TABLE messages; --" was searched for, not run.
     assert admin.sql("SELECT to_regclass('messages') IS NOT NULL").strip() == "t"

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "backend/store/msg-meta.h"
 #include "common/proto/mime/mime-json.h"
@@ -113,6 +114,76 @@ static void test_base_subject(void **state)
 	/* Not a leader: "re" must be followed by an optional blob and ':'. */
 	check_base("Regarding: x", "Regarding: x");
 	check_base("Refund", "Refund");
+}
+
+/* Base subjects of hostile subjects: every byte value, and shapes that
+ * make a careless implementation rescan the string once per step. A
+ * subject is network data and is stripped at every delivery; 1 MiB of
+ * blobs must take milliseconds, not minutes. */
+static double now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void check_base_big(const char *unit, const char *tail, const char *want_tail)
+{
+	const size_t n = 1024 * 1024 / strlen(unit);
+	struct sora_buf in, out;
+	double t0;
+
+	sora_buf_init(&in, 0);
+	sora_buf_init(&out, 0);
+	for (size_t i = 0; i < n; i++)
+		assert_int_equal(sora_buf_append_str(&in, unit), 0);
+	assert_int_equal(sora_buf_append_str(&in, tail), 0);
+	t0 = now_s();
+	assert_int_equal(sora_msg_base_subject(sora_buf_str(&in), &out), 0);
+	if (now_s() - t0 > 2.0)
+		fail_msg("base subject of %zu x \"%s\" + \"%s\" took %.1f s", n, unit, tail,
+			 now_s() - t0);
+	assert_true(out.len >= strlen(want_tail));
+	assert_memory_equal(out.data + out.len - strlen(want_tail), want_tail, strlen(want_tail));
+	sora_buf_free(&in);
+	sora_buf_free(&out);
+}
+
+static void test_base_subject_hostile(void **state)
+{
+	unsigned char all[256];
+	struct sora_buf out;
+
+	/* Every byte value, NUL included: no crash, nothing longer than
+	 * the input. */
+	for (int i = 0; i < 256; i++)
+		all[i] = (unsigned char)i;
+	sora_buf_init(&out, 0);
+	assert_int_equal(sora_msg_base_subject(sora_str_make((const char *)all, 256), &out), 0);
+	assert_true(out.len <= 256);
+	sora_buf_free(&out);
+	/* Blobs with no leader after them: stripped to the text. */
+	check_base_big("[a]", "x", "x");
+	check_base_big("[] ", "x", "x");
+	/* Blobs before a leader, again and again. */
+	check_base_big("[a]Re:", "x", "x");
+	check_base_big("Re: ", "x", "x");
+	check_base_big("x (fwd)", "", "x");
+	/* Unclosed blobs and nested forwards. */
+	check_base_big("[a", "", "a");
+	check_base_big("[fwd: ", "x", "x");
+	check_base_big("[fwd: x]", "", "x");
+	/* The loop of steps 2-6 must stop on every shape. */
+	check_base("[fwd: ]", "");
+	check_base("[fwd:]", "");
+	check_base("[]", "[]");
+	check_base("[] []", "[]");
+	check_base("Re: [] x", "x");
+	check_base("(fwd)", "");
+	check_base("re", "re");
+	check_base("fw:", "");
+	check_base("Fwd[x]:Re : y", "y");
 }
 
 /* ---- UTF-8 cleaning ---- */
@@ -278,8 +349,10 @@ static void test_meta_headers_and_text(void **state)
 	assert_buf(&meta.references, "<a@x> <parent@x>");
 	assert_buf(&meta.sort_from, "PIRARD");
 	assert_buf(&meta.sort_to, "keld");
-	/* The group marker is skipped: the first real address counts. */
-	assert_buf(&meta.sort_cc, "a");
+	/* A group comes first as its start marker, as in IMAP's ENVELOPE:
+	 * its addr-mailbox is the group name (RFC 5256 2.2; Dovecot and
+	 * imaptest's sort-addresses agree). */
+	assert_buf(&meta.sort_cc, "group");
 	assert_buf(&meta.sort_display_from, "Andr\xc3\xa9 Pirard");
 	assert_buf(&meta.sort_display_to, "Keld");
 
@@ -289,6 +362,57 @@ static void test_meta_headers_and_text(void **state)
 	assert_int_equal(sora_msg_meta_text(msg, failing_read, NULL, &meta), -1);
 	sora_msg_meta_free(&meta);
 	sora_mime_message_free(&msg);
+}
+
+/* The RFC 5256 / RFC 5957 sort keys of address fields: the first
+ * address as ENVELOPE lists it, groups by name (encoded words decoded),
+ * and none of the placeholders the address parser fills into broken
+ * addresses. */
+static void check_sort_keys(const char *from, const char *want_mailbox, const char *want_display)
+{
+	struct sora_mime_message *msg = NULL;
+	struct sora_msg_meta meta;
+	struct sora_buf raw;
+	const char *error;
+
+	sora_buf_init(&raw, 0);
+	sora_buf_printf(&raw, "From: %s\r\nTo: %s\r\nCc: %s\r\n\r\nbody\r\n", from, from, from);
+	assert_int_equal(sora_mime_parse(raw.data, raw.len, NULL, &msg, &error), 0);
+	sora_msg_meta_init(&meta);
+	assert_int_equal(sora_msg_meta_headers(msg, &meta), 0);
+	if (meta.sort_from.len != strlen(want_mailbox) ||
+	    memcmp(meta.sort_from.data != NULL ? meta.sort_from.data : "", want_mailbox,
+		   meta.sort_from.len) != 0 ||
+	    meta.sort_display_from.len != strlen(want_display) ||
+	    memcmp(meta.sort_display_from.data != NULL ? meta.sort_display_from.data : "",
+		   want_display, meta.sort_display_from.len) != 0)
+		fail_msg("From: %s: got \"%.*s\" / \"%.*s\", want \"%s\" / \"%s\"", from,
+			 (int)meta.sort_from.len, meta.sort_from.data != NULL ? meta.sort_from.data : "",
+			 (int)meta.sort_display_from.len,
+			 meta.sort_display_from.data != NULL ? meta.sort_display_from.data : "",
+			 want_mailbox, want_display);
+	assert_buf(&meta.sort_to, want_mailbox);
+	assert_buf(&meta.sort_cc, want_mailbox);
+	assert_buf(&meta.sort_display_to, want_display);
+	sora_msg_meta_free(&meta);
+	sora_mime_message_free(&msg);
+	sora_buf_free(&raw);
+}
+
+static void test_sort_keys_of_addresses(void **state)
+{
+	check_sort_keys("foo bar <a@b.c>", "a", "foo bar");
+	check_sort_keys("b@c.d", "b", "b@c.d");
+	check_sort_keys("=?iso-8859-1?q?foo_=E9ar?= <e@f.g>", "e", "foo \xc3\xa9" "ar");
+	check_sort_keys("user2@domain2.org (foo bar)", "user2", "foo bar");
+	check_sort_keys("a: xx@xx.org, yy@yy.org;", "a", "a");
+	check_sort_keys("empty:;", "empty", "empty");
+	check_sort_keys("=?utf-8?q?T=C3=A9am?=: x@y.z;", "T\xc3\xa9" "am", "T\xc3\xa9" "am");
+	check_sort_keys("x@y.z, a: b@c.d;", "x", "x@y.z");
+	/* Broken addresses: no "MISSING_DOMAIN" / "MISSING_MAILBOX". */
+	check_sort_keys("d", "d", "d");
+	check_sort_keys("Name <@example.com>", "", "Name");
+	check_sort_keys("", "", "");
 }
 
 static void test_meta_minimal_message(void **state)
@@ -514,6 +638,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_dates),
 		cmocka_unit_test(test_base_subject),
+		cmocka_unit_test(test_base_subject_hostile),
+		cmocka_unit_test(test_sort_keys_of_addresses),
 		cmocka_unit_test(test_utf8_clean),
 		cmocka_unit_test(test_cte),
 		cmocka_unit_test(test_meta_headers_and_text),

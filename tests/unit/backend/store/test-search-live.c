@@ -953,6 +953,127 @@ static void test_timing_10k(void **state)
 		      " HEADER (raw) %.1f ms\n", body_ms, from_ms, text_ms);
 }
 
+/* ---- SORT ---- */
+
+static void sort(int64_t mbox, const struct sora_imap_sort_criterion *crit, size_t n,
+		 uint64_t offset, size_t max, struct sora_search_result *res)
+{
+	struct sora_imap_sort_program prog;
+	struct sora_imap_search_key all = { .type = SORA_SEARCH_ALL };
+	struct sora_error err = { 0 };
+
+	memset(&prog, 0, sizeof(prog));
+	memcpy(prog.criteria, crit, n * sizeof(*crit));
+	prog.count = n;
+	prog.search.root.type = SORA_SEARCH_AND;
+	prog.search.root.children = &all;
+	prog.search.root.child_count = 1;
+	if (sora_search_sort(conn, mbox, &prog, &view, offset, max, res, &err) != 0)
+		fail_msg("sort failed: class %d: %s", err.cls, err.msg);
+}
+
+/* The text keys: base subjects compared case-insensitively after NFKD
+ * ("\u00c9" is "E" + accent, after "E" alone), "_" after letters (upper
+ * case, as i;unicode-casemap titlecases), ties in UID order, REVERSE
+ * not reversing the tie order. */
+static void test_sort_text_keys(void **state)
+{
+	static const struct sora_imap_sort_criterion subject[] = { { SORA_SORT_SUBJECT, false } };
+	static const struct sora_imap_sort_criterion rsubject[] = { { SORA_SORT_SUBJECT, true } };
+	struct sora_search_result res;
+	char m[24], buf[128];
+	int64_t mb;
+
+	need_db();
+	mb = new_mailbox();
+	q("INSERT INTO messages (account_id, mailbox_id, uid, content_hash, size, sort_subject)"
+	  " SELECT account_id, id, u, repeat('a', 64), 10, s FROM mailboxes,"
+	  " (VALUES (1, 'zeta'), (2, '\u00c9mile'), (3, 'emile'), (4, 'alpha'), (5, '_x'),"
+	  "  (6, 'Zeta'), (7, 'ALPHA')) v(u, s) WHERE id = $1 RETURNING 1",
+	  s64(m, mb), NULL, NULL);
+	view_load(mb);
+	sort(mb, subject, 1, 0, 0, &res);
+	uids_str(&res.uids, buf, sizeof(buf));
+	assert_string_equal(buf, "4,7,3,2,1,6,5");
+	assert_false(res.truncated);
+	sora_search_result_free(&res);
+	sort(mb, rsubject, 1, 0, 0, &res);
+	uids_str(&res.uids, buf, sizeof(buf));
+	assert_string_equal(buf, "5,1,6,2,3,4,7");
+	sora_search_result_free(&res);
+	/* A window: positions 3..4. */
+	sort(mb, subject, 1, 2, 2, &res);
+	uids_str(&res.uids, buf, sizeof(buf));
+	assert_string_equal(buf, "3,2");
+	assert_int_equal(res.total, 7);
+	assert_true(res.truncated);
+	sora_search_result_free(&res);
+}
+
+/* 10,000 messages: one statement per SORT, the text-key sort capped at
+ * SORA_SEARCH_MAX_SORT_RESULTS with the exact total, ARRIVAL at
+ * SORA_SEARCH_MAX_RESULTS; the timing is printed for the record. */
+static void test_sort_10k(void **state)
+{
+	static const struct sora_imap_sort_criterion from[] = { { SORA_SORT_FROM, false } };
+	static const struct sora_imap_sort_criterion arrival[] = { { SORA_SORT_ARRIVAL, true } };
+	struct sora_search_result res;
+	struct timespec t0;
+	char m[24];
+	double from_ms, arrival_ms;
+	int64_t mb;
+
+	need_db();
+	assert_true(sora_search_sort_cap(&(struct sora_imap_sort_program){
+			    .criteria = { { SORA_SORT_DATE, false }, { SORA_SORT_CC, false } },
+			    .count = 2 }) == SORA_SEARCH_MAX_SORT_RESULTS);
+	assert_true(sora_search_sort_cap(&(struct sora_imap_sort_program){
+			    .criteria = { { SORA_SORT_DATE, false }, { SORA_SORT_SIZE, true },
+					  { SORA_SORT_ARRIVAL, false } },
+			    .count = 3 }) == SORA_SEARCH_MAX_RESULTS);
+	mb = new_mailbox();
+	/* sort_from: a permutation of 0..9999 (7919 is prime to 10,000),
+	 * zero-padded so text order is numeric order. */
+	q("INSERT INTO messages (account_id, mailbox_id, uid, content_hash, size, internal_date,"
+	  " sort_from)"
+	  " SELECT account_id, id, g, repeat('b', 64), 1000 + g % 97,"
+	  " timestamptz '2020-01-01' + (g % 1000) * interval '1 minute',"
+	  " 'u' || lpad(((g * 7919) % 10000)::text, 5, '0')"
+	  " FROM mailboxes, generate_series(1, 10000) g WHERE id = $1 RETURNING 1",
+	  s64(m, mb), NULL, NULL);
+	q("ANALYZE messages", NULL, NULL, NULL);
+	view_load(mb);
+
+	sort(mb, from, 1, 0, 0, &res);
+	sora_search_result_free(&res);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	sort(mb, from, 1, 0, 0, &res);
+	from_ms = ms_since(&t0);
+	assert_int_equal(res.uids.count, SORA_SEARCH_MAX_SORT_RESULTS);
+	assert_int_equal(res.total, 10000);
+	assert_true(res.truncated);
+	/* The first 500 in key order: keys u00000.., i.e. g with
+	 * g * 7919 % 10000 = 0, 1, 2, ... */
+	for (size_t i = 0; i < res.uids.count; i++)
+		assert_int_equal((res.uids.uids[i] * 7919u) % 10000u, i);
+	sora_search_result_free(&res);
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	sort(mb, arrival, 1, 0, 0, &res);
+	arrival_ms = ms_since(&t0);
+	assert_int_equal(res.uids.count, SORA_SEARCH_MAX_RESULTS);
+	assert_int_equal(res.total, 10000);
+	/* REVERSE ARRIVAL: the ten messages of minute 999 first, in UID
+	 * order (ties are never reversed). */
+	assert_int_equal(res.uids.uids[0], 999);
+	assert_int_equal(res.uids.uids[1], 1999);
+	assert_int_equal(res.uids.uids[9], 9999);
+	assert_int_equal(res.uids.uids[10], 998);
+	sora_search_result_free(&res);
+	print_message("sort timing over 10000 messages: FROM %.1f ms, REVERSE ARRIVAL %.1f ms\n",
+		      from_ms, arrival_ms);
+}
+
 static int setup(void **state)
 {
 	return live_db_open("sora-test-search", 2, 60000);
@@ -971,6 +1092,8 @@ int main(void)
 		cmocka_unit_test(test_injection_literal),
 		cmocka_unit_test(test_cap_and_total),
 		cmocka_unit_test(test_timing_10k),
+		cmocka_unit_test(test_sort_text_keys),
+		cmocka_unit_test(test_sort_10k),
 	};
 
 	return cmocka_run_group_tests(tests, setup, live_db_teardown);
