@@ -398,3 +398,21 @@ def test_kick_through_proxy_api(cluster):
     assert p.metric("sora_http_api_requests_total", method="POST", status="202") == 1
     assert p.metric("sora_http_api_requests_total", method="POST", status="400") == 1
     assert p.metric("sora_http_api_requests_total", method="GET", status="405") == 1
+
+
+def test_database_down(tmp_path, sora_servers):
+    """No database: health says so with 503, operations get 503 without the
+    database's address or error text; the API itself keeps answering."""
+    port, dead = free_port(), free_port()
+    cfg = (f'[database]\nhost = "127.0.0.1"\nport = {dead}\ndbname = "nodb"\nuser = "postgres"\n'
+           '[logging]\nlevel = "info"\nformat = "console"\noutput = "stderr"\n' + api_block(port))
+    s = sora_servers("sora-proxy", cfg, [port])
+    api = Api(port, s)
+    st, _, j = api.call("GET", "/health")
+    assert st == 503 and j["status"] == "unavailable" and j["database"] == {"reachable": False}
+    msg, _ = api.err("GET", "/accounts", 503)
+    msg2, _ = api.err("POST", "/auth/unblock", 503, {"ip": "198.51.100.7"})
+    for m in (msg, msg2):
+        assert str(dead) not in m and "nodb" not in m and "refused" not in m.lower()
+    api.err("GET", "/health", 401, key="wrong")
+    assert "cannot connect" in s.log()
