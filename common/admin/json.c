@@ -133,13 +133,16 @@ int sora_json_body_check(const char *data, size_t len, const char **error_r)
 		if (n == 1 && p[i] == '"') {
 			in_string = !in_string;
 		} else if (n == 1 && p[i] == '\\' && in_string) {
-			/* An escape: skip what it covers, checking \u0000. */
-			if (i + 1 < len && p[i + 1] == 'u' && i + 5 < len &&
-			    memcmp(p + i + 2, "0000", 4) == 0) {
+			/* An escape. \u0000 is refused; an escaped quote or
+			 * backslash is stepped over so it neither ends the
+			 * string nor starts another escape. Any other byte
+			 * after the backslash goes through the checks above
+			 * (a raw NUL there is refused like anywhere). */
+			if (i + 5 < len && p[i + 1] == 'u' && memcmp(p + i + 2, "0000", 4) == 0) {
 				*error_r = "strings must not contain NUL (\\u0000)";
 				return -1;
 			}
-			i += i + 1 < len ? 2 : 1;
+			i += i + 1 < len && (p[i + 1] == '"' || p[i + 1] == '\\') ? 2 : 1;
 			continue;
 		}
 		i += n;

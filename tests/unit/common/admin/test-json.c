@@ -151,6 +151,8 @@ static void test_body_check(void **state)
 	assert_false(BODY("{\"a\": \"x\\u0000y\"}"));
 	assert_false(BODY("{\"a\": \"\\\\\\u0000\"}"));
 	assert_false(BODY("{\"a\": \"x\"}\0"));
+	/* A raw NUL right after a backslash (found by fuzz-admin-json). */
+	assert_false(BODY("V{6\"\\t\\15\\\0" "0"));
 	assert_false(BODY("{\"a\": \"\xff\"}"));
 	assert_false(BODY("{\"a\": \"\xc3\"}"));
 	assert_false(BODY("{\"a\": \"\xed\xa0\x80\"}"));
