@@ -32,12 +32,12 @@ static void print_top(const char *title, const struct sora_admin_rows *rows)
 	}
 	printf("  %-40s %8s  %-23s  %s\n", "KEY", "FAILURES", "LAST FAILURE", "BLOCKED UNTIL");
 	for (int i = 0; i < rows->count; i++) {
-		char key[128];
+		char key[128], until[64];
 
 		printf("  %-40s %8s  %-23s  %s\n", shown(rows, i, SORA_ADMIN_TOP_KEY, key, sizeof(key)),
 		       sora_admin_cell(rows, i, SORA_ADMIN_TOP_FAILURES),
 		       sora_admin_cell(rows, i, SORA_ADMIN_TOP_LAST_FAILURE),
-		       shown(rows, i, SORA_ADMIN_TOP_BLOCKED_UNTIL, key, sizeof(key)));
+		       shown(rows, i, SORA_ADMIN_TOP_BLOCKED_UNTIL, until, sizeof(until)));
 	}
 }
 
