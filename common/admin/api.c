@@ -128,8 +128,6 @@ static enum MHD_Result send_json(struct sora_admin_api *api, struct MHD_Connecti
 			return MHD_NO;
 	}
 	len = strlen(text);
-	/* One line per document, as curl users and `jq` like it. */
-	text[len] = '\0';
 	resp = MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);
 	if (resp == NULL) {
 		free(text);
@@ -917,7 +915,6 @@ static enum MHD_Result finish(struct sora_admin_api *api, struct MHD_Connection 
 	char path[MAX_PATH];
 	struct sora_error err;
 	const char *error;
-	cJSON *out;
 
 	memset(&c, 0, sizeof(c));
 	c.api = api;
@@ -958,8 +955,7 @@ static enum MHD_Result finish(struct sora_admin_api *api, struct MHD_Connection 
 	}
 	if (c.out == NULL)
 		return send_error(api, mhd, req, method, url, c.status, c.error, c.allow);
-	out = c.out;
-	return send_json(api, mhd, req, method, url, c.status, out, NULL);
+	return send_json(api, mhd, req, method, url, c.status, c.out, NULL);
 }
 
 /* "Bearer <key>", compared through hashes of equal length so the time does
