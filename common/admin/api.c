@@ -429,15 +429,16 @@ static int credentials_json(struct call *c, cJSON *obj, const struct sora_creden
 	return 0;
 }
 
-/* GET /accounts[?status=active|deleted|all] */
+/* GET /accounts[?status=active|deleted|all&limit=&offset=] */
 static int accounts_list(struct call *c)
 {
-	const char *status = query(c, "status");
+	const char *status = query(c, "status"), *off = query(c, "offset");
 	enum sora_accounts_filter filter = SORA_ACCOUNTS_LIVE;
 	struct sora_account_list list;
 	struct sora_error err;
+	uint64_t offset = 0;
 	cJSON *arr;
-	int ret = -1;
+	int limit, ret = -1;
 
 	if (status != NULL && strcmp(status, "deleted") == 0)
 		filter = SORA_ACCOUNTS_DELETED;
@@ -445,7 +446,11 @@ static int accounts_list(struct call *c)
 		filter = SORA_ACCOUNTS_ALL;
 	else if (status != NULL && strcmp(status, "active") != 0)
 		return fail(c, MHD_HTTP_BAD_REQUEST, "status must be active, deleted or all");
-	if (sora_accounts_list(c->db, filter, &list, &err) != 0)
+	if (get_limit(c, &limit) < 0)
+		return -1;
+	if (off != NULL && sora_str_to_u64(sora_str_c(off), INT64_MAX, &offset) < 0)
+		return fail(c, MHD_HTTP_BAD_REQUEST, "offset must be a number");
+	if (sora_accounts_list_page(c->db, filter, (int64_t)offset, limit, &list, &err) != 0)
 		return fail_err(c, &err);
 	if (out_object(c, MHD_HTTP_OK) < 0)
 		goto out;
@@ -465,7 +470,9 @@ static int accounts_list(struct call *c)
 		if (account_json(c, o, &list.items[i]) < 0)
 			goto out;
 	}
-	if (sora_json_add_num(c->out, "count", (double)list.count) < 0) {
+	if (sora_json_add_num(c->out, "count", (double)list.count) < 0 ||
+	    (list.count == (size_t)limit &&
+	     sora_json_add_num(c->out, "next_offset", (double)(offset + list.count)) < 0)) {
 		oom(c);
 		goto out;
 	}

@@ -265,6 +265,15 @@ def test_cli_and_api_same_result(cluster):
     assert "cli@example.com" in cli_list and "api@example.com" in cli_list
     api_list = {x["primary_address"]: x for x in api.ok("GET", "/accounts")["accounts"]}
     assert set(api_list) == {"cli@example.com", "api@example.com"}
+    # Pages: ordered by address, next_offset while a page is full.
+    p1 = api.ok("GET", "/accounts?limit=1")
+    assert [x["primary_address"] for x in p1["accounts"]] == ["api@example.com"]
+    assert p1["next_offset"] == 1
+    p2 = api.ok("GET", "/accounts?limit=1&offset=1")
+    assert [x["primary_address"] for x in p2["accounts"]] == ["cli@example.com"]
+    p3 = api.ok("GET", "/accounts?limit=5&offset=1")
+    assert p3["count"] == 1 and "next_offset" not in p3
+    api.err("GET", "/accounts?offset=-1", 400)
     # Pin, delete: once through each; the rows match again.
     a.ok("accounts", "update", "--email", "cli@example.com", "--backend", "be9")
     api.ok("PATCH", "/accounts/api@example.com", {"backend": "be9"})
