@@ -130,7 +130,7 @@ int admin_cmd_health(struct admin_ctx *ctx, const struct admin_args *args)
 	const struct sora_storage_config *st = &ctx->cfg->storage;
 	struct sora_migration_status *items = NULL;
 	struct sora_db_conn *conn = NULL;
-	char info[512], reason[SORA_ERROR_MSG_SIZE] = "";
+	char info[512], version[64], reason[SORA_ERROR_MSG_SIZE] = "";
 	struct sora_error err;
 	size_t count = 0, pending = 0, odd = 0;
 	bool failed = false, degraded = false;
@@ -141,15 +141,16 @@ int admin_cmd_health(struct admin_ctx *ctx, const struct admin_args *args)
 	ret = sora_db_pool_create(db, "sora-admin", &ctx->pool, &err);
 	if (ret == 0)
 		ret = sora_db_acquire(ctx->pool, SORA_DB_PRIMARY, 10000, &conn, &err);
+	/* The same check as the HTTP API's GET /health. */
+	if (ret == 0)
+		ret = sora_admin_db_ping(conn, version, sizeof(version), &err);
 	if (ret != 0) {
+		sora_db_release(&conn);
 		printf("database:   FAILED: %s\n", err.msg);
 		snprintf(reason, sizeof(reason), "%s", err.msg);
 		failed = true;
 	} else {
-		const char *v = PQparameterStatus(sora_db_conn_pg(conn), "server_version");
-
-		printf("database:   ok (%s, PostgreSQL %s)\n", sora_db_conn_describe(conn),
-		       v != NULL ? v : "?");
+		printf("database:   ok (%s, PostgreSQL %s)\n", sora_db_conn_describe(conn), version);
 		if (sora_store_migrate_status(sora_db_conn_pg(conn), &items, &count, &err) < 0) {
 			printf("migrations: FAILED: %s\n", err.msg);
 			snprintf(reason, sizeof(reason), "%s", err.msg);
