@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "backend/admin/admin.h"
+#include "common/admin/ops.h"
 #include "common/db/accounts.h"
 
 /* What a new credential needs from the command line: the address checked,
@@ -94,18 +95,10 @@ static void print_credentials(const struct sora_credential_list *creds)
 
 static void print_backend(struct admin_ctx *ctx, long long id)
 {
-	char idbuf[24];
-	const char *values[1] = { idbuf };
-	struct sora_error err;
-	PGresult *res = NULL;
+	char backend[256];
 
-	snprintf(idbuf, sizeof(idbuf), "%lld", id);
-	if (sora_db_exec(ctx->conn, SORA_DB_CLASS_DEFAULT, "SELECT backend FROM accounts WHERE id = $1",
-			 1, values, &res, NULL, &err) != 0)
-		return;
-	printf("Backend:     %s\n", PQntuples(res) == 1 && !PQgetisnull(res, 0, 0)
-		? PQgetvalue(res, 0, 0) : "(ring)");
-	PQclear(res);
+	sora_admin_account_backend(ctx->conn, id, backend, sizeof(backend));
+	printf("Backend:     %s\n", backend[0] != '\0' ? backend : "(ring)");
 }
 
 int admin_cmd_accounts_show(struct admin_ctx *ctx, const struct admin_args *args)
@@ -151,22 +144,10 @@ int admin_cmd_accounts_show(struct admin_ctx *ctx, const struct admin_args *args
 /* accounts.backend (migration 0007): the proxies' per-user override. */
 static int set_backend(struct admin_ctx *ctx, const char *email, const char *backend)
 {
-	const char *values[2] = { email, backend[0] != '\0' ? backend : NULL };
 	struct sora_error err;
-	PGresult *res = NULL;
-	int n;
 
-	if (strlen(backend) > 255 || strpbrk(backend, " \t\r\n") != NULL)
-		return admin_fail("--backend: expected a host or host:port");
-	if (sora_db_exec(ctx->conn, SORA_DB_CLASS_WRITE,
-			 "UPDATE accounts SET backend = $2, updated_at = now() WHERE id = "
-			 "(SELECT account_id FROM credentials WHERE lower(address) = lower($1))",
-			 2, values, &res, NULL, &err) != 0)
-		return admin_report(&err);
-	n = (int)strtol(PQcmdTuples(res), NULL, 10);
-	PQclear(res);
-	if (n != 1)
-		return admin_fail("no account has the address %s", email);
+	if (sora_admin_account_set_backend(ctx->conn, email, backend, &err) != 0)
+		return admin_fail("%s%s", err.cls == SORA_ERR_INVALID ? "--" : "", err.msg);
 	if (backend[0] != '\0')
 		printf("%s is pinned to backend %s\n", email, backend);
 	else

@@ -8,6 +8,7 @@
 #include <sodium.h>
 
 #include "backend/admin/admin.h"
+#include "common/admin/ops.h"
 #include "common/core/cidr.h"
 #include "common/core/log.h"
 #include "common/db/accounts.h"
@@ -15,9 +16,6 @@
 /* Longest hash accepted on standard input. The longest supported form (an
  * Argon2 string) is 512 bytes after its prefix. */
 #define HASH_IMPORT_MAX 1024
-
-#define UTC_TEXT(col) \
-	"to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') || ' UTC'"
 
 /* ---- --hash-import ---- */
 
@@ -162,39 +160,38 @@ int admin_import_credentials_add(struct admin_ctx *ctx, const struct admin_args 
 
 /* ---- auth blocks / auth unblock ---- */
 
-/* Usernames are whatever clients sent: escape them for the terminal. */
-static const char *shown(const PGresult *res, int row, int col, char *buf, size_t size)
+/* Usernames are whatever clients sent: escape them for the terminal. NULL
+ * prints as "-". */
+static const char *shown(const struct sora_admin_rows *rows, int row, int col, char *buf,
+			 size_t size)
 {
-	return sora_log_escape(sora_str_c(PQgetvalue(res, row, col)), buf, size);
+	const char *v = sora_admin_cell(rows, row, col);
+
+	return v != NULL ? sora_log_escape(sora_str_c(v), buf, size) : "-";
 }
 
 int admin_cmd_auth_blocks(struct admin_ctx *ctx, const struct admin_args *args)
 {
-	PGresult *res = NULL;
+	struct sora_admin_rows rows;
 	struct sora_error err;
-	int n, ret;
 
 	(void)args;
-	ret = sora_db_exec(ctx->conn, SORA_DB_CLASS_SEARCH,
-			   "SELECT coalesce(host(ip), '-'), coalesce(username, '-'), failure_count,"
-			   " " UTC_TEXT("blocked_until") ", coalesce(last_protocol, '-')"
-			   " FROM auth_attempts WHERE blocked_until > now()"
-			   " ORDER BY blocked_until DESC, id",
-			   0, NULL, &res, NULL, &err);
-	if (ret != 0)
+	if (sora_admin_auth_blocks(ctx->conn, 0, &rows, &err) != 0)
 		return admin_report(&err);
-	n = PQntuples(res);
 	printf("%-40s %-40s %8s  %-23s  %s\n", "IP", "USERNAME", "FAILURES", "BLOCKED UNTIL",
 	       "PROTOCOL");
-	for (int i = 0; i < n; i++) {
+	for (int i = 0; i < rows.count; i++) {
 		char ip[64], user[128], proto[64];
 
-		printf("%-40s %-40s %8s  %-23s  %s\n", shown(res, i, 0, ip, sizeof(ip)),
-		       shown(res, i, 1, user, sizeof(user)), PQgetvalue(res, i, 2),
-		       PQgetvalue(res, i, 3), shown(res, i, 4, proto, sizeof(proto)));
+		printf("%-40s %-40s %8s  %-23s  %s\n",
+		       shown(&rows, i, SORA_ADMIN_BLOCK_IP, ip, sizeof(ip)),
+		       shown(&rows, i, SORA_ADMIN_BLOCK_USERNAME, user, sizeof(user)),
+		       sora_admin_cell(&rows, i, SORA_ADMIN_BLOCK_FAILURES),
+		       sora_admin_cell(&rows, i, SORA_ADMIN_BLOCK_UNTIL),
+		       shown(&rows, i, SORA_ADMIN_BLOCK_PROTOCOL, proto, sizeof(proto)));
 	}
-	printf("%d blocked\n", n);
-	PQclear(res);
+	printf("%d blocked\n", rows.count);
+	sora_admin_rows_free(&rows);
 	return ADMIN_EXIT_OK;
 }
 
@@ -202,14 +199,15 @@ int admin_cmd_auth_unblock(struct admin_ctx *ctx, const struct admin_args *args)
 {
 	const char *ip = admin_opt(args, "ip");
 	const char *user = admin_opt(args, "user");
+	struct sora_admin_rows rows;
 	struct sora_cidr cidr;
 	const char *error;
-	const char *values[2];
-	PGresult *res = NULL;
 	struct sora_error err;
 	char shown_user[128];
-	int n, blocked = 0, ret;
+	int blocked = 0;
 
+	/* The operation checks its input too; these say it in terms of the
+	 * command's options. */
 	if (ip == NULL && user == NULL)
 		return admin_usage_error(args->cmd, "give --ip and/or --user");
 	if (user != NULL && user[0] == '\0')
@@ -220,37 +218,29 @@ int admin_cmd_auth_unblock(struct admin_ctx *ctx, const struct admin_args *args)
 		sora_log_escape(sora_str_c(ip), shown_ip, sizeof(shown_ip));
 		return admin_usage_error(args->cmd, "invalid --ip \"%s\": %s", shown_ip, error);
 	}
-	values[0] = ip;
-	values[1] = user;
-	/* NULL parameters match nothing, so one statement serves --ip,
-	 * --user and both (rows of either are removed). */
-	ret = sora_db_exec(ctx->conn, SORA_DB_CLASS_WRITE,
-			   "DELETE FROM auth_attempts"
-			   " WHERE ip <<= $1::inet OR lower(username) = lower($2)"
-			   " RETURNING coalesce(host(ip), '-'), coalesce(username, '-'),"
-			   " failure_count, blocked_until > now()",
-			   2, values, &res, NULL, &err);
-	if (ret != 0)
+	if (sora_admin_auth_unblock(ctx->conn, ip, user, &rows, &err) != 0)
 		return admin_report(&err);
-	n = PQntuples(res);
-	for (int i = 0; i < n; i++) {
+	for (int i = 0; i < rows.count; i++) {
 		char a[64], u[128];
-		bool was_blocked = PQgetvalue(res, i, 3)[0] == 't';
+		bool was_blocked = sora_admin_cell_bool(&rows, i, SORA_ADMIN_UNBLOCK_WAS_BLOCKED);
 
 		blocked += was_blocked;
 		printf("removed: ip %s, username %s, %s failures%s\n",
-		       shown(res, i, 0, a, sizeof(a)), shown(res, i, 1, u, sizeof(u)),
-		       PQgetvalue(res, i, 2), was_blocked ? ", was blocked" : "");
+		       shown(&rows, i, SORA_ADMIN_UNBLOCK_IP, a, sizeof(a)),
+		       shown(&rows, i, SORA_ADMIN_UNBLOCK_USERNAME, u, sizeof(u)),
+		       sora_admin_cell(&rows, i, SORA_ADMIN_UNBLOCK_FAILURES),
+		       was_blocked ? ", was blocked" : "");
 	}
 	if (user != NULL)
 		sora_log_escape(sora_str_c(user), shown_user, sizeof(shown_user));
-	if (n == 0)
+	if (rows.count == 0)
 		printf("nothing to unblock: no auth_attempts rows for%s%s%s%s%s\n",
 		       ip != NULL ? " IP " : "", ip != NULL ? ip : "",
 		       ip != NULL && user != NULL ? " or" : "",
 		       user != NULL ? " username " : "", user != NULL ? shown_user : "");
 	else
-		printf("%d row%s removed, %d of them blocking\n", n, n == 1 ? "" : "s", blocked);
-	PQclear(res);
+		printf("%d row%s removed, %d of them blocking\n", rows.count,
+		       rows.count == 1 ? "" : "s", blocked);
+	sora_admin_rows_free(&rows);
 	return ADMIN_EXIT_OK;
 }

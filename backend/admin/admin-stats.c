@@ -7,47 +7,38 @@
 
 #include "backend/admin/admin.h"
 #include "backend/store/migrate.h"
+#include "common/admin/ops.h"
 #include "common/core/log.h"
 #include "common/core/units.h"
 #include "common/db/accounts.h"
 
-#define UTC_TEXT(col) \
-	"to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') || ' UTC'"
-
-#define WINDOW_CLAUSE "last_failure_at >= now() - $1::bigint * interval '1 millisecond'"
-
 /* Client-supplied text (usernames) is escaped before it reaches the
- * terminal, so a crafted login name cannot send escape sequences. */
-static const char *shown(const PGresult *res, int row, int col, char *buf, size_t size)
+ * terminal, so a crafted login name cannot send escape sequences. NULL
+ * prints as "-". */
+static const char *shown(const struct sora_admin_rows *rows, int row, int col, char *buf,
+			 size_t size)
 {
-	return sora_log_escape(sora_str_c(PQgetvalue(res, row, col)), buf, size);
+	const char *v = sora_admin_cell(rows, row, col);
+
+	return v != NULL ? sora_log_escape(sora_str_c(v), buf, size) : "-";
 }
 
-static int print_top(struct sora_db_conn *conn, const char *title, const char *sql,
-		     const char *const *values, struct sora_error *err)
+static void print_top(const char *title, const struct sora_admin_rows *rows)
 {
-	PGresult *res = NULL;
-	int ret;
-
-	ret = sora_db_exec(conn, SORA_DB_CLASS_SEARCH, sql, 2, values, &res, NULL, err);
-	if (ret != 0)
-		return ret;
 	printf("\n%s\n", title);
-	if (PQntuples(res) == 0) {
+	if (rows->count == 0) {
 		printf("  (none)\n");
-	} else {
-		printf("  %-40s %8s  %-23s  %s\n", "KEY", "FAILURES", "LAST FAILURE",
-		       "BLOCKED UNTIL");
-		for (int i = 0; i < PQntuples(res); i++) {
-			char key[128];
-
-			printf("  %-40s %8s  %-23s  %s\n", shown(res, i, 0, key, sizeof(key)),
-			       PQgetvalue(res, i, 1), PQgetvalue(res, i, 2),
-			       PQgetisnull(res, i, 3) ? "-" : PQgetvalue(res, i, 3));
-		}
+		return;
 	}
-	PQclear(res);
-	return 0;
+	printf("  %-40s %8s  %-23s  %s\n", "KEY", "FAILURES", "LAST FAILURE", "BLOCKED UNTIL");
+	for (int i = 0; i < rows->count; i++) {
+		char key[128], until[64];
+
+		printf("  %-40s %8s  %-23s  %s\n", shown(rows, i, SORA_ADMIN_TOP_KEY, key, sizeof(key)),
+		       sora_admin_cell(rows, i, SORA_ADMIN_TOP_FAILURES),
+		       sora_admin_cell(rows, i, SORA_ADMIN_TOP_LAST_FAILURE),
+		       shown(rows, i, SORA_ADMIN_TOP_BLOCKED_UNTIL, until, sizeof(until)));
+	}
 }
 
 int admin_cmd_stats_auth(struct admin_ctx *ctx, const struct admin_args *args)
@@ -55,88 +46,51 @@ int admin_cmd_stats_auth(struct admin_ctx *ctx, const struct admin_args *args)
 	const char *window = admin_opt(args, "window");
 	const char *top = admin_opt(args, "top");
 	const char *error;
-	const char *values[2];
-	char window_ms[32], top_n[16], wbuf[32];
+	char wbuf[32];
+	struct sora_admin_auth_stats st;
 	struct sora_error err;
-	PGresult *res = NULL;
 	int64_t ms = 24LL * 3600 * 1000;
 	uint64_t n = 10;
-	int ret;
 
 	if (window != NULL &&
 	    (sora_parse_duration_ms(window, &ms, &error) < 0 || ms <= 0))
 		return admin_usage_error(args->cmd, "invalid --window \"%s\"%s%s", window,
 					 ms <= 0 ? "" : ": ", ms <= 0 ? "" : error);
-	if (top != NULL && (sora_str_to_u64(sora_str_c(top), 1000, &n) < 0 || n == 0))
-		return admin_usage_error(args->cmd, "--top must be a number from 1 to 1000");
-	snprintf(window_ms, sizeof(window_ms), "%" PRId64, ms);
-	snprintf(top_n, sizeof(top_n), "%" PRIu64, n);
-	values[0] = window_ms;
-	values[1] = top_n;
-
-	ret = sora_db_exec(ctx->conn, SORA_DB_CLASS_SEARCH,
-			   "SELECT"
-			   " coalesce(sum(failure_count) FILTER (WHERE ip IS NOT NULL AND username IS NULL"
-			   "  AND " WINDOW_CLAUSE "), 0),"
-			   " count(*) FILTER (WHERE ip IS NOT NULL AND username IS NULL"
-			   "  AND " WINDOW_CLAUSE "),"
-			   " coalesce(sum(failure_count) FILTER (WHERE ip IS NULL"
-			   "  AND " WINDOW_CLAUSE "), 0),"
-			   " count(*) FILTER (WHERE ip IS NULL AND " WINDOW_CLAUSE "),"
-			   " count(*) FILTER (WHERE blocked_until > now())"
-			   " FROM auth_attempts",
-			   1, values, &res, NULL, &err);
-	if (ret != 0)
+	if (top != NULL && (sora_str_to_u64(sora_str_c(top), SORA_ADMIN_STATS_MAX_TOP, &n) < 0 ||
+			    n == 0))
+		return admin_usage_error(args->cmd, "--top must be a number from 1 to %d",
+					 SORA_ADMIN_STATS_MAX_TOP);
+	if (sora_admin_auth_stats(ctx->conn, ms, (int)n, &st, &err) != 0)
 		return admin_fail("%s", err.msg);
 	printf("Authentication failures in the last %s:\n",
 	       sora_format_duration(ms, wbuf, sizeof(wbuf)));
-	printf("  by IP:       %s failures from %s IPs\n", PQgetvalue(res, 0, 0),
-	       PQgetvalue(res, 0, 1));
-	printf("  by username: %s failures for %s usernames\n", PQgetvalue(res, 0, 2),
-	       PQgetvalue(res, 0, 3));
-	printf("  blocked now: %s\n", PQgetvalue(res, 0, 4));
-	PQclear(res);
-	res = NULL;
-
-	ret = print_top(ctx->conn, "Top IPs:",
-			"SELECT host(ip), failure_count, " UTC_TEXT("last_failure_at") ","
-			" CASE WHEN blocked_until > now() THEN " UTC_TEXT("blocked_until") " END"
-			" FROM auth_attempts WHERE ip IS NOT NULL AND username IS NULL"
-			" AND " WINDOW_CLAUSE
-			" ORDER BY failure_count DESC, last_failure_at DESC LIMIT $2::integer",
-			values, &err);
-	if (ret == 0)
-		ret = print_top(ctx->conn, "Top usernames:",
-				"SELECT username, failure_count, " UTC_TEXT("last_failure_at") ","
-				" CASE WHEN blocked_until > now() THEN " UTC_TEXT("blocked_until")
-				" END"
-				" FROM auth_attempts WHERE ip IS NULL AND " WINDOW_CLAUSE
-				" ORDER BY failure_count DESC, last_failure_at DESC"
-				" LIMIT $2::integer",
-				values, &err);
-	if (ret == 0)
-		ret = sora_db_exec(ctx->conn, SORA_DB_CLASS_SEARCH,
-				   "SELECT coalesce(host(ip), '-'), coalesce(username, '-'),"
-				   " failure_count, " UTC_TEXT("blocked_until")
-				   " FROM auth_attempts WHERE blocked_until > now()"
-				   " ORDER BY blocked_until DESC LIMIT 100",
-				   0, NULL, &res, NULL, &err);
-	if (ret != 0)
-		return admin_fail("%s", err.msg);
+	printf("  by IP:       %lld failures from %lld IPs\n", (long long)st.ip_failures,
+	       (long long)st.ips);
+	printf("  by username: %lld failures for %lld usernames\n", (long long)st.user_failures,
+	       (long long)st.users);
+	printf("  blocked now: %lld (%lld IPs, %lld usernames)\n", (long long)st.blocked_now,
+	       (long long)st.blocked_ips, (long long)st.blocked_users);
+	print_top("Top IPs:", &st.top_ips);
+	print_top("Top usernames:", &st.top_users);
 	printf("\nBlocked now:\n");
-	if (PQntuples(res) == 0) {
+	if (st.blocked.count == 0) {
 		printf("  (none)\n");
 	} else {
 		printf("  %-40s %-40s %8s  %s\n", "IP", "USERNAME", "FAILURES", "BLOCKED UNTIL");
-		for (int i = 0; i < PQntuples(res); i++) {
+		for (int i = 0; i < st.blocked.count; i++) {
 			char ip[64], user[128];
 
-			printf("  %-40s %-40s %8s  %s\n", shown(res, i, 0, ip, sizeof(ip)),
-			       shown(res, i, 1, user, sizeof(user)), PQgetvalue(res, i, 2),
-			       PQgetvalue(res, i, 3));
+			printf("  %-40s %-40s %8s  %s\n",
+			       shown(&st.blocked, i, SORA_ADMIN_BLOCK_IP, ip, sizeof(ip)),
+			       shown(&st.blocked, i, SORA_ADMIN_BLOCK_USERNAME, user, sizeof(user)),
+			       sora_admin_cell(&st.blocked, i, SORA_ADMIN_BLOCK_FAILURES),
+			       sora_admin_cell(&st.blocked, i, SORA_ADMIN_BLOCK_UNTIL));
 		}
+		if (st.blocked_now > st.blocked.count)
+			printf("  ... and %lld more (sora-admin auth blocks lists them all)\n",
+			       (long long)(st.blocked_now - st.blocked.count));
 	}
-	PQclear(res);
+	sora_admin_auth_stats_free(&st);
 	return ADMIN_EXIT_OK;
 }
 
@@ -176,7 +130,7 @@ int admin_cmd_health(struct admin_ctx *ctx, const struct admin_args *args)
 	const struct sora_storage_config *st = &ctx->cfg->storage;
 	struct sora_migration_status *items = NULL;
 	struct sora_db_conn *conn = NULL;
-	char info[512], reason[SORA_ERROR_MSG_SIZE] = "";
+	char info[512], version[64], reason[SORA_ERROR_MSG_SIZE] = "";
 	struct sora_error err;
 	size_t count = 0, pending = 0, odd = 0;
 	bool failed = false, degraded = false;
@@ -187,15 +141,16 @@ int admin_cmd_health(struct admin_ctx *ctx, const struct admin_args *args)
 	ret = sora_db_pool_create(db, "sora-admin", &ctx->pool, &err);
 	if (ret == 0)
 		ret = sora_db_acquire(ctx->pool, SORA_DB_PRIMARY, 10000, &conn, &err);
+	/* The same check as the HTTP API's GET /health. */
+	if (ret == 0)
+		ret = sora_admin_db_ping(conn, version, sizeof(version), &err);
 	if (ret != 0) {
+		sora_db_release(&conn);
 		printf("database:   FAILED: %s\n", err.msg);
 		snprintf(reason, sizeof(reason), "%s", err.msg);
 		failed = true;
 	} else {
-		const char *v = PQparameterStatus(sora_db_conn_pg(conn), "server_version");
-
-		printf("database:   ok (%s, PostgreSQL %s)\n", sora_db_conn_describe(conn),
-		       v != NULL ? v : "?");
+		printf("database:   ok (%s, PostgreSQL %s)\n", sora_db_conn_describe(conn), version);
 		if (sora_store_migrate_status(sora_db_conn_pg(conn), &items, &count, &err) < 0) {
 			printf("migrations: FAILED: %s\n", err.msg);
 			snprintf(reason, sizeof(reason), "%s", err.msg);

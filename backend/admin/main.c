@@ -110,11 +110,11 @@ static const struct admin_cmd commands[] = {
 	  { "email=", NULL }, true, admin_cmd_credentials_delete },
 	{ "stats", "auth", "[--window DURATION] [--top N]",
 	  "summarise failed logins",
-	  "Summarises auth_attempts, the table the authentication rate limiter\n"
-	  "writes (no server writes it in this version: login arrives with the IMAP\n"
-	  "and POP3 work): failures in the window (default 24h; e.g. 15m, 1h,\n"
-	  "7d), the N (default 10) IPs and usernames with most failures, and every\n"
-	  "IP or username blocked right now.",
+	  "Summarises auth_attempts, the table the authentication rate limiter of\n"
+	  "every proxy and backend writes: failures in the window (default 24h;\n"
+	  "e.g. 15m, 1h, 7d), the N (default 10) IPs and usernames with most\n"
+	  "failures, how many IPs and usernames are blocked right now, and the\n"
+	  "blocking rows (at most 100; auth blocks lists them all).",
 	  { "window=", "top=", NULL }, true, admin_cmd_stats_auth },
 	{ "connections", "list", "[--user E] [--protocol P]",
 	  "list the sessions the proxies relay",

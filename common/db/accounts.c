@@ -523,18 +523,32 @@ static int fill_account_list(struct sora_db_conn *conn, PGresult *res,
 int sora_accounts_list(struct sora_db_conn *conn, enum sora_accounts_filter filter,
 		       struct sora_account_list *list_r, struct sora_error *err)
 {
+	return sora_accounts_list_page(conn, filter, 0, 0, list_r, err);
+}
+
+int sora_accounts_list_page(struct sora_db_conn *conn, enum sora_accounts_filter filter,
+			    int64_t offset, int limit, struct sora_account_list *list_r,
+			    struct sora_error *err)
+{
 	static const char *const names[] = { "live", "deleted", "all" };
-	const char *values[1];
+	char limit_text[16], offset_text[24];
+	const char *values[3];
 	PGresult *res = NULL;
 	int ret;
 
 	memset(list_r, 0, sizeof(*list_r));
 	values[0] = names[filter <= SORA_ACCOUNTS_ALL ? filter : SORA_ACCOUNTS_ALL];
+	snprintf(limit_text, sizeof(limit_text), "%d", limit);
+	snprintf(offset_text, sizeof(offset_text), "%lld", (long long)(offset > 0 ? offset : 0));
+	/* LIMIT NULL is no limit. */
+	values[1] = limit > 0 ? limit_text : NULL;
+	values[2] = offset_text;
 	ret = sora_db_exec(conn, SORA_DB_CLASS_SEARCH,
 			   ACCOUNT_COLUMNS
 			   " WHERE $1 = 'all' OR ($1 = 'live') = (a.deleted_at IS NULL)"
-			   " ORDER BY lower(coalesce(p.address, '')), a.id",
-			   1, values, &res, NULL, err);
+			   " ORDER BY lower(coalesce(p.address, '')), a.id"
+			   " LIMIT $2::integer OFFSET $3::bigint",
+			   3, values, &res, NULL, err);
 	if (ret != 0)
 		return ret;
 	return fill_account_list(conn, res, list_r, err);

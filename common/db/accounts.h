@@ -121,6 +121,11 @@ enum sora_accounts_filter {
 /* Lists accounts ordered by primary address. */
 int sora_accounts_list(struct sora_db_conn *conn, enum sora_accounts_filter filter,
 		       struct sora_account_list *list_r, struct sora_error *err);
+/* The same, one page: at most limit accounts (0 = all) after skipping
+ * offset (the HTTP API's ?limit=&offset=, so a response stays bounded). */
+int sora_accounts_list_page(struct sora_db_conn *conn, enum sora_accounts_filter filter,
+			    int64_t offset, int limit, struct sora_account_list *list_r,
+			    struct sora_error *err);
 
 /* The account owning address (deleted or not) as a one-item list. */
 int sora_accounts_show(struct sora_db_conn *conn, const char *address,

@@ -1,23 +1,18 @@
 #include "common/metrics/http.h"
 
-#include <arpa/inet.h>
-#include <netdb.h>
-#include <netinet/in.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <time.h>
 
 #include <microhttpd.h>
 
 #include "common/core/buf.h"
-#include "common/core/cidr.h"
 #include "common/core/log.h"
 #include "common/core/str.h"
 #include "common/metrics/metrics.h"
+#include "common/net/httpd.h"
 
 #define DEFAULT_PATH "/metrics"
 #define CONTENT_TYPE "text/plain; version=0.0.4; charset=utf-8"
@@ -29,59 +24,11 @@
 #define CONNECTION_LIMIT 32
 #define PER_IP_CONNECTION_LIMIT 8
 #define CONNECTION_TIMEOUT_S 30
-#define REFUSAL_LOG_INTERVAL_S 60
 
 struct sora_metrics_http {
-	struct MHD_Daemon *daemon;
+	struct sora_httpd *httpd;
 	char *path;
-	struct sora_cidr_list allowed;  /* owned copy; loopback if given empty */
-	int port;
-	/* Touched only by the MHD thread (the accept policy runs there). */
-	time_t refusal_logged_at;
-	uint64_t refusals_unlogged;
 };
-
-/* libmicrohttpd's error logger: the format comes from the library. */
-__attribute__((format(printf, 2, 0)))
-static void mhd_log(void *cls, const char *fmt, va_list ap)
-{
-	char msg[512], esc[600];
-	size_t len;
-
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	len = strlen(msg);
-	while (len > 0 && (msg[len - 1] == '\n' || msg[len - 1] == '\r'))
-		len--;
-	/* MHD messages can quote request bytes, which are client data. */
-	sora_warn(NULL, "metrics http: %s", sora_log_escape(sora_str_make(msg, len), esc,
-							    sizeof(esc)));
-}
-
-static enum MHD_Result accept_policy(void *cls, const struct sockaddr *addr, socklen_t addrlen)
-{
-	struct sora_metrics_http *srv = cls;
-	struct sora_ip ip;
-	char text[64];
-	time_t now;
-
-	if (addr != NULL && sora_ip_from_sockaddr(addr, &ip) == 0 &&
-	    sora_cidr_list_match(&srv->allowed, &ip))
-		return MHD_YES;
-	srv->refusals_unlogged++;
-	now = time(NULL);
-	if (now - srv->refusal_logged_at >= REFUSAL_LOG_INTERVAL_S) {
-		if (addr == NULL || sora_ip_from_sockaddr(addr, &ip) != 0)
-			sora_strlcpy(text, "(unknown)", sizeof(text));
-		else
-			sora_ip_format(&ip, text, sizeof(text));
-		sora_warn(NULL, "metrics http: refused connection from %s, not in allowed_hosts "
-			  "(%llu refused since the last message)", text,
-			  (unsigned long long)srv->refusals_unlogged);
-		srv->refusal_logged_at = now;
-		srv->refusals_unlogged = 0;
-	}
-	return MHD_NO;
-}
 
 static enum MHD_Result reply_text(struct MHD_Connection *conn, unsigned int status,
 				  const char *body, const char *allow)
@@ -161,105 +108,23 @@ static enum MHD_Result handle_request(void *cls, struct MHD_Connection *conn, co
 	return reply_metrics(conn);
 }
 
-/* Splits addr into a host (possibly empty) and a port. */
-static int parse_addr(const char *addr, char *host, size_t host_size, uint16_t *port_r,
-		      const char **error_r)
-{
-	const char *colon, *host_start = addr, *host_end;
-	uint64_t port;
-
-	if (addr == NULL || *addr == '\0') {
-		*error_r = "metrics address is empty";
-		return -1;
-	}
-	if (addr[0] == '[') {
-		host_start = addr + 1;
-		host_end = strchr(host_start, ']');
-		if (host_end == NULL || host_end[1] != ':') {
-			*error_r = "metrics address: expected \"[v6-address]:port\"";
-			return -1;
-		}
-		colon = host_end + 1;
-	} else {
-		colon = strrchr(addr, ':');
-		if (colon == NULL) {
-			*error_r = "metrics address: expected \"host:port\" or \":port\"";
-			return -1;
-		}
-		host_end = colon;
-		if (memchr(addr, ':', (size_t)(colon - addr)) != NULL) {
-			*error_r = "metrics address: an IPv6 address needs brackets, "
-				   "\"[v6-address]:port\"";
-			return -1;
-		}
-	}
-	if (sora_str_to_u64(sora_str_c(colon + 1), 65535, &port) < 0) {
-		*error_r = "metrics address: invalid port";
-		return -1;
-	}
-	if ((size_t)(host_end - host_start) >= host_size) {
-		*error_r = "metrics address: host name too long";
-		return -1;
-	}
-	memcpy(host, host_start, (size_t)(host_end - host_start));
-	host[host_end - host_start] = '\0';
-	*port_r = (uint16_t)port;
-	return 0;
-}
-
-static struct MHD_Daemon *start_daemon(struct sora_metrics_http *srv, unsigned int flags,
-				       uint16_t port, const struct sockaddr *sa)
-{
-	/* The port is in sa; passing it too only makes MHD's messages right. */
-	return MHD_start_daemon(flags, port, accept_policy, srv, handle_request, srv,
-				MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
-				MHD_OPTION_SOCK_ADDR, sa,
-				MHD_OPTION_CONNECTION_LIMIT, (unsigned int)CONNECTION_LIMIT,
-				MHD_OPTION_PER_IP_CONNECTION_LIMIT,
-				(unsigned int)PER_IP_CONNECTION_LIMIT,
-				MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)CONNECTION_TIMEOUT_S,
-				MHD_OPTION_END);
-}
-
-static int copy_allowed(struct sora_cidr_list *dst, const struct sora_cidr_list *src,
-			const char **error_r)
-{
-	dst->items = NULL;
-	dst->count = 0;
-	if (src == NULL || src->count == 0) {
-		if (sora_cidr_list_add(dst, "127.0.0.0/8", error_r) < 0 ||
-		    sora_cidr_list_add(dst, "::1", error_r) < 0)
-			return -1;
-		return 0;
-	}
-	dst->items = malloc(src->count * sizeof(*dst->items));
-	if (dst->items == NULL) {
-		*error_r = "out of memory";
-		return -1;
-	}
-	memcpy(dst->items, src->items, src->count * sizeof(*dst->items));
-	dst->count = src->count;
-	return 0;
-}
-
 int sora_metrics_http_start(const char *addr, const char *path,
 			    const struct sora_cidr_list *allowed_hosts,
 			    struct sora_metrics_http **server_r, const char **error_r)
 {
-	const unsigned int base = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO |
-				  MHD_USE_ERROR_LOG;
+	struct sora_httpd_params params = {
+		.name = "metrics http",
+		.addr = addr,
+		.allowed_hosts = allowed_hosts,
+		.handler = handle_request,
+		.threads = 1,
+		.connection_limit = CONNECTION_LIMIT,
+		.per_ip_connection_limit = PER_IP_CONNECTION_LIMIT,
+		.timeout_s = CONNECTION_TIMEOUT_S,
+	};
 	struct sora_metrics_http *srv;
-	struct sockaddr_in sin;
-	struct sockaddr_in6 sin6;
-	struct addrinfo hints, *res = NULL;
-	const union MHD_DaemonInfo *info;
-	char host[256];
-	uint16_t port;
-	int ret = -1, gai;
 
 	*server_r = NULL;
-	if (parse_addr(addr, host, sizeof(host), &port, error_r) < 0)
-		return -1;
 	if (path != NULL && path[0] != '\0' && path[0] != '/') {
 		*error_r = "metrics path must start with '/'";
 		return -1;
@@ -272,79 +137,23 @@ int sora_metrics_http_start(const char *addr, const char *path,
 	srv->path = strdup(path != NULL && path[0] != '\0' ? path : DEFAULT_PATH);
 	if (srv->path == NULL) {
 		*error_r = "out of memory";
-		goto out;
-	}
-	if (copy_allowed(&srv->allowed, allowed_hosts, error_r) < 0)
-		goto out;
-
-	memset(&sin, 0, sizeof(sin));
-	memset(&sin6, 0, sizeof(sin6));
-	sin.sin_family = AF_INET;
-	sin.sin_port = htons(port);
-	sin6.sin6_family = AF_INET6;
-	sin6.sin6_port = htons(port);
-	if (host[0] == '\0') {
-		/* All addresses: one dual-stack socket where the host has IPv6,
-		 * plain IPv4 where it does not. */
-		sin6.sin6_addr = in6addr_any;
-		srv->daemon = start_daemon(srv, base | MHD_USE_DUAL_STACK, port,
-					   (const struct sockaddr *)&sin6);
-		if (srv->daemon == NULL) {
-			sin.sin_addr.s_addr = htonl(INADDR_ANY);
-			srv->daemon = start_daemon(srv, base, port, (const struct sockaddr *)&sin);
-		}
-	} else {
-		memset(&hints, 0, sizeof(hints));
-		hints.ai_family = AF_UNSPEC;
-		hints.ai_socktype = SOCK_STREAM;
-		hints.ai_flags = AI_PASSIVE;
-		gai = getaddrinfo(host, NULL, &hints, &res);
-		if (gai != 0) {
-			sora_error(NULL, "metrics http: cannot resolve \"%s\": %s", host,
-				   gai_strerror(gai));
-			*error_r = "metrics address: cannot resolve host";
-			goto out;
-		}
-		if (res->ai_family == AF_INET6) {
-			memcpy(&sin6, res->ai_addr, sizeof(sin6));
-			sin6.sin6_port = htons(port);
-			/* The wildcard "[::]" also takes IPv4; a specific v6
-			 * address can only be reached over IPv6. */
-			srv->daemon = start_daemon(srv, base | (IN6_IS_ADDR_UNSPECIFIED(&sin6.sin6_addr)
-						   ? MHD_USE_DUAL_STACK : MHD_USE_IPv6), port,
-						   (const struct sockaddr *)&sin6);
-		} else if (res->ai_family == AF_INET) {
-			memcpy(&sin, res->ai_addr, sizeof(sin));
-			sin.sin_port = htons(port);
-			srv->daemon = start_daemon(srv, base, port, (const struct sockaddr *)&sin);
-		} else {
-			*error_r = "metrics address: host is neither IPv4 nor IPv6";
-			goto out;
-		}
-	}
-	if (srv->daemon == NULL) {
-		sora_error(NULL, "metrics http: cannot listen on %s", addr);
-		*error_r = "cannot start the metrics HTTP server (address in use or not local?)";
-		goto out;
-	}
-	info = MHD_get_daemon_info(srv->daemon, MHD_DAEMON_INFO_BIND_PORT);
-	srv->port = info != NULL && info->port != 0 ? info->port : port;
-	sora_info(NULL, "metrics http: listening on %s (port %d), path %s", addr, srv->port,
-		  srv->path);
-	*server_r = srv;
-	srv = NULL;
-	ret = 0;
-out:
-	if (res != NULL)
-		freeaddrinfo(res);
-	if (srv != NULL)
 		sora_metrics_http_stop(&srv);
-	return ret;
+		return -1;
+	}
+	params.handler_cls = srv;
+	if (sora_httpd_start(&params, &srv->httpd, error_r) < 0) {
+		sora_metrics_http_stop(&srv);
+		return -1;
+	}
+	sora_info(NULL, "metrics http: listening on %s (port %d), path %s", addr,
+		  sora_httpd_port(srv->httpd), srv->path);
+	*server_r = srv;
+	return 0;
 }
 
 int sora_metrics_http_port(const struct sora_metrics_http *server)
 {
-	return server->port;
+	return sora_httpd_port(server->httpd);
 }
 
 void sora_metrics_http_stop(struct sora_metrics_http **server)
@@ -354,9 +163,7 @@ void sora_metrics_http_stop(struct sora_metrics_http **server)
 	if (srv == NULL)
 		return;
 	*server = NULL;
-	if (srv->daemon != NULL)
-		MHD_stop_daemon(srv->daemon);
-	sora_cidr_list_free(&srv->allowed);
+	sora_httpd_stop(&srv->httpd);
 	free(srv->path);
 	free(srv);
 }

@@ -6,11 +6,8 @@
  *   GET/HEAD <path>  200, Content-Type "text/plain; version=0.0.4; charset=utf-8"
  *   other path       404
  *   other method     405 with "Allow: GET, HEAD"
- * Access: a client whose address is not in allowed_hosts (an empty list
- * means loopback only: 127.0.0.0/8 and ::1) is refused at accept time: the
- * connection is closed before any byte is read or written, so a stranger
- * learns nothing and costs no HTTP parsing. Refusals are logged at most once
- * a minute, with a count, so a scan cannot flood the log.
+ * Access: allowed_hosts is enforced at accept time by the shared listener
+ * (common/net/httpd.h; an empty list means loopback only).
  *
  * Ownership: the server copies addr, path and allowed_hosts; the caller may
  * free them after start returns. The server is freed by

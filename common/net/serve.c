@@ -7,12 +7,14 @@
 #include <string.h>
 #include <sys/resource.h>
 
+#include "common/admin/api.h"
 #include "common/core/log.h"
 #include "common/metrics/http.h"
 #include "common/metrics/metrics.h"
 #include "common/net/net.h"
 
 #define MAX_METRICS_SERVERS 8
+#define MAX_API_SERVERS 8
 
 static void usage(FILE *out, const char *binary)
 {
@@ -59,12 +61,13 @@ int sora_serve_main(int argc, char **argv, const struct sora_role *role)
 		{ NULL, 0, NULL, 0 },
 	};
 	struct sora_metrics_http *mhttp[MAX_METRICS_SERVERS] = { NULL };
+	struct sora_admin_api *apis[MAX_API_SERVERS] = { NULL };
 	struct sora_net_params params = { 0 };
 	struct sora_config *cfg = NULL;
 	struct sora_net *net = NULL;
 	const char *config_path = NULL, *error = NULL;
 	bool check_only = false;
-	size_t nmetrics = 0, nlisteners = 0;
+	size_t nmetrics = 0, napis = 0, nlisteners = 0;
 	char err[1024];
 	int opt, rc = 2;
 
@@ -128,6 +131,15 @@ int sora_serve_main(int argc, char **argv, const struct sora_role *role)
 			nmetrics++;
 			continue;
 		}
+		if (srv->type == SORA_SRV_HTTP_API) {
+			if (napis == MAX_API_SERVERS) {
+				fprintf(stderr, "%s: too many http_api servers (max %d)\n", role->binary,
+					MAX_API_SERVERS);
+				goto out;
+			}
+			napis++;
+			continue;
+		}
 		h = role->handler(srv->type);
 		if (h == NULL) {
 			fprintf(stderr, "%s: %s: [servers.%s]: server type '%s' is not available in this "
@@ -148,11 +160,11 @@ int sora_serve_main(int argc, char **argv, const struct sora_role *role)
 	}
 	if (check_only) {
 		printf("%s: configuration %s is valid (%zu server(s) for this role)\n", role->binary,
-		       config_path, nlisteners + nmetrics);
+		       config_path, nlisteners + nmetrics + napis);
 		rc = 0;
 		goto out;
 	}
-	if (nlisteners + nmetrics == 0)
+	if (nlisteners + nmetrics + napis == 0)
 		sora_warn(NULL, "no servers of this role in %s: nothing to do but wait for SIGTERM", config_path);
 
 	if (sora_net_bind(net, err, sizeof(err)) < 0) {
@@ -177,9 +189,25 @@ int sora_serve_main(int argc, char **argv, const struct sora_role *role)
 		sora_info(NULL, "metrics on %s%s", srv->addr, srv->path);
 		nmetrics++;
 	}
+	/* The admin API runs on its own threads with its own database pool
+	 * (common/admin/api.h): nothing it does reaches the event loops. */
+	napis = 0;
 	for (size_t i = 0; i < cfg->servers_count; i++) {
 		const struct sora_server_config *srv = &cfg->servers[i];
-		if (srv->start && role_serves(role, srv->type) && srv->type != SORA_SRV_METRICS)
+		if (!srv->start || srv->type != SORA_SRV_HTTP_API)
+			continue;
+		if (sora_admin_api_start(cfg, srv, &apis[napis], &error) < 0) {
+			sora_error(NULL, "[servers.%s]: cannot start the HTTP API on %s: %s", srv->name,
+				   srv->addr, error);
+			rc = 1;
+			goto out;
+		}
+		napis++;
+	}
+	for (size_t i = 0; i < cfg->servers_count; i++) {
+		const struct sora_server_config *srv = &cfg->servers[i];
+		if (srv->start && role_serves(role, srv->type) && srv->type != SORA_SRV_METRICS &&
+		    srv->type != SORA_SRV_HTTP_API)
 			sora_info(NULL, "listening: %s on %s%s%s", sora_server_type_name(srv->type), srv->addr,
 				  srv->tls ? " (TLS)" : srv->tls_use_starttls ? " (STARTTLS)" : "",
 				  srv->proxy_protocol.enabled ? " (PROXY protocol)" : "");
@@ -187,6 +215,8 @@ int sora_serve_main(int argc, char **argv, const struct sora_role *role)
 	sora_info(NULL, "%s %s started", role->binary, SORA_VERSION);
 	rc = sora_net_run(net) == 0 ? 0 : 1;
 out:
+	for (size_t i = 0; i < MAX_API_SERVERS; i++)
+		sora_admin_api_stop(&apis[i]);
 	for (size_t i = 0; i < MAX_METRICS_SERVERS; i++)
 		sora_metrics_http_stop(&mhttp[i]);
 	if (role->stop != NULL)

@@ -317,6 +317,10 @@ def test_stats_auth(admin):
     assert re.search(r"blocked now:\s+1", out)
     top_ips = out.split("Top IPs:")[1].split("Top usernames:")[0]
     assert top_ips.index("198.51.100.7") < top_ips.index("198.51.100.8")
+    # Each column its own value: the blocked IP shows until when, the other "-".
+    assert re.search(r"^\s+198\.51\.100\.7\s+25\s+\S+ \S+ UTC\s+\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC$",
+                     top_ips, re.M), top_ips
+    assert re.search(r"^\s+198\.51\.100\.8\s+3\s+\S+ \S+ UTC\s+-$", top_ips, re.M), top_ips
     assert "198.51.100.9" not in top_ips  # outside the 24h window
     assert "victim@example.com" in out
     # Terminal control bytes from client-chosen usernames are escaped.

@@ -101,9 +101,6 @@ def test_server_starts_despite_warnings(tmp_path, sora_servers):
 UNAVAILABLE = {
     "managesieve": ("sora-backend", '[servers.managesieve]\naddr = "127.0.0.1:{port}"\n',
                     ":1: [servers.managesieve]: server type 'managesieve' is not available"),
-    "http_api": ("sora-proxy",
-                 '[[servers]]\ntype = "http_api"\naddr = "127.0.0.1:{port}"\napi_key = "k"\n',
-                 ":1: [servers.http_api#1]: server type 'http_api' is not available"),
     "cluster": ("sora-proxy",
                 '[cluster]\nenabled = true\nsecret_key = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="\n',
                 ":2: key 'enabled' in [cluster]: cluster mode"),

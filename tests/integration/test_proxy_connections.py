@@ -3,6 +3,7 @@ database: the connections table and NOTIFY sora_kick). The clients connect
 from 127.0.0.3; the HAProxy path of the client address is covered by
 test_proxy_imap.py."""
 import imaplib
+import re
 import time
 
 import pytest
@@ -77,3 +78,52 @@ def test_list_and_kick(cluster):
 def test_kick_needs_a_filter(cluster):
     r = cluster.admin.run("connections", "kick")
     assert r.returncode == 2
+
+
+def test_guide_incident_commands(cluster):
+    """The security guide's "Suspected DoS Attack" steps, as written (with
+    --config after the command and a file named config.toml): list the
+    connections, review auth statistics, kick every IMAP session. POP3
+    sessions stay."""
+    import poplib
+    import shutil
+    import subprocess
+    from sorafix.common import bin_path
+
+    c = cluster
+    c.start_backends()
+    p = c.add_proxy()
+    for u in USERS[:2]:
+        c.account(u)
+    m = p.login(USERS[0])
+    m.select("INBOX")
+    pop = poplib.POP3("127.0.0.1", p.pop3_port, timeout=15)
+    pop.user(USERS[1])
+    pop.pass_("pw-" + USERS[1])
+    shutil.copy(c.admin.config, f"{c.dir}/config.toml")
+    shutil.copy(bin_path("sora-admin"), f"{c.dir}/sora-admin")
+
+    def run(*args):
+        r = subprocess.run(["./sora-admin", *args], capture_output=True, text=True, timeout=60,
+                           cwd=c.dir)
+        assert r.returncode == 0, (args, r.stdout, r.stderr)
+        return r.stdout
+    wait_for(lambda: "2 connection(s)" in run("connections", "list", "--config", "config.toml"),
+             timeout=10, what="2 listed connections")
+    out = run("connections", "list", "--config", "config.toml")
+    assert re.search(r"^" + re.escape(USERS[0]) + r"\s+imap\s", out, re.M), out
+    assert re.search(r"^" + re.escape(USERS[1]) + r"\s+pop3\s", out, re.M), out
+    out = run("stats", "auth", "--config", "config.toml")
+    assert "Authentication failures in the last" in out and "blocked now:" in out
+    out = run("connections", "kick", "--config", "config.toml", "--protocol", "imap")
+    assert "1 matching" in out, out
+
+    def gone():
+        try:
+            m.noop()
+            return False
+        except (imaplib.IMAP4.abort, OSError):
+            return True
+    wait_for(gone, timeout=5, what="kicked IMAP session")
+    assert pop.stat()[0] == 0
+    pop.quit()
