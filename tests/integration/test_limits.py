@@ -67,7 +67,7 @@ def esearch(lines):
 
 # ---- Search Result Limits ----------------------------------------------------------------------
 
-def test_search_result_limits_5000_messages_capped_at_1000(imap_backend):
+def test_guide_search_result_limits_5000_messages_capped_at_1000(imap_backend):
     b = imap_backend.start()
     b.account("bob@example.com")
     r = b.raw(timeout=120)
@@ -111,7 +111,7 @@ def test_search_result_limits_5000_messages_capped_at_1000(imap_backend):
     r.close()
 
 
-def test_search_result_limits_not_claimed_for_unannounced_arrivals(imap_backend):
+def test_guide_search_result_limits_not_claimed_for_unannounced_arrivals(imap_backend):
     """Messages the session has not been told of neither take places under
     the cap nor make it claim [LIMIT] (an empty view included)."""
     b = imap_backend.start()
@@ -133,7 +133,7 @@ def test_search_result_limits_not_claimed_for_unannounced_arrivals(imap_backend)
 
 # ---- Search Rate Limiting ----------------------------------------------------------------------
 
-def test_search_rate_limiting_flood_gets_no_with_the_wait(imap_backend):
+def test_guide_search_rate_limiting_flood_gets_no_with_the_wait(imap_backend):
     mport = free_port()
     b = imap_backend.start(imap_extra='search_rate_limit_per_min = 5\n'
                                       'search_rate_limit_window = "1m"\n'
@@ -149,8 +149,9 @@ def test_search_rate_limiting_flood_gets_no_with_the_wait(imap_backend):
     # Five searches of one user over two sessions are allowed...
     for i in range(3):
         assert one.cmd(f"a{i}", "SEARCH ALL")[-1].startswith(f"a{i} OK")
-    for i in range(2):
-        assert two.cmd(f"b{i}", "UID SEARCH ALL")[-1].startswith(f"b{i} OK")
+    assert two.cmd("b0", "UID SEARCH ALL")[-1].startswith("b0 OK")
+    # (SORT is a search too.)
+    assert two.cmd("b1", "UID SORT (ARRIVAL) UTF-8 ALL")[-1].startswith("b1 OK")
     # ...the flood after them is refused in both, with how long to wait.
     for r in (one, two):
         for i in range(10):
@@ -159,15 +160,17 @@ def test_search_rate_limiting_flood_gets_no_with_the_wait(imap_backend):
                              r"try again in (\d+) seconds\.", line)
             assert m, line
             assert 1 <= int(m.group(1)) <= 60
+    line = one.cmd("g", "SORT (FROM) UTF-8 ALL")[-1]
+    assert line.startswith("g NO [LIMIT] Too many searches"), line
     # The sessions go on; another user is not affected.
     assert one.cmd("n", "NOOP")[-1] == "n OK NOOP completed."
     assert other.cmd("o", "SEARCH ALL")[-1].startswith("o OK")
-    assert metric(metrics_text(mport), "sora_search_rate_limited_total", protocol="imap") == 20
+    assert metric(metrics_text(mport), "sora_search_rate_limited_total", protocol="imap") == 21
     for r in (one, two, other):
         r.close()
 
 
-def test_search_rate_limiting_window_slides(imap_backend):
+def test_guide_search_rate_limiting_window_slides(imap_backend):
     b = imap_backend.start(imap_extra='search_rate_limit_per_min = 2\n'
                                       'search_rate_limit_window = "6s"\n')
     b.account("bob@example.com")
@@ -197,7 +200,7 @@ def big_base64_message(n):
             + data)
 
 
-def test_session_memory_limits_imap_fetch_and_search(imap_backend):
+def test_guide_session_memory_limits_imap_fetch_and_search(imap_backend):
     mport = free_port()
     b = imap_backend.start(imap_extra='session_memory_limit = "256kb"\n'
                                       f'[servers.metrics]\naddr = "127.0.0.1:{mport}"\n')
@@ -235,7 +238,7 @@ def test_session_memory_limits_imap_fetch_and_search(imap_backend):
                             protocol="imap") >= 1, what="the peak histogram")
 
 
-def test_session_memory_limits_imap_search_refused(imap_backend):
+def test_guide_session_memory_limits_imap_search_refused(imap_backend):
     mport = free_port()
     b = imap_backend.start(imap_extra='session_memory_limit = "64kb"\n'
                                       f'[servers.metrics]\naddr = "127.0.0.1:{mport}"\n')
@@ -250,6 +253,11 @@ def test_session_memory_limits_imap_search_refused(imap_backend):
     assert resp[-1] == ("a NO [LIMIT] SEARCH would exceed the session memory limit "
                         "(session_memory_limit); narrow the search, e.g. by UID range."), resp
     assert not any(l.startswith("* SEARCH") for l in resp)
+    # SORT reserves its rows (up to its cap) before its query too.
+    resp = r.cmd("t", "SORT (SUBJECT) UTF-8 ALL")
+    assert resp[-1] == ("t NO [LIMIT] SORT would exceed the session memory limit "
+                        "(session_memory_limit); narrow the search, e.g. by UID range."), resp
+    assert not any(l.startswith("* SORT") for l in resp)
     # A narrower search fits, and so does a count.
     resp = r.cmd("b", "UID SEARCH UID 1:100")
     assert len(resp[0].split()) - 2 == 100 and resp[-1] == "b OK Search completed.", resp[-1]
@@ -261,7 +269,7 @@ def test_session_memory_limits_imap_search_refused(imap_backend):
     r.close()
 
 
-def test_session_memory_limits_pop3_retr_and_top(pop3_backend):
+def test_guide_session_memory_limits_pop3_retr_and_top(pop3_backend):
     mport = free_port()
     b = pop3_backend.start(pop3_extra='session_memory_limit = "64kb"\n'
                                       f'[servers.metrics]\naddr = "127.0.0.1:{mport}"\n')
@@ -337,7 +345,7 @@ def check_append_toobig(r, label):
     assert r.until("t4")[-1].startswith("t4 OK [APPENDUID"), label
 
 
-def test_message_size_limits_imap_append_toobig(imap_backend):
+def test_guide_message_size_limits_imap_append_toobig(imap_backend):
     b = imap_backend.start(imap_extra=f'append_limit = "{LIMIT // 1024}kb"\n')
     b.account("bob@example.com")
     r = b.raw(timeout=30)
@@ -370,7 +378,7 @@ class ProxyRaw:
         return getattr(self.r, name)
 
 
-def test_message_size_limits_append_toobig_through_proxy(cluster):
+def test_guide_message_size_limits_append_toobig_through_proxy(cluster):
     c = cluster
     c.start_backends(imap_extra=f'append_limit = "{LIMIT // 1024}kb"\n')
     p = c.add_proxy()
@@ -388,7 +396,7 @@ def test_message_size_limits_append_toobig_through_proxy(cluster):
     m.logout()
 
 
-def test_message_size_limits_lmtp_552_while_streaming_memory_flat(lmtp_backend):
+def test_guide_message_size_limits_lmtp_552_while_streaming_memory_flat(lmtp_backend):
     b = lmtp_backend
     acc = b.account("big@example.com")
     b.start(lmtp_extra='max_message_size = "1mb"')
@@ -417,7 +425,7 @@ def test_message_size_limits_lmtp_552_while_streaming_memory_flat(lmtp_backend):
 
 # ---- Command Timeout and Slowloris Protection (counted on proxies) ----------------------------
 
-def test_command_timeouts_counted_on_proxy(cluster):
+def test_guide_command_timeouts_counted_on_proxy(cluster):
     c = cluster
     c.start_backends()
     user, pw = MASTER_SASL
