@@ -318,17 +318,28 @@ static enum sora_job_status deliver_work(struct sora_job *job, void *arg)
 		return SORA_JOB_DONE;
 	}
 	rc = sora_db_acquire(be->db, SORA_DB_PRIMARY, LMTP_DB_ACQUIRE_MS, &conn, &s->job_error);
-	for (size_t i = 0; rc == 0 && i < s->nrcpts; i++) {
-		struct lmtp_rcpt *r = &s->rcpts[i];
-		struct sora_store_delivery d = {
-			.account_id = r->who.account_id,
-			.rcpt = sora_str_c(r->address),
-			.prefix = sora_buf_str(&r->prefix),
-		};
+	if (rc == 0) {
+		/* Every copy at once: the bodies first, then one commit for
+		 * all of them (sora_store_deliver_many). */
+		struct sora_store_delivery *d = calloc(s->nrcpts, sizeof(*d));
+		struct sora_store_delivery_result *res = calloc(s->nrcpts, sizeof(*res));
 
-		if (sora_store_deliver(conn, be->blobs, instance, &msg, &d, &r->res) == 0 &&
-		    r->res.status == SORA_STORE_DELIVERED)
-			stored = true;
+		if (d == NULL || res == NULL) {
+			sora_error_set(&s->job_error, SORA_ERR_TEMPORARY, "out of memory");
+		} else {
+			for (size_t i = 0; i < s->nrcpts; i++) {
+				d[i].account_id = s->rcpts[i].who.account_id;
+				d[i].rcpt = sora_str_c(s->rcpts[i].address);
+				d[i].prefix = sora_buf_str(&s->rcpts[i].prefix);
+			}
+			sora_store_deliver_many(conn, be->blobs, instance, &msg, d, s->nrcpts, res);
+			for (size_t i = 0; i < s->nrcpts; i++) {
+				s->rcpts[i].res = res[i];
+				stored |= res[i].status == SORA_STORE_DELIVERED;
+			}
+		}
+		free(d);
+		free(res);
 	}
 	sora_db_release(&conn);
 	/* New pending_uploads rows: the uploader need not wait for its poll. */

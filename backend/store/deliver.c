@@ -2,6 +2,7 @@
 #include "backend/store/deliver.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +13,7 @@
 
 #include "backend/store/mailbox.h"
 #include "common/core/log.h"
+#include "common/metrics/metrics.h"
 #include "common/proto/mime/mime-imap.h"
 #include "common/proto/mime/mime-json.h"
 #include "common/proto/pop3.h"
@@ -561,107 +563,354 @@ int sora_store_warm_conn(struct sora_db_conn *conn, struct sora_error *err)
 	return rc;
 }
 
+/* ---- group commit ----
+ *
+ * Concurrent deliveries into one mailbox take turns on its row lock (the
+ * UPDATE above), and a transaction keeps that lock until its commit is
+ * flushed. One statement per copy would therefore allow one delivery per
+ * WAL flush into a mailbox, however many sessions deliver to it. Instead,
+ * the copies waiting in this process are committed together: the first
+ * delivery thread that finds no commit under way becomes the leader, takes
+ * every waiting copy (up to COMMIT_BATCH_MAX), runs their statements in one
+ * transaction and commits once; the others wait for their results. While
+ * one batch commits the next one gathers, so nobody waits for a timer and a
+ * lone delivery commits at once, as one autocommitted statement. UIDs stay
+ * strictly increasing and counters exact: each statement still allocates
+ * under the mailbox row lock, in the order the batch runs them.
+ *
+ * A batch locks mailbox rows in (account, mailbox name) order, so batches
+ * of different processes cannot deadlock on each other. If any statement of
+ * a batch fails, or the commit fails with an error from the server (both
+ * roll everything back), each copy is run again on its own by its own
+ * thread, so one bad copy never fails the others. If the connection breaks
+ * during the commit, the outcome of every copy of the batch is unknown
+ * (SORA_ERR_TEMPORARY, as for a single statement). */
+
+#define COMMIT_BATCH_MAX 64
+
+struct commit_item {
+	struct row_params *rp;
+	int64_t account_id;
+	const char *mailbox;
+	/* Outcome, set by the leader. */
+	PGresult *r;
+	int rc;
+	char sqlstate[6];
+	struct sora_error err;
+	bool alone;                  /* the batch failed: run it on its own */
+	bool done;
+	struct commit_item *next;
+};
+
+static pthread_once_t commit_metrics_once = PTHREAD_ONCE_INIT;
+static struct sora_metric_series *m_batch;
+
+static void commit_metrics_init(void)
+{
+	static const double buckets[] = { 1, 2, 4, 8, 16, 32, 64 };
+
+	m_batch = sora_metric_with(sora_metric_histogram(
+		"sora_delivery_commit_copies", "Copies of messages stored per delivery commit "
+		"(group commit: concurrent deliveries share one transaction).", "", buckets,
+		sizeof(buckets) / sizeof(buckets[0])));
+}
+
+static pthread_mutex_t commit_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t commit_cond = PTHREAD_COND_INITIALIZER;
+static struct commit_item *commit_head, **commit_tail = &commit_head;
+static bool commit_running;
+
+static int commit_item_cmp(const void *a, const void *b)
+{
+	const struct commit_item *x = *(struct commit_item *const *)a;
+	const struct commit_item *y = *(struct commit_item *const *)b;
+
+	if (x->account_id != y->account_id)
+		return x->account_id < y->account_id ? -1 : 1;
+	return strcmp(x->mailbox, y->mailbox);
+}
+
+static void item_exec(struct sora_db_conn *conn, struct commit_item *it)
+{
+	PQclear(it->r);
+	it->r = NULL;
+	it->sqlstate[0] = '\0';
+	it->rc = sora_db_exec_prepared(conn, SORA_DB_CLASS_WRITE, DELIVER_STMT, sql_insert,
+				       INSERT_PARAMS, it->rp->values, it->rp->lengths,
+				       it->rp->formats, 0, &it->r, it->sqlstate, &it->err);
+}
+
+/* The leader's part: one transaction for items[0..n). */
+static void commit_batch(struct sora_db_conn *conn, struct commit_item **items, size_t n)
+{
+	struct sora_error err;
+	char sqlstate[6] = "";
+	PGresult *r = NULL;
+	bool rolled_back;
+	size_t i;
+
+	pthread_once(&commit_metrics_once, commit_metrics_init);
+	if (n == 1) {
+		item_exec(conn, items[0]);
+		if (items[0]->rc == 0)
+			sora_metric_observe(m_batch, 1);
+		return;
+	}
+	qsort(items, n, sizeof(*items), commit_item_cmp);
+	if (sora_db_begin(conn, SORA_DB_CLASS_WRITE, &err) < 0)
+		goto alone;
+	for (i = 0; i < n; i++) {
+		item_exec(conn, items[i]);
+		if (items[i]->rc != 0) {
+			sora_db_rollback(conn);
+			goto alone;
+		}
+	}
+	if (sora_db_exec(conn, SORA_DB_CLASS_WRITE, "COMMIT", 0, NULL, &r, sqlstate, &err) == 0) {
+		/* COMMIT of a transaction that failed answers ROLLBACK. */
+		rolled_back = strcmp(PQcmdStatus(r), "COMMIT") != 0;
+		PQclear(r);
+		if (rolled_back)
+			goto alone;
+		sora_metric_observe(m_batch, (double)n);
+		return;
+	}
+	if (sqlstate[0] != '\0' && strncmp(sqlstate, "08", 2) != 0)
+		goto alone;
+	/* The connection broke while committing: nobody knows. */
+	for (i = 0; i < n; i++) {
+		PQclear(items[i]->r);
+		items[i]->r = NULL;
+		items[i]->rc = -1;
+		items[i]->sqlstate[0] = '\0';
+		items[i]->err = err;
+		items[i]->err.cls = SORA_ERR_TEMPORARY;
+	}
+	return;
+alone:
+	for (i = 0; i < n; i++) {
+		PQclear(items[i]->r);
+		items[i]->r = NULL;
+		items[i]->alone = true;
+	}
+}
+
+/* Commits items[0..n) of this thread, together with whatever other
+ * threads are waiting with, and returns when all of them have their
+ * outcome. */
+static void group_commit(struct sora_db_conn *conn, struct commit_item **mine, size_t n)
+{
+	struct commit_item *batch[COMMIT_BATCH_MAX];
+	size_t left = n;
+
+	pthread_mutex_lock(&commit_lock);
+	for (size_t i = 0; i < n; i++) {
+		mine[i]->next = NULL;
+		*commit_tail = mine[i];
+		commit_tail = &mine[i]->next;
+	}
+	for (;;) {
+		left = 0;
+		for (size_t i = 0; i < n; i++)
+			left += !mine[i]->done;
+		if (left == 0)
+			break;
+		if (commit_running) {
+			pthread_cond_wait(&commit_cond, &commit_lock);
+			continue;
+		}
+		/* Lead: take what waits, in arrival order. */
+		size_t k = 0;
+
+		while (commit_head != NULL && k < COMMIT_BATCH_MAX) {
+			batch[k++] = commit_head;
+			commit_head = commit_head->next;
+		}
+		if (commit_head == NULL)
+			commit_tail = &commit_head;
+		commit_running = true;
+		pthread_mutex_unlock(&commit_lock);
+		commit_batch(conn, batch, k);
+		pthread_mutex_lock(&commit_lock);
+		for (size_t i = 0; i < k; i++)
+			batch[i]->done = true;
+		commit_running = false;
+		pthread_cond_broadcast(&commit_cond);
+	}
+	pthread_mutex_unlock(&commit_lock);
+	/* Copies whose batch failed run on their own, on this thread. */
+	for (size_t i = 0; i < n; i++) {
+		if (mine[i]->alone)
+			item_exec(conn, mine[i]);
+	}
+}
+
+/* ---- copies of one message ---- */
+
+/* One copy on its way. */
+struct copy {
+	const struct sora_store_delivery *d;
+	struct sora_store_delivery_result *res;
+	char acc[24], key[SORA_BLOB_HASH_HEX_SIZE];
+	struct sora_blob_hold *hold;
+	struct sora_blob_ref ref;
+	struct row_params rp;
+	struct commit_item item;
+	bool staged;                 /* waiting for its statement */
+	bool absent;                 /* no row of it was certainly committed */
+};
+
+/* Reads a statement's outcome into the copy: 1 when the account has no
+ * INBOX yet (the defaults must be created, then the copy run again), else
+ * 0 (the result is final). */
+static int copy_outcome(struct copy *cp)
+{
+	struct commit_item *it = &cp->item;
+	struct sora_store_delivery_result *res = cp->res;
+	struct sora_error *err = &res->error;
+	const char *mailbox = cp->d->mailbox != NULL ? cp->d->mailbox : SORA_STORE_INBOX;
+
+	if (it->rc != 0) {
+		/* An error the server reported (sqlstate set, not a connection
+		 * exception) rolled the statement back; a broken connection
+		 * leaves the outcome unknown, which only a later retry can
+		 * settle. */
+		*err = it->err;
+		cp->absent = it->sqlstate[0] != '\0' && strncmp(it->sqlstate, "08", 2) != 0;
+		if (!cp->absent)
+			err->cls = SORA_ERR_TEMPORARY;
+		return 0;
+	}
+	if (PQntuples(it->r) != 1) {
+		sora_error_set(err, SORA_ERR_PERMANENT, "delivery statement returned %d rows",
+			       PQntuples(it->r));
+		cp->absent = true;
+		return 0;
+	}
+	if (PQgetisnull(it->r, 0, 0)) {
+		if (cp->d->mailbox == NULL)
+			return 1;
+		sora_error_set(err, SORA_ERR_NOT_FOUND, "mailbox %s does not exist", mailbox);
+		cp->absent = true;
+		return 0;
+	}
+	/* The statement committed: from here on the copy is stored, so it is
+	 * DELIVERED (or DUPLICATE) even if an id in the answer cannot be
+	 * read; that is logged, and the MTA must not send the message again. */
+	res->status = PQgetisnull(it->r, 0, 1) ? SORA_STORE_DUPLICATE : SORA_STORE_DELIVERED;
+	if (res->status == SORA_STORE_DUPLICATE)
+		cp->absent = true;
+	if (sora_db_get_i64(it->r, 0, 0, &res->mailbox_id, err) < 0 ||
+	    (res->status == SORA_STORE_DELIVERED &&
+	     (sora_db_get_i64(it->r, 0, 1, &res->message_id, err) < 0 ||
+	      sora_db_get_i64(it->r, 0, 2, &res->uid, err) < 0))) {
+		sora_error(NULL, "delivery to account %" PRId64 " stored, but its result is "
+			   "unreadable: %s", cp->d->account_id, err->msg);
+		sora_error_clear(err);
+	}
+	return 0;
+}
+
+/* Steps 1 and 2 for one copy: the body durable in staging, the row's
+ * parameters with offsets for this recipient's prefix. */
+static void copy_prepare(struct copy *cp, struct sora_blob_store *blobs, const char *instance_id,
+			 struct sora_store_message *m)
+{
+	struct sora_error *err = &cp->res->error;
+
+	memset(cp->res, 0, sizeof(*cp->res));
+	cp->res->status = SORA_STORE_FAILED;
+	row_params_init(&cp->rp);
+	sora_store_delivery_key(m, cp->d->rcpt, cp->key);
+	snprintf(cp->acc, sizeof(cp->acc), "%" PRId64, cp->d->account_id);
+	if (stage_copy(blobs, m, cp->d->account_id, cp->d->prefix, &cp->ref, &cp->hold, err) != 0)
+		return;
+	memcpy(cp->res->hash, cp->ref.hash, sizeof(cp->res->hash));
+	cp->res->size = cp->ref.size;
+	if (row_params_fill(&cp->rp, m, cp->d->prefix, &cp->ref, blobs, instance_id, err) < 0) {
+		cp->absent = true;
+		return;
+	}
+	cp->rp.values[0] = cp->acc;
+	cp->rp.values[1] = cp->d->mailbox != NULL ? cp->d->mailbox : SORA_STORE_INBOX;
+	cp->rp.values[2] = cp->key;
+	cp->item.rp = &cp->rp;
+	cp->item.account_id = cp->d->account_id;
+	cp->item.mailbox = cp->rp.values[1];
+	cp->staged = true;
+}
+
+int sora_store_deliver_many(struct sora_db_conn *conn, struct sora_blob_store *blobs,
+			    const char *instance_id, struct sora_store_message *m,
+			    const struct sora_store_delivery *d, size_t n,
+			    struct sora_store_delivery_result *res)
+{
+	struct copy *cps = calloc(n > 0 ? n : 1, sizeof(*cps));
+	struct commit_item **items = calloc(n > 0 ? n : 1, sizeof(*items));
+	size_t k = 0;
+	int ret = 0;
+
+	if (cps == NULL || items == NULL) {
+		for (size_t i = 0; i < n; i++) {
+			memset(&res[i], 0, sizeof(res[i]));
+			res[i].status = SORA_STORE_FAILED;
+			sora_error_set(&res[i].error, SORA_ERR_TEMPORARY, "out of memory");
+		}
+		free(cps);
+		free(items);
+		return -1;
+	}
+	/* 1, 2: every body durable, every row ready. */
+	for (size_t i = 0; i < n; i++) {
+		cps[i].d = &d[i];
+		cps[i].res = &res[i];
+		copy_prepare(&cps[i], blobs, instance_id, m);
+		if (cps[i].staged)
+			items[k++] = &cps[i].item;
+	}
+	/* 3: the rows, committed with other sessions' (see above). */
+	if (k > 0)
+		group_commit(conn, items, k);
+	for (size_t i = 0; i < n; i++) {
+		struct copy *cp = &cps[i];
+
+		if (cp->staged && copy_outcome(cp) == 1) {
+			/* The first delivery to an account finds no INBOX: the
+			 * defaults are created, then it goes on alone. */
+			if (sora_store_ensure_default_mailboxes(conn, cp->d->account_id, NULL,
+								 &cp->res->error) != 0) {
+				cp->absent = true;
+			} else {
+				item_exec(conn, &cp->item);
+				if (copy_outcome(cp) == 1) {
+					sora_error_set(&cp->res->error, SORA_ERR_NOT_FOUND,
+						       "mailbox %s does not exist", cp->item.mailbox);
+					cp->absent = true;
+				}
+			}
+		}
+		/* The body goes away again only when the database certainly
+		 * holds no row of this copy and nothing else uses it
+		 * (hold_end, blob-store.h "Shared bodies"). After a broken
+		 * connection it stays, since a committed row may refer to it;
+		 * if none does, the janitor removes it an hour later. */
+		hold_end(&cp->hold, cp->absent, conn);
+		PQclear(cp->item.r);
+		row_params_free(&cp->rp);
+		if (res[i].status != SORA_STORE_DELIVERED && res[i].status != SORA_STORE_DUPLICATE)
+			ret = -1;
+	}
+	free(cps);
+	free(items);
+	return ret;
+}
+
 int sora_store_deliver(struct sora_db_conn *conn, struct sora_blob_store *blobs,
 		       const char *instance_id, struct sora_store_message *m,
 		       const struct sora_store_delivery *d,
 		       struct sora_store_delivery_result *res)
 {
-	const char *mailbox = d->mailbox != NULL ? d->mailbox : SORA_STORE_INBOX;
-	char acc[24], key[SORA_BLOB_HASH_HEX_SIZE];
-	struct sora_error *err = &res->error;
-	struct sora_blob_hold *hold = NULL;
-	struct sora_blob_ref ref;
-	struct row_params rp;
-	PGresult *r = NULL;
-	char sqlstate[6] = "";
-	/* True once it is certain that no row of this copy was committed. */
-	bool absent = false;
-	int rc = 0;
-
-	memset(res, 0, sizeof(*res));
-	res->status = SORA_STORE_FAILED;
-	row_params_init(&rp);
-	sora_store_delivery_key(m, d->rcpt, key);
-	snprintf(acc, sizeof(acc), "%" PRId64, d->account_id);
-
-	/* 1. The body, durable in staging. */
-	rc = stage_copy(blobs, m, d->account_id, d->prefix, &ref, &hold, err);
-	if (rc != 0)
-		goto out;
-	memcpy(res->hash, ref.hash, sizeof(res->hash));
-	res->size = ref.size;
-
-	/* 2. The metadata, with offsets for this recipient's prefix. */
-	if (row_params_fill(&rp, m, d->prefix, &ref, blobs, instance_id, err) < 0) {
-		absent = true;
-		goto out;
-	}
-	rp.values[0] = acc;
-	rp.values[1] = mailbox;
-	rp.values[2] = key;
-
-	/* 3. Everything else, in one statement. The first delivery to an
-	 * account finds no INBOX: the defaults are created, then it goes on. */
-	for (int attempt = 0; attempt < 2; attempt++) {
-		PQclear(r);
-		r = NULL;
-		rc = sora_db_exec_prepared(conn, SORA_DB_CLASS_WRITE, DELIVER_STMT, sql_insert,
-					   INSERT_PARAMS, rp.values, rp.lengths, rp.formats, 0, &r,
-					   sqlstate, err);
-		if (rc != 0) {
-			/* An error the server reported (sqlstate set, not a
-			 * connection exception) rolled the statement back; a
-			 * broken connection leaves the outcome unknown, which
-			 * only a later retry can settle. */
-			absent = sqlstate[0] != '\0' && strncmp(sqlstate, "08", 2) != 0;
-			if (!absent)
-				err->cls = SORA_ERR_TEMPORARY;
-			goto out;
-		}
-		if (PQntuples(r) != 1) {
-			sora_error_set(err, SORA_ERR_PERMANENT, "delivery statement returned %d rows",
-				       PQntuples(r));
-			absent = true;
-			goto out;
-		}
-		if (!PQgetisnull(r, 0, 0))
-			break;
-		if (d->mailbox != NULL || attempt > 0) {
-			sora_error_set(err, SORA_ERR_NOT_FOUND, "mailbox %s does not exist", mailbox);
-			absent = true;
-			goto out;
-		}
-		rc = sora_store_ensure_default_mailboxes(conn, d->account_id, NULL, err);
-		if (rc != 0) {
-			absent = true;
-			goto out;
-		}
-	}
-	/* The statement committed: from here on the copy is stored, so it is
-	 * DELIVERED (or DUPLICATE) even if an id in the answer cannot be
-	 * read; that is logged, and the MTA must not send the message again. */
-	res->status = PQgetisnull(r, 0, 1) ? SORA_STORE_DUPLICATE : SORA_STORE_DELIVERED;
-	if (res->status == SORA_STORE_DUPLICATE)
-		absent = true;
-	if (sora_db_get_i64(r, 0, 0, &res->mailbox_id, err) < 0 ||
-	    (res->status == SORA_STORE_DELIVERED &&
-	     (sora_db_get_i64(r, 0, 1, &res->message_id, err) < 0 ||
-	      sora_db_get_i64(r, 0, 2, &res->uid, err) < 0))) {
-		sora_error(NULL, "delivery to account %" PRId64 " stored, but its result is "
-			   "unreadable: %s", d->account_id, err->msg);
-		sora_error_clear(err);
-	}
-out:
-	/* The body goes away again only when the database certainly holds no
-	 * row of this copy and nothing else uses it (hold_end, blob-store.h
-	 * "Shared bodies": another delivery or an APPEND of the same bytes may
-	 * have found it in place). After a broken connection it stays, since
-	 * a committed row may refer to it; if none does, the janitor removes
-	 * it an hour later. */
-	hold_end(&hold, absent, conn);
-	PQclear(r);
-	row_params_free(&rp);
-	return res->status == SORA_STORE_DELIVERED || res->status == SORA_STORE_DUPLICATE ? 0 : -1;
+	return sora_store_deliver_many(conn, blobs, instance_id, m, d, 1, res);
 }
 
 /* ---- APPEND ---- */

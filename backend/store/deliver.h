@@ -177,6 +177,20 @@ int sora_store_deliver(struct sora_db_conn *conn, struct sora_blob_store *blobs,
 		       const struct sora_store_delivery *d,
 		       struct sora_store_delivery_result *res);
 
+/* The same for n copies of m (one per recipient of an LMTP transaction):
+ * every body is made durable first, then the rows are committed together
+ * -- with each other and with other threads' copies waiting at the same
+ * time (group commit, see deliver.c): the copies of one transaction and
+ * concurrent deliveries into one mailbox share one commit instead of
+ * taking turns on the mailbox row lock for one WAL flush each. Each copy
+ * still has its own outcome in res[i]: a copy that fails never fails the
+ * others. Returns 0 when every copy is DELIVERED or DUPLICATE, else -1.
+ * Thread safety: any worker thread, each with its own conn; m as above. */
+int sora_store_deliver_many(struct sora_db_conn *conn, struct sora_blob_store *blobs,
+			    const char *instance_id, struct sora_store_message *m,
+			    const struct sora_store_delivery *d, size_t n,
+			    struct sora_store_delivery_result *res);
+
 /* ---- IMAP APPEND (RFC 3501 6.3.11, RFC 3502 MULTIAPPEND, RFC 4315
  * APPENDUID) ----
  *

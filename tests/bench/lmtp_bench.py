@@ -35,7 +35,7 @@ Other modes:
                second delivery, each on a fresh connection.
 
 Usage: lmtp_bench.py [--runs R] [--seconds T] [--quick] [--markdown FILE]
-                     [--strace N] [--cold N]
+                     [--only 'one mailbox/32,rcpts'] [--strace N] [--cold N]
 Environment: SORA_BIN (default ./bin); BENCH_QUICK=1 as --quick (one run of
 a few scenarios); BENCH_KEEP=1 keeps the work directory and prints where.
 """
@@ -199,6 +199,11 @@ def rcpt_sets(first, clients, n, one_mailbox):
 
 def bench(a, tmp):
     scen = scenarios(a.quick, a.rcpts)
+    if a.only:
+        # e.g. --only "one mailbox/32,rcpts": label substring[/clients]
+        want = [w.split("/") for w in a.only.split(",")]
+        scen = [sc for sc in scen if any(w[0] in sc[0] and (len(w) == 1 or int(w[1]) == sc[1])
+                                         for w in want)]
     runs = 1 if a.quick else a.runs
     # Fresh, empty mailboxes for every scenario and repetition, on both
     # servers: otherwise each side would run into the mailboxes it filled
@@ -372,6 +377,9 @@ def main():
     ap.add_argument("--warm", type=int, default=0,
                     help="--strace: untraced deliveries first (steady state)")
     ap.add_argument("--cold", type=int, default=0)
+    ap.add_argument("--only", default="",
+                    help="scenarios whose label contains one of these (comma-separated), "
+                         "optionally /CLIENTS, e.g. 'one mailbox/32,rcpts'")
     a = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="sora-lmtp-bench-")
     os.chmod(tmp, 0o755)

@@ -269,6 +269,73 @@ def test_concurrent_deliveries_into_one_mailbox(lmtp_backend):
                  ) == f"{n}|{n}|{total}|{n + 1}|t"
 
 
+def _commit_histogram(port):
+    """(count, sum) of sora_delivery_commit_copies: delivery commits and the
+    copies they stored."""
+    import urllib.request
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    vals = {}
+    for line in text.splitlines():
+        for k in ("count", "sum"):
+            if line.startswith(f"sora_delivery_commit_copies_{k} "):
+                vals[k] = int(float(line.split()[1]))
+    return vals.get("count", 0), vals.get("sum", 0)
+
+
+def test_recipients_of_one_transaction_share_one_commit(lmtp_backend):
+    # Issue 13: the copies of a multi-recipient message are committed in
+    # one transaction (group commit), not one WAL flush per recipient.
+    from sorafix.common import free_port
+    b = lmtp_backend
+    mport = free_port()
+    accs = [b.account(f"g{i}@example.com") for i in range(5)]
+    b.start(lmtp_extra=f'[servers.metrics]\naddr = "127.0.0.1:{mport}"\n')
+    c = b.connect()
+    c.cmd("LHLO client.test")
+    # The first delivery to each account creates its mailboxes (alone).
+    for i in range(5):
+        assert send_message(c, "a@remote.test", [f"g{i}@example.com"], MSG)[1] == [
+            f"250 2.0.0 <g{i}@example.com> Saved"]
+    before = _commit_histogram(mport)
+    rcpts = [f"g{i}@example.com" for i in range(5)] + ["g0+again@example.com"]
+    _, dr = send_message(c, "a@remote.test", rcpts, MSG.replace(b"m1@", b"m2@"))
+    assert dr == [f"250 2.0.0 <{r}> Saved" for r in rcpts]
+    after = _commit_histogram(mport)
+    assert (after[0] - before[0], after[1] - before[1]) == (1, 6), (before, after)
+    for a in accs:
+        uids = [m[0] for m in b.messages(a)]
+        assert uids == ([1, 2, 3] if a == accs[0] else [1, 2]), (a, uids)
+
+
+def test_one_failing_copy_does_not_fail_its_batch(lmtp_backend):
+    # A statement that fails in a batch rolls the batch back; every copy is
+    # then stored on its own, so only the failing one is refused.
+    b = lmtp_backend
+    accs = [b.account(f"f{i}@example.com") for i in range(3)]
+    b.start()
+    c = b.connect()
+    c.cmd("LHLO client.test")
+    for i in range(3):
+        send_message(c, "a@remote.test", [f"f{i}@example.com"], MSG)
+    b.sql(f"""CREATE FUNCTION sora_test_refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+              BEGIN IF NEW.account_id = {accs[1]} THEN RAISE EXCEPTION 'refused by test'; END IF;
+              RETURN NEW; END $$;
+              CREATE TRIGGER sora_test_refuse BEFORE INSERT ON messages FOR EACH ROW
+              EXECUTE FUNCTION sora_test_refuse()""")
+    try:
+        _, dr = send_message(c, "a@remote.test", [f"f{i}@example.com" for i in range(3)],
+                             MSG.replace(b"m1@", b"m3@"))
+    finally:
+        b.sql("DROP TRIGGER sora_test_refuse ON messages; DROP FUNCTION sora_test_refuse()")
+    assert dr[0] == "250 2.0.0 <f0@example.com> Saved" and dr[2] == "250 2.0.0 <f2@example.com> Saved", dr
+    assert dr[1].startswith(("4", "5")), dr
+    assert [m[0] for m in b.messages(accs[0])] == [1, 2]
+    assert [m[0] for m in b.messages(accs[1])] == [1]
+    assert [m[0] for m in b.messages(accs[2])] == [1, 2]
+    assert b.sql(f"SELECT count(*) FROM message_deliveries d JOIN mailboxes mb ON mb.id = d.mailbox_id "
+                 f"WHERE mb.account_id = {accs[1]}") == "1"
+
+
 def test_smtplib_lmtp_and_aliases_detail_case(lmtp_backend):
     b = lmtp_backend
     acc = b.account("bob@example.com", "robert@example.org")
