@@ -96,7 +96,7 @@ const char *sora_server_type_protocol(enum sora_server_type type)
 #define MIB(n)     ((uint64_t)(n) << 20)
 #define GIB(n)     ((uint64_t)(n) << 30)
 
-static const char *const log_levels[] = { "debug", "info", "warn", "error", NULL };
+static const char *const log_levels[] = { "debug", "info", "notice", "warn", "error", NULL };
 static const char *const log_formats[] = { "console", "json", NULL };
 static const char *const ssl_modes[] = {
 	"disable", "allow", "prefer", "require", "verify-ca", "verify-full", NULL
