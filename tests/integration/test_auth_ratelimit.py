@@ -159,6 +159,9 @@ def test_brute_force_one_user(rl_cluster):
                             delay_start_threshold=2, initial_delay=q("100ms"),
                             max_delay=q("400ms"), delay_multiplier=2))
     attacker = "203.0.113.10"
+    # Warm up (database connections of the pool) from another address.
+    assert imap_login(p.hap_port, "bystander@example.com", "pw-bystander@example.com",
+                      proxy_ip="203.0.113.12")[0].startswith("OK")
     took = []
     for i in range(6):
         reply, t = imap_login(p.hap_port, "victim@example.com", f"guess{i}", proxy_ip=attacker)
@@ -230,10 +233,12 @@ def test_brute_force_500_users(rl_cluster):
     x0, t0 = xacts(c), time.monotonic()
     time.sleep(2)
     idle_rate = (xacts(c) - x0 - 1) / (time.monotonic() - t0)
-    x0 = xacts(c)
-    assert imap_login(p.port, "real@example.com", "pw-real@example.com",
-                      source="127.0.0.5")[0].startswith("OK")
-    legit_cost = xacts(c) - x0 - 1
+    x0, t0 = xacts(c), time.monotonic()
+    for _ in range(3):
+        assert imap_login(p.port, "real@example.com", "pw-real@example.com",
+                          source="127.0.0.5")[0].startswith("OK")
+    time.sleep(1.2)     # PostgreSQL publishes its counters about once a second
+    legit_cost = max(0.0, (xacts(c) - x0 - 1 - idle_rate * (time.monotonic() - t0)) / 3)
     legit = []
     x0, t0 = xacts(c), time.monotonic()
     with concurrent.futures.ThreadPoolExecutor(8) as ex:
@@ -246,7 +251,7 @@ def test_brute_force_500_users(rl_cluster):
     # query each.
     dt = time.monotonic() - t0
     dx = xacts(c) - x0 - idle_rate * dt - len(legit) * legit_cost
-    assert dx <= 10 + 2 * dt, (dx, dt, idle_rate, legit_cost)
+    assert dx <= 20 + 3 * dt, (dx, dt, idle_rate, legit_cost)
     assert all(r == FAILED for r, _ in results), {r for r, _ in results}
     # Delays grew: attempts from the 6th on took at least the initial delay.
     assert all(t >= 0.01 for _, t in results[5:20])
