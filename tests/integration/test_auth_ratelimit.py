@@ -324,6 +324,35 @@ def test_block_shared_by_a_second_proxy_and_unblock(rl_cluster):
             time.sleep(0.1)
 
 
+def test_fast_block(rl_cluster):
+    """fast_block_threshold failures block the address for
+    fast_block_duration from that failure (here well before the window
+    ends); within the window, each further failure blocks it again."""
+    c = rl_cluster
+    c.account("kim@example.com")
+    p = start_proxy(c, dict(max_attempts_per_ip=100, max_attempts_per_username=100,
+                            ip_window_duration=q("1m"), fast_block_threshold=3,
+                            fast_block_duration=q("2s"), progressive_delay_enabled="false"))
+    ip = "198.51.100.40"
+    for i in range(3):
+        assert imap_login(p.hap_port, "kim@example.com", f"f{i}", proxy_ip=ip)[0] == FAILED
+    blocked_at = time.monotonic()
+    assert block_row(c, ip=ip) == (3, True)
+    assert imap_login(p.hap_port, "kim@example.com", "pw-kim@example.com",
+                      proxy_ip=ip)[0] == FAILED
+    time.sleep(max(0.0, blocked_at + 2.3 - time.monotonic()))
+    assert block_row(c, ip=ip) == (3, False)
+    reply = wait_for(lambda: imap_login(p.hap_port, "kim@example.com", "pw-kim@example.com",
+                                        proxy_ip=ip)[0].startswith("OK"),
+                     timeout=3, interval=0.2, what="login after the fast block")
+    assert reply
+    # One more failure in the window: blocked again at once.
+    assert imap_login(p.hap_port, "kim@example.com", "f4", proxy_ip=ip)[0] == FAILED
+    assert block_row(c, ip=ip) == (4, True)
+    assert imap_login(p.hap_port, "kim@example.com", "pw-kim@example.com",
+                      proxy_ip=ip)[0] == FAILED
+
+
 def test_username_block_and_success_reset(rl_cluster):
     """max_attempts_per_username blocks a name from every address; below it,
     a successful login resets the name's counter (deletes its row)."""
