@@ -96,7 +96,7 @@ const char *sora_server_type_protocol(enum sora_server_type type)
 #define MIB(n)     ((uint64_t)(n) << 20)
 #define GIB(n)     ((uint64_t)(n) << 30)
 
-static const char *const log_levels[] = { "debug", "info", "warn", "error", NULL };
+static const char *const log_levels[] = { "debug", "info", "notice", "warn", "error", NULL };
 static const char *const log_formats[] = { "console", "json", NULL };
 static const char *const ssl_modes[] = {
 	"disable", "allow", "prefer", "require", "verify-ca", "verify-full", NULL
@@ -325,8 +325,14 @@ static const struct sora_config_key auth_rate_limit_keys[] = {
 	KEY_DURATION("fast_block_duration", T, fast_block_ms, MINUTES(5), 1, 0),
 	KEY_DURATION("db_error_threshold", T, db_error_threshold_ms, MINUTES(1), 0, 0),
 	KEY_INT64("delay_start_threshold", T, delay_start_threshold, 2, 0, 1000000, 0),
+	KEY_BOOL("progressive_delay_enabled", T, progressive_delay_enabled, true),
+	/* initial_delay / max_delay are Sora's names, progressive_delay_min /
+	 * progressive_delay_max the issue's: both fill one field; giving both
+	 * spellings in one table is an error (check_rate_limit_aliases). */
 	KEY_DURATION("initial_delay", T, initial_delay_ms, SECONDS(2), 0, 0),
+	KEY_DURATION("progressive_delay_min", T, initial_delay_ms, SECONDS(2), 0, 0),
 	KEY_DURATION("max_delay", T, max_delay_ms, SECONDS(30), 0, 0),
+	KEY_DURATION("progressive_delay_max", T, max_delay_ms, SECONDS(30), 0, 0),
 	KEY_DOUBLE("delay_multiplier", T, delay_multiplier, 2.0, 1, 100),
 	KEY_END
 };

@@ -1603,6 +1603,31 @@ static void check_database(struct loader *l)
 	}
 }
 
+/* [servers.X.auth_rate_limit] accepts two spellings of the delay bounds
+ * (Sora's initial_delay / max_delay and progressive_delay_min / _max);
+ * both in one table would leave one silently ignored. */
+static void check_rate_limit_aliases(struct loader *l)
+{
+	static const char *const pairs[][2] = {
+		{ "initial_delay", "progressive_delay_min" },
+		{ "max_delay", "progressive_delay_max" },
+	};
+	const struct sora_config_table *rate_limit = find_subtable("auth_rate_limit", 15);
+
+	for (size_t si = 0; si < l->config->servers_count && !l->failed; si++) {
+		for (size_t p = 0; p < sizeof(pairs) / sizeof(pairs[0]); p++) {
+			unsigned a = key_line(l, rate_limit, si, pairs[p][0]);
+			unsigned b = key_line(l, rate_limit, si, pairs[p][1]);
+
+			if (a != 0 && b != 0)
+				fail_line(l, a > b ? a : b, "keys '%s' (line %u) and '%s' (line %u) in "
+					  "[servers.%s.auth_rate_limit] are two names of one setting: "
+					  "give one", pairs[p][0], a, pairs[p][1], b,
+					  l->config->servers[si].name);
+		}
+	}
+}
+
 /* Records the first feature that is configured but not built, in the
  * same "file:line: key ..." form as an error. `what` ends with its verb
  * ("... is", "... are"). */
@@ -1628,8 +1653,6 @@ static void note_unavailable(struct loader *l, unsigned line, const char *where,
 static void check_available(struct loader *l)
 {
 	const struct sora_config *c = l->config;
-	const struct sora_config_table *rate_limit = find_subtable("auth_rate_limit", 15);
-
 	if (c->cluster.enabled)
 		note_unavailable(l, config_key_line(l, "cluster", "enabled"), "in [cluster]",
 				 "enabled", "cluster mode (rate-limit sync between nodes) is",
@@ -1662,10 +1685,6 @@ static void check_available(struct loader *l)
 				note_unavailable(l, t->line, where, "ja4_fingerprint",
 						 "client filtering by JA4 fingerprint is",
 						 "remove this table");
-			else if (t->schema == rate_limit && s->auth_rate_limit.enabled)
-				note_unavailable(l, key_line(l, t->schema, si, "enabled"), where,
-						 "enabled", "authentication rate limiting (no logins "
-						 "are served yet) is", "set enabled = false");
 		}
 	}
 }
@@ -1759,6 +1778,7 @@ static void finalize(struct loader *l)
 	check_cluster(l);
 	for (size_t i = 0; i < c->servers_count && !l->failed; i++)
 		finalize_server(l, i);
+	check_rate_limit_aliases(l);
 	if (!l->failed)
 		check_available(l);
 }

@@ -67,9 +67,10 @@ struct sora_auth_rate_limit_config {
 	int fast_block_threshold;            /* default 10 */
 	int64_t fast_block_ms;               /* fast_block_duration, default 5m */
 	int64_t db_error_threshold_ms;       /* default 1m */
+	bool progressive_delay_enabled;      /* default true */
 	int64_t delay_start_threshold;       /* failures before delays start, default 2 */
-	int64_t initial_delay_ms;            /* default 2s */
-	int64_t max_delay_ms;                /* default 30s */
+	int64_t initial_delay_ms;            /* initial_delay or progressive_delay_min, default 2s */
+	int64_t max_delay_ms;                /* max_delay or progressive_delay_max, default 30s */
 	double delay_multiplier;             /* default 2.0 */
 };
 

@@ -42,7 +42,7 @@
 #define LOG_TAIL_RESERVE  (3 + 2 + 2)
 #define LOG_TRUNC_MARKER  "..."
 
-_Static_assert(sizeof("{\"ts\":\"2026-11-21T22:53:01.123Z\",\"level\":\"error\",\"svc\":\"\"") +
+_Static_assert(sizeof("{\"ts\":\"2026-11-21T22:53:01.123Z\",\"level\":\"notice\",\"svc\":\"\"") +
 	       LOG_IDENT_MAX * LOG_ESCAPE_WORST +
 	       4 * (sizeof(",\"session\":\"\"") + LOG_CTX_VALUE_MAX * LOG_ESCAPE_WORST + 3) +
 	       sizeof(",\"msg\":\"") + LOG_TAIL_RESERVE < LOG_LINE_MAX,
@@ -79,8 +79,8 @@ static struct {
 	.ident = "sora",
 };
 
-static const char *const level_upper[] = { "DEBUG", "INFO", "WARN", "ERROR" };
-static const char *const level_lower[] = { "debug", "info", "warn", "error" };
+static const char *const level_upper[] = { "DEBUG", "INFO", "NOTICE", "WARN", "ERROR" };
+static const char *const level_lower[] = { "debug", "info", "notice", "warn", "error" };
 static const char hex_digits[] = "0123456789abcdef";
 
 int sora_log_parse_level(const char *s, enum sora_log_level *level_r)
@@ -138,7 +138,7 @@ int sora_log_setup(const char *level, const char *format, const char *output,
 	bool old_owned;
 
 	if (!is_default(level) && sora_log_parse_level(level, &new_level) < 0) {
-		*error_r = "unknown log level (expected debug, info, warn or error)";
+		*error_r = "unknown log level (expected debug, info, notice, warn or error)";
 		return -1;
 	}
 	if (is_default(format) || strcmp(format, "console") == 0) {
@@ -419,6 +419,8 @@ static int syslog_priority(enum sora_log_level level)
 		return LOG_DEBUG;
 	case SORA_LOG_INFO:
 		return LOG_INFO;
+	case SORA_LOG_NOTICE:
+		return LOG_NOTICE;
 	case SORA_LOG_WARN:
 		return LOG_WARNING;
 	default:

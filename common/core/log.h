@@ -21,6 +21,8 @@
 enum sora_log_level {
 	SORA_LOG_DEBUG = 0,
 	SORA_LOG_INFO,
+	/* Normal but significant: a master login, an administrative action. */
+	SORA_LOG_NOTICE,
 	SORA_LOG_WARN,
 	SORA_LOG_ERROR,
 };
@@ -33,7 +35,7 @@ struct sora_log_ctx {
 	const char *user;     /* authenticated or attempted user, escaped */
 };
 
-/* Configures the global logger. level: "debug"|"info"|"warn"|"error";
+/* Configures the global logger. level: "debug"|"info"|"notice"|"warn"|"error";
  * format: "console"|"json"; output: "stderr"|"stdout"|"syslog"|path.
  * Returns 0, or -1 with *error_r set (static string). Not thread-safe: call
  * before starting threads (and on SIGHUP from the main thread only). */
@@ -52,6 +54,7 @@ void sora_logv(enum sora_log_level level, const struct sora_log_ctx *ctx,
 
 #define sora_debug(ctx, ...) do { if (sora_log_enabled(SORA_LOG_DEBUG)) sora_log(SORA_LOG_DEBUG, ctx, __VA_ARGS__); } while (0)
 #define sora_info(ctx, ...)  sora_log(SORA_LOG_INFO, ctx, __VA_ARGS__)
+#define sora_notice(ctx, ...) sora_log(SORA_LOG_NOTICE, ctx, __VA_ARGS__)
 #define sora_warn(ctx, ...)  sora_log(SORA_LOG_WARN, ctx, __VA_ARGS__)
 #define sora_error(ctx, ...) sora_log(SORA_LOG_ERROR, ctx, __VA_ARGS__)
 

@@ -256,6 +256,34 @@ void sora_conn_set_keepalive(struct sora_conn *c, int64_t ms)
 	conn_arm_timer(c);
 }
 
+int sora_conn_defer(struct sora_conn *c, int64_t ms, sora_conn_defer_cb *fn, void *arg)
+{
+	if (c->defer_cb != NULL || c->state >= CONN_CLOSING || fn == NULL)
+		return -1;
+	c->defer_cb = fn;
+	c->defer_arg = arg;
+	c->defer_at = uv_now(&c->loop->uv) + (uint64_t)(ms > 0 ? ms : 0);
+	conn_arm_timer(c);
+	return 0;
+}
+
+bool sora_conn_deferred(const struct sora_conn *c)
+{
+	return c->defer_cb != NULL;
+}
+
+/* Runs the pending sora_conn_defer() callback (due, or the connection is
+ * closing). */
+static void conn_fire_defer(struct sora_conn *c)
+{
+	sora_conn_defer_cb *fn = c->defer_cb;
+	void *arg = c->defer_arg;
+
+	c->defer_cb = NULL;
+	c->defer_arg = NULL;
+	fn(c, arg);
+}
+
 void sora_conn_set_idle_timeout(struct sora_conn *c, int64_t ms)
 {
 	c->idle_override = ms;
@@ -524,6 +552,10 @@ static void conn_do_close(struct sora_conn *c)
 	}
 	if (c->connect != NULL)
 		sora_connect__free(c);
+	/* A pending deferred callback learns of the close before the
+	 * handler's close() frees the session state it may point to. */
+	if (c->defer_cb != NULL)
+		conn_fire_defer(c);
 	if (c->job != NULL) {
 		/* The handler's close() waits for the job: it runs right
 		 * after the job's done(), here if the job is parked, or once
@@ -724,9 +756,17 @@ static void conn_timer_cb(uv_timer_t *t)
 		conn_close_with_farewell(c, SORA_CLOSE_SESSION_MAX);
 		return;
 	}
+	if (c->defer_cb != NULL && now >= c->defer_at && c->state == CONN_OPEN) {
+		conn_fire_defer(c);
+		if (c->state != CONN_OPEN) {
+			conn_arm_timer(c);
+			return;
+		}
+	}
 	/* A running job is exempt, unless it waits for a client that does not
-	 * read its output. */
+	 * read its output; so is a session waiting for its deferred callback. */
 	if (idle > 0 && (c->job == NULL || sora_conn_output_pending(c) > 0) &&
+	    c->defer_cb == NULL &&
 	    now - c->last_activity >= (uint64_t)idle) {
 		conn_close_with_farewell(c, SORA_CLOSE_IDLE);
 		return;
@@ -775,8 +815,11 @@ static void conn_arm_timer(struct sora_conn *c)
 	if (!c->outbound && srv->absolute_session_timeout_ms > 0 &&
 	    c->started + (uint64_t)srv->absolute_session_timeout_ms < deadline)
 		deadline = c->started + (uint64_t)srv->absolute_session_timeout_ms;
-	if (idle > 0 && !c->connecting && c->last_activity + (uint64_t)idle < deadline)
+	if (idle > 0 && !c->connecting && c->defer_cb == NULL &&
+	    c->last_activity + (uint64_t)idle < deadline)
 		deadline = c->last_activity + (uint64_t)idle;
+	if (c->defer_cb != NULL && c->state == CONN_OPEN && c->defer_at < deadline)
+		deadline = c->defer_at;
 	if (c->window_start != 0 && c->window_start + SORA_THROUGHPUT_WINDOW_MS < deadline)
 		deadline = c->window_start + SORA_THROUGHPUT_WINDOW_MS;
 	if (c->keepalive_ms > 0 && c->state == CONN_OPEN && c->keepalive_at < deadline)

@@ -242,6 +242,21 @@ void sora_conn_set_throughput_exempt(struct sora_conn *c, bool exempt);
  * none, 0 = back to the server's command_timeout). */
 void sora_conn_set_idle_timeout(struct sora_conn *c, int64_t ms);
 
+/* A one-shot timer on the session (a progressive login delay, say): fn(c,
+ * arg) runs exactly once on the loop thread -- after ms milliseconds, or,
+ * if the connection closes first, while it closes (then
+ * sora_conn_closing(c) is true and fn only releases arg), always before
+ * handler->close(). It holds no thread and no handle of its own (it rides
+ * on the connection's timer), and while it is pending the session is not
+ * idle (command_timeout does not run, as during a job). It does not pause
+ * input: a caller that must not see input meanwhile calls sora_conn_pause().
+ * At most one is pending per connection. Returns 0, or -1 when one is
+ * pending already or the connection is closing (fn will not run). */
+typedef void sora_conn_defer_cb(struct sora_conn *c, void *arg);
+int sora_conn_defer(struct sora_conn *c, int64_t ms, sora_conn_defer_cb *fn, void *arg);
+/* Whether a sora_conn_defer() callback is pending. */
+bool sora_conn_deferred(const struct sora_conn *c);
+
 /* Calls handler->keepalive() every ms milliseconds from now on (0 = stop),
  * without holding anything but the connection's existing timer: an idling
  * session stays a timer entry, not a thread. */

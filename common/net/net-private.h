@@ -194,6 +194,10 @@ struct sora_conn {
 	int64_t keepalive_ms;                /* 0 = off (sora_conn_set_keepalive) */
 	uint64_t keepalive_at;               /* next handler->keepalive() */
 	int64_t connect_timeout_ms;          /* outbound: deadline for connect + TLS */
+	/* sora_conn_defer(): one pending callback, fired by the timer. */
+	sora_conn_defer_cb *defer_cb;        /* NULL: none pending */
+	void *defer_arg;
+	uint64_t defer_at;
 
 	struct sockaddr_storage peer, local;
 	struct sora_ip peer_ip;

@@ -15,7 +15,19 @@
  * Every failure (unknown user, wrong password, a master login from a
  * network that may not use it) is the same FAILED result; a database that
  * cannot answer is TEMPFAIL. The outcome is counted in
- * sora_logins_total{protocol, result} and logged (never the password).
+ * sora_logins_total{protocol, result} and sora_auth_attempts_total and
+ * logged (never the password); master logins at notice, with the client
+ * and the host they came through.
+ *
+ * Authentication rate limiting ([servers.X.auth_rate_limit],
+ * common/auth/ratelimit.h, docs/security.md) happens here for every
+ * protocol: a client whose address or login name is blocked gets FAILED
+ * (the wrong-password reply) without a password check; progressive delays
+ * run on a timer of the connection (sora_conn_defer) before the job, with
+ * input paused; while the limiter's database is unavailable the result is
+ * TEMPFAIL without asking it. Clients in trusted_networks and master SASL
+ * logins from master_sasl_allowed_networks are exempt. done therefore may
+ * run later than the job alone would take, but always exactly once.
  *
  * Plaintext passwords only over TLS, unless the server allows it
  * (insecure_auth) or the connection comes from trusted_networks (the

@@ -9,7 +9,8 @@
 # $BENCH_BIN/imap-results.md, the POP3 table (tests/bench/pop3_bench.py,
 # numbers in docs/pop3.md) to $BENCH_BIN/pop3-results.md, the proxy table
 # (tests/bench/proxy_bench.py, numbers in docs/proxy.md) to
-# $BENCH_BIN/proxy-results.md.
+# $BENCH_BIN/proxy-results.md, the login storm (tests/bench/login_storm.py,
+# numbers in docs/security.md) to $BENCH_BIN/login-storm-results.md.
 set -u
 cd "$(dirname "$0")/../.."
 BENCH_BIN=${BENCH_BIN:-build/bench}
@@ -36,5 +37,8 @@ echo "== POP3, sora-backend vs dovecot pop3 (maildir), alternating runs =="
 echo
 echo "== sora-proxy: 50 MB FETCH vs direct and HAProxy, idle TLS sessions, bcrypt login storm =="
 /usr/bin/python3 tests/bench/proxy_bench.py --markdown "$BENCH_BIN/proxy-results.md"
+echo
+echo "== auth rate limiter: 20,000 wrong passwords from 200 addresses through two proxies =="
+/usr/bin/python3 tests/bench/login_storm.py --markdown "$BENCH_BIN/login-storm-results.md"
 echo
 echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg); $(( $(date +%s) - started )) s in total"

@@ -421,8 +421,36 @@ static void test_guide_auth_rate_limit(void **state)
 	assert_int_equal(r->initial_delay_ms, 2000);
 	assert_int_equal(r->max_delay_ms, 30000);
 	assert_true(r->delay_multiplier == 2.0);
+	assert_true(r->progressive_delay_enabled);
 	sora_config_free(&c);
 	free(text);
+
+	/* The issue's names of the delay bounds fill the same fields. */
+	c = load("[servers.imap]\naddr = \":143\"\n[servers.imap.auth_rate_limit]\n"
+		 "progressive_delay_enabled = false\nprogressive_delay_min = \"250ms\"\n"
+		 "progressive_delay_max = \"4s\"\n");
+	r = &server(c, "imap")->auth_rate_limit;
+	assert_false(r->progressive_delay_enabled);
+	assert_int_equal(r->initial_delay_ms, 250);
+	assert_int_equal(r->max_delay_ms, 4000);
+	sora_config_free(&c);
+	c = load("[servers.imap]\naddr = \":143\"\n[servers.imap.auth_rate_limit]\n"
+		 "initial_delay = \"300ms\"\nmax_delay = \"5s\"\n");
+	r = &server(c, "imap")->auth_rate_limit;
+	assert_int_equal(r->initial_delay_ms, 300);
+	assert_int_equal(r->max_delay_ms, 5000);
+	sora_config_free(&c);
+	/* Both spellings of one setting in one table: an error naming both. */
+	expect_error("[servers.imap]\naddr = \":143\"\n[servers.imap.auth_rate_limit]\n"
+		     "initial_delay = \"1s\"\nmax_delay = \"5s\"\nprogressive_delay_min = \"2s\"\n",
+		     "test.toml:6: keys 'initial_delay' (line 4) and 'progressive_delay_min' "
+		     "(line 6) in [servers.imap.auth_rate_limit] are two names of one setting: "
+		     "give one");
+	expect_error("[servers.imap]\naddr = \":143\"\n[servers.imap.auth_rate_limit]\n"
+		     "progressive_delay_max = \"1s\"\nmax_delay = \"5s\"\n",
+		     "test.toml:5: keys 'max_delay' (line 5) and 'progressive_delay_max' "
+		     "(line 4) in [servers.imap.auth_rate_limit] are two names of one setting: "
+		     "give one");
 
 	/* The sub-table may also come first. */
 	text = concat(GUIDE_AUTH_RATE_LIMIT, "\n[servers.imap]\naddr = \":143\"\n");
@@ -1485,7 +1513,7 @@ static void test_ranges_and_choices(void **state)
 		     "test.toml:2: key 'min_conns' in [database]: 30 is more than max_conns (20)");
 	expect_error("[logging]\nlevel = \"loud\"\n",
 		     "test.toml:2: key 'level' in [logging]: \"loud\" is not one of \"debug\", "
-		     "\"info\", \"warn\", \"error\"");
+		     "\"info\", \"notice\", \"warn\", \"error\"");
 	expect_error("[storage]\nbackend = \"nfs\"\n",
 		     "test.toml:2: key 'backend' in [storage]: \"nfs\" is not one of \"fs\", \"s3\"");
 	expect_error("[servers.imap]\naddr = \":1\"\ntls_min_version = \"1.1\"\n",
@@ -1986,11 +2014,6 @@ static void test_unavailable_features(void **state)
 		{ "hostname = \"h\"\n[shared_mailboxes]\nenabled = true\n",
 		  "test.toml:3: key 'enabled' in [shared_mailboxes]: shared mailboxes are not "
 		  "available in this version of Sora; set enabled = false" },
-		{ "[servers.imap]\naddr = \":1\"\n[servers.imap.auth_rate_limit]\n"
-		  "max_attempts_per_ip = 3\nenabled = true\n",
-		  "test.toml:5: key 'enabled' in [servers.imap.auth_rate_limit]: authentication "
-		  "rate limiting (no logins are served yet) is not available in this version of "
-		  "Sora; set enabled = false" },
 		{ "[[servers]]\ntype = \"imap\"\naddr = \":1\"\n[[servers.client_filters]]\n"
 		  "ja4_fingerprint = \"^t13.*\"\n",
 		  "test.toml:4: key 'ja4_fingerprint' in [[servers.client_filters]]: client "
@@ -2006,6 +2029,8 @@ static void test_unavailable_features(void **state)
 		"[tls]\nenabled = false\nprovider = \"letsencrypt\"\n",
 		"[shared_mailboxes]\nenabled = false\n",
 		"[servers.imap]\naddr = \":1\"\n[servers.imap.auth_rate_limit]\nenabled = false\n",
+		/* Built (issue 12): an enabled rate limiter starts. */
+		"[servers.imap]\naddr = \":1\"\n[servers.imap.auth_rate_limit]\nenabled = true\n",
 		("[servers.imap]\nstart = false\n[servers.imap.auth_rate_limit]\nenabled = true\n"
 		 "[[servers.imap.client_filters]]\nja4_fingerprint = \"x\"\n"),
 	};

@@ -133,6 +133,8 @@ static void test_parse_level(void **state)
 	assert_int_equal(l, SORA_LOG_INFO);
 	assert_int_equal(sora_log_parse_level("warn", &l), 0);
 	assert_int_equal(l, SORA_LOG_WARN);
+	assert_int_equal(sora_log_parse_level("notice", &l), 0);
+	assert_int_equal(l, SORA_LOG_NOTICE);
 	assert_int_equal(sora_log_parse_level("warning", &l), 0);
 	assert_int_equal(l, SORA_LOG_WARN);
 	assert_int_equal(sora_log_parse_level("error", &l), 0);
@@ -213,6 +215,38 @@ static void test_console_sanitises(void **state)
 	assert_non_null(strstr(line, " user=bob\\x20smith\\x0d\\x0aINFO\\x20fake "));
 	assert_non_null(strstr(line, " a\\x0d\\x0aERROR forged\\x01 caf\xc3\xa9 bad\\xff end"));
 	free(line);
+}
+
+/* notice sits between info and warn: level = "notice" keeps master logins
+ * (logged at notice) and drops routine info lines. */
+static void test_notice_level(void **state)
+{
+	size_t len;
+
+	(void)state;
+	setup_file("notice", "console");
+	assert_false(sora_log_enabled(SORA_LOG_INFO));
+	assert_true(sora_log_enabled(SORA_LOG_NOTICE));
+	sora_info(NULL, "no-info");
+	sora_notice(NULL, "yes-notice");
+	sora_warn(NULL, "yes-warn");
+	char *s = slurp(logpath, &len);
+	assert_int_equal(count_lines(s, len), 2);
+	assert_null(strstr(s, "no-info"));
+	assert_non_null(strstr(s, " NOTICE "));
+	free(s);
+	setup_file("warn", "json");
+	sora_notice(NULL, "no-notice");
+	sora_warn(NULL, "w");
+	s = slurp(logpath, &len);
+	assert_int_equal(count_lines(s, len), 1);
+	assert_null(strstr(s, "no-notice"));
+	free(s);
+	setup_file("debug", "json");
+	sora_notice(NULL, "n");
+	s = slurp(logpath, &len);
+	assert_non_null(strstr(s, "\"level\":\"notice\""));
+	free(s);
 }
 
 static void test_level_filtering(void **state)
@@ -625,6 +659,7 @@ int main(void)
 		cmocka_unit_test(test_console_format),
 		cmocka_unit_test(test_console_sanitises),
 		cmocka_unit_test(test_level_filtering),
+		cmocka_unit_test(test_notice_level),
 		cmocka_unit_test(test_json_format),
 		cmocka_unit_test(test_truncation_console),
 		cmocka_unit_test(test_truncation_json),
