@@ -303,7 +303,7 @@ def test_missing_required_option(admin):
     assert "--account is required" in one_line_error(r, 2)
 
 
-def test_stats_auth(admin):
+def test_guide_incident_response_stats_auth(admin):
     a = admin
     a.sql("INSERT INTO auth_attempts (ip, failure_count, blocked_until, last_failure_at) VALUES"
           " ('198.51.100.7', 25, now() + interval '10 minutes', now()),"
@@ -515,7 +515,7 @@ def test_unsupported_stored_scheme_is_named(admin):
         assert stored.split("}", 1)[1] not in r.stderr + r.stdout
 
 
-def test_auth_blocks_and_unblock(admin):
+def test_guide_incident_response_blocks_and_unblock(admin):
     a = admin
     a.sql("INSERT INTO auth_attempts (ip, username, failure_count, blocked_until, last_protocol) VALUES"
           " ('198.51.100.7', NULL, 25, now() + interval '10 minutes', 'imap'),"

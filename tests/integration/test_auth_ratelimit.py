@@ -145,7 +145,7 @@ def start_proxy(c, limits, servers=("imap", "imap_hap"), extra=""):
 
 # ---------------------------------------------------------------- tests
 
-def test_brute_force_one_user(rl_cluster):
+def test_guide_auth_rate_limiting_brute_force_one_user(rl_cluster):
     """Wrong passwords from one address against one user: delays grow from
     delay_start_threshold on, the address is blocked at max_attempts_per_ip,
     a blocked attempt gets the wrong-password reply (with the right
@@ -206,7 +206,7 @@ def test_brute_force_one_user(rl_cluster):
         in p.server.log()
 
 
-def test_brute_force_500_users(rl_cluster):
+def test_guide_auth_rate_limiting_brute_force_500_users(rl_cluster):
     """One address tries 500 user names. The address is blocked after
     max_attempts_per_ip; the other ~480 attempts are refused from memory
     (no user-name rows, no password checks), each as a wrong password; a
@@ -270,7 +270,7 @@ def test_brute_force_500_users(rl_cluster):
     assert p.metric("sora_auth_attempts_total", protocol="imap", result="blocked") >= 480
 
 
-def test_block_shared_by_a_second_proxy_and_unblock(rl_cluster):
+def test_guide_auth_rate_limiting_block_shared_by_a_second_proxy_and_unblock(rl_cluster):
     """A block set through one proxy is enforced by another proxy process
     (same database) within a second, also when that proxy had seen the
     address moments before; sora-admin auth unblock lifts it on both within
@@ -324,7 +324,7 @@ def test_block_shared_by_a_second_proxy_and_unblock(rl_cluster):
             time.sleep(0.1)
 
 
-def test_fast_block(rl_cluster):
+def test_guide_auth_rate_limiting_fast_block(rl_cluster):
     """fast_block_threshold failures block the address for
     fast_block_duration from that failure (here well before the window
     ends); within the window, each further failure blocks it again."""
@@ -353,7 +353,7 @@ def test_fast_block(rl_cluster):
                       proxy_ip=ip)[0] == FAILED
 
 
-def test_username_block_and_success_reset(rl_cluster):
+def test_guide_auth_rate_limiting_username_block_and_success_reset(rl_cluster):
     """max_attempts_per_username blocks a name from every address; below it,
     a successful login resets the name's counter (deletes its row)."""
     c = rl_cluster
@@ -378,7 +378,7 @@ def test_username_block_and_success_reset(rl_cluster):
     assert p.metric("sora_auth_blocks_total", protocol="imap", kind="username") == 1
 
 
-def test_trusted_networks_are_exempt(rl_cluster):
+def test_guide_auth_rate_limiting_trusted_networks_are_exempt(rl_cluster):
     """A client in trusted_networks (127.0.0.1 here) is never delayed,
     counted or blocked."""
     c = rl_cluster
@@ -394,7 +394,7 @@ def test_trusted_networks_are_exempt(rl_cluster):
     assert c.admin.sql("SELECT count(*) FROM auth_attempts").strip() == "0"
 
 
-def test_pop3_and_managesieve_proxies_are_limited(rl_cluster):
+def test_guide_auth_rate_limiting_pop3_and_managesieve_proxies_are_limited(rl_cluster):
     c = rl_cluster
     c.account("gina@example.com")
     sieve_port = free_port()
@@ -431,7 +431,7 @@ def test_pop3_and_managesieve_proxies_are_limited(rl_cluster):
     assert p.metric("sora_auth_attempts_total", protocol="pop3", result="blocked") == 1
 
 
-def test_postgres_down_fails_closed(rl_cluster, pg):
+def test_guide_auth_rate_limiting_postgres_down_fails_closed(rl_cluster, pg):
     """PostgreSQL stops: logins through the proxy and directly on a backend
     are refused as temporary failures. PostgreSQL returns: they stay refused
     (without asking the database) until db_error_threshold has passed since
@@ -489,7 +489,7 @@ def test_postgres_down_fails_closed(rl_cluster, pg):
     assert p.metric("sora_auth_attempts_total", protocol="imap", result="tempfail") >= 3
 
 
-def test_master_login_logged_at_notice(rl_cluster):
+def test_guide_authentication_master_login_logged_at_notice(rl_cluster):
     """Every master login is logged at notice with the real client address
     (here: a proxied login, master SASL on the backend)."""
     c = rl_cluster

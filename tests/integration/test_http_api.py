@@ -73,7 +73,7 @@ def curl(*args, timeout=30):
                           capture_output=True, text=True, timeout=timeout)
 
 
-def test_key_required(cluster):
+def test_guide_api_security_key_required(cluster):
     api = start_backend(cluster)
     # No key, a wrong key, a key with a suffix, another scheme: 401 with
     # WWW-Authenticate, and a JSON error that says nothing more.
@@ -101,7 +101,7 @@ def test_key_required(cluster):
     assert KEY not in log
 
 
-def test_allowed_hosts(cluster):
+def test_guide_api_security_allowed_hosts(cluster):
     # Only 127.0.0.2 may connect; the listener is on 127.0.0.1.
     api = start_backend(cluster, 'allowed_hosts = ["127.0.0.2/32"]\n')
     r = curl("-H", f"Authorization: Bearer {KEY}", f"http://127.0.0.1:{api.port}{V1}/health")
@@ -120,7 +120,7 @@ def test_allowed_hosts(cluster):
     api.server.wait_log("not in allowed_hosts")
 
 
-def test_tls(cluster, certs):
+def test_guide_api_security_tls(cluster, certs):
     api = start_backend(cluster, f'tls = true\ntls_cert_file = "{certs.server_chain}"\n'
                                  f'tls_key_file = "{certs.server_key}"\n')
     url = f"https://127.0.0.1:{api.port}{V1}/health"
@@ -409,7 +409,7 @@ def test_kick_through_proxy_api(cluster):
     assert p.metric("sora_http_api_requests_total", method="GET", status="405") == 1
 
 
-def test_database_down(tmp_path, sora_servers):
+def test_guide_api_security_no_detail_when_database_down(tmp_path, sora_servers):
     """No database: health says so with 503, operations get 503 without the
     database's address or error text; the API itself keeps answering."""
     port, dead = free_port(), free_port()

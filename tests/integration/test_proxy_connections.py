@@ -80,7 +80,7 @@ def test_kick_needs_a_filter(cluster):
     assert r.returncode == 2
 
 
-def test_guide_incident_commands(cluster):
+def test_guide_incident_response_dos_commands_as_written(cluster):
     """The security guide's "Suspected DoS Attack" steps, as written (with
     --config after the command and a file named config.toml): list the
     connections, review auth statistics, kick every IMAP session. POP3

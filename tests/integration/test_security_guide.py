@@ -45,7 +45,7 @@ SECTIONS = {
     "Connection Limits": "connection_limits",
     "Command Timeout and Slowloris Protection": "command_timeouts",
     "Cluster-Wide Rate Limiting": "cluster_rate_limiting",
-    "TLS Certificate Management": "tls_certificate_management",
+    "TLS Certificate Management": "certificate_management",
     "Shared Mailbox Security (ACL)": "shared_mailbox_acl",
     "JA4 TLS Fingerprinting": "ja4_fingerprinting",
     "API Security": "api_security",
@@ -209,7 +209,7 @@ def test_guide_cluster_security_no_gossip_port_opened(tmp_path):
     assert ":7946 " not in out
 
 
-def test_guide_tls_certificate_management_letsencrypt_refused(tmp_path):
+def test_guide_certificate_management_letsencrypt_refused(tmp_path):
     assert guide_has(LETSENCRYPT_BLOCK)
     port = free_port()
     assert_refused("sora-proxy", LETSENCRYPT_BLOCK + proxy_server(port), tmp_path,
