@@ -2,11 +2,31 @@
 #include "common/auth/ratelimit-db.h"
 
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "common/db/db.h"
+#include "common/metrics/metrics.h"
+
+/* Every statement this file sends, so that "a flood does not become a
+ * database flood" can be watched (and tested) exactly. */
+static pthread_once_t queries_once = PTHREAD_ONCE_INIT;
+static struct sora_metric_series *m_queries;
+
+static void queries_init(void)
+{
+	m_queries = sora_metric_with(sora_metric_counter(
+		"sora_auth_ratelimit_db_queries_total",
+		"Statements the authentication rate limiter sent to the database.", ""));
+}
+
+static void count_query(void)
+{
+	pthread_once(&queries_once, queries_init);
+	sora_metric_inc(m_queries);
+}
 
 #define MS "* interval '1 millisecond'"
 #define STR_(x) #x
@@ -143,6 +163,7 @@ int sora_rl_db_read(struct sora_ratelimit *rl, struct sora_db_conn *db, const ch
 	values[1] = user;
 	values[2] = p.ipw;
 	values[3] = p.uw;
+	count_query();
 	if (sora_db_exec_prepared(db, SORA_DB_CLASS_DEFAULT, "sora_auth_rl_read_v1", read_sql, 4,
 				  values, NULL, NULL, 0, &res, NULL, err) < 0)
 		return -1;
@@ -160,6 +181,7 @@ int sora_rl_db_failure(struct sora_ratelimit *rl, struct sora_db_conn *db, const
 	int ret;
 
 	make_params(&p, sora_ratelimit_config(rl), ip, user, protocol);
+	count_query();
 	if (sora_db_exec_prepared(db, SORA_DB_CLASS_WRITE, "sora_auth_rl_failure_v1", failure_sql,
 				  9, p.values, NULL, NULL, 0, &res, NULL, err) < 0)
 		return -1;
@@ -175,6 +197,7 @@ int sora_rl_db_success(struct sora_ratelimit *rl, struct sora_db_conn *db, const
 
 	if (user == NULL || !sora_rl_may_have_row(rl, SORA_RL_USER, user, now))
 		return 0;
+	count_query();
 	if (sora_db_exec_prepared(db, SORA_DB_CLASS_WRITE, "sora_auth_rl_success_v1",
 				  "DELETE FROM auth_attempts WHERE ip IS NULL AND username = $1::text",
 				  1, values, NULL, NULL, 0, NULL, NULL, err) < 0)
@@ -192,6 +215,7 @@ void sora_rl_db_prune(struct sora_db_conn *db, uint64_t now)
 	if (now < due || !atomic_compare_exchange_strong(&next_prune, &due,
 							 now + SORA_RL_PRUNE_INTERVAL_MS))
 		return;
+	count_query();
 	sora_db_exec(db, SORA_DB_CLASS_WRITE,
 		     "DELETE FROM auth_attempts WHERE last_failure_at < now() - interval '"
 		     KEEP_HOURS " hours' AND (blocked_until IS NULL OR blocked_until < now())",
