@@ -41,4 +41,7 @@ echo
 echo "== auth rate limiter: 20,000 wrong passwords from 200 addresses through two proxies =="
 /usr/bin/python3 tests/bench/login_storm.py --markdown "$BENCH_BIN/login-storm-results.md"
 echo
+echo "== login storm against Dovecot imap-login: bcrypt accounts, default delays =="
+/usr/bin/python3 tests/bench/login_storm_peer.py --markdown "$BENCH_BIN/login-storm-peer-results.md"
+echo
 echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg); $(( $(date +%s) - started )) s in total"
