@@ -60,7 +60,8 @@ enum piece_kind { PIECE_BUF, PIECE_BLOB };
 struct piece {
 	enum piece_kind kind;
 	struct sora_buf buf;      /* PIECE_BUF */
-	uint64_t offset, length;  /* PIECE_BLOB: range of the stored body */
+	uint64_t offset, length;  /* PIECE_BLOB: range of the stored body; buf holds
+				   * its first slice once probed (probe_message) */
 	int fd;                   /* PIECE_BLOB: the range spooled locally, or -1 */
 };
 
@@ -83,6 +84,7 @@ struct fetch_cmd {
 	bool started;                /* VANISHED sent */
 	char *vanished_set;          /* UID FETCH ... (VANISHED): the set as sent */
 	bool failed;
+	size_t unreadable;           /* messages skipped: the store could not give the body */
 	struct sora_error err;
 };
 
@@ -669,6 +671,30 @@ static bool spool_wanted(const struct piece *p)
 	return p->length > 4 * FETCH_SLICE && !sora_blob_store_direct(sora_backend()->blobs);
 }
 
+/* Before the first byte of a message goes out, its first body range is
+ * read (its first slice, or the whole range into the spool), so that a
+ * body the store cannot give -- an object missing, S3 unreachable, a key
+ * not configured -- fails that message while nothing of it is sent: the
+ * FETCH goes on with the other messages and ends with NO, where failing
+ * mid-literal can only end the session. 0, or -1 with f->err set. */
+static int probe_message(struct fetch_cmd *f)
+{
+	for (size_t i = 0; i < f->piece_count; i++) {
+		struct piece *p = &f->pieces[i];
+		struct collect c;
+
+		if (p->kind != PIECE_BLOB || p->length == 0)
+			continue;
+		if (spool_wanted(p))
+			return spool_range(f, p);
+		c.out = &p->buf;
+		c.max = p->length < FETCH_SLICE ? p->length : FETCH_SLICE;
+		return sora_blob_read(sora_backend()->blobs, f->base.s->account_id, f->hash, p->offset,
+				      c.max, collect_cb, &c, &f->err);
+	}
+	return 0;
+}
+
 /* Sends planned pieces; 1 when the output is full (come back later), 0
  * when the message is complete, -1 on errors. */
 static int emit_pieces(struct fetch_cmd *f, struct sora_job *job)
@@ -680,8 +706,18 @@ static int emit_pieces(struct fetch_cmd *f, struct sora_job *job)
 			if (p->buf.len > 0 && sora_job_write(job, p->buf.data, p->buf.len) < 0)
 				return -1;
 		} else {
-			if (p->fd < 0 && spool_wanted(p) && spool_range(f, p) < 0)
+			if (p->fd < 0 && p->buf.len == 0 && spool_wanted(p) && spool_range(f, p) < 0)
 				return -1;
+			if (f->piece_off == 0 && p->buf.len > 0) {
+				/* The slice probe_message read. */
+				struct emit e = { job };
+
+				if (emit_cb(&e, p->buf.data, p->buf.len) < 0)
+					return -1;
+				f->piece_off = p->buf.len;
+				if (f->piece_off < p->length && sora_job_output_full(job))
+					return 1;
+			}
 			while (f->piece_off < p->length) {
 				uint64_t n = p->length - f->piece_off;
 				struct emit e = { job };
@@ -860,6 +896,12 @@ static enum sora_job_status fetch_run(struct imap_cmd *cmd, struct sora_job *job
 				pieces_clear(f);
 				continue;
 			}
+			if (probe_message(f) < 0) {
+				sora_warn(sora_conn_log_ctx(cmd->s->c), "FETCH: message UID %u skipped, "
+					  "its body cannot be read: %s", row->uid, f->err.msg);
+				f->unreadable++;
+				pieces_clear(f);
+			}
 			continue;
 		}
 		if (f->next < f->count) {
@@ -887,7 +929,13 @@ static enum sora_job_status fetch_run(struct imap_cmd *cmd, struct sora_job *job
 		cmd->s->state = IMAP_STATE_LOGOUT;
 		return SORA_JOB_DONE;
 	}
-	sora_job_printf(job, "%s OK %s completed.\r\n", cmd->tag, cmd->uid ? "UID FETCH" : "FETCH");
+	if (f->unreadable > 0)
+		sora_job_printf(job, "%s NO [UNAVAILABLE] %zu message%s could not be read (the "
+				"others were sent): try again later.\r\n", cmd->tag, f->unreadable,
+				f->unreadable == 1 ? "" : "s");
+	else
+		sora_job_printf(job, "%s OK %s completed.\r\n", cmd->tag,
+				cmd->uid ? "UID FETCH" : "FETCH");
 	return SORA_JOB_DONE;
 }
 
