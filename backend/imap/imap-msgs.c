@@ -825,6 +825,34 @@ bool imap_search_allowed(struct imap_session *s, struct sora_str tag)
 	return false;
 }
 
+bool imap_search_parsed(struct imap_session *s, struct imap_cmd *cmd, struct sora_str tag, int r,
+			const char *error)
+{
+	if (r == SORA_IMAP_SEARCH_BADCHARSET) {
+		cmd->free(cmd);
+		imap_reply(s, tag, "NO [BADCHARSET (US-ASCII UTF-8)] Unsupported charset.");
+		return false;
+	}
+	if (r < 0) {
+		cmd->free(cmd);
+		imap_bad(s, tag, error);
+		return false;
+	}
+	return true;
+}
+
+void imap_search_submit(struct imap_session *s, struct imap_cmd *cmd, struct sora_str tag,
+			bool has_modseq)
+{
+	if (!imap_search_allowed(s, tag)) {
+		cmd->free(cmd);
+		return;
+	}
+	if (has_modseq)
+		imap_condstore_used(s);
+	imap_cmd_submit(s, cmd);
+}
+
 void imap_cmd_search(struct imap_session *s, const struct sora_imap_command *cmd, bool uid)
 {
 	struct search_cmd *sc;
@@ -840,16 +868,8 @@ void imap_cmd_search(struct imap_session *s, const struct sora_imap_command *cmd
 	sc->base.uid = uid;
 	sc->base.free = search_free;
 	r = sora_imap_search_parse(cmd->args, cmd->args_count, true, &sc->prog, &error);
-	if (r == SORA_IMAP_SEARCH_BADCHARSET) {
-		search_free(&sc->base);
-		imap_reply(s, cmd->tag, "NO [BADCHARSET (US-ASCII UTF-8)] Unsupported charset.");
+	if (!imap_search_parsed(s, &sc->base, cmd->tag, r, error))
 		return;
-	}
-	if (r < 0) {
-		search_free(&sc->base);
-		imap_bad(s, cmd->tag, error);
-		return;
-	}
 	if ((sc->prog.return_opts & SORA_SEARCH_RETURN_UPDATE) &&
 	    (cmd->tag.len >= sizeof(sc->base.tag) ||
 	     imap_ctx_find(s->sel, sc->base.tag) != NULL)) {
@@ -860,11 +880,5 @@ void imap_cmd_search(struct imap_session *s, const struct sora_imap_command *cmd
 							   : "Tag in use by an updating search.");
 		return;
 	}
-	if (!imap_search_allowed(s, cmd->tag)) {
-		search_free(&sc->base);
-		return;
-	}
-	if (sc->prog.has_modseq)
-		imap_condstore_used(s);
-	imap_cmd_submit(s, &sc->base);
+	imap_search_submit(s, &sc->base, cmd->tag, sc->prog.has_modseq);
 }

@@ -271,6 +271,15 @@ void imap_cmd_search(struct imap_session *s, const struct sora_imap_command *cmd
  * false after answering "NO [LIMIT] Too many searches ...: try again in N
  * seconds." */
 bool imap_search_allowed(struct imap_session *s, struct sora_str tag);
+/* Loop, for SEARCH-like commands (SEARCH, SORT) after parsing into cmd:
+ * answers a parse failure r (NO [BADCHARSET] or BAD with error), freeing
+ * cmd, and returns false; true when the command parsed. */
+bool imap_search_parsed(struct imap_session *s, struct imap_cmd *cmd, struct sora_str tag, int r,
+			const char *error);
+/* Loop: the search rate limit (cmd freed when refused), CONDSTORE when the
+ * program uses MODSEQ, then submits cmd. */
+void imap_search_submit(struct imap_session *s, struct imap_cmd *cmd, struct sora_str tag,
+			bool has_modseq);
 /* Memory of a SEARCH or SORT (session_memory_limit), reserved before the
  * query: per result row, PostgreSQL's copy of the row (four short text
  * values), the UID and its share of the response line; plus the SQL text

@@ -283,21 +283,6 @@ void imap_cmd_sort(struct imap_session *s, const struct sora_imap_command *cmd, 
 	r = sora_imap_sort_parse(cmd->args, cmd->args_count,
 				 SORA_IMAP_SORT_ALLOW_RETURN | SORA_IMAP_SORT_ALLOW_DISPLAY, &sc->prog,
 				 &error);
-	if (r == SORA_IMAP_SEARCH_BADCHARSET) {
-		sort_free(&sc->base);
-		imap_reply(s, cmd->tag, "NO [BADCHARSET (US-ASCII UTF-8)] Unsupported charset.");
-		return;
-	}
-	if (r < 0) {
-		sort_free(&sc->base);
-		imap_bad(s, cmd->tag, error);
-		return;
-	}
-	if (!imap_search_allowed(s, cmd->tag)) {
-		sort_free(&sc->base);
-		return;
-	}
-	if (sc->prog.search.has_modseq)
-		imap_condstore_used(s);
-	imap_cmd_submit(s, &sc->base);
+	if (imap_search_parsed(s, &sc->base, cmd->tag, r, error))
+		imap_search_submit(s, &sc->base, cmd->tag, sc->prog.search.has_modseq);
 }

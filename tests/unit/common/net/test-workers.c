@@ -194,40 +194,25 @@ static const struct sora_conn_handler handler = {
 	.close = t_close,
 };
 
-static struct sora_config *cfg;
-static struct sora_net *net;
-static pthread_t runner;
+static struct test_runtime rt;
 static int port;
-
-static void *run_net(void *arg)
-{
-	sora_net_run(net);
-	return NULL;
-}
 
 static int setup(void **state)
 {
 	char text[512], err[512];
-	struct sora_net_params params = { .loops = 2, .workers = 2 };
 
 	port = test_pick_port();
 	snprintf(text, sizeof(text),
 		 "[logging]\nlevel = \"error\"\n[servers.t]\ntype = \"imap\"\naddr = \"127.0.0.1:%d\"\n"
 		 "command_timeout = -1\nmin_bytes_per_minute = -1\n", port);
-	assert_int_equal(sora_config_load_string(text, strlen(text), "test.toml", &cfg, err, sizeof(err)), 0);
-	assert_int_equal(sora_net_create(cfg, &params, &net, err, sizeof(err)), 0);
-	assert_int_equal(sora_net_add_listener(net, &cfg->servers[0], &handler, err, sizeof(err)), 0);
-	assert_int_equal(sora_net_bind(net, err, sizeof(err)), 0);
-	pthread_create(&runner, NULL, run_net, NULL);
+	if (test_runtime_start(&rt, text, 2, 2, &handler, err, sizeof(err)) < 0)
+		fail_msg("%s", err);
 	return 0;
 }
 
 static int teardown(void **state)
 {
-	sora_net_stop(net);
-	pthread_join(runner, NULL);
-	sora_net_free(&net);
-	sora_config_free(&cfg);
+	test_runtime_stop(&rt);
 	return 0;
 }
 
@@ -488,7 +473,7 @@ static void *post_thread(void *arg)
 {
 	struct poster *p = arg;
 
-	p->rc = sora_conn_post(net, p->key, post_write, NULL);
+	p->rc = sora_conn_post(rt.net, p->key, post_write, NULL);
 	return NULL;
 }
 
@@ -542,7 +527,7 @@ static void test_post_to_session(void **state)
 	(void)fd2;
 	/* A key naming no loop is refused outright. */
 	p.key.loop = 99;
-	assert_int_equal(sora_conn_post(net, p.key, post_write, NULL), -1);
+	assert_int_equal(sora_conn_post(rt.net, p.key, post_write, NULL), -1);
 }
 
 int main(void)
