@@ -262,7 +262,11 @@ int sora_conn_defer(struct sora_conn *c, int64_t ms, sora_conn_defer_cb *fn, voi
 		return -1;
 	c->defer_cb = fn;
 	c->defer_arg = arg;
-	c->defer_at = uv_now(&c->loop->uv) + (uint64_t)(ms > 0 ? ms : 0);
+	/* uv_now() is the loop's cached clock, floored to the millisecond
+	 * and taken when this iteration began: one more millisecond makes
+	 * the wait at least ms (a progressive delay is never shorter than
+	 * promised). */
+	c->defer_at = uv_now(&c->loop->uv) + (uint64_t)(ms > 0 ? ms + 1 : 0);
 	conn_arm_timer(c);
 	return 0;
 }
