@@ -121,7 +121,7 @@ struct sora_store_message {
 	int64_t prefix_len;              /* prefix the offsets account for */
 	struct sora_msg_meta meta;
 	struct sora_buf envelope_json;
-	char body_hash[SORA_BLOB_HASH_HEX_SIZE];  /* of the raw message */
+	char message_hash[65];           /* SHA-256 of the raw message, hex */
 	/* What POP3 LIST announces for the message without a prefix
 	 * (common/proto/pop3.h: bare LFs count as CRLF, a last line without
 	 * one gets CRLF). */

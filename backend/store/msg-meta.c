@@ -44,23 +44,53 @@ static size_t utf8_seq(const unsigned char *s, size_t n)
 	return 0;
 }
 
+/* True if the 8 bytes at p are all ASCII and none is NUL. */
+static bool ascii8(const unsigned char *p)
+{
+	uint64_t w;
+
+	memcpy(&w, p, sizeof(w));
+	return (w & 0x8080808080808080ULL) == 0 &&
+	       ((w - 0x0101010101010101ULL) & ~w & 0x8080808080808080ULL) == 0;
+}
+
 /* Appends s cleaned to valid UTF-8, stopping before the character that
- * would take the buffer past max bytes (max 0: no limit). */
-static int utf8_clean_capped(struct sora_str s, size_t max, struct sora_buf *out)
+ * would take the buffer past max bytes (max 0: no limit). Returns 1 if it
+ * stopped there, 0 if all of s went in, -1 when out of memory. */
+static int utf8_clean_into(struct sora_str s, size_t max, struct sora_buf *out)
 {
 	const unsigned char *p = (const unsigned char *)s.p;
-	size_t start = 0, i = 0;
+	size_t start = 0, i = 0, limit = SIZE_MAX;
 
 	/* An empty string may have no pointer at all (an empty sora_buf):
 	 * even p + 0 is undefined then. */
 	if (s.len == 0)
 		return 0;
+	if (max > 0) {
+		if (out->len >= max)
+			return 1;
+		limit = max - out->len;
+	}
+	/* Most text is valid: room for all of it (or up to the cap) at once. */
+	if (sora_buf_reserve(out, s.len < limit ? s.len : limit) < 0)
+		return -1;
 	while (i < s.len) {
-		size_t k = utf8_seq(p + i, s.len - i);
-		size_t add = k > 0 ? k : sizeof(replacement);
+		size_t k, add;
 
-		if (max > 0 && out->len + (i - start) + add > max)
+		/* ASCII runs need no decoding: 8 bytes a step while they
+		 * fit under the cap. */
+		while (i + 8 <= s.len && (max == 0 || out->len + (i + 8 - start) <= max) &&
+		       ascii8(p + i))
+			i += 8;
+		if (i == s.len)
 			break;
+		k = utf8_seq(p + i, s.len - i);
+		add = k > 0 ? k : sizeof(replacement);
+		if (max > 0 && out->len + (i - start) + add > max) {
+			if (sora_buf_append(out, p + start, i - start) < 0)
+				return -1;
+			return 1;
+		}
 		if (k > 0) {
 			i += k;
 			continue;
@@ -71,6 +101,11 @@ static int utf8_clean_capped(struct sora_str s, size_t max, struct sora_buf *out
 		start = ++i;
 	}
 	return sora_buf_append(out, p + start, i - start);
+}
+
+static int utf8_clean_capped(struct sora_str s, size_t max, struct sora_buf *out)
+{
+	return utf8_clean_into(s, max, out) < 0 ? -1 : 0;
 }
 
 int sora_msg_utf8_clean(struct sora_str s, struct sora_buf *out)
@@ -923,6 +958,59 @@ struct text_ctx {
 	char chunk[65536];
 };
 
+/* Bytes at the end of p[0..n) that begin a UTF-8 sequence the next read
+ * may complete (at most 3), so that a chunk boundary never splits one. */
+static size_t utf8_cut(const unsigned char *p, size_t n)
+{
+	for (size_t k = 1; k <= 3 && k <= n; k++) {
+		unsigned char c = p[n - k];
+		size_t need;
+
+		if (c < 0x80)
+			return 0;
+		if ((c & 0xc0) == 0x80)
+			continue;
+		need = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : 2;
+		return need > k ? k : 0;
+	}
+	return 0;
+}
+
+/* A part whose bytes are its text (no transfer encoding, UTF-8, US-ASCII,
+ * or a charset that is not converted): cleaned straight from the read
+ * buffer into text_body, without the decode and conversion copies. The
+ * result is the same as cleaning the whole part at once. */
+static int text_part_direct(struct text_ctx *t, uint64_t off, uint64_t left,
+			    struct sora_buf *body)
+{
+	size_t carry = 0;
+
+	for (;;) {
+		size_t want = sizeof(t->chunk) - carry, have, take;
+		ssize_t n = 0;
+		bool last;
+		int rc;
+
+		if (want > left)
+			want = (size_t)left;
+		if (want > 0) {
+			n = t->read(t->read_ctx, off, t->chunk + carry, want);
+			if (n < 0)
+				return -1;
+		}
+		off += (uint64_t)n;
+		left -= (uint64_t)n;
+		have = carry + (size_t)n;
+		last = left == 0 || n == 0;
+		take = last ? have : have - utf8_cut((const unsigned char *)t->chunk, have);
+		rc = utf8_clean_into(sora_str_make(t->chunk, take), SORA_MSG_TEXT_MAX, body);
+		if (rc != 0 || last)
+			return rc < 0 ? -1 : 0;
+		carry = have - take;
+		memmove(t->chunk, t->chunk + take, carry);
+	}
+}
+
 /* Decodes one text part and appends it to text_body within the budget. */
 static int text_part(struct text_ctx *t, const struct sora_mime_part *part)
 {
@@ -930,15 +1018,23 @@ static int text_part(struct text_ctx *t, const struct sora_mime_part *part)
 	struct sora_msg_cte_decoder dec;
 	const struct sora_mime_param *cs;
 	uint64_t off = sora_mime_part_body_offset(part), left = part->body_size;
+	bool convert;
 	size_t budget;
-	int rc;
 
 	if (body->len >= SORA_MSG_TEXT_MAX)
 		return 0;
 	budget = SORA_MSG_TEXT_MAX - body->len;
+	cs = sora_mime_param_find(part->params, part->param_count, "charset");
+	/* Unknown charsets (and none) are kept if they are UTF-8 and cleaned
+	 * otherwise: nothing is dropped that a search could still find. */
+	convert = cs != NULL && sora_mime_charset_converts(cs->value);
+	if (body->len > 0 && sora_buf_append(body, "\n", 1) < 0)
+		return -1;
+	sora_msg_cte_init(&dec, part->encoding);
+	if (dec.cte == SORA_MSG_CTE_IDENTITY && !convert)
+		return text_part_direct(t, off, left, body);
 	sora_buf_reset(&t->raw);
 	sora_buf_reset(&t->conv);
-	sora_msg_cte_init(&dec, part->encoding);
 	/* Decoding never makes text more than 3 times longer after charset
 	 * conversion (one byte to U+FFFD at most), so reading stops once the
 	 * decoded bytes alone could fill the budget. */
@@ -957,17 +1053,13 @@ static int text_part(struct text_ctx *t, const struct sora_mime_part *part)
 	}
 	if (sora_msg_cte_finish(&dec, &t->raw) < 0)
 		return -1;
-	cs = sora_mime_param_find(part->params, part->param_count, "charset");
-	rc = cs != NULL ? sora_mime_charset_to_utf8(cs->value, t->raw.data != NULL ? t->raw.data : "",
-						    t->raw.len, &t->conv) : 1;
-	if (rc < 0)
-		return -1;
-	if (body->len > 0 && sora_buf_append(body, "\n", 1) < 0)
-		return -1;
-	/* Unknown charsets (and none) are kept if they are UTF-8 and cleaned
-	 * otherwise: nothing is dropped that a search could still find. */
-	return utf8_clean_capped(rc == 0 ? sora_buf_str(&t->conv) : sora_buf_str(&t->raw),
-				 SORA_MSG_TEXT_MAX, body);
+	if (convert) {
+		if (sora_mime_charset_to_utf8(cs->value, t->raw.data != NULL ? t->raw.data : "",
+					      t->raw.len, &t->conv) < 0)
+			return -1;
+		return utf8_clean_capped(sora_buf_str(&t->conv), SORA_MSG_TEXT_MAX, body);
+	}
+	return utf8_clean_capped(sora_buf_str(&t->raw), SORA_MSG_TEXT_MAX, body);
 }
 
 static int text_walk(struct text_ctx *t, const struct sora_mime_part *part)

@@ -65,6 +65,41 @@ static void end_line(struct sora_smtp_data *d)
 	d->line_len = 0;
 }
 
+/* From in[i], at the start of a line, the end of the run of complete lines
+ * "text CRLF" in the input whose text has no CR or LF and does not start
+ * with a dot, with their statistics counted; i if there is none. */
+static size_t whole_lines(struct sora_smtp_data *d, const char *in, size_t i, size_t len)
+{
+	size_t run = i;
+	bool hi = false, nul = false;
+
+	while (run < len && in[run] != '.') {
+		size_t j = run;
+		bool line_hi = false, line_nul = false;
+
+		while (j < len) {
+			unsigned char c = (unsigned char)in[j];
+
+			if (c == '\r' || c == '\n')
+				break;
+			line_hi |= c >= 0x80;
+			line_nul |= c == 0;
+			j++;
+		}
+		if (j + 1 >= len || in[j] != '\r' || in[j + 1] != '\n')
+			break;
+		hi |= line_hi;
+		nul |= line_nul;
+		d->line_len = j - run;
+		end_line(d);
+		run = j + 2;
+	}
+	/* A line cut off by the end of the input is scanned again later. */
+	d->saw_8bit |= hi;
+	d->saw_nul |= nul;
+	return run;
+}
+
 enum sora_smtp_data_status
 sora_smtp_data_feed(struct sora_smtp_data *d, const char *in, size_t len,
 		    size_t *consumed_r, sora_smtp_data_sink_cb *sink, void *ctx)
@@ -80,15 +115,27 @@ sora_smtp_data_feed(struct sora_smtp_data *d, const char *in, size_t len,
 		unsigned char b = (unsigned char)in[i];
 
 		switch (d->state) {
-		case ST_BOL:
+		case ST_BOL: {
+			size_t run;
+
 			if (b == '.') {
 				d->state = ST_DOT;
 				i++;
 				break;
 			}
+			/* Whole CRLF-terminated lines that do not start with a
+			 * dot are the common case: they go to the sink as one
+			 * piece, however many there are in the input. */
+			run = whole_lines(d, in, i, len);
+			if (run > i) {
+				emit(d, &o, in + i, run - i);
+				i = run;
+				break;
+			}
 			/* Anything else starts an ordinary line. */
 			d->state = ST_TEXT;
 			break;
+		}
 		case ST_TEXT: {
 			size_t j = i;
 			bool hi = false, nul = false;

@@ -178,10 +178,12 @@ def scenarios(quick, rcpts):
     for size in (10240, 102400):
         for clients in (1, 8, 32):
             out.append(("1 rcpt", clients, size, 1, False))
-    out += [("1 rcpt, one mailbox", 8, 10240, 1, True),
-            ("1 rcpt, one mailbox", 32, 10240, 1, True),
-            (f"{rcpts} rcpts", 8, 10240, rcpts, False),
-            (f"{rcpts} rcpts", 8, 102400, rcpts, False)]
+    for size in (10240, 102400):
+        for clients in (8, 32):
+            out.append(("1 rcpt, one mailbox", clients, size, 1, True))
+    for size in (10240, 102400):
+        for clients in (8, 32):
+            out.append((f"{rcpts} rcpts", clients, size, rcpts, False))
     return out
 
 
@@ -200,10 +202,11 @@ def rcpt_sets(first, clients, n, one_mailbox):
 def bench(a, tmp):
     scen = scenarios(a.quick, a.rcpts)
     if a.only:
-        # e.g. --only "one mailbox/32,rcpts": label substring[/clients]
+        # e.g. --only "one mailbox/32,rcpts/8/100": label substring[/clients[/KB]]
         want = [w.split("/") for w in a.only.split(",")]
-        scen = [sc for sc in scen if any(w[0] in sc[0] and (len(w) == 1 or int(w[1]) == sc[1])
-                                         for w in want)]
+        scen = [sc for sc in scen
+                if any(w[0] in sc[0] and (len(w) < 2 or int(w[1]) == sc[1])
+                       and (len(w) < 3 or int(w[2]) * 1024 == sc[2]) for w in want)]
     runs = 1 if a.quick else a.runs
     # Fresh, empty mailboxes for every scenario and repetition, on both
     # servers: otherwise each side would run into the mailboxes it filled
@@ -379,7 +382,7 @@ def main():
     ap.add_argument("--cold", type=int, default=0)
     ap.add_argument("--only", default="",
                     help="scenarios whose label contains one of these (comma-separated), "
-                         "optionally /CLIENTS, e.g. 'one mailbox/32,rcpts'")
+                         "optionally /CLIENTS[/KB], e.g. 'one mailbox/32,rcpts/8/100'")
     a = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="sora-lmtp-bench-")
     os.chmod(tmp, 0o755)

@@ -191,6 +191,13 @@ int sora_mime_charset_to_utf8(struct sora_str charset, const void *in, size_t le
 	return convert(charset_lookup(charset), in, len, 0, out);
 }
 
+bool sora_mime_charset_converts(struct sora_str charset)
+{
+	enum charset cs = charset_lookup(charset);
+
+	return cs != CS_UNKNOWN && cs != CS_UTF8 && cs != CS_ASCII;
+}
+
 /* ---- base64 ---- */
 
 int sora_mime_b64_value(unsigned char c)

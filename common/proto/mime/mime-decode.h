@@ -34,6 +34,10 @@ int sora_mime_decode_header(struct sora_str in, unsigned int flags, struct sora_
  * supported (nothing appended), or -1. */
 int sora_mime_charset_to_utf8(struct sora_str charset, const void *in, size_t len,
 			      struct sora_buf *out);
+/* True if sora_mime_charset_to_utf8() changes the bytes of text in
+ * charset: false for UTF-8 and US-ASCII (passed on as they are) and for
+ * charsets it does not support. */
+bool sora_mime_charset_converts(struct sora_str charset);
 
 /* The decoded value of parameter name: an RFC 2231 "name*" value
  * (charset'language'%XX) is preferred, otherwise "name", whose encoded

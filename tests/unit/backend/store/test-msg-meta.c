@@ -560,6 +560,71 @@ static void test_text_is_capped(void **state)
 	free(raw);
 }
 
+/* Reads at most m->reads bytes at a time (1: byte at a time). */
+static ssize_t short_read(void *ctx, uint64_t off, void *buf, size_t len)
+{
+	struct mem *m = ctx;
+
+	if (len > (size_t)m->reads)
+		len = (size_t)m->reads;
+	if (off >= m->len)
+		return 0;
+	if (len > m->len - off)
+		len = m->len - off;
+	memcpy(buf, m->p + off, len);
+	return (ssize_t)len;
+}
+
+/* An unencoded UTF-8 part is cleaned straight from the read buffer: a
+ * sequence cut by the end of a read (64 KiB, or shorter reads) must come
+ * out exactly as if the part had been cleaned at once, invalid bytes and
+ * a sequence cut off by the end of the part included. */
+static void test_text_across_read_boundaries(void **state)
+{
+	static const char *const pieces[] = {
+		"\xe2\x82\xac", "a", "\xf0\x9f\x98\x80", "\xc3\xa9", "\xff", "bc\r\n",
+		"\xe2\x82", "\xed\xa0\x80", "\xc3", "\x80\x80", "\xf4\x90\x80\x80",
+	};
+	static const char head[] = "Subject: t\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n";
+	size_t body = 200000, hl = sizeof(head) - 1;
+	static const int reads[] = { 65536, 7, 1 };
+
+	for (size_t variant = 0; variant < 2; variant++) {
+		char *raw = malloc(hl + body + 8);
+		struct sora_buf want;
+		size_t n = 0;
+
+		memcpy(raw, head, hl);
+		for (size_t k = 0; n + 4 <= body; k++) {
+			const char *pc = pieces[(k * 7 + variant) % (sizeof(pieces) / sizeof(pieces[0]))];
+
+			memcpy(raw + hl + n, pc, strlen(pc));
+			n += strlen(pc);
+		}
+		/* The part ends inside a sequence in the second variant. */
+		if (variant == 1)
+			raw[hl + n++] = (char)0xf0;
+		sora_buf_init(&want, 0);
+		assert_int_equal(sora_msg_utf8_clean(sora_str_make(raw + hl, n), &want), 0);
+		for (size_t r = 0; r < sizeof(reads) / sizeof(reads[0]); r++) {
+			struct sora_mime_message *msg = NULL;
+			struct sora_msg_meta meta;
+			struct mem m = { raw, hl + n, reads[r] };
+			const char *error;
+
+			assert_int_equal(sora_mime_parse(raw, m.len, NULL, &msg, &error), 0);
+			sora_msg_meta_init(&meta);
+			assert_int_equal(sora_msg_meta_text(msg, short_read, &m, &meta), 0);
+			assert_int_equal(meta.text_body.len, want.len);
+			assert_memory_equal(meta.text_body.data, want.data, want.len);
+			sora_msg_meta_free(&meta);
+			sora_mime_message_free(&msg);
+		}
+		sora_buf_free(&want);
+		free(raw);
+	}
+}
+
 /* ---- the prefix shift ---- */
 
 static char *json_of(const struct sora_mime_message *msg)
@@ -647,6 +712,7 @@ int main(void)
 		cmocka_unit_test(test_null_strings_no_ub),
 		cmocka_unit_test(test_meta_binary_garbage_is_valid_utf8),
 		cmocka_unit_test(test_text_is_capped),
+		cmocka_unit_test(test_text_across_read_boundaries),
 		cmocka_unit_test(test_shift_matches_reparse),
 	};
 
