@@ -585,12 +585,16 @@ int sora_store_warm_conn(struct sora_db_conn *conn, struct sora_error *err)
  * UPDATE above), and a transaction keeps that lock until its commit is
  * flushed. One statement per copy would therefore allow one delivery per
  * WAL flush into a mailbox, however many sessions deliver to it. Instead,
- * the copies waiting in this process are committed together: the first
- * delivery thread that finds no commit under way becomes the leader, takes
- * every waiting copy (up to COMMIT_BATCH_MAX), runs their statements in one
- * transaction and commits once; the others wait for their results. While
- * one batch commits the next one gathers, so nobody waits for a timer and a
- * lone delivery commits at once, as one autocommitted statement. UIDs stay
+ * the copies waiting in this process are committed together: a delivery
+ * thread that finds fewer than COMMIT_LEADERS commits under way becomes a
+ * leader, takes the waiting copies (up to COMMIT_BATCH_MAX), runs their
+ * statements in one transaction and commits once; the others wait for their
+ * results. While a batch commits the next one gathers, so nobody waits for
+ * a timer and a lone delivery commits at once, as one autocommitted
+ * statement. A second leader leaves out copies into mailboxes the running
+ * batch has (they could only wait for its row lock); so batches into
+ * different mailboxes run side by side on two connections, and one busy
+ * mailbox still gets one batch per WAL flush. UIDs stay
  * strictly increasing and counters exact: each statement still allocates
  * under the mailbox row lock, in the order the batch runs them.
  *
@@ -638,6 +642,11 @@ static pthread_mutex_t commit_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t commit_cond = PTHREAD_COND_INITIALIZER;
 static struct commit_item *commit_head, **commit_tail = &commit_head;
 static int commit_running;       /* leaders committing a batch now */
+/* The batches being committed (items sorted, read under commit_lock). */
+static struct {
+	struct commit_item **items;
+	size_t n;
+} commit_active[COMMIT_LEADERS];
 
 static int commit_item_cmp(const void *a, const void *b)
 {
@@ -647,6 +656,20 @@ static int commit_item_cmp(const void *a, const void *b)
 	if (x->account_id != y->account_id)
 		return x->account_id < y->account_id ? -1 : 1;
 	return strcmp(x->mailbox, y->mailbox);
+}
+
+/* Is the copy's mailbox in a batch being committed? (commit_lock held) */
+static bool mailbox_in_commit(const struct commit_item *it)
+{
+	for (int l = 0; l < COMMIT_LEADERS; l++) {
+		for (size_t i = 0; commit_active[l].items != NULL && i < commit_active[l].n; i++) {
+			const struct commit_item *x = commit_active[l].items[i];
+
+			if (x->account_id == it->account_id && strcmp(x->mailbox, it->mailbox) == 0)
+				return true;
+		}
+	}
+	return false;
 }
 
 static void item_exec(struct sora_db_conn *conn, struct commit_item *it)
@@ -675,7 +698,6 @@ static void commit_batch(struct sora_db_conn *conn, struct commit_item **items, 
 			sora_metric_observe(m_batch, 1);
 		return;
 	}
-	qsort(items, n, sizeof(*items), commit_item_cmp);
 	if (sora_db_begin(conn, SORA_DB_CLASS_WRITE, &err) < 0)
 		goto alone;
 	for (i = 0; i < n; i++) {
@@ -740,21 +762,42 @@ static void group_commit(struct sora_db_conn *conn, struct commit_item **mine, s
 			pthread_cond_wait(&commit_cond, &commit_lock);
 			continue;
 		}
-		/* Lead: take what waits, in arrival order. */
+		/* Lead: take what waits, in arrival order, except copies into a
+		 * mailbox another leader's batch has: they would only wait
+		 * for its row lock, so they go into a later batch together. */
 		size_t k = 0;
+		int slot = 0;
 
-		while (commit_head != NULL && k < COMMIT_BATCH_MAX) {
-			batch[k++] = commit_head;
-			commit_head = commit_head->next;
+		for (struct commit_item **p = &commit_head; *p != NULL && k < COMMIT_BATCH_MAX;) {
+			struct commit_item *it = *p;
+
+			if (mailbox_in_commit(it)) {
+				p = &it->next;
+				continue;
+			}
+			batch[k++] = it;
+			*p = it->next;
+			if (*p == NULL)
+				commit_tail = p;
 		}
-		if (commit_head == NULL)
-			commit_tail = &commit_head;
+		if (k == 0) {
+			pthread_cond_wait(&commit_cond, &commit_lock);
+			continue;
+		}
+		/* Sorted here, under the lock, since other leaders read it. */
+		if (k > 1)
+			qsort(batch, k, sizeof(*batch), commit_item_cmp);
+		while (commit_active[slot].items != NULL)
+			slot++;
+		commit_active[slot].items = batch;
+		commit_active[slot].n = k;
 		commit_running++;
 		pthread_mutex_unlock(&commit_lock);
 		commit_batch(conn, batch, k);
 		pthread_mutex_lock(&commit_lock);
 		for (size_t i = 0; i < k; i++)
 			batch[i]->done = true;
+		commit_active[slot].items = NULL;
 		commit_running--;
 		pthread_cond_broadcast(&commit_cond);
 	}

@@ -9,6 +9,7 @@ import re
 import smtplib
 import ssl
 import subprocess
+import time
 
 import pytest
 
@@ -334,6 +335,49 @@ def test_one_failing_copy_does_not_fail_its_batch(lmtp_backend):
     assert [m[0] for m in b.messages(accs[2])] == [1, 2]
     assert b.sql(f"SELECT count(*) FROM message_deliveries d JOIN mailboxes mb ON mb.id = d.mailbox_id "
                  f"WHERE mb.account_id = {accs[1]}") == "1"
+
+
+def test_slow_commit_does_not_hold_up_other_mailboxes(lmtp_backend):
+    # Two batches commit at once (two leaders) as long as they touch
+    # different mailboxes: a delivery whose statement is slow (here a
+    # trigger sleeps 2 s) holds up only deliveries into its own mailbox.
+    import threading
+    b = lmtp_backend
+    accs = [b.account(f"s{i}@example.com") for i in range(2)]
+    b.start()
+    c = b.connect()
+    c.cmd("LHLO client.test")
+    for i in range(2):
+        send_message(c, "a@remote.test", [f"s{i}@example.com"], MSG)
+    b.sql(f"""CREATE FUNCTION sora_test_slow() RETURNS trigger LANGUAGE plpgsql AS $$
+              BEGIN IF NEW.account_id = {accs[0]} THEN PERFORM pg_sleep(2); END IF;
+              RETURN NEW; END $$;
+              CREATE TRIGGER sora_test_slow BEFORE INSERT ON messages FOR EACH ROW
+              EXECUTE FUNCTION sora_test_slow()""")
+    slow = {}
+
+    def deliver_slow():
+        c2 = b.connect(timeout=30)
+        c2.cmd("LHLO client.test")
+        t0 = time.monotonic()
+        slow["dr"] = send_message(c2, "a@remote.test", ["s0@example.com"],
+                                  MSG.replace(b"m1@", b"m4@"))[1]
+        slow["s"] = time.monotonic() - t0
+    try:
+        t = threading.Thread(target=deliver_slow)
+        t.start()
+        time.sleep(0.5)
+        t0 = time.monotonic()
+        _, dr = send_message(c, "a@remote.test", ["s1@example.com"], MSG.replace(b"m1@", b"m5@"))
+        fast = time.monotonic() - t0
+        t.join(30)
+    finally:
+        b.sql("DROP TRIGGER sora_test_slow ON messages; DROP FUNCTION sora_test_slow()")
+    assert dr == ["250 2.0.0 <s1@example.com> Saved"]
+    assert slow["dr"] == ["250 2.0.0 <s0@example.com> Saved"] and slow["s"] >= 2, slow
+    assert fast < 1.0, f"the delivery into another mailbox waited {fast:.2f} s"
+    assert [m[0] for m in b.messages(accs[0])] == [1, 2]
+    assert [m[0] for m in b.messages(accs[1])] == [1, 2]
 
 
 def test_smtplib_lmtp_and_aliases_detail_case(lmtp_backend):
