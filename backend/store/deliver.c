@@ -261,18 +261,18 @@ void sora_store_delivery_key(const struct sora_store_message *m, struct sora_str
 	"         bcc_text, sort_subject, sort_from, sort_to, sort_cc, sort_display_from,"     \
 	"         sort_display_to, envelope, bodystructure, raw_headers, created_modseq,"      \
 	"         updated_modseq, flags, keywords, internal_date, sent_tz, imap_envelope,"      \
-	"         imap_bodystructure, pop3_size)"                                              \
+	"         imap_bodystructure, pop3_size, text_key)"                                    \
 	"  SELECT $1::bigint, mb.id, mb.uid, $4::text, $5::bigint,"                            \
 	"         to_timestamp($6::double precision), $7::text, $8::text, $9::text, $10::text," \
 	"         $11::text, $12::text, $13::text, $14::text, $15::text, $16::text, $17::text," \
 	"         $18::text, $19::text, $20::text, $21::jsonb, $22::jsonb, $23::bytea,"         \
 	"         mb.modseq, mb.modseq, " FLAGS ", " KEYWORDS ", " IDATE ", $26::smallint,"   \
-	"         $27::text, $28::text, $29::bigint"                                            \
+	"         $27::text, $28::text, $29::bigint, $30::text"                                 \
 	"  FROM mb"                                                                          \
 	"  RETURNING id, uid"                                                                \
 	"), c AS ("                                                                          \
 	"  INSERT INTO message_contents (content_hash, text_body)"                           \
-	"  SELECT $4::text, $24::text FROM msg"                                              \
+	"  SELECT $30::text, $24::text FROM msg"                                             \
 	"  ON CONFLICT (content_hash) DO NOTHING"                                            \
 	"), p AS ("                                                                          \
 	"  INSERT INTO pending_uploads (account_id, content_hash, size, instance_id)"        \
@@ -281,8 +281,8 @@ void sora_store_delivery_key(const struct sora_store_message *m, struct sora_str
 	")"
 
 /* Parameters of the shared part; APPEND adds four. */
-#define ROW_PARAMS 29
-#define APPEND_PARAMS 33
+#define ROW_PARAMS 30
+#define APPEND_PARAMS 34
 
 /* The values of one row's parameters and the memory behind them. */
 struct row_params {
@@ -370,7 +370,7 @@ static void row_params_free(struct row_params *rp)
 	sora_buf_free(&rp->imap_bodystructure);
 }
 
-/* Fills $4..$29 for a copy of m with prefix (staged as ref). The one place
+/* Fills $4..$30 for a copy of m with prefix (staged as ref). The one place
  * that knows how a parsed message becomes a row. */
 static int row_params_fill(struct row_params *rp, struct sora_store_message *m,
 			   struct sora_str prefix, const struct sora_blob_ref *ref,
@@ -433,6 +433,9 @@ static int row_params_fill(struct row_params *rp, struct sora_store_message *m,
 	 * which count as they are. */
 	snprintf(rp->pop3_size, sizeof(rp->pop3_size), "%" PRIu64, (uint64_t)prefix.len + m->pop3_size);
 	values[28] = rp->pop3_size;
+	/* The text's key (migration 0009): the message without the prefix,
+	 * so every copy of it shares one message_contents row. */
+	values[29] = m->message_hash;
 	return 0;
 }
 
@@ -541,7 +544,7 @@ static const char sql_insert[] =
 
 #define INSERT_PARAMS ROW_PARAMS
 /* Prepared once per connection under this name. */
-#define DELIVER_STMT "sora_deliver_v6"
+#define DELIVER_STMT "sora_deliver_v7"
 
 int sora_store_warm_conn(struct sora_db_conn *conn, struct sora_error *err)
 {
@@ -573,6 +576,7 @@ int sora_store_warm_conn(struct sora_db_conn *conn, struct sora_error *err)
 	values[24] = NULL;
 	values[25] = "0";         /* sent_tz */
 	values[28] = "0";         /* pop3_size */
+	values[29] = zeros;       /* text_key */
 	rc = sora_db_exec_prepared(conn, SORA_DB_CLASS_WRITE, DELIVER_STMT, sql_insert,
 				   INSERT_PARAMS, values, lengths, formats, 0, &r, sqlstate, err);
 	PQclear(r);
@@ -1045,35 +1049,35 @@ static const char sql_append_lock[] =
 	" WHERE account_id = $1::bigint AND name = $2::text AND NOT noselect"
 	" RETURNING id, uid_validity, uid_next - $3::bigint, highest_modseq";
 
-/* One appended row: $2 mailbox id, $3 UID, $30 modseq, $31 flags, $32
- * keywords (normalised, space-separated, "" for none), $33 internal date
+/* One appended row: $2 mailbox id, $3 UID, $31 modseq, $32 flags, $33
+ * keywords (normalised, space-separated, "" for none), $34 internal date
  * (seconds, NULL for now). */
 static const char sql_append_row[] =
 	"WITH mb AS ("
-	"  SELECT $2::bigint AS id, $3::bigint AS uid, $30::bigint AS modseq"
-	SQL_ROW("$31::integer", "string_to_array($32::text, ' ')",
-		"coalesce(to_timestamp($33::double precision), now())")
+	"  SELECT $2::bigint AS id, $3::bigint AS uid, $31::bigint AS modseq"
+	SQL_ROW("$32::integer", "string_to_array($33::text, ' ')",
+		"coalesce(to_timestamp($34::double precision), now())")
 	" SELECT id FROM msg";
 
-#define APPEND_STMT "sora_append_v4"
+#define APPEND_STMT "sora_append_v5"
 
 /* APPEND of one message as one statement in its own transaction: the UID
  * allocation, the row and the commit in one round trip (the general path
- * takes four: BEGIN, lock, row, COMMIT). $2 mailbox name, $3 and $30 the
+ * takes four: BEGIN, lock, row, COMMIT). $2 mailbox name, $3 and $31 the
  * UID and modseq steps (both 1); the rest as sql_append_row. Returns the
  * mailbox id, UIDVALIDITY and UID, or no row when the mailbox does not
  * exist or is \Noselect. */
 static const char sql_append_one[] =
 	"WITH mb AS ("
 	"  UPDATE mailboxes SET uid_next = uid_next + $3::bigint,"
-	"         highest_modseq = highest_modseq + $30::bigint, updated_at = now()"
+	"         highest_modseq = highest_modseq + $31::bigint, updated_at = now()"
 	"   WHERE account_id = $1::bigint AND name = $2::text AND NOT noselect"
 	"  RETURNING id, uid_validity, uid_next - 1 AS uid, highest_modseq AS modseq"
-	SQL_ROW("$31::integer", "string_to_array($32::text, ' ')",
-		"coalesce(to_timestamp($33::double precision), now())")
+	SQL_ROW("$32::integer", "string_to_array($33::text, ' ')",
+		"coalesce(to_timestamp($34::double precision), now())")
 	" SELECT mb.id, mb.uid_validity, mb.uid FROM mb, msg";
 
-#define APPEND_ONE_STMT "sora_append_one_v2"
+#define APPEND_ONE_STMT "sora_append_one_v3"
 
 /* RFC 3501 date-time covers years 1..9999. */
 #define IDATE_MIN INT64_C(-62135596800)
@@ -1129,10 +1133,10 @@ static int append_one(struct sora_db_conn *conn, struct sora_blob_store *blobs,
 	rp->values[0] = acc;
 	rp->values[1] = name;
 	rp->values[2] = "1";
-	rp->values[29] = "1";
-	rp->values[30] = flags;
-	rp->values[31] = keywords->data != NULL ? keywords->data : "";
-	rp->values[32] = it->internal_date != 0 ? idate : NULL;
+	rp->values[30] = "1";
+	rp->values[31] = flags;
+	rp->values[32] = keywords->data != NULL ? keywords->data : "";
+	rp->values[33] = it->internal_date != 0 ? idate : NULL;
 	if (sora_db_exec_prepared(conn, SORA_DB_CLASS_WRITE, APPEND_ONE_STMT, sql_append_one,
 				  APPEND_PARAMS, rp->values, rp->lengths, rp->formats, 0, &r, sqlstate,
 				  err) < 0) {
@@ -1262,10 +1266,10 @@ int sora_store_append(struct sora_db_conn *conn, struct sora_blob_store *blobs,
 		rp.values[0] = acc;
 		rp.values[1] = mbid;
 		rp.values[2] = uid;
-		rp.values[29] = modseq;
-		rp.values[30] = flags;
-		rp.values[31] = keywords[i].data != NULL ? keywords[i].data : "";
-		rp.values[32] = it->internal_date != 0 ? idate : NULL;
+		rp.values[30] = modseq;
+		rp.values[31] = flags;
+		rp.values[32] = keywords[i].data != NULL ? keywords[i].data : "";
+		rp.values[33] = it->internal_date != 0 ? idate : NULL;
 		if (sora_db_exec_prepared(conn, SORA_DB_CLASS_WRITE, APPEND_STMT, sql_append_row,
 					  APPEND_PARAMS, rp.values, rp.lengths, rp.formats, 0, &r,
 					  NULL, err) < 0) {

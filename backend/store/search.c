@@ -13,7 +13,8 @@
  *   SELECT m.uid, count(*) OVER (), max(m.updated_modseq) OVER (),
  *          max(m.uid) OVER ()
  *     FROM messages m
- *     [LEFT JOIN message_contents mc ON mc.content_hash = m.content_hash]
+ *     [LEFT JOIN message_contents mc
+ *        ON mc.content_hash = coalesce(m.text_key, m.content_hash)]
  *    WHERE m.mailbox_id = $1 AND m.expunged_at IS NULL
  *          [AND m.uid <= $4 (the view's last UID)] AND (<program>)
  *    ORDER BY m.uid LIMIT $2 OFFSET $3
@@ -780,7 +781,8 @@ static int run_query(struct sora_db_conn *conn, int64_t mailbox_id,
 				    " FROM messages m%s WHERE %.*s ORDER BY %s LIMIT $2::bigint"
 				    " OFFSET $3::bigint",
 				    c.need_body ? " LEFT JOIN message_contents mc"
-						  " ON mc.content_hash = m.content_hash" : "",
+						  " ON mc.content_hash ="
+						  " coalesce(m.text_key, m.content_hash)" : "",
 				    (int)where.len, where.data, order) < 0 ||
 		    sora_buf_append(&full, "", 1) < 0) {
 			sora_buf_free(&full);

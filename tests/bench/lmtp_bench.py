@@ -13,9 +13,11 @@ Scenarios (C clients, each on its own persistent connection, send S-byte
 messages for T seconds after a one-second warm-up; MAIL, RCPT and DATA
 pipelined as Postfix does; every scenario and repetition delivers into
 fresh, empty mailboxes on both servers):
-  - one recipient per message, every client its own mailbox;
-  - one recipient per message, all clients into one mailbox;
-  - several recipients per message (--rcpts, default 5).
+  - one recipient per message, every client its own mailbox (1, 8 and 32
+    clients);
+  - one recipient per message, all clients into one mailbox (8 and 32);
+  - several recipients per message (--rcpts, default 5; 1, 8 and 32);
+each with 10 KB and 100 KB messages.
 Per scenario: deliveries per second (one per accepted recipient), CPU per
 delivery (Sora's including PostgreSQL's; Dovecot's all its processes),
 p50 and p99 latency of a transaction (MAIL to the last DATA reply), and
@@ -182,7 +184,7 @@ def scenarios(quick, rcpts):
         for clients in (8, 32):
             out.append(("1 rcpt, one mailbox", clients, size, 1, True))
     for size in (10240, 102400):
-        for clients in (8, 32):
+        for clients in (1, 8, 32):
             out.append((f"{rcpts} rcpts", clients, size, rcpts, False))
     return out
 

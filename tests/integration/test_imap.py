@@ -11,6 +11,7 @@ import time
 import pytest
 
 from sorafix.imap import simple_message
+from sorafix.lmtp import dot_stuff
 
 
 def _b64(s):
@@ -667,4 +668,44 @@ def test_stored_envelope_and_bodystructure(imap_backend):
           f" WHERE account_id = {acc}")
     for box in ("INBOX", "Other"):
         assert fetch(box) == stored[box]
+    c.logout()
+
+
+def test_copies_of_one_message_share_their_text(imap_backend):
+    # Migration 0009: the decoded text SEARCH BODY reads is stored once per
+    # message, not once per recipient (each copy's trace lines differ, so
+    # the body hashes do), and COPY keeps the link. Rows from before keep
+    # finding their text by the body hash.
+    b = imap_backend.start()
+    rcpts = ["t1@example.com", "t2@example.com", "t3@example.com"]
+    accs = [b.account(r) for r in rcpts]
+    msg = simple_message(subject="shared", body="the zebrafinch sings\r\n")
+    c = b.connect()
+    c.cmd("LHLO client.test")
+    assert c.cmd("MAIL FROM:<sender@example.org>")[0].startswith("250")
+    for r in rcpts:
+        assert c.cmd(f"RCPT TO:<{r}>")[0].startswith("250")
+    assert c.cmd("DATA")[0].startswith("354")
+    c.send(dot_stuff(msg.encode()))
+    assert [c.reply()[0][:3] for _ in rcpts] == ["250"] * 3
+    assert b.sql("SELECT count(*) FROM message_contents WHERE text_body LIKE '%zebrafinch%'") == "1"
+    assert b.sql("SELECT count(DISTINCT content_hash) || ' ' || count(DISTINCT text_key) "
+                 "FROM messages WHERE subject = 'shared'") == "3 1"
+    for r in rcpts:
+        c = b.login(r)
+        c.select("INBOX")
+        assert c.search(None, "BODY", "zebrafinch") == ("OK", [b"1"]), r
+        assert c.copy("1", "Archive")[0] == "OK"
+        c.select("Archive")
+        assert c.search(None, "BODY", "zebrafinch") == ("OK", [b"1"]), r
+        c.logout()
+    # A row written before 0009 (no text_key) is found by its body hash.
+    b.sql(f"UPDATE messages SET text_key = NULL WHERE account_id = {accs[0]}")
+    b.sql(f"INSERT INTO message_contents (content_hash, text_body) SELECT content_hash, "
+          f"'an old kingfisher' FROM messages WHERE account_id = {accs[0]} "
+          f"ON CONFLICT DO NOTHING")
+    c = b.login(rcpts[0])
+    c.select("INBOX")
+    assert c.search(None, "BODY", "kingfisher") == ("OK", [b"1"])
+    assert c.search(None, "BODY", "zebrafinch") == ("OK", [b""])
     c.logout()

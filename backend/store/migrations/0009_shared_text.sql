@@ -1,0 +1,15 @@
+-- Sora schema, migration 0009: one message_contents row per message text,
+-- shared by the copies of a message.
+--
+-- message_contents (the decoded text SEARCH BODY and TEXT read) was keyed by
+-- the stored body's hash, which covers the trace lines each recipient's
+-- copy gets (Delivered-To, Received ... for <address>). So five recipients
+-- of one message stored the same text five times, a WAL write of up to
+-- 1 MiB each. New rows name their text in messages.text_key: the SHA-256
+-- of the message as received (without the trace lines; as appended, for
+-- APPEND), so every copy of one message, and any later message with the
+-- same bytes, shares one row. Rows written before keep text_key NULL and
+-- are found by content_hash as before: readers join on
+-- coalesce(text_key, content_hash). Adding a column without a default
+-- rewrites nothing.
+ALTER TABLE messages ADD COLUMN text_key text;
