@@ -65,6 +65,21 @@ static void end_line(struct sora_smtp_data *d)
 	d->line_len = 0;
 }
 
+/* The end of the line text from in[j]: the first CR or LF, or len. Sets
+ * *hi and *nul if the text has 8-bit or NUL bytes. */
+static size_t scan_text(const char *in, size_t j, size_t len, bool *hi, bool *nul)
+{
+	for (; j < len; j++) {
+		unsigned char c = (unsigned char)in[j];
+
+		if (c == '\r' || c == '\n')
+			break;
+		*hi |= c >= 0x80;
+		*nul |= c == 0;
+	}
+	return j;
+}
+
 /* From in[i], at the start of a line, the end of the run of complete lines
  * "text CRLF" in the input whose text has no CR or LF and does not start
  * with a dot, with their statistics counted; i if there is none. */
@@ -74,18 +89,9 @@ static size_t whole_lines(struct sora_smtp_data *d, const char *in, size_t i, si
 	bool hi = false, nul = false;
 
 	while (run < len && in[run] != '.') {
-		size_t j = run;
 		bool line_hi = false, line_nul = false;
+		size_t j = scan_text(in, run, len, &line_hi, &line_nul);
 
-		while (j < len) {
-			unsigned char c = (unsigned char)in[j];
-
-			if (c == '\r' || c == '\n')
-				break;
-			line_hi |= c >= 0x80;
-			line_nul |= c == 0;
-			j++;
-		}
 		if (j + 1 >= len || in[j] != '\r' || in[j + 1] != '\n')
 			break;
 		hi |= line_hi;
@@ -137,17 +143,9 @@ sora_smtp_data_feed(struct sora_smtp_data *d, const char *in, size_t len,
 			break;
 		}
 		case ST_TEXT: {
-			size_t j = i;
 			bool hi = false, nul = false;
+			size_t j = scan_text(in, i, len, &hi, &nul);
 
-			while (j < len) {
-				unsigned char c = (unsigned char)in[j];
-				if (c == '\r' || c == '\n')
-					break;
-				hi |= c >= 0x80;
-				nul |= c == 0;
-				j++;
-			}
 			if (hi)
 				d->saw_8bit = true;
 			if (nul)
