@@ -21,7 +21,7 @@ def counts(b, acc):
         " (SELECT count(*) FROM message_deliveries d JOIN mailboxes m ON m.id = d.mailbox_id"
         f"   WHERE m.account_id = {acc}),"
         " (SELECT count(*) FROM message_contents c WHERE c.content_hash IN"
-        f"   (SELECT content_hash FROM messages WHERE account_id = {acc})),"
+        f"   (SELECT coalesce(text_key, content_hash) FROM messages WHERE account_id = {acc})),"
         f" (SELECT uid_next FROM mailboxes WHERE account_id = {acc} AND name = 'INBOX')")[0]
 
 
