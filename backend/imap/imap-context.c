@@ -188,13 +188,7 @@ static int match_chunk(struct imap_cmd *cmd, struct sora_db_conn *db,
 		       const struct imap_search_ctx *c, const uint32_t *v, size_t n, bool *match)
 {
 	struct imap_selected *sel = cmd->s->sel;
-	struct sora_search_view view = {
-		.uids = sel->uids,
-		.count = sel->count,
-		.saved = sel->saved,
-		.saved_count = sel->saved_count,
-		.first_recent = sel->first_recent,
-	};
+	struct sora_search_view view = imap_search_view(sel);
 	struct sora_imap_search_program p = c->prog;
 	struct sora_imap_search_key *kids;
 	struct sora_imap_seq_range span = { v[0], v[n - 1] };
@@ -203,6 +197,8 @@ static int match_chunk(struct imap_cmd *cmd, struct sora_db_conn *db,
 	size_t nk = c->prog.root.child_count, nr = 0;
 	int ret = -1;
 
+	/* v may hold UIDs the session has not announced yet: no cap. */
+	view.uid_max = 0;
 	/* The program's top level is an AND: its keys plus "UID lo:hi" (a
 	 * range the (mailbox_id, uid) index serves) and "UID <exactly
 	 * these>". The keys are borrowed, never freed here. */

@@ -588,12 +588,8 @@ void imap_search_memory_refused(struct sora_job *job, struct imap_cmd *cmd, cons
 			what);
 }
 
-static enum sora_job_status search_run(struct imap_cmd *cmd, struct sora_job *job,
-				       struct sora_db_conn *db)
+struct sora_search_view imap_search_view(const struct imap_selected *sel)
 {
-	struct search_cmd *sc = (struct search_cmd *)cmd;
-	struct imap_session *s = cmd->s;
-	struct imap_selected *sel = s->sel;
 	struct sora_search_view view = {
 		.uids = sel->uids,
 		.count = sel->count,
@@ -602,6 +598,17 @@ static enum sora_job_status search_run(struct imap_cmd *cmd, struct sora_job *jo
 		.first_recent = sel->first_recent,
 		.uid_max = sel->count > 0 ? sel->uids[sel->count - 1] : 0,
 	};
+
+	return view;
+}
+
+static enum sora_job_status search_run(struct imap_cmd *cmd, struct sora_job *job,
+				       struct sora_db_conn *db)
+{
+	struct search_cmd *sc = (struct search_cmd *)cmd;
+	struct imap_session *s = cmd->s;
+	struct imap_selected *sel = s->sel;
+	struct sora_search_view view = imap_search_view(sel);
 	const unsigned int result_opts = SORA_SEARCH_RETURN_MIN | SORA_SEARCH_RETURN_MAX |
 					 SORA_SEARCH_RETURN_ALL | SORA_SEARCH_RETURN_COUNT |
 					 SORA_SEARCH_RETURN_PARTIAL;

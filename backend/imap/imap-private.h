@@ -23,6 +23,7 @@
 #include "backend/imap/imap.h"
 #include "backend/session/session-memory.h"
 #include "backend/store/messages.h"
+#include "backend/store/search.h"
 #include "common/core/buf.h"
 #include "common/core/error.h"
 #include "common/db/db.h"
@@ -280,6 +281,9 @@ bool imap_search_parsed(struct imap_session *s, struct imap_cmd *cmd, struct sor
  * program uses MODSEQ, then submits cmd. */
 void imap_search_submit(struct imap_session *s, struct imap_cmd *cmd, struct sora_str tag,
 			bool has_modseq);
+/* What a SEARCH-like command of the selected mailbox sees: its UIDs, $
+ * (SEARCHRES), \Recent, and no UID above the last one the session knows. */
+struct sora_search_view imap_search_view(const struct imap_selected *sel);
 /* Memory of a SEARCH or SORT (session_memory_limit), reserved before the
  * query: per result row, PostgreSQL's copy of the row (four short text
  * values), the UID and its share of the response line; plus the SQL text

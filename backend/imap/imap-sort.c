@@ -142,14 +142,7 @@ static enum sora_job_status sort_run(struct imap_cmd *cmd, struct sora_job *job,
 	struct sort_cmd *sc = (struct sort_cmd *)cmd;
 	struct imap_session *s = cmd->s;
 	struct imap_selected *sel = s->sel;
-	struct sora_search_view view = {
-		.uids = sel->uids,
-		.count = sel->count,
-		.saved = sel->saved,
-		.saved_count = sel->saved_count,
-		.first_recent = sel->first_recent,
-		.uid_max = sel->count > 0 ? sel->uids[sel->count - 1] : 0,
-	};
+	struct sora_search_view view = imap_search_view(sel);
 	const unsigned int result_opts = SORA_SEARCH_RETURN_MIN | SORA_SEARCH_RETURN_MAX |
 					 SORA_SEARCH_RETURN_ALL | SORA_SEARCH_RETURN_COUNT;
 	const struct sora_imap_search_program *sp = &sc->prog.search;

@@ -647,6 +647,23 @@ static int credentials_add(struct call *c, const char *account)
 	return 0;
 }
 
+/* The 200 reply of a listing: the rows as an array under key, and their
+ * count. Frees rows. */
+static int reply_rows(struct call *c, const char *key, struct sora_admin_rows *rows,
+		      const char *const *names, const char *kinds)
+{
+	int ret = -1;
+
+	if (out_object(c, MHD_HTTP_OK) == 0 && add_rows(c, c->out, key, rows, names, kinds) == 0) {
+		if (sora_json_add_num(c->out, "count", rows->count) < 0)
+			oom(c);
+		else
+			ret = 0;
+	}
+	sora_admin_rows_free(rows);
+	return ret;
+}
+
 /* GET /connections[?user=&protocol=&limit=] */
 static int connections_list(struct call *c)
 {
@@ -654,22 +671,14 @@ static int connections_list(struct call *c)
 					     "since", "session_id", NULL };
 	struct sora_admin_rows rows;
 	struct sora_error err;
-	int limit, ret = -1;
+	int limit;
 
 	if (get_limit(c, &limit) < 0)
 		return -1;
 	if (sora_admin_connections_list(c->db, query(c, "user"), query(c, "protocol"), limit,
 					&rows, &err) != 0)
 		return fail_err(c, &err);
-	if (out_object(c, MHD_HTTP_OK) == 0 &&
-	    add_rows(c, c->out, "connections", &rows, names, "sssssss") == 0) {
-		if (sora_json_add_num(c->out, "count", rows.count) < 0)
-			oom(c);
-		else
-			ret = 0;
-	}
-	sora_admin_rows_free(&rows);
-	return ret;
+	return reply_rows(c, "connections", &rows, names, "sssssss");
 }
 
 /* POST /connections/kick {"user", "protocol"} */
@@ -703,21 +712,13 @@ static int auth_blocks(struct call *c)
 {
 	struct sora_admin_rows rows;
 	struct sora_error err;
-	int limit, ret = -1;
+	int limit;
 
 	if (get_limit(c, &limit) < 0)
 		return -1;
 	if (sora_admin_auth_blocks(c->db, limit, &rows, &err) != 0)
 		return fail_err(c, &err);
-	if (out_object(c, MHD_HTTP_OK) == 0 &&
-	    add_rows(c, c->out, "blocks", &rows, block_names, BLOCK_KINDS) == 0) {
-		if (sora_json_add_num(c->out, "count", rows.count) < 0)
-			oom(c);
-		else
-			ret = 0;
-	}
-	sora_admin_rows_free(&rows);
-	return ret;
+	return reply_rows(c, "blocks", &rows, block_names, BLOCK_KINDS);
 }
 
 /* POST /auth/unblock {"ip", "user"} */

@@ -4,6 +4,7 @@ protocol with a raw client, Python's smtplib.LMTP and swaks; what is stored
 
 Postfix relaying into the backend is in test_lmtp_postfix.py, the database
 going away in test_lmtp_pgfail.py."""
+import contextlib
 import hashlib
 import os
 import re
@@ -314,6 +315,21 @@ def test_recipients_of_one_transaction_share_one_commit(lmtp_backend):
         assert uids == ([1, 2, 3] if a == accs[0] else [1, 2]), (a, uids)
 
 
+@contextlib.contextmanager
+def _on_insert_for(b, acc, statement):
+    """While in the block, a trigger runs statement (PL/pgSQL) before a
+    messages row of account acc is inserted."""
+    b.sql(f"""CREATE FUNCTION sora_test_hook() RETURNS trigger LANGUAGE plpgsql AS $$
+              BEGIN IF NEW.account_id = {acc} THEN {statement}; END IF;
+              RETURN NEW; END $$;
+              CREATE TRIGGER sora_test_hook BEFORE INSERT ON messages FOR EACH ROW
+              EXECUTE FUNCTION sora_test_hook()""")
+    try:
+        yield
+    finally:
+        b.sql("DROP TRIGGER sora_test_hook ON messages; DROP FUNCTION sora_test_hook()")
+
+
 def test_one_failing_copy_does_not_fail_its_batch(lmtp_backend):
     # A statement that fails in a batch rolls the batch back; every copy is
     # then stored on its own, so only the failing one is refused.
@@ -324,16 +340,9 @@ def test_one_failing_copy_does_not_fail_its_batch(lmtp_backend):
     c.cmd("LHLO client.test")
     for i in range(3):
         send_message(c, "a@remote.test", [f"f{i}@example.com"], MSG)
-    b.sql(f"""CREATE FUNCTION sora_test_refuse() RETURNS trigger LANGUAGE plpgsql AS $$
-              BEGIN IF NEW.account_id = {accs[1]} THEN RAISE EXCEPTION 'refused by test'; END IF;
-              RETURN NEW; END $$;
-              CREATE TRIGGER sora_test_refuse BEFORE INSERT ON messages FOR EACH ROW
-              EXECUTE FUNCTION sora_test_refuse()""")
-    try:
+    with _on_insert_for(b, accs[1], "RAISE EXCEPTION 'refused by test'"):
         _, dr = send_message(c, "a@remote.test", [f"f{i}@example.com" for i in range(3)],
                              MSG.replace(b"m1@", b"m3@"))
-    finally:
-        b.sql("DROP TRIGGER sora_test_refuse ON messages; DROP FUNCTION sora_test_refuse()")
     assert dr[0] == "250 2.0.0 <f0@example.com> Saved" and dr[2] == "250 2.0.0 <f2@example.com> Saved", dr
     assert dr[1].startswith(("4", "5")), dr
     assert [m[0] for m in b.messages(accs[0])] == [1, 2]
@@ -355,11 +364,6 @@ def test_slow_commit_does_not_hold_up_other_mailboxes(lmtp_backend):
     c.cmd("LHLO client.test")
     for i in range(2):
         send_message(c, "a@remote.test", [f"s{i}@example.com"], MSG)
-    b.sql(f"""CREATE FUNCTION sora_test_slow() RETURNS trigger LANGUAGE plpgsql AS $$
-              BEGIN IF NEW.account_id = {accs[0]} THEN PERFORM pg_sleep(2); END IF;
-              RETURN NEW; END $$;
-              CREATE TRIGGER sora_test_slow BEFORE INSERT ON messages FOR EACH ROW
-              EXECUTE FUNCTION sora_test_slow()""")
     slow = {}
 
     def deliver_slow():
@@ -369,7 +373,7 @@ def test_slow_commit_does_not_hold_up_other_mailboxes(lmtp_backend):
         slow["dr"] = send_message(c2, "a@remote.test", ["s0@example.com"],
                                   MSG.replace(b"m1@", b"m4@"))[1]
         slow["s"] = time.monotonic() - t0
-    try:
+    with _on_insert_for(b, accs[0], "PERFORM pg_sleep(2)"):
         t = threading.Thread(target=deliver_slow)
         t.start()
         time.sleep(0.5)
@@ -377,8 +381,6 @@ def test_slow_commit_does_not_hold_up_other_mailboxes(lmtp_backend):
         _, dr = send_message(c, "a@remote.test", ["s1@example.com"], MSG.replace(b"m1@", b"m5@"))
         fast = time.monotonic() - t0
         t.join(30)
-    finally:
-        b.sql("DROP TRIGGER sora_test_slow ON messages; DROP FUNCTION sora_test_slow()")
     assert dr == ["250 2.0.0 <s1@example.com> Saved"]
     assert slow["dr"] == ["250 2.0.0 <s0@example.com> Saved"] and slow["s"] >= 2, slow
     assert fast < 1.0, f"the delivery into another mailbox waited {fast:.2f} s"
