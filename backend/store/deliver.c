@@ -686,14 +686,12 @@ static void item_exec(struct sora_db_conn *conn, struct commit_item *it)
 				       it->rp->formats, 0, &it->r, it->sqlstate, &it->err);
 }
 
-/* The leader's part: one transaction for items[0..n). */
+/* The leader's part: one transaction for items[0..n), pipelined. */
 static void commit_batch(struct sora_db_conn *conn, struct commit_item **items, size_t n)
 {
+	struct sora_db_batch_stmt *stmts;
 	struct sora_error err;
-	char sqlstate[6] = "";
-	PGresult *r = NULL;
-	bool rolled_back;
-	size_t i;
+	int rc;
 
 	pthread_once(&commit_metrics_once, commit_metrics_init);
 	if (n == 1) {
@@ -702,42 +700,42 @@ static void commit_batch(struct sora_db_conn *conn, struct commit_item **items, 
 			sora_metric_observe(m_batch, 1);
 		return;
 	}
-	if (sora_db_begin(conn, SORA_DB_CLASS_WRITE, &err) < 0)
-		goto alone;
-	for (i = 0; i < n; i++) {
-		item_exec(conn, items[i]);
-		if (items[i]->rc != 0) {
-			sora_db_rollback(conn);
-			goto alone;
+	stmts = calloc(n, sizeof(*stmts));
+	if (stmts == NULL) {
+		rc = 1;
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++) {
+		stmts[i].values = items[i]->rp->values;
+		stmts[i].lengths = items[i]->rp->lengths;
+		stmts[i].formats = items[i]->rp->formats;
+	}
+	rc = sora_db_exec_prepared_batch(conn, SORA_DB_CLASS_WRITE, DELIVER_STMT, sql_insert,
+					 INSERT_PARAMS, stmts, n, &err);
+out:
+	for (size_t i = 0; i < n; i++) {
+		struct commit_item *it = items[i];
+
+		PQclear(it->r);
+		it->r = NULL;
+		it->sqlstate[0] = '\0';
+		if (rc == 0) {
+			it->r = stmts[i].res;
+			it->rc = 0;
+		} else if (rc == 1) {
+			/* Rolled back, so nothing happened: each copy runs again on
+			 * its own (one bad copy never fails the others). */
+			it->alone = true;
+		} else {
+			/* The connection broke: nobody knows. */
+			it->rc = -1;
+			it->err = err;
+			it->err.cls = SORA_ERR_TEMPORARY;
 		}
 	}
-	if (sora_db_exec(conn, SORA_DB_CLASS_WRITE, "COMMIT", 0, NULL, &r, sqlstate, &err) == 0) {
-		/* COMMIT of a transaction that failed answers ROLLBACK. */
-		rolled_back = strcmp(PQcmdStatus(r), "COMMIT") != 0;
-		PQclear(r);
-		if (rolled_back)
-			goto alone;
+	if (rc == 0)
 		sora_metric_observe(m_batch, (double)n);
-		return;
-	}
-	if (sqlstate[0] != '\0' && strncmp(sqlstate, "08", 2) != 0)
-		goto alone;
-	/* The connection broke while committing: nobody knows. */
-	for (i = 0; i < n; i++) {
-		PQclear(items[i]->r);
-		items[i]->r = NULL;
-		items[i]->rc = -1;
-		items[i]->sqlstate[0] = '\0';
-		items[i]->err = err;
-		items[i]->err.cls = SORA_ERR_TEMPORARY;
-	}
-	return;
-alone:
-	for (i = 0; i < n; i++) {
-		PQclear(items[i]->r);
-		items[i]->r = NULL;
-		items[i]->alone = true;
-	}
+	free(stmts);
 }
 
 /* Commits items[0..n) of this thread, together with whatever other

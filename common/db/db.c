@@ -910,6 +910,23 @@ static bool db_is_prepared(const struct sora_db_conn *conn, const char *name)
 	return false;
 }
 
+/* Prepares sql under name on the connection unless it is already: 0 when
+ * it is prepared, 1 when every slot is taken (the caller runs sql
+ * unprepared), -1 on failure. */
+static int db_prepare(struct sora_db_conn *conn, const char *name, const char *sql, int nparams,
+		      char sqlstate_r[6], struct sora_error *err)
+{
+	if (db_is_prepared(conn, name))
+		return 0;
+	if (conn->nprepared == SORA_DB_MAX_PREPARED)
+		return 1;
+	if (db_result(conn, PQprepare(conn->pg, name, sql, nparams, NULL), NULL, sqlstate_r,
+		      err) != 0)
+		return -1;
+	conn->prepared[conn->nprepared++] = name;
+	return 0;
+}
+
 int sora_db_exec_prepared(struct sora_db_conn *conn, enum sora_db_class cls,
 			  const char *name, const char *sql, int nparams,
 			  const char *const *values, const int *lengths, const int *formats,
@@ -921,19 +938,151 @@ int sora_db_exec_prepared(struct sora_db_conn *conn, enum sora_db_class cls,
 
 	if (db_start(conn, res_r, sqlstate_r, err) < 0 || db_apply_timeout(conn, cls, err) < 0)
 		return -1;
-	if (!db_is_prepared(conn, name)) {
-		/* More distinct statements than slots: run unprepared. */
-		if (conn->nprepared == SORA_DB_MAX_PREPARED)
-			return db_run(conn, sql, nparams, values, lengths, formats, result_format,
-				      res_r, sqlstate_r, err);
-		ret = db_result(conn, PQprepare(conn->pg, name, sql, nparams, NULL), NULL,
-				sqlstate_r, err);
-		if (ret != 0)
-			return ret;
-		conn->prepared[conn->nprepared++] = name;
-	}
+	ret = db_prepare(conn, name, sql, nparams, sqlstate_r, err);
+	if (ret < 0)
+		return ret;
+	if (ret == 1)
+		return db_run(conn, sql, nparams, values, lengths, formats, result_format,
+			      res_r, sqlstate_r, err);
 	res = PQexecPrepared(conn->pg, name, nparams, values, lengths, formats, result_format);
 	return db_result(conn, res, res_r, sqlstate_r, err);
+}
+
+/* Reads the result of one statement of a pipeline and the NULL after it;
+ * NULL when the connection failed. */
+static PGresult *pipeline_result(PGconn *pg)
+{
+	PGresult *res = PQgetResult(pg);
+	PGresult *end;
+
+	if (res == NULL)
+		return NULL;
+	end = PQgetResult(pg);
+	if (end != NULL) {
+		/* More than one result for one statement: not ours. */
+		PQclear(end);
+		PQclear(res);
+		return NULL;
+	}
+	return res;
+}
+
+int sora_db_exec_prepared_batch(struct sora_db_conn *conn, enum sora_db_class cls,
+				const char *name, const char *sql, int nparams,
+				struct sora_db_batch_stmt *stmts, size_t n,
+				struct sora_error *err)
+{
+	PGresult *res;
+	bool sent, committed = false, failed = false, lost = false;
+	int prep;
+
+	for (size_t i = 0; i < n; i++) {
+		stmts[i].res = NULL;
+		stmts[i].rc = -1;
+		stmts[i].sqlstate[0] = '\0';
+		sora_error_clear(&stmts[i].err);
+	}
+	if (db_start(conn, NULL, NULL, err) < 0 || db_apply_timeout(conn, cls, err) < 0)
+		return -1;
+	if (PQtransactionStatus(conn->pg) != PQTRANS_IDLE)
+		return sora_error_set(err, SORA_ERR_PERMANENT, "%s: batch inside a transaction",
+				      conn->ep->desc);
+	prep = db_prepare(conn, name, sql, nparams, NULL, err);
+	if (prep < 0)
+		return -1;
+	if (PQenterPipelineMode(conn->pg) != 1) {
+		conn->broken = true;
+		return sora_error_set(err, SORA_ERR_TEMPORARY, "%s: entering pipeline mode: %s",
+				      conn->ep->desc, PQerrorMessage(conn->pg));
+	}
+	/* Everything goes out before any result is read. The connection is in
+	 * blocking mode, so a send that fills the socket waits for the server
+	 * to read; the server never waits for us in turn, since what it sends
+	 * back is a few hundred bytes per statement, far below what the
+	 * socket buffers hold (COMMIT_BATCH_MAX-sized batches). */
+	sent = PQsendQueryParams(conn->pg, "BEGIN", 0, NULL, NULL, NULL, NULL, 0) == 1;
+	for (size_t i = 0; sent && i < n; i++) {
+		if (prep == 0)
+			sent = PQsendQueryPrepared(conn->pg, name, nparams, stmts[i].values,
+						   stmts[i].lengths, stmts[i].formats, 0) == 1;
+		else
+			sent = PQsendQueryParams(conn->pg, sql, nparams, NULL, stmts[i].values,
+						 stmts[i].lengths, stmts[i].formats, 0) == 1;
+	}
+	sent = sent && PQsendQueryParams(conn->pg, "COMMIT", 0, NULL, NULL, NULL, NULL, 0) == 1;
+	sent = sent && PQpipelineSync(conn->pg) == 1;
+	if (!sent) {
+		db_fail(conn, NULL, NULL, err);
+		conn->broken = true;
+		return -1;
+	}
+	/* BEGIN, the statements, COMMIT: one result each, then the sync. After
+	 * an error the server skips the rest (PGRES_PIPELINE_ABORTED). */
+	for (size_t q = 0; q < n + 2 && !lost; q++) {
+		ExecStatusType st;
+
+		res = pipeline_result(conn->pg);
+		if (res == NULL) {
+			lost = true;
+			break;
+		}
+		st = PQresultStatus(res);
+		if (st == PGRES_PIPELINE_ABORTED) {
+			PQclear(res);
+			continue;
+		}
+		if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+			struct sora_db_batch_stmt *s = q >= 1 && q <= n ? &stmts[q - 1] : NULL;
+
+			db_fail(conn, res, s != NULL ? s->sqlstate : NULL,
+				s != NULL ? &s->err : err);
+			if (s != NULL)
+				*err = s->err;
+			PQclear(res);
+			failed = true;
+			lost = conn->broken;
+			continue;
+		}
+		if (q >= 1 && q <= n) {
+			stmts[q - 1].res = res;
+			stmts[q - 1].rc = 0;
+		} else {
+			/* COMMIT of a transaction that failed answers ROLLBACK. */
+			if (q == n + 1)
+				committed = strcmp(PQcmdStatus(res), "COMMIT") == 0;
+			PQclear(res);
+		}
+	}
+	if (!lost) {
+		res = PQgetResult(conn->pg);
+		lost = res == NULL || PQresultStatus(res) != PGRES_PIPELINE_SYNC;
+		PQclear(res);
+	}
+	if (lost || PQexitPipelineMode(conn->pg) != 1) {
+		if (!conn->broken)
+			db_fail(conn, NULL, NULL, err);
+		conn->broken = true;
+		committed = false;
+	}
+	conn->last_used_ms = now_ms();
+	if (!committed) {
+		for (size_t i = 0; i < n; i++) {
+			PQclear(stmts[i].res);
+			stmts[i].res = NULL;
+			if (stmts[i].rc == 0)
+				stmts[i].rc = -1;
+		}
+	}
+	if (conn->broken)
+		return -1;
+	if (committed)
+		return 0;
+	/* An error left the transaction block aborted: end it. */
+	sora_db_rollback(conn);
+	if (!failed)
+		sora_error_set(err, SORA_ERR_PERMANENT, "%s: transaction was rolled back",
+			       conn->ep->desc);
+	return conn->broken ? -1 : 1;
 }
 
 int sora_db_exec(struct sora_db_conn *conn, enum sora_db_class cls,

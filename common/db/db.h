@@ -162,6 +162,34 @@ int sora_db_exec_prepared(struct sora_db_conn *conn, enum sora_db_class cls,
 			  int result_format, PGresult **res_r, char sqlstate_r[6],
 			  struct sora_error *err);
 
+/* One execution of a statement in a batch (sora_db_exec_prepared_batch):
+ * its parameters in, its outcome out. */
+struct sora_db_batch_stmt {
+	const char *const *values;
+	const int *lengths;
+	const int *formats;
+	/* Out: rc 0 and the result (the caller PQclears it) when the batch
+	 * committed; else rc -1 and res NULL. The statement that failed
+	 * also has its sqlstate and err. */
+	PGresult *res;
+	int rc;
+	char sqlstate[6];
+	struct sora_error err;
+};
+
+/* Runs the prepared statement name (sql, as for sora_db_exec_prepared)
+ * once per element of stmts[0..n), all in one transaction, pipelined:
+ * BEGIN, the n executions and COMMIT go to the server at once and the
+ * results are read after, one round trip instead of n + 2. Not inside a
+ * transaction. Returns 0 when the transaction committed; 1 when the server
+ * rolled it back (a statement failed: its sqlstate and err say why, the
+ * later ones were skipped; or COMMIT failed), so none of it happened; -1
+ * when the connection broke, so whether it committed is unknown (err). */
+int sora_db_exec_prepared_batch(struct sora_db_conn *conn, enum sora_db_class cls,
+				const char *name, const char *sql, int nparams,
+				struct sora_db_batch_stmt *stmts, size_t n,
+				struct sora_error *err);
+
 /* BEGIN with the class's statement timeout for the whole transaction. */
 int sora_db_begin(struct sora_db_conn *conn, enum sora_db_class cls,
 		  struct sora_error *err);
