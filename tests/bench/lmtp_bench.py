@@ -18,7 +18,9 @@ fresh, empty mailboxes on both servers):
   - one recipient per message, all clients into one mailbox (8 and 32);
   - several recipients per message (--rcpts, default 5; 1, 8 and 32);
 each with 10 KB and 100 KB messages.
-Per scenario: deliveries per second (one per accepted recipient), CPU per
+Per scenario: deliveries per second (one per accepted recipient), the
+ratio of the medians and the ratios of each repetition's pair (the two
+servers ran back to back), CPU per
 delivery (Sora's including PostgreSQL's; Dovecot's all its processes),
 p50 and p99 latency of a transaction (MAIL to the last DATA reply), and
 the ratios sora/dovecot.
@@ -249,18 +251,25 @@ def bench(a, tmp):
              f"({time.time() - t0:.0f} s); {pending} bodies left for the uploader.", "",
              "| scenario | clients | size | Sora deliveries/s min / median / max | "
              "Dovecot deliveries/s min / median / max | ratio (medians) | "
+             "paired ratios min / median / max | "
              "CPU/delivery Sora / Dovecot (medians) | Sora p50 / p99 | Dovecot p50 / p99 |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|"]
 
     def mmm(rs, k, f="%.0f"):
         v = [r[k] for r in rs]
         return " / ".join(f % x for x in (min(v), statistics.median(v), max(v)))
+    def paired(s, d):
+        # Repetition by repetition: the two servers ran back to back, so a
+        # drift in the machine's speed between repetitions cancels out.
+        v = [x["rate"] / y["rate"] for x, y in zip(s, d) if y["rate"] > 0]
+        return " / ".join(f"{x:.2f}" for x in (min(v), statistics.median(v), max(v))) if v else "-"
     for si, (label, clients, size, n, one) in enumerate(scen):
         s, d = results[(si, "sora-backend")], results[(si, "dovecot lmtp")]
         med = lambda rs, k: statistics.median(r[k] for r in rs)  # noqa: E731
         lines.append(
             f"| {label} | {clients} | {size // 1024} KB | {mmm(s, 'rate')} | {mmm(d, 'rate')} | "
-            f"{med(s, 'rate') / med(d, 'rate'):.2f} | {med(s, 'cpu') * 1000:.2f} / "
+            f"{med(s, 'rate') / med(d, 'rate'):.2f} | {paired(s, d)} | "
+            f"{med(s, 'cpu') * 1000:.2f} / "
             f"{med(d, 'cpu') * 1000:.2f} ms ({med(s, 'cpu') / med(d, 'cpu'):.2f}) | "
             f"{med(s, 'p50') * 1000:.1f} / {med(s, 'p99') * 1000:.1f} ms | "
             f"{med(d, 'p50') * 1000:.1f} / {med(d, 'p99') * 1000:.1f} ms |")
