@@ -88,6 +88,19 @@ static void conn_idle(void)
 	assert_int_equal(q("SELECT 7", NULL, NULL, NULL), 7);
 }
 
+/* After a batch that did not commit: no statement has a result, and the
+ * table and the connection are as before. Frees the batch. */
+static void rolled_back(struct batch *b, int64_t before)
+{
+	for (size_t i = 0; i < b->n; i++) {
+		assert_int_equal(b->stmts[i].rc, -1);
+		assert_null(b->stmts[i].res);
+	}
+	batch_free(b);
+	assert_int_equal(rows(), before);
+	conn_idle();
+}
+
 static void test_commits_every_statement(void **state)
 {
 	static const int values[5] = { 1, 2, 3, 4, 5 };
@@ -133,13 +146,7 @@ static void test_failing_statement_rolls_back_all(void **state)
 	/* The third failed with its own sqlstate; nobody has a result. */
 	assert_string_equal(b.stmts[2].sqlstate, "23514");
 	assert_string_equal(b.stmts[0].sqlstate, "");
-	for (size_t i = 0; i < b.n; i++) {
-		assert_int_equal(b.stmts[i].rc, -1);
-		assert_null(b.stmts[i].res);
-	}
-	batch_free(&b);
-	assert_int_equal(rows(), before);
-	conn_idle();
+	rolled_back(&b, before);
 }
 
 static void test_failing_commit_rolls_back_all(void **state)
@@ -158,13 +165,7 @@ static void test_failing_commit_rolls_back_all(void **state)
 	batch_init(&b, values, tags, 3, 10);
 	assert_int_equal(batch_run(&b, &err), 1);
 	assert_non_null(strstr(err.msg, "batch_test_tag"));
-	for (size_t i = 0; i < b.n; i++) {
-		assert_int_equal(b.stmts[i].rc, -1);
-		assert_null(b.stmts[i].res);
-	}
-	batch_free(&b);
-	assert_int_equal(rows(), before);
-	conn_idle();
+	rolled_back(&b, before);
 }
 
 static void test_large_batch(void **state)
@@ -245,19 +246,13 @@ static void test_lost_connection_is_unknown(void **state)
 	batch_init(&b, values, NULL, 3, 10);
 	assert_int_equal(batch_run(&b, &err), -1);
 	assert_int_equal(err.cls, SORA_ERR_TEMPORARY);
-	for (size_t i = 0; i < b.n; i++) {
-		assert_int_equal(b.stmts[i].rc, -1);
-		assert_null(b.stmts[i].res);
-	}
-	batch_free(&b);
 	pthread_join(th, NULL);
 	PQclear(qexec(k.conn, "ROLLBACK", 0, NULL));
 	sora_db_release(&k.conn);
 	/* The broken connection is discarded on release; take a new one. */
 	sora_db_release(&conn);
 	ok(sora_db_acquire(pool, SORA_DB_PRIMARY, 10000, &conn, &err), &err);
-	assert_int_equal(rows(), before);
-	conn_idle();
+	rolled_back(&b, before);
 }
 
 int main(void)
