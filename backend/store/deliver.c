@@ -626,6 +626,7 @@ struct commit_item {
 	struct sora_error err;
 	bool alone;                  /* the batch failed: run it on its own */
 	bool done;
+	pthread_cond_t *owner;       /* its thread waits on this */
 	struct commit_item *next;
 };
 
@@ -643,7 +644,6 @@ static void commit_metrics_init(void)
 }
 
 static pthread_mutex_t commit_lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t commit_cond = PTHREAD_COND_INITIALIZER;
 static struct commit_item *commit_head, **commit_tail = &commit_head;
 static int commit_running;       /* leaders committing a batch now */
 /* The batches being committed (items sorted, read under commit_lock). */
@@ -740,15 +740,20 @@ out:
 
 /* Commits items[0..n) of this thread, together with whatever other
  * threads are waiting with, and returns when all of them have their
- * outcome. */
+ * outcome. Each thread waits on its own condition variable and is woken
+ * only when one of its copies is done or when it should lead (its copy is
+ * first in line and a leader's place is free), not at every commit. */
 static void group_commit(struct sora_db_conn *conn, struct commit_item **mine, size_t n)
 {
 	struct commit_item *batch[COMMIT_BATCH_MAX];
+	pthread_cond_t wake;
 	size_t left = n;
 
+	pthread_cond_init(&wake, NULL);
 	pthread_mutex_lock(&commit_lock);
 	for (size_t i = 0; i < n; i++) {
 		mine[i]->next = NULL;
+		mine[i]->owner = &wake;
 		*commit_tail = mine[i];
 		commit_tail = &mine[i]->next;
 	}
@@ -761,7 +766,7 @@ static void group_commit(struct sora_db_conn *conn, struct commit_item **mine, s
 		/* Nothing of this thread's left to take (another leader
 		 * has it), or enough leaders at work: wait. */
 		if (commit_head == NULL || commit_running >= COMMIT_LEADERS) {
-			pthread_cond_wait(&commit_cond, &commit_lock);
+			pthread_cond_wait(&wake, &commit_lock);
 			continue;
 		}
 		/* Lead: take what waits, in arrival order, except copies into a
@@ -783,7 +788,7 @@ static void group_commit(struct sora_db_conn *conn, struct commit_item **mine, s
 				commit_tail = p;
 		}
 		if (k == 0) {
-			pthread_cond_wait(&commit_cond, &commit_lock);
+			pthread_cond_wait(&wake, &commit_lock);
 			continue;
 		}
 		/* Sorted here, under the lock, since other leaders read it. */
@@ -794,16 +799,29 @@ static void group_commit(struct sora_db_conn *conn, struct commit_item **mine, s
 		commit_active[slot].items = batch;
 		commit_active[slot].n = k;
 		commit_running++;
+		/* A full batch left copies behind: the other leader's place
+		 * is theirs. */
+		if (commit_head != NULL && commit_running < COMMIT_LEADERS &&
+		    commit_head->owner != &wake)
+			pthread_cond_signal(commit_head->owner);
 		pthread_mutex_unlock(&commit_lock);
 		commit_batch(conn, batch, k);
 		pthread_mutex_lock(&commit_lock);
-		for (size_t i = 0; i < k; i++)
-			batch[i]->done = true;
 		commit_active[slot].items = NULL;
 		commit_running--;
-		pthread_cond_broadcast(&commit_cond);
+		for (size_t i = 0; i < k; i++) {
+			batch[i]->done = true;
+			if (batch[i]->owner != &wake)
+				pthread_cond_signal(batch[i]->owner);
+		}
+		/* The place this leader leaves goes to the thread of the first
+		 * copy waiting (which may find that copy's mailbox still in the
+		 * other batch, and then takes the copies after it). */
+		if (commit_head != NULL && commit_head->owner != &wake)
+			pthread_cond_signal(commit_head->owner);
 	}
 	pthread_mutex_unlock(&commit_lock);
+	pthread_cond_destroy(&wake);
 	/* Copies whose batch failed run on their own, on this thread. */
 	for (size_t i = 0; i < n; i++) {
 		if (mine[i]->alone)
