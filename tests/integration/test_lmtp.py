@@ -262,7 +262,12 @@ def test_concurrent_deliveries_into_one_mailbox(lmtp_backend):
     for t in ts:
         t.join(60)
     assert errors == []
-    n = clients * each
+    _assert_inbox_exact(b, acc, clients * each)
+
+
+def _assert_inbox_exact(b, acc, n):
+    """The account's INBOX holds n messages with UIDs 1..n, modseqs rising
+    with the UIDs, and counters that match the rows."""
     rows = b.rows(f"SELECT m.uid, m.created_modseq, m.size FROM messages m JOIN mailboxes mb "
                   f"ON mb.id = m.mailbox_id WHERE mb.account_id = {acc} AND mb.name = 'INBOX' "
                   f"ORDER BY m.uid")
@@ -275,6 +280,48 @@ def test_concurrent_deliveries_into_one_mailbox(lmtp_backend):
                  f"mb.highest_modseq = {modseqs[-1]} FROM mailbox_stats s JOIN mailboxes mb "
                  f"ON mb.id = s.mailbox_id WHERE mb.account_id = {acc} AND mb.name = 'INBOX'"
                  ) == f"{n}|{n}|{total}|{n + 1}|t"
+
+
+def test_concurrent_multi_recipient_deliveries_into_shared_mailboxes(lmtp_backend):
+    # Group commit with many more sessions than worker threads, each
+    # message to three of four mailboxes: batches keep meeting mailboxes
+    # another batch is committing, so copies wait, are left for a later
+    # batch, and are handed on between leaders. A copy whose thread is
+    # never woken hangs its session, and the client times out.
+    import threading
+    b = lmtp_backend
+    accs = [b.account(f"s{i}@example.com") for i in range(4)]
+    b.start()
+    c = b.connect()
+    c.cmd("LHLO client.test")
+    for i in range(4):   # the first delivery creates the mailboxes (alone)
+        assert send_message(c, "a@remote.test", [f"s{i}@example.com"], MSG)[1] == [
+            f"250 2.0.0 <s{i}@example.com> Saved"]
+    clients, each = 40, 5
+    errors = []
+
+    def client(n):
+        try:
+            c = b.connect(timeout=30)
+            c.cmd("LHLO client.test")
+            for i in range(each):
+                rcpts = [f"s{(n + i + k) % 4}@example.com" for k in range(3)]
+                msg = MSG.replace(b"m1@remote.test", f"sh-{n}-{i}@remote.test".encode())
+                _, dr = send_message(c, "a@remote.test", rcpts, msg)
+                if dr != [f"250 2.0.0 <{r}> Saved" for r in rcpts]:
+                    errors.append(dr)
+            c.cmd("QUIT")
+        except Exception as e:  # reported below
+            errors.append(repr(e))
+    ts = [threading.Thread(target=client, args=(n,)) for n in range(clients)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(90)
+    assert errors == []
+    # Every mailbox got 1 + 3/4 of the 200 messages, each exactly once.
+    for a in accs:
+        _assert_inbox_exact(b, a, 1 + clients * each * 3 // 4)
 
 
 def _commit_histogram(port):
