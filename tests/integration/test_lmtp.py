@@ -237,11 +237,19 @@ def test_concurrent_deliveries_into_one_mailbox(lmtp_backend):
     # the UID allocation does to scale, UIDs must come out unique, without
     # gaps, and in the same order as the modseqs allocated with them, and
     # the trigger-kept counters must match the rows exactly.
-    import threading
     b = lmtp_backend
     acc = b.account("hot@example.com")
     b.start()
     clients, each = 16, 8
+    assert _concurrent_clients(b, clients, each, lambda n, i: ["hot@example.com"]) == []
+    _assert_inbox_exact(b, acc, clients * each)
+
+
+def _concurrent_clients(b, clients, each, rcpts_of):
+    """clients sessions at once, each delivering `each` distinct messages,
+    message i of session n to rcpts_of(n, i); returns what went wrong
+    (replies other than 250 Saved, exceptions such as timeouts)."""
+    import threading
     errors = []
 
     def client(n):
@@ -249,20 +257,20 @@ def test_concurrent_deliveries_into_one_mailbox(lmtp_backend):
             c = b.connect(timeout=30)
             c.cmd("LHLO client.test")
             for i in range(each):
-                msg = MSG.replace(b"m1@remote.test", f"hot-{n}-{i}@remote.test".encode())
-                _, dr = send_message(c, "a@remote.test", ["hot@example.com"], msg)
-                if dr != ["250 2.0.0 <hot@example.com> Saved"]:
+                rcpts = rcpts_of(n, i)
+                msg = MSG.replace(b"m1@remote.test", f"cc-{n}-{i}@remote.test".encode())
+                _, dr = send_message(c, "a@remote.test", rcpts, msg)
+                if dr != [f"250 2.0.0 <{r}> Saved" for r in rcpts]:
                     errors.append(dr)
             c.cmd("QUIT")
-        except Exception as e:  # reported below
+        except Exception as e:  # reported by the caller
             errors.append(repr(e))
     ts = [threading.Thread(target=client, args=(n,)) for n in range(clients)]
     for t in ts:
         t.start()
     for t in ts:
-        t.join(60)
-    assert errors == []
-    _assert_inbox_exact(b, acc, clients * each)
+        t.join(90)
+    return errors
 
 
 def _assert_inbox_exact(b, acc, n):
@@ -288,7 +296,6 @@ def test_concurrent_multi_recipient_deliveries_into_shared_mailboxes(lmtp_backen
     # another batch is committing, so copies wait, are left for a later
     # batch, and are handed on between leaders. A copy whose thread is
     # never woken hangs its session, and the client times out.
-    import threading
     b = lmtp_backend
     accs = [b.account(f"s{i}@example.com") for i in range(4)]
     b.start()
@@ -298,27 +305,8 @@ def test_concurrent_multi_recipient_deliveries_into_shared_mailboxes(lmtp_backen
         assert send_message(c, "a@remote.test", [f"s{i}@example.com"], MSG)[1] == [
             f"250 2.0.0 <s{i}@example.com> Saved"]
     clients, each = 40, 5
-    errors = []
-
-    def client(n):
-        try:
-            c = b.connect(timeout=30)
-            c.cmd("LHLO client.test")
-            for i in range(each):
-                rcpts = [f"s{(n + i + k) % 4}@example.com" for k in range(3)]
-                msg = MSG.replace(b"m1@remote.test", f"sh-{n}-{i}@remote.test".encode())
-                _, dr = send_message(c, "a@remote.test", rcpts, msg)
-                if dr != [f"250 2.0.0 <{r}> Saved" for r in rcpts]:
-                    errors.append(dr)
-            c.cmd("QUIT")
-        except Exception as e:  # reported below
-            errors.append(repr(e))
-    ts = [threading.Thread(target=client, args=(n,)) for n in range(clients)]
-    for t in ts:
-        t.start()
-    for t in ts:
-        t.join(90)
-    assert errors == []
+    assert _concurrent_clients(
+        b, clients, each, lambda n, i: [f"s{(n + i + k) % 4}@example.com" for k in range(3)]) == []
     # Every mailbox got 1 + 3/4 of the 200 messages, each exactly once.
     for a in accs:
         _assert_inbox_exact(b, a, 1 + clients * each * 3 // 4)
