@@ -997,9 +997,8 @@ int sora_db_exec_prepared_batch(struct sora_db_conn *conn, enum sora_db_class cl
 	}
 	/* Everything goes out before any result is read. The connection is in
 	 * blocking mode, so a send that fills the socket waits for the server
-	 * to read; the server never waits for us in turn, since what it sends
-	 * back is a few hundred bytes per statement, far below what the
-	 * socket buffers hold (COMMIT_BATCH_MAX-sized batches). */
+	 * to read; the server never waits for us in turn as long as what it
+	 * sends back (small results, db.h) fits in the socket buffers. */
 	sent = PQsendQueryParams(conn->pg, "BEGIN", 0, NULL, NULL, NULL, NULL, 0) == 1;
 	for (size_t i = 0; sent && i < n; i++) {
 		if (prep == 0)

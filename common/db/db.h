@@ -184,7 +184,10 @@ struct sora_db_batch_stmt {
  * transaction. Returns 0 when the transaction committed; 1 when the server
  * rolled it back (a statement failed: its sqlstate and err say why, the
  * later ones were skipped; or COMMIT failed), so none of it happened; -1
- * when the connection broke, so whether it committed is unknown (err). */
+ * when the connection broke, so whether it committed is unknown (err).
+ * Everything is sent before any result is read, so each statement's
+ * result must be small (a row or a few): results that filled the socket
+ * while the server still had statements to read would deadlock. */
 int sora_db_exec_prepared_batch(struct sora_db_conn *conn, enum sora_db_class cls,
 				const char *name, const char *sql, int nparams,
 				struct sora_db_batch_stmt *stmts, size_t n,

@@ -17,7 +17,7 @@ def test_db_batch_live_skips_without_database():
 
 
 def test_db_batch_live(admin, pg):
-    run_with_database(live_binary(LIVE), admin, pg, min_tests=6)
+    run_with_database(live_binary(LIVE), admin, pg, min_tests=7)
     # Whatever the failing cases tried, only the committed batches are
-    # left: 5 + 64 rows.
-    assert admin.sql("SELECT count(*) FROM batch_test").strip() == "69"
+    # left: 5 + 64 + 3 rows.
+    assert admin.sql("SELECT count(*) FROM batch_test").strip() == "72"

@@ -191,6 +191,41 @@ static void test_large_batch(void **state)
 	conn_idle();
 }
 
+static void test_unprepared_when_slots_are_full(void **state)
+{
+	static const char *const fill[SORA_DB_MAX_PREPARED] = {
+		"fill_0", "fill_1", "fill_2", "fill_3", "fill_4", "fill_5", "fill_6", "fill_7",
+		"fill_8", "fill_9", "fill_10", "fill_11", "fill_12", "fill_13", "fill_14", "fill_15",
+	};
+	static const int values[3] = { 7, 8, 9 };
+	struct sora_error err = { 0 };
+	struct batch b;
+	int64_t before;
+
+	(void)state;
+	need_db();
+	/* Every prepared-statement slot of the connection taken: a batch under
+	 * a new name runs its statement unprepared, with the same results. */
+	for (size_t i = 0; i < SORA_DB_MAX_PREPARED; i++) {
+		PGresult *r = NULL;
+
+		ok(sora_db_exec_prepared(conn, SORA_DB_CLASS_DEFAULT, fill[i], "SELECT 1", 0, NULL,
+					 NULL, NULL, 0, &r, NULL, &err), &err);
+		PQclear(r);
+	}
+	before = rows();
+	batch_init(&b, values, NULL, 3, 10);
+	ok(sora_db_exec_prepared_batch(conn, SORA_DB_CLASS_WRITE, "test_batch_insert_v2",
+				       sql_insert, 3, b.stmts, b.n, &err), &err);
+	for (size_t i = 0; i < b.n; i++)
+		assert_string_equal(PQgetvalue(b.stmts[i].res, 0, 1), b.v[i]);
+	batch_free(&b);
+	assert_int_equal(rows(), before + 3);
+	assert_int_equal(q("SELECT count(*) FROM pg_prepared_statements"
+			   " WHERE name = 'test_batch_insert_v2'", NULL, NULL, NULL), 0);
+	conn_idle();
+}
+
 static void test_refused_inside_a_transaction(void **state)
 {
 	static const int values[1] = { 1 };
@@ -262,6 +297,7 @@ int main(void)
 		cmocka_unit_test(test_failing_statement_rolls_back_all),
 		cmocka_unit_test(test_failing_commit_rolls_back_all),
 		cmocka_unit_test(test_large_batch),
+		cmocka_unit_test(test_unprepared_when_slots_are_full),
 		cmocka_unit_test(test_refused_inside_a_transaction),
 		cmocka_unit_test(test_lost_connection_is_unknown),
 	};
