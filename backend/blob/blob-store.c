@@ -497,6 +497,22 @@ static int flock_retry(int fd, int op)
 	return rc;
 }
 
+/* Gives the file at tmp the name path unless path exists (EEXIST then).
+ * A rename without replacing takes the temporary name away in the same
+ * step (tmp becomes ""): one directory operation where link and unlink
+ * take two. A file system without RENAME_NOREPLACE gets a link, and tmp
+ * stays for the caller's clean-up to remove. */
+static int place_noreplace(char *tmp, const char *path)
+{
+	if (renameat2(AT_FDCWD, tmp, AT_FDCWD, path, RENAME_NOREPLACE) == 0) {
+		tmp[0] = '\0';
+		return 0;
+	}
+	if (errno != EINVAL && errno != ENOSYS && errno != EOPNOTSUPP)
+		return -1;
+	return link(tmp, path);
+}
+
 /* A writer that gave up puts the hash into this many more attempts before
  * it fails: each retry means a concurrent discard removed the body that
  * was found in place, and the next attempt writes it itself. */
@@ -574,7 +590,7 @@ int sora_blob_writer_commit_held(struct sora_blob_writer **wp, struct sora_blob_
 		}
 		if (flock_retry(w->fd, LOCK_SH) < 0)
 			goto io_error;
-		if (link(w->tmp, path) < 0) {
+		if (place_noreplace(w->tmp, path) < 0) {
 			if (errno == EEXIST)
 				continue;
 			goto io_error;

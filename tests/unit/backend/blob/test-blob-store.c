@@ -14,7 +14,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
+#include <stdbool.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -27,6 +30,22 @@
 #define ACCT 42
 
 static char dir[64];
+
+/* Stands in for the C library's renameat2, which the store calls: with
+ * no_renameat2 set it fails as on a file system without RENAME_NOREPLACE. */
+static bool no_renameat2;
+static int renameat2_calls;
+
+int renameat2(int olddirfd, const char *oldpath, int newdirfd, const char *newpath,
+	      unsigned int flags)
+{
+	renameat2_calls++;
+	if (no_renameat2) {
+		errno = EINVAL;
+		return -1;
+	}
+	return (int)syscall(SYS_renameat2, olddirfd, oldpath, newdirfd, newpath, flags);
+}
 
 static int setup_dir(void **state)
 {
@@ -662,6 +681,65 @@ static void test_open_from_config(void **state)
 /* DESIGN.md §6: the fs store without encryption is written directly:
  * staging a body stores it once, nothing lands in staging or in a cache,
  * the body reads back byte-exact, and a discarded body is gone. */
+/* A direct (fs) store under dir/tag: the body is written once, into its
+ * place, with no second name left anywhere. */
+static void direct_store_once(const char *tag)
+{
+	struct sora_config cfg = { 0 };
+	struct sora_blob_store *s = NULL;
+	char blobs[128], staging[128], cache[128], path[256];
+	const char body[] = "Subject: direct\r\n\r\nstored once\r\n";
+	struct sora_blob_ref ref, again;
+	struct sora_error err;
+	struct stat st;
+
+	snprintf(blobs, sizeof(blobs), "%s/%s/blobs", dir, tag);
+	snprintf(staging, sizeof(staging), "%s/%s/staging", dir, tag);
+	snprintf(cache, sizeof(cache), "%s/%s/cache", dir, tag);
+	cfg.storage.backend = "fs";
+	cfg.storage.fs_path = blobs;
+	cfg.uploader.path = staging;
+	cfg.local_cache.path = cache;
+	cfg.local_cache.capacity = 1 << 20;
+	cfg.local_cache.max_object_size = 1 << 16;
+	assert_int_equal(sora_blob_store_open(&cfg, NULL, &s, &err), 0);
+	assert_true(sora_blob_store_direct(s));
+	renameat2_calls = 0;
+	assert_int_equal(sora_blob_stage_buf(s, ACCT, body, sizeof(body) - 1, &ref, &err), 0);
+	assert_int_equal(renameat2_calls, 1);
+	assert_false(ref.existed);
+	file_path(path, sizeof(path), tag, "blobs", ACCT, ref.hash);
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_nlink, 1);
+	assert_int_equal(st.st_size, sizeof(body) - 1);
+	/* The object is the only file: the temp directories are empty. */
+	assert_int_equal(count_files(blobs), 1);
+	assert_int_equal(count_files(staging), 1);
+	expect_body(s, ref.hash, (const unsigned char *)body, sizeof(body) - 1, 0,
+		    SORA_BLOB_TO_END);
+	/* In place already: found, not written again. */
+	assert_int_equal(sora_blob_stage_buf(s, ACCT, body, sizeof(body) - 1, &again, &err), 0);
+	assert_true(again.existed);
+	assert_int_equal(count_files(blobs), 1);
+	sora_blob_store_free(&s);
+}
+
+/* Without RENAME_NOREPLACE (EINVAL from renameat2) the body is linked into
+ * place and its temporary name removed: the same result. */
+static void test_direct_fs_store_without_noreplace(void **state)
+{
+	no_renameat2 = true;
+	direct_store_once("noreplace");
+	no_renameat2 = false;
+	direct_store_once("renamed");
+}
+
+static int renameat2_restore(void **state)
+{
+	no_renameat2 = false;
+	return 0;
+}
+
 static void test_direct_fs_store(void **state)
 {
 	struct sora_config cfg = { 0 };
@@ -767,6 +845,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_staging),
 		cmocka_unit_test(test_direct_fs_store),
+		cmocka_unit_test_teardown(test_direct_fs_store_without_noreplace, renameat2_restore),
 		cmocka_unit_test(test_upload_plain_with_cache),
 		cmocka_unit_test(test_upload_encrypted),
 		cmocka_unit_test(test_damage_and_legacy),
