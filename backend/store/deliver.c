@@ -135,6 +135,22 @@ ssize_t sora_store_body_read(const struct sora_store_body *body, uint64_t offset
 	return (ssize_t)done;
 }
 
+/* The next piece of the body from off: where the body is in memory, a
+ * pointer into it (no copy); else up to READ_CHUNK bytes read into chunk.
+ * *n_r is the piece's length: 0 at the end, -1 on a read error. */
+static const char *body_piece(const struct sora_store_body *body, uint64_t off, char *chunk,
+			      ssize_t *n_r)
+{
+	if (body->mem != NULL) {
+		uint64_t left = off < body->size ? body->size - off : 0;
+
+		*n_r = (ssize_t)(left < READ_CHUNK ? left : READ_CHUNK);
+		return body->mem + off;
+	}
+	*n_r = sora_store_body_read(body, off, chunk, READ_CHUNK);
+	return chunk;
+}
+
 static ssize_t body_read_cb(void *ctx, uint64_t offset, void *buf, size_t len)
 {
 	return sora_store_body_read(ctx, offset, buf, len);
@@ -172,19 +188,20 @@ int sora_store_message_prepare(struct sora_store_message *m, const struct sora_s
 	 * need anyway). */
 	sora_pop3_size_init(&pop3);
 	while (off < body->size) {
-		ssize_t n = sora_store_body_read(body, off, chunk, READ_CHUNK);
+		ssize_t n;
+		const char *piece = body_piece(body, off, chunk, &n);
 
 		if (n <= 0) {
 			sora_error_set(err, SORA_ERR_PERMANENT, "reading the message: %s",
 				       n < 0 ? strerror(errno) : "unexpected end");
 			goto out;
 		}
-		if (EVP_DigestUpdate(sha, chunk, (size_t)n) != 1) {
+		if (EVP_DigestUpdate(sha, piece, (size_t)n) != 1) {
 			sora_error_set(err, SORA_ERR_TEMPORARY, "hashing the message failed");
 			goto out;
 		}
-		sora_pop3_size_feed(&pop3, chunk, (size_t)n);
-		if (sora_mime_parser_feed(parser, chunk, (size_t)n) < 0)
+		sora_pop3_size_feed(&pop3, piece, (size_t)n);
+		if (sora_mime_parser_feed(parser, piece, (size_t)n) < 0)
 			break;  /* finish reports it */
 		off += (uint64_t)n;
 	}
@@ -458,14 +475,15 @@ static int stage_copy(struct sora_blob_store *blobs, struct sora_store_message *
 	if (rc == 0)
 		rc = sora_blob_writer_write(w, prefix.p, prefix.len, err);
 	while (rc == 0 && off < m->body.size) {
-		ssize_t n = sora_store_body_read(&m->body, off, chunk, READ_CHUNK);
+		ssize_t n;
+		const char *piece = body_piece(&m->body, off, chunk, &n);
 
 		if (n <= 0) {
 			rc = sora_error_set(err, SORA_ERR_PERMANENT, "reading the message: %s",
 					    n < 0 ? strerror(errno) : "unexpected end");
 			break;
 		}
-		rc = sora_blob_writer_write(w, chunk, (size_t)n, err);
+		rc = sora_blob_writer_write(w, piece, (size_t)n, err);
 		off += (uint64_t)n;
 	}
 	if (rc == 0)

@@ -5,6 +5,9 @@
 #include "common/proto/smtp-data.h"
 
 #include <string.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 enum {
 	ST_BOL = 0,  /* start of data or after CRLF: a dot here is special */
@@ -66,9 +69,36 @@ static void end_line(struct sora_smtp_data *d)
 }
 
 /* The end of the line text from in[j]: the first CR or LF, or len. Sets
- * *hi and *nul if the text has 8-bit or NUL bytes. */
+ * *hi and *nul if the text has 8-bit or NUL bytes (only bytes before that
+ * end count: what follows may be the next command). Every byte of a message
+ * passes here, so where the CPU has SSE2 (every x86-64) sixteen are looked
+ * at in one step; the rest, and other CPUs, take the byte loop. */
 static size_t scan_text(const char *in, size_t j, size_t len, bool *hi, bool *nul)
 {
+#if defined(__SSE2__)
+	const __m128i cr = _mm_set1_epi8('\r'), lf = _mm_set1_epi8('\n');
+	const __m128i zero = _mm_setzero_si128();
+
+	while (len - j >= 16) {
+		__m128i v = _mm_loadu_si128((const __m128i *)(const void *)(in + j));
+		unsigned end = (unsigned)_mm_movemask_epi8(
+			_mm_or_si128(_mm_cmpeq_epi8(v, cr), _mm_cmpeq_epi8(v, lf)));
+		unsigned high = (unsigned)_mm_movemask_epi8(v);
+		unsigned nuls = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v, zero));
+
+		if (end != 0) {
+			unsigned at = (unsigned)__builtin_ctz(end);
+			unsigned before = (1u << at) - 1;
+
+			*hi |= (high & before) != 0;
+			*nul |= (nuls & before) != 0;
+			return j + at;
+		}
+		*hi |= high != 0;
+		*nul |= nuls != 0;
+		j += 16;
+	}
+#endif
 	for (; j < len; j++) {
 		unsigned char c = (unsigned char)in[j];
 

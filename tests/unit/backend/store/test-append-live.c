@@ -439,6 +439,122 @@ static void test_counters(void **state)
 	sora_blob_store_free(&s);
 }
 
+/* ---- one delivery to several recipients: one batch statement ---- */
+
+static void delivery(struct sora_store_delivery *d, int64_t acc, const char *rcpt,
+		     const char *mailbox)
+{
+	memset(d, 0, sizeof(*d));
+	d->account_id = acc;
+	d->rcpt = sora_str_c(rcpt);
+	d->prefix = sora_str_make("", 0);
+	d->mailbox = mailbox;
+}
+
+/* UID and modseq of a mailbox's message (-1 when absent) as "uid/modseq". */
+static char *row_of(int64_t mailbox, int64_t message_id)
+{
+	char mb[24], id[24];
+	const char *params[2] = { s64(mb, mailbox), s64(id, message_id) };
+	PGresult *res = qexec(conn, "SELECT uid || '/' || created_modseq FROM messages"
+				    " WHERE mailbox_id = $1 AND id = $2", 2, params);
+	char *v = strdup(PQntuples(res) == 1 ? PQgetvalue(res, 0, 0) : "-1");
+
+	PQclear(res);
+	return v;
+}
+
+/* sora_store_deliver_many hands all its copies to the group commit at
+ * once, so with nothing else delivering they form one batch: one
+ * transaction, pipelined. Each copy's outcome must
+ * be what it would be on its own: consecutive UIDs and modseqs per
+ * mailbox in order, a second copy with the same key a duplicate, a
+ * missing mailbox NOT_FOUND without failing the others, an account
+ * without mailboxes getting its defaults; and a retry of all of it only
+ * duplicates. */
+static void test_delivery_batch(void **state)
+{
+	struct sora_store_delivery d[7];
+	struct sora_store_delivery_result res[7];
+	struct sora_blob_store *s;
+	struct msg x;
+	int64_t a, b, c, a_inbox, a_trash, b_inbox, c_inbox;
+	char sa[24], sb[24], m[24];
+	char *row;
+
+	need_db();
+	s = make_fs_store(tmpdir, "batch", true);
+	a = new_account();
+	b = new_account();
+	c = q("INSERT INTO accounts DEFAULT VALUES RETURNING id", NULL, NULL, NULL);
+	a_inbox = mbox_id(a, "INBOX");
+	b_inbox = mbox_id(b, "INBOX");
+	a_trash = mbox_id(a, "Trash");
+	assert_int_equal(q("SELECT count(*) FROM mailboxes WHERE account_id = $1", s64(m, c), NULL,
+			   NULL), 0);
+	msg_open(&x, msg1);
+	delivery(&d[0], a, "a1@example.org", NULL);
+	delivery(&d[1], b, "b@example.org", NULL);
+	delivery(&d[2], a, "a1@example.org", NULL);          /* d[0]'s key again */
+	delivery(&d[3], a, "a2@example.org", NULL);
+	delivery(&d[4], a, "a1@example.org", "Trash");       /* same key, other mailbox */
+	delivery(&d[5], a, "a1@example.org", "Nope");
+	delivery(&d[6], c, "c@example.org", NULL);           /* no mailboxes yet */
+	assert_int_equal(sora_store_deliver_many(conn, s, INSTANCE, &x.m, d, 7, res), -1);
+	assert_int_equal(res[0].status, SORA_STORE_DELIVERED);
+	assert_int_equal(res[1].status, SORA_STORE_DELIVERED);
+	assert_int_equal(res[2].status, SORA_STORE_DUPLICATE);
+	assert_int_equal(res[3].status, SORA_STORE_DELIVERED);
+	assert_int_equal(res[4].status, SORA_STORE_DELIVERED);
+	assert_int_equal(res[5].status, SORA_STORE_FAILED);
+	assert_int_equal(res[5].error.cls, SORA_ERR_NOT_FOUND);
+	assert_int_equal(res[6].status, SORA_STORE_DELIVERED);
+	c_inbox = mbox_id(c, "INBOX");
+	assert_int_equal(res[0].mailbox_id, a_inbox);
+	assert_int_equal(res[1].mailbox_id, b_inbox);
+	assert_int_equal(res[3].mailbox_id, a_inbox);
+	assert_int_equal(res[4].mailbox_id, a_trash);
+	assert_int_equal(res[6].mailbox_id, c_inbox);
+	/* UIDs and modseqs: consecutive in a's INBOX, in delivery order. */
+	assert_int_equal(res[0].uid, 1);
+	assert_int_equal(res[3].uid, 2);
+	assert_int_equal(res[1].uid, 1);
+	assert_int_equal(res[4].uid, 1);
+	assert_int_equal(res[6].uid, 1);
+	row = row_of(a_inbox, res[0].message_id);
+	assert_string_equal(row, "1/2");
+	free(row);
+	row = row_of(a_inbox, res[3].message_id);
+	assert_string_equal(row, "2/3");
+	free(row);
+	row = row_of(a_trash, res[4].message_id);
+	assert_string_equal(row, "1/2");
+	free(row);
+	assert_int_equal(q("SELECT uid_next * 1000 + highest_modseq FROM mailboxes WHERE id = $1",
+			   s64(m, a_inbox), NULL, NULL), 3003);
+	/* One transaction for the batch's four rows (c's ran alone after). */
+	assert_int_equal(q("SELECT count(DISTINCT xmin::text) FROM messages"
+			   " WHERE account_id IN ($1, $2)", s64(sa, a), s64(sb, b), NULL), 1);
+	/* Counters exact; one text row for every copy of the message. */
+	assert_int_equal(q("SELECT message_count * 100 + unseen_count FROM mailbox_stats"
+			   " WHERE mailbox_id = $1", s64(m, a_inbox), NULL, NULL), 202);
+	assert_int_equal(q("SELECT total_size FROM mailbox_stats WHERE mailbox_id = $1",
+			   s64(m, a_inbox), NULL, NULL), (int64_t)(2 * strlen(msg1)));
+	assert_int_equal(q("SELECT message_count FROM mailbox_stats WHERE mailbox_id = $1",
+			   s64(m, a_trash), NULL, NULL), 1);
+	assert_int_equal(q("SELECT count(DISTINCT text_key) FROM messages"
+			   " WHERE account_id IN ($1, $2)", s64(sa, a), s64(sb, b), NULL), 1);
+	assert_int_equal(check_bodies(s, a), 3);
+	/* The MTA retries all of it: nothing new. */
+	assert_int_equal(sora_store_deliver_many(conn, s, INSTANCE, &x.m, d, 7, res), -1);
+	for (int i = 0; i < 7; i++)
+		assert_int_equal(res[i].status, i == 5 ? SORA_STORE_FAILED : SORA_STORE_DUPLICATE);
+	assert_int_equal(q("SELECT count(*) FROM messages WHERE account_id = $1", s64(sa, a), NULL,
+			   NULL), 3);
+	msg_close(&x);
+	sora_blob_store_free(&s);
+}
+
 /* ---- identical bodies from APPENDs and deliveries at once ---- */
 
 #define RACE_BODIES 2
@@ -637,6 +753,7 @@ int main(void)
 		cmocka_unit_test(test_all_or_nothing),
 		cmocka_unit_test(test_not_found),
 		cmocka_unit_test(test_counters),
+		cmocka_unit_test(test_delivery_batch),
 		cmocka_unit_test(test_concurrent_shared_bodies_staging),
 		cmocka_unit_test(test_concurrent_shared_bodies_direct),
 	};

@@ -462,30 +462,32 @@ static void reference(const char *in, size_t len, uint64_t max, struct result *r
 	memcpy(r->out, full, r->out_len);
 }
 
-static void test_random_against_reference(void **state)
+/* Random inputs of up to maxn bytes from alphabet, then tail (which ends
+ * the data), decoded every way and compared with the reference. */
+static void random_against_reference(const char *alphabet, size_t alen, size_t maxn,
+				     const char *tail, size_t tail_len, int iters)
 {
-	static const char alphabet[] = { '.', '.', '\r', '\r', '\n', '\n', 'a', '\0', (char)0xff };
-	static const char tail[] = "\r\n.\r\nNEXT";
 	static struct result ref, got;
-	char in[64];
+	static char in[256];
 	uint64_t x = 0x9E3779B97F4A7C15ull;
 
-	for (int iter = 0; iter < 20000; iter++) {
+	assert_true(maxn + tail_len <= sizeof(in));
+	for (int iter = 0; iter < iters; iter++) {
 		size_t n, len;
 		uint64_t max;
 
 		x ^= x << 13;
 		x ^= x >> 7;
 		x ^= x << 17;
-		n = (size_t)(x % 24);
+		n = (size_t)(x % maxn);
 		for (size_t i = 0; i < n; i++) {
 			x ^= x << 13;
 			x ^= x >> 7;
 			x ^= x << 17;
-			in[i] = alphabet[x % sizeof(alphabet)];
+			in[i] = alphabet[x % alen];
 		}
-		memcpy(in + n, tail, sizeof(tail) - 1);
-		len = n + sizeof(tail) - 1;
+		memcpy(in + n, tail, tail_len);
+		len = n + tail_len;
 		max = (iter % 3 == 0) ? (x >> 8) % 20 : 0;
 
 		reference(in, len, max, &ref);
@@ -507,6 +509,28 @@ static void test_random_against_reference(void **state)
 	}
 }
 
+static void test_random_against_reference(void **state)
+{
+	static const char alphabet[] = { '.', '.', '\r', '\r', '\n', '\n', 'a', '\0', (char)0xff };
+	static const char tail[] = "\r\n.\r\nNEXT";
+
+	random_against_reference(alphabet, sizeof(alphabet), 24, tail, sizeof(tail) - 1, 20000);
+}
+
+/* Longer lines, mostly text: the decoder looks at them sixteen bytes at a
+ * time. NUL and 8-bit bytes right after a line end or after the end of the
+ * data must not count for the line before (nor for the message, after the
+ * end). */
+static void test_random_long_lines_against_reference(void **state)
+{
+	static const char alphabet[] = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaabbbbbbbbbbbbbbbbbbbbb"
+				       "\r\n.\x80\x00\xc3";
+	static const char tail[] = "\r\n.\r\nN\x80\x00T after the end, 8-bit and NUL";
+
+	random_against_reference(alphabet, sizeof(alphabet) - 1, 180, tail, sizeof(tail) - 1,
+				 3000);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -526,6 +550,7 @@ int main(void)
 		cmocka_unit_test(test_done_is_sticky),
 		cmocka_unit_test(test_feed_buf),
 		cmocka_unit_test(test_random_against_reference),
+		cmocka_unit_test(test_random_long_lines_against_reference),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
