@@ -1,5 +1,7 @@
 /* Tests for content addressing (backend/blob/blob-hash.h): BLAKE2b-256
- * reference values, streaming equals one-shot, key layout and parsing. */
+ * reference values, the same digests as libsodium's for every length and
+ * any split into pieces, streaming equals one-shot, key layout and
+ * parsing. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -9,6 +11,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <sodium.h>
 
 #include "backend/blob/blob-hash.h"
 
@@ -32,7 +36,7 @@ static void test_streaming_matches_one_shot(void **state)
 	const size_t n = 300001;
 	unsigned char *data = malloc(n);
 	char one[SORA_BLOB_HASH_HEX_SIZE], many[SORA_BLOB_HASH_HEX_SIZE];
-	struct sora_blob_hasher h __attribute__((aligned(64)));
+	struct sora_blob_hasher h;
 
 	for (size_t i = 0; i < n; i++)
 		data[i] = (unsigned char)(i * 131 + (i >> 8));
@@ -58,6 +62,72 @@ static void test_streaming_matches_one_shot(void **state)
 	sora_blob_hash_final(&h, many);
 	sora_blob_hash_buf(data, 1000, one);
 	assert_string_equal(one, many);
+	free(data);
+}
+
+static void sodium_hex(const unsigned char *data, size_t len, char hex[SORA_BLOB_HASH_HEX_SIZE])
+{
+	unsigned char out[SORA_BLOB_HASH_BYTES];
+
+	crypto_generichash(out, sizeof(out), data, len, NULL, 0);
+	sodium_bin2hex(hex, SORA_BLOB_HASH_HEX_SIZE, out, sizeof(out));
+}
+
+/* The implementation is this project's own: libsodium's digest must come
+ * out for every length around and across block boundaries (0..1100 bytes),
+ * for large inputs, and whatever pieces the input arrives in. */
+static void test_matches_libsodium(void **state)
+{
+	const size_t n = 200003;
+	unsigned char *data = malloc(n);
+	char want[SORA_BLOB_HASH_HEX_SIZE], got[SORA_BLOB_HASH_HEX_SIZE];
+	struct sora_blob_hasher h;
+	uint64_t x = 0x2545F4914F6CDD1Dull;
+
+	assert_non_null(data);
+	for (size_t i = 0; i < n; i++) {
+		x ^= x << 13;
+		x ^= x >> 7;
+		x ^= x << 17;
+		data[i] = (unsigned char)x;
+	}
+	for (size_t len = 0; len <= 1100; len++) {
+		sodium_hex(data, len, want);
+		sora_blob_hash_buf(data, len, got);
+		if (strcmp(want, got) != 0)
+			fail_msg("length %zu: %s, libsodium %s", len, got, want);
+	}
+	for (size_t len = n - 300; len <= n; len += 37) {
+		sodium_hex(data, len, want);
+		sora_blob_hash_buf(data, len, got);
+		assert_string_equal(got, want);
+	}
+	/* Random pieces, from empty to several blocks. */
+	for (int iter = 0; iter < 300; iter++) {
+		size_t len, pos = 0;
+
+		x ^= x << 13;
+		x ^= x >> 7;
+		x ^= x << 17;
+		len = (size_t)(x % 5000);
+		sora_blob_hash_init(&h);
+		while (pos < len) {
+			size_t step;
+
+			x ^= x << 13;
+			x ^= x >> 7;
+			x ^= x << 17;
+			step = (size_t)(x % 300);
+			if (step > len - pos)
+				step = len - pos;
+			sora_blob_hash_update(&h, data + pos, step);
+			pos += step;
+		}
+		sora_blob_hash_final(&h, got);
+		sodium_hex(data, len, want);
+		if (strcmp(want, got) != 0)
+			fail_msg("length %zu in pieces: %s, libsodium %s", len, got, want);
+	}
 	free(data);
 }
 
@@ -131,6 +201,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_reference_values),
 		cmocka_unit_test(test_streaming_matches_one_shot),
+		cmocka_unit_test(test_matches_libsodium),
 		cmocka_unit_test(test_hash_valid),
 		cmocka_unit_test(test_key_layout),
 	};
