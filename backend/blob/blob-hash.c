@@ -13,8 +13,8 @@ static const uint64_t blake2b_iv[8] = {
 };
 
 /* The message word order of each round (RFC 7693 section 2.7); rounds 10
- * and 11 repeat rounds 0 and 1. */
-static const uint8_t blake2b_sigma[12][16] = {
+ * and 11 use rows 0 and 1 again (r % 10, folded at compile time). */
+static const uint8_t blake2b_sigma[10][16] = {
 	{ 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15 },
 	{ 14, 10, 4, 8, 9, 15, 13, 6, 1, 12, 0, 2, 11, 7, 5, 3 },
 	{ 11, 8, 12, 0, 5, 2, 15, 13, 10, 14, 3, 6, 7, 1, 9, 4 },
@@ -25,8 +25,6 @@ static const uint8_t blake2b_sigma[12][16] = {
 	{ 13, 11, 7, 14, 12, 1, 3, 9, 5, 0, 15, 4, 8, 6, 2, 10 },
 	{ 6, 15, 14, 9, 11, 3, 0, 8, 12, 2, 13, 7, 1, 4, 10, 5 },
 	{ 10, 2, 8, 4, 7, 6, 1, 5, 15, 11, 9, 14, 3, 12, 13, 0 },
-	{ 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15 },
-	{ 14, 10, 4, 8, 9, 15, 13, 6, 1, 12, 0, 2, 11, 7, 5, 3 },
 };
 
 static inline uint64_t rotr64(uint64_t x, unsigned n)
@@ -43,11 +41,11 @@ static inline uint64_t load64_le(const unsigned char *p)
 
 #define G(r, i, a, b, c, d)                                      \
 	do {                                                     \
-		a = a + b + m[blake2b_sigma[r][2 * (i)]];        \
+		a = a + b + m[blake2b_sigma[(r) % 10][2 * (i)]]; \
 		d = rotr64(d ^ a, 32);                           \
 		c = c + d;                                       \
 		b = rotr64(b ^ c, 24);                           \
-		a = a + b + m[blake2b_sigma[r][2 * (i) + 1]];    \
+		a = a + b + m[blake2b_sigma[(r) % 10][2 * (i) + 1]]; \
 		d = rotr64(d ^ a, 16);                           \
 		c = c + d;                                       \
 		b = rotr64(b ^ c, 63);                           \

@@ -681,27 +681,38 @@ static void test_open_from_config(void **state)
 /* DESIGN.md §6: the fs store without encryption is written directly:
  * staging a body stores it once, nothing lands in staging or in a cache,
  * the body reads back byte-exact, and a discarded body is gone. */
+struct direct_dirs {
+	char blobs[128], staging[128], cache[128];
+};
+
+/* The configuration of a direct (fs) store under dir/tag. */
+static void direct_config(struct sora_config *cfg, struct direct_dirs *d, const char *tag)
+{
+	snprintf(d->blobs, sizeof(d->blobs), "%s/%s/blobs", dir, tag);
+	snprintf(d->staging, sizeof(d->staging), "%s/%s/staging", dir, tag);
+	snprintf(d->cache, sizeof(d->cache), "%s/%s/cache", dir, tag);
+	cfg->storage.backend = "fs";
+	cfg->storage.fs_path = d->blobs;
+	cfg->uploader.path = d->staging;
+	cfg->local_cache.path = d->cache;
+	cfg->local_cache.capacity = 1 << 20;
+	cfg->local_cache.max_object_size = 1 << 16;
+}
+
 /* A direct (fs) store under dir/tag: the body is written once, into its
  * place, with no second name left anywhere. */
 static void direct_store_once(const char *tag)
 {
 	struct sora_config cfg = { 0 };
 	struct sora_blob_store *s = NULL;
-	char blobs[128], staging[128], cache[128], path[256];
+	struct direct_dirs d;
+	char path[256];
 	const char body[] = "Subject: direct\r\n\r\nstored once\r\n";
 	struct sora_blob_ref ref, again;
 	struct sora_error err;
 	struct stat st;
 
-	snprintf(blobs, sizeof(blobs), "%s/%s/blobs", dir, tag);
-	snprintf(staging, sizeof(staging), "%s/%s/staging", dir, tag);
-	snprintf(cache, sizeof(cache), "%s/%s/cache", dir, tag);
-	cfg.storage.backend = "fs";
-	cfg.storage.fs_path = blobs;
-	cfg.uploader.path = staging;
-	cfg.local_cache.path = cache;
-	cfg.local_cache.capacity = 1 << 20;
-	cfg.local_cache.max_object_size = 1 << 16;
+	direct_config(&cfg, &d, tag);
 	assert_int_equal(sora_blob_store_open(&cfg, NULL, &s, &err), 0);
 	assert_true(sora_blob_store_direct(s));
 	renameat2_calls = 0;
@@ -713,14 +724,14 @@ static void direct_store_once(const char *tag)
 	assert_int_equal(st.st_nlink, 1);
 	assert_int_equal(st.st_size, sizeof(body) - 1);
 	/* The object is the only file: the temp directories are empty. */
-	assert_int_equal(count_files(blobs), 1);
-	assert_int_equal(count_files(staging), 1);
+	assert_int_equal(count_files(d.blobs), 1);
+	assert_int_equal(count_files(d.staging), 1);
 	expect_body(s, ref.hash, (const unsigned char *)body, sizeof(body) - 1, 0,
 		    SORA_BLOB_TO_END);
 	/* In place already: found, not written again. */
 	assert_int_equal(sora_blob_stage_buf(s, ACCT, body, sizeof(body) - 1, &again, &err), 0);
 	assert_true(again.existed);
-	assert_int_equal(count_files(blobs), 1);
+	assert_int_equal(count_files(d.blobs), 1);
 	sora_blob_store_free(&s);
 }
 
@@ -744,21 +755,14 @@ static void test_direct_fs_store(void **state)
 {
 	struct sora_config cfg = { 0 };
 	struct sora_blob_store *s = NULL;
-	char blobs[128], staging[128], cache[128], path[256], want[256];
+	struct direct_dirs d;
+	char path[256], want[256];
 	const char body[] = "Subject: direct\r\n\r\nstored once\r\n";
 	struct sora_blob_ref ref, again;
 	struct sora_error err;
 	struct stat st;
 
-	sub(blobs, sizeof(blobs), "direct/blobs");
-	sub(staging, sizeof(staging), "direct/staging");
-	sub(cache, sizeof(cache), "direct/cache");
-	cfg.storage.backend = "fs";
-	cfg.storage.fs_path = blobs;
-	cfg.uploader.path = staging;
-	cfg.local_cache.path = cache;
-	cfg.local_cache.capacity = 1 << 20;
-	cfg.local_cache.max_object_size = 1 << 16;
+	direct_config(&cfg, &d, "direct");
 	assert_int_equal(sora_blob_store_open(&cfg, NULL, &s, &err), 0);
 	assert_true(sora_blob_store_direct(s));
 	assert_null(sora_blob_store_cache(s));
@@ -771,17 +775,17 @@ static void test_direct_fs_store(void **state)
 	/* Stored once: the object is the only file; staging holds only its
 	 * lock file and the temp directories are empty, no cache directory
 	 * was made. */
-	assert_int_equal(count_files(blobs), 1);
-	assert_int_equal(count_files(staging), 1);
+	assert_int_equal(count_files(d.blobs), 1);
+	assert_int_equal(count_files(d.staging), 1);
 	assert_false(sora_blob_is_staged(s, ACCT, ref.hash));
-	assert_int_not_equal(stat(cache, &st), 0);
+	assert_int_not_equal(stat(d.cache, &st), 0);
 	expect_body(s, ref.hash, (const unsigned char *)body, sizeof(body) - 1, 0,
 		    SORA_BLOB_TO_END);
 	expect_body(s, ref.hash, (const unsigned char *)body, sizeof(body) - 1, 3, 5);
 	/* The same body again is recognised, not rewritten. */
 	assert_int_equal(sora_blob_stage_buf(s, ACCT, body, sizeof(body) - 1, &again, &err), 0);
 	assert_true(again.existed);
-	assert_int_equal(count_files(blobs), 1);
+	assert_int_equal(count_files(d.blobs), 1);
 	assert_int_equal(sora_blob_discard(s, ACCT, ref.hash, &err), 0);
 	assert_int_not_equal(stat(path, &st), 0);
 	assert_int_equal(sora_blob_discard(s, ACCT, ref.hash, &err), 0);
