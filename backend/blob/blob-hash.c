@@ -3,6 +3,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <sodium.h>
+
 /* ---- BLAKE2b (RFC 7693) ---- */
 
 static const uint64_t blake2b_iv[8] = {
@@ -103,17 +105,6 @@ static void blake2b_compress(uint64_t h[8], const unsigned char *block, uint64_t
 #undef ROUND
 #undef G
 
-static void to_hex(const unsigned char *in, size_t n, char *out)
-{
-	static const char digits[] = "0123456789abcdef";
-
-	for (size_t i = 0; i < n; i++) {
-		out[2 * i] = digits[in[i] >> 4];
-		out[2 * i + 1] = digits[in[i] & 15];
-	}
-	out[2 * n] = '\0';
-}
-
 void sora_blob_hash_init(struct sora_blob_hasher *h)
 {
 	memcpy(h->h, blake2b_iv, sizeof(h->h));
@@ -166,7 +157,7 @@ void sora_blob_hash_final(struct sora_blob_hasher *h, char hex_r[SORA_BLOB_HASH_
 	blake2b_compress(h->h, h->buf, h->size, true);
 	for (size_t i = 0; i < sizeof(out); i++)
 		out[i] = (unsigned char)(h->h[i / 8] >> (8 * (i % 8)));
-	to_hex(out, sizeof(out), hex_r);
+	sodium_bin2hex(hex_r, SORA_BLOB_HASH_HEX_SIZE, out, sizeof(out));
 }
 
 void sora_blob_hash_buf(const void *data, size_t len, char hex_r[SORA_BLOB_HASH_HEX_SIZE])
