@@ -16,6 +16,9 @@
 #include <string.h>
 #include <errno.h>
 #include <stdbool.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -45,6 +48,29 @@ int renameat2(int olddirfd, const char *oldpath, int newdirfd, const char *newpa
 		return -1;
 	}
 	return (int)syscall(SYS_renameat2, olddirfd, oldpath, newdirfd, newpath, flags);
+}
+
+/* Stands in for fcntl: with refuse_direct set, turning O_DIRECT on fails
+ * as on a file system without direct I/O. Counts the attempts. */
+static bool refuse_direct;
+static int direct_requests;
+
+int fcntl(int fd, int cmd, ...)
+{
+	va_list ap;
+	long arg;
+
+	va_start(ap, cmd);
+	arg = va_arg(ap, long);
+	va_end(ap);
+	if (cmd == F_SETFL && (arg & O_DIRECT)) {
+		direct_requests++;
+		if (refuse_direct) {
+			errno = EINVAL;
+			return -1;
+		}
+	}
+	return (int)syscall(SYS_fcntl, fd, cmd, arg);
 }
 
 static int setup_dir(void **state)
@@ -810,6 +836,164 @@ static void test_direct_fs_store(void **state)
 	sora_blob_store_free(&s);
 }
 
+/* Whether files in d take O_DIRECT (tmpfs before Linux 6.6 does not). */
+static bool dir_takes_direct_io(const char *d)
+{
+	char path[256];
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/dio-probe", d);
+	fd = open(path, O_CREAT | O_WRONLY | O_DIRECT, 0600);
+	if (fd >= 0) {
+		close(fd);
+		unlink(path);
+	}
+	return fd >= 0;
+}
+
+/* Pages of the file at path that are in the page cache. */
+static size_t resident_pages(const char *path, size_t size)
+{
+	size_t page = (size_t)sysconf(_SC_PAGESIZE), n = (size + page - 1) / page, count = 0;
+	unsigned char *vec = malloc(n);
+	int fd = open(path, O_RDONLY);
+	void *map;
+
+	assert_non_null(vec);
+	assert_true(fd >= 0);
+	map = mmap(NULL, size, PROT_READ, MAP_SHARED, fd, 0);
+	assert_true(map != MAP_FAILED);
+	assert_int_equal(mincore(map, size, vec), 0);
+	for (size_t i = 0; i < n; i++)
+		count += vec[i] & 1;
+	munmap(map, size);
+	close(fd);
+	free(vec);
+	return count;
+}
+
+/* Writes data in pieces of 1..9000 bytes (seeded) and commits. */
+static int write_in_pieces(struct sora_blob_store *s, const unsigned char *data, size_t len,
+			   unsigned seed, struct sora_blob_ref *ref, struct sora_error *err)
+{
+	struct sora_blob_writer *w = NULL;
+
+	if (sora_blob_writer_new(s, ACCT, 0, &w, err) < 0)
+		return -1;
+	for (size_t off = 0; off < len;) {
+		size_t n = 1 + (size_t)rand_r(&seed) % 9000;
+
+		if (n > len - off)
+			n = len - off;
+		if (sora_blob_writer_write(w, data + off, n, err) < 0) {
+			sora_blob_writer_abort(&w);
+			return -1;
+		}
+		off += n;
+	}
+	return sora_blob_writer_commit(&w, ref, err);
+}
+
+/* A direct store writes bodies of 64 KiB and more with O_DIRECT, all but
+ * the last partial block, and smaller ones through the page cache; either
+ * way the file holds exactly the body, whatever the sizes of the writes.
+ * Where O_DIRECT is refused, everything goes through the page cache. */
+static void direct_io_bodies(const char *tag, bool refuse)
+{
+	static const size_t sizes[] = { 1, 4095, 4096, 4097, 65535, 65536, 65537, 69633,
+					102616, 200000, 300001 };
+	struct sora_config cfg = { 0 };
+	struct sora_blob_store *s = NULL;
+	struct direct_dirs d;
+	struct sora_error err;
+	bool dio;
+
+	direct_config(&cfg, &d, tag);
+	assert_int_equal(sora_blob_store_open(&cfg, NULL, &s, &err), 0);
+	dio = !refuse && dir_takes_direct_io(d.blobs);
+	if (!refuse && !dio)
+		print_message("note: %s takes no O_DIRECT; page-cache checks skipped\n", d.blobs);
+	refuse_direct = refuse;
+	direct_requests = 0;
+	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+		size_t len = sizes[i];
+		unsigned char *data = random_bytes(len);
+		struct sora_blob_ref ref;
+		char path[256];
+		struct stat st;
+
+		assert_non_null(data);
+		if (write_in_pieces(s, data, len, (unsigned)i + 1, &ref, &err) < 0)
+			fail_msg("%zu bytes: %s", len, err.msg);
+		file_path(path, sizeof(path), tag, "blobs", ACCT, ref.hash);
+		assert_int_equal(stat(path, &st), 0);
+		assert_int_equal(st.st_size, len);
+		if (dio && len >= 65536)
+			/* Only the last partial block went through the cache. */
+			assert_in_range(resident_pages(path, len), 0, 1);
+		else if (!dio)
+			assert_int_equal(resident_pages(path, len), (len + 4095) / 4096);
+		expect_body(s, ref.hash, data, len, 0, SORA_BLOB_TO_END);
+		free(data);
+	}
+	/* A refusal is remembered: one attempt, then no more. */
+	if (refuse)
+		assert_int_equal(direct_requests, 1);
+	else if (dio)
+		assert_int_equal(direct_requests, 6);
+	refuse_direct = false;
+	sora_blob_store_free(&s);
+}
+
+static void test_direct_io_bodies(void **state)
+{
+	direct_io_bodies("dio", false);
+	direct_io_bodies("nodio", true);
+}
+
+static int direct_io_restore(void **state)
+{
+	refuse_direct = false;
+	return 0;
+}
+
+/* A body cut short by the file size limit (a short O_DIRECT write, then
+ * EFBIG) fails with the error and leaves nothing in the store. */
+static void test_direct_io_short_write(void **state)
+{
+	struct sora_config cfg = { 0 };
+	struct sora_blob_store *s = NULL;
+	struct direct_dirs d;
+	struct sora_error err;
+	struct sora_blob_ref ref;
+	struct rlimit old, lim;
+	unsigned char *data = random_bytes(200000);
+	void (*old_handler)(int);
+	int rc;
+
+	assert_non_null(data);
+	direct_config(&cfg, &d, "dio-short");
+	assert_int_equal(sora_blob_store_open(&cfg, NULL, &s, &err), 0);
+	assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
+	lim = old;
+	lim.rlim_cur = 100000;
+	old_handler = signal(SIGXFSZ, SIG_IGN);
+	assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
+	rc = write_in_pieces(s, data, 200000, 7, &ref, &err);
+	assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
+	signal(SIGXFSZ, old_handler);
+	assert_int_equal(rc, -1);
+	assert_non_null(strstr(err.msg, strerror(EFBIG)));
+	assert_int_equal(count_files(d.blobs), 0);
+	/* The store still writes whole bodies afterwards, with O_DIRECT. */
+	direct_requests = 0;
+	assert_int_equal(write_in_pieces(s, data, 200000, 8, &ref, &err), 0);
+	assert_int_equal(direct_requests, 1);
+	expect_body(s, ref.hash, data, 200000, 0, SORA_BLOB_TO_END);
+	free(data);
+	sora_blob_store_free(&s);
+}
+
 /* A store opened on a staging directory that another open store uses
  * leaves that store's temp files alone (clearing them would break its
  * writes in flight); once nobody uses the directory, the next opener
@@ -850,6 +1034,8 @@ int main(void)
 		cmocka_unit_test(test_staging),
 		cmocka_unit_test(test_direct_fs_store),
 		cmocka_unit_test_teardown(test_direct_fs_store_without_noreplace, renameat2_restore),
+		cmocka_unit_test_teardown(test_direct_io_bodies, direct_io_restore),
+		cmocka_unit_test(test_direct_io_short_write),
 		cmocka_unit_test(test_upload_plain_with_cache),
 		cmocka_unit_test(test_upload_encrypted),
 		cmocka_unit_test(test_damage_and_legacy),
