@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <dirent.h>
+#include <pthread.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -358,23 +359,25 @@ static int direct_path(struct sora_blob_store *s, int64_t account_id, const char
 
 /* ---- staging ---- */
 
-/* Bodies of DIO_BUF bytes or more in the direct store are written with
- * O_DIRECT from the writer's aligned buffer, except for the last partial
- * block. A body is written once and read rarely, and what IMAP and POP3
- * read most often (envelope, structure, headers, sizes) comes from the
- * database, so keeping the body in the page cache buys little, while
- * writing through it takes a fresh page-cache page per 4 KiB and a copy
- * into it. On virtual machines whose host hands out guest memory on first
- * touch, that is most of the cost of the write: on the project's 2-core VM
- * a 100 KiB body written and fsynced took 110-150 us of CPU with O_DIRECT
- * against 320-370 us through the page cache (docs/lmtp.md). Smaller
- * bodies gain nothing measurable and are written through the page cache
- * in one write. Staged bodies (S3) keep the page cache: the uploader reads
- * them back within seconds. A file system that refuses O_DIRECT (tmpfs
- * before Linux 6.6, some FUSE file systems) gets buffered writes. 4096
- * covers the logical block size of every common device. */
+/* Bodies of DIO_MIN bytes or more in the direct store are written with
+ * O_DIRECT from the writer's aligned buffer (one write per DIO_BUF), except
+ * for the last partial block. A body is written once and read rarely, and
+ * what IMAP and POP3 read most often (envelope, structure, headers, sizes)
+ * comes from the database, so keeping the body in the page cache buys
+ * little, while writing through it takes a fresh page-cache page per 4 KiB
+ * and a copy into it. On virtual machines whose host hands out guest
+ * memory on first touch, that is most of the cost of the write: on the
+ * project's 2-core VM a 100 KiB body written and fsynced took 110-150 us
+ * of CPU with O_DIRECT against 320-370 us through the page cache
+ * (docs/lmtp.md). Smaller bodies gain nothing measurable and are written
+ * through the page cache in one write. Staged bodies (S3) keep the page
+ * cache: the uploader reads them back within seconds. A file system that
+ * refuses O_DIRECT (tmpfs before Linux 6.6, some FUSE file systems) gets
+ * buffered writes. 4096 covers the logical block size of every common
+ * device. */
 #define DIO_ALIGN 4096
-#define DIO_BUF (64 * 1024)
+#define DIO_MIN (64 * 1024)
+#define DIO_BUF (128 * 1024)   /* a message held in memory, in one write */
 
 struct sora_blob_writer {
 	struct sora_blob_hasher hasher;   /* first: 64-byte aligned */
@@ -388,6 +391,39 @@ struct sora_blob_writer {
 	size_t dio_len;
 	char tmp[PATH_MAX];
 };
+
+/* Each thread keeps one buffer for its next writer: a fresh one would be
+ * mapped from the kernel (it is above malloc's mmap threshold) and fault
+ * in page by page, the very cost O_DIRECT avoids. A thread's buffer is
+ * freed when the thread ends. */
+static pthread_key_t dio_key;
+static pthread_once_t dio_key_once = PTHREAD_ONCE_INIT;
+static bool dio_key_ok;
+
+static void dio_key_init(void)
+{
+	dio_key_ok = pthread_key_create(&dio_key, free) == 0;
+}
+
+static unsigned char *dio_buf_get(void)
+{
+	unsigned char *b = NULL;
+
+	pthread_once(&dio_key_once, dio_key_init);
+	if (dio_key_ok && (b = pthread_getspecific(dio_key)) != NULL)
+		pthread_setspecific(dio_key, NULL);
+	return b != NULL ? b : aligned_alloc(DIO_ALIGN, DIO_BUF);
+}
+
+static void dio_buf_put(unsigned char *b)
+{
+	if (b == NULL)
+		return;
+	if (dio_key_ok && pthread_getspecific(dio_key) == NULL &&
+	    pthread_setspecific(dio_key, b) == 0)
+		return;
+	free(b);
+}
 
 static void dio_refused(struct sora_blob_writer *w)
 {
@@ -414,7 +450,7 @@ static int dio_drop(struct sora_blob_writer *w)
 	if ((w->dio_on && set_direct(w->fd, false) < 0) ||
 	    sora_blob_write_all(w->fd, w->dio, w->dio_len) < 0)
 		ret = -1;
-	free(w->dio);
+	dio_buf_put(w->dio);
 	w->dio = NULL;
 	w->dio_len = 0;
 	w->dio_on = false;
@@ -480,7 +516,7 @@ static int writer_finish(struct sora_blob_writer *w)
 {
 	if (w->dio == NULL)
 		return 0;
-	if (w->dio_on && dio_flush_blocks(w) < 0)
+	if ((w->dio_on || w->dio_len >= DIO_MIN) && dio_flush_blocks(w) < 0)
 		return -1;
 	return w->dio != NULL ? dio_drop(w) : 0;
 }
@@ -513,7 +549,7 @@ int sora_blob_writer_new(struct sora_blob_store *s, int64_t account_id, uint64_t
 	w->max_size = max_size;
 	sora_blob_hash_init(&w->hasher);
 	if (s->direct_root != NULL && !__atomic_load_n(&s->no_dio, __ATOMIC_RELAXED))
-		w->dio = aligned_alloc(DIO_ALIGN, DIO_BUF);   /* NULL: buffered */
+		w->dio = dio_buf_get();   /* NULL: buffered */
 	*w_r = w;
 	return 0;
 }
@@ -547,7 +583,7 @@ void sora_blob_writer_abort(struct sora_blob_writer **wp)
 	if (w->fd >= 0)
 		close(w->fd);
 	unlink(w->tmp);
-	free(w->dio);
+	dio_buf_put(w->dio);
 	free(w);
 	*wp = NULL;
 }
@@ -757,7 +793,7 @@ out:
 	w->fd = -1;
 	if (w->tmp[0] != '\0')
 		unlink(w->tmp);
-	free(w->dio);
+	dio_buf_put(w->dio);
 	free(w);
 	*wp = NULL;
 	return ret;
