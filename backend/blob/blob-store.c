@@ -35,6 +35,7 @@ struct sora_blob_store {
 	char *direct_root;     /* direct fs store: its root, else NULL */
 	char *direct_tmp;      /* and its temp directory (same file system) */
 	bool no_dio;           /* direct store: its file system refused O_DIRECT */
+	bool anon_tmp;         /* writers' files are O_TMPFILE until placed */
 	int lock_fd;           /* <staging>/.sora-lock, flock(LOCK_EX) while open */
 };
 
@@ -83,6 +84,48 @@ static int restore_aside(struct sora_blob_store *s)
 	}
 	closedir(d);
 	return ret;
+}
+
+/* A writer's file is created without a name (O_TMPFILE) in the temp
+ * directory and linked into place once it is complete and flushed, so no
+ * name ever points at a partial body, as with a named temp file and
+ * rename. Without a name, flushing the file does not also flush the temp
+ * directory: ext4 without a journal writes a new file's directory with
+ * its fsync (one block and one inode write per body, measured: 7 block
+ * writes per body with a named temp file, 6 without), and a journalling
+ * file system commits the temp name's creation and removal. The link
+ * goes through /proc/self/fd, which needs no privilege (AT_EMPTY_PATH
+ * needs CAP_DAC_READ_SEARCH). A file system without O_TMPFILE, or a
+ * system without /proc, gets named temp files: anon_tmp_works() tries
+ * both once when the store opens. */
+static int anon_tmpfile(const char *dir)
+{
+	return open(dir, O_TMPFILE | O_WRONLY | O_CLOEXEC, 0600);
+}
+
+static int anon_link(int fd, const char *path)
+{
+	char proc[64];
+
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
+	return linkat(AT_FDCWD, proc, AT_FDCWD, path, AT_SYMLINK_FOLLOW);
+}
+
+static bool anon_tmp_works(const char *dir)
+{
+	char path[PATH_MAX];
+	int fd = anon_tmpfile(dir);
+	bool ok;
+
+	if (fd < 0)
+		return false;
+	snprintf(path, sizeof(path), "%s/probe.%ld", dir, (long)getpid());
+	unlink(path);
+	ok = anon_link(fd, path) == 0;
+	if (ok)
+		unlink(path);
+	close(fd);
+	return ok;
 }
 
 int sora_blob_store_new(struct sora_blob_store_params *p, struct sora_blob_store **store_r,
@@ -191,6 +234,7 @@ int sora_blob_store_new(struct sora_blob_store_params *p, struct sora_blob_store
 			goto fail;
 		}
 	}
+	s->anon_tmp = anon_tmp_works(s->direct_tmp != NULL ? s->direct_tmp : s->staging_tmp);
 	if (p->cache_path != NULL && p->cache_path[0] != '\0' && p->cache_capacity > 0) {
 		if (sora_blob_cache_open(p->cache_path, p->cache_capacity,
 					 p->cache_max_object_size, &s->cache, err) < 0)
@@ -425,6 +469,12 @@ static void dio_buf_put(unsigned char *b)
 	free(b);
 }
 
+/* Where the writer's file is (it may have no name yet). */
+static const char *writer_dir(const struct sora_blob_writer *w)
+{
+	return w->store->direct_tmp != NULL ? w->store->direct_tmp : w->store->staging_tmp;
+}
+
 static void dio_refused(struct sora_blob_writer *w)
 {
 	if (!__atomic_exchange_n(&w->store->no_dio, true, __ATOMIC_RELAXED))
@@ -534,17 +584,21 @@ int sora_blob_writer_new(struct sora_blob_store *s, int64_t account_id, uint64_t
 	if (w == NULL)
 		return sora_error_set(err, SORA_ERR_TEMPORARY, "out of memory");
 	/* A direct store's temp directory is inside the store, so the final
-	 * rename never crosses file systems. */
-	w->fd = sora_blob_tmpfile(s->direct_tmp != NULL ? s->direct_tmp : s->staging_tmp, w->tmp,
-				  sizeof(w->tmp));
+	 * link or rename never crosses file systems. */
+	w->store = s;
+	w->fd = -1;
+	if (s->anon_tmp) {
+		w->fd = anon_tmpfile(writer_dir(w));
+		w->tmp[0] = '\0';
+	}
+	if (w->fd < 0)
+		w->fd = sora_blob_tmpfile(writer_dir(w), w->tmp, sizeof(w->tmp));
 	if (w->fd < 0) {
 		sora_error_set(err, sora_error_class_errno(errno), "staging: temp file in %s: %s",
-			       s->direct_tmp != NULL ? s->direct_tmp : s->staging_tmp,
-			       strerror(errno));
+			       writer_dir(w), strerror(errno));
 		free(w);
 		return -1;
 	}
-	w->store = s;
 	w->account_id = account_id;
 	w->max_size = max_size;
 	sora_blob_hash_init(&w->hasher);
@@ -566,8 +620,8 @@ int sora_blob_writer_write(struct sora_blob_writer *w, const void *data, size_t 
 	}
 	if (writer_put(w, data, len) < 0) {
 		w->failed = true;
-		return sora_error_set(err, sora_error_class_errno(errno), "staging: write %s: %s",
-				      w->tmp, strerror(errno));
+		return sora_error_set(err, sora_error_class_errno(errno), "staging: write in %s: %s",
+				      writer_dir(w), strerror(errno));
 	}
 	sora_blob_hash_update(&w->hasher, data, len);
 	return 0;
@@ -582,7 +636,8 @@ void sora_blob_writer_abort(struct sora_blob_writer **wp)
 	w = *wp;
 	if (w->fd >= 0)
 		close(w->fd);
-	unlink(w->tmp);
+	if (w->tmp[0] != '\0')
+		unlink(w->tmp);
 	dio_buf_put(w->dio);
 	free(w);
 	*wp = NULL;
@@ -659,15 +714,41 @@ static int flock_retry(int fd, int op)
  * step (tmp becomes ""): one directory operation where link and unlink
  * take two. A file system without RENAME_NOREPLACE gets a link, and tmp
  * stays for the caller's clean-up to remove. */
-static int place_noreplace(char *tmp, const char *path)
+static int place_noreplace(struct sora_blob_writer *w, const char *path)
 {
-	if (renameat2(AT_FDCWD, tmp, AT_FDCWD, path, RENAME_NOREPLACE) == 0) {
-		tmp[0] = '\0';
+	if (w->tmp[0] == '\0')
+		return anon_link(w->fd, path);
+	if (renameat2(AT_FDCWD, w->tmp, AT_FDCWD, path, RENAME_NOREPLACE) == 0) {
+		w->tmp[0] = '\0';
 		return 0;
 	}
 	if (errno != EINVAL && errno != ENOSYS && errno != EOPNOTSUPP)
 		return -1;
-	return link(tmp, path);
+	return link(w->tmp, path);
+}
+
+/* Gives a writer's unnamed file a temp name (to rename it over a damaged
+ * copy: linkat cannot replace). */
+static int name_anon(struct sora_blob_writer *w)
+{
+	static unsigned seq;
+	const char *dir = writer_dir(w);
+
+	if (w->tmp[0] != '\0')
+		return 0;
+	for (int i = 0; i < 100; i++) {
+		int n = snprintf(w->tmp, sizeof(w->tmp), "%s/tmp.%ld.%u", dir, (long)getpid(),
+				 __atomic_fetch_add(&seq, 1, __ATOMIC_RELAXED));
+
+		if (n < 0 || (size_t)n >= sizeof(w->tmp))
+			break;
+		if (anon_link(w->fd, w->tmp) == 0)
+			return 0;
+		if (errno != EEXIST)
+			break;
+	}
+	w->tmp[0] = '\0';
+	return -1;
 }
 
 /* A writer that gave up puts the hash into this many more attempts before
@@ -691,8 +772,8 @@ int sora_blob_writer_commit_held(struct sora_blob_writer **wp, struct sora_blob_
 		goto out;
 	}
 	if (writer_finish(w) < 0) {
-		sora_error_set(err, sora_error_class_errno(errno), "staging: write %s: %s", w->tmp,
-			       strerror(errno));
+		sora_error_set(err, sora_error_class_errno(errno), "staging: write in %s: %s",
+			       writer_dir(w), strerror(errno));
 		goto out;
 	}
 	ref_r->size = w->hasher.size;
@@ -731,7 +812,8 @@ int sora_blob_writer_commit_held(struct sora_blob_writer **wp, struct sora_blob_
 				if (!synced && fsync(w->fd) < 0)
 					goto io_error;
 				synced = true;
-				if (flock_retry(w->fd, LOCK_SH) < 0 || rename(w->tmp, path) < 0)
+				if (flock_retry(w->fd, LOCK_SH) < 0 || name_anon(w) < 0 ||
+				    rename(w->tmp, path) < 0)
 					goto io_error;
 				w->tmp[0] = '\0';
 				goto placed;
@@ -752,7 +834,7 @@ int sora_blob_writer_commit_held(struct sora_blob_writer **wp, struct sora_blob_
 		}
 		if (flock_retry(w->fd, LOCK_SH) < 0)
 			goto io_error;
-		if (place_noreplace(w->tmp, path) < 0) {
+		if (place_noreplace(w, path) < 0) {
 			if (errno == EEXIST)
 				continue;
 			goto io_error;

@@ -50,6 +50,35 @@ int renameat2(int olddirfd, const char *oldpath, int newdirfd, const char *newpa
 	return (int)syscall(SYS_renameat2, olddirfd, oldpath, newdirfd, newpath, flags);
 }
 
+/* Stand in for open and linkat: with no_tmpfile set, O_TMPFILE fails as
+ * on a file system without it; links of unnamed files (through
+ * /proc/self/fd) are counted. */
+static bool no_tmpfile;
+static int anon_links;
+
+int open(const char *path, int flags, ...)
+{
+	va_list ap;
+	mode_t mode = 0;
+
+	va_start(ap, flags);
+	if ((flags & O_CREAT) || (flags & O_TMPFILE) == O_TMPFILE)
+		mode = va_arg(ap, mode_t);
+	va_end(ap);
+	if (no_tmpfile && (flags & O_TMPFILE) == O_TMPFILE) {
+		errno = EOPNOTSUPP;
+		return -1;
+	}
+	return (int)syscall(SYS_openat, AT_FDCWD, path, flags, mode);
+}
+
+int linkat(int olddirfd, const char *oldpath, int newdirfd, const char *newpath, int flags)
+{
+	if (strncmp(oldpath, "/proc/self/fd/", 14) == 0)
+		anon_links++;
+	return (int)syscall(SYS_linkat, olddirfd, oldpath, newdirfd, newpath, flags);
+}
+
 /* Stands in for fcntl: with refuse_direct set, turning O_DIRECT on fails
  * as on a file system without direct I/O. Counts the attempts. */
 static bool refuse_direct;
@@ -726,7 +755,8 @@ static void direct_config(struct sora_config *cfg, struct direct_dirs *d, const 
 }
 
 /* A direct (fs) store under dir/tag: the body is written once, into its
- * place, with no second name left anywhere. */
+ * place, with no second name left anywhere. Without O_TMPFILE (no_tmpfile)
+ * the named temp file is renamed into place, else the unnamed one linked. */
 static void direct_store_once(const char *tag)
 {
 	struct sora_config cfg = { 0 };
@@ -741,9 +771,10 @@ static void direct_store_once(const char *tag)
 	direct_config(&cfg, &d, tag);
 	assert_int_equal(sora_blob_store_open(&cfg, NULL, &s, &err), 0);
 	assert_true(sora_blob_store_direct(s));
-	renameat2_calls = 0;
+	renameat2_calls = anon_links = 0;
 	assert_int_equal(sora_blob_stage_buf(s, ACCT, body, sizeof(body) - 1, &ref, &err), 0);
-	assert_int_equal(renameat2_calls, 1);
+	assert_int_equal(renameat2_calls, no_tmpfile ? 1 : 0);
+	assert_int_equal(anon_links, no_tmpfile ? 0 : 1);
 	assert_false(ref.existed);
 	file_path(path, sizeof(path), tag, "blobs", ACCT, ref.hash);
 	assert_int_equal(stat(path, &st), 0);
@@ -765,16 +796,55 @@ static void direct_store_once(const char *tag)
  * place and its temporary name removed: the same result. */
 static void test_direct_fs_store_without_noreplace(void **state)
 {
-	no_renameat2 = true;
+	no_tmpfile = no_renameat2 = true;
 	direct_store_once("noreplace");
 	no_renameat2 = false;
 	direct_store_once("renamed");
+	no_tmpfile = false;
+	direct_store_once("unnamed");
 }
 
 static int renameat2_restore(void **state)
 {
-	no_renameat2 = false;
+	no_renameat2 = no_tmpfile = false;
 	return 0;
+}
+
+/* A copy in place with the wrong size for its hash (damaged) is replaced
+ * by the next writer of that body, named or unnamed. */
+static void replace_damaged(const char *tag)
+{
+	struct sora_config cfg = { 0 };
+	struct sora_blob_store *s = NULL;
+	struct direct_dirs d;
+	char path[256];
+	const char body[] = "Subject: damaged\r\n\r\nreplaced\r\n";
+	struct sora_blob_ref ref, again;
+	struct sora_error err;
+	struct stat st;
+
+	direct_config(&cfg, &d, tag);
+	assert_int_equal(sora_blob_store_open(&cfg, NULL, &s, &err), 0);
+	assert_int_equal(sora_blob_stage_buf(s, ACCT, body, sizeof(body) - 1, &ref, &err), 0);
+	file_path(path, sizeof(path), tag, "blobs", ACCT, ref.hash);
+	assert_int_equal(truncate(path, 5), 0);
+	assert_int_equal(sora_blob_stage_buf(s, ACCT, body, sizeof(body) - 1, &again, &err), 0);
+	assert_false(again.existed);
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_nlink, 1);
+	assert_int_equal(st.st_size, sizeof(body) - 1);
+	assert_int_equal(count_files(d.blobs), 1);
+	expect_body(s, ref.hash, (const unsigned char *)body, sizeof(body) - 1, 0,
+		    SORA_BLOB_TO_END);
+	sora_blob_store_free(&s);
+}
+
+static void test_damaged_copy_replaced(void **state)
+{
+	no_tmpfile = true;
+	replace_damaged("damaged-named");
+	no_tmpfile = false;
+	replace_damaged("damaged-unnamed");
 }
 
 static void test_direct_fs_store(void **state)
@@ -1035,6 +1105,7 @@ int main(void)
 		cmocka_unit_test(test_staging),
 		cmocka_unit_test(test_direct_fs_store),
 		cmocka_unit_test_teardown(test_direct_fs_store_without_noreplace, renameat2_restore),
+		cmocka_unit_test_teardown(test_damaged_copy_replaced, renameat2_restore),
 		cmocka_unit_test_teardown(test_direct_io_bodies, direct_io_restore),
 		cmocka_unit_test(test_direct_io_short_write),
 		cmocka_unit_test(test_upload_plain_with_cache),
