@@ -7,7 +7,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <dirent.h>
-#include <pthread.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -436,39 +435,6 @@ struct sora_blob_writer {
 	char tmp[PATH_MAX];
 };
 
-/* Each thread keeps one buffer for its next writer: a fresh one would be
- * mapped from the kernel (it is above malloc's mmap threshold) and fault
- * in page by page, the very cost O_DIRECT avoids. A thread's buffer is
- * freed when the thread ends. */
-static pthread_key_t dio_key;
-static pthread_once_t dio_key_once = PTHREAD_ONCE_INIT;
-static bool dio_key_ok;
-
-static void dio_key_init(void)
-{
-	dio_key_ok = pthread_key_create(&dio_key, free) == 0;
-}
-
-static unsigned char *dio_buf_get(void)
-{
-	unsigned char *b = NULL;
-
-	pthread_once(&dio_key_once, dio_key_init);
-	if (dio_key_ok && (b = pthread_getspecific(dio_key)) != NULL)
-		pthread_setspecific(dio_key, NULL);
-	return b != NULL ? b : aligned_alloc(DIO_ALIGN, DIO_BUF);
-}
-
-static void dio_buf_put(unsigned char *b)
-{
-	if (b == NULL)
-		return;
-	if (dio_key_ok && pthread_getspecific(dio_key) == NULL &&
-	    pthread_setspecific(dio_key, b) == 0)
-		return;
-	free(b);
-}
-
 /* Where the writer's file is (it may have no name yet). */
 static const char *writer_dir(const struct sora_blob_writer *w)
 {
@@ -500,7 +466,7 @@ static int dio_drop(struct sora_blob_writer *w)
 	if ((w->dio_on && set_direct(w->fd, false) < 0) ||
 	    sora_blob_write_all(w->fd, w->dio, w->dio_len) < 0)
 		ret = -1;
-	dio_buf_put(w->dio);
+	free(w->dio);
 	w->dio = NULL;
 	w->dio_len = 0;
 	w->dio_on = false;
@@ -603,7 +569,7 @@ int sora_blob_writer_new(struct sora_blob_store *s, int64_t account_id, uint64_t
 	w->max_size = max_size;
 	sora_blob_hash_init(&w->hasher);
 	if (s->direct_root != NULL && !__atomic_load_n(&s->no_dio, __ATOMIC_RELAXED))
-		w->dio = dio_buf_get();   /* NULL: buffered */
+		w->dio = aligned_alloc(DIO_ALIGN, DIO_BUF);   /* NULL: buffered */
 	*w_r = w;
 	return 0;
 }
@@ -638,7 +604,7 @@ void sora_blob_writer_abort(struct sora_blob_writer **wp)
 		close(w->fd);
 	if (w->tmp[0] != '\0')
 		unlink(w->tmp);
-	dio_buf_put(w->dio);
+	free(w->dio);
 	free(w);
 	*wp = NULL;
 }
@@ -875,7 +841,7 @@ out:
 	w->fd = -1;
 	if (w->tmp[0] != '\0')
 		unlink(w->tmp);
-	dio_buf_put(w->dio);
+	free(w->dio);
 	free(w);
 	*wp = NULL;
 	return ret;
