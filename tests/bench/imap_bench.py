@@ -24,7 +24,7 @@ Tests:
      and second SELECT (each on a fresh connection) reported separately.
      Sora: one message APPENDed, then copied 99,999 times by one SQL
      INSERT ... SELECT over generate_series, through the normal INSERT so
-     the statement triggers keep mailbox_stats exact; uid_next set after.
+     the triggers keep mailbox_stats exact; uid_next set after.
      Dovecot: 100,000 hard links to the same message (files of 50,000 links) in cur/
      (names with S= and W= sizes, no flags), indexed on the first SELECT.
   5. Memory per idle IDLE session: N sessions (2,000) each logged in, INBOX
