@@ -754,32 +754,49 @@ static void direct_config(struct sora_config *cfg, struct direct_dirs *d, const 
 	cfg->local_cache.max_object_size = 1 << 16;
 }
 
+/* Opens a direct (fs) store under dir/tag. */
+static struct sora_blob_store *open_direct(const char *tag, struct direct_dirs *d)
+{
+	struct sora_config cfg = { 0 };
+	struct sora_blob_store *s = NULL;
+	struct sora_error err;
+
+	direct_config(&cfg, d, tag);
+	if (sora_blob_store_open(&cfg, NULL, &s, &err) != 0)
+		fail_msg("store: %s", err.msg);
+	assert_true(sora_blob_store_direct(s));
+	return s;
+}
+
+/* The body at path is one file (one link) of size bytes. */
+static void expect_one_file(const char *path, size_t size)
+{
+	struct stat st;
+
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_nlink, 1);
+	assert_int_equal(st.st_size, size);
+}
+
 /* A direct (fs) store under dir/tag: the body is written once, into its
  * place, with no second name left anywhere. Without O_TMPFILE (no_tmpfile)
  * the named temp file is renamed into place, else the unnamed one linked. */
 static void direct_store_once(const char *tag)
 {
-	struct sora_config cfg = { 0 };
-	struct sora_blob_store *s = NULL;
 	struct direct_dirs d;
+	struct sora_blob_store *s = open_direct(tag, &d);
 	char path[256];
 	const char body[] = "Subject: direct\r\n\r\nstored once\r\n";
 	struct sora_blob_ref ref, again;
 	struct sora_error err;
-	struct stat st;
 
-	direct_config(&cfg, &d, tag);
-	assert_int_equal(sora_blob_store_open(&cfg, NULL, &s, &err), 0);
-	assert_true(sora_blob_store_direct(s));
 	renameat2_calls = anon_links = 0;
 	assert_int_equal(sora_blob_stage_buf(s, ACCT, body, sizeof(body) - 1, &ref, &err), 0);
 	assert_int_equal(renameat2_calls, no_tmpfile ? 1 : 0);
 	assert_int_equal(anon_links, no_tmpfile ? 0 : 1);
 	assert_false(ref.existed);
 	file_path(path, sizeof(path), tag, "blobs", ACCT, ref.hash);
-	assert_int_equal(stat(path, &st), 0);
-	assert_int_equal(st.st_nlink, 1);
-	assert_int_equal(st.st_size, sizeof(body) - 1);
+	expect_one_file(path, sizeof(body) - 1);
 	/* The object is the only file: the temp directories are empty. */
 	assert_int_equal(count_files(d.blobs), 1);
 	assert_int_equal(count_files(d.staging), 1);
@@ -814,25 +831,19 @@ static int renameat2_restore(void **state)
  * by the next writer of that body, named or unnamed. */
 static void replace_damaged(const char *tag)
 {
-	struct sora_config cfg = { 0 };
-	struct sora_blob_store *s = NULL;
 	struct direct_dirs d;
+	struct sora_blob_store *s = open_direct(tag, &d);
 	char path[256];
 	const char body[] = "Subject: damaged\r\n\r\nreplaced\r\n";
 	struct sora_blob_ref ref, again;
 	struct sora_error err;
-	struct stat st;
 
-	direct_config(&cfg, &d, tag);
-	assert_int_equal(sora_blob_store_open(&cfg, NULL, &s, &err), 0);
 	assert_int_equal(sora_blob_stage_buf(s, ACCT, body, sizeof(body) - 1, &ref, &err), 0);
 	file_path(path, sizeof(path), tag, "blobs", ACCT, ref.hash);
 	assert_int_equal(truncate(path, 5), 0);
 	assert_int_equal(sora_blob_stage_buf(s, ACCT, body, sizeof(body) - 1, &again, &err), 0);
 	assert_false(again.existed);
-	assert_int_equal(stat(path, &st), 0);
-	assert_int_equal(st.st_nlink, 1);
-	assert_int_equal(st.st_size, sizeof(body) - 1);
+	expect_one_file(path, sizeof(body) - 1);
 	assert_int_equal(count_files(d.blobs), 1);
 	expect_body(s, ref.hash, (const unsigned char *)body, sizeof(body) - 1, 0,
 		    SORA_BLOB_TO_END);
