@@ -675,11 +675,12 @@ static int flock_retry(int fd, int op)
 	return rc;
 }
 
-/* Gives the file at tmp the name path unless path exists (EEXIST then).
- * A rename without replacing takes the temporary name away in the same
- * step (tmp becomes ""): one directory operation where link and unlink
- * take two. A file system without RENAME_NOREPLACE gets a link, and tmp
- * stays for the caller's clean-up to remove. */
+/* Gives the writer's file the name path unless path exists (EEXIST then).
+ * An unnamed file (O_TMPFILE, tmp is "") is linked: linkat never replaces.
+ * A named one is renamed without replacing, which takes the temporary name
+ * away in the same step (tmp becomes ""): one directory operation where
+ * link and unlink take two. A file system without RENAME_NOREPLACE gets a
+ * link, and tmp stays for the caller's clean-up to remove. */
 static int place_noreplace(struct sora_blob_writer *w, const char *path)
 {
 	if (w->tmp[0] == '\0')

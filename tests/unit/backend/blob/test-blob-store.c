@@ -984,14 +984,11 @@ static void direct_io_bodies(const char *tag, bool refuse)
 {
 	static const size_t sizes[] = { 1, 4095, 4096, 4097, 65535, 65536, 65537, 69633,
 					102616, 131071, 131072, 131073, 135169, 300001 };
-	struct sora_config cfg = { 0 };
-	struct sora_blob_store *s = NULL;
 	struct direct_dirs d;
+	struct sora_blob_store *s = open_direct(tag, &d);
 	struct sora_error err;
 	bool dio;
 
-	direct_config(&cfg, &d, tag);
-	assert_int_equal(sora_blob_store_open(&cfg, NULL, &s, &err), 0);
 	dio = !refuse && dir_takes_direct_io(d.blobs);
 	if (!refuse && !dio)
 		print_message("note: %s takes no O_DIRECT; page-cache checks skipped\n", d.blobs);
@@ -1043,9 +1040,8 @@ static int direct_io_restore(void **state)
  * EFBIG) fails with the error and leaves nothing in the store. */
 static void test_direct_io_short_write(void **state)
 {
-	struct sora_config cfg = { 0 };
-	struct sora_blob_store *s = NULL;
 	struct direct_dirs d;
+	struct sora_blob_store *s = open_direct("dio-short", &d);
 	struct sora_error err;
 	struct sora_blob_ref ref;
 	struct rlimit old, lim;
@@ -1054,8 +1050,6 @@ static void test_direct_io_short_write(void **state)
 	int rc;
 
 	assert_non_null(data);
-	direct_config(&cfg, &d, "dio-short");
-	assert_int_equal(sora_blob_store_open(&cfg, NULL, &s, &err), 0);
 	assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
 	lim = old;
 	lim.rlim_cur = 100000;
