@@ -49,34 +49,42 @@ int sora_blob_mkdirs(const char *dir, mode_t mode)
 	return 0;
 }
 
+static int parent_of(const char *path, char *dst, size_t size);
+
+/* Deepest first: a body's directory usually lacks only its last one or two
+ * levels, and mkdir on a directory that exists locks its parent. */
 int sora_blob_mkdirs_durable(const char *dir, mode_t mode)
 {
-	char path[4096];
-	size_t len = strnlen(dir, sizeof(path));
+	char parent[4096];
 	struct stat st;
 
-	if (len == 0 || len >= sizeof(path)) {
-		errno = len == 0 ? ENOENT : ENAMETOOLONG;
+	if (stat(dir, &st) == 0) {
+		if (S_ISDIR(st.st_mode))
+			return 0;
+		errno = ENOTDIR;
 		return -1;
 	}
-	/* Fast path: the directory is there already. */
-	if (stat(dir, &st) == 0 && S_ISDIR(st.st_mode))
-		return 0;
-	memcpy(path, dir, len + 1);
-	for (size_t i = 1; i <= len; i++) {
-		if (i < len && path[i] != '/')
-			continue;
-		char saved = path[i];
-		path[i] = '\0';
-		if (mkdir(path, mode) == 0) {
-			if (sora_blob_fsync_parent(path) < 0)
-				return -1;
-		} else if (errno != EEXIST) {
+	if (errno != ENOENT)
+		return -1;
+	if (mkdir(dir, mode) < 0) {
+		/* Made meanwhile: its maker may not have synced it yet. */
+		if (errno == EEXIST)
+			return sora_blob_fsync_parent(dir);
+		if (errno != ENOENT)
+			return -1;
+		/* A missing parent: made first, then this one. */
+		if (parent_of(dir, parent, sizeof(parent)) < 0)
+			return -1;
+		if (strcmp(parent, dir) == 0) {
+			errno = ENOENT;
 			return -1;
 		}
-		path[i] = saved;
+		if (sora_blob_mkdirs_durable(parent, mode) < 0)
+			return -1;
+		if (mkdir(dir, mode) < 0 && errno != EEXIST)
+			return -1;
 	}
-	return 0;
+	return sora_blob_fsync_parent(dir);
 }
 
 int sora_blob_fsync_dir(const char *dir)

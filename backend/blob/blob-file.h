@@ -21,7 +21,8 @@
 int sora_blob_mkdirs(const char *dir, mode_t mode);
 /* Like sora_blob_mkdirs(), and for every directory it creates it fsyncs
  * the parent, so the new directory survives a crash together with the
- * files renamed into it. */
+ * files renamed into it. The new directory itself is not fsynced: the
+ * fsync of what is put into it is. */
 int sora_blob_mkdirs_durable(const char *dir, mode_t mode);
 /* The same for the directory that contains path. */
 int sora_blob_mkdirs_parent_durable(const char *path, mode_t mode);

@@ -9,9 +9,12 @@
 #include <dirent.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/sysmacros.h>
 #include <time.h>
 #include <unistd.h>
 
+#include <linux/magic.h>
 #include <sodium.h>
 
 #include "backend/blob/blob-file.h"
@@ -35,6 +38,7 @@ struct sora_blob_store {
 	char *direct_tmp;      /* and its temp directory (same file system) */
 	bool no_dio;           /* direct store: its file system refused O_DIRECT */
 	bool anon_tmp;         /* writers' files are O_TMPFILE until placed */
+	bool names_sync;       /* a file's fsync makes its new name durable */
 	int lock_fd;           /* <staging>/.sora-lock, flock(LOCK_EX) while open */
 };
 
@@ -96,7 +100,8 @@ static int restore_aside(struct sora_blob_store *s)
  * goes through /proc/self/fd, which needs no privilege (AT_EMPTY_PATH
  * needs CAP_DAC_READ_SEARCH). A file system without O_TMPFILE, or a
  * system without /proc, gets named temp files: anon_tmp_works() tries
- * both once when the store opens. */
+ * both once when the store opens. The file's link count is 0 on disk
+ * until it is fsynced again after the link: see sync_placed(). */
 static int anon_tmpfile(const char *dir)
 {
 	return open(dir, O_TMPFILE | O_WRONLY | O_CLOEXEC, 0600);
@@ -125,6 +130,45 @@ static bool anon_tmp_works(const char *dir)
 		unlink(path);
 	close(fd);
 	return ok;
+}
+
+/* Whether a file's fsync also makes a name just linked to it durable, so
+ * that the directory needs no fsync of its own. The ext4 driver does (with
+ * a journal the link and the inode are one transaction; without one, the
+ * fsync writes the directories that got a new entry), and so does XFS (one
+ * log transaction). 0xEF53 is also ext2's magic, and ext2's own driver
+ * writes no directory: the ext4 driver is recognised by its entry in
+ * /sys/fs/ext4. Anything else gets the directory's fsync, as POSIX asks. */
+static bool file_sync_covers_name(const char *dir)
+{
+	char sys[256], target[PATH_MAX];
+	struct statfs sfs;
+	struct stat st;
+	const char *dev;
+	ssize_t n;
+
+	if (statfs(dir, &sfs) < 0 || stat(dir, &st) < 0)
+		return false;
+	if (sfs.f_type == XFS_SUPER_MAGIC)
+		return true;
+	if (sfs.f_type != EXT4_SUPER_MAGIC)
+		return false;
+	snprintf(sys, sizeof(sys), "/sys/dev/block/%u:%u", major(st.st_dev), minor(st.st_dev));
+	n = readlink(sys, target, sizeof(target) - 1);
+	if (n <= 0)
+		return false;
+	target[n] = '\0';
+	dev = strrchr(target, '/');
+	if (snprintf(sys, sizeof(sys), "/sys/fs/ext4/%.200s", dev != NULL ? dev + 1 : target) < 0)
+		return false;
+	return access(sys, F_OK) == 0;
+}
+
+/* The store's own directories, made durable when the store opens so that
+ * a crash soon after its first start leaves nothing for fsck to repair. */
+static int store_dir(const char *dir)
+{
+	return sora_blob_mkdirs_durable(dir, 0750) < 0 ? -1 : sora_blob_fsync_dir(dir);
 }
 
 int sora_blob_store_new(struct sora_blob_store_params *p, struct sora_blob_store **store_r,
@@ -171,8 +215,7 @@ int sora_blob_store_new(struct sora_blob_store_params *p, struct sora_blob_store
 		sora_error_set(err, SORA_ERR_TEMPORARY, "out of memory");
 		goto fail;
 	}
-	if (sora_blob_mkdirs(s->staging_tmp, 0750) < 0 ||
-	    sora_blob_mkdirs(s->staging_aside, 0750) < 0) {
+	if (store_dir(s->staging_tmp) < 0 || store_dir(s->staging_aside) < 0) {
 		sora_error_set(err, SORA_ERR_PERMANENT, "blob store: cannot create %s: %s",
 			       s->staging_tmp, strerror(errno));
 		goto fail;
@@ -227,13 +270,15 @@ int sora_blob_store_new(struct sora_blob_store_params *p, struct sora_blob_store
 			sora_error_set(err, SORA_ERR_TEMPORARY, "out of memory");
 			goto fail;
 		}
-		if (sora_blob_mkdirs(s->direct_tmp, 0750) < 0) {
+		if (store_dir(s->direct_tmp) < 0) {
 			sora_error_set(err, SORA_ERR_PERMANENT, "blob store: cannot create %s: %s",
 				       s->direct_tmp, strerror(errno));
 			goto fail;
 		}
 	}
 	s->anon_tmp = anon_tmp_works(s->direct_tmp != NULL ? s->direct_tmp : s->staging_tmp);
+	s->names_sync = file_sync_covers_name(s->direct_tmp != NULL ? s->direct_tmp
+								    : s->staging_tmp);
 	if (p->cache_path != NULL && p->cache_path[0] != '\0' && p->cache_capacity > 0) {
 		if (sora_blob_cache_open(p->cache_path, p->cache_capacity,
 					 p->cache_max_object_size, &s->cache, err) < 0)
@@ -718,6 +763,20 @@ static int name_anon(struct sora_blob_writer *w)
 	return -1;
 }
 
+/* Makes the body at path durable under that name, after a writer placed
+ * it or a writer found it in place (whose writer may not have got this far
+ * yet). A writer's unnamed file was fsynced while its link count was still
+ * 0, and linkat raises it only in memory: without another fsync of the
+ * file, a crash leaves the name pointing at an inode the disk shows as
+ * free, and e2fsck removes the entry (ext4 without a journal,
+ * docs/storage.md). */
+static int sync_placed(struct sora_blob_store *s, int fd, const char *path)
+{
+	if (fsync(fd) < 0)
+		return -1;
+	return s->names_sync ? 0 : sora_blob_fsync_parent(path);
+}
+
 /* A writer that gave up puts the hash into this many more attempts before
  * it fails: each retry means a concurrent discard removed the body that
  * was found in place, and the next attempt writes it itself. */
@@ -771,6 +830,8 @@ int sora_blob_writer_commit_held(struct sora_blob_writer **wp, struct sora_blob_
 				if (S_ISREG(st.st_mode) && (uint64_t)st.st_size == ref_r->size) {
 					h->fd = fd;
 					ref_r->existed = true;
+					if (sync_placed(s, fd, path) < 0)
+						goto io_error;
 					break;
 				}
 				/* A damaged copy (wrong size for its hash): replaced
@@ -809,7 +870,7 @@ int sora_blob_writer_commit_held(struct sora_blob_writer **wp, struct sora_blob_
 placed:
 		h->fd = w->fd;
 		w->fd = -1;
-		if (sora_blob_fsync_parent(path) < 0)
+		if (sync_placed(s, h->fd, path) < 0)
 			goto io_error;
 		break;
 	}

@@ -20,6 +20,7 @@
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -72,10 +73,48 @@ int open(const char *path, int flags, ...)
 	return (int)syscall(SYS_openat, AT_FDCWD, path, flags, mode);
 }
 
+/* Stand in for fsync and statfs: after a link of an unnamed file, the
+ * fsyncs of that file and of directories are counted, and the inode of
+ * the last file fsynced is kept; with other_fs set, statfs reports a file
+ * system the store knows nothing particular about (tmpfs). */
+static int linked_fd = -1;
+static int file_syncs_after_link, dir_syncs_after_link;
+static ino_t last_synced_ino;
+static bool other_fs;
+static int statfs_calls;
+
+int fsync(int fd)
+{
+	struct stat st;
+
+	if (fstat(fd, &st) == 0) {
+		if (!S_ISDIR(st.st_mode))
+			last_synced_ino = st.st_ino;
+		if (linked_fd >= 0 && S_ISDIR(st.st_mode))
+			dir_syncs_after_link++;
+		else if (linked_fd >= 0 && fd == linked_fd)
+			file_syncs_after_link++;
+	}
+	return (int)syscall(SYS_fsync, fd);
+}
+
+int statfs(const char *path, struct statfs *buf)
+{
+	int ret = (int)syscall(SYS_statfs, path, buf);
+
+	statfs_calls++;
+	if (ret == 0 && other_fs)
+		buf->f_type = 0x01021994;   /* TMPFS_MAGIC */
+	return ret;
+}
+
 int linkat(int olddirfd, const char *oldpath, int newdirfd, const char *newpath, int flags)
 {
-	if (strncmp(oldpath, "/proc/self/fd/", 14) == 0)
+	if (strncmp(oldpath, "/proc/self/fd/", 14) == 0) {
 		anon_links++;
+		linked_fd = atoi(oldpath + 14);
+		file_syncs_after_link = dir_syncs_after_link = 0;
+	}
 	return (int)syscall(SYS_linkat, olddirfd, oldpath, newdirfd, newpath, flags);
 }
 
@@ -789,11 +828,22 @@ static void direct_store_once(const char *tag)
 	const char body[] = "Subject: direct\r\n\r\nstored once\r\n";
 	struct sora_blob_ref ref, again;
 	struct sora_error err;
+	struct stat st;
 
 	renameat2_calls = anon_links = 0;
+	linked_fd = -1;
 	assert_int_equal(sora_blob_stage_buf(s, ACCT, body, sizeof(body) - 1, &ref, &err), 0);
 	assert_int_equal(renameat2_calls, no_tmpfile ? 1 : 0);
 	assert_int_equal(anon_links, no_tmpfile ? 0 : 1);
+	/* The unnamed file was fsynced with a link count of 0: once linked it
+	 * is fsynced again (its inode), and on a file system not known to make
+	 * the name durable with it, its directory too. */
+	if (!no_tmpfile) {
+		assert_int_equal(file_syncs_after_link, 1);
+		if (other_fs)
+			assert_int_equal(dir_syncs_after_link, 1);
+	}
+	linked_fd = -1;
 	assert_false(ref.existed);
 	file_path(path, sizeof(path), tag, "blobs", ACCT, ref.hash);
 	expect_one_file(path, sizeof(body) - 1);
@@ -802,9 +852,13 @@ static void direct_store_once(const char *tag)
 	assert_int_equal(count_files(d.staging), 1);
 	expect_body(s, ref.hash, (const unsigned char *)body, sizeof(body) - 1, 0,
 		    SORA_BLOB_TO_END);
-	/* In place already: found, not written again. */
+	/* In place already: found, not written again, but fsynced (its
+	 * writer may not have got that far yet). */
+	last_synced_ino = 0;
 	assert_int_equal(sora_blob_stage_buf(s, ACCT, body, sizeof(body) - 1, &again, &err), 0);
 	assert_true(again.existed);
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(last_synced_ino, st.st_ino);
 	assert_int_equal(count_files(d.blobs), 1);
 	sora_blob_store_free(&s);
 }
@@ -819,11 +873,15 @@ static void test_direct_fs_store_without_noreplace(void **state)
 	direct_store_once("renamed");
 	no_tmpfile = false;
 	direct_store_once("unnamed");
+	other_fs = true;
+	statfs_calls = 0;
+	direct_store_once("unnamed-other-fs");
+	assert_true(statfs_calls > 0);
 }
 
 static int renameat2_restore(void **state)
 {
-	no_renameat2 = no_tmpfile = false;
+	no_renameat2 = no_tmpfile = other_fs = false;
 	return 0;
 }
 
