@@ -7,6 +7,7 @@
 
 #include "backend/blob/blob-store.h"
 #include "backend/imap/imap.h"
+#include "backend/lmtp/lmtp-rcpt-cache.h"
 #include "backend/store/deliver.h"
 #include "backend/store/janitor.h"
 #include "backend/store/uid-cache.h"
@@ -39,20 +40,29 @@ struct sora_backend *sora_backend(void)
 	return backend_started ? &backend : NULL;
 }
 
-/* ---- mailbox change notifications ----
+/* ---- change notifications ----
  *
  * The counter triggers NOTIFY 'sora_mailbox' with the mailbox id for every
  * change. The IMAP server fans them out to the sessions that have the
- * mailbox selected (backend/imap/imap-notify.c); they are also counted, so
- * operators can see the LISTEN connection work. */
+ * mailbox selected (backend/imap/imap-notify.c). Changes to accounts and
+ * credentials NOTIFY 'sora_accounts', which empties LMTP's recipient cache
+ * (backend/lmtp/lmtp-rcpt-cache.h). Both are counted, so operators can see
+ * the LISTEN connection work. */
 
-static struct sora_metric_series *m_notifications, *m_resyncs;
+static struct sora_metric_series *m_notifications, *m_account_notifications, *m_resyncs;
 
 static void backend_notify(const char *channel, const char *payload, void *ctx)
 {
 	char *end;
 	long long id;
 
+	/* Accounts or credentials changed (migration 0011's triggers): the
+	 * recipients LMTP keeps may be out of date. */
+	if (strcmp(channel, "sora_accounts") == 0) {
+		sora_metric_inc(m_account_notifications);
+		sora_lmtp_rcpt_cache_flush();
+		return;
+	}
 	sora_metric_inc(m_notifications);
 	if (payload == NULL)
 		return;
@@ -68,23 +78,25 @@ static void backend_missed(void *ctx)
 	 * session with a mailbox selected looks again. */
 	sora_metric_inc(m_resyncs);
 	sora_imap_resync_all();
+	sora_lmtp_rcpt_cache_flush();
 }
 
 static int backend_listen_start(const struct sora_config *cfg, struct sora_error *err)
 {
-	static const char *const channels[] = { "sora_mailbox" };
+	static const char *const channels[] = { "sora_mailbox", "sora_accounts" };
 	struct sora_db_listen_params p = {
 		.db = &cfg->database,
 		.application_name = "sora-backend-listen",
 		.channels = channels,
-		.nchannels = 1,
+		.nchannels = 2,
 		.notify = backend_notify,
 		.missed = backend_missed,
 	};
-	m_notifications = sora_metric_with(
-		sora_metric_counter("db_notifications_total",
-				    "Mailbox change notifications received (LISTEN).", "channel"),
-		"sora_mailbox");
+	struct sora_metric *n = sora_metric_counter(
+		"db_notifications_total", "Change notifications received (LISTEN).", "channel");
+
+	m_notifications = sora_metric_with(n, "sora_mailbox");
+	m_account_notifications = sora_metric_with(n, "sora_accounts");
 	m_resyncs = sora_metric_with(
 		sora_metric_counter("db_listen_resyncs_total",
 				    "LISTEN connection re-established after a loss; notifications "
@@ -222,4 +234,5 @@ void sora_backend_stop(void)
 	sora_blob_store_free(&backend.blobs);
 	sora_db_pool_destroy(&backend.db);
 	sora_uid_cache_free(&backend.uid_cache);
+	sora_lmtp_rcpt_cache_clear();
 }

@@ -26,7 +26,7 @@ struct sora_backend {
 	struct sora_blob_store *blobs;   /* owned */
 	struct sora_uploader *uploader;  /* owned */
 	struct sora_janitor *janitor;    /* owned */
-	struct sora_db_listener *listen; /* owned: LISTEN sora_mailbox */
+	struct sora_db_listener *listen; /* owned: LISTEN sora_mailbox, sora_accounts */
 	struct sora_uid_cache *uid_cache;  /* owned; NULL if it could not be made */
 };
 

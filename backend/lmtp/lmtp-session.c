@@ -21,10 +21,12 @@
 #include <time.h>
 
 #include "backend/backend.h"
+#include "backend/lmtp/lmtp-rcpt-cache.h"
 #include "backend/lmtp/lmtp-spool.h"
 #include "backend/store/deliver.h"
 #include "common/config/config.h"
 #include "common/core/log.h"
+#include "common/db/listen.h"
 #include "common/metrics/metrics.h"
 #include "common/net/workers.h"
 #include "common/proto/smtp-data.h"
@@ -91,7 +93,7 @@ struct lmtp_session {
 static pthread_once_t metrics_once = PTHREAD_ONCE_INIT;
 static struct sora_metric_series *m_delivered, *m_duplicate, *m_tempfail;
 static struct sora_metric_series *m_rcpt_ok, *m_rcpt_unknown, *m_rcpt_tempfail;
-static struct sora_metric_series *m_too_big;
+static struct sora_metric_series *m_too_big, *m_rcpt_cached;
 
 static void metrics_init(void)
 {
@@ -110,6 +112,10 @@ static void metrics_init(void)
 	m_rcpt_unknown = sora_metric_with(r, "unknown");
 	m_rcpt_tempfail = sora_metric_with(r, "tempfail");
 	m_too_big = sora_metric_with(b, "too_big");
+	m_rcpt_cached = sora_metric_with(
+		sora_metric_counter("sora_lmtp_recipient_cache_hits_total",
+				    "LMTP recipients answered from the recipient cache (also "
+				    "counted in sora_lmtp_recipients_total).", NULL));
 }
 
 /* ---- replies ---- */
@@ -234,11 +240,23 @@ static void job_finished(struct sora_conn *c, struct lmtp_session *s)
 		sora_conn_resume(c);
 }
 
+/* Whether this session may use the recipient cache: the listener's
+ * notifications keep it exact only while it is connected
+ * (lmtp-rcpt-cache.h). */
+static bool rcpt_cache_usable(const struct lmtp_session *s)
+{
+	struct sora_backend *be = sora_backend();
+
+	return s->srv->recipient_cache_ttl_ms > 0 && be != NULL &&
+	       sora_db_listener_connected(be->listen);
+}
+
 static enum sora_job_status rcpt_work(struct sora_job *job, void *arg)
 {
 	struct lmtp_session *s = arg;
 	struct sora_backend *be = sora_backend();
 	struct sora_db_conn *conn = NULL;
+	uint64_t generation = sora_lmtp_rcpt_cache_generation();
 
 	sora_error_clear(&s->job_error);
 	if (be == NULL) {
@@ -253,6 +271,8 @@ static enum sora_job_status rcpt_work(struct sora_job *job, void *arg)
 	s->lookup_rc = sora_store_resolve_recipient(conn, sora_str_c(s->lookup), 0,
 						    &s->pending.who, &s->job_error);
 	sora_db_release(&conn);
+	if (s->lookup_rc == 0 && rcpt_cache_usable(s))
+		sora_lmtp_rcpt_cache_put(s->lookup, generation, &s->pending.who);
 	return SORA_JOB_DONE;
 }
 
@@ -517,6 +537,14 @@ static void cmd_rcpt(struct lmtp_session *s, const struct sora_smtp_command *cmd
 	}
 	if (n < 0 || (size_t)n >= sizeof(s->lookup)) {
 		reply(s, 550, "5.1.1", "<%s> User doesn't exist", s->pending.address);
+		return;
+	}
+	if (rcpt_cache_usable(s) &&
+	    sora_lmtp_rcpt_cache_get(s->lookup, s->srv->recipient_cache_ttl_ms, &s->pending.who)) {
+		sora_metric_inc(m_rcpt_cached);
+		s->lookup_rc = 0;
+		sora_error_clear(&s->job_error);
+		rcpt_done(s->c, s);
 		return;
 	}
 	if (!submit(s, LMTP_JOB_RCPT, rcpt_work, rcpt_done)) {

@@ -40,6 +40,7 @@ EMBED(sora_migration_0007_sql, "backend/store/migrations/0007_proxy.sql");
 EMBED(sora_migration_0008_sql, "backend/store/migrations/0008_sort_groups.sql");
 EMBED(sora_migration_0009_sql, "backend/store/migrations/0009_shared_text.sql");
 EMBED(sora_migration_0010_sql, "backend/store/migrations/0010_row_insert_counters.sql");
+EMBED(sora_migration_0011_sql, "backend/store/migrations/0011_account_notify.sql");
 
 static const struct sora_migration migrations[] = {
 	{ 1, "init", sora_migration_0001_sql },
@@ -52,6 +53,7 @@ static const struct sora_migration migrations[] = {
 	{ 8, "sort_groups", sora_migration_0008_sql },
 	{ 9, "shared_text", sora_migration_0009_sql },
 	{ 10, "row_insert_counters", sora_migration_0010_sql },
+	{ 11, "account_notify", sora_migration_0011_sql },
 };
 
 const struct sora_migration *sora_store_migrations(size_t *count_r)

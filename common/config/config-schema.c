@@ -287,6 +287,7 @@ static const struct sora_config_key server_keys[] = {
 	KEY_SIZE("session_memory_limit", T, session_memory_limit, SORA_DEFAULT_SESSION_MEMORY_LIMIT),
 	KEY_SIZE("append_limit", T, append_limit, SORA_DEFAULT_APPEND_LIMIT),
 	KEY_SIZE("max_message_size", T, max_message_size, SORA_DEFAULT_MAX_MESSAGE_SIZE),
+	KEY_DURATION("recipient_cache_ttl", T, recipient_cache_ttl_ms, SECONDS(60), 0, 0),
 	KEY_INT64("search_rate_limit_per_min", T, search_rate_limit_per_min, 0, 0, INT64_MAX, 0),
 	KEY_DURATION("search_rate_limit_window", T, search_rate_limit_window_ms,
 		     SORA_DEFAULT_SEARCH_RATE_WINDOW_MS, 1, KF_ZERO_DEFAULT),

@@ -114,6 +114,7 @@ struct sora_server_config {
 	uint64_t session_memory_limit;       /* 0 = unlimited */
 	uint64_t append_limit;               /* imap */
 	uint64_t max_message_size;           /* lmtp */
+	int64_t recipient_cache_ttl_ms;      /* lmtp, default 60s, 0 = no cache */
 	int64_t search_rate_limit_per_min;   /* 0 = disabled */
 	int64_t search_rate_limit_window_ms;
 	int64_t max_errors;                  /* invalid commands before disconnect, default 10 */

@@ -187,7 +187,6 @@ static void listen_established(struct sora_db_listener *l)
 {
 	l->state = L_LISTENING;
 	l->backoff_ms = l->p.min_backoff_ms;
-	atomic_store(&l->connected, true);
 	if (l->ever_connected) {
 		sora_info(NULL, "LISTEN connection to %s is back; notifications sent meanwhile "
 			  "were lost, sessions resynchronise", l->where);
@@ -196,6 +195,10 @@ static void listen_established(struct sora_db_listener *l)
 	} else {
 		sora_info(NULL, "LISTEN connection to %s established", l->where);
 	}
+	/* After missed(): whoever trusts notifications only while connected
+	 * (the LMTP recipient cache) has forgotten what they would have
+	 * changed by the time it sees the connection up again. */
+	atomic_store(&l->connected, true);
 	l->ever_connected = true;
 }
 
