@@ -380,6 +380,34 @@ def cold_mode(a, tmp):
           f"{statistics.median(seconds_) * 1000:.1f}")
 
 
+def spread_placement(path):
+    """Marks path as the top of directory hierarchies (chattr +T) on ext4,
+    so that the allocator places each server's directory tree in a block
+    group of its own rather than next to path's parent, where earlier runs
+    created and deleted their files. Without a journal, ext4 does not reuse
+    an inode freed in the last one to six minutes and scans past every such
+    inode on each allocation (docs/lmtp.md, "ext4 without a journal"): the
+    first scenario after another benchmark's clean-up ran at 0.95 ms of CPU
+    per delivery instead of 0.63. Both servers get the same placement. Other
+    file systems refuse the flag, which changes nothing there."""
+    import array
+    import fcntl
+    FS_IOC_GETFLAGS, FS_IOC_SETFLAGS, FS_TOPDIR_FL = 0x80086601, 0x40086602, 0x00020000
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return
+    try:
+        flags = array.array("i", [0])
+        fcntl.ioctl(fd, FS_IOC_GETFLAGS, flags, True)
+        flags[0] |= FS_TOPDIR_FL
+        fcntl.ioctl(fd, FS_IOC_SETFLAGS, flags, True)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=3)
@@ -397,6 +425,7 @@ def main():
     a = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="sora-lmtp-bench-")
     os.chmod(tmp, 0o755)
+    spread_placement(tmp)
     try:
         if a.strace:
             strace_mode(a, tmp)
