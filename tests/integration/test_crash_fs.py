@@ -67,7 +67,7 @@ def test_acknowledged_bodies_survive_a_crash(lmtp_backend, tmp_path, journal):
         assert len(stored) == len(sizes)
         live = {h: b.body(acc, h) for _, h, _, _ in stored}
         # The disk as it is now: no sync, no unmount.
-        shutil.copyfile(image, copy)
+        _run("cp", "--sparse=always", image, copy)
         b.server.stop()
         # 0: clean, 1: errors fixed (free counts, always after a crash
         # without a journal), anything else: not repaired.
