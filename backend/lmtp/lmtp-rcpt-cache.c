@@ -13,7 +13,7 @@ struct entry {
 	int64_t found_ms;            /* CLOCK_MONOTONIC */
 	int64_t account_id;
 	bool has_detail;
-	size_t primary_at, detail_at;
+	size_t primary_at, detail_at, detail_len;   /* lengths without the NUL */
 	char address[];
 };
 
@@ -73,7 +73,7 @@ bool sora_lmtp_rcpt_cache_get(const char *address, int64_t ttl_ms,
 		who_r->has_detail = e->has_detail;
 		memcpy(who_r->primary_address, e->address + e->primary_at,
 		       e->detail_at - e->primary_at);
-		strcpy(who_r->detail, e->address + e->detail_at);
+		memcpy(who_r->detail, e->address + e->detail_at, e->detail_len + 1);
 		found = true;
 	}
 	pthread_mutex_unlock(&lock);
@@ -97,6 +97,7 @@ void sora_lmtp_rcpt_cache_put(const char *address, uint64_t gen,
 	e->has_detail = who->has_detail;
 	e->primary_at = alen;
 	e->detail_at = alen + plen;
+	e->detail_len = dlen - 1;
 	memcpy(e->address, address, alen);
 	memcpy(e->address + e->primary_at, who->primary_address, plen - 1);
 	e->address[e->detail_at - 1] = '\0';

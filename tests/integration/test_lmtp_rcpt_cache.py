@@ -123,3 +123,32 @@ def test_entries_expire_and_ttl_zero_turns_the_cache_off(lmtp_backend):
     for _ in range(3):
         assert rcpt(b, "erin@example.com") == 250
     assert hits(mport) == 0
+
+
+def test_not_used_while_the_listener_is_down_and_emptied_after(lmtp_backend, pg):
+    # Changes made while the LISTEN connection is down announce themselves
+    # to nobody: the cache must not answer then, and must be empty after.
+    b = lmtp_backend
+    b.account("frank@example.com")
+    mport = start(b)
+    rcpt(b, "frank@example.com")
+    h = hits(mport)
+    assert rcpt(b, "frank@example.com") == 250
+    assert hits(mport) == h + 1
+    try:
+        pg.stop()
+        # Five failed reconnects: the next one is seconds away, so the
+        # change below is made while nobody listens.
+        wait_for(lambda: b.server.log().count("retrying in") >= 5, timeout=20,
+                 what="the listener backing off")
+        # Not from the cache: the lookup runs, and fails with the database.
+        assert rcpt(b, "frank@example.com") == 451
+        assert hits(mport) == h + 1
+    finally:
+        pg.start()
+    wait_for(lambda: b.sql("SELECT 1") == "1", timeout=30, what="the database back")
+    b.sql("UPDATE accounts SET deleted_at = now() "
+          "WHERE id = (SELECT account_id FROM credentials WHERE address = 'frank@example.com')")
+    wait_for(lambda: value(mport, "sora_db_listen_resyncs_total") == 1, timeout=40,
+             what="LISTEN back after the restart")
+    assert rcpt(b, "frank@example.com") == 550
